@@ -1,0 +1,5 @@
+"""The network layer: fabrics, topology, collective cost models, calibration."""
+
+from hpclab.network.fabrics import Fabric, fabric, p2p_time
+
+__all__ = ["Fabric", "fabric", "p2p_time"]
