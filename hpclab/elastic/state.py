@@ -90,7 +90,11 @@ class PoolState:
     mean_task_seconds: float | None = None  # pool seconds per task per core, if known
     done: int = 0  # tasks finished
     refused: Mapping[tuple[str, str], float] = field(default_factory=lambda: MappingProxyType({}))
-    # (itype, zone) -> pool time of the latest capacity refusal there
+    # (itype, zone) -> pool time of the latest capacity refusal there; a key may also carry the
+    # market, (itype, zone, market), for a refusal of that market only (e.g. no spot capacity)
+    slots: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # itype -> task slots one new instance of that type gives (if the pool scales vCPUs down);
+    # policies fall back to running instances of the type, then to the catalog's cores
 
     def count(self, *, itype: str | None = None, zone: str | None = None, market: str | None = None,
               states: tuple[str, ...] = ("requested", "booting", "running")) -> int:

@@ -1,0 +1,197 @@
+"""Per-second billing of instances, computed vectorised from an event log.
+
+One function bills both clocks: the real :class:`ElasticPool` and the virtual-clock simulator
+pass it a table of instance lifetimes (one row per instance)::
+
+    instance  itype            zone           market     start   end
+    i-0001    ecs.c8i.8xlarge  cn-hangzhou-h  spot       12.0    931.5
+
+and get back the cost of each instance and totals by type, zone and market.
+
+The meter (Alibaba Cloud ECS "Pay-as-you-go": billed per second, with the catalog's
+``min_charge``; spot "preemptible instances" at the spot price)::
+
+    billed_seconds = max(ceil(end - start), min_charge[itype])
+    cost           = billed_seconds * price[itype, market]          # USD, price in USD/s
+
+Times are pool seconds (virtual seconds, or wall seconds / time_scale in the real pool).
+A lifecycle log (``time, instance, itype, zone, market, state``) becomes such a table with
+:func:`intervals_from_log`: an instance is billed from the moment the cloud granted it (its first
+``booting``, ``running`` or ``draining`` record) until ``terminated``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hpclab._validate import HpclabError
+from hpclab.elastic.state import MARKETS
+
+__all__ = ["bill", "bill_instances", "intervals_from_log", "INTERVAL_COLUMNS"]
+
+INTERVAL_COLUMNS = ("instance", "itype", "zone", "market", "start", "end")
+_BILLED_STATES = ("booting", "running", "draining")
+_EPS = 1e-9  # float slack before rounding up to the next whole second
+
+
+def _catalog(catalog):
+    if catalog is None:
+        from hpclab import catalog as _c
+
+        return _c.default()
+    return catalog
+
+
+def _frame(table) -> pd.DataFrame:
+    if isinstance(table, pd.DataFrame):
+        return table
+    if isinstance(table, xr.Dataset):
+        return table.to_dataframe().reset_index()
+    if isinstance(table, dict):
+        return pd.DataFrame(table)
+    raise HpclabError(f"intervals must be a DataFrame, Dataset or dict of columns "
+                      f"({', '.join(INTERVAL_COLUMNS)}), got {type(table).__name__}")
+
+
+def bill_instances(intervals, catalog=None, *, until: float | None = None) -> pd.DataFrame:
+    """The cost of each instance.
+
+    Parameters
+    ----------
+    intervals : DataFrame, Dataset or dict of columns
+        ``instance, itype, zone, market, start, end`` (pool seconds); ``end`` NaN for an instance
+        still alive, billed up to ``until``.
+    catalog : hpclab.catalog.Catalog, optional
+        Prices and ``min_charge`` per instance type (default: the shipped catalog).
+    until : float, optional
+        Pool time at which open instances are billed (needed if any ``end`` is NaN).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The input columns plus ``seconds`` (lifetime), ``billed_seconds``, ``price`` (USD/s) and
+        ``cost`` (USD), one row per instance.
+    """
+    cat = _catalog(catalog)
+    df = _frame(intervals)
+    missing = [c for c in INTERVAL_COLUMNS if c not in df.columns]
+    if missing:
+        raise HpclabError(f"intervals lack column(s) {', '.join(missing)}; need {', '.join(INTERVAL_COLUMNS)}")
+    df = df.loc[:, list(INTERVAL_COLUMNS)].reset_index(drop=True).copy()
+    if df["instance"].duplicated().any():
+        raise HpclabError(f"intervals must have one row per instance; repeated: "
+                          f"{df.loc[df['instance'].duplicated(), 'instance'].iloc[0]!r}")
+    bad = ~df["market"].isin(MARKETS)
+    if bad.any():
+        raise HpclabError(f"market must be one of {', '.join(MARKETS)}; got {df['market'][bad].iloc[0]!r}")
+    try:
+        start = df["start"].to_numpy(dtype=float)
+        end = df["end"].to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise HpclabError("start and end must be numbers (pool seconds)") from None
+    if not np.all(np.isfinite(start)):
+        raise HpclabError("start must be finite for every instance")
+    open_ = np.isnan(end)
+    if open_.any():
+        if until is None:
+            raise HpclabError(f"{int(open_.sum())} instance(s) have no end; pass until= to bill them "
+                              "up to that time")
+        end = np.where(open_, float(until), end)
+    if np.any(np.isinf(end)):
+        raise HpclabError("end must be finite (or NaN for an instance still alive)")
+    if np.any(end < start):
+        i = int(np.argmax(end < start))
+        raise HpclabError(f"end must be >= start; instance {df['instance'].iloc[i]!r} has "
+                          f"start {start[i]:g}, end {end[i]:g}")
+    codes, types = pd.factorize(df["itype"], sort=True)
+    recs = [cat.instance(t) for t in types]  # KeyError listing known types
+    od = np.array([r.price_on_demand for r in recs])[codes]
+    sp = np.array([r.price_spot for r in recs])[codes]
+    minc = np.array([r.min_charge for r in recs])[codes]
+    seconds = end - start
+    billed = np.maximum(np.ceil(seconds - _EPS), minc)
+    price = np.where(df["market"].to_numpy() == "spot", sp, od)
+    df["end"] = end
+    df["seconds"] = seconds
+    df["billed_seconds"] = billed
+    df["price"] = price
+    df["cost"] = billed * price
+    return df
+
+
+def bill(intervals, catalog=None, *, until: float | None = None) -> xr.Dataset:
+    """Totals by instance type, zone and market (see the module docstring for the meter).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``itype``, ``zone``, ``market``; variables ``cost`` (USD), ``billed_seconds`` and
+        ``instance_seconds`` (s), ``instances`` (count); ``total_cost`` (USD, scalar).
+    """
+    per = bill_instances(intervals, catalog, until=until)
+    ti, itypes = pd.factorize(per["itype"], sort=True)
+    tz, zones = pd.factorize(per["zone"], sort=True)
+    tm = per["market"].map({m: k for k, m in enumerate(MARKETS)}).to_numpy(dtype=int)
+    shape = (len(itypes), len(zones), len(MARKETS))
+    flat = np.ravel_multi_index((ti, tz, tm), shape) if len(per) else np.zeros(0, dtype=int)
+    size = int(np.prod(shape))
+
+    def total(values):
+        return np.bincount(flat, weights=np.asarray(values, dtype=float), minlength=size).reshape(shape)
+
+    dims = ("itype", "zone", "market")
+    ds = xr.Dataset(
+        {
+            "cost": (dims, total(per["cost"]), {"units": "USD"}),
+            "billed_seconds": (dims, total(per["billed_seconds"]), {"units": "s"}),
+            "instance_seconds": (dims, total(per["seconds"]), {"units": "s"}),
+            "instances": (dims, total(np.ones(len(per))).astype(int), {"units": "count"}),
+        },
+        coords={"itype": list(itypes), "zone": list(zones), "market": list(MARKETS)},
+        attrs={"meter": "per second, minimum charge per instance (catalog min_charge)"},
+    )
+    ds["total_cost"] = xr.DataArray(float(per["cost"].sum()), attrs={"units": "USD"})
+    return ds
+
+
+def intervals_from_log(log, *, until: float | None = None) -> pd.DataFrame:
+    """Instance lifetimes (for :func:`bill`) from a lifecycle event log.
+
+    Parameters
+    ----------
+    log : DataFrame or Dataset
+        One row per lifecycle change with ``time``, ``instance``, ``itype`` (or ``type``),
+        ``zone``, ``state`` and optionally ``market`` (default on-demand).
+    until : float, optional
+        Kept for symmetry with :func:`bill`; open instances get ``end`` NaN.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``instance, itype, zone, market, start, end``: ``start`` is the first ``booting``,
+        ``running`` or ``draining`` record, ``end`` the first ``terminated`` one (NaN if none).
+        Instances never granted (refused requests) are left out.
+    """
+    df = _frame(log)
+    df = df.rename(columns={"type": "itype", "instance_type": "itype"})
+    need = ("time", "instance", "itype", "zone", "state")
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise HpclabError(f"log lacks column(s) {', '.join(missing)}; need {', '.join(need)} (+ market)")
+    if "market" not in df.columns:
+        df = df.assign(market="on-demand")
+    df = df.sort_values("time", kind="stable")
+    granted = df[df["state"].isin(_BILLED_STATES)]
+    first = granted.groupby("instance", sort=True).first()
+    ends = df[df["state"] == "terminated"].groupby("instance")["time"].first()
+    out = pd.DataFrame({
+        "instance": first.index.to_numpy(),
+        "itype": first["itype"].to_numpy(),
+        "zone": first["zone"].to_numpy(),
+        "market": first["market"].to_numpy(),
+        "start": first["time"].to_numpy(dtype=float),
+        "end": ends.reindex(first.index).to_numpy(dtype=float),
+    })
+    return out

@@ -1,0 +1,590 @@
+"""Autoscaling policies: pure objects that turn a :class:`~hpclab.elastic.state.PoolState` into a
+:class:`~hpclab.elastic.state.Decision`.
+
+The same objects drive the real :class:`ElasticPool` (through a ``distributed.deploy.Adaptive``
+subclass) and the virtual-clock simulator (:mod:`hpclab.elastic.simulate`); neither knows which
+clock it runs on.
+
+Sizing (all policies but :class:`DeadlineBudget`) follows Dask's ``Scheduler.adaptive_target``
+(``distributed/scheduler.py``): the pool should finish the work it holds within
+``target_duration``::
+
+    work   = (queued + running) * mean_task_seconds          # slot-seconds
+    target = min(ceil(work / target_duration), queued + running)   # slots (cores)
+
+bounded by :class:`~hpclab.elastic.state.PoolLimits` (types, zones, min/max instances per type,
+``quota_cores``). When the target is below the serving capacity, idle instances are retired,
+most expensive per unit of work first. ``mean_task_seconds`` defaults to Dask's
+``distributed.scheduler.unknown-task-duration`` (0.5 s) when the pool does not know it yet.
+
+*Serving* capacity is every instance requested, booting or running that has no spot notice;
+``max_per_type`` and ``quota_cores`` bound serving capacity (an instance draining after a notice
+is being replaced). Capacity is counted in task slots (``InstanceView.cores``); a new instance of a
+type gives ``state.slots[itype]`` slots, else as many as the pool's instances of that type, else
+the catalog's physical cores.
+
+Placement:
+
+- :class:`SingleZone` (``"single-zone"``) and :class:`TargetDuration` (``"target-duration"``, the
+  Dask-like policy): one type in one zone, the baseline.
+- :class:`SpotFirst` (``"spot-first"``): spot in the user's order of types and zones, skipping
+  places that refused capacity or reclaimed spot recently, on-demand for the rest.
+- :class:`GlobalPlacement` (``"global"``, ``"global-spot"``): every type in every allowed zone,
+  cheapest per unit of work first, ``price / (cores * speed_factor)`` with the generation's speed
+  factor from the catalog; after a refusal it looks elsewhere (the E-HPC Instant idea of scheduling
+  across all zones and CPU generations).
+- :class:`DeadlineBudget` (``"deadline-budget"``): as many slots as finish the work by a deadline,
+  no more than a budget allows.
+- :class:`Hysteresis` wraps any policy: it retires only instances idle for longer than ``wait``
+  and waits ``cooldown`` between scale-downs (and after a scale-up), which avoids the thrash of
+  workers killed just before more work arrives (reported against Dask's adaptive mode, e.g.
+  dask/distributed issues #4471 and #5993).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
+
+__all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
+           "Hysteresis", "make_policy", "POLICY_NAMES", "price_per_work"]
+
+#: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
+DASK_UNKNOWN_TASK_SECONDS = 0.5
+#: Dask's ``Adaptive(target_duration="5s")`` default
+DASK_TARGET_DURATION = 5.0
+
+_SERVING = ("requested", "booting", "running")
+
+
+def _catalog(catalog):
+    if catalog is None:
+        from hpclab import catalog as _c
+
+        return _c.default()
+    return catalog
+
+
+def price_per_work(itype: str, market: str = "on-demand", catalog=None) -> float:
+    """USD per second per unit of work rate: ``price / (cores * speed_factor)``.
+
+    ``cores`` is the catalog's physical cores and ``speed_factor`` the per-core speed of the type's
+    CPU generation relative to the reference generation (catalog ``generations``).
+    """
+    cat = _catalog(catalog)
+    check_choice("market", market, MARKETS)
+    inst = cat.instance(itype)
+    speed = cat.generation(inst.generation).speed_factor
+    price = inst.price_spot if market == "spot" else inst.price_on_demand
+    return price / (inst.cores * speed)
+
+
+def _serving(i: InstanceView) -> bool:
+    return i.state in _SERVING and not i.notice
+
+
+def _slots(state: PoolState, itype: str, cat) -> int:
+    slots = getattr(state, "slots", None) or {}
+    if slots.get(itype):
+        return int(slots[itype])
+    for i in state.instances:
+        if i.itype == itype and i.cores > 0:
+            return int(i.cores)
+    return int(cat.instance(itype).cores)
+
+
+def _recent(state: PoolState, key: tuple, memory: float) -> bool:
+    t = state.refused.get(key) if state.refused else None
+    return t is not None and state.time - t < memory
+
+
+class _Base:
+    """Shared sizing (Dask's adaptive target), limits, filling and retiring."""
+
+    name = "base"
+
+    def __init__(self, *, target_duration: float = DASK_TARGET_DURATION,
+                 default_task_seconds: float = DASK_UNKNOWN_TASK_SECONDS,
+                 refusal_memory: float = 300.0, catalog=None):
+        self.target_duration = check_positive("target_duration", target_duration)
+        self.default_task_seconds = check_positive("default_task_seconds", default_task_seconds)
+        self.refusal_memory = check_nonnegative("refusal_memory", refusal_memory)
+        self.catalog = _catalog(catalog)
+
+    # -- policy protocol ---------------------------------------------------------------------
+    def decide(self, state: PoolState) -> Decision:
+        self._check_state(state)
+        target = self.target_cores(state)
+        return self._act(state, target)
+
+    def reset(self) -> None:
+        """Forget anything remembered from earlier snapshots (a new run starts)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- sizing ------------------------------------------------------------------------------
+    def _task_seconds(self, state: PoolState) -> float:
+        m = state.mean_task_seconds
+        return float(m) if m is not None and m > 0 and math.isfinite(m) else self.default_task_seconds
+
+    def target_cores(self, state: PoolState) -> int:
+        """Dask's adaptive target: slots that finish the held work in ``target_duration``."""
+        tasks = state.queued + state.running
+        if tasks <= 0:
+            return 0
+        work = tasks * self._task_seconds(state)
+        return max(1, min(math.ceil(work / self.target_duration - 1e-9), tasks))
+
+    # -- placement (subclasses) ---------------------------------------------------------------
+    def candidates(self, state: PoolState) -> list[tuple[str, str, str]]:
+        """(itype, zone, market) in order of preference."""
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _check_state(self, state: PoolState) -> None:
+        if state.queued < 0 or state.running < 0:
+            raise HpclabError(f"queued and running must be >= 0, got {state.queued}, {state.running}")
+
+    def _blocked(self, state: PoolState, itype: str, zone: str, market: str) -> bool:
+        return (_recent(state, (itype, zone), self.refusal_memory)
+                or _recent(state, (itype, zone, market), self.refusal_memory))
+
+    def _act(self, state: PoolState, target: int) -> Decision:
+        plan = _Plan(state, self.catalog)
+        launches = plan.ensure_minimum(self._min_candidates(state))
+        need = target - plan.serving_cores
+        if need > 0:
+            launches += self._fill(state, plan, need)
+        retire = ()
+        if need < 0:
+            retire = plan.retire_idle(-need)
+        retire = tuple(retire) + tuple(plan.over_max())
+        reason = f"{self.name}: target {target} slots, serving {plan.serving_cores_before}"
+        return Decision(launch=tuple(launches), retire=tuple(dict.fromkeys(retire)), reason=reason)
+
+    def _fill(self, state: PoolState, plan: "_Plan", need: int) -> list[Launch]:
+        out = []
+        for itype, zone, market in self.candidates(state):
+            if need <= 0:
+                break
+            if self._blocked(state, itype, zone, market):
+                continue
+            launch = plan.launch(itype, zone, market, need)
+            if launch is not None:
+                out.append(launch)
+                need -= launch.count * plan.slots(itype)
+        return out
+
+    def _min_candidates(self, state: PoolState) -> list[tuple[str, str, str]]:
+        return [c for c in self.candidates(state) if not self._blocked(state, *c)] or \
+            self.candidates(state)
+
+
+class _Plan:
+    """Book-keeping while a decision is built: serving counts, limits, planned launches."""
+
+    def __init__(self, state: PoolState, cat):
+        self.state, self.cat = state, cat
+        self.limits = state.limits
+        self._slots: dict[str, int] = {}
+        self.count = {t: 0 for t in self.limits.types}
+        self.serving_cores = 0
+        for i in state.instances:
+            if _serving(i):
+                self.count[i.itype] = self.count.get(i.itype, 0) + 1
+                self.serving_cores += i.cores
+        self.serving_cores_before = self.serving_cores
+
+    def slots(self, itype: str) -> int:
+        if itype not in self._slots:
+            self._slots[itype] = _slots(self.state, itype, self.cat)
+        return self._slots[itype]
+
+    def headroom(self, itype: str) -> int:
+        """Instances of ``itype`` that may still be launched."""
+        if itype not in self.limits.types:
+            return 0
+        hi = self.limits.max_per_type.get(itype)
+        room = math.inf if hi is None else hi - self.count.get(itype, 0)
+        if self.limits.quota_cores is not None:
+            room = min(room, (self.limits.quota_cores - self.serving_cores) // self.slots(itype))
+        return max(0, int(room)) if room != math.inf else 10**12
+
+    def launch(self, itype: str, zone: str, market: str, need_cores: int) -> Launch | None:
+        if zone not in self.limits.zones:
+            return None
+        s = self.slots(itype)
+        n = min(math.ceil(need_cores / s), self.headroom(itype))
+        if n <= 0:
+            return None
+        self.count[itype] = self.count.get(itype, 0) + n
+        self.serving_cores += n * s
+        return Launch(itype=itype, zone=zone, market=market, count=int(n))
+
+    def ensure_minimum(self, candidates) -> list[Launch]:
+        out = []
+        for itype, lo in self.limits.min_per_type.items():
+            missing = lo - self.count.get(itype, 0)
+            if missing <= 0:
+                continue
+            places = [c for c in candidates if c[0] == itype] or \
+                [(itype, self.limits.zones[0], "on-demand")]
+            _, zone, market = places[0]
+            launch = self.launch(itype, zone, market, missing * self.slots(itype))
+            if launch is not None:
+                out.append(launch)
+        return out
+
+    def _removable(self, i: InstanceView) -> bool:
+        return self.count.get(i.itype, 0) > self.limits.min_per_type.get(i.itype, 0)
+
+    def retire_idle(self, excess_cores: int) -> list[str]:
+        """Idle running instances whose slots fit in ``excess_cores``, costliest per work first."""
+        idle = [i for i in self.state.instances
+                if i.state == "running" and not i.notice and i.running_tasks == 0]
+
+        def key(i):
+            return (-price_per_work(i.itype, i.market, self.cat),
+                    i.idle_since if i.idle_since is not None else self.state.time, i.id)
+
+        out = []
+        for i in sorted(idle, key=key):
+            if i.cores <= excess_cores and self._removable(i):
+                out.append(i.id)
+                excess_cores -= i.cores
+                self.count[i.itype] -= 1
+                self.serving_cores -= i.cores
+        return out
+
+    def over_max(self) -> list[str]:
+        """Idle instances of types no longer allowed or above their maximum."""
+        out = []
+        for itype, n in list(self.count.items()):
+            hi = self.limits.max_per_type.get(itype) if itype in self.limits.types else 0
+            if hi is None or n <= hi:
+                continue
+            idle = sorted((i for i in self.state.instances if i.itype == itype and i.state == "running"
+                           and not i.notice and i.running_tasks == 0), key=lambda i: i.id)
+            for i in idle[: n - hi]:
+                out.append(i.id)
+                self.count[itype] -= 1
+        return out
+
+
+def _pick(value, allowed, field):
+    if value is None:
+        return allowed[0]
+    if value not in allowed:
+        raise HpclabError(f"{field} must be one of the pool's {field}s ({', '.join(allowed)}); "
+                          f"got {value!r}")
+    return value
+
+
+class TargetDuration(_Base):
+    """Dask-like adaptive scaling: enough slots to finish the held work in ``target_duration``.
+
+    One instance type in one zone (the first of the pool's limits unless given), on one market;
+    idle instances are retired as soon as the target drops, as ``distributed.deploy.Adaptive``
+    does (wrap it in :class:`Hysteresis` to avoid thrash).
+
+    Parameters
+    ----------
+    target_duration : float
+        Pool seconds in which the held work should finish (Dask's default: 5 s).
+    itype, zone : str, optional
+        Where to launch; default the first type and zone of the pool's limits.
+    market : {"on-demand", "spot"}
+    default_task_seconds : float
+        Task time assumed until the pool measures one (Dask: 0.5 s).
+    """
+
+    name = "target-duration"
+
+    def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, itype: str | None = None,
+                 zone: str | None = None, market: str = "on-demand", **kw):
+        super().__init__(target_duration=target_duration, **kw)
+        self.itype, self.zone = itype, zone
+        self.market = check_choice("market", market, MARKETS)
+        if itype is not None:
+            self.catalog.instance(itype)  # KeyError listing known types
+
+    def candidates(self, state):
+        return [(_pick(self.itype, state.limits.types, "type"),
+                 _pick(self.zone, state.limits.zones, "zone"), self.market)]
+
+
+class SingleZone(TargetDuration):
+    """Baseline: one on-demand instance type in one zone, Dask-like sizing, no fallback."""
+
+    name = "single-zone"
+
+
+class _Placement(_Base):
+    """Spot for ``spot_share`` of the target, on-demand for the rest and as fallback."""
+
+    def __init__(self, *, spot_share: float = 1.0, fallback: bool = True, **kw):
+        super().__init__(**kw)
+        if isinstance(spot_share, bool) or not isinstance(spot_share, (int, float)) \
+                or not 0 <= spot_share <= 1:
+            raise HpclabError(f"spot_share must be a number in [0, 1], got {spot_share!r}")
+        self.spot_share = float(spot_share)
+        self.fallback = bool(fallback)
+        self._notices: dict[tuple[str, str], float] = {}
+        self._last_time = -math.inf
+
+    def reset(self) -> None:
+        self._notices.clear()
+        self._last_time = -math.inf
+
+    def places(self, state: PoolState) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def candidates(self, state):
+        places = self.places(state)
+        return [(t, z, "spot") for t, z in places] + [(t, z, "on-demand") for t, z in places]
+
+    def _blocked(self, state, itype, zone, market):
+        if market == "spot":
+            t = self._notices.get((itype, zone))
+            if t is not None and state.time - t < self.refusal_memory:
+                return True
+        return super()._blocked(state, itype, zone, market)
+
+    def decide(self, state: PoolState) -> Decision:
+        self._check_state(state)
+        if state.time < self._last_time:
+            self.reset()
+        self._last_time = state.time
+        for i in state.instances:  # remember where spot was reclaimed: look elsewhere for a while
+            if i.notice and i.market == "spot":
+                self._notices[(i.itype, i.zone)] = max(self._notices.get((i.itype, i.zone), -math.inf),
+                                                       state.time)
+        return self._act(state, self.target_cores(state))
+
+    def _fill(self, state, plan, need):
+        spot_cores = sum(i.cores for i in state.instances if _serving(i) and i.market == "spot")
+        total_target = plan.serving_cores + need
+        spot_want = min(need, max(0, math.ceil(self.spot_share * total_target - 1e-9) - spot_cores))
+        cands = self.candidates(state)
+        spot = [c for c in cands if c[2] == "spot"]
+        ondemand = [c for c in cands if c[2] == "on-demand"]
+        out, before = [], plan.serving_cores
+        if spot_want > 0:
+            out += self._fill_from(state, plan, spot_want, spot)
+        got = plan.serving_cores - before
+        rest = need - got if self.fallback else (need - spot_want if spot_want < need else 0)
+        if rest > 0:
+            out += self._fill_from(state, plan, rest, ondemand)
+        return out
+
+    def _fill_from(self, state, plan, need, cands):
+        out = []
+        for itype, zone, market in cands:
+            if need <= 0:
+                break
+            if self._blocked(state, itype, zone, market):
+                continue
+            launch = plan.launch(itype, zone, market, need)
+            if launch is not None:
+                out.append(launch)
+                need -= launch.count * plan.slots(itype)
+        return out
+
+
+class SpotFirst(_Placement):
+    """Spot first in the user's order of types and zones, on-demand fallback.
+
+    Spot is tried in the order of ``types`` x ``zones`` (each default: the pool's limits, in
+    order); a place that refused capacity (``state.refused``) or sent a spot reclaim notice within
+    ``refusal_memory`` seconds is skipped. Whatever spot cannot supply, and the ``1 - spot_share``
+    part of the target, is launched on-demand in the same order.
+    """
+
+    name = "spot-first"
+
+    def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, spot_share: float = 1.0,
+                 types: Iterable[str] | None = None, zones: Iterable[str] | None = None, **kw):
+        super().__init__(target_duration=target_duration, spot_share=spot_share, **kw)
+        self.types = tuple(types) if types is not None else None
+        self.zones = tuple(zones) if zones is not None else None
+        for t in self.types or ():
+            self.catalog.instance(t)
+
+    def places(self, state):
+        types = self.types or state.limits.types
+        zones = self.zones or state.limits.zones
+        return [(t, z) for t in types if t in state.limits.types
+                for z in zones if z in state.limits.zones]
+
+
+class GlobalPlacement(_Placement):
+    """Global scheduling across every zone and CPU generation, cheapest per unit of work first.
+
+    Places are every (type, zone) of the pool's limits, ordered by ``price / (cores *
+    speed_factor)`` (:func:`price_per_work`) on the market being filled; after a capacity
+    refusal or a spot reclaim at a place the next cheapest is used (E-HPC Instant). With
+    ``spot_share=0`` it is on-demand only (policy name ``"global"``), else ``"global-spot"``.
+    """
+
+    def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, spot_share: float = 1.0, **kw):
+        super().__init__(target_duration=target_duration, spot_share=spot_share, **kw)
+        self.name = "global-spot" if self.spot_share > 0 else "global"
+
+    def places(self, state):
+        return [(t, z) for t in state.limits.types for z in state.limits.zones]
+
+    def candidates(self, state):
+        out = []
+        for market in ("spot", "on-demand"):
+            ranked = sorted(self.places(state),
+                            key=lambda p: (price_per_work(p[0], market, self.catalog), p[0], p[1]))
+            out += [(t, z, market) for t, z in ranked]
+        return out
+
+
+class DeadlineBudget(_Base):
+    """Finish by a deadline, spend no more than a budget.
+
+    With ``W`` the held work in slot-seconds, ``R`` the pool seconds left to the deadline, ``B``
+    the boot time of the chosen type and ``p`` its price per slot-second::
+
+        deadline  c_d = ceil(W / (R - B))                (all the work if R <= B: go as fast as allowed)
+        budget    c_b = floor((M/p - W) / B)   if M/p > W   (work costs p*W whatever c, boots cost p*c*B)
+                  c_b = floor(M / (p * R))     otherwise (spend what is left evenly until the deadline)
+        target    = min(c_d, c_b, queued + running)
+
+    ``M`` is the budget left (``budget - state.spent``). Places are ranked as in
+    :class:`GlobalPlacement` on ``market``; ``p`` and ``B`` are those of the cheapest place.
+    """
+
+    name = "deadline-budget"
+
+    def __init__(self, deadline: float, budget: float, *, market: str = "on-demand", **kw):
+        super().__init__(**kw)
+        self.deadline = check_positive("deadline", deadline)
+        self.budget = check_positive("budget", budget)
+        self.market = check_choice("market", market, MARKETS)
+
+    def candidates(self, state):
+        ranked = sorted(((t, z) for t in state.limits.types for z in state.limits.zones),
+                        key=lambda p: (price_per_work(p[0], self.market, self.catalog), p[0], p[1]))
+        return [(t, z, self.market) for t, z in ranked]
+
+    def target_cores(self, state):
+        tasks = state.queued + state.running
+        if tasks <= 0:
+            return 0
+        work = tasks * self._task_seconds(state)
+        usable = [c for c in self.candidates(state) if not self._blocked(state, *c)] \
+            or self.candidates(state)
+        itype = usable[0][0]
+        inst = self.catalog.instance(itype)
+        slots = _slots(state, itype, self.catalog)
+        price = (inst.price_spot if self.market == "spot" else inst.price_on_demand) / slots
+        boot = inst.boot_time
+        left = self.deadline - state.time
+        c_d = math.ceil(work / (left - boot) - 1e-9) if left > boot else tasks
+        money = self.budget - state.spent
+        if money <= 0:
+            return 0
+        if money / price > work:
+            c_b = math.floor((money / price - work) / boot) if boot > 0 else tasks
+        else:
+            c_b = math.floor(money / (price * max(left, boot)))
+        return max(0, min(c_d, c_b, tasks))
+
+
+class Hysteresis:
+    """Scale-down hysteresis around any policy.
+
+    Launches of the inner policy pass unchanged. Its retirements pass only for instances idle for
+    at least ``wait`` pool seconds, and only if ``cooldown`` pool seconds have passed since the
+    last scale-down or scale-up this wrapper let through. Remembers those two times (reset when
+    the clock goes backwards, i.e. a new run, or by :meth:`reset`).
+    """
+
+    def __init__(self, inner, *, wait: float = 60.0, cooldown: float = 120.0):
+        if not hasattr(inner, "decide"):
+            raise HpclabError(f"inner must be a policy with decide(state), got {inner!r}")
+        self.inner = inner
+        self.wait = check_nonnegative("wait", wait)
+        self.cooldown = check_nonnegative("cooldown", cooldown)
+        self.name = f"{inner.name}+hysteresis"
+        self.reset()
+
+    @property
+    def catalog(self):
+        return getattr(self.inner, "catalog", None)
+
+    def reset(self) -> None:
+        self._last_change = -math.inf
+        self._last_time = -math.inf
+        if hasattr(self.inner, "reset"):
+            self.inner.reset()
+
+    def decide(self, state: PoolState) -> Decision:
+        if state.time < self._last_time:
+            self.reset()
+        self._last_time = state.time
+        d = self.inner.decide(state)
+        retire = ()
+        if d.retire and state.time - self._last_change >= self.cooldown:
+            by_id = {i.id: i for i in state.instances}
+            retire = tuple(r for r in d.retire if by_id.get(r) is not None
+                           and by_id[r].idle_since is not None
+                           and state.time - by_id[r].idle_since >= self.wait)
+        if d.launch or retire:
+            self._last_change = state.time
+        held = len(d.retire) - len(retire)
+        reason = d.reason + (f"; hysteresis held {held} retirements" if held else "")
+        return Decision(launch=d.launch, retire=retire, reason=reason)
+
+    def __repr__(self) -> str:
+        return f"<Hysteresis {self.name!r} wait={self.wait} cooldown={self.cooldown}>"
+
+
+POLICY_NAMES = ("target-duration", "single-zone", "spot-first", "global", "global-spot",
+                "deadline-budget")
+
+
+def make_policy(name: str, *, hysteresis: bool = False, wait: float = 60.0, cooldown: float = 120.0,
+                **params):
+    """Build a policy by name (one of :data:`POLICY_NAMES`), optionally wrapped in :class:`Hysteresis`.
+
+    ``params`` go to the policy's constructor (e.g. ``target_duration``, ``spot_share``,
+    ``deadline`` and ``budget`` for ``"deadline-budget"``, ``catalog``).
+    """
+    check_choice("policy", name, POLICY_NAMES)
+    try:
+        p = _build(name, params)
+    except TypeError as exc:
+        raise HpclabError(f"policy {name}: {exc}") from None
+    return Hysteresis(p, wait=wait, cooldown=cooldown) if hysteresis else p
+
+
+def _build(name, params):
+    if name == "target-duration":
+        p = TargetDuration(**params)
+    elif name == "single-zone":
+        p = SingleZone(**params)
+    elif name == "spot-first":
+        p = SpotFirst(**params)
+    elif name == "global":
+        params.setdefault("spot_share", 0.0)
+        p = GlobalPlacement(**params)
+    elif name == "global-spot":
+        params.setdefault("spot_share", 1.0)
+        if params["spot_share"] <= 0:
+            raise HpclabError(f"spot_share must be > 0 for global-spot (use 'global'), "
+                              f"got {params['spot_share']!r}")
+        p = GlobalPlacement(**params)
+    else:
+        missing = [k for k in ("deadline", "budget") if k not in params]
+        if missing:
+            raise HpclabError(f"deadline-budget needs {' and '.join(missing)} (pool seconds, USD)")
+        p = DeadlineBudget(**params)
+    return p

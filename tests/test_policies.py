@@ -1,0 +1,227 @@
+"""Policies: Dask-like sizing, limits, spot fallback, global placement, hysteresis, bad inputs."""
+
+import math
+
+import pytest
+
+from hpclab import HpclabError, catalog
+from hpclab.elastic import policies as P
+from hpclab.elastic.state import Decision, InstanceView, PoolLimits, PoolState
+
+C7, C8I, C8A, G8I = "ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.c8a.8xlarge", "ecs.g8i.8xlarge"
+HZ, BJ, SH = "cn-hangzhou-h", "cn-beijing-l", "cn-shanghai-m"
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return catalog.load()
+
+
+def inst(k, itype=C7, zone=HZ, market="on-demand", state="running", cores=16, running=0,
+         idle_since=None, notice=False):
+    if state == "running" and running == 0 and idle_since is None:
+        idle_since = 0.0
+    return InstanceView(id=f"i{k}", itype=itype, zone=zone, market=market, state=state, cores=cores,
+                        launched_at=0.0, running_tasks=running, idle_since=idle_since, notice=notice)
+
+
+def st(queued=0, running=0, instances=(), limits=None, time=100.0, mean=None, refused=None, **kw):
+    limits = limits or PoolLimits(types=(C7,), zones=(HZ,))
+    return PoolState(time=time, queued=queued, running=running, instances=tuple(instances),
+                     limits=limits, mean_task_seconds=mean, refused=refused or {}, **kw)
+
+
+def launched(d: Decision, **match):
+    return sum(l.count for l in d.launch if all(getattr(l, k) == v for k, v in match.items()))
+
+
+def test_target_duration_is_dasks_adaptive_target(cat):
+    p = P.TargetDuration(target_duration=10.0, catalog=cat)
+    # 1000 tasks of 2 s: 2000 slot-seconds / 10 s = 200 slots = 13 instances of 16 slots (ceil)
+    d = p.decide(st(queued=1000, mean=2.0))
+    assert launched(d, itype=C7, zone=HZ, market="on-demand") == math.ceil(200 / 16)
+    # capped by the number of tasks (Dask: a few long tasks do not ask for many cores)
+    d = p.decide(st(queued=3, mean=1000.0))
+    assert launched(d) == 1
+    # unknown task time: Dask's 0.5 s default -> 100 tasks * 0.5 / 10 = 5 slots -> 1 instance
+    assert launched(p.decide(st(queued=100))) == 1
+    # capacity already booting counts
+    d = p.decide(st(queued=1000, mean=2.0, instances=[inst(k, state="booting") for k in range(13)]))
+    assert d.empty
+
+
+def test_scale_down_to_zero_and_minimum(cat):
+    p = P.TargetDuration(catalog=cat)
+    idle = [inst(k) for k in range(4)]
+    busy = inst(9, running=16, idle_since=None)
+    d = p.decide(st(instances=idle + [busy]))
+    assert set(d.retire) == {"i0", "i1", "i2", "i3"}
+    lim = PoolLimits(types=(C7,), zones=(HZ,), min_per_type={C7: 2})
+    d = p.decide(st(instances=idle, limits=lim))
+    assert len(d.retire) == 2
+    d = p.decide(st(limits=lim))
+    assert launched(d, itype=C7) == 2
+
+
+def test_limits_max_and_quota_respected(cat):
+    lim = PoolLimits(types=(C7, C8I), zones=(HZ, BJ), max_per_type={C7: 3, C8I: 2}, quota_cores=64)
+    for pol in [P.TargetDuration(catalog=cat), P.SpotFirst(catalog=cat),
+                P.GlobalPlacement(catalog=cat), P.GlobalPlacement(spot_share=0, catalog=cat),
+                P.DeadlineBudget(deadline=1000, budget=1e6, catalog=cat), P.SingleZone(catalog=cat)]:
+        d = pol.decide(st(queued=10**6, mean=60.0, limits=lim, instances=[inst(0)]))
+        per_type = {t: launched(d, itype=t) for t in (C7, C8I)}
+        assert per_type[C7] + 1 <= 3 and per_type[C8I] <= 2, pol.name
+        assert 16 * (sum(per_type.values()) + 1) <= 64, pol.name
+        assert all(l.zone in lim.zones and l.itype in lim.types for l in d.launch), pol.name
+
+
+def test_slots_from_state(cat):
+    # a real pool that gives each instance 2 threads says so in state.slots
+    p = P.TargetDuration(target_duration=1.0, catalog=cat)
+    d = p.decide(st(queued=10, mean=1.0, slots={C7: 2}))
+    assert launched(d) == 5
+
+
+def test_spot_first_falls_back_on_refusal_and_reclaim(cat):
+    lim = PoolLimits(types=(C8I,), zones=(HZ, BJ))
+    p = P.SpotFirst(target_duration=10.0, catalog=cat)
+    s = st(queued=320, mean=1.0, limits=lim)  # 32 slots -> 2 instances
+    d = p.decide(s)
+    assert launched(d, market="spot", zone=HZ) == 2
+    # spot refused in HZ: spot elsewhere
+    d = p.decide(st(queued=320, mean=1.0, limits=lim, refused={(C8I, HZ): 90.0}))
+    assert launched(d, market="spot", zone=BJ) == 2 and launched(d, zone=HZ) == 0
+    # spot refused (market-specific) everywhere: on-demand fallback
+    ref = {(C8I, HZ, "spot"): 90.0, (C8I, BJ, "spot"): 95.0}
+    d = p.decide(st(queued=320, mean=1.0, limits=lim, refused=ref))
+    assert launched(d, market="on-demand") == 2 and launched(d, market="spot") == 0
+    # an old refusal is forgotten after refusal_memory
+    d = p.decide(st(queued=320, mean=1.0, limits=lim, refused={(C8I, HZ): 90.0}, time=1000.0))
+    assert launched(d, market="spot", zone=HZ) == 2
+    # a reclaim notice in HZ: the replacement goes elsewhere, and is remembered after it is gone
+    p.reset()
+    noticed = inst(0, itype=C8I, zone=HZ, market="spot", state="draining", running=16, notice=True)
+    d = p.decide(st(queued=320, mean=1.0, limits=lim, instances=[noticed], time=200.0))
+    assert launched(d, zone=BJ, market="spot") == 2
+    d = p.decide(st(queued=320, mean=1.0, limits=lim, time=210.0))
+    assert launched(d, zone=HZ, market="spot") == 0
+
+
+def test_spot_share(cat):
+    lim = PoolLimits(types=(C8I,), zones=(HZ,))
+    p = P.SpotFirst(target_duration=1.0, spot_share=0.25, catalog=cat)
+    d = p.decide(st(queued=160, mean=1.0, limits=lim))  # 160 slots = 10 instances
+    assert launched(d, market="spot") == math.ceil(40 / 16)
+    assert launched(d) * 16 >= 160
+
+
+def test_global_orders_by_price_per_work_and_looks_elsewhere(cat):
+    types = (C7, C8I, C8A, G8I)
+    lim = PoolLimits(types=types, zones=(HZ, BJ))
+    ppw = {t: cat.instance(t).price_on_demand / (cat.instance(t).cores
+                                                 * cat.generation(cat.instance(t).generation).speed_factor)
+           for t in types}
+    best = min(ppw, key=ppw.get)
+    assert best == C8A  # genoa: 1.25 USD/h / (16 * 1.25)
+    p = P.GlobalPlacement(spot_share=0, target_duration=1.0, catalog=cat)
+    assert p.name == "global"
+    d = p.decide(st(queued=64, mean=1.0, limits=lim))
+    assert [(l.itype, l.zone, l.market) for l in d.launch] == [(C8A, BJ, "on-demand")]
+    # refused at the cheapest place: the next cheapest place (same type, other zone)
+    d = p.decide(st(queued=64, mean=1.0, limits=lim, refused={(C8A, BJ): 99.0}))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, HZ)]
+    # refused in both: the next type by price per work
+    second = sorted(ppw, key=ppw.get)[1]
+    d = p.decide(st(queued=64, mean=1.0, limits=lim, refused={(C8A, BJ): 99.0, (C8A, HZ): 99.0}))
+    assert {l.itype for l in d.launch} == {second}
+    gs = P.make_policy("global-spot", catalog=cat, target_duration=1.0)
+    d = gs.decide(st(queued=64, mean=1.0, limits=lim))
+    spot_ppw = {t: P.price_per_work(t, "spot", cat) for t in types}
+    assert {l.itype for l in d.launch} == {min(spot_ppw, key=spot_ppw.get)}
+    assert all(l.market == "spot" for l in d.launch)
+
+
+def test_deadline_budget(cat):
+    lim = PoolLimits(types=(C8A,), zones=(HZ,))
+    # 1000 tasks x 60 s = 60000 slot-s; deadline in 1040 s, boot 40 s -> 60 slots
+    p = P.DeadlineBudget(deadline=1140.0, budget=1e6, catalog=cat)
+    d = p.decide(st(queued=1000, mean=60.0, limits=lim, time=100.0))
+    assert launched(d) == math.ceil(60 / 16)
+    # budget: the work alone costs p*W; here only a third of it is affordable
+    price = cat.instance(C8A).price_on_demand / 16
+    budget = price * 60000 / 3
+    d = P.DeadlineBudget(deadline=1140.0, budget=budget, catalog=cat).decide(
+        st(queued=1000, mean=60.0, limits=lim, time=100.0))
+    c_b = math.floor(budget / (price * 1040.0))
+    assert launched(d) == math.ceil(c_b / 16)
+    # money spent: nothing more
+    d = p.decide(st(queued=1000, mean=60.0, limits=lim, spent=2e6))
+    assert d.empty
+
+
+def test_hysteresis_holds_short_idles_and_cools_down(cat):
+    inner = P.TargetDuration(catalog=cat)
+    h = P.Hysteresis(inner, wait=60.0, cooldown=120.0)
+    assert h.name == "target-duration+hysteresis"
+    fresh = inst(0, idle_since=90.0)
+    old = inst(1, idle_since=10.0)
+    assert set(inner.decide(st(instances=[fresh, old], time=100.0)).retire) == {"i0", "i1"}
+    d = h.decide(st(instances=[fresh, old], time=100.0))
+    assert d.retire == ("i1",)
+    # within the cooldown nothing more is retired, even when idle long enough
+    d = h.decide(st(instances=[fresh], time=160.0))
+    assert d.retire == ()
+    d = h.decide(st(instances=[fresh], time=230.0))
+    assert d.retire == ("i0",)
+    # a new run (clock back to 0) starts afresh
+    d = h.decide(st(instances=[inst(2, idle_since=-100.0)], time=0.0))
+    assert d.retire == ("i2",)
+
+
+def test_thrash_avoided_on_bursty_arrivals(cat):
+    """Work arrives in bursts 90 s apart; plain Dask-like scaling retires and relaunches between
+    bursts, hysteresis keeps the instances."""
+    def run(policy):
+        launches, instances = 0, []
+        for k, t in enumerate(range(0, 900, 10)):
+            busy = (t % 90) < 30
+            instances = [InstanceView(i.id, i.itype, i.zone, i.market, "running", 16, 0.0,
+                                      16 if busy else 0, None if busy else
+                                      (i.idle_since if i.idle_since is not None else float(t)))
+                         for i in instances]
+            d = policy.decide(st(queued=160 if busy else 0, running=0, mean=5.0,
+                                 instances=instances, time=float(t)))
+            instances = [i for i in instances if i.id not in d.retire]
+            for l in d.launch:
+                for _ in range(l.count):
+                    launches += 1
+                    instances.append(inst(f"n{launches}", running=16, idle_since=None))
+        return launches
+    plain = run(P.TargetDuration(catalog=cat))
+    held = run(P.Hysteresis(P.TargetDuration(catalog=cat), wait=120.0, cooldown=60.0))
+    assert held < plain / 3
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda c: P.TargetDuration(target_duration=0, catalog=c), "target_duration must be"),
+    (lambda c: P.SpotFirst(spot_share=1.5, catalog=c), r"spot_share must be a number in \[0, 1\]"),
+    (lambda c: P.TargetDuration(market="reserved", catalog=c), "market must be one of"),
+    (lambda c: P.make_policy("fastest", catalog=c), "policy must be one of"),
+    (lambda c: P.make_policy("deadline-budget", catalog=c), "needs deadline and budget"),
+    (lambda c: P.make_policy("global", catalog=c, colour=1), "policy global: .*colour"),
+    (lambda c: P.Hysteresis(P.SingleZone(catalog=c), wait=-1), "wait must be"),
+    (lambda c: P.TargetDuration(itype="ecs.nope", catalog=c), "unknown instance 'ecs.nope'"),
+    (lambda c: PoolLimits(types=(C7,), zones=(HZ,), min_per_type={C7: 3}, max_per_type={C7: 1}),
+     "max_per_type"),
+    (lambda c: PoolLimits(types=(C7,), zones=(HZ,), quota_cores=0), "quota_cores"),
+])
+def test_bad_configuration_one_line(cat, build, match):
+    with pytest.raises((HpclabError, KeyError), match=match) as info:
+        build(cat)
+    assert "\n" not in str(info.value)
+
+
+def test_zone_outside_limits_is_an_error(cat):
+    p = P.TargetDuration(zone=SH, catalog=cat)
+    with pytest.raises(HpclabError, match="zone must be one of the pool's zones"):
+        p.decide(st(queued=10))
