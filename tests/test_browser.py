@@ -186,3 +186,30 @@ def test_workflow_notebook_in_lab(page, lab, name):
     _run_notebook(page, lab, name)
     _move_slider_and_check_plot(page, Path(name).stem)
     _assert_offline(page, name)
+
+
+def test_report_renders_every_plot_offline(page, tmp_path):
+    from hpclab.report import write_report
+
+    out = tmp_path / "report.html"
+    report = write_report(out)
+    assert report.ok, report.summary()
+    page.goto(out.as_uri(), wait_until="load")
+    expected = len(report.figures)
+    # every embedded root has drawn into the page: a child with height and a bokeh canvas
+    page.wait_for_function(
+        "n => Array.from(document.querySelectorAll('.hpclab-plot')).filter(p => "
+        "p.getBoundingClientRect().height > 50 && p.querySelector('.bk-Canvas') !== null).length === n",
+        arg=expected, timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+    per_section = page.evaluate(
+        "() => Array.from(document.querySelectorAll('section.hpclab-section')).map(s => "
+        "[s.id, s.dataset.status, Number(s.dataset.plots), "
+        "Array.from(s.querySelectorAll('.hpclab-plot')).filter(p => p.querySelector('.bk-Canvas')).length])")
+    assert [row[0] for row in per_section] == [s.key for s in report.sections]
+    for key, status, plots, rendered in per_section:
+        assert rendered == plots, f"{key}: {rendered} of {plots} plots rendered"
+        assert (status == "ok") == (plots > 0), f"{key}: status {status} with {plots} plots"
+    assert page.console_errors == [], page.console_errors
+    _assert_offline(page, "report")
