@@ -1,0 +1,18 @@
+"""CAE workload: a real domain-decomposed stencil solver and its scaling model.
+
+Real, small: :func:`heat` (2-D/3-D explicit heat equation) and :func:`poisson` (red-black SOR or
+Jacobi) on an ``xarray.DataArray`` whose dask chunks are the sub-domains, halo exchange by
+``dask.array.map_overlap``, compiled per-sub-domain kernels, temporal blocking; checked against
+analytical solutions (:func:`heat_analytic`, :func:`manufactured_poisson`). :func:`run_heat`
+runs it on any Dask client and times it.
+
+Modelled, large: see :mod:`hpclab.workloads.cae.model`.
+"""
+
+from hpclab.workloads.cae.decomposition import HaloExchange, chunks_for, halo_exchange
+from hpclab.workloads.cae.solver import (default_client, grid_coords, heat, heat_analytic, heat_decay_rate,
+                                         manufactured_poisson, poisson, run_heat, sine_mode, spacing, stable_dt)
+
+__all__ = ["heat", "heat_analytic", "heat_decay_rate", "stable_dt", "sine_mode", "grid_coords", "spacing",
+           "manufactured_poisson", "poisson", "run_heat", "default_client", "halo_exchange", "HaloExchange",
+           "chunks_for"]

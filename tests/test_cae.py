@@ -1,0 +1,182 @@
+"""CAE workload: the real stencil solver against analytical solutions, halo counts against hand
+computations, and the scaling model against its limits."""
+
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from hpclab import HpclabError
+from hpclab.workloads import cae
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    with dask.config.set(scheduler="threads", num_workers=2):
+        yield
+
+
+def _amplification(u0, kappa, dt):
+    """Hand formula: FTCS multiplies the sine mode by g = 1 - sum_i 4 r_i sin^2(pi h_i / (2 L_i))
+    per step (von Neumann symbol of the discrete Laplacian on the lowest mode)."""
+    g = 1.0
+    for d in u0.dims:
+        x = u0[d].values
+        h, L = x[1] - x[0], x[-1] - x[0]
+        g -= 4 * kappa * dt / h ** 2 * math.sin(math.pi * h / (2 * L)) ** 2
+    return g
+
+
+# --------------------------------------------------------------------------- heat equation
+@pytest.mark.parametrize("ndim, subdomains, k", [(2, (2, 2), 1), (2, (3, 1), 4), (3, (2, 2, 1), 3)])
+def test_heat_matches_discrete_decay_and_analytical_solution(ndim, subdomains, k):
+    n, kappa, steps = (65, 0.5, 120) if ndim == 2 else (25, 0.5, 40)
+    u0 = cae.sine_mode(n, ndim, 1.0, subdomains)
+    dt = 0.9 * cae.stable_dt(u0, kappa)
+    u = cae.heat(u0, kappa, dt, steps, steps_per_exchange=k).compute()
+    # the scheme itself, exactly: amplitude g**steps
+    np.testing.assert_allclose(u.values, u0.values * _amplification(u0, kappa, dt) ** steps, rtol=1e-11, atol=1e-14)
+    # against the PDE: exp(-kappa pi^2 sum 1/L^2 t)
+    exact = cae.heat_analytic(u0, u.attrs["time"], kappa).compute()
+    rel = float(abs(u - exact).max() / abs(exact).max())
+    # leading-order error of the decay rate: lam t * lam h^2/12-ish + lam dt/2 -> stated bound 2e-3
+    assert rel < 2e-3
+    assert u.attrs["time"] == pytest.approx(steps * dt)
+
+
+def test_heat_decomposed_equals_single_block_bit_for_bit():
+    u0 = cae.sine_mode(40, 2, (1.0, 2.0), (3, 2))
+    u0 = u0 + 0.1 * xr.DataArray(da.random.default_rng(1).random(u0.shape, chunks=u0.data.chunks), dims=u0.dims)
+    u0 = u0 * xr.DataArray(np.pad(np.ones((38, 38)), 1), dims=u0.dims)  # zero Dirichlet boundary
+    dt = cae.stable_dt(u0, 1.0)
+    ref = cae.heat(u0.compute(), 1.0, dt, 23, 1).values
+    for k in (1, 2, 5, 12):
+        out = cae.heat(u0, 1.0, dt, 23, steps_per_exchange=k).values
+        np.testing.assert_array_equal(out, ref)
+
+
+def test_heat_is_second_order_under_refinement():
+    kappa, T = 1.0, 0.02
+    errs, hs = [], []
+    for n in (17, 33, 65):
+        u0 = cae.sine_mode(n, 2, 1.0, (2, 2))
+        h = 1.0 / (n - 1)
+        steps = int(math.ceil(T / (0.2 * h * h)))
+        dt = T / steps  # dt ~ h^2 so the O(dt) error is O(h^2) too
+        u = cae.heat(u0, kappa, dt, steps, steps_per_exchange=4).compute()
+        exact = cae.heat_analytic(u0, T, kappa).compute()
+        errs.append(float(abs(u - exact).max()))
+        hs.append(h)
+    orders = np.diff(np.log(errs)) / np.diff(np.log(hs))
+    assert np.all((orders > 1.9) & (orders < 2.1)), orders
+
+
+def test_run_heat_on_a_real_two_worker_cluster():
+    ds = cae.run_heat(96, 2, steps=30, steps_per_exchange=5, workers=2)
+    assert ds.attrs["workers"] == 2 and ds.attrs["subdomains"] == [2, 1]
+    assert ds.attrs["max_abs_error"] < 1e-3 and ds.attrs["seconds_per_step"] > 0
+    assert ds["error"].shape == (96, 96)
+    np.testing.assert_allclose(float(abs(ds["error"]).max()), ds.attrs["max_abs_error"])
+    # two slabs of 48 x 96, halo 5 deep: each receives 5 * 96 cells of 8 bytes per 5 steps
+    assert ds.attrs["halo_nbytes_per_step"] == 2 * 5 * 96 * 8 / 5
+
+
+# --------------------------------------------------------------------------- Poisson
+@pytest.mark.parametrize("ndim, subdomains", [(2, (2, 2)), (3, (2, 1, 2))])
+def test_poisson_sor_converges_to_manufactured_solution(ndim, subdomains):
+    n = 33 if ndim == 2 else 17
+    prob = cae.manufactured_poisson(n, ndim, subdomains)
+    res = cae.poisson(prob.f, prob.u0, method="sor", tol=1e-9, sweeps_per_exchange=3, check_every=30)
+    assert res.attrs["converged"] and res["residual"].values[-1] < 1e-9
+    assert res.attrs["reductions"] == res["residual"].size >= 2
+    err = float(abs(res.u - prob.u_exact).max())
+    assert err < (3e-3 if ndim == 2 else 1e-2)
+    single = cae.poisson(prob.f.compute(), prob.u0.compute(), method="sor", tol=1e-9, sweeps_per_exchange=3,
+                         check_every=30)
+    np.testing.assert_allclose(res.u.values, single.u.values, rtol=0, atol=1e-13)
+
+
+def test_poisson_jacobi_agrees_with_sor():
+    prob = cae.manufactured_poisson(13, 2, (2, 1))
+    jac = cae.poisson(prob.f, prob.u0, method="jacobi", tol=1e-8, sweeps_per_exchange=4, check_every=100)
+    sor = cae.poisson(prob.f, prob.u0, method="sor", tol=1e-8, sweeps_per_exchange=2, check_every=10)
+    assert jac.attrs["converged"] and jac.attrs["sweeps"] > 3 * sor.attrs["sweeps"]
+    np.testing.assert_allclose(jac.u.values, sor.u.values, atol=1e-7)
+
+
+def test_poisson_is_second_order_under_refinement():
+    errs = []
+    for n in (17, 33, 65):
+        prob = cae.manufactured_poisson(n, 2, (2, 1))
+        res = cae.poisson(prob.f, prob.u0, tol=1e-11, sweeps_per_exchange=4, check_every=40)
+        errs.append(float(abs(res.u - prob.u_exact).max()))
+    orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    assert np.all((orders > 1.9) & (orders < 2.1)), orders
+
+
+# --------------------------------------------------------------------------- halo accounting
+def test_halo_counts_match_hand_computation():
+    # 8 x 8 grid, two slabs of 4 x 8, halo 1, float64: each slab receives one row of 8 cells
+    h = cae.halo_exchange(((4, 4), (8,)), 1, itemsize=8)
+    assert h.messages.tolist() == [[1], [1]] and h.nbytes.tolist() == [[64], [64]]
+    assert h.total_nbytes == 128 and h.messages_per_step == 2
+    # 2 x 2 blocks of 4 x 4, halo 2 (k = 2, corners needed): 2 faces of 2 x 4 + one 2 x 2 corner
+    h = cae.halo_exchange(((4, 4), (4, 4)), 2, itemsize=8)
+    assert h.messages.tolist() == [[3, 3], [3, 3]]
+    assert h.nbytes.tolist() == [[2 * 64 + 32] * 2] * 2
+    assert h.nbytes_per_step == 4 * 160 / 2 and h.exchanges_per_step == 0.5
+    # 3 x 3 x 3 blocks of 3^3, halo 1, faces only: the centre block has 6 neighbours of 9 cells
+    h = cae.halo_exchange(((3, 3, 3),) * 3, 1, itemsize=4)
+    assert h.messages[1, 1, 1] == 6 and h.nbytes[1, 1, 1] == 6 * 9 * 4
+    # 3 axes x 2 internal planes x 9 block pairs per plane x 2 directions
+    assert h.messages[0, 0, 0] == 3 and h.total_messages == 3 * 2 * 9 * 2
+    ds = h.to_dataset()
+    assert ds["nbytes"].attrs["units"] == "B"
+
+
+@pytest.mark.parametrize("chunks, depth", [(((5, 7, 4), (6, 6)), 2), (((4, 4), (3, 5), (6,)), 1)])
+def test_halo_counts_match_what_dask_overlap_ships(chunks, depth):
+    x = da.zeros(tuple(sum(c) for c in chunks), chunks=chunks)
+    padded = da.overlap.overlap(x, depth={i: depth for i in range(x.ndim)}, boundary="none")
+    received = sum(math.prod(b) for b in _block_shapes(padded.chunks)) - x.size
+    h = cae.halo_exchange(chunks, depth, itemsize=1, corners=True)
+    assert h.total_nbytes == received
+
+
+def _block_shapes(chunks):
+    import itertools
+
+    return itertools.product(*chunks)
+
+
+# --------------------------------------------------------------------------- bad input
+def _one_line(excinfo):
+    msg = str(excinfo.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+def test_unstable_time_step_is_one_clear_error():
+    u0 = cae.sine_mode(33, 2, 1.0, 2)
+    with pytest.raises(HpclabError) as e:
+        cae.heat(u0, 1.0, 1.01 * cae.stable_dt(u0, 1.0), 10)
+    assert "dt must be <=" in _one_line(e)
+    assert cae.stable_dt(u0, 1.0) == pytest.approx((1 / 32) ** 2 / (2 * 2 * 1.0))
+
+
+def test_grid_smaller_than_halo_is_one_clear_error():
+    u0 = cae.sine_mode(16, 2, 1.0, (4, 1))  # sub-domains of 4 rows
+    with pytest.raises(HpclabError) as e:
+        cae.heat(u0, 1.0, 1e-5, 10, steps_per_exchange=5)
+    assert "halo 5 cells wide" in _one_line(e)
+    with pytest.raises(HpclabError) as e:
+        cae.halo_exchange(((4, 4, 4, 4), (16,)), 5)
+    _one_line(e)
+    with pytest.raises(HpclabError) as e:
+        cae.sine_mode(2, 2)
+    assert "n must be >= 3" in _one_line(e)
+    with pytest.raises(HpclabError):
+        cae.poisson(*cae.manufactured_poisson(9, 2, (3, 1))[["f", "u0"]].data_vars.values(), sweeps_per_exchange=2)
