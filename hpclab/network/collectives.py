@@ -1,0 +1,607 @@
+"""Collective cost models: Hockney alpha-beta-gamma forms per operation and algorithm.
+
+Notation (every docstring below uses it)
+-----------------------------------------
+``p`` ranks, ``n`` bytes (see *Message size* below), ``alpha`` seconds per message, ``beta``
+seconds per byte on one rank's link, ``gamma`` seconds per byte reduced. ``lg p`` is ``log2 p``;
+``p' = 2**floor(lg p)`` is the largest power of two <= p and ``r = p - p'`` the excess ranks;
+``[r>0]`` is 1 when p is not a power of two. Formulas are those of Thakur, Rabenseifner & Gropp,
+"Optimization of Collective Communication Operations in MPICH", IJHPCA 19(1), 2005 (TRG05), with
+MPICH's handling of non-power-of-two rank counts: the ``r`` excess ranks first fold their data
+onto a partner (one step of ``alpha + n*beta (+ n*gamma)``), the ``p'`` remaining ranks run the
+power-of-two algorithm, and the result is sent back to the excess ranks (one more step).
+
+Every step costs ``max(alpha + s*beta, gap)`` where ``s`` is the bytes that step sends and
+``gap = m / message_rate`` is the message-rate floor for the ``m`` messages a host issues in that
+step (a fabric's message rate is per host; ``m`` is the number of ranks on the host that send at
+once). Without a message-rate limit ``gap = 0`` and the forms are exactly TRG05's.
+
+Message size: the nccl-tests convention
+---------------------------------------
+``nbytes`` is the ``size`` column of nccl-tests (NVIDIA/nccl-tests doc/PERFORMANCE.md), so
+``algbw = nbytes / t`` and ``busbw`` compare directly with nccl-tests output:
+
+==============  ===============================================  =======================
+op              nbytes is                                        busbw = algbw * factor
+==============  ===============================================  =======================
+allreduce       the buffer on each rank (input = output size)    2 (p-1) / p
+allgather       the gathered output on each rank (p x sendcount)  (p-1) / p
+reduce_scatter  the input on each rank (p x recvcount)           (p-1) / p
+alltoall        the send buffer on each rank (p blocks of n/p)   (p-1) / p
+broadcast       the buffer broadcast from the root               1
+reduce          the buffer reduced to the root                   1
+barrier         ignored (a barrier moves no payload)             (no bandwidth: NaN)
+==============  ===============================================  =======================
+
+Nodes, fabrics and rails
+------------------------
+``ranks_per_node=g`` (default 1) puts ``g`` consecutive ranks on each host, ``N = ceil(p/g)``
+hosts; ``intra_fabric`` (default ``"shm"``) joins the ranks of one host and ``fabric`` joins the
+hosts. When everything fits on one host (``N == 1``) all steps use the intra fabric. Otherwise a
+flat algorithm (all but ``ring`` and ``hierarchical``) is costed with every step on ``fabric``,
+the ``g`` ranks of a host sharing its ``links_per_host`` links (``beta * max(1, g/links)``) and
+its message rate (``m = g``) -- pessimistic for packed ranks, which is why MPI libraries and NCCL
+use hierarchical and node-aware schemes at scale. ``ring`` is node-aware as in NCCL: consecutive
+ranks of a host are neighbours, so only host-boundary edges use the fabric, and
+``C = min(links_per_host, g)`` rings run in parallel, one per NIC (rail). ``hierarchical`` runs an
+intra-node phase on ``intra_fabric``, an inter-node phase between the ``N`` hosts (one
+sub-collective per local rank, each on its rail) and a final intra-node phase.
+
+``topology=`` (a :class:`~hpclab.network.topology.Topology` or preset name) adds
+``extra_hops(N) * per_hop_latency`` to the inter-node ``alpha`` and multiplies the inter-node
+``beta`` by the oversubscription of the highest tier crossed (rings by
+``max(1, ratio / hosts_per_leaf)``, see :mod:`hpclab.network.topology`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpclab._validate import HpclabError, check_choice, check_finite_array, check_positive
+from hpclab.network.fabrics import Fabric, fabric as _fabric
+
+__all__ = ["OPS", "ALGORITHMS", "collective_time", "best_algorithm", "algorithm_times",
+           "busbw", "algbw", "busbw_factor", "sweep"]
+
+OPS = ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall", "barrier")
+
+#: Algorithms per operation (``"auto"`` picks the fastest of these per point).
+ALGORITHMS = {
+    "allreduce": ("ring", "recursive_doubling", "rabenseifner", "double_binary_tree", "hierarchical"),
+    "allgather": ("ring", "recursive_doubling", "bruck", "hierarchical"),
+    "reduce_scatter": ("ring", "pairwise", "recursive_halving", "recursive_doubling", "hierarchical"),
+    "broadcast": ("binomial", "scatter_allgather", "ring", "double_binary_tree", "hierarchical"),
+    "reduce": ("binomial", "rabenseifner", "ring", "double_binary_tree", "hierarchical"),
+    "alltoall": ("pairwise", "bruck", "hierarchical"),
+    "barrier": ("bruck", "recursive_doubling", "binomial", "hierarchical"),
+}
+ALL_ALGORITHMS = tuple(dict.fromkeys(a for algs in ALGORITHMS.values() for a in algs))
+OPTIONS = ("ranks_per_node", "intra_fabric", "topology")
+
+_RING_LIKE = {"ring"}
+
+
+# --------------------------------------------------------------------------------------------
+# Step primitives (all vectorised; arguments broadcast)
+
+
+def _step(k, s, a, b, gap):
+    """``k`` steps of ``s`` bytes: ``k * max(alpha + s*beta, gap)``."""
+    return k * np.maximum(a + s * b, gap)
+
+
+def _halving(L, n, a, b, gap):
+    """``sum_{j=1..L} max(alpha + n*beta/2**j, gap)`` in closed form (recursive halving/doubling).
+
+    Without the floor this is ``L*alpha + (1 - 2**-L) * n * beta``. With it, the first ``m``
+    steps (the large ones) are above the floor, where ``m = floor(lg(n*beta/(gap-alpha)))``
+    clipped to ``[0, L]``.
+    """
+    nb = n * b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(gap > a, nb / np.where(gap > a, gap - a, 1.0), np.inf)
+        m = np.where(ratio >= 1.0, np.floor(np.log2(np.maximum(ratio, 1.0))), 0.0)
+    m = np.clip(m, 0.0, L)
+    return m * a + nb * (1.0 - np.exp2(-m)) + (L - m) * np.maximum(gap, a)
+
+
+def _bruck_like(L, total, a, b, gap):
+    """``L`` steps whose sizes halve and sum to ``total`` bytes (Bruck / binomial scatter)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(L > 0, total / np.where(L > 0, 1.0 - np.exp2(-L), 1.0), 0.0)
+    return _halving(L, scale, a, b, gap)
+
+
+def _pipe(depth, n, a, bb, gap):
+    """Optimally pipelined tree or chain of ``depth`` levels carrying ``n`` bytes.
+
+    With ``k`` segments: ``(depth - 1 + k) * max(alpha + n*bb/k, gap)``; the segment count that
+    minimises the unfloored form is ``k = max(1, sqrt((depth-1) * n*bb / alpha))``, which gives
+    ``(sqrt((depth-1)*alpha) + sqrt(n*bb))**2`` (the classic pipelining optimum; e.g.
+    Pjesivac-Grbovic et al., Cluster Computing 10, 2007). Zero when ``depth == 0``.
+    """
+    d = np.maximum(depth - 1.0, 0.0)
+    x = n * bb
+    k = np.maximum(1.0, np.sqrt(d * x / a))
+    return np.where(depth > 0, (d + k) * np.maximum(a + x / k, gap), 0.0)
+
+
+def _logs(p):
+    """floor(lg p), ceil(lg p), p' = 2**floor(lg p), [r>0] -- exact for integers (frexp)."""
+    mant, expo = np.frexp(p)
+    lgf = expo - 1.0
+    pow2 = mant == 0.5
+    lgc = np.where(pow2, lgf, lgf + 1.0)
+    p2 = np.exp2(lgf)
+    return lgf, lgc, p2, (~pow2).astype(float)
+
+
+# --------------------------------------------------------------------------------------------
+# Flat algorithms on one link type (a, b, g = alpha, beta, gamma; gap = message-rate floor)
+
+
+def _allreduce(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "ring":
+        return _step(2 * (p - 1), n / p, a, b, gap) + (p - 1) / p * n * g
+    if alg == "recursive_doubling":
+        return _step(lgf, n, a, b, gap) + lgf * n * g + extra * (_step(2, n, a, b, gap) + n * g)
+    if alg == "rabenseifner":
+        return (2 * _halving(lgf, n, a, b, gap) + (p2 - 1) / p2 * n * g
+                + extra * (_step(2, n, a, b, gap) + n * g))
+    if alg == "double_binary_tree":
+        return _pipe(lgc, n, a, b + g, gap) + _pipe(lgc, n, a, b, gap)
+    raise AssertionError(alg)
+
+
+def _allgather(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "ring":
+        return _step(p - 1, n / p, a, b, gap)
+    if alg == "recursive_doubling":
+        return _halving(lgf, n, a, b, gap) + extra * (_step(1, n / p, a, b, gap) + _step(1, n, a, b, gap))
+    if alg == "bruck":
+        return _bruck_like(lgc, (p - 1) / p * n, a, b, gap)
+    raise AssertionError(alg)
+
+
+def _reduce_scatter(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg in ("ring", "pairwise"):
+        return _step(p - 1, n / p, a, b, gap) + (p - 1) / p * n * g
+    if alg == "recursive_halving":
+        return (_halving(lgf, n, a, b, gap) + (p2 - 1) / p2 * n * g
+                + extra * (_step(1, n, a, b, gap) + n * g + _step(1, n / p, a, b, gap)))
+    if alg == "recursive_doubling":
+        vol = n * (lgc - (p - 1) / p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(lgc > 0, vol / np.where(lgc > 0, lgc, 1.0), 0.0)
+        return _step(lgc, s, a, b, gap) + vol * g
+    raise AssertionError(alg)
+
+
+def _broadcast(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "binomial":
+        return _step(lgc, n, a, b, gap)
+    if alg == "scatter_allgather":
+        return _bruck_like(lgc, (p - 1) / p * n, a, b, gap) + _step(p - 1, n / p, a, b, gap)
+    if alg == "ring":
+        return _pipe(p - 1, n, a, b, gap)
+    if alg == "double_binary_tree":
+        return _pipe(lgc, n, a, b, gap)
+    raise AssertionError(alg)
+
+
+def _reduce(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "binomial":
+        return _step(lgc, n, a, b, gap) + lgc * n * g
+    if alg == "rabenseifner":
+        return (2 * _halving(lgf, n, a, b, gap) + (p2 - 1) / p2 * n * g
+                + extra * (_step(1, n, a, b, gap) + n * g))
+    if alg == "ring":
+        return _pipe(p - 1, n, a, b + g, gap)
+    if alg == "double_binary_tree":
+        return _pipe(lgc, n, a, b + g, gap)
+    raise AssertionError(alg)
+
+
+def _alltoall(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "pairwise":
+        return _step(p - 1, n / p, a, b, gap)
+    if alg == "bruck":
+        return _step(lgc, n / 2, a, b, gap)
+    raise AssertionError(alg)
+
+
+def _barrier(alg, n, p, a, b, g, gap):
+    lgf, lgc, p2, extra = _logs(p)
+    if alg == "bruck":
+        return _step(lgc, 0.0, a, b, gap)
+    if alg == "recursive_doubling":
+        return _step(lgf, 0.0, a, b, gap) + extra * _step(2, 0.0, a, b, gap)
+    if alg == "binomial":
+        return _step(2 * lgc, 0.0, a, b, gap)
+    raise AssertionError(alg)
+
+
+_FLAT = {"allreduce": _allreduce, "allgather": _allgather, "reduce_scatter": _reduce_scatter,
+         "broadcast": _broadcast, "reduce": _reduce, "alltoall": _alltoall, "barrier": _barrier}
+
+
+def _flat(op, alg, n, p, a, b, g, gap):
+    return _FLAT[op](alg, n, p, a, b, g, gap)
+
+
+def _flat_best(op, n, p, a, b, g, gap, b_ring=None):
+    """Fastest flat algorithm per point (``b_ring``: the beta a ring sees, if different)."""
+    out = None
+    for alg in ALGORITHMS[op]:
+        if alg == "hierarchical":
+            continue
+        bb = b_ring if (b_ring is not None and alg in _RING_LIKE) else b
+        t = _flat(op, alg, n, p, a, bb, g, gap)
+        out = t if out is None else np.minimum(out, t)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters of a (possibly two-level) network
+
+
+@dataclass(frozen=True)
+class _Net:
+    """Fabric parameters as arrays (they broadcast, e.g. over a ``fabric`` axis in sweeps)."""
+
+    a: np.ndarray  # inter-node alpha, beta, gamma, seconds per message (1/rate, 0 if none)
+    b: np.ndarray
+    g: np.ndarray
+    gap: np.ndarray
+    hop: np.ndarray  # per_hop_latency
+    links: np.ndarray
+    ai: np.ndarray  # intra-node
+    bi: np.ndarray
+    gi: np.ndarray
+    gapi: np.ndarray
+    ppn: int
+    topo: object  # Topology or None
+
+    @classmethod
+    def of(cls, fabrics, intra: Fabric, ppn: int, topo, axis_shape=None):
+        fs = list(fabrics)
+
+        def col(attr):
+            v = np.array([getattr(f, attr) for f in fs], dtype=float)
+            return v.reshape(axis_shape) if axis_shape is not None else v[0]
+
+        gaps = [f.message_gap for f in fs]
+        gap = np.array(gaps, dtype=float)
+        return cls(a=col("alpha"), b=col("beta"), g=col("gamma"),
+                   gap=gap.reshape(axis_shape) if axis_shape is not None else gap[0],
+                   hop=col("per_hop_latency"), links=col("links_per_host"),
+                   ai=np.float64(intra.alpha), bi=np.float64(intra.beta), gi=np.float64(intra.gamma),
+                   gapi=np.float64(intra.message_gap), ppn=ppn, topo=topo)
+
+
+def _time(op, alg, n, p, net: _Net):
+    """Seconds for one (op, algorithm) on arrays n, p (already validated, broadcastable)."""
+    ppn = net.ppn
+    nodes = np.ceil(p / ppn)
+    multi = nodes > 1
+    if net.topo is not None:
+        hops = net.topo.extra_hops(nodes)
+        over = (net.topo.ring_oversubscription_at(nodes) if alg in _RING_LIKE
+                else net.topo.oversubscription_at(nodes))
+    else:
+        hops, over = 0.0, 1.0
+    a_e = net.a + hops * net.hop
+    # intra-node steps: the ranks of the host send at once (message rate is per host)
+    gi = net.gapi * np.minimum(p, ppn)
+    if alg == "hierarchical":
+        over_ring = net.topo.ring_oversubscription_at(nodes) if net.topo is not None else 1.0
+        return _hierarchical(op, n, p, nodes, net, a_e, over, over_ring)
+    if alg in _RING_LIKE and ppn > 1:
+        rings = np.minimum(net.links, ppn)
+        a = np.where(multi, np.maximum(net.ai, a_e), net.ai)
+        b = np.where(multi, np.maximum(net.bi, net.b * over / rings), net.bi)
+        gap = np.where(multi, np.maximum(gi, rings * net.gap), gi)
+        gam = np.where(multi, np.maximum(net.g, net.gi), net.gi)
+    else:
+        share = np.maximum(1.0, ppn / net.links)
+        a = np.where(multi, a_e, net.ai) if ppn > 1 else a_e
+        b = np.where(multi, net.b * over * share, net.bi) if ppn > 1 else net.b * over
+        gap = np.where(multi, ppn * net.gap, gi) if ppn > 1 else net.gap
+        gam = np.where(multi, net.g, net.gi) if ppn > 1 else net.g
+    return _flat(op, alg, n, p, a, b, gam, gap)
+
+
+def _hierarchical(op, n, p, nodes, net: _Net, a_e, over, over_ring):
+    ppn = net.ppn
+    loc = np.minimum(p, ppn).astype(float)  # ranks on one host
+    # intra-node phases on the intra fabric (all local ranks send at once)
+    ai, bi, gmi, gapi = net.ai, net.bi, net.gi, net.gapi * loc
+    # inter-node phase: one sub-collective per local rank (rail), sharing the host's links
+    share = np.maximum(1.0, loc / net.links)
+    ae, be, gme, gape = a_e, net.b * over * share, net.g, net.gap * loc
+    be_ring = net.b * over_ring * share
+    with np.errstate(divide="ignore", invalid="ignore"):
+        part = n / loc
+
+    def intra(o, size):
+        return _flat_best(o, size, loc, ai, bi, gmi, gapi)
+
+    def inter(o, size):
+        return _flat_best(o, size, nodes, ae, be, gme, gape, b_ring=be_ring)
+
+    if op == "allreduce":
+        return intra("reduce_scatter", n) + inter("allreduce", part) + intra("allgather", n)
+    if op == "allgather":
+        return inter("allgather", part) + intra("allgather", n)
+    if op == "reduce_scatter":
+        return intra("reduce_scatter", n) + inter("reduce_scatter", part)
+    if op == "broadcast":
+        return inter("broadcast", n) + intra("broadcast", n)
+    if op == "reduce":
+        return intra("reduce", n) + inter("reduce", n)
+    if op == "alltoall":
+        return intra("alltoall", n) + inter("alltoall", n)
+    if op == "barrier":
+        return 2 * intra("barrier", n) + inter("barrier", n)
+    raise AssertionError(op)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def _check_op_alg(op, algorithm, allow_auto=True):
+    check_choice("op", op, OPS)
+    allowed = (("auto",) if allow_auto else ()) + ALGORITHMS[op]
+    if algorithm not in allowed:
+        raise HpclabError(f"algorithm for {op} must be one of {', '.join(allowed)}; got {algorithm!r}")
+    return op, algorithm
+
+
+def _options(options):
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise HpclabError(f"unknown option {sorted(unknown)[0]!r}; allowed: {', '.join(OPTIONS)}")
+    ppn = options.get("ranks_per_node", 1)
+    ppn = check_positive("ranks_per_node", ppn, integer=True)
+    intra = _fabric(options.get("intra_fabric", "shm"))
+    topo = options.get("topology")
+    if topo is not None:
+        from hpclab.network.topology import topology as _topology
+
+        topo = _topology(topo)
+    return ppn, intra, topo
+
+
+def _inputs(nbytes, ranks):
+    n = check_finite_array("nbytes", nbytes, minimum=0)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    try:
+        n, p = np.broadcast_arrays(n, p)
+    except ValueError:
+        raise HpclabError(f"nbytes and ranks must broadcast together, got shapes {np.shape(nbytes)} "
+                          f"and {np.shape(ranks)}") from None
+    return n, p
+
+
+def _out(t):
+    return float(t) if np.ndim(t) == 0 else t
+
+
+def algorithm_times(op, nbytes, ranks, fabric, **options) -> dict:
+    """Seconds for every algorithm of ``op``: ``{algorithm: array}`` (same inputs as
+    :func:`collective_time`)."""
+    check_choice("op", op, OPS)
+    n, p = _inputs(nbytes, ranks)
+    ppn, intra, topo = _options(options)
+    net = _Net.of([_fabric(fabric)], intra, ppn, topo)
+    return {alg: np.broadcast_to(_time(op, alg, n, p, net), n.shape) for alg in ALGORITHMS[op]}
+
+
+def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
+    """Seconds one collective takes, by the Hockney alpha-beta-gamma model.
+
+    Parameters
+    ----------
+    op : {"allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall", "barrier"}
+    nbytes : float or array_like
+        Message size in bytes, > 0, in the nccl-tests convention (module docstring table).
+    ranks : int or array_like
+        Number of ranks p >= 1 (1 rank costs 0 s). Broadcasts with ``nbytes``.
+    fabric : Fabric or str
+        The fabric between hosts (a :class:`Fabric` or a catalog name such as ``"erdma"``).
+    algorithm : str
+        ``"auto"`` (fastest per point, as NCCL's and MPICH's tuners choose; see
+        :func:`best_algorithm` for which) or one of ``ALGORITHMS[op]``.
+    ranks_per_node : int, optional
+        Ranks (GPUs or processes) per host, default 1.
+    intra_fabric : Fabric or str, optional
+        Fabric inside a host, default ``"shm"`` (``"nvlink"`` for GPU hosts).
+    topology : Topology or str, optional
+        Fat-tree / rail-optimised topology adding hops and oversubscription (default: none).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        Seconds, broadcast over ``nbytes`` and ``ranks`` (a float when both are scalars).
+
+    Notes
+    -----
+    Per-algorithm forms (TRG05 unless noted; the message-rate floor and nodes as in the module
+    docstring):
+
+    allreduce
+        ring: ``2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma`` (Patarasuk & Yuan 2009);
+        recursive_doubling: ``lg p' (alpha + n beta + n gamma) + [r>0](2 alpha + 2 n beta + n gamma)``;
+        rabenseifner (reduce-scatter by recursive halving + allgather by recursive doubling):
+        ``2 lg p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma + [r>0](2 alpha + 2 n beta + n gamma)``;
+        double_binary_tree (NCCL >= 2.4; Sanders, Speck & Traeff 2009): a pipelined reduce and a
+        pipelined broadcast over two trees of depth ``ceil(lg p)``, each tree carrying n/2, so each
+        rank moves n per phase: ``P(ceil(lg p), n(beta+gamma)) + P(ceil(lg p), n beta)`` with
+        ``P(d, x) = (sqrt((d-1) alpha) + sqrt(x))**2``.
+    allgather
+        ring: ``(p-1) alpha + (p-1)/p n beta``; recursive_doubling:
+        ``lg p' alpha + (p'-1)/p' n beta + [r>0](2 alpha + n/p beta + n beta)``;
+        bruck: ``ceil(lg p) alpha + (p-1)/p n beta``.
+    reduce_scatter
+        ring, pairwise: ``(p-1) alpha + (p-1)/p n (beta + gamma)``; recursive_halving:
+        ``lg p' alpha + (p'-1)/p' n (beta+gamma) + [r>0](2 alpha + n beta + n gamma + n/p beta)``;
+        recursive_doubling (non-commutative): ``ceil(lg p) alpha + n (ceil(lg p) - (p-1)/p)(beta+gamma)``.
+    broadcast
+        binomial: ``ceil(lg p)(alpha + n beta)``; scatter_allgather (van de Geijn):
+        ``(ceil(lg p) + p - 1) alpha + 2 (p-1)/p n beta``; ring (pipelined chain, NCCL):
+        ``P(p-1, n beta)``; double_binary_tree: ``P(ceil(lg p), n beta)``.
+    reduce
+        binomial: ``ceil(lg p)(alpha + n beta + n gamma)``; rabenseifner (reduce-scatter + binomial
+        gather): ``2 lg p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma + [r>0](alpha + n beta + n gamma)``;
+        ring: ``P(p-1, n(beta+gamma))``; double_binary_tree: ``P(ceil(lg p), n(beta+gamma))``.
+    alltoall
+        pairwise: ``(p-1)(alpha + n/p beta)``; bruck: ``ceil(lg p)(alpha + n/2 beta)``.
+    barrier
+        bruck (dissemination): ``ceil(lg p) alpha``; recursive_doubling: ``lg p' alpha + [r>0] 2 alpha``;
+        binomial (gather + release): ``2 ceil(lg p) alpha``.
+    hierarchical (``g`` ranks per host, ``N`` hosts, best flat algorithm in each phase)
+        allreduce: intra reduce_scatter(n, g) + inter allreduce(n/g, N) + intra allgather(n, g);
+        allgather: inter allgather(n/g, N) + intra allgather(n, g); reduce_scatter: intra
+        reduce_scatter(n, g) + inter reduce_scatter(n/g, N); broadcast: inter + intra broadcast(n);
+        reduce: intra + inter reduce(n); alltoall: intra alltoall(n, g) + inter alltoall(n, N);
+        barrier: 2 intra + 1 inter barrier.
+
+    Examples
+    --------
+    >>> from hpclab.network import Fabric, collective_time
+    >>> f = Fabric(alpha=1e-6, beta=1e-9)
+    >>> round(collective_time("allreduce", 1e6, 4, f, algorithm="ring") * 1e6, 3)  # 6 a + 1.5 n b
+    1506.0
+    """
+    _check_op_alg(op, algorithm)
+    n, p = _inputs(nbytes, ranks)
+    ppn, intra, topo = _options(options)
+    net = _Net.of([_fabric(fabric)], intra, ppn, topo)
+    if algorithm == "auto":
+        times = [_time(op, alg, n, p, net) for alg in ALGORITHMS[op]]
+        t = np.min(np.broadcast_arrays(*times), axis=0)
+    else:
+        t = _time(op, algorithm, n, p, net)
+    t = np.where(p <= 1, 0.0, np.broadcast_to(t, n.shape))
+    return _out(t)
+
+
+def best_algorithm(op, nbytes, ranks, fabric, **options):
+    """The algorithm ``algorithm="auto"`` picks per point (the fastest; ties go to the first in
+    ``ALGORITHMS[op]``): a ``str`` for scalar inputs, else an array of names."""
+    times = algorithm_times(op, nbytes, ranks, fabric, **options)
+    names = np.array(list(times))
+    idx = np.argmin(np.stack(list(times.values())), axis=0)
+    out = names[idx]
+    return str(out) if out.ndim == 0 else out
+
+
+def busbw_factor(op, ranks):
+    """nccl-tests' bus-bandwidth factor: allreduce ``2(p-1)/p``; allgather, reduce_scatter,
+    alltoall ``(p-1)/p``; broadcast, reduce ``1``; barrier NaN (NVIDIA/nccl-tests
+    doc/PERFORMANCE.md)."""
+    check_choice("op", op, OPS)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    if op == "allreduce":
+        f = 2 * (p - 1) / p
+    elif op in ("allgather", "reduce_scatter", "alltoall"):
+        f = (p - 1) / p
+    elif op in ("broadcast", "reduce"):
+        f = np.ones_like(p)
+    else:
+        f = np.full_like(p, np.nan)
+    return _out(f)
+
+
+def algbw(op, nbytes, seconds):
+    """Algorithm bandwidth in bytes/s: ``nbytes / seconds`` (NaN for a barrier or 0 s)."""
+    check_choice("op", op, OPS)
+    n = check_finite_array("nbytes", nbytes, minimum=0)
+    t = check_finite_array("seconds", seconds, minimum=0, strict=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bw = np.where((t > 0) & (op != "barrier"), n / np.where(t > 0, t, 1.0), np.nan)
+    return _out(bw)
+
+
+def busbw(op, nbytes, ranks, seconds):
+    """Bus bandwidth in bytes/s as nccl-tests reports it: ``algbw * busbw_factor(op, ranks)``."""
+    return _out(np.asarray(algbw(op, nbytes, seconds)) * np.asarray(busbw_factor(op, ranks)))
+
+
+def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
+          ranks=(2, 8, 64, 512), nbytes=tuple(2.0 ** np.arange(3, 31, 3)), **options):
+    """Evaluate the model over a grid and return an ``xarray.Dataset``.
+
+    Dims ``op``, ``algorithm``, ``fabric``, ``ranks``, ``nbytes``; variables ``time`` (s),
+    ``algbw`` and ``busbw`` (B/s; nccl-tests definitions), and ``chosen`` (dims op, fabric, ranks,
+    nbytes: the algorithm ``auto`` picks). An (op, algorithm) pair that does not exist is NaN.
+    Everything is vectorised: one numpy evaluation per (op, algorithm) over the whole
+    fabric x ranks x nbytes grid.
+    """
+    import xarray as xr
+
+    ops = [op] if isinstance(op, str) else list(op)
+    algs = [algorithm] if isinstance(algorithm, str) else list(algorithm)
+    fabs = [fabric] if isinstance(fabric, (str, Fabric)) else list(fabric)
+    for o in ops:
+        check_choice("op", o, OPS)
+    for a in algs:
+        check_choice("algorithm", a, ("auto",) + ALL_ALGORITHMS)
+    if not ops or not algs or not fabs:
+        raise HpclabError("sweep needs at least one op, algorithm and fabric")
+    fobjs = [_fabric(f) for f in fabs]
+    names = [f.name for f in fobjs]
+    if len(set(names)) != len(names):
+        names = [f"{nm}#{i}" for i, nm in enumerate(names)]
+    n1 = check_finite_array("nbytes", nbytes, minimum=0).ravel()
+    p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True).ravel()
+    ppn, intra, topo = _options(options)
+    F, R, S = len(fobjs), p1.size, n1.size
+    net = _Net.of(fobjs, intra, ppn, topo, axis_shape=(F, 1, 1))
+    n = n1.reshape(1, 1, S)
+    p = p1.reshape(1, R, 1)
+    shape = (len(ops), len(algs), F, R, S)
+    time = np.full(shape, np.nan)
+    chosen = np.empty((len(ops), F, R, S), dtype=object)
+    for i, o in enumerate(ops):
+        per = {a: np.broadcast_to(_time(o, a, n, p, net), (F, R, S)) for a in ALGORITHMS[o]}
+        stack = np.stack(list(per.values()))
+        idx = np.argmin(stack, axis=0)
+        chosen[i] = np.array(list(per), dtype=object)[idx]
+        best = np.take_along_axis(stack, idx[None], axis=0)[0]
+        for j, a in enumerate(algs):
+            if a == "auto":
+                time[i, j] = best
+            elif a in per:
+                time[i, j] = per[a]
+        time[i] = np.where((p <= 1) & ~np.isnan(time[i]), 0.0, time[i])
+    factor = np.stack([np.broadcast_to(np.asarray(busbw_factor(o, p1), dtype=float).reshape(1, R, 1),
+                                       (F, R, S)) for o in ops])[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alg_bw = np.where(time > 0, n / time, np.nan)
+    isbar = np.array([o == "barrier" for o in ops]).reshape(-1, 1, 1, 1, 1)
+    alg_bw = np.where(isbar, np.nan, alg_bw)
+    coords = {"op": ops, "algorithm": algs, "fabric": names, "ranks": p1.astype(int), "nbytes": n1}
+    dims = ("op", "algorithm", "fabric", "ranks", "nbytes")
+    ds = xr.Dataset(
+        {"time": (dims, time, {"units": "s", "long_name": "collective time"}),
+         "algbw": (dims, alg_bw, {"units": "B/s", "long_name": "algorithm bandwidth (nccl-tests)"}),
+         "busbw": (dims, alg_bw * factor, {"units": "B/s", "long_name": "bus bandwidth (nccl-tests)"}),
+         "chosen": (("op", "fabric", "ranks", "nbytes"), chosen.astype(str),
+                    {"long_name": "algorithm picked by auto"})},
+        coords=coords,
+        attrs={"model": "Hockney alpha-beta-gamma, Thakur, Rabenseifner & Gropp 2005",
+               "ranks_per_node": ppn, "intra_fabric": intra.name,
+               "topology": getattr(topo, "name", "none")})
+    ds["nbytes"].attrs["units"] = "B"
+    ds["ranks"].attrs["units"] = "1"
+    return ds

@@ -1,0 +1,395 @@
+"""Collective cost models: each formula against a hand computation, algorithm choice,
+broadcasting, nccl-tests bandwidths, published measurements, and one-line errors."""
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from hpclab import HpclabError
+from hpclab._paths import data_dir
+from hpclab.network import (ALGORITHMS, OPS, Fabric, algorithm_times, best_algorithm, busbw,
+                            busbw_factor, collective_time, fabric, sweep)
+
+A, B, G = 2e-6, 1e-9, 5e-10  # alpha [s], beta [s/B], gamma [s/B]
+F = Fabric(alpha=A, beta=B, gamma=G, name="hand")
+N = 1e6
+
+
+def t(op, alg, p, n=N, f=F, **kw):
+    return collective_time(op, n, p, f, algorithm=alg, **kw)
+
+
+def pipelined(depth, x, alpha=A):
+    """min over segment counts k >= 1 of (depth - 1 + k) * (alpha + x / k), by brute force."""
+    k = np.linspace(1, 20000, 2_000_001)
+    return float(np.min((depth - 1 + k) * (alpha + x / k)))
+
+
+# --- each formula by hand (TRG05 forms; p = 8 is a power of two, p = 12 is not: p' = 8, r = 4)
+
+HAND = [
+    # allreduce
+    ("allreduce", "ring", 8, 14 * A + 2 * 7 / 8 * N * B + 7 / 8 * N * G),
+    ("allreduce", "ring", 12, 22 * A + 2 * 11 / 12 * N * B + 11 / 12 * N * G),
+    ("allreduce", "recursive_doubling", 8, 3 * (A + N * B + N * G)),
+    ("allreduce", "recursive_doubling", 12, 3 * (A + N * B + N * G) + 2 * A + 2 * N * B + N * G),
+    ("allreduce", "rabenseifner", 8, 6 * A + 2 * 7 / 8 * N * B + 7 / 8 * N * G),
+    ("allreduce", "rabenseifner", 12, 6 * A + 2 * 7 / 8 * N * B + 7 / 8 * N * G + 2 * A + 2 * N * B + N * G),
+    ("allreduce", "double_binary_tree", 8, pipelined(3, N * (B + G)) + pipelined(3, N * B)),
+    ("allreduce", "double_binary_tree", 12, pipelined(4, N * (B + G)) + pipelined(4, N * B)),
+    # allgather (N = gathered output)
+    ("allgather", "ring", 8, 7 * A + 7 / 8 * N * B),
+    ("allgather", "recursive_doubling", 8, 3 * A + 7 / 8 * N * B),
+    ("allgather", "recursive_doubling", 12, 3 * A + 7 / 8 * N * B + 2 * A + N / 12 * B + N * B),
+    ("allgather", "bruck", 12, 4 * A + 11 / 12 * N * B),
+    # reduce_scatter (N = input per rank)
+    ("reduce_scatter", "ring", 8, 7 * A + 7 / 8 * N * (B + G)),
+    ("reduce_scatter", "pairwise", 12, 11 * A + 11 / 12 * N * (B + G)),
+    ("reduce_scatter", "recursive_halving", 8, 3 * A + 7 / 8 * N * (B + G)),
+    ("reduce_scatter", "recursive_halving", 12,
+     3 * A + 7 / 8 * N * (B + G) + 2 * A + N * B + N * G + N / 12 * B),
+    ("reduce_scatter", "recursive_doubling", 8, 3 * A + N * (3 - 7 / 8) * (B + G)),
+    # broadcast
+    ("broadcast", "binomial", 12, 4 * (A + N * B)),
+    ("broadcast", "scatter_allgather", 8, (3 + 7) * A + 2 * 7 / 8 * N * B),
+    ("broadcast", "ring", 8, pipelined(7, N * B)),
+    ("broadcast", "double_binary_tree", 8, pipelined(3, N * B)),
+    # reduce
+    ("reduce", "binomial", 8, 3 * (A + N * B + N * G)),
+    ("reduce", "rabenseifner", 8, 6 * A + 2 * 7 / 8 * N * B + 7 / 8 * N * G),
+    ("reduce", "rabenseifner", 12, 6 * A + 2 * 7 / 8 * N * B + 7 / 8 * N * G + A + N * B + N * G),
+    ("reduce", "ring", 8, pipelined(7, N * (B + G))),
+    ("reduce", "double_binary_tree", 12, pipelined(4, N * (B + G))),
+    # alltoall (N = send buffer per rank)
+    ("alltoall", "pairwise", 8, 7 * (A + N / 8 * B)),
+    ("alltoall", "bruck", 12, 4 * (A + N / 2 * B)),
+    # barrier
+    ("barrier", "bruck", 12, 4 * A),
+    ("barrier", "recursive_doubling", 12, 3 * A + 2 * A),
+    ("barrier", "binomial", 8, 6 * A),
+]
+
+
+@pytest.mark.parametrize("op,alg,p,expected", HAND, ids=[f"{o}-{a}-{p}" for o, a, p, _ in HAND])
+def test_formula_matches_hand_computation(op, alg, p, expected):
+    assert t(op, alg, p) == pytest.approx(expected, rel=1e-6)
+
+
+def test_every_algorithm_has_a_hand_check():
+    checked = {(op, alg) for op, alg, _, _ in HAND}
+    for op, algs in ALGORITHMS.items():
+        for alg in algs:
+            if alg != "hierarchical":
+                assert (op, alg) in checked, (op, alg)
+
+
+def test_one_rank_costs_nothing():
+    for op in OPS:
+        assert collective_time(op, N, 1, F) == 0.0
+
+
+# --- message-rate floor
+
+
+def test_message_rate_floor_bounds_small_messages():
+    gap = 10e-6
+    f = Fabric(alpha=1e-6, beta=1e-12, message_rate=1 / gap)
+    assert collective_time("barrier", 8, 8, f, algorithm="bruck") == pytest.approx(3 * gap)
+    assert collective_time("allreduce", 8, 8, f, algorithm="ring") == pytest.approx(14 * gap)
+    # Rabenseifner with a floor: each halving step costs max(alpha + n beta / 2^j, gap)
+    n = 3e7
+    hand = 2 * sum(max(1e-6 + n * 1e-12 / 2**j, gap) for j in (1, 2, 3))
+    assert collective_time("allreduce", n, 8, f, algorithm="rabenseifner") == pytest.approx(hand)
+    # large messages are not affected
+    big = collective_time("allreduce", 1e9, 8, f, algorithm="ring")
+    assert big == pytest.approx(14 * 1e-6 + 2 * 7 / 8 * 1e9 * 1e-12)
+
+
+def test_erdma_floor_is_the_articles_50_million_messages_per_second():
+    erdma = fabric("erdma")
+    assert erdma.message_gap == pytest.approx(1 / 50e6)
+    # 32 ranks per host share the host's message rate: one step costs at least 32 / 50 M/s
+    tiny = erdma.with_(alpha=1e-9, per_hop_latency=0.0)
+    got = collective_time("barrier", 8, 64, tiny, algorithm="bruck", ranks_per_node=32)
+    assert got == pytest.approx(6 * 32 / 50e6)
+
+
+# --- nodes: node-aware ring and hierarchical
+
+
+def test_node_aware_ring_uses_one_ring_per_rail():
+    intra = Fabric(alpha=3e-6, beta=1 / 200e9, name="nv")
+    inter = Fabric(alpha=5e-6, beta=1 / 25e9, links_per_host=4, name="ib")
+    p, n = 8, 1e9
+    hand = 2 * (p - 1) * 5e-6 + 2 * (p - 1) / p * n * max(1 / 200e9, (1 / 25e9) / 4)
+    got = collective_time("allreduce", n, p, inter, algorithm="ring", ranks_per_node=4, intra_fabric=intra)
+    assert got == pytest.approx(hand)
+    # all ranks on one host: only the intra fabric
+    one = collective_time("allreduce", n, 4, inter, algorithm="ring", ranks_per_node=4, intra_fabric=intra)
+    assert one == pytest.approx(2 * 3 * 3e-6 + 2 * 3 / 4 * n / 200e9)
+
+
+def test_hierarchical_allreduce_by_hand():
+    intra = Fabric(alpha=1e-6, beta=1e-11, name="nv")
+    inter = Fabric(alpha=5e-6, beta=1e-10, links_per_host=4, name="net")
+    n, g, nodes = 1e8, 4, 4
+    rs_intra = 2 * 1e-6 + 3 / 4 * n * 1e-11          # recursive halving among 4 local ranks
+    ar_inter = 4 * 5e-6 + 2 * 3 / 4 * (n / g) * 1e-10  # Rabenseifner among 4 hosts on n/4
+    ag_intra = 2 * 1e-6 + 3 / 4 * n * 1e-11          # recursive doubling
+    got = collective_time("allreduce", n, g * nodes, inter, algorithm="hierarchical",
+                          ranks_per_node=g, intra_fabric=intra)
+    assert got == pytest.approx(rs_intra + ar_inter + ag_intra)
+    # 8 local ranks on 4 links: the rails are shared two ways
+    got8 = collective_time("allreduce", n, 32, inter, algorithm="hierarchical", ranks_per_node=8,
+                           intra_fabric=intra)
+    hand8 = 2 * (3 * 1e-6 + 7 / 8 * n * 1e-11) + 4 * 5e-6 + 2 * 3 / 4 * (n / 8) * 2e-10
+    assert got8 == pytest.approx(hand8)
+
+
+def test_hierarchical_beats_flat_at_scale_for_gpu_hosts():
+    kw = dict(ranks_per_node=8, intra_fabric="nvlink")
+    flat = collective_time("allreduce", 2**28, 1024, "rdma-hpn7", algorithm="rabenseifner", **kw)
+    hier = collective_time("allreduce", 2**28, 1024, "rdma-hpn7", algorithm="hierarchical", **kw)
+    assert hier < flat
+
+
+# --- auto and algorithm choice
+
+
+def test_auto_is_the_minimum_and_reports_its_choice():
+    n = np.logspace(0, 9, 19)
+    p = np.array([[2], [7], [64], [300]])
+    times = algorithm_times("allreduce", n, p, "erdma")
+    auto = collective_time("allreduce", n, p, "erdma")
+    assert np.allclose(auto, np.min(np.stack(list(times.values())), axis=0))
+    chosen = best_algorithm("allreduce", n, p, "erdma")
+    assert chosen.shape == (4, 19)
+    for (i, j), name in np.ndenumerate(chosen):
+        assert times[name][i, j] == pytest.approx(auto[i, j])
+
+
+def test_algorithm_crossovers_follow_mpich():
+    # small messages: recursive doubling (latency lg p); large on a power of two: Rabenseifner;
+    # large on a non-power of two: ring (Rabenseifner pays 2 n beta for folding the excess ranks)
+    assert best_algorithm("allreduce", 8, 64, "erdma") == "recursive_doubling"
+    assert best_algorithm("allreduce", 2**30, 64, "erdma") == "rabenseifner"
+    assert best_algorithm("allreduce", 2**30, 48, "erdma") == "ring"
+    assert best_algorithm("broadcast", 8, 64, "erdma") == "binomial"
+    assert best_algorithm("broadcast", 2**30, 64, "erdma") in ("ring", "double_binary_tree",
+                                                                "scatter_allgather")
+    assert best_algorithm("alltoall", 8, 256, "tcp-vpc") == "bruck"
+    assert best_algorithm("alltoall", 2**26, 256, "tcp-vpc") == "pairwise"
+    assert best_algorithm("barrier", 8, 12, "erdma") == "bruck"
+
+
+def test_erdma_beats_tcp_most_for_small_messages():
+    n = np.array([8, 2**20, 2**30])
+    tcp = collective_time("allreduce", n, 64, "tcp-vpc")
+    erdma = collective_time("allreduce", n, 64, "erdma")
+    ratio = tcp / erdma
+    assert np.all(ratio > 1)
+    assert ratio[0] == pytest.approx(25 / 8, rel=0.05)  # latency-bound: alpha ratio
+    assert ratio[2] == pytest.approx((50 * 0.92) / (12.5 * 0.4), rel=0.05)  # bandwidth ratio
+
+
+# --- broadcasting
+
+
+def test_broadcasting_shapes_and_scalars():
+    assert isinstance(collective_time("allreduce", 1024, 8, "erdma"), float)
+    out = collective_time("allgather", [8, 1024, 2**20], [[2], [4], [8], [16]], "erdma")
+    assert out.shape == (4, 3)
+    for i, p in enumerate([2, 4, 8, 16]):
+        for j, n in enumerate([8, 1024, 2**20]):
+            assert out[i, j] == pytest.approx(collective_time("allgather", n, p, "erdma"))
+    assert collective_time("allreduce", np.array(2.0**20), 8, "erdma") == pytest.approx(
+        collective_time("allreduce", 2**20, 8, "erdma"))
+    assert np.all(np.diff(collective_time("allreduce", np.logspace(1, 9, 20), 64, "erdma")) > 0)
+
+
+def test_fabric_object_and_name_agree():
+    assert collective_time("reduce", 2**20, 16, fabric("erdma")) == collective_time("reduce", 2**20, 16, "erdma")
+
+
+# --- nccl-tests bandwidths
+
+
+def test_busbw_factors_are_nccl_tests():
+    assert busbw_factor("allreduce", 8) == pytest.approx(2 * 7 / 8)
+    for op in ("allgather", "reduce_scatter", "alltoall"):
+        assert busbw_factor(op, 8) == pytest.approx(7 / 8)
+    assert busbw_factor("broadcast", 8) == 1.0 and busbw_factor("reduce", 8) == 1.0
+    assert math.isnan(busbw_factor("barrier", 8))
+    # nccl-tests output line (8 GPUs, 1 GiB allreduce, 9252.3 us -> algbw 116.05, busbw 203.09)
+    assert busbw("allreduce", 1073741824, 8, 9252.3e-6) / 1e9 == pytest.approx(203.09, abs=0.01)
+
+
+def test_ring_busbw_tends_to_link_bandwidth():
+    f = Fabric(alpha=1e-6, beta=1 / 40e9)
+    for op in ("allreduce", "allgather", "reduce_scatter"):
+        tt = collective_time(op, 2**34, 16, f, algorithm="ring")
+        assert busbw(op, 2**34, 16, tt) == pytest.approx(40e9, rel=1e-3)
+
+
+# --- published measurements (data/reference/collectives.yaml)
+
+
+def _reference():
+    return yaml.safe_load((data_dir() / "reference" / "collectives.yaml").read_text())
+
+
+def _mid(v):
+    return sum(v) / 2 if isinstance(v, list) else float(v)
+
+
+TOLERANCE = 0.10  # the model must land within 10 % of each validation row
+
+
+def _model_busbw(row, fab):
+    n = 2**33  # 8 GiB: the large-message plateau nccl-tests reports
+    kw = {}
+    if "ranks_per_node" in row:
+        intra = row["intra_fabric"] if "intra_fabric" in row else row["fabric"]
+        kw = dict(ranks_per_node=row["ranks_per_node"], intra_fabric=intra)
+    p = row.get("ranks", 16)
+    secs = collective_time("allreduce", n, p, fab, algorithm="ring", **kw)
+    return busbw("allreduce", n, p, secs) / 1e9
+
+
+def test_catalog_efficiencies_come_from_the_calibration_rows():
+    ref = {r["id"]: r for r in _reference()["nccl_allreduce_busbw"]}
+    assert fabric("nvlink3").bandwidth / 1e9 == pytest.approx(ref["a100-nvlink"]["busbw_GBps"], rel=0.01)
+    assert fabric("ib-ndr400").bandwidth / 1e9 == pytest.approx(_mid(ref["ndr400-per-nic"]["busbw_GBps"]), rel=0.01)
+    assert fabric("tcp-vpc").bandwidth / 1e9 == pytest.approx(_mid(ref["tcp-100g"]["busbw_GBps"]), rel=0.01)
+
+
+def test_model_predicts_validation_rows_from_calibrated_efficiencies():
+    """Efficiency calibrated on one row (A100 NVLink, NDR NIC), then H100 NVLink and the 2x4 HDR
+    run are predicted, not fitted."""
+    from hpclab.catalog import default
+
+    cat = default()
+    rows = {r["id"]: r for r in _reference()["nccl_allreduce_busbw"]}
+    eff_nvlink = rows["a100-nvlink"]["busbw_GBps"] * 1e9 / cat.fabric("nvlink3").bandwidth
+    eff_ib = _mid(rows["ndr400-per-nic"]["busbw_GBps"]) * 1e9 / cat.fabric("ib-ndr400").bandwidth
+    nv = Fabric.from_spec(cat.fabric("nvlink"))
+    nv = nv.with_(beta=1 / (cat.fabric("nvlink").bandwidth * eff_nvlink))
+    got = _model_busbw({"ranks": 8}, nv)
+    want = rows["h100-nvlink-ring"]["busbw_GBps"]
+    assert abs(got / want - 1) < TOLERANCE, (got, want)
+
+    hdr = Fabric.from_spec(cat.fabric("ib-hdr200"))
+    hdr = hdr.with_(beta=1 / (cat.fabric("ib-hdr200").bandwidth * eff_ib))
+    nv3 = Fabric.from_spec(cat.fabric("nvlink3")).with_(
+        beta=1 / (cat.fabric("nvlink3").bandwidth * eff_nvlink))
+    row = rows["hdr200-2x4"]
+    got = _model_busbw({"ranks": 8, "ranks_per_node": 4, "intra_fabric": nv3}, hdr)
+    assert abs(got / row["busbw_GBps"] - 1) < TOLERANCE, (got, row["busbw_GBps"])
+    # per HCA: busbw divided over the 4 HCAs of a node
+    assert abs(got / 4 / row["per_hca_GBps"] - 1) < TOLERANCE
+
+
+def test_catalog_fabrics_land_on_every_modelled_row():
+    for row in _reference()["nccl_allreduce_busbw"]:
+        if row["role"] == "not-modelled":
+            continue
+        got = _model_busbw(row, row["fabric"])
+        want = row["busbw_GBps"]
+        if isinstance(want, list):
+            assert want[0] * (1 - TOLERANCE) <= got <= want[1] * (1 + TOLERANCE), (row["id"], got)
+        else:
+            assert abs(got / want - 1) < TOLERANCE, (row["id"], got, want)
+
+
+def test_small_message_latency_matches_published_point_to_point():
+    for row in _reference()["point_to_point_latency_us"]:
+        # a 2-rank broadcast of 8 bytes is one message: alpha
+        got = collective_time("broadcast", 8, 2, row["fabric"], algorithm="binomial") * 1e6
+        lat = row["latency_us"]
+        lo, hi = (lat if isinstance(lat, list) else (lat, lat))
+        assert lo * (1 - TOLERANCE) <= got <= hi * (1 + TOLERANCE), (row["setup"], got)
+
+
+# --- sweep
+
+
+def test_sweep_dataset():
+    ds = sweep(op=["allreduce", "alltoall"], algorithm=["auto", "ring", "pairwise"],
+               fabric=["tcp-vpc", "erdma"], ranks=[2, 16, 256], nbytes=[8, 2**20, 2**30])
+    assert ds["time"].dims == ("op", "algorithm", "fabric", "ranks", "nbytes")
+    assert ds["time"].attrs["units"] == "s" and ds["busbw"].attrs["units"] == "B/s"
+    assert ds["nbytes"].attrs["units"] == "B"
+    assert np.isnan(ds["time"].sel(op="allreduce", algorithm="pairwise")).all()
+    assert np.isnan(ds["time"].sel(op="alltoall", algorithm="ring")).all()
+    got = ds["time"].sel(op="allreduce", algorithm="auto", fabric="erdma").values
+    want = collective_time("allreduce", [8, 2**20, 2**30], [[2], [16], [256]], "erdma")
+    assert np.allclose(got, want)
+    chosen = ds["chosen"].sel(op="allreduce", fabric="erdma").values
+    assert (chosen == best_algorithm("allreduce", [8, 2**20, 2**30], [[2], [16], [256]], "erdma")).all()
+    secs = ds["time"].sel(op="allreduce", algorithm="ring", fabric="tcp-vpc", ranks=16, nbytes=2**30)
+    bus = ds["busbw"].sel(op="allreduce", algorithm="ring", fabric="tcp-vpc", ranks=16, nbytes=2**30)
+    assert float(bus) == pytest.approx(busbw("allreduce", 2**30, 16, float(secs)))
+
+
+def test_sweep_with_nodes_matches_collective_time():
+    ds = sweep(op="allreduce", algorithm=["hierarchical", "ring"], fabric=["rdma-hpn7"],
+               ranks=[8, 64], nbytes=[2**20, 2**30], ranks_per_node=8, intra_fabric="nvlink",
+               topology="hpn7")
+    for alg in ("hierarchical", "ring"):
+        want = collective_time("allreduce", [2**20, 2**30], [[8], [64]], "rdma-hpn7", algorithm=alg,
+                               ranks_per_node=8, intra_fabric="nvlink", topology="hpn7")
+        assert np.allclose(ds["time"].sel(algorithm=alg, fabric="rdma-hpn7").values, want)
+
+
+# --- bad input: one line, the field and what is allowed
+
+BAD = [
+    (dict(op="allreduse"), HpclabError, "op must be one of"),
+    (dict(algorithm="butterfly"), HpclabError, "algorithm for allreduce must be one of"),
+    (dict(algorithm="pairwise"), HpclabError, "algorithm for allreduce"),
+    (dict(fabric="infiniband-9000"), KeyError, "unknown fabric 'infiniband-9000'; known:"),
+    (dict(fabric=3.5), HpclabError, "fabric must be a Fabric"),
+    (dict(nbytes=0), HpclabError, "nbytes must be > 0"),
+    (dict(nbytes=-8), HpclabError, "nbytes must be > 0"),
+    (dict(nbytes=float("nan")), HpclabError, "nbytes must be finite"),
+    (dict(nbytes=[8, np.inf]), HpclabError, "nbytes must be finite"),
+    (dict(nbytes="lots"), HpclabError, "nbytes must be numeric"),
+    (dict(ranks=-4), HpclabError, "ranks must be >= 1"),
+    (dict(ranks=0), HpclabError, "ranks must be >= 1"),
+    (dict(ranks=2.5), HpclabError, "ranks must be whole numbers"),
+    (dict(ranks=float("nan")), HpclabError, "ranks must be finite"),
+    (dict(ranks=[2, 4, 8], nbytes=[1, 2]), HpclabError, "must broadcast together"),
+    (dict(ranks_per_node=0), HpclabError, "ranks_per_node must be"),
+    (dict(intra_fabric="warp"), KeyError, "unknown fabric 'warp'"),
+    (dict(topology="torus"), KeyError, "unknown topology 'torus'; known: hpn7"),
+    (dict(colour="red"), HpclabError, "unknown option 'colour'; allowed: ranks_per_node"),
+]
+
+
+@pytest.mark.parametrize("change,exc,message", BAD, ids=[str(c) for c, _, _ in BAD])
+def test_bad_input_is_one_clear_line(change, exc, message):
+    kw = dict(op="allreduce", nbytes=1024, ranks=8, fabric="erdma", algorithm="auto")
+    kw.update(change)
+    with pytest.raises(exc) as info:
+        collective_time(kw.pop("op"), kw.pop("nbytes"), kw.pop("ranks"), kw.pop("fabric"), **kw)
+    text = info.value.args[0] if isinstance(info.value, KeyError) else str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_fabric_parameters_are_validated():
+    with pytest.raises(HpclabError, match="alpha must be a finite number > 0"):
+        Fabric(alpha=-1e-6, beta=1e-9)
+    with pytest.raises(HpclabError, match="beta"):
+        Fabric(alpha=1e-6, beta=float("nan"))
+
+
+def test_sweep_bad_input():
+    with pytest.raises(HpclabError, match="algorithm must be one of"):
+        sweep(algorithm="warp")
+    with pytest.raises(HpclabError, match="op must be one of"):
+        sweep(op="gather")
+    with pytest.raises(HpclabError, match="nbytes must be > 0"):
+        sweep(nbytes=[0, 8])
