@@ -44,13 +44,15 @@ Placement:
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Mapping
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
-           "Hysteresis", "make_policy", "POLICY_NAMES", "price_per_work"]
+           "Hysteresis", "make_policy", "POLICY_NAMES", "price_per_work", "StateSummary",
+           "summarise", "attach_summary"]
 
 #: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
 DASK_UNKNOWN_TASK_SECONDS = 0.5
@@ -86,13 +88,70 @@ def _serving(i: InstanceView) -> bool:
     return i.state in _SERVING and not i.notice
 
 
+@dataclass(frozen=True)
+class StateSummary:
+    """What every policy reads from a snapshot's instances, gathered in one pass.
+
+    A clock that already holds these aggregates (the simulator keeps them as arrays) may attach
+    them with :func:`attach_summary`, so that policies need not walk thousands of
+    :class:`InstanceView` objects at each tick; :meth:`of` is the reference computation.
+    """
+
+    count: Mapping[str, int]  # serving instances per type
+    serving_cores: int  # slots of serving instances
+    spot_cores: int  # slots of serving spot instances
+    slots: Mapping[str, int]  # slots of one instance, per type seen in the pool
+    noticed: frozenset  # (itype, zone) of spot instances under a reclaim notice
+    idle: tuple  # (id, itype, market, cores, idle_since) of running, idle instances without notice
+
+    @classmethod
+    def of(cls, state: PoolState) -> "StateSummary":
+        count: dict[str, int] = {}
+        slots: dict[str, int] = {}
+        serving = spot = 0
+        noticed, idle = set(), []
+        for i in state.instances:
+            if i.itype not in slots and i.cores > 0:
+                slots[i.itype] = int(i.cores)
+            if i.notice:
+                if i.market == "spot":
+                    noticed.add((i.itype, i.zone))
+                continue
+            if i.state in _SERVING:
+                count[i.itype] = count.get(i.itype, 0) + 1
+                serving += i.cores
+                if i.market == "spot":
+                    spot += i.cores
+                if i.state == "running" and i.running_tasks == 0:
+                    idle.append((i.id, i.itype, i.market, int(i.cores), i.idle_since))
+        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle))
+
+
+_SUMMARY_ATTR = "_hpclab_policy_summary"
+
+
+def attach_summary(state: PoolState, summary: StateSummary) -> PoolState:
+    """Attach precomputed aggregates to ``state`` (must equal ``StateSummary.of(state)``)."""
+    object.__setattr__(state, _SUMMARY_ATTR, summary)
+    return state
+
+
+def summarise(state: PoolState) -> StateSummary:
+    """The snapshot's :class:`StateSummary` (computed once per snapshot, then cached on it)."""
+    s = state.__dict__.get(_SUMMARY_ATTR)
+    if s is None:
+        s = StateSummary.of(state)
+        object.__setattr__(state, _SUMMARY_ATTR, s)
+    return s
+
+
 def _slots(state: PoolState, itype: str, cat) -> int:
     slots = getattr(state, "slots", None) or {}
     if slots.get(itype):
         return int(slots[itype])
-    for i in state.instances:
-        if i.itype == itype and i.cores > 0:
-            return int(i.cores)
+    seen = summarise(state).slots.get(itype)
+    if seen:
+        return int(seen)
     return int(cat.instance(itype).cores)
 
 
@@ -191,12 +250,10 @@ class _Plan:
         self.state, self.cat = state, cat
         self.limits = state.limits
         self._slots: dict[str, int] = {}
+        self.summary = summarise(state)
         self.count = {t: 0 for t in self.limits.types}
-        self.serving_cores = 0
-        for i in state.instances:
-            if _serving(i):
-                self.count[i.itype] = self.count.get(i.itype, 0) + 1
-                self.serving_cores += i.cores
+        self.count.update(self.summary.count)
+        self.serving_cores = self.summary.serving_cores
         self.serving_cores_before = self.serving_cores
 
     def slots(self, itype: str) -> int:
@@ -239,25 +296,26 @@ class _Plan:
                 out.append(launch)
         return out
 
-    def _removable(self, i: InstanceView) -> bool:
-        return self.count.get(i.itype, 0) > self.limits.min_per_type.get(i.itype, 0)
-
     def retire_idle(self, excess_cores: int) -> list[str]:
         """Idle running instances whose slots fit in ``excess_cores``, costliest per work first."""
-        idle = [i for i in self.state.instances
-                if i.state == "running" and not i.notice and i.running_tasks == 0]
+        ppw: dict[tuple[str, str], float] = {}
+        now = self.state.time
 
-        def key(i):
-            return (-price_per_work(i.itype, i.market, self.cat),
-                    i.idle_since if i.idle_since is not None else self.state.time, i.id)
+        def key(row):
+            iid, itype, market, _, idle_since = row
+            if (itype, market) not in ppw:
+                ppw[itype, market] = price_per_work(itype, market, self.cat)
+            return (-ppw[itype, market], idle_since if idle_since is not None else now, iid)
 
         out = []
-        for i in sorted(idle, key=key):
-            if i.cores <= excess_cores and self._removable(i):
-                out.append(i.id)
-                excess_cores -= i.cores
-                self.count[i.itype] -= 1
-                self.serving_cores -= i.cores
+        for iid, itype, market, cores, _ in sorted(self.summary.idle, key=key):
+            if excess_cores <= 0:
+                break
+            if cores <= excess_cores and self.count.get(itype, 0) > self.limits.min_per_type.get(itype, 0):
+                out.append(iid)
+                excess_cores -= cores
+                self.count[itype] -= 1
+                self.serving_cores -= cores
         return out
 
     def over_max(self) -> list[str]:
@@ -267,10 +325,9 @@ class _Plan:
             hi = self.limits.max_per_type.get(itype) if itype in self.limits.types else 0
             if hi is None or n <= hi:
                 continue
-            idle = sorted((i for i in self.state.instances if i.itype == itype and i.state == "running"
-                           and not i.notice and i.running_tasks == 0), key=lambda i: i.id)
-            for i in idle[: n - hi]:
-                out.append(i.id)
+            idle = sorted(row[0] for row in self.summary.idle if row[1] == itype)
+            for iid in idle[: n - hi]:
+                out.append(iid)
                 self.count[itype] -= 1
         return out
 
@@ -359,14 +416,12 @@ class _Placement(_Base):
         if state.time < self._last_time:
             self.reset()
         self._last_time = state.time
-        for i in state.instances:  # remember where spot was reclaimed: look elsewhere for a while
-            if i.notice and i.market == "spot":
-                self._notices[(i.itype, i.zone)] = max(self._notices.get((i.itype, i.zone), -math.inf),
-                                                       state.time)
+        for place in summarise(state).noticed:  # spot reclaimed here: look elsewhere for a while
+            self._notices[place] = state.time
         return self._act(state, self.target_cores(state))
 
     def _fill(self, state, plan, need):
-        spot_cores = sum(i.cores for i in state.instances if _serving(i) and i.market == "spot")
+        spot_cores = summarise(state).spot_cores
         total_target = plan.serving_cores + need
         spot_want = min(need, max(0, math.ceil(self.spot_share * total_target - 1e-9) - spot_cores))
         cands = self.candidates(state)
@@ -433,17 +488,21 @@ class GlobalPlacement(_Placement):
     def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, spot_share: float = 1.0, **kw):
         super().__init__(target_duration=target_duration, spot_share=spot_share, **kw)
         self.name = "global-spot" if self.spot_share > 0 else "global"
+        self._ranked: dict = {}
 
     def places(self, state):
         return [(t, z) for t in state.limits.types for z in state.limits.zones]
 
     def candidates(self, state):
-        out = []
-        for market in ("spot", "on-demand"):
-            ranked = sorted(self.places(state),
-                            key=lambda p: (price_per_work(p[0], market, self.catalog), p[0], p[1]))
-            out += [(t, z, market) for t, z in ranked]
-        return out
+        key = (state.limits.types, state.limits.zones)
+        if key not in self._ranked:
+            out = []
+            for market in ("spot", "on-demand"):
+                ranked = sorted(self.places(state),
+                                key=lambda p: (price_per_work(p[0], market, self.catalog), p[0], p[1]))
+                out += [(t, z, market) for t, z in ranked]
+            self._ranked[key] = out
+        return self._ranked[key]
 
 
 class DeadlineBudget(_Base):
@@ -468,11 +527,15 @@ class DeadlineBudget(_Base):
         self.deadline = check_positive("deadline", deadline)
         self.budget = check_positive("budget", budget)
         self.market = check_choice("market", market, MARKETS)
+        self._ranked: dict = {}
 
     def candidates(self, state):
-        ranked = sorted(((t, z) for t in state.limits.types for z in state.limits.zones),
-                        key=lambda p: (price_per_work(p[0], self.market, self.catalog), p[0], p[1]))
-        return [(t, z, self.market) for t, z in ranked]
+        key = (state.limits.types, state.limits.zones)
+        if key not in self._ranked:
+            ranked = sorted(((t, z) for t in state.limits.types for z in state.limits.zones),
+                            key=lambda p: (price_per_work(p[0], self.market, self.catalog), p[0], p[1]))
+            self._ranked[key] = [(t, z, self.market) for t, z in ranked]
+        return self._ranked[key]
 
     def target_cores(self, state):
         tasks = state.queued + state.running
@@ -533,10 +596,9 @@ class Hysteresis:
         d = self.inner.decide(state)
         retire = ()
         if d.retire and state.time - self._last_change >= self.cooldown:
-            by_id = {i.id: i for i in state.instances}
-            retire = tuple(r for r in d.retire if by_id.get(r) is not None
-                           and by_id[r].idle_since is not None
-                           and state.time - by_id[r].idle_since >= self.wait)
+            since = {row[0]: row[4] for row in summarise(state).idle}
+            retire = tuple(r for r in d.retire if since.get(r) is not None
+                           and state.time - since[r] >= self.wait)
         if d.launch or retire:
             self._last_change = state.time
         held = len(d.retire) - len(retire)
