@@ -1,0 +1,236 @@
+"""The RDKit virtual screen: named molecules, shipped reference values, enrichment, runner.
+
+Real RDKit, a real LocalCluster (2 single-threaded worker processes on 127.0.0.1).
+"""
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpclab import HpclabError
+from hpclab.workloads import screening as scr
+from hpclab.workloads.screening.library import data_file
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
+ERYTHROMYCIN = ("CC[C@@H]1[C@@]([C@@H]([C@H](C(=O)[C@@H](C[C@@]([C@@H]([C@H]([C@@H]([C@H](C(=O)O1)C)"
+                "O[C@H]2C[C@@]([C@H]([C@@H](O2)C)O)(C)OC)C)O[C@H]3[C@@H]([C@H](C[C@H](O3)C)N(C)C)O)"
+                "(C)O)C)C)O)(C)O")
+RHODANINE = "S=C1SC(=Cc2ccccc2)C(=O)N1"  # 5-benzylidene rhodanine, a PAINS 'ene_rhod' alert
+
+
+@pytest.fixture(scope="module")
+def client():
+    with scr.local_client(2) as c:
+        yield c
+
+
+# ------------------------------------------------------------------ metrics on hand examples
+
+def test_auc_and_ef_hand_example():
+    s = [0.9, 0.8, 0.7, 0.6, 0.5]
+    y = [1, 0, 1, 0, 0]
+    # pairs (active, inactive) ordered right: 0.9 beats 3, 0.7 beats 2 -> 5 of 6
+    assert scr.roc_auc(s, y) == pytest.approx(5 / 6)
+    # top 20% = 1 molecule, an active: hit rate 1 over base rate 2/5
+    assert scr.enrichment_factor(s, y, 0.2) == pytest.approx(2.5)
+    # top 60% = 3 molecules, 2 actives: (2/3) / (2/5)
+    assert scr.enrichment_factor(s, y, 0.6) == pytest.approx(5 / 3)
+
+
+def test_metrics_ties_and_brute_force():
+    # a tie between an active and an inactive counts one half; a cut inside a tie is pro rata
+    assert scr.roc_auc([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
+    assert scr.enrichment_factor([1, 1, 0, 0], [1, 0, 1, 0], 0.25) == pytest.approx(1.0)
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 6, 200).astype(float)
+    y = rng.random(200) < 0.2
+    act, ina = s[y], s[~y]
+    brute = ((act[:, None] > ina[None, :]).sum() + 0.5 * (act[:, None] == ina[None, :]).sum()) / (
+        act.size * ina.size)
+    assert scr.roc_auc(s, y) == pytest.approx(brute)
+    fpr, tpr = scr.roc_curve(s, y)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(brute)
+    frac, rec = scr.enrichment_curve(s, y, [0, 1])
+    assert rec.tolist() == pytest.approx([0.0, 1.0])
+    with pytest.raises(HpclabError, match="both actives and inactives"):
+        scr.roc_auc([1, 2], [1, 1])
+
+
+# ------------------------------------------------------------------ named molecules
+
+@pytest.mark.parametrize("smiles, violations, passes, pains", [
+    (ASPIRIN, 0, True, False),
+    (CAFFEINE, 0, True, False),
+    (ERYTHROMYCIN, 2, False, False),  # MW 734 > 500, N+O = 14 > 10
+    (RHODANINE, 0, True, True),
+])
+def test_rule_of_five_and_pains_of_named_molecules(smiles, violations, passes, pains):
+    mol, _ = scr.prepare(smiles)
+    p = scr.properties(mol)
+    assert p["ro5_violations"] == violations
+    assert p["pass_ro5"] is passes
+    assert p["pains"] is pains
+
+
+def test_aspirin_descriptors():
+    p = scr.properties(scr.prepare(ASPIRIN)[0])
+    assert p["mw"] == pytest.approx(180.16, abs=0.01)
+    assert (p["hbd"], p["hba"]) == (1, 4)
+    assert p["tpsa"] == pytest.approx(63.60, abs=0.01)
+
+
+def test_active_against_itself_has_tanimoto_one():
+    params = scr.ScreenParams(target="cdk2", threshold_3d=1.01)
+    tgt = scr.load_target("cdk2")
+    qid, qsmi = tgt.queries[0]
+    assert scr.similarity_2d(scr.prepare(qsmi)[0], params) == pytest.approx(1.0)
+    df = scr.screen_batch([qid, "aspirin"], [qsmi, ASPIRIN], [True, False], params)
+    assert df["score_2d"].tolist()[0] == pytest.approx(1.0)
+    assert 0 < df["score_2d"].tolist()[1] < 0.5
+
+
+def test_standardisation_keeps_the_parent_neutral():
+    mol, changed = scr.prepare("CC(=O)[O-].[Na+]")  # sodium acetate -> acetic acid
+    from rdkit import Chem
+
+    assert changed and Chem.MolToSmiles(mol) == "CC(=O)O"
+
+
+# ------------------------------------------------------------------ shipped reference data
+
+def test_tpsa_matches_daylight_values_shipped_with_rdkit():
+    ref = scr.tpsa_reference().iloc[:600]
+    df = scr.screen_batch([f"r{i}" for i in range(len(ref))], ref["smiles"].tolist(),
+                          [False] * len(ref), scr.ScreenParams(threshold_3d=1.01))
+    keep = (df["status"] == "ok") & ~df["standardised"]
+    assert keep.sum() > 450
+    diff = np.abs(df.loc[keep, "tpsa"].to_numpy() - ref.loc[keep.to_numpy(), "tpsa"].to_numpy())
+    assert np.mean(diff <= 0.01) >= 0.99
+    assert np.median(diff) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_data_located_through_rdconfig_with_clear_errors():
+    from rdkit import RDConfig
+
+    assert str(data_file(scr.LIBRARIES["nci5k"])).startswith(RDConfig.RDDataDir)
+    with pytest.raises(FileNotFoundError, match="nope.smi not found under RDConfig.RDDataDir"):
+        data_file(("RDDataDir", ("NCI", "nope.smi")))
+    with pytest.raises(HpclabError, match="target must be one of cdk2, egfr"):
+        scr.load_target("abl1")
+    with pytest.raises(HpclabError, match="threshold_3d"):
+        scr.ScreenParams(threshold_3d=-1)
+
+
+def test_library_hides_all_other_actives():
+    lib = scr.load_library("nci5k", "cdk2")
+    tgt = scr.load_target("cdk2")
+    assert len(lib) == 4999 + 46 and lib["is_active"].sum() == 46
+    assert tgt.queries[0][0] not in set(lib["id"])
+    egfr = scr.load_library("nci5k", "egfr", size=100)
+    assert len(egfr) == 100 + 364
+
+
+def test_bad_smiles_are_counted_not_fatal():
+    lib = scr.load_library("nci5k", "cdk2", size=20, extra_smiles=["not_a_smiles", "C1CC", ""])
+    df = scr.screen_batch(lib["id"], lib["smiles"], lib["is_active"],
+                          scr.ScreenParams(threshold_3d=1.01))
+    bad = df.set_index("id").loc[["extra:0", "extra:1", "extra:2"], "status"]
+    assert (bad == "invalid_smiles").all()
+    assert (df["status"] == "ok").sum() >= len(lib) - 3 - 1
+    ds = scr.to_dataset(df, scr.ScreenParams())
+    assert ds.attrs["n_invalid_smiles"] == int((df["status"] == "invalid_smiles").sum()) >= 3
+
+
+# ------------------------------------------------------------------ the screen on the cluster
+
+def test_2d_stage_finds_hidden_cdk2_ligands(client):
+    """One CDK2 ligand as the query, the other 46 hidden among the 4,999 NCI molecules."""
+    ds = scr.screen("nci5k", "cdk2", client=client, batch_size=400, progress=False,
+                    threshold_3d=1.01)
+    assert ds.attrs["n_molecules"] == 5045 and ds.attrs["n_actives"] == 46
+    assert ds.attrs["n_invalid_smiles"] == 8  # the NCI file's own unparsable entries
+    q = scr.quality(ds)
+    auc, ef1 = q.roc_auc.sel(stage="2d").item(), q.ef.sel(stage="2d", fraction=0.01).item()
+    print(f"2D stage: ROC AUC {auc:.3f}, EF1% {ef1:.1f}")
+    assert auc >= 0.7
+    assert ef1 >= 10
+
+
+def test_3d_stage_enrichment_reported_beside_2d(client):
+    ds = scr.screen("nci5k", "cdk2", size=250, client=client, batch_size=30, progress=False)
+    q = scr.quality(ds)
+    costs = scr.stage_costs(ds)
+    print("\n" + q[["roc_auc"]].to_dataframe().join(
+        q.ef.sel(fraction=0.01, drop=True).to_dataframe()).to_string())
+    assert set(q.stage.values) == {"2d", "filters+2d", "3d"}
+    assert np.all((q.roc_auc >= 0) & (q.roc_auc <= 1))
+    assert ds.attrs["n_3d"] > 5
+    # the 3D stage is the costly one: far slower per molecule than the 2D similarity
+    mean = costs.mean_seconds
+    assert mean.sel(stage="3d") > 20 * mean.sel(stage="2d")
+    assert costs.ran_fraction.sel(stage="3d") < 0.5
+    assert costs.cost_seconds.attrs["units"] == "s"
+    tp = scr.throughput(ds, bin_seconds=0.5)
+    assert int(tp["finished"][-1]) == ds.attrs["n_molecules"]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_redoes_no_finished_batch(client, tmp_path):
+    lib = scr.load_library("nci5k", "cdk2", size=150, extra_smiles=["not_a_smiles"])
+    params = scr.ScreenParams(threshold_3d=1.01)
+    seen = []
+
+    def stop_after_three(index, frame, c):
+        seen.append(index)
+        if len(seen) == 3:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=20, progress=False,
+                       on_batch=stop_after_three)
+    files = sorted((tmp_path / "batches").glob("batch-*.parquet"))
+    assert [int(f.stem.split("-")[1]) for f in files] == sorted(seen)
+    stamps = {f.name: f.stat().st_mtime_ns for f in files}
+    ds = scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=20, progress=False)
+    import json
+
+    run = json.loads(ds.attrs["run"])
+    assert sorted(run["skipped"]) == sorted(seen)
+    assert not set(run["computed"]) & set(seen)
+    assert sorted(run["computed"] + run["skipped"]) == list(range(run["n_batches"]))
+    for f in files:  # finished batches untouched
+        assert f.stat().st_mtime_ns == stamps[f.name]
+    assert ds["id"].values.tolist() == lib["id"].tolist()
+    assert ds.attrs["n_invalid_smiles"] >= 1
+    again = scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=20, progress=False)
+    assert json.loads(again.attrs["run"])["computed"] == []
+    with pytest.raises(HpclabError, match="holds a different screen"):
+        scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=25, progress=False)
+
+
+def test_preempted_worker_loses_no_molecule(client):
+    lib = scr.load_library("nci5k", "cdk2", size=120)
+    killed = []
+
+    def preempt_a_busy_worker(index, frame, c):
+        if killed:
+            return
+        busy = [w for w, keys in c.processing().items() if keys]
+        if busy:
+            pid = c.run(os.getpid, workers=[busy[0]])[busy[0]]
+            os.kill(pid, signal.SIGKILL)  # the worker process dies mid-batch, as on preemption
+            killed.append(busy[0])
+
+    ds = scr.run_screen(lib, scr.ScreenParams(threshold_3d=0.12), client=client, batch_size=12,
+                        progress=False, on_batch=preempt_a_busy_worker)
+    assert killed, "no worker was busy when the first batch finished"
+    ids = ds["id"].values.tolist()
+    assert sorted(ids) == sorted(lib["id"].tolist())  # every molecule, exactly once
+    assert len(set(ids)) == len(ids)
