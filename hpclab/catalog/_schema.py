@@ -56,6 +56,7 @@ class InstanceType(_Record):
     gpu_model: str = ""
     gpu_peak_flops: float = 0.0
     gpu_memory: float = 0.0
+    gpu_memory_bandwidth: float = 0.0
     nvlink_bandwidth: float = 0.0
     network_bandwidth: float = 0.0
     rdma_bandwidth: float = 0.0
@@ -149,6 +150,7 @@ SCHEMA = {
         "boot_time_sd": ("time", False, ">=0"),
         "price_on_demand": ("price", True, ">0"),
         "price_spot": ("price", True, ">0"),
+        "gpu_memory_bandwidth": ("bandwidth", False, ">=0"),  # HBM bandwidth per GPU
         "min_charge": ("time", False, ">=0"),
         "spot_notice": ("time", False, ">=0"),
     }),

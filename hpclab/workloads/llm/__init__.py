@@ -1,0 +1,16 @@
+"""LLM pretraining: 3D-parallel step time, memory, stragglers, failures, checkpoints and goodput.
+
+>>> from hpclab.workloads import llm
+>>> round(llm.transformer("gpt3-175b").params / 1e9, 1)
+174.6
+"""
+
+from hpclab.workloads.llm.cluster import DEFAULT_TOPOLOGY, Cluster, cluster
+from hpclab.workloads.llm.model import Transformer, model_names, transformer
+from hpclab.workloads.llm.parallel import (RECOMPUTE, ZERO_STAGES, check_layout, default_efficiency,
+                                           layouts, memory, search, step_time)
+from hpclab.workloads.llm.validation import calibrate, reference, validate
+
+__all__ = ["Transformer", "transformer", "model_names", "Cluster", "cluster", "DEFAULT_TOPOLOGY",
+           "RECOMPUTE", "ZERO_STAGES", "check_layout", "layouts", "memory", "search", "step_time",
+           "default_efficiency", "calibrate", "validate", "reference"]

@@ -1,0 +1,198 @@
+"""Transformer shapes, parameter counts and FLOPs per token.
+
+Parameter count (Narayanan et al. 2021, Eq. 2, generalised to grouped-query attention and gated
+FFNs): per layer ``2 h^2 + 2 h kv + m h f`` matrix weights (Q and output projections, K and V of
+``kv = kv_heads * head_dim`` columns, ``m = 3`` FFN matrices for SwiGLU or 2 for GeLU), plus biases
+and norms; embeddings ``V h`` (twice if input and output are untied) and ``s h`` learned positions.
+For GPT-3 175B this gives 174.6e9 (the paper rounds to 175.0e9).
+
+Model FLOPs per token of training (Kaplan et al. 2020; Chowdhery et al. 2022, Appendix B, the MFU
+convention): ``6 * N_matmul + 12 * l * s * h`` where ``N_matmul`` counts the weights that take part
+in matrix products (layers and the output projection, not the input lookup) and the second term is
+the attention scores and the attention-weighted sum (``4 s h`` per token and layer forward, times 3
+for forward plus backward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+
+import yaml
+
+from hpclab._paths import data_dir
+from hpclab._validate import HpclabError, check_positive
+
+__all__ = ["Transformer", "transformer", "model_names"]
+
+
+@dataclass(frozen=True)
+class Transformer:
+    """A decoder-only transformer.
+
+    Parameters
+    ----------
+    layers, hidden, heads : int
+        Number of layers ``l``, hidden size ``h`` and attention (query) heads ``a``; ``h % a == 0``.
+    vocab, seq_length : int
+        Vocabulary size ``V`` and training sequence length ``s``.
+    kv_heads : int, optional
+        Key/value heads for grouped-query attention (default ``heads``: multi-head attention);
+        must divide ``heads``.
+    ffn : int, optional
+        FFN inner size ``f`` (default ``4 h``).
+    gated_ffn : bool
+        SwiGLU FFN with three matrices (Llama) instead of two (GPT).
+    bias, tied_embeddings, learned_positions : bool
+        GPT-style biases, one shared input/output embedding, a learned position table.
+    """
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    vocab: int
+    seq_length: int
+    kv_heads: int = 0
+    ffn: int = 0
+    gated_ffn: bool = False
+    bias: bool = True
+    tied_embeddings: bool = True
+    learned_positions: bool = True
+    published_params: float = 0.0
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        for f in ("layers", "hidden", "heads", "vocab", "seq_length"):
+            check_positive(f, getattr(self, f), integer=True)
+        if self.kv_heads == 0:
+            object.__setattr__(self, "kv_heads", self.heads)
+        if self.ffn == 0:
+            object.__setattr__(self, "ffn", 4 * self.hidden)
+        check_positive("kv_heads", self.kv_heads, integer=True)
+        check_positive("ffn", self.ffn, integer=True)
+        if self.hidden % self.heads:
+            raise HpclabError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.heads % self.kv_heads:
+            raise HpclabError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+
+    # --- shape -----------------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the K (and of the V) projection: ``kv_heads * head_dim``."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def ffn_matrices(self) -> int:
+        return 3 if self.gated_ffn else 2
+
+    # --- parameters --------------------------------------------------------------------------
+    @property
+    def layer_matmul_params(self) -> int:
+        """Weights of one layer that take part in matrix products."""
+        h, kv, f = self.hidden, self.kv_dim, self.ffn
+        return 2 * h * h + 2 * h * kv + self.ffn_matrices * h * f
+
+    @property
+    def layer_params(self) -> int:
+        """All parameters of one layer: matrices, biases (GPT) and the two norms."""
+        h, kv, f = self.hidden, self.kv_dim, self.ffn
+        norms = 2 * (2 * h if self.bias else h)  # LayerNorm has a gain and a bias, RMSNorm a gain
+        biases = (h + 2 * kv + h + (self.ffn_matrices - 1) * f + h) if self.bias else 0
+        return self.layer_matmul_params + biases + norms
+
+    @property
+    def embedding_params(self) -> int:
+        """Token embeddings (input, and output if untied), learned positions, final norm."""
+        h = self.hidden
+        emb = self.vocab * h * (1 if self.tied_embeddings else 2)
+        pos = self.seq_length * h if self.learned_positions else 0
+        final_norm = 2 * h if self.bias else h
+        return emb + pos + final_norm
+
+    @property
+    def params(self) -> int:
+        """Total parameters ``l * layer_params + embedding_params``."""
+        return self.layers * self.layer_params + self.embedding_params
+
+    @property
+    def matmul_params(self) -> int:
+        """Weights in matrix products per token: the layers and the output projection."""
+        return self.layers * self.layer_matmul_params + self.vocab * self.hidden
+
+    # --- FLOPs -------------------------------------------------------------------------------
+    def flops_per_token(self, seq_length=None):
+        """Model FLOPs to train on one token: ``6 N_matmul + 12 l s h`` (see module docstring)."""
+        s = self.seq_length if seq_length is None else seq_length
+        return 6.0 * self.matmul_params + 12.0 * self.layers * s * self.hidden
+
+    def layer_forward_flops_per_token(self, seq_length=None):
+        """Forward FLOPs of one layer per token: ``2 * layer_matmul_params + 4 s h``."""
+        s = self.seq_length if seq_length is None else seq_length
+        return 2.0 * self.layer_matmul_params + 4.0 * s * self.hidden
+
+    def activation_bytes_per_token(self) -> float:
+        """Bytes of activations one layer stores per token for the backward pass, excluding the
+        attention-score term: Korthikanti et al. 2022 (section 4.1) count ``34 s b h`` for GPT;
+        the same bookkeeping for grouped-query attention and a gated FFN gives
+        ``(7 + 4 kv/h) h`` (attention) ``+ (3 + 2 m' f/h) h`` (FFN) ``+ 4 h`` (norms), with
+        ``m' = 3`` (gate, up, product) for SwiGLU and 2 (GeLU input and output) for GeLU.
+        For GPT (kv = h, f = 4h) this is exactly 34 h."""
+        h = self.hidden
+        attention = 7 * h + 4 * self.kv_dim
+        mprime = 3 if self.gated_ffn else 2
+        mlp = 3 * h + 2 * mprime * self.ffn
+        return float(attention + mlp + 4 * h)
+
+    def with_(self, **changes) -> "Transformer":
+        """A copy with some fields changed (``gpt3.with_(seq_length=4096)``)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+_FIELDS = {f.name for f in fields(Transformer)} - {"name", "source"}
+
+
+@lru_cache(maxsize=1)
+def _presets() -> dict:
+    path = data_dir() / "models.yaml"
+    doc = yaml.safe_load(path.read_text())
+    sources = doc.get("sources", {})
+    out = {}
+    for name, entry in doc["models"].items():
+        entry = dict(entry)
+        src = entry.pop("source", "")
+        entry.pop("description", None)
+        if isinstance(src, str) and src.startswith("@"):
+            src = sources[src[1:]]
+        unknown = set(entry) - _FIELDS
+        if unknown:
+            raise HpclabError(f"{path}: model {name!r}: unknown field {sorted(unknown)[0]!r}; "
+                              f"allowed: {', '.join(sorted(_FIELDS))}")
+        out[name] = Transformer(name=name, source=src, **entry)
+    return out
+
+
+def model_names() -> list[str]:
+    """Names of the shipped presets (``data/models.yaml``)."""
+    return list(_presets())
+
+
+def transformer(name_or_model) -> Transformer:
+    """Return a :class:`Transformer`: pass one through or look a preset up by name.
+
+    Raises KeyError listing the known presets for an unknown name.
+    """
+    if isinstance(name_or_model, Transformer):
+        return name_or_model
+    presets = _presets()
+    if name_or_model not in presets:
+        from hpclab.catalog import UnknownNameError
+
+        raise UnknownNameError(f"unknown model {name_or_model!r}; known: {', '.join(presets)}")
+    return presets[name_or_model]

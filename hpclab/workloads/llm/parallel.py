@@ -1,0 +1,528 @@
+"""3D(+context)-parallel training: layouts, memory per GPU, step time, and the layout search.
+
+Everything is vectorised: the layout arguments (``tp``, ``pp``, ``dp``, ``cp``, ``micro_batch``,
+``interleave``, ``zero``, ``recompute``) broadcast as numpy arrays, so thousands of layouts are
+evaluated in one call and come back as an ``xarray.Dataset`` along a ``layout`` dimension.
+
+Step time (seconds) of one optimizer step with ``m = global_batch / (dp * micro_batch)``
+micro-batches on ``pp`` stages with ``v`` interleaved chunks per stage (Narayanan et al. 2021,
+section 2.2)::
+
+    T = (m + (pp - 1) / v) * t_mb  +  T_pp,exposed  +  T_dp,exposed  +  T_optimizer
+
+``t_mb`` is the time of one micro-batch on the slowest (last) stage: its layers' matrix FLOPs at
+``efficiency * peak``, their element-wise memory traffic at HBM bandwidth, their tensor-parallel
+collectives on NVLink (all-reduces, or all-gather + reduce-scatter with sequence parallelism: 4 per
+layer, 6 with full recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather,
+and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble of 1F1B (v = 1) and of the
+interleaved schedule (bubble fraction ``(pp - 1) / (v m)``). Data-parallel gradient
+reduce-scatter + parameter all-gather (ZeRO >= 1) or all-reduce (ZeRO 0) run on the backend fabric
+and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers parameters for every
+micro-batch. All communication times come from :func:`hpclab.network.collective_time` and
+:func:`hpclab.network.p2p_time`.
+
+Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
+bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage) and Korthikanti
+et al. 2022 for activations (``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no
+recomputation; the ``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h
+/ t`` with full recomputation), times the micro-batches in flight on the first stage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from hpclab._validate import HpclabError, check_choice
+from hpclab.workloads.llm.model import Transformer, transformer
+
+__all__ = ["RECOMPUTE", "ZERO_STAGES", "step_time", "memory", "check_layout", "layouts", "search",
+           "default_efficiency", "memory_reserve"]
+
+RECOMPUTE = ("none", "selective", "full")
+ZERO_STAGES = (0, 1, 2, 3)
+BF16 = 2  # bytes per element of weights, gradients and activations in mixed precision
+ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 Adam moments (Rajbhandari et al. 2020)
+ADAM_TRAFFIC_BYTES = 28  # optimizer step reads p32, g, m, v (14 B) and writes p32, m, v, p16 (14 B)
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _collective(op, nbytes, ranks, fabric, **options):
+    """Seconds for one collective from the network layer; 0 where ranks == 1."""
+    from hpclab.network import collective_time
+
+    nbytes = np.asarray(nbytes, dtype=float)
+    ranks = np.asarray(ranks, dtype=float)
+    nb, rk = np.broadcast_arrays(nbytes, ranks)
+    out = np.zeros(nb.shape)
+    live = (rk > 1) & (nb > 0)
+    if np.any(live):
+        out[live] = collective_time(op, nb[live], rk[live].astype(int), fabric, **options)
+    return out
+
+
+def _p2p(nbytes, fabric):
+    from hpclab.network import p2p_time
+
+    nbytes = np.asarray(nbytes, dtype=float)
+    out = np.zeros(nbytes.shape)
+    live = nbytes > 0
+    if np.any(live):
+        out[live] = p2p_time(nbytes[live], fabric)
+    return out
+
+
+def _recompute_codes(recompute):
+    arr = np.asarray(recompute)
+    if arr.dtype.kind in "iu":
+        bad = arr[(arr < 0) | (arr > 2)]
+        if bad.size:
+            raise HpclabError(f"recompute must be one of {', '.join(RECOMPUTE)}; got code {bad.flat[0]}")
+        return arr.astype(int)
+    flat = [check_choice("recompute", str(r), RECOMPUTE) for r in arr.ravel()]
+    return np.array([RECOMPUTE.index(r) for r in flat], dtype=int).reshape(arr.shape)
+
+
+def memory_reserve() -> float:
+    """Bytes per GPU kept for the CUDA context, NCCL buffers and fragmentation
+    (``data/reference/llm_training.yaml``, ``assumptions.memory_reserve``)."""
+    from hpclab.workloads.llm.validation import assumption
+
+    return assumption("memory_reserve")
+
+
+def default_efficiency() -> float:
+    """The achievable share of peak FLOP/s in matrix products, calibrated on the one published
+    row named in ``data/reference/llm_training.yaml`` (see :func:`hpclab.workloads.llm.calibrate`)."""
+    from hpclab.workloads.llm.validation import calibrated_efficiency
+
+    return calibrated_efficiency()
+
+
+_REASONS = (
+    "ok",
+    "tp must divide heads",
+    "tp must divide or be a multiple of kv_heads",
+    "tp must divide the GPUs per node (tensor parallelism stays inside NVLink)",
+    "pp * interleave must not exceed layers",
+    "cp must divide seq_length",
+    "global_batch must be a multiple of dp * micro_batch",
+    "interleave > 1 needs pp > 1 and micro-batches a multiple of pp",
+    "zero must be one of 0, 1, 2, 3",
+    "gpus must equal tp * cp * pp * dp",
+)
+
+
+def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb):
+    """First failing rule per layout (0 = valid), vectorised."""
+    code = np.zeros(np.broadcast(tp, pp, dp, cp, b, v, zero, gb).shape, dtype=int)
+
+    def mark(cond, k):
+        np.copyto(code, k, where=(code == 0) & cond)
+
+    mark(model.heads % tp != 0, 1)
+    mark((model.kv_heads % tp != 0) & (tp % model.kv_heads != 0), 2)
+    mark((cl.gpus_per_node % tp != 0) | (tp > cl.gpus_per_node), 3)
+    mark(pp * v > model.layers, 4)
+    mark(model.seq_length % cp != 0, 5)
+    mark(gb % (dp * b) != 0, 6)
+    m = gb // np.maximum(dp * b, 1)
+    mark((v > 1) & ((pp == 1) | (m % pp != 0)), 7)
+    mark((zero < 0) | (zero > 3), 8)
+    if gpus is not None:
+        mark(tp * cp * pp * dp != gpus, 9)
+    return code
+
+
+def _ints(name, value):
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+        arr = arr.astype(int)
+    if arr.dtype.kind not in "iu" or np.any(arr < 1 if name != "zero" else arr < 0):
+        raise HpclabError(f"{name} must be whole numbers >= {0 if name == 'zero' else 1}, got {value!r}")
+    return arr.astype(np.int64)
+
+
+def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch,
+                 interleave=1, zero=1, gpus=None):
+    """Raise :class:`hpclab.HpclabError` (one line) if any layout is invalid; return the codes.
+
+    Rules: ``tp`` divides ``heads`` (and ``kv_heads`` or is a multiple of it) and the GPUs per
+    node; ``pp * interleave <= layers``; ``cp`` divides ``seq_length``; ``global_batch`` is a
+    multiple of ``dp * micro_batch``; interleaving needs ``pp > 1`` and micro-batches a multiple
+    of ``pp`` (Megatron-LM); ``gpus == tp * cp * pp * dp`` when ``gpus`` is given.
+    """
+    model = transformer(model)
+    args = {k: _ints(k, val) for k, val in dict(tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=micro_batch,
+                                                  interleave=interleave, zero=zero,
+                                                  global_batch=global_batch).items()}
+    codes = _layout_codes(model, cluster, gpus, args["tp"], args["pp"], args["dp"], args["cp"],
+                          args["micro_batch"], args["interleave"], args["zero"], args["global_batch"])
+    bad = np.flatnonzero(codes.ravel())
+    if bad.size:
+        i = bad[0]
+        b = {k: np.broadcast_to(val, codes.shape).ravel()[i] for k, val in args.items()}
+        detail = {1: f"tp={b['tp']}, heads={model.heads}",
+                  2: f"tp={b['tp']}, kv_heads={model.kv_heads}",
+                  3: f"tp={b['tp']}, gpus per node={cluster.gpus_per_node}",
+                  4: f"pp={b['pp']}, interleave={b['interleave']}, layers={model.layers}",
+                  5: f"cp={b['cp']}, seq_length={model.seq_length}",
+                  6: f"global_batch={b['global_batch']}, dp*micro_batch={b['dp'] * b['micro_batch']}",
+                  7: f"pp={b['pp']}, micro-batches={b['global_batch'] // (b['dp'] * b['micro_batch'])}",
+                  8: f"zero={b['zero']}",
+                  9: f"gpus={gpus}, tp*cp*pp*dp={b['tp'] * b['cp'] * b['pp'] * b['dp']}"}[codes.ravel()[i]]
+        raise HpclabError(f"invalid layout: {_REASONS[codes.ravel()[i]]} ({detail})")
+    return codes
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def _stage_params(model, tp, pp, v):
+    """Parameters held by one GPU of the first stage: its layers and the embedding, over tp."""
+    layers_stage = np.ceil(model.layers / (pp * v)) * v
+    emb = model.vocab * model.hidden
+    emb_stage = np.where((pp == 1) & (not model.tied_embeddings), 2 * emb, emb)
+    if model.learned_positions:
+        emb_stage = emb_stage + model.seq_length * model.hidden
+    return (layers_stage * model.layer_params + emb_stage) / tp, layers_stage
+
+
+def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True):
+    params_gpu, layers_stage = _stage_params(model, tp, pp, v)
+    weights = BF16 * params_gpu / np.where(zero >= 3, dp, 1)
+    grads = BF16 * params_gpu / np.where(zero >= 2, dp, 1)
+    optimizer = ADAM_STATE_BYTES * params_gpu / np.where(zero >= 1, dp, 1)
+    s, h, a = model.seq_length, model.hidden, model.heads
+    tokens = b * s / cp  # tokens of one micro-batch on one GPU group
+    act_tok = model.activation_bytes_per_token()
+    per_tok = np.where(sp | (tp == 1), act_tok / tp, 10 * h + (act_tok - 10 * h) / tp)
+    # Korthikanti's 5as/h attention-score term (bytes per token); FlashAttention never stores it
+    scores = 0.0 if flash else 5.0 * a * (s / cp) / tp
+    full_layer = tokens * (per_tok + scores)
+    per_layer = np.select([rc == 0, rc == 1], [full_layer, tokens * per_tok],
+                          tokens * BF16 * h / np.where(sp, tp, 1))
+    m = gb // (dp * b)
+    in_flight = np.minimum(m, pp)
+    inter = np.where(v > 1, 1.0 + (pp - 1) / (pp * v), 1.0)
+    activations = per_layer * layers_stage * in_flight * inter
+    # full recomputation rebuilds one layer's activations at a time during the backward pass
+    activations = activations + np.where(rc == 2, tokens * per_tok, 0.0)
+    # fp32 logits of the output layer live on the last stage (counted when it is also the first)
+    activations = activations + np.where(pp == 1, tokens * model.vocab * 4.0 / tp, 0.0)
+    total = weights + grads + optimizer + activations + reserve
+    return dict(weights=weights, gradients=grads, optimizer=optimizer, activations=activations,
+                reserve=np.broadcast_to(reserve, np.shape(total)) * 1.0, total=total,
+                fits=total <= cl.gpu_memory)
+
+
+# --- step time ------------------------------------------------------------------------------
+
+
+def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
+                 overlap_pp, flash=True):
+    G = cl.gpus_per_node
+    s, h, V = model.seq_length, model.hidden, model.vocab
+    peak, hbm = cl.peak_flops, cl.memory_bandwidth
+    m = gb // (dp * b)
+    tokens = b * s / cp  # tokens per micro-batch per (tp) group
+    lc = np.ceil(model.layers / (pp * v))  # layers per chunk
+    layers_stage = lc * v
+
+    # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation
+    fwd = tokens * model.layer_forward_flops_per_token()
+    extra = np.select([rc == 2, rc == 1], [fwd, tokens * 4.0 * s * h], 0.0)
+    layer_flops = (3.0 * fwd + extra) / tp
+    gemm_layer = layer_flops / (peak * eff)
+    # element-wise (memory-bound) traffic: the stored activations written in forward, read and
+    # their gradients written in backward (3x), once more when fully recomputed
+    act_tok = model.activation_bytes_per_token()
+    per_tok = np.where(sp | (tp == 1), act_tok / tp, 10 * h + (act_tok - 10 * h) / tp)
+    if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
+        per_tok = per_tok + 5.0 * model.heads * s / tp
+    passes = np.where(rc == 2, 4.0, 3.0)
+    elem_layer = tokens * per_tok * passes / hbm if hbm > 0 else np.zeros_like(gemm_layer)
+    # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer
+    n_tp = np.where(rc == 2, 6.0, 4.0)
+    tp_one = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
+    tp_layer = n_tp * tp_one * (1.0 - overlap_tp)
+    # context parallel: all-gather K and V forward, reduce-scatter their gradients backward
+    kv_bytes = b * s * 2 * model.kv_dim * BF16 / np.minimum(tp, model.kv_heads)
+    cp_inside = tp * cp <= G
+    cp_intra = _collective("allgather", kv_bytes, cp, cl.intra)
+    cp_inter = _collective("allgather", kv_bytes * cl.nic_share, cp, cl.fabric, **cl.network_options)
+    n_cp = np.where(rc == 2, 3.0, 2.0)
+    cp_layer = n_cp * np.where(cp_inside, cp_intra, cp_inter)
+    # output layer (logits + loss) on the last stage
+    logits_flops = tokens * 6.0 * V * h / tp
+    logits = logits_flops / (peak * eff) + (tokens * V * 4.0 * 3 / tp / hbm if hbm > 0 else 0.0)
+
+    compute_mb = layers_stage * (gemm_layer + elem_layer) + logits
+    t_mb = compute_mb + layers_stage * (tp_layer + cp_layer)
+    bubble = (pp - 1) / v * t_mb
+    pipeline = m * t_mb
+
+    # pipeline point-to-point: activations forward, gradients backward, per chunk boundary
+    pp_bytes = tokens * h * BF16 / np.where(sp, tp, 1)  # scatter-gather over the tp ranks
+    pp_inside = tp * cp * pp <= G
+    p2p = np.where(pp_inside, _p2p(pp_bytes, cl.intra), _p2p(pp_bytes * cl.nic_share, cl.fabric))
+    pp_comm = np.where(pp > 1, 2.0 * v * (pp - 1) * p2p + (1.0 - overlap_pp) * 2.0 * m * v * p2p, 0.0)
+
+    # data parallel on the backend fabric (hierarchical when several dp ranks share a node)
+    params_gpu, _ = _stage_params(model, tp, pp, v)
+    grad_bytes = params_gpu * BF16
+    dp_comm = np.zeros(np.shape(t_mb))
+    block = tp * cp * pp
+    rpn = np.where(block < G, G // np.minimum(block, G), 1)
+    rpn = np.minimum(rpn, dp)
+    links = float(cl.fabric.links_per_host)
+    for r in np.unique(rpn):
+        sel = rpn == r
+        opts = dict(cl.network_options)
+        if r > 1:
+            opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
+        # the other GPUs of each node run their own dp groups at the same time on the same links
+        extra = cl.nic_share / max(1.0, r / links)
+        nb = np.broadcast_to(grad_bytes * extra, sel.shape)[sel]
+        d = np.broadcast_to(dp, sel.shape)[sel]
+        z = np.broadcast_to(zero, sel.shape)[sel]
+        all_red = _collective("allreduce", nb, d, cl.fabric, **opts)
+        rs = _collective("reduce_scatter", nb, d, cl.fabric, **opts)
+        ag = _collective("allgather", nb, d, cl.fabric, **opts)
+        dp_comm[sel] = np.where(z == 0, all_red, rs + ag)
+    mb = np.broadcast_to(m, dp_comm.shape)
+    z3 = np.broadcast_to(zero, dp_comm.shape) >= 3
+    # ZeRO-3: parameters gathered for forward and backward and gradients reduce-scattered for
+    # every micro-batch (1.5x the all-gather + reduce-scatter volume, m times)
+    dp_total = np.where(z3, 1.5 * mb * dp_comm, dp_comm)
+    window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
+    dp_exposed = np.where(z3, mb * np.maximum(0.0, 1.5 * dp_comm - window),
+                          np.maximum(0.0, dp_comm - window))
+    dp_exposed = np.where(np.broadcast_to(dp, dp_comm.shape) > 1, dp_exposed, 0.0)
+
+    opt_params = params_gpu / np.where(zero >= 1, dp, 1)
+    optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
+
+    step = pipeline + bubble + pp_comm + dp_exposed + optimizer
+    compute = m * compute_mb
+    tp_total = m * layers_stage * tp_layer
+    cp_total = m * layers_stage * cp_layer
+    gpus = tp * cp * pp * dp
+    tokens_step = gb * s
+    model_flops = model.flops_per_token() * tokens_step
+    return dict(step_time=step, compute_time=compute, tp_comm=tp_total, cp_comm=cp_total, bubble=bubble,
+                pp_comm=pp_comm, dp_comm=dp_exposed, dp_comm_total=dp_total, optimizer_step=optimizer,
+                microbatches=m * 1.0, mfu=model_flops / (step * gpus * peak),
+                tokens_per_s=tokens_step / step, microbatch_time=t_mb)
+
+
+_UNITS = dict(step_time="s", compute_time="s", tp_comm="s", cp_comm="s", bubble="s", pp_comm="s",
+              dp_comm="s", dp_comm_total="s", optimizer_step="s", microbatches="1", mfu="1",
+              tokens_per_s="1/s", microbatch_time="s", weights="B", gradients="B", optimizer_mem="B",
+              activations="B", reserve="B", total_memory="B", fits="1")
+_DESC = dict(step_time="time of one optimizer step", compute_time="matrix and element-wise compute",
+             tp_comm="exposed tensor-parallel collectives (NVLink)", cp_comm="context-parallel K/V exchange",
+             bubble="pipeline bubble", pp_comm="exposed pipeline point-to-point",
+             dp_comm="exposed data-parallel gradient/parameter communication",
+             dp_comm_total="data-parallel communication before overlap", optimizer_step="optimizer step",
+             microbatches="micro-batches per step per pipeline", mfu="model FLOPs utilisation",
+             tokens_per_s="training tokens per second", microbatch_time="one micro-batch on the last stage",
+             weights="weights per GPU", gradients="gradients per GPU", optimizer_mem="optimizer states per GPU",
+             activations="activations per GPU", reserve="CUDA context, buffers, fragmentation",
+             total_memory="memory per GPU", fits="fits in GPU memory")
+
+
+def _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave, zero, recompute,
+             gpus, check):
+    model = transformer(model)
+    if global_batch is None:
+        raise HpclabError("global_batch (sequences per optimizer step) is required")
+    args = {k: _ints(k, val) for k, val in dict(tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=micro_batch,
+                                                  interleave=interleave, zero=zero,
+                                                  global_batch=global_batch).items()}
+    rc = _recompute_codes(recompute)
+    if check:
+        check_layout(model, cluster, gpus=gpus, **args)
+    shape = np.broadcast(*args.values(), rc).shape
+    arrs = {k: np.broadcast_to(val, shape) for k, val in args.items()}
+    return model, arrs, np.broadcast_to(rc, shape)
+
+
+def _dataset(arrs, rc, values, model, cluster, attrs=None):
+    shape = rc.shape
+    flat = len(shape) <= 1
+    n = int(np.prod(shape)) if shape else 1
+    dims = ("layout",)
+    coords = {k: (dims, np.asarray(val).reshape(n)) for k, val in arrs.items()}
+    coords["recompute"] = (dims, np.array(RECOMPUTE, dtype=object)[rc.reshape(n)].astype(str))
+    data = {}
+    for k, val in values.items():
+        name = {"optimizer": "optimizer_mem", "total": "total_memory"}.get(k, k)
+        data[name] = (dims, np.broadcast_to(np.asarray(val, dtype=float), shape).reshape(n).copy(),
+                      {"units": _UNITS.get(name, ""), "long_name": _DESC.get(name, name)})
+    ds = xr.Dataset(data, coords={k: v for k, v in coords.items()})
+    ds.attrs.update(model=model.name, cluster=cluster.describe(), **(attrs or {}))
+    if not flat or not shape:
+        pass
+    return ds
+
+
+def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
+           interleave=1, zero=1, recompute="selective", sequence_parallel=True,
+           flash_attention=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
+    """Memory per GPU of the first pipeline stage (the fullest), in bytes, and whether it fits.
+
+    Returns a Dataset along ``layout`` with ``weights``, ``gradients``, ``optimizer_mem``,
+    ``activations``, ``reserve``, ``total_memory`` (bytes) and ``fits``; formulas in the module
+    docstring.
+    """
+    model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
+                            zero, recompute, gpus, check)
+    reserve = memory_reserve() if reserve is None else float(reserve)
+    vals = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
+                          a["interleave"], a["zero"], rc, a["global_batch"], bool(sequence_parallel),
+                          reserve, bool(flash_attention))
+    ds = _dataset(a, rc, vals, model, cluster)
+    ds.attrs["gpu_memory"] = cluster.gpu_memory
+    return ds
+
+
+def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
+              interleave=1, zero=1, recompute="selective", sequence_parallel=True,
+              flash_attention=True, efficiency=None, overlap_dp=1.0, overlap_tp=0.0, overlap_pp=1.0,
+              reserve=None, gpus=None, check=True) -> xr.Dataset:
+    """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
+
+    Parameters
+    ----------
+    model : Transformer or str
+        A model or a preset name (``gpt3-175b``, ``llama3-405b`` ...).
+    cluster : Cluster
+        From :func:`hpclab.workloads.llm.cluster`.
+    tp, pp, dp, cp : int or array
+        Tensor, pipeline, data and context parallel sizes (broadcast together).
+    micro_batch, global_batch : int or array
+        Sequences per micro-batch and per optimizer step.
+    interleave : int or array
+        Model chunks per pipeline stage (1: 1F1B; > 1: interleaved 1F1B).
+    zero : int or array
+        ZeRO stage: 0 (replicated), 1 (optimizer states sharded), 2 (+ gradients), 3 (+ weights).
+    recompute : {"none", "selective", "full"} or array
+        Activation recomputation (Korthikanti et al. 2022).
+    sequence_parallel : bool
+        Shard layer-norm and dropout activations over the tp ranks.
+    flash_attention : bool
+        Fused attention that never stores the ``s x s`` scores (default); False adds their memory
+        (Korthikanti's ``5as/h`` term) and their HBM traffic.
+    efficiency : float, optional
+        Achieved share of peak FLOP/s in matrix products; default :func:`default_efficiency`.
+    overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
+        Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
+        parallel communication hidden, and of steady-state pipeline sends hidden.
+
+    Returns
+    -------
+    xarray.Dataset
+        Along ``layout``: ``step_time``, ``compute``, ``tp_comm``, ``cp_comm``, ``bubble``,
+        ``pp_comm``, ``dp_comm`` (exposed, seconds), ``mfu``, ``tokens_per_s`` and the memory
+        variables of :func:`memory`. The formula is in the module docstring.
+    """
+    model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
+                            zero, recompute, gpus, check)
+    eff = default_efficiency() if efficiency is None else float(efficiency)
+    if not 0 < eff <= 1:
+        raise HpclabError(f"efficiency must be in (0, 1], got {efficiency!r}")
+    for name, val in (("overlap_dp", overlap_dp), ("overlap_tp", overlap_tp), ("overlap_pp", overlap_pp)):
+        if not 0 <= float(val) <= 1:
+            raise HpclabError(f"{name} must be in [0, 1], got {val!r}")
+    sp = bool(sequence_parallel)
+    vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
+                        a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
+                        float(overlap_tp), float(overlap_pp), bool(flash_attention))
+    reserve = memory_reserve() if reserve is None else float(reserve)
+    mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
+                         a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
+                         bool(flash_attention))
+    vals.update(mem)
+    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff))
+    ds.attrs["gpu_memory"] = cluster.gpu_memory
+    ds["reason"] = ("layout", np.where(ds["fits"].values > 0, "",
+                                       [f"needs {t / 1e9:.1f} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB"
+                                        for t in ds["total_memory"].values]))
+    return ds
+
+
+# --- layout enumeration and search ------------------------------------------------------------
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, micro_batch=None,
+            interleave=None, zero=None, recompute=None):
+    """All valid layouts for ``gpus`` GPUs as a dict of equal-length arrays.
+
+    Each keyword restricts one axis (a value or a list); by default ``tp`` ranges over the
+    divisors of the GPUs per node, ``pp`` over divisors of the rest up to ``layers``, ``cp`` over
+    1, 2, 4, 8, 16, ``micro_batch`` over 1, 2, 4, 8, ``interleave`` over 1, 2, 4, ``zero`` over
+    0-3 and ``recompute`` over none/selective/full. Invalid combinations are removed with the
+    rules of :func:`check_layout`.
+    """
+    model = transformer(model)
+    gpus = int(gpus)
+    if gpus < 1:
+        raise HpclabError(f"gpus must be a whole number >= 1, got {gpus}")
+
+    def axis(val, default):
+        return np.atleast_1d(np.asarray(default if val is None else val))
+
+    tps = axis(tp, _divisors(cluster.gpus_per_node))
+    cps = axis(cp, [1, 2, 4, 8, 16])
+    pps = axis(pp, [d for d in _divisors(gpus) if d <= model.layers])
+    bs = axis(micro_batch, [1, 2, 4, 8])
+    vs = axis(interleave, [1, 2, 4])
+    zs = axis(zero, [0, 1, 2, 3])
+    rcs = _recompute_codes(axis(recompute, list(RECOMPUTE)))
+    grid = np.meshgrid(tps, cps, pps, bs, vs, zs, rcs, indexing="ij")
+    t, c, p, b, v, z, r = (g.ravel().astype(np.int64) for g in grid)
+    keep = gpus % (t * c * p) == 0
+    t, c, p, b, v, z, r = (x[keep] for x in (t, c, p, b, v, z, r))
+    d = gpus // (t * c * p)
+    gb = np.full(t.shape, int(global_batch), dtype=np.int64)
+    codes = _layout_codes(model, cluster, gpus, t, p, d, c, b, v, z, gb)
+    ok = codes == 0
+    return dict(tp=t[ok], pp=p[ok], dp=d[ok], cp=c[ok], micro_batch=b[ok], interleave=v[ok],
+                zero=z[ok], recompute=r[ok], global_batch=gb[ok])
+
+
+def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
+           sequence_parallel=True, flash_attention=True, overlap_dp=1.0, overlap_tp=0.0,
+           overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
+    """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
+    time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
+
+    Returns the :func:`step_time` Dataset sorted by ``step_time`` (first = best), ``top`` rows.
+    """
+    model = transformer(model)
+    lay = layouts(model, cluster, gpus, global_batch, **axes)
+    if lay["tp"].size == 0:
+        raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
+                          f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
+    ds = step_time(model, cluster, efficiency=efficiency, sequence_parallel=sequence_parallel,
+                   flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
+                   reserve=reserve, check=False, **lay)
+    ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])
+    if feasible_only:
+        ds = ds.isel(layout=np.flatnonzero(ds["fits"].values > 0))
+        if ds.sizes["layout"] == 0:
+            raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
+                              f"per GPU on {gpus} GPUs; add GPUs or allow recompute/zero")
+    order = np.argsort(ds["step_time"].values, kind="stable")
+    if top is not None:
+        order = order[: int(top)]
+    ds = ds.isel(layout=order)
+    return ds.assign_coords(layout=np.arange(ds.sizes["layout"]))

@@ -1,0 +1,222 @@
+"""LLM pretraining model: counts vs published figures, memory vs hand computation, bubble,
+layout checks, search, validation against published runs, stragglers and goodput."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hpclab import HpclabError
+from hpclab.network import collective_time
+from hpclab.workloads import llm
+
+
+@pytest.fixture(scope="module")
+def h800():
+    return llm.cluster("lingjun.8xh800", "rdma-hpn7")
+
+
+@pytest.fixture(scope="module")
+def gpt3():
+    return llm.transformer("gpt3-175b")
+
+
+# --- counts ---------------------------------------------------------------------------------
+
+def test_gpt3_has_175e9_parameters(gpt3):
+    # GPT-3 paper Table 2.1: 175.0B; Narayanan et al. Table 2 list the same model as 174.6B
+    assert gpt3.params == pytest.approx(175.0e9, rel=0.005)
+    assert gpt3.params / 1e9 == pytest.approx(174.6, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["llama3-8b", "llama3-70b", "llama3-405b", "gpt-1t"])
+def test_presets_match_published_parameter_counts(name):
+    m = llm.transformer(name)
+    assert m.params == pytest.approx(m.published_params, rel=0.015)
+
+
+def test_narayanan_table1_parameter_counts():
+    # every row of Narayanan et al. Table 1: parameters from the shape, their Eq. 2, and the table
+    for row in llm.reference()["throughput"]:
+        if "params" not in row:
+            continue
+        m = llm.Transformer(name=row["id"], layers=row["layers"], hidden=row["hidden"],
+                            heads=row["heads"], vocab=51200, seq_length=2048)
+        l, h, V, s = row["layers"], row["hidden"], 51200, 2048
+        eq2 = 12 * l * h * h * (1 + 13 / (12 * h) + (V + s) / (12 * l * h))
+        assert m.params == pytest.approx(eq2, rel=1e-3)
+        # the table prints billions to one decimal (1.65 -> "1.7")
+        assert m.params / 1e9 == pytest.approx(row["params"], abs=0.051), row["id"]
+
+
+def test_flops_per_token_matches_narayanan_eq3(gpt3):
+    # Eq. 3 counts 4 passes of the layers (recomputation) and 3 of the logit layer:
+    # F/(B s) = 96 l h^2 + 16 l s h + 6 V h, which is 6N + 12lsh plus one more layer forward
+    l, h, s, V = gpt3.layers, gpt3.hidden, gpt3.seq_length, gpt3.vocab
+    eq3 = 96 * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))
+    ours = gpt3.flops_per_token() + l * gpt3.layer_forward_flops_per_token()
+    assert ours == pytest.approx(eq3, rel=1e-12)
+    # and the familiar 6N rule to within the attention and embedding terms (~ 2%)
+    assert gpt3.flops_per_token() == pytest.approx(6 * gpt3.params, rel=0.03)
+
+
+def test_gqa_shrinks_kv_projections():
+    m = llm.transformer("llama3-70b")
+    assert m.kv_dim == 8 * 128
+    assert m.layer_matmul_params == 2 * 8192**2 + 2 * 8192 * 1024 + 3 * 8192 * 28672
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+def test_memory_matches_hand_computation(gpt3, h800):
+    ds = llm.memory(gpt3, h800, tp=8, pp=8, dp=16, micro_batch=1, global_batch=1536, zero=1,
+                    recompute="full", reserve=0).isel(layout=0)
+    l_stage = 96 / 8
+    layer = 12 * 12288**2 + 13 * 12288  # 12h^2 + 13h
+    emb = 50257 * 12288 + 2048 * 12288
+    params = (l_stage * layer + emb) / 8
+    assert float(ds.weights) == pytest.approx(2 * params)
+    assert float(ds.gradients) == pytest.approx(2 * params)
+    assert float(ds.optimizer_mem) == pytest.approx(12 * params / 16)
+    s, b, h, t = 2048, 1, 12288, 8
+    # full recomputation: 2sbh/t per layer, 8 micro-batches in flight on stage 0 (1F1B),
+    # plus one layer rebuilt at a time (34 sbh/t, Korthikanti et al. 2022)
+    act = 2 * s * b * h / t * l_stage * 8 + 34 * s * b * h / t
+    assert float(ds.activations) == pytest.approx(act)
+
+
+def test_memory_per_zero_stage_and_recompute(gpt3, h800):
+    ds = llm.memory(gpt3, h800, tp=8, pp=4, dp=32, global_batch=1024, zero=[0, 1, 2, 3],
+                    recompute="selective", reserve=0)
+    w, g, o = ds.weights.values, ds.gradients.values, ds.optimizer_mem.values
+    assert o[0] == pytest.approx(32 * o[1]) and g[1] == pytest.approx(32 * g[2])
+    assert w[2] == pytest.approx(32 * w[3])
+    assert np.all(np.diff(ds.total_memory.values) < 0)
+    a = llm.memory(gpt3, h800, tp=8, pp=4, dp=32, global_batch=1024,
+                   recompute=["none", "selective", "full"], flash_attention=False).activations.values
+    assert a[0] > a[1] > a[2]
+    # selective recomputation drops exactly Korthikanti's 5as/h attention-score term
+    s, h, heads, t = 2048, 12288, 96, 8
+    assert (a[0] - a[1]) / a[1] == pytest.approx((5 * heads * s / (h * t)) / (34 / t), rel=1e-9)
+
+
+def test_infeasible_layout_is_flagged_with_reason(gpt3, h800):
+    ds = llm.step_time(gpt3, h800, tp=8, pp=1, dp=1, global_batch=8, zero=0, efficiency=0.5)
+    assert not bool(ds.fits[0])
+    assert "needs" in str(ds.reason.values[0]) and "GB per GPU" in str(ds.reason.values[0])
+    with pytest.raises(HpclabError, match="no layout of gpt3-175b fits"):
+        llm.search(gpt3, h800, 8, 64, efficiency=0.5)
+
+
+# --- step time ------------------------------------------------------------------------------
+
+def test_bubble_fraction_formula(gpt3, h800):
+    ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=4, micro_batch=1, global_batch=256,
+                       interleave=[1, 2, 4], efficiency=0.5)
+    m = 256 / 4
+    for i, v in enumerate([1, 2, 4]):
+        frac = ds.bubble.values[i] / (ds.microbatch_time.values[i] * m)
+        assert frac == pytest.approx((8 - 1) / (v * m), rel=1e-12)  # (p - 1) / (v m)
+    # interleaving v chunks divides the bubble by v (same micro-batch time per stage here)
+    assert ds.bubble.values[0] / ds.bubble.values[2] == pytest.approx(4, rel=0.05)
+
+
+def test_step_time_breakdown_adds_up_and_mfu_definition(gpt3, h800):
+    ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, micro_batch=1, global_batch=1536,
+                       interleave=2, zero=1, efficiency=0.5).isel(layout=0)
+    parts = ds.compute_time + ds.tp_comm + ds.cp_comm + ds.bubble + ds.pp_comm + ds.dp_comm + ds.optimizer_step
+    assert float(parts) == pytest.approx(float(ds.step_time), rel=1e-12)
+    model_flops = gpt3.flops_per_token() * 1536 * 2048
+    assert float(ds.mfu) == pytest.approx(model_flops / (float(ds.step_time) * 1024 * 989e12))
+    assert float(ds.tokens_per_s) == pytest.approx(1536 * 2048 / float(ds.step_time))
+    assert ds.step_time.attrs["units"] == "s" and ds.total_memory.attrs["units"] == "B"
+
+
+def test_data_parallel_time_comes_from_the_network_layer(gpt3, h800):
+    ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, zero=0,
+                       efficiency=0.5).isel(layout=0)
+    params_gpu = (12 * gpt3.layer_params + gpt3.vocab * 12288 + 2048 * 12288) / 8
+    expected = collective_time("allreduce", 2 * params_gpu, 16, h800.fabric, **h800.network_options)
+    assert float(ds.dp_comm_total) == pytest.approx(expected, rel=1e-9)
+
+
+def test_slower_fabric_means_slower_step(gpt3):
+    times = []
+    for fab in ["rdma-hpn7", "erdma", "tcp-vpc"]:
+        cl = llm.cluster("lingjun.8xh800", fab)
+        ds = llm.step_time(gpt3, cl, tp=8, pp=8, dp=16, global_batch=1536, zero=1, efficiency=0.5,
+                           overlap_dp=0.0)
+        times.append(float(ds.step_time[0]))
+    assert times[0] < times[1] < times[2]
+
+
+def test_search_is_vectorised_and_consistent(gpt3, h800):
+    best = llm.search(gpt3, h800, 1024, 1536, top=5, efficiency=0.5)
+    assert best.attrs["layouts_evaluated"] > 1000
+    assert np.all(np.diff(best.step_time.values) >= 0)
+    assert np.all(best.fits.values > 0)
+    b = best.isel(layout=0)
+    again = llm.step_time(gpt3, h800, tp=int(b.tp), pp=int(b.pp), dp=int(b.dp), cp=int(b.cp),
+                          micro_batch=int(b.micro_batch), interleave=int(b.interleave),
+                          zero=int(b.zero), recompute=str(b.recompute.values),
+                          global_batch=1536, efficiency=0.5, gpus=1024)
+    assert float(again.step_time[0]) == pytest.approx(float(b.step_time), rel=1e-12)
+    assert int(b.tp) * int(b.pp) * int(b.dp) * int(b.cp) == 1024
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tp=8, pp=1, dp=1, global_batch=8), "tp must divide heads"),
+    (dict(tp=4, pp=2, dp=10, global_batch=80, gpus=64), "gpus must equal tp \\* cp \\* pp \\* dp"),
+    (dict(tp=2, pp=1, dp=4, global_batch=10), "global_batch must be a multiple"),
+    (dict(tp=2, pp=1, dp=4, global_batch=8, recompute="some"), "recompute must be one of"),
+    (dict(tp=2, pp=1, dp=4, global_batch=8, zero=5), "zero must be one of"),
+    (dict(tp=2, pp=30, dp=1, global_batch=8), "pp \\* interleave must not exceed layers"),
+])
+def test_bad_layouts_give_one_line_errors(h800, kwargs, match):
+    tiny = llm.Transformer(name="tiny", layers=24, hidden=768, heads=12, vocab=50257, seq_length=1024)
+    with pytest.raises(HpclabError, match=match) as err:
+        llm.step_time(tiny, h800, efficiency=0.5, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_model_and_names():
+    with pytest.raises(HpclabError, match="must be divisible by heads"):
+        llm.Transformer(name="x", layers=2, hidden=100, heads=3, vocab=10, seq_length=8)
+    with pytest.raises(HpclabError, match="kv_heads"):
+        llm.Transformer(name="x", layers=2, hidden=96, heads=12, kv_heads=5, vocab=10, seq_length=8)
+    with pytest.raises(KeyError, match="known: gpt3-175b"):
+        llm.transformer("gpt5")
+    with pytest.raises(HpclabError, match="GPU instance type"):
+        llm.cluster("ecs.c7.8xlarge", "erdma")
+
+
+# --- validation against published runs ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def validation():
+    return llm.validate()
+
+
+def test_calibration_row_is_reproduced(validation):
+    cal = validation.sel(row=validation.attrs["calibration_row"])
+    assert float(cal.relative_error) == pytest.approx(0.0, abs=1e-4)
+    assert 0.3 < validation.attrs["efficiency"] < 0.9
+    assert int(validation.calibration.sum()) == 1  # one factor, one row
+
+
+def test_published_rows_within_tolerance(validation):
+    bad = validation.where(~validation.within_tolerance, drop=True)
+    assert validation.attrs["tolerance"] == 0.15
+    assert bad.sizes["row"] == 0, bad.relative_error.to_series().to_dict()
+    assert validation.sizes["row"] >= 15
+
+
+def test_trends_with_scale_come_from_the_model(validation):
+    p = validation.predicted
+    # Megatron-LM: GPT-3 strong scaling 96 -> 4,608 H100, MFU falls (47% -> 42%)
+    assert float(p.sel(row="megatron-gpt3-4608-gpus")) < float(p.sel(row="megatron-gpt3-96-gpus"))
+    # Llama 3: DP 64 -> 128 at the same tokens per batch lowers MFU (43% -> 41%), 128K lower still
+    assert float(p.sel(row="llama3-405b-16k-gpus")) < float(p.sel(row="llama3-405b-8k-gpus"))
+    assert float(p.sel(row="llama3-405b-16k-gpus-128k-seq")) < float(p.sel(row="llama3-405b-16k-gpus"))
