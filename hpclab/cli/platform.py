@@ -1,0 +1,94 @@
+"""``hpclab platform``: replay job traces on the unified platform or on separate clusters."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("platform", help="replay HPC + AI job traces (SWF, GPU CSV) on Slurm-like and "
+                                        "Kubernetes-like queues")
+    ps = p.add_subparsers(dest="platform_command", metavar="ACTION")
+
+    r = ps.add_parser("replay", help="replay one or more traces and print the metrics")
+    r.add_argument("traces", nargs="+", metavar="TRACE", help=".swf (HPC jobs) or .csv (GPU jobs) file")
+    r.add_argument("--policy", choices=["unified", "separate"], default="unified",
+                   help="one elastic platform, or separate fixed HPC and AI clusters (default unified)")
+    r.add_argument("--cpu-nodes", type=int, default=128, help="CPU nodes of the HPC cluster (default 128)")
+    r.add_argument("--gpu-nodes", type=int, default=16, help="GPU nodes (default 16)")
+    r.add_argument("--data-nodes", type=int, default=None, help="CPU nodes for data pods (default cpu/8)")
+    r.add_argument("--cpu-type", default="ecs.c8i.32xlarge", help="catalog instance type of CPU nodes")
+    r.add_argument("--gpu-type", default="ecs.ebmgn8is.32xlarge", help="catalog instance type of GPU nodes")
+    r.add_argument("--procs-per-node", type=int, default=1,
+                   help="SWF processors per node (default 1: one SWF processor is one node)")
+    r.add_argument("--elastic", choices=["yes", "no"], default=None,
+                   help="elastic pools (default: yes for unified, no for separate)")
+    r.add_argument("--no-backfill", action="store_true", help="strict priority/FIFO, no EASY backfill")
+    r.add_argument("--placement", choices=["topology", "linear"], default="topology")
+    r.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle node is retired")
+    r.add_argument("--json", action="store_true", help="print the summary Dataset as JSON")
+    r.set_defaults(func=run_replay)
+
+    g = ps.add_parser("generate", help="write a seeded synthetic trace (.swf: Lublin-Feitelson HPC "
+                                       "jobs; .csv: AI jobs)")
+    g.add_argument("out", metavar="OUT", help="output file, .swf or .csv")
+    g.add_argument("--jobs", type=int, default=1000, help="number of jobs (default 1000)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-nodes", type=int, default=128, help="largest HPC job (default 128)")
+    g.add_argument("--mean-interarrival", type=float, default=300.0, help="AI jobs: seconds (default 300)")
+    g.set_defaults(func=run_generate)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_replay(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from hpclab import platform as P
+
+    parts = []
+    for path in args.traces:
+        kw = {"procs_per_node": args.procs_per_node} if str(path).lower().endswith(".swf") else {}
+        parts.append(P.read_trace(path, **kw))
+    jobs = pd.concat(parts, ignore_index=True)
+    if len(parts) > 1:
+        jobs["job_id"] = np.arange(1, len(jobs) + 1)
+    elastic = None if args.elastic is None else args.elastic == "yes"
+    res = P.replay(jobs, policy=args.policy, cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes,
+                   data_nodes=args.data_nodes, cpu_type=args.cpu_type, gpu_type=args.gpu_type,
+                   elastic=elastic, backfill=not args.no_backfill, placement=args.placement,
+                   idle_timeout=args.idle_timeout)
+    if args.json:
+        print(json.dumps(res.summary().to_dict(data="list"), indent=1, default=str))
+        return 0
+    ds = res.summary()
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 1):
+        print(f"policy {res.policy} ({'elastic' if res.settings['elastic'] else 'fixed'} pools, "
+              f"{'EASY backfill' if res.settings['backfill'] else 'no backfill'}, "
+              f"{res.settings['placement']} placement): {int(ds['jobs'].sum())} jobs done, "
+              f"{int(ds['rejected'].sum())} rejected, makespan {res.makespan / 3600:.1f} h")
+        print(res.table().to_string())
+        pools = res.pools.loc[:, ["itype", "max_nodes", "launched", "node_hours", "utilisation", "cost"]]
+        pools = pools.rename(columns={"node_hours": "node_hours [h]", "cost": "cost [USD]"})
+        print(pools.to_string())
+        print(f"total cost [USD]: {res.cost:.2f}")
+    return 0
+
+
+def run_generate(args) -> int:
+    from hpclab import platform as P
+
+    out = str(args.out)
+    if out.lower().endswith(".swf"):
+        jobs = P.lublin_feitelson(args.jobs, max_nodes=args.max_nodes, seed=args.seed)
+        P.write_swf(jobs, out, header={"Note": f"Lublin-Feitelson 2003 model, seed {args.seed}, "
+                                               f"max nodes {args.max_nodes} (hpclab platform generate)"})
+    elif out.lower().endswith(".csv"):
+        jobs = P.gpu_jobs(args.jobs, seed=args.seed, mean_interarrival=args.mean_interarrival)
+        P.write_gpu_csv(jobs, out)
+    else:
+        from hpclab._validate import HpclabError
+
+        raise HpclabError(f"OUT must end in .swf or .csv, got {out!r}")
+    print(f"wrote {len(jobs)} jobs to {out}")
+    return 0

@@ -1,0 +1,756 @@
+"""The job-level discrete-event engine: pools of nodes, a Slurm-like and a Kubernetes-like queue.
+
+One heap of events on a virtual clock (job and pod completions, node boot completions, idle
+checks), arrivals read in order from the sorted job table, and after each instant one scheduling
+pass per queue. Everything is plain Python lists and counters: a pass touches only the head of
+the queue and at most ``depth`` jobs behind it (as Slurm's ``bf_max_job_test``).
+
+Pools
+    Nodes of one catalog instance type with ``slots`` each (GPUs for GPU types, cores for CPU
+    types), grouped into network segments. A *fixed* pool has all its nodes from the start; an
+    *elastic* pool launches nodes when queued demand exceeds what is free or booting (they are
+    usable after the catalog ``boot_time``) and retires a node idle for ``idle_timeout`` when no
+    queued job needs it. Nodes are billed per second from launch to retirement, at least the
+    catalog ``min_charge``.
+
+Slurm-like queue (HPC gangs of whole nodes)
+    Priority, then FIFO; EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001): when the head job
+    cannot start, its *reservation* (shadow time) is the earliest time enough nodes are free by
+    the requested run times of running jobs (and the boot completions of booting nodes); a later
+    job may start now if it fits and either ends (by its request) before the shadow time or uses
+    only the nodes the head will not need then (the *extra* nodes).
+
+Kubernetes-like queue (AI pods)
+    Priority, then FIFO, no reservations: each pass places what fits. Gangs (training) are placed
+    all-or-nothing (as Volcano/Kueue gang scheduling); independent pods (inference, data) one by
+    one. Pods are bin-packed: the fullest node that fits (``MostAllocated`` scoring).
+
+Topology-aware placement
+    ``placement="topology"``: a gang goes into one segment if any has room (the one with the
+    least room that fits, best fit), else spreads over the fewest segments; elastic scale-out
+    launches new nodes in the segment that already holds the most free and booting nodes.
+    ``placement="linear"``: nodes are taken in index order (what a scheduler without topology
+    knowledge does) and new nodes land in a random segment with room. A gang spanning segments
+    runs ``slowdown`` times longer (:func:`hpclab.platform.placement.cross_segment_slowdown`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, insort
+from collections import deque
+
+import numpy as np
+
+INF = float("inf")
+
+# event types; at equal times finishes and boots come before idle checks
+EV_FINISH, EV_POD, EV_BOOT, EV_IDLE = 0, 1, 2, 3
+ABSENT, BOOTING, UP, RETIRED = 0, 1, 2, 3
+
+
+class Pool:
+    """Nodes of one instance type in segments (see the module docstring)."""
+
+    def __init__(self, name, itype, slots, max_nodes, seg_nodes, *, elastic, min_nodes=0,
+                 idle_timeout=300.0, boot_time=0.0, price=0.0, min_charge=0.0, placement="topology",
+                 slowdown=None, rng=None, record=None):
+        self.name = name
+        self.itype = itype
+        self.G = int(slots)
+        self.max_nodes = int(max_nodes)
+        self.C = int(seg_nodes)
+        self.S = max(1, -(-self.max_nodes // self.C))
+        self.seg_cap = [min(self.C, self.max_nodes - s * self.C) for s in range(self.S)]
+        self.elastic = bool(elastic)
+        self.min_nodes = int(min_nodes)
+        self.idle_timeout = float(idle_timeout)
+        self.boot_time = float(boot_time)
+        self.price = float(price)
+        self.min_charge = float(min_charge)
+        self.topology = placement == "topology"
+        self.slowdown = slowdown or {}
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.record = record
+        # per node
+        self.nseg: list[int] = []
+        self.nfree: list[int] = []
+        self.nstate: list[int] = []
+        self.nlaunch: list[float] = []
+        self.nready: list[float] = []
+        self.nend: list[float] = []
+        self.nepoch: list[int] = []
+        # per segment
+        self.idle: list[list[int]] = [[] for _ in range(self.S)]
+        self.partial: list[set] = [set() for _ in range(self.S)]
+        self.up = [0] * self.S
+        self.boot = [0] * self.S
+        self.n_up = 0
+        self.n_boot = 0
+        self.n_idle = 0
+        self.free_slots = 0
+        self.booting: deque = deque()  # (ready time, node), in ready order
+        # demand of queued jobs: whole nodes and slots of pods
+        self.q_whole = 0
+        self.q_slots = 0
+        self.busy = 0.0  # slot-seconds used by jobs
+        self.version = 0  # bumps whenever capacity is freed or added
+        self.events = None  # the engine's heap (set by the engine)
+        self.seq = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _new_node(self, t, seg, state):
+        n = len(self.nseg)
+        self.nseg.append(seg)
+        self.nfree.append(0)
+        self.nstate.append(state)
+        self.nlaunch.append(t)
+        self.nready.append(t if state == UP else t + self.boot_time)
+        self.nend.append(math.nan)
+        self.nepoch.append(0)
+        return n
+
+    def start_fixed(self, t, count):
+        """Bring ``count`` nodes up at ``t`` with no boot delay (a fixed cluster, or a warm
+        minimum), filling segments in order."""
+        s = 0
+        for _ in range(count):
+            while self.up[s] + self.boot[s] >= self.seg_cap[s]:
+                s += 1
+            n = self._new_node(t, s, UP)
+            self.up[s] += 1
+            self.n_up += 1
+            self._set_idle(t, n)
+
+    def _set_idle(self, t, n):
+        s = self.nseg[n]
+        self.nfree[n] = self.G
+        self.idle[s].append(n)
+        self.n_idle += 1
+        self.free_slots += self.G
+        self.version += 1
+        if self.elastic:
+            self.nepoch[n] += 1
+            heapq.heappush(self.events, (t + self.idle_timeout, EV_IDLE, next(self.seq), self, n,
+                                         self.nepoch[n]))
+
+    def launch(self, t, count):
+        """Request ``count`` nodes now; they are usable after the boot time."""
+        room = [self.seg_cap[s] - self.up[s] - self.boot[s] for s in range(self.S)]
+        if self.topology:
+            order = sorted(range(self.S), key=lambda s: (-(len(self.idle[s]) + self.boot[s]), s))
+        left = count
+        while left > 0:
+            if self.topology:
+                s = next((s for s in order if room[s] > 0), None)
+            else:
+                cand = [s for s in range(self.S) if room[s] > 0]
+                s = cand[int(self.rng.integers(len(cand)))] if cand else None
+            if s is None:
+                break
+            k = left if self.topology else 1
+            k = min(k, room[s])
+            for _ in range(k):
+                n = self._new_node(t, s, BOOTING)
+                ready = t + self.boot_time
+                self.booting.append((ready, n))
+                heapq.heappush(self.events, (ready, EV_BOOT, next(self.seq), self, n, 0))
+            room[s] -= k
+            self.boot[s] += k
+            self.n_boot += k
+            left -= k
+        self.version += 1
+
+    def boot_done(self, t, n):
+        s = self.nseg[n]
+        self.nstate[n] = UP
+        self.boot[s] -= 1
+        self.n_boot -= 1
+        self.up[s] += 1
+        self.n_up += 1
+        if self.booting and self.booting[0][1] == n:
+            self.booting.popleft()
+        else:  # pragma: no cover - boots complete in launch order
+            self.booting = deque(b for b in self.booting if b[1] != n)
+        self._set_idle(t, n)
+
+    def idle_check(self, t, n, epoch):
+        """Retire node ``n`` if it has stayed idle since the timer was set and no queued job
+        needs it."""
+        if self.nstate[n] != UP or self.nfree[n] != self.G or self.nepoch[n] != epoch:
+            return False
+        if self.n_up + self.n_boot <= self.min_nodes:
+            return False
+        if self.deficit() >= 0 and (self.q_whole or self.q_slots):
+            return False
+        s = self.nseg[n]
+        self.idle[s].remove(n)
+        self.n_idle -= 1
+        self.free_slots -= self.G
+        self.up[s] -= 1
+        self.n_up -= 1
+        self.nstate[n] = RETIRED
+        self.nend[n] = t
+        return True
+
+    def deficit(self):
+        """Nodes the queued demand needs beyond what is free or booting."""
+        partial_free = self.free_slots - self.n_idle * self.G
+        pods = max(0, self.q_slots - partial_free)
+        return self.q_whole + -(-pods // self.G) - self.n_idle - self.n_boot
+
+    def autoscale(self, t):
+        if not self.elastic:
+            return
+        need = self.deficit()
+        if need > 0:
+            need = min(need, self.max_nodes - self.n_up - self.n_boot)
+            if need > 0:
+                self.launch(t, need)
+
+    # -- whole nodes -------------------------------------------------------------------------
+    def plan_whole(self, k):
+        """Segments to take ``k`` idle nodes from: a list of (segment, count), or None."""
+        if k > self.n_idle:
+            return None
+        idle = self.idle
+        if self.topology:
+            best, best_len = -1, 1 << 60
+            for s in range(self.S):
+                m = len(idle[s])
+                if k <= m < best_len:
+                    best, best_len = s, m
+            if best >= 0:
+                return [(best, k)]
+            order = sorted(range(self.S), key=lambda s: -len(idle[s]))
+        else:
+            order = range(self.S)
+        plan, left = [], k
+        for s in order:
+            m = len(idle[s])
+            if m:
+                take = m if m < left else left
+                plan.append((s, take))
+                left -= take
+                if not left:
+                    break
+        return plan
+
+    def take_whole(self, plan):
+        nodes = []
+        for s, k in plan:
+            lst = self.idle[s]
+            if self.topology:
+                got = lst[-k:]
+                del lst[-k:]
+            else:  # linear: the lowest-numbered idle nodes
+                lst.sort()
+                got = lst[:k]
+                del lst[:k]
+            nodes.extend(got)
+            for n in got:
+                self.nfree[n] = 0
+        k = len(nodes)
+        self.n_idle -= k
+        self.free_slots -= k * self.G
+        return nodes
+
+    def release_whole(self, t, nodes):
+        for n in nodes:
+            self._set_idle(t, n)
+
+    # -- pods --------------------------------------------------------------------------------
+    def pod_capacity(self, s, g):
+        G = self.G
+        nfree = self.nfree
+        return sum(nfree[n] // g for n in self.partial[s]) + len(self.idle[s]) * (G // g)
+
+    def place_pods(self, count, g, gang):
+        """Nodes for ``count`` pods of ``g`` slots (one entry per pod), bin-packed; for a gang
+        all or None, preferring one segment; else as many as fit (possibly none)."""
+        if g >= self.G:  # whole-node pods
+            if gang:
+                plan = self.plan_whole(count)
+                return None if plan is None else (self.take_whole(plan), len(plan))
+            k = min(count, self.n_idle)
+            if not k:
+                return [], 0
+            plan = self.plan_whole(k)
+            return self.take_whole(plan), len(plan)
+        if self.free_slots < (count * g if gang else g):
+            return (None if gang else ([], 0))
+        segs = range(self.S)
+        if gang:
+            caps = [self.pod_capacity(s, g) for s in segs]
+            if sum(caps) < count:
+                return None
+            if self.topology:
+                fit = [s for s in segs if caps[s] >= count]
+                order = [min(fit, key=lambda s: caps[s])] if fit else sorted(segs, key=lambda s: -caps[s])
+            else:
+                order = list(segs)
+        else:
+            order = list(segs)
+        nodes = []
+        used = set()
+        left = count
+        for s in order:
+            if not left:
+                break
+            # fullest partial nodes first, then idle nodes
+            cand = sorted((n for n in self.partial[s] if self.nfree[n] >= g), key=lambda n: self.nfree[n])
+            for n in cand:
+                while left and self.nfree[n] >= g:
+                    self._occupy(n, g)
+                    nodes.append(n)
+                    used.add(s)
+                    left -= 1
+                if not left:
+                    break
+            while left and self.idle[s]:
+                n = self.idle[s][-1]
+                while left and self.nfree[n] >= g:
+                    self._occupy(n, g)
+                    nodes.append(n)
+                    used.add(s)
+                    left -= 1
+        return nodes, len(used)
+
+    def _occupy(self, n, g):
+        s = self.nseg[n]
+        if self.nfree[n] == self.G:
+            self.idle[s].remove(n) if self.idle[s][-1] != n else self.idle[s].pop()
+            self.n_idle -= 1
+        self.nfree[n] -= g
+        self.free_slots -= g
+        if self.nfree[n] == 0:
+            self.partial[s].discard(n)
+        else:
+            self.partial[s].add(n)
+
+    def release_pod(self, t, n, g):
+        s = self.nseg[n]
+        self.nfree[n] += g
+        self.free_slots += g
+        if self.nfree[n] == self.G:
+            self.partial[s].discard(n)
+            self.free_slots -= self.G  # _set_idle adds the whole node back
+            self._set_idle(t, n)
+        else:
+            self.partial[s].add(n)
+            self.version += 1
+
+    def close(self, t_end):
+        """End every node still alive at ``t_end``; return the instance intervals."""
+        for n, st in enumerate(self.nstate):
+            if st in (UP, BOOTING):
+                self.nend[n] = t_end
+        return self.nlaunch, self.nready, self.nend
+
+
+class Slurm:
+    """Priority + FIFO queue with EASY backfill on one pool (whole nodes)."""
+
+    def __init__(self, eng, pool, *, backfill=True, depth=100):
+        self.eng = eng
+        self.pool = pool
+        self.backfill = backfill
+        self.depth = depth
+        self.queue: list[int] = []
+        self.qkeys: list[tuple] = []
+        self.ends: list[tuple] = []  # (estimated end, job) of running jobs, sorted
+        self.cache = None  # (pool version, shadow, extra) while the head is blocked
+        self.first_shadow = {}  # job -> the first reservation it was given as head
+
+    def submit(self, j, t):
+        eng = self.eng
+        key = (-eng.prio[j], j)
+        self.pool.q_whole += eng.pods[j]
+        q = self.queue
+        if not q or key > self.qkeys[-1]:
+            q.append(j)
+            self.qkeys.append(key)
+            idx = len(q) - 1
+        else:
+            idx = bisect_left(self.qkeys, key)
+            q.insert(idx, j)
+            self.qkeys.insert(idx, key)
+        c = self.cache
+        if idx > 0 and c is not None and c[0] == self.pool.version:
+            # nothing was freed since the last pass and the head is unchanged: only the newcomer
+            # may start, by backfill
+            if self.backfill and idx < self.depth:
+                self._try_backfill(idx, t, c)
+            self.pool.autoscale(t)
+            return
+        self.schedule(t)
+
+    def _start(self, j, t, plan, idx):
+        eng = self.eng
+        pool = self.pool
+        nodes = pool.take_whole(plan)
+        f = pool.slowdown.get(eng.kind[j], 1.0) if len(plan) > 1 else 1.0
+        req = eng.req[j] * f
+        dur = min(eng.run[j] * f, req)
+        del self.queue[idx]
+        del self.qkeys[idx]
+        pool.q_whole -= eng.pods[j]
+        insort(self.ends, (t + req, j))
+        eng.started(j, t, dur, nodes, len(plan), f, pool)
+        heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
+
+    def finish(self, j, t):
+        eng = self.eng
+        est = eng.est_end[j]
+        i = bisect_left(self.ends, (est, j))
+        del self.ends[i]
+        eng.released(j, t, self.pool, eng.alloc[j], self.pool.G)
+        self.pool.release_whole(t, eng.alloc[j])
+        eng.alloc[j] = None
+
+    def _shadow(self, t, need):
+        """Earliest time ``need`` nodes are free, and the nodes left over then."""
+        pool = self.pool
+        avail = pool.n_idle
+        ends = self.ends
+        boots = pool.booting
+        pods = self.eng.pods
+        i = k = 0
+        ne, nb = len(ends), len(boots)
+        last = t
+        while avail < need:
+            te = ends[i][0] if i < ne else INF
+            tb = boots[k][0] if k < nb else INF
+            if te == INF and tb == INF:
+                return last, 0  # cannot be reached by what runs now: plan at the last release
+            if te <= tb:
+                avail += pods[ends[i][1]]
+                last = te
+                i += 1
+            else:
+                avail += 1
+                last = tb
+                k += 1
+        return last, avail - need
+
+    def _try_backfill(self, i, t, cache):
+        """Start queue[i] now if it fits and does not delay the head's reservation."""
+        _, shadow, extra = cache
+        eng = self.eng
+        pool = self.pool
+        j = self.queue[i]
+        k = eng.pods[j]
+        if k > pool.n_idle:
+            return False
+        plan = pool.plan_whole(k)
+        f = pool.slowdown.get(eng.kind[j], 1.0) if len(plan) > 1 else 1.0
+        if t + eng.req[j] * f <= shadow:
+            self._start(j, t, plan, i)
+        elif k <= extra:
+            self._start(j, t, plan, i)
+            self.cache = (pool.version, shadow, extra - k)
+        else:
+            return False
+        eng.backfilled[j] = True
+        if self.cache is not None:
+            self.cache = (pool.version, self.cache[1], self.cache[2])
+        return True
+
+    def poll(self, t):
+        """A pass if capacity changed since the last one (a completion, a boot)."""
+        if self.queue and (self.cache is None or self.cache[0] != self.pool.version):
+            self.schedule(t)
+
+    def schedule(self, t):
+        eng = self.eng
+        pool = self.pool
+        q = self.queue
+        pods = eng.pods
+        while q:
+            j = q[0]
+            plan = pool.plan_whole(pods[j])
+            if plan is None:
+                break
+            self._start(j, t, plan, 0)
+        if not q:
+            self.cache = None
+            return
+        pool.autoscale(t)
+        head = q[0]
+        shadow, extra = self._shadow(t, pods[head])
+        if head not in self.first_shadow:
+            self.first_shadow[head] = shadow
+        self.cache = (pool.version, shadow, extra)
+        if not self.backfill:
+            return
+        i = 1
+        while i < len(q) and i < self.depth and pool.n_idle > 0:
+            if pods[q[i]] <= pool.n_idle and self._try_backfill(i, t, self.cache):
+                continue
+            i += 1
+
+
+class Kube:
+    """Priority + FIFO pod queue on one or more pools: gangs all-or-nothing, other pods one by
+    one, bin-packed; no reservations."""
+
+    def __init__(self, eng, pools_by_kind, *, depth=100):
+        self.eng = eng
+        self.pools = pools_by_kind  # kind -> Pool
+        self.depth = depth
+        self.queue: list[int] = []
+        self.qkeys: list[tuple] = []
+        self.left = {}  # job -> pods not yet started (independent pods)
+        self.versions = None
+
+    def _pool(self, j):
+        return self.pools[self.eng.kind[j]]
+
+    def _slots(self, j, pool):
+        s = self.eng.slots[j]
+        return pool.G if s == 0 or s >= pool.G else s
+
+    def submit(self, j, t):
+        eng = self.eng
+        pool = self._pool(j)
+        g = self._slots(j, pool)
+        if g == pool.G:
+            pool.q_whole += eng.pods[j]
+        else:
+            pool.q_slots += eng.pods[j] * g
+        self.left[j] = eng.pods[j]
+        key = (-eng.prio[j], j)
+        q = self.queue
+        if not q or key > self.qkeys[-1]:
+            q.append(j)
+            self.qkeys.append(key)
+            idx = len(q) - 1
+        else:
+            idx = bisect_left(self.qkeys, key)
+            q.insert(idx, j)
+            self.qkeys.insert(idx, key)
+        if self.versions == self._versions() and idx < self.depth:
+            # nothing freed since the last pass: only the newcomer may start
+            self._try(idx, t)
+            self.versions = self._versions()
+            pool.autoscale(t)
+            return
+        self.schedule(t)
+
+    def _versions(self):
+        return tuple(p.version for p in self._unique_pools())
+
+    def _unique_pools(self):
+        seen = []
+        for p in self.pools.values():
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    def _try(self, i, t):
+        """Place what fits of queue[i]; True if the job left the queue."""
+        eng = self.eng
+        j = self.queue[i]
+        pool = self._pool(j)
+        g = self._slots(j, pool)
+        gang = eng.gang[j]
+        if gang:
+            got = pool.place_pods(eng.pods[j], g, True)
+            if got is None:
+                return False
+            nodes, nseg = got
+            f = pool.slowdown.get(eng.kind[j], 1.0) if nseg > 1 else 1.0
+            dur = min(eng.run[j] * f, eng.req[j] * f)
+            self._dequeue(i, j, pool, g, len(nodes))
+            eng.started(j, t, dur, nodes, nseg, f, pool, g)
+            heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
+            return True
+        left = self.left[j]
+        nodes, _ = pool.place_pods(left, g, False)
+        if not nodes:
+            return False
+        dur = min(eng.run[j], eng.req[j])
+        if g == pool.G:
+            pool.q_whole -= len(nodes)
+        else:
+            pool.q_slots -= len(nodes) * g
+        self.left[j] = left - len(nodes)
+        eng.pod_started(j, t, dur, nodes, pool, g)
+        for n in nodes:
+            heapq.heappush(eng.heap, (t + dur, EV_POD, next(eng.seq), self, j, n))
+        if self.left[j] == 0:
+            del self.queue[i]
+            del self.qkeys[i]
+            del self.left[j]
+            return True
+        return False
+
+    def _dequeue(self, i, j, pool, g, npods):
+        del self.queue[i]
+        del self.qkeys[i]
+        del self.left[j]
+        if g == pool.G:
+            pool.q_whole -= npods
+        else:
+            pool.q_slots -= npods * g
+
+    def finish(self, j, t):
+        eng = self.eng
+        pool = self._pool(j)
+        g = self._slots(j, pool)
+        nodes = eng.alloc[j]
+        eng.released(j, t, pool, nodes, g)
+        if g == pool.G:
+            pool.release_whole(t, nodes)
+        else:
+            for n in nodes:
+                pool.release_pod(t, n, g)
+        eng.alloc[j] = None
+
+    def pod_finish(self, j, n, t):
+        eng = self.eng
+        pool = self._pool(j)
+        g = self._slots(j, pool)
+        eng.released(j, t, pool, [n], g)
+        if g == pool.G:
+            pool.release_whole(t, [n])
+        else:
+            pool.release_pod(t, n, g)
+        eng.pod_done(j, t)
+
+    def poll(self, t):
+        if self.queue and self.versions != self._versions():
+            self.schedule(t)
+
+    def schedule(self, t):
+        q = self.queue
+        i = 0
+        while i < len(q) and i < self.depth:
+            j = q[i]
+            pool = self._pool(j)
+            if pool.free_slots <= 0:
+                i += 1
+                continue
+            if self._try(i, t):
+                continue
+            i += 1
+        for p in self._unique_pools():
+            p.autoscale(t)
+        self.versions = self._versions()
+
+
+class Router:
+    """Sends each job to the queue for its kind (HPC to the Slurm-like queue, AI to the
+    Kubernetes-like one)."""
+
+    def __init__(self, routes):
+        self.routes = dict(routes)
+        self.unique = []
+        for q in self.routes.values():
+            if q not in self.unique:
+                self.unique.append(q)
+
+    def __getitem__(self, kind):
+        return self.routes[kind]
+
+
+class Engine:
+    """Replays a job table on pools and queues; see :func:`hpclab.platform.replay`."""
+
+    def __init__(self, jobs, record=False):
+        n = len(jobs)
+        self.n = n
+        self.submit = jobs["submit"].to_numpy(dtype=float).tolist()
+        self.run = jobs["run_time"].to_numpy(dtype=float).tolist()
+        self.req = jobs["req_time"].to_numpy(dtype=float).tolist()
+        self.pods = jobs["pods"].to_numpy(dtype=np.int64).tolist()
+        self.slots = jobs["slots"].to_numpy(dtype=np.int64).tolist()
+        self.prio = jobs["priority"].to_numpy(dtype=np.int64).tolist()
+        self.kind = jobs["kind"].astype(str).tolist()
+        self.gang = [k in ("hpc", "train") for k in self.kind]
+        self.start = [math.nan] * n
+        self.end = [math.nan] * n
+        self.nseg = [0] * n
+        self.factor = [1.0] * n
+        self.est_end = [math.nan] * n
+        self.backfilled = [False] * n
+        self.finished = [0] * n
+        self.pods_done = [0] * n
+        self.alloc: list = [None] * n
+        self.heap: list = []
+        self.seq = iter(range(1 << 62))
+        self.record = [] if record else None
+        self.t = 0.0
+
+    def started(self, j, t, dur, nodes, nseg, f, pool, g=None):
+        self.start[j] = t
+        self.end[j] = t + dur
+        self.est_end[j] = t + self.req[j] * f
+        self.nseg[j] = nseg
+        self.factor[j] = f
+        self.alloc[j] = nodes
+        g = pool.G if g is None else g
+        pool.busy += dur * g * len(nodes)
+        if self.record is not None:
+            for n in nodes:
+                self.record.append((t, j, pool.name, n, g))
+
+    def pod_started(self, j, t, dur, nodes, pool, g):
+        if math.isnan(self.start[j]):
+            self.start[j] = t
+        e = t + dur
+        if math.isnan(self.end[j]) or e > self.end[j]:
+            self.end[j] = e
+        pool.busy += dur * g * len(nodes)
+        if self.record is not None:
+            for n in nodes:
+                self.record.append((t, j, pool.name, n, g))
+
+    def released(self, j, t, pool, nodes, g):
+        if self.record is not None:
+            for n in nodes:
+                self.record.append((t, j, pool.name, n, -g))
+
+    def pod_done(self, j, t):
+        self.pods_done[j] += 1
+        if self.pods_done[j] == self.pods[j]:
+            self.finished[j] += 1
+
+    def run_all(self, routes, rejected, progress=None):
+        """Replay every job: ``routes`` is a :class:`Router`; ``rejected[j]`` jobs are skipped."""
+        heap = self.heap
+        submit = self.submit
+        n = self.n
+        a = 0
+        pop = heapq.heappop
+        tick = max(1, n // 100)
+        while a < n or heap:
+            ta = submit[a] if a < n else INF
+            th = heap[0][0] if heap else INF
+            t = ta if ta < th else th
+            # completions and boots at t
+            while heap and heap[0][0] == t and heap[0][1] != EV_IDLE:
+                _, et, _, obj, x, y = pop(heap)
+                if et == EV_FINISH:
+                    obj.finish(x, t)
+                    self.finished[x] += 1
+                elif et == EV_POD:
+                    obj.pod_finish(x, y, t)
+                else:
+                    obj.boot_done(t, x)
+            # arrivals at t
+            while a < n and submit[a] == t:
+                if not rejected[a]:
+                    routes[self.kind[a]].submit(a, t)
+                a += 1
+                if progress is not None and a % tick == 0:
+                    progress.update(tick)
+            # a pass for every queue whose pools freed or gained capacity
+            for q in routes.unique:
+                q.poll(t)
+            while heap and heap[0][0] == t and heap[0][1] == EV_IDLE:
+                _, _, _, pool, node, epoch = pop(heap)
+                pool.idle_check(t, node, epoch)
+            self.t = t
+        return self.t

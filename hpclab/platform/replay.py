@@ -1,0 +1,424 @@
+"""Replay a job trace on the platform: one elastic platform or two separate fixed clusters.
+
+``policy="unified"`` (the E-HPC idea): one submission front; a router sends HPC jobs to a
+Slurm-like queue and AI jobs to a Kubernetes-like queue; both draw on shared elastic pools (a CPU
+pool used by HPC gangs and data pods, a GPU pool used by training and inference pods) that grow
+after the boot time and shrink when idle.
+
+``policy="separate"`` (the baseline): an HPC cluster (Slurm-like queue on ``cpu_nodes`` fixed CPU
+nodes) and an AI cluster (Kubernetes-like queue on ``gpu_nodes`` fixed GPU nodes plus
+``data_nodes`` fixed CPU nodes for data pods), each paid for the whole replay.
+
+Both use the same capacity limits (the unified CPU pool may grow to ``cpu_nodes + data_nodes``),
+so the comparison isolates sharing and elasticity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab.platform import _model
+from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
+from hpclab.platform.jobs import GANG_KINDS, KINDS, check_jobs
+
+__all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "compare", "bounded_slowdown"]
+
+POLICIES = ("unified", "separate")
+PLACEMENTS = ("topology", "linear")
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def bounded_slowdown(wait, run, tau=None):
+    """``max(1, (wait + run) / max(run, tau))`` with ``tau`` = 10 s (Feitelson et al. 1997)."""
+    tau = _model.figure("bounded_slowdown", "tau") if tau is None else tau
+    wait = np.asarray(wait, dtype=float)
+    run = np.asarray(run, dtype=float)
+    return np.maximum(1.0, (wait + run) / np.maximum(run, tau))
+
+
+@dataclass
+class PlatformResult:
+    """What a replay returns.
+
+    Attributes
+    ----------
+    jobs : pandas.DataFrame
+        The job table plus ``start``, ``end``, ``wait``, ``response``, ``bsld`` (bounded
+        slowdown), ``segments`` (network segments a gang spans), ``slowdown`` (run-time factor
+        from its placement), ``backfilled``, ``finished`` (times it finished: 1) and ``status``
+        (``done`` or ``rejected``: larger than its cluster can ever hold).
+    instances : pandas.DataFrame
+        One row per node: ``pool``, ``itype``, ``launch``, ``ready``, ``end`` (s), ``cost`` (USD).
+    pools : pandas.DataFrame
+        Per pool: instance type, slots per node, maximum and launched nodes, node-hours,
+        utilisation (busy slot-seconds / slot-seconds of running nodes), cost (USD).
+    policy : str
+    makespan : float
+        Seconds from the first submit to the last event.
+    record : pandas.DataFrame or None
+        With ``record=True``: one row per pod start (+slots) and release (-slots) on a node.
+    """
+
+    jobs: pd.DataFrame
+    instances: pd.DataFrame
+    pools: pd.DataFrame
+    policy: str
+    makespan: float
+    settings: dict
+    record: pd.DataFrame | None = None
+
+    @property
+    def cost(self) -> float:
+        """Total bill in USD."""
+        return float(self.pools["cost"].sum())
+
+    def summary(self) -> xr.Dataset:
+        """Metrics as a Dataset: wait and bounded-slowdown percentiles per job kind, jobs placed
+        in one segment, utilisation and cost per pool (see :func:`summarise`)."""
+        return summarise(self)
+
+    def table(self) -> pd.DataFrame:
+        """The per-kind metrics as a readable DataFrame (what the CLI prints)."""
+        ds = self.summary()
+        rows = []
+        for k in ds["kind"].values:
+            d = ds.sel(kind=k)
+            if int(d["jobs"]) == 0:
+                continue
+            rows.append({"kind": str(k), "jobs": int(d["jobs"]),
+                         "wait mean [s]": float(d["wait_mean"]),
+                         "wait p50 [s]": float(d["wait"].sel(quantile=0.5)),
+                         "wait p90 [s]": float(d["wait"].sel(quantile=0.9)),
+                         "wait p99 [s]": float(d["wait"].sel(quantile=0.99)),
+                         "bsld mean": float(d["bsld_mean"]),
+                         "bsld p90": float(d["bsld"].sel(quantile=0.9)),
+                         "one segment": f"{int(d['in_one_segment'])}/{int(d['gangs'])}"
+                         if int(d["gangs"]) else "-",
+                         "backfilled": int(d["backfilled"])})
+        return pd.DataFrame(rows).set_index("kind") if rows else pd.DataFrame()
+
+
+def _catalog(catalog):
+    if catalog is None:
+        from hpclab import catalog as _c
+
+        return _c.default()
+    return catalog
+
+
+def _slowdowns(itype_rec, catalog):
+    from hpclab.platform.placement import cross_segment_slowdown, node_fabric
+
+    fab = node_fabric(itype_rec, catalog)
+    gpu = itype_rec.gpus > 0
+    out = {}
+    comm = _model.model()["communication"]
+    for kind in ("hpc", "train"):
+        share = float(comm[kind]["share"])
+        nbytes = _model.figure("communication", kind, "nbytes")
+        out[kind] = cross_segment_slowdown(fab, share=share, nbytes=nbytes, gpu=gpu)
+    return out
+
+
+def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
+               market, rng):
+    from hpclab.platform.placement import segment_nodes
+
+    rec = catalog.instance(itype)
+    slots = rec.gpus if rec.gpus > 0 else rec.vcpus
+    seg = segment_nodes(rec, catalog) if seg_nodes is None else seg_nodes
+    price = rec.price_spot if market == "spot" else rec.price_on_demand
+    return Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
+                idle_timeout=idle_timeout, boot_time=rec.boot_time, price=price,
+                min_charge=rec.min_charge, placement=placement, slowdown=_slowdowns(rec, catalog),
+                rng=rng)
+
+
+def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
+           gpu_type: str = "ecs.ebmgn8is.32xlarge", cpu_nodes: int = 128, gpu_nodes: int = 16,
+           data_nodes: int | None = None, elastic: bool | None = None, backfill: bool = True,
+           placement: str = "topology", depth: int = 100, idle_timeout: float = 300.0,
+           min_nodes: int = 0, cpu_segment: int | None = None, gpu_segment: int | None = None,
+           market: str = "on-demand", seed: int = 0, record: bool = False, progress: bool = False,
+           catalog=None) -> PlatformResult:
+    """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
+
+    Parameters
+    ----------
+    jobs : pandas.DataFrame
+        From :func:`read_swf`, :func:`read_gpu_csv`, :func:`lublin_feitelson`, ...
+    policy : {"unified", "separate"}
+        One platform with shared pools, or separate HPC and AI clusters (module docstring).
+    cpu_type, gpu_type : str
+        Catalog instance types of the CPU and GPU nodes (slots: vCPUs, GPUs).
+    cpu_nodes, gpu_nodes : int
+        Nodes of the HPC cluster and of the GPU pool (the maximum an elastic pool grows to).
+    data_nodes : int, optional
+        CPU nodes for data pods in the separate AI cluster (default ``max(1, cpu_nodes // 8)``);
+        the unified CPU pool may grow to ``cpu_nodes + data_nodes``.
+    elastic : bool, optional
+        Elastic pools (default: True for unified, False for separate).
+    backfill : bool
+        EASY backfill in the Slurm-like queue (else strict priority/FIFO).
+    placement : {"topology", "linear"}
+        Topology-aware placement and scale-out, or nodes in index order / random segments.
+    depth : int
+        Queued jobs a pass looks at (Slurm's ``bf_max_job_test``).
+    idle_timeout : float
+        Seconds an elastic node stays idle before it is retired.
+    min_nodes : int
+        Nodes an elastic pool keeps warm.
+    cpu_segment, gpu_segment : int, optional
+        Hosts per network segment (default: :func:`hpclab.platform.placement.segment_nodes`).
+    market : {"on-demand", "spot"}
+        Price of the nodes (no reclaims are modelled here).
+    seed : int
+        Seed for random segment choice (``placement="linear"``).
+    record : bool
+        Keep a per-node log of pod starts and releases (for checks; slower).
+    progress : bool
+        Show a tqdm progress bar over the jobs.
+
+    Returns
+    -------
+    PlatformResult
+    """
+    check_choice("policy", policy, POLICIES)
+    check_choice("placement", placement, PLACEMENTS)
+    check_choice("market", market, ("on-demand", "spot"))
+    cpu_nodes = check_positive("cpu_nodes", cpu_nodes, integer=True)
+    gpu_nodes = check_positive("gpu_nodes", gpu_nodes, integer=True)
+    data_nodes = max(1, cpu_nodes // 8) if data_nodes is None else check_positive("data_nodes", data_nodes,
+                                                                                  integer=True)
+    depth = check_positive("depth", depth, integer=True)
+    check_nonnegative("idle_timeout", idle_timeout)
+    min_nodes = check_nonnegative("min_nodes", min_nodes, integer=True)
+    for name, v in (("cpu_segment", cpu_segment), ("gpu_segment", gpu_segment)):
+        if v is not None:
+            check_positive(name, v, integer=True)
+    jobs = check_jobs(jobs)
+    cat = _catalog(catalog)
+    elastic = (policy == "unified") if elastic is None else bool(elastic)
+    rng = np.random.default_rng(seed)
+    kw = dict(elastic=elastic, catalog=cat, placement=placement, idle_timeout=idle_timeout,
+              min_nodes=min_nodes, market=market, rng=rng)
+    eng = Engine(jobs, record=record)
+    if policy == "unified":
+        cpu = _make_pool("cpu", cpu_type, cpu_nodes + data_nodes, seg_nodes=cpu_segment, **kw)
+        gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, **kw)
+        pools = [cpu, gpu]
+        slurm = Slurm(eng, cpu, backfill=backfill, depth=depth)
+        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": cpu}, depth=depth)
+        by_kind = {"hpc": cpu, "train": gpu, "infer": gpu, "data": cpu}
+    else:
+        hpc = _make_pool("hpc-cpu", cpu_type, cpu_nodes, seg_nodes=cpu_segment, **kw)
+        gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, **kw)
+        dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, **kw)
+        pools = [hpc, gpu, dat]
+        slurm = Slurm(eng, hpc, backfill=backfill, depth=depth)
+        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": dat}, depth=depth)
+        by_kind = {"hpc": hpc, "train": gpu, "infer": gpu, "data": dat}
+    router = Router({"hpc": slurm, "train": kube, "infer": kube, "data": kube})
+
+    # jobs no cluster of this size can ever hold are rejected at submit (as Slurm does)
+    kinds = jobs["kind"].to_numpy()
+    pods = jobs["pods"].to_numpy()
+    slots = jobs["slots"].to_numpy()
+    rejected = np.zeros(len(jobs), dtype=bool)
+    for kind, pool in by_kind.items():
+        sel = kinds == kind
+        if not sel.any():
+            continue
+        g = np.where((slots == 0) | (slots >= pool.G), pool.G, slots)
+        if kind in GANG_KINDS:
+            need_nodes = np.ceil(pods / (pool.G // g))
+            rejected |= sel & (need_nodes > pool.max_nodes)
+        rejected |= sel & (slots > pool.G)
+
+    t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
+    for pool in pools:
+        pool.events = eng.heap
+        pool.seq = eng.seq
+        pool.start_fixed(t0, pool.min_nodes if pool.elastic else pool.max_nodes)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"replay ({policy})", unit="job")
+    try:
+        t_end = eng.run_all(router, rejected.tolist(), progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_end = max(t_end, t0)
+    return _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm,
+                   dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
+                        cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
+                        data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
+                        min_nodes=min_nodes, market=market), cat)
+
+
+def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
+    """Cost of each node (per-second billing with the catalog min_charge)."""
+    if not len(inst):
+        return np.zeros(0)
+    try:
+        from hpclab.elastic.billing import bill_instances
+    except ImportError:  # pragma: no cover - billing lives in hpclab.elastic
+        bill_instances = None
+    if bill_instances is not None:
+        table = pd.DataFrame({"instance": np.arange(len(inst)), "itype": inst["itype"].to_numpy(),
+                              "zone": inst["pool"].to_numpy(), "market": market,
+                              "start": inst["launch"].to_numpy(), "end": inst["end"].to_numpy()})
+        return bill_instances(table, catalog)["cost"].to_numpy()
+    # the same meter: max(ceil(seconds), min_charge) * price
+    out = np.empty(len(inst))
+    for itype, idx in inst.groupby("itype").indices.items():
+        rec = catalog.instance(itype)
+        price = rec.price_spot if market == "spot" else rec.price_on_demand
+        secs = inst["end"].to_numpy()[idx] - inst["launch"].to_numpy()[idx]
+        out[idx] = np.maximum(np.ceil(secs - 1e-9), rec.min_charge) * price
+    return out
+
+
+def _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm, settings, catalog):
+    df = jobs.copy()
+    start = np.array(eng.start)
+    end = np.array(eng.end)
+    df["start"] = start
+    df["end"] = end
+    df["wait"] = start - df["submit"].to_numpy()
+    df["response"] = end - df["submit"].to_numpy()
+    df["run"] = df["run_time"].to_numpy() * np.array(eng.factor)
+    df["bsld"] = bounded_slowdown(df["wait"], df["run"])
+    df["segments"] = np.array(eng.nseg)
+    df["slowdown"] = np.array(eng.factor)
+    df["backfilled"] = np.array(eng.backfilled)
+    df["finished"] = np.array(eng.finished)
+    df["status"] = np.where(rejected, "rejected", np.where(df["finished"] > 0, "done", "unfinished"))
+    df["reservation"] = np.nan
+    if slurm.first_shadow:
+        idx = np.fromiter(slurm.first_shadow.keys(), dtype=np.int64)
+        df.loc[idx, "reservation"] = np.fromiter(slurm.first_shadow.values(), dtype=float)
+    rows = []
+    prow = []
+    for pool in pools:
+        launch, ready, endn = pool.close(t_end)
+        k = len(launch)
+        rows.append(pd.DataFrame({"pool": [pool.name] * k, "itype": [pool.itype] * k,
+                                  "launch": np.array(launch, dtype=float),
+                                  "ready": np.array(ready, dtype=float),
+                                  "end": np.array(endn, dtype=float)}))
+    inst = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    inst["end"] = np.maximum(inst["end"], inst["launch"])
+    inst["cost"] = _bill(inst, settings["market"], catalog)
+    for pool in pools:
+        sel = inst["pool"] == pool.name
+        up = np.clip(inst.loc[sel, "end"] - inst.loc[sel, "ready"], 0, None).sum()
+        billed = (inst.loc[sel, "end"] - inst.loc[sel, "launch"]).sum()
+        prow.append({"pool": pool.name, "itype": pool.itype, "slots": pool.G, "max_nodes": pool.max_nodes,
+                     "segments": pool.S, "elastic": pool.elastic, "launched": int(sel.sum()),
+                     "node_hours": billed / 3600.0,
+                     "utilisation": pool.busy / (up * pool.G) if up > 0 else 0.0,
+                     "cost": float(inst.loc[sel, "cost"].sum())})
+    record = None
+    if eng.record is not None:
+        record = pd.DataFrame(eng.record, columns=["time", "job", "pool", "node", "slots"])
+    return PlatformResult(jobs=df, instances=inst, pools=pd.DataFrame(prow).set_index("pool"),
+                          policy=policy, makespan=t_end - t0, settings=settings, record=record)
+
+
+def summarise(result: PlatformResult) -> xr.Dataset:
+    """Metrics of a replay as an ``xarray.Dataset``.
+
+    Dims ``kind`` (hpc, train, infer, data), ``quantile`` (0.5, 0.9, 0.99) and ``pool``.
+    Variables: ``jobs``, ``rejected``, ``wait`` and ``bsld`` percentiles, ``wait_mean``,
+    ``bsld_mean``, ``gangs``, ``in_one_segment`` (gang jobs whose nodes share one segment),
+    ``backfilled``; per pool ``utilisation``, ``node_hours``, ``cost``, ``launched``; and scalars
+    ``total_cost`` (USD) and ``makespan`` (s).
+    """
+    df = result.jobs
+    done = df[df["status"] == "done"]
+    q = np.array(QUANTILES)
+    n_k = len(KINDS)
+    wait = np.full((n_k, q.size), np.nan)
+    bsld = np.full((n_k, q.size), np.nan)
+    wmean = np.full(n_k, np.nan)
+    bmean = np.full(n_k, np.nan)
+    jobs = np.zeros(n_k, dtype=int)
+    rej = np.zeros(n_k, dtype=int)
+    gangs = np.zeros(n_k, dtype=int)
+    one = np.zeros(n_k, dtype=int)
+    bf = np.zeros(n_k, dtype=int)
+    for i, k in enumerate(KINDS):
+        d = done[done["kind"] == k]
+        jobs[i] = len(d)
+        rej[i] = int(((df["kind"] == k) & (df["status"] == "rejected")).sum())
+        if len(d):
+            wait[i] = np.quantile(d["wait"].to_numpy(), q)
+            bsld[i] = np.quantile(d["bsld"].to_numpy(), q)
+            wmean[i] = d["wait"].mean()
+            bmean[i] = d["bsld"].mean()
+            bf[i] = int(d["backfilled"].sum())
+            if k in GANG_KINDS:
+                gangs[i] = len(d)
+                one[i] = int((d["segments"] == 1).sum())
+    p = result.pools
+    ds = xr.Dataset(
+        {
+            "jobs": ("kind", jobs, {"units": "count", "long_name": "jobs finished"}),
+            "rejected": ("kind", rej, {"units": "count", "long_name": "jobs larger than their cluster"}),
+            "wait": (("kind", "quantile"), wait, {"units": "s", "long_name": "waiting time"}),
+            "wait_mean": ("kind", wmean, {"units": "s", "long_name": "mean waiting time"}),
+            "bsld": (("kind", "quantile"), bsld, {"units": "1", "long_name": "bounded slowdown (tau 10 s)"}),
+            "bsld_mean": ("kind", bmean, {"units": "1", "long_name": "mean bounded slowdown"}),
+            "gangs": ("kind", gangs, {"units": "count", "long_name": "gang jobs finished"}),
+            "in_one_segment": ("kind", one, {"units": "count", "long_name": "gang jobs placed in one segment"}),
+            "backfilled": ("kind", bf, {"units": "count", "long_name": "jobs started by backfill"}),
+            "utilisation": ("pool", p["utilisation"].to_numpy(), {"units": "1",
+                            "long_name": "busy slot-seconds / slot-seconds of running nodes"}),
+            "node_hours": ("pool", p["node_hours"].to_numpy(), {"units": "h", "long_name": "billed node-hours"}),
+            "cost": ("pool", p["cost"].to_numpy(), {"units": "USD"}),
+            "launched": ("pool", p["launched"].to_numpy(), {"units": "count", "long_name": "nodes launched"}),
+        },
+        coords={"kind": list(KINDS), "quantile": q, "pool": list(p.index)},
+        attrs={"policy": result.policy, **{k: str(v) for k, v in result.settings.items()}},
+    )
+    ds["total_cost"] = xr.DataArray(float(p["cost"].sum()), attrs={"units": "USD"})
+    ds["makespan"] = xr.DataArray(float(result.makespan), attrs={"units": "s"})
+    ds["utilisation_total"] = xr.DataArray(
+        float(_total_util(result)), attrs={"units": "1", "long_name": "busy / available, all pools (by cost share)"})
+    return ds
+
+
+def _total_util(result):
+    p = result.pools
+    if p["cost"].sum() <= 0:
+        return 0.0
+    return float((p["utilisation"] * p["cost"]).sum() / p["cost"].sum())
+
+
+def compare(jobs, scenarios: dict | None = None, **common) -> xr.Dataset:
+    """Replay the same jobs under several settings and stack the summaries along ``scenario``.
+
+    ``scenarios`` maps a label to keyword arguments of :func:`replay` (default: the separate
+    fixed clusters and the unified elastic platform).
+    """
+    scenarios = scenarios or {"separate": {"policy": "separate"}, "unified": {"policy": "unified"}}
+    out = []
+    for label, kw in scenarios.items():
+        res = replay(jobs, **{**common, **kw})
+        ds = res.summary()
+        ds.attrs = {}
+        out.append(ds.expand_dims(scenario=[label]))
+    pools = sorted({str(p) for d in out for p in d["pool"].values})
+    out = [d.reindex(pool=pools) for d in out]
+    ds = xr.concat(out, dim="scenario", combine_attrs="override")
+    ds.attrs = {}
+    return ds

@@ -1,0 +1,280 @@
+"""Job traces: the Standard Workload Format (SWF) and a simple CSV form for GPU jobs.
+
+SWF (Parallel Workloads Archive, Chapin et al. 1999; https://www.cs.huji.ac.il/labs/parallel/workload/swf.html):
+one job per line, 18 whitespace-separated numeric fields, ``-1`` for a missing value, header
+lines starting with ``;``. The fields, in order: job number, submit time, wait time, run time,
+allocated processors, average CPU time, used memory, requested processors, requested time,
+requested memory, status, user, group, executable, queue, partition, preceding job, think time.
+
+GPU CSV: a header line, then one job per line with the columns ``job_id, submit, kind, pods,
+slots, run_time`` and optionally ``req_time, priority`` (``kind`` one of train, infer, data;
+``slots`` GPUs per pod, or cores for data pods).
+
+Malformed lines raise :class:`hpclab.HpclabError` naming the file and line:
+``trace.swf:12: field 4 (run time) must be a number, got 'x'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpclab._validate import HpclabError
+from hpclab.platform.jobs import JOB_COLUMNS, check_jobs
+
+__all__ = ["SWF_FIELDS", "read_swf", "write_swf", "read_gpu_csv", "write_gpu_csv", "read_trace"]
+
+SWF_FIELDS = ("job number", "submit time", "wait time", "run time", "allocated processors",
+              "average cpu time", "used memory", "requested processors", "requested time",
+              "requested memory", "status", "user id", "group id", "executable", "queue number",
+              "partition number", "preceding job", "think time")
+
+
+def _parse_swf_lines(path: Path, text: str) -> tuple[np.ndarray, dict]:
+    """Return an (n, 18) float array of the job lines and the header fields."""
+    header: dict[str, str] = {}
+    rows = []
+    name = path.name
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(";"):
+            body = stripped[1:].strip()
+            if ":" in body:
+                key, _, value = body.partition(":")
+                header[key.strip()] = value.strip()
+            continue
+        parts = stripped.split()
+        if len(parts) != 18:
+            raise HpclabError(f"{name}:{lineno}: expected 18 fields (SWF), got {len(parts)}")
+        row = []
+        for k, tok in enumerate(parts):
+            try:
+                v = float(tok)
+            except ValueError:
+                raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be a number, "
+                                  f"got {tok!r}") from None
+            if not math.isfinite(v):
+                raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be finite, "
+                                  f"got {tok!r}")
+            row.append(v)
+        rows.append(row)
+    arr = np.array(rows, dtype=float).reshape(-1, 18)
+    return arr, header
+
+
+def _fast_parse(text: str) -> np.ndarray | None:
+    """Parse well-formed SWF quickly with pandas; None if anything looks off (then the slow,
+    line-numbered parser finds and reports the problem)."""
+    import io
+
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=r"\s+", comment=";", header=None, engine="c",
+                         dtype=float, skip_blank_lines=True)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if df.shape[1] != 18:
+        return None
+    arr = df.to_numpy(dtype=float)
+    if not np.all(np.isfinite(arr)):
+        return None
+    return arr
+
+
+def read_swf(path, *, procs_per_node: int = 1, kind: str = "hpc", keep_failed: bool = True,
+             return_header: bool = False):
+    """Read a Standard Workload Format trace into a job table (see :mod:`hpclab.platform.jobs`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.swf`` file.
+    procs_per_node : int
+        Processors per node: an HPC job asking ``p`` processors needs ``ceil(p / procs_per_node)``
+        whole nodes (1 = one SWF processor is one node, as in the Lublin-Feitelson model).
+    kind : str
+        The job kind given to every job (``hpc``).
+    keep_failed : bool
+        Keep jobs whose status is failed (0) or cancelled (5) if they ran (run time >= 0).
+    return_header : bool
+        Also return the ``; Key: value`` header lines as a dict.
+
+    Returns
+    -------
+    pandas.DataFrame (and dict)
+        The job table. Size = requested processors (field 8), else allocated (field 5); requested
+        time = field 9, else the run time (a perfect estimate). Jobs with no run time or no size
+        (-1) cannot be replayed and are left out; ``df.attrs["skipped"]`` counts them.
+
+    Raises
+    ------
+    HpclabError
+        ``file:line: field k (name) must be a number, got 'x'`` for a malformed line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise HpclabError(f"{path}: cannot read trace ({exc.strerror})") from None
+    if procs_per_node < 1 or int(procs_per_node) != procs_per_node:
+        raise HpclabError(f"procs_per_node must be a whole number >= 1, got {procs_per_node!r}")
+    arr = _fast_parse(text)
+    arr_checked, header = _parse_swf_lines(path, text) if arr is None else (arr, _header(text))
+    arr = arr_checked
+    job, submit, run, alloc, reqp, reqt, status = (arr[:, 0], arr[:, 1], arr[:, 3], arr[:, 4], arr[:, 7],
+                                                   arr[:, 8], arr[:, 10])
+    procs = np.where(reqp > 0, reqp, alloc)
+    ok = (run >= 0) & (procs > 0) & (submit >= 0)
+    if not keep_failed:
+        ok &= (status == 1) | (status == -1)
+    skipped = int((~ok).sum())
+    run_ok = run[ok]
+    req = np.where(reqt[ok] > 0, reqt[ok], run_ok)
+    df = pd.DataFrame({
+        "job_id": job[ok].astype(np.int64),
+        "kind": kind,
+        "submit": submit[ok],
+        "pods": np.ceil(procs[ok] / procs_per_node).astype(np.int64),
+        "slots": 0,
+        "run_time": run_ok,
+        "req_time": req,
+        "priority": 0,
+    })
+    if df["job_id"].duplicated().any():  # some archive logs restart numbering; keep them apart
+        df["job_id"] = np.arange(1, len(df) + 1)
+    df = check_jobs(df)
+    df.attrs["skipped"] = skipped
+    df.attrs["source"] = str(path)
+    return (df, header) if return_header else df
+
+
+def _header(text: str) -> dict:
+    header = {}
+    for line in text.splitlines():
+        s = line.strip()
+        if s.startswith(";") and ":" in s:
+            key, _, value = s[1:].partition(":")
+            header[key.strip()] = value.strip()
+        elif s and not s.startswith(";"):
+            break
+    return header
+
+
+def write_swf(jobs: pd.DataFrame, path, *, procs_per_node: int = 1, header: dict | None = None) -> Path:
+    """Write HPC jobs of a job table as SWF (other kinds are left out; unknown fields are -1)."""
+    df = check_jobs(jobs)
+    df = df[df["kind"] == "hpc"]
+    n = len(df)
+    arr = -np.ones((n, 18))
+    arr[:, 0] = df["job_id"].to_numpy()
+    arr[:, 1] = df["submit"].to_numpy()
+    arr[:, 3] = df["run_time"].to_numpy()
+    arr[:, 4] = df["pods"].to_numpy() * procs_per_node
+    arr[:, 7] = arr[:, 4]
+    arr[:, 8] = df["req_time"].to_numpy()
+    arr[:, 10] = 1
+    lines = ["; Version: 2.2", "; Computer: hpclab synthetic", f"; MaxJobs: {n}", f"; MaxRecords: {n}"]
+    for k, v in (header or {}).items():
+        lines.append(f"; {k}: {v}")
+    body = "\n".join(" ".join(_fmt(v) for v in row) for row in arr)
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n" + body + ("\n" if n else ""))
+    return path
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.3f}"
+
+
+_CSV_REQUIRED = ("job_id", "submit", "kind", "pods", "slots", "run_time")
+_CSV_INT = {"job_id", "pods", "slots", "priority"}
+
+
+def read_gpu_csv(path) -> pd.DataFrame:
+    """Read a GPU job trace in the simple CSV form (see the module docstring).
+
+    Raises
+    ------
+    HpclabError
+        ``file:line: column 'pods' must be a whole number, got 'x'`` for a malformed line.
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        fh = open(path, newline="")
+    except OSError as exc:
+        raise HpclabError(f"{path}: cannot read trace ({exc.strerror})") from None
+    with fh:
+        reader = csv.reader(fh)
+        header = None
+        cols: dict[str, list] = {}
+        for lineno, row in enumerate(reader, start=1):
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                missing = [c for c in _CSV_REQUIRED if c not in header]
+                if missing:
+                    raise HpclabError(f"{name}:{lineno}: header lacks column(s) {', '.join(missing)}; "
+                                      f"need {', '.join(_CSV_REQUIRED)} (+ req_time, priority)")
+                cols = {h: [] for h in header}
+                continue
+            if len(row) != len(header):
+                raise HpclabError(f"{name}:{lineno}: expected {len(header)} columns, got {len(row)}")
+            for h, tok in zip(header, row):
+                tok = tok.strip()
+                if h == "kind":
+                    if tok not in ("train", "infer", "data", "hpc"):
+                        raise HpclabError(f"{name}:{lineno}: column 'kind' must be one of train, infer, "
+                                          f"data, hpc; got {tok!r}")
+                    cols[h].append(tok)
+                    continue
+                if h not in JOB_COLUMNS:
+                    cols[h].append(tok)
+                    continue
+                try:
+                    v = float(tok)
+                except ValueError:
+                    what = "a whole number" if h in _CSV_INT else "a number"
+                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what}, got {tok!r}") from None
+                if not math.isfinite(v) or (h in _CSV_INT and v != int(v)):
+                    what = "a whole number" if h in _CSV_INT else "a finite number"
+                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what}, got {tok!r}")
+                if h in ("pods",) and v < 1 or h in ("slots", "run_time", "req_time") and v < 0:
+                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be "
+                                      f"{'>= 1' if h == 'pods' else '>= 0'}, got {tok!r}")
+                cols[h].append(v)
+    if header is None:
+        raise HpclabError(f"{name}: empty trace (no header line)")
+    df = pd.DataFrame(cols)
+    if "req_time" not in df:
+        df["req_time"] = df["run_time"]
+    if "priority" not in df:
+        df["priority"] = 0
+    df = check_jobs(df)
+    df.attrs["source"] = str(path)
+    return df
+
+
+def write_gpu_csv(jobs: pd.DataFrame, path) -> Path:
+    """Write the AI jobs (train, infer, data) of a job table in the GPU CSV form."""
+    df = check_jobs(jobs)
+    df = df[df["kind"] != "hpc"]
+    path = Path(path)
+    df.loc[:, list(JOB_COLUMNS)].to_csv(path, index=False, float_format="%.3f")
+    return path
+
+
+def read_trace(path, **kwargs) -> pd.DataFrame:
+    """Read ``.swf`` or ``.csv`` by its suffix."""
+    path = Path(path)
+    if path.suffix.lower() == ".swf":
+        return read_swf(path, **kwargs)
+    if path.suffix.lower() == ".csv":
+        return read_gpu_csv(path)
+    raise HpclabError(f"trace must be a .swf or .csv file, got {path.name!r}")
