@@ -234,3 +234,72 @@ def test_preempted_worker_loses_no_molecule(client):
     ids = ds["id"].values.tolist()
     assert sorted(ids) == sorted(lib["id"].tolist())  # every molecule, exactly once
     assert len(set(ids)) == len(ids)
+
+
+# ------------------------------------------------------------------ campaign model
+
+@pytest.fixture(scope="module")
+def inputs():
+    """Measured per-molecule costs of a small real screen (no cluster: one process)."""
+    lib = scr.load_library("nci5k", "cdk2", size=120, seed=4)
+    df = scr.screen_batch(lib["id"], lib["smiles"], lib["is_active"], scr.ScreenParams())
+    from hpclab.workloads.screening.campaign import campaign_inputs
+
+    return campaign_inputs(scr.to_dataset(df, scr.ScreenParams()))
+
+
+def test_campaign_matches_hand_formula_for_one_offer(inputs):
+    from hpclab import catalog
+    from hpclab.workloads.screening.campaign import campaign
+
+    cat = catalog.default()
+    inst = cat.instance("ecs.c7.8xlarge")  # speed factor 1, one zone, on-demand: no reclaim loss
+    ds = campaign(inputs, 1e7, 10.0, 0.0, "one", types=["ecs.c7.8xlarge"], batch_size=50)
+    c = ds.attrs["cost_per_molecule_s"]
+    assert c == pytest.approx(float(inputs.cost_seconds.mean()), rel=1e-9)
+    W = 1e7 * c
+    tail = ds.attrs["task_p99_s"]
+    need = W / (10 * 3600 - inst.boot_time - tail)
+    cores = np.ceil(need / inst.cores) * inst.cores
+    makespan = inst.boot_time + W / cores + tail
+    cost = cores * inst.price_on_demand / inst.cores * makespan
+    pt = ds.isel(zones=0, n_molecules=0, deadline=0, spot_share=0)
+    assert float(pt.cores) == cores
+    assert float(pt.makespan) * 3600 == pytest.approx(makespan, rel=1e-9)
+    assert float(pt.cost) == pytest.approx(cost, rel=1e-9)
+    assert bool(pt.feasible) and float(pt.makespan) <= 10
+
+
+def test_campaign_scaling_behaviour(inputs):
+    from hpclab.workloads.screening.campaign import campaign, pareto_front
+
+    ds = campaign(inputs, [1e8], [0.5, 2, 8, 48], [0.0, 0.9], ["one", "global"], conformers=100,
+                  survivor_fraction=1.0)
+    g = ds.sel(zones="global", n_molecules=1e8)
+    cores = g.cores.sel(spot_share=0.0).values
+    assert np.all(np.diff(cores) < 0)  # a later deadline needs fewer cores
+    assert np.all(g.cost.sel(spot_share=0.9) < g.cost.sel(spot_share=0.0))  # spot is cheaper
+    one = ds.sel(zones="one", n_molecules=1e8, spot_share=0.0)
+    assert not bool(one.feasible.sel(deadline=0.5))  # one zone runs out of capacity
+    assert float(one.makespan.sel(deadline=0.5)) > 0.5
+    assert np.all(ds.cost <= ds.cost_on_demand_same + 1e-9)
+    assert ds.makespan.attrs["units"] == "h" and ds.cost.attrs["units"] == "USD"
+    assert pareto_front([1, 2, 3, 4], [5, 6, 2, 2]).tolist() == [0, 2]
+    with pytest.raises(HpclabError, match="zones must be one of one, global"):
+        campaign(inputs, 1e6, 1.0, 0.0, "everywhere")
+    with pytest.raises(HpclabError, match="spot_share"):
+        campaign(inputs, 1e6, 1.0, 1.5)
+
+
+def test_article_scenario_states_when_the_claims_hold(inputs):
+    from hpclab.workloads.screening.campaign import article_scenario
+
+    a = article_scenario(inputs)
+    assert a.attrs["claim_cores"] and a.attrs["claim_cost"]
+    assert float(a.cores.sel(setup="elastic")) >= 1e5
+    assert not a.attrs["baseline_feasible"]  # one zone, one type cannot hold 100,000 cores
+    assert 0.2 <= a.attrs["cost_ratio"] <= 0.45
+    on_demand = article_scenario(inputs, spot_share=0.0)  # no spot: the cost claim fails
+    assert not on_demand.attrs["claim_cost"]
+    small = article_scenario(inputs, conformers=3, survivor_fraction=None)  # the cheap funnel
+    assert not small.attrs["claim_cores"]
