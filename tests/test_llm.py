@@ -220,3 +220,100 @@ def test_trends_with_scale_come_from_the_model(validation):
     # Llama 3: DP 64 -> 128 at the same tokens per batch lowers MFU (43% -> 41%), 128K lower still
     assert float(p.sel(row="llama3-405b-16k-gpus")) < float(p.sel(row="llama3-405b-8k-gpus"))
     assert float(p.sel(row="llama3-405b-16k-gpus-128k-seq")) < float(p.sel(row="llama3-405b-16k-gpus"))
+
+
+# --- stragglers -----------------------------------------------------------------------------
+
+def test_expected_max_of_two_normals_is_exact():
+    # E[max(Z1, Z2)] = 1/sqrt(pi) for standard normals
+    ds = llm.straggler_step_time(1.0, 2, jitter=1.0, slow_probability=0.0, slowdown=0.0)
+    assert float(ds.expected_step[0]) - 1 == pytest.approx(1 / math.sqrt(math.pi), rel=1e-4)
+
+
+def test_straggler_step_grows_with_scale_and_matches_samples():
+    ds = llm.straggler_step_time(10.0, [8, 256, 4096], jitter=0.02, slow_probability=0.001,
+                                 slowdown=0.25, samples=300, seed=3)
+    e = ds.expected_step.values
+    assert np.all(np.diff(e) > 0) and e[0] > 10.0
+    assert np.all(np.abs(ds.sampled_step.values - e) <= 4 * ds.sampled_stderr.values + 1e-9)
+    # with many ranks nearly every step has a slow node: the step approaches (1 + delta) T0
+    big = llm.straggler_step_time(10.0, 100_000, jitter=0.02, slow_probability=0.001, slowdown=0.25)
+    assert float(big.expected_step[0]) > 12.5
+
+
+# --- reliability ----------------------------------------------------------------------------
+
+def test_failure_rate_reproduces_llama3_interruptions():
+    # the catalog rate is Llama 3's 419 unexpected interruptions / (2,048 hosts x 54 days)
+    ref = llm.interruption_reference("llama3")
+    cl = llm.cluster("gpu.8xh100", "rdma-hpn7")
+    ds = llm.interruptions(cl, ref["hosts"], ref["days"], runs=2000, seed=1)
+    assert float(ds.expected) == pytest.approx(ref["unexpected"], rel=1e-3)
+    assert abs(float(ds.sampled_mean) - ref["unexpected"]) < 4 * math.sqrt(419 / 2000)  # 4 s.e.
+    assert float(ds.sampled_std) == pytest.approx(math.sqrt(419), rel=0.1)  # Poisson
+
+
+def test_llama3_goodput_is_above_the_published_90_percent():
+    ref = llm.interruption_reference("llama3")
+    cl = llm.cluster("gpu.8xh100", "rdma-hpn7")
+    ds = llm.goodput_curve("llama3-405b", cl, ref["gpus"], storages=["cpfs"])
+    g = float(ds.optimal_goodput.sel(storage="cpfs"))
+    assert ref["effective_training_time_at_least"] <= g < 0.99
+
+
+def test_checkpoint_time_from_size_and_storage():
+    from hpclab.catalog import default
+
+    cat = default()
+    size = llm.checkpoint_bytes("gpt3-175b")
+    assert size == pytest.approx(14 * 174.6e9, rel=1e-3)
+    cpfs, oss = cat.storage("cpfs"), cat.storage("oss")
+    # 128 hosts at 20 GB/s each exceed CPFS's 1 TB/s: the file system is the limit
+    assert llm.checkpoint_time(size, cpfs, 128) == pytest.approx(cpfs.latency + size / 1e12)
+    # one host alone is limited by its client throughput
+    assert llm.checkpoint_time(size, cpfs, 1) == pytest.approx(cpfs.latency + size / 20e9)
+    assert llm.checkpoint_time(size, oss, 128) == pytest.approx(oss.latency + size / 12.5e9)
+
+
+def test_goodput_formula_limits():
+    # no failures: goodput -> tau / (tau + delta); no checkpoint cost: -> M (1 - e^{-tau/M}) / tau
+    assert llm.goodput(600.0, 60.0, 1e12, 0.0) == pytest.approx(600 / 660, rel=1e-6)
+    M, tau = 3600.0, 100.0
+    assert llm.goodput(tau, 0.0, M, 0.0) == pytest.approx(tau / (M * math.expm1(tau / M)))
+
+
+def test_young_daly_matches_the_monte_carlo_optimum():
+    d, M, R = 60.0, 3 * 3600.0, 600.0
+    daly = llm.young_daly(d, M)
+    young = llm.young_daly(d, M, method="young")
+    assert young == pytest.approx(math.sqrt(2 * d * M))
+    taus = np.geomspace(daly / 4, daly * 4, 9)
+    sim = llm.simulate_goodput(taus, d, M, R, work=40 * 86400.0, runs=150, seed=7)
+    # Monte-Carlo and analytic goodput agree within sampling error at every interval
+    assert np.all(np.abs(sim.goodput - sim.goodput_analytic) <= 4 * sim.stderr + 2e-4)
+    # the Monte-Carlo optimum sits at the Young/Daly interval
+    best = float(sim.interval[np.argmax(sim.goodput.values)])
+    assert best == pytest.approx(daly, rel=0.45)  # grid spacing is a factor 1.41
+    at_daly = llm.simulate_goodput(daly, d, M, R, work=40 * 86400.0, runs=150, seed=8)
+    assert float(at_daly.goodput[0]) >= float(sim.goodput.max()) - 4 * float(sim.stderr.max())
+    # and the analytic optimum on a fine grid is Daly's interval to 2%
+    fine = np.geomspace(daly / 3, daly * 3, 4001)
+    assert fine[np.argmax(llm.goodput(fine, d, M, R))] == pytest.approx(daly, rel=0.02)
+
+
+def test_cpfs_beats_object_storage_and_99_percent_needs_fast_checkpoints():
+    cl = llm.cluster("lingjun.8xh800", "rdma-hpn7")
+    ds = llm.goodput_curve("gpt3-175b", cl, 1024)
+    g = ds.optimal_goodput
+    assert float(ds.checkpoint_time.sel(storage="cpfs")) < float(ds.checkpoint_time.sel(storage="oss"))
+    assert float(g.sel(storage="cpfs")) > 0.99 > float(g.sel(storage="oss"))
+    assert np.all(ds.goodput.max("interval") <= g + 1e-9)
+
+
+def test_reliability_bad_input():
+    with pytest.raises(HpclabError, match="interval"):
+        llm.goodput(-1.0, 1.0, 100.0, 1.0)
+    with pytest.raises(HpclabError, match="method must be one of"):
+        llm.young_daly(1.0, 10.0, method="magic")
+    with pytest.raises(HpclabError, match="jitter"):
+        llm.straggler_step_time(1.0, 8, jitter=0.0)
