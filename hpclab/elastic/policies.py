@@ -214,7 +214,7 @@ class _Base:
 
     def _act(self, state: PoolState, target: int) -> Decision:
         plan = _Plan(state, self.catalog)
-        launches = plan.ensure_minimum(self._min_candidates(state))
+        launches = plan.ensure_minimum(self._min_candidates(state)) if state.limits.min_per_type else []
         need = target - plan.serving_cores
         if need > 0:
             launches += self._fill(state, plan, need)
@@ -228,7 +228,7 @@ class _Base:
     def _fill(self, state: PoolState, plan: "_Plan", need: int) -> list[Launch]:
         out = []
         for itype, zone, market in self.candidates(state):
-            if need <= 0:
+            if need <= 0 or plan.full():
                 break
             if self._blocked(state, itype, zone, market):
                 continue
@@ -260,6 +260,11 @@ class _Plan:
         if itype not in self._slots:
             self._slots[itype] = _slots(self.state, itype, self.cat)
         return self._slots[itype]
+
+    def full(self) -> bool:
+        """The core quota leaves no room for one more instance of any type."""
+        q = self.limits.quota_cores
+        return q is not None and q - self.serving_cores < min(self.slots(t) for t in self.limits.types)
 
     def headroom(self, itype: str) -> int:
         """Instances of ``itype`` that may still be launched."""
@@ -439,7 +444,7 @@ class _Placement(_Base):
     def _fill_from(self, state, plan, need, cands):
         out = []
         for itype, zone, market in cands:
-            if need <= 0:
+            if need <= 0 or plan.full():
                 break
             if self._blocked(state, itype, zone, market):
                 continue

@@ -1,0 +1,608 @@
+"""The virtual-clock engine behind :func:`hpclab.elastic.simulate.simulate`.
+
+Control events (policy ticks, spot notices and hard kills, drains, capacity changes) go through a
+``heapq``; tasks do not. Between two control events the set of open task slots is fixed, and the
+engine assigns queued tasks to slots in vectorised batches that are *exact* greedy first-in
+first-out list scheduling (each task, in submission order, goes to the slot that frees first):
+
+- the candidate slots (open, free before the next control event) are sorted by the time they
+  free, ``f``; the next tasks in the queue are paired with them in order; task ``k`` starts at
+  ``s_k = max(f_k, ready_k)`` and ends at ``e_k = s_k + work_k / speed_k``;
+- the pairing is what one-at-a-time greedy scheduling would do as long as no slot of the batch
+  frees again before a later slot of the batch takes its task: ``min(e_0..e_{k-1}) >= f_k``; the
+  batch is cut at the first ``k`` where that fails (and where ``s_k`` reaches the next control
+  event), and the loop goes on from there.
+
+So a task is a few array elements, never a Python object or event, and every attempt is recorded
+(task, slot, start, end, completed or killed) so that "every task completes exactly once" can be
+checked on the result.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from time import perf_counter
+
+import numpy as np
+
+from hpclab._validate import HpclabError
+from hpclab.elastic.policies import StateSummary, attach_summary
+from hpclab.elastic.state import MARKETS, InstanceView, PoolState
+
+# event kinds (ties at one time run in this order: drains and kills before the policy looks)
+_END, _KILL, _NOTICE, _CAPACITY, _TICK = 0, 1, 2, 3, 4
+# why an instance ended
+REASONS = ("running at end", "retired by policy", "drained after notice", "spot reclaimed (hard kill)",
+           "reclaimed while booting", "cancelled while booting")
+_STATE_NAMES = ("booting", "running", "draining")
+
+
+class _Grow:
+    """Named numpy arrays that grow by doubling."""
+
+    def __init__(self, spec: dict[str, tuple], capacity: int = 1024):
+        self._spec = spec
+        self.n = 0
+        self.cap = capacity
+        for name, (dtype, fill) in spec.items():
+            setattr(self, name, np.full(capacity, fill, dtype=dtype))
+
+    def reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= self.cap:
+            return
+        cap = max(need, 2 * self.cap)
+        for name, (dtype, fill) in self._spec.items():
+            old = getattr(self, name)
+            new = np.full(cap, fill, dtype=dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+        self.cap = cap
+
+
+class _Views(Sequence):
+    """``PoolState.instances`` built lazily: an :class:`InstanceView` only when one is asked for."""
+
+    def __init__(self, eng, idx, code, running, idle_since):
+        self._eng, self._idx, self._code = eng, idx, code
+        self._running, self._idle = running, idle_since
+        self._cache: dict[int, InstanceView] = {}
+
+    def __len__(self):
+        return int(self._idx.size)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return tuple(self[j] for j in range(*k.indices(len(self))))
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        v = self._cache.get(k)
+        if v is None:
+            e, i = self._eng, int(self._idx[k])
+            state = _STATE_NAMES[self._code[k]]
+            idle = float(self._idle[k]) if state == "running" and self._running[k] == 0 else None
+            v = InstanceView(id=f"i{i}", itype=e.types[e.inst.itype[i]], zone=e.zones[e.inst.zone[i]],
+                             market=MARKETS[e.inst.market[i]], state=state, cores=int(e.inst.nslots[i]),
+                             launched_at=float(e.inst.grant[i]), running_tasks=int(self._running[k]),
+                             idle_since=idle, notice=bool(e.inst.notice[i]))
+            self._cache[k] = v
+        return v
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+
+class Engine:
+    def __init__(self, policy, workload, limits, cat, *, tick, horizon, seed, slots, capacity,
+                 capacity_curve, capacity_noise, capacity_interval, spot_capacity, reclaim_scale,
+                 reclaim_rate, linger, progress, record_every):
+        self.policy, self.limits, self.cat = policy, limits, cat
+        self.tick, self.horizon, self.linger = tick, horizon, linger
+        self.progress, self.record_every = progress, record_every
+        self.types = tuple(limits.types)
+        self.zones = tuple(limits.zones)
+        nt, nz = len(self.types), len(self.zones)
+        recs = [cat.instance(t) for t in self.types]
+        zrecs = [cat.zone(z) for z in self.zones]
+        self.t_cores = np.array([r.cores for r in recs], dtype=np.int64)  # catalog physical cores
+        self.t_slots = np.array([int(slots.get(t, r.cores)) for t, r in zip(self.types, recs)], dtype=np.int64)
+        self.t_speed = np.array([cat.generation(r.generation).speed_factor for r in recs])
+        self.t_boot = np.array([r.boot_time for r in recs])
+        self.t_boot_sd = np.array([r.boot_time_sd for r in recs])
+        self.t_notice = np.array([r.spot_notice for r in recs])
+        self.t_price = np.array([[r.price_on_demand, r.price_spot] for r in recs])  # USD/s
+        self.t_minc = np.array([r.min_charge for r in recs])
+        self.slots_map = {t: int(s) for t, s in zip(self.types, self.t_slots)}
+        base = np.array([[z.capacity.get(t, 0) for t in self.types] for z in zrecs], dtype=float)
+        self.cap_base = base * capacity[:, None]
+        self.z_reclaim = (np.array([z.spot_reclaim_rate for z in zrecs]) * reclaim_scale
+                          if reclaim_rate is None else np.full(nz, float(reclaim_rate)))
+        self.spot_capacity = spot_capacity
+        ss = np.random.SeedSequence([int(seed), 0x51AC])
+        r_boot, r_reclaim, r_cap = (np.random.default_rng(s) for s in ss.spawn(3))
+        self.rng_boot, self.rng_reclaim = r_boot, r_reclaim
+        # capacity multiplier: user curve x seeded noise, piecewise constant
+        self.curve = capacity_curve
+        self.noise_sigma, self.noise_interval = capacity_noise, capacity_interval
+        self.noise = None
+        if capacity_noise > 0:
+            k = int(math.ceil(horizon / capacity_interval)) + 1
+            rho = 0.8  # one interval's memory of the shortage process (AR(1) in log capacity)
+            x = np.zeros((k, nz, nt))
+            eps = r_cap.standard_normal((k, nz, nt))
+            x[0] = capacity_noise * eps[0]
+            for j in range(1, k):
+                x[j] = rho * x[j - 1] + math.sqrt(1 - rho**2) * capacity_noise * eps[j]
+            self.noise = np.minimum(1.0, np.exp(x - capacity_noise**2 / 2))
+        self.cap_now = self._capacity(0.0)
+        self.in_use = np.zeros((nz, nt))
+        self.spot_use = np.zeros((nz, nt))
+        # workload
+        self.work = np.asarray(workload.work, dtype=float)
+        self.arrival = np.asarray(workload.arrival, dtype=float)
+        self.ntasks = self.work.size
+        self.t_start = np.full(self.ntasks, np.nan)
+        self.t_end = np.full(self.ntasks, np.nan)
+        self.t_slot = np.full(self.ntasks, -1, dtype=np.int64)
+        self.t_attempt = np.full(self.ntasks, -1, dtype=np.int64)
+        self.ptr = 0
+        self.rq = _Grow({"task": (np.int64, -1), "ready": (float, np.nan)}, 256)
+        self.rq_pos = 0
+        self.att = _Grow({"task": (np.int64, -1), "slot": (np.int64, -1), "start": (float, np.nan),
+                          "end": (float, np.nan), "killed": (bool, False)},
+                         max(1024, self.ntasks + self.ntasks // 8))
+        self.inst = _Grow({"itype": (np.int16, 0), "zone": (np.int16, 0), "market": (np.int8, 0),
+                           "grant": (float, np.nan), "ready": (float, np.nan), "end": (float, np.inf),
+                           "drain": (float, np.nan), "notice_t": (float, np.nan),
+                           "notice": (bool, False), "draining": (bool, False), "slot0": (np.int64, 0),
+                           "nslots": (np.int64, 0), "reason": (np.int8, 0)}, 1024)
+        self.slot = _Grow({"free": (float, np.inf), "task": (np.int64, -1), "open": (bool, False),
+                           "speed": (float, 1.0), "inst": (np.int64, -1)}, 4096)
+        self.refused: dict = {}
+        self.n_refused = self.n_refusal_events = self.n_notices = self.n_kills = 0
+        self.n_quota_clipped = self.limit_violations = 0
+        self.work_redone = 0.0
+        self.heap: list = []
+        self.seq = 0
+        self.events = 0
+        self.pend_task = np.zeros(0, dtype=np.int64)
+        self.pend_start = np.zeros(0)
+        self.done_sum = 0.0
+        self.done_n = 0
+        self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
+                                                      "done", "cost", "refused")}
+
+    # -- capacity ------------------------------------------------------------------------------
+    def _capacity(self, t: float) -> np.ndarray:
+        cap = self.cap_base.copy()
+        if self.curve is not None:
+            times, frac = self.curve
+            k = int(np.searchsorted(times, t, side="right")) - 1
+            cap *= frac[k] if k >= 0 else 1.0
+        if self.noise is not None:
+            k = min(int(t // self.noise_interval), self.noise.shape[0] - 1)
+            cap *= self.noise[k]
+        return np.floor(cap + 1e-9)
+
+    # -- events ----------------------------------------------------------------------------------
+    def push(self, t: float, kind: int, arg: int = -1) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, kind, self.seq, arg))
+
+    # -- tasks ------------------------------------------------------------------------------------
+    def advance(self, T: float) -> None:
+        """Assign queued tasks to slots for every start before ``T`` (exact greedy FIFO)."""
+        sl = self.slot
+        while True:
+            r = self.rq.n - self.rq_pos
+            m = int(np.searchsorted(self.arrival, T, side="left")) - self.ptr
+            avail = r + max(m, 0)
+            if avail <= 0:
+                return
+            free = sl.free[: sl.n]
+            cand = np.flatnonzero(sl.open[: sl.n] & (free < T))
+            if cand.size == 0:
+                return
+            if cand.size > avail:
+                cand = cand[np.argpartition(free[cand], avail - 1)[:avail]]
+            order = cand[np.argsort(free[cand], kind="stable")]
+            B = order.size
+            kr = min(r, B)
+            tasks = np.empty(B, dtype=np.int64)
+            ready = np.empty(B)
+            tasks[:kr] = self.rq.task[self.rq_pos:self.rq_pos + kr]
+            ready[:kr] = self.rq.ready[self.rq_pos:self.rq_pos + kr]
+            tasks[kr:] = np.arange(self.ptr, self.ptr + B - kr)
+            ready[kr:] = self.arrival[self.ptr:self.ptr + B - kr]
+            f = free[order]
+            start = np.maximum(f, ready)
+            end = start + self.work[tasks] / sl.speed[order]
+            j = B
+            if B > 1:
+                bad = np.flatnonzero(np.minimum.accumulate(end[:-1]) < f[1:])
+                if bad.size:
+                    j = int(bad[0]) + 1
+            late = np.flatnonzero(start[:j] >= T)
+            if late.size:
+                j = int(late[0])
+            if j == 0:
+                return
+            o, tk = order[:j], tasks[:j]
+            sl.free[o] = end[:j]
+            sl.task[o] = tk
+            self.t_start[tk] = start[:j]
+            self.t_end[tk] = end[:j]
+            self.t_slot[tk] = o
+            a = self.att
+            a.reserve(j)
+            rows = np.arange(a.n, a.n + j)
+            a.task[rows], a.slot[rows], a.start[rows], a.end[rows] = tk, o, start[:j], end[:j]
+            a.n += j
+            self.t_attempt[tk] = rows
+            self.pend_task = np.concatenate([self.pend_task, tk])
+            self.pend_start = np.concatenate([self.pend_start, start[:j]])
+            used_rq = min(kr, j)
+            self.rq_pos += used_rq
+            self.ptr += j - used_rq
+
+    # -- instances ----------------------------------------------------------------------------------
+    def grant(self, t: float, it: int, iz: int, market: int, count: int) -> int:
+        """Grant up to ``count`` instances; returns how many the zone had capacity for."""
+        cores = self.t_cores[it]
+        fit = int((self.cap_now[iz, it] - self.in_use[iz, it]) // cores)
+        n = min(count, max(fit, 0))
+        key = (self.types[it], self.zones[iz]) if n < count else None
+        if market == 1:
+            sfit = int((math.floor(self.spot_capacity * self.cap_now[iz, it] + 1e-9)
+                        - self.spot_use[iz, it]) // cores)
+            if sfit < n:
+                n = max(sfit, 0)
+                key = key or (self.types[it], self.zones[iz], "spot")
+        if key is not None:  # the cloud said no (the policy sees it in state.refused)
+            self.refused[key] = t
+            self.n_refused += count - n
+            self.n_refusal_events += 1
+        q = self.limits.quota_cores
+        if q is not None:  # the account quota: clipped, not a capacity refusal
+            room = max(int((q - self._serving_slots()) // self.t_slots[it]), 0)
+            if room < n:
+                self.n_quota_clipped += n - room
+                n = room
+        if n <= 0:
+            return 0
+        ins, sl = self.inst, self.slot
+        ins.reserve(n)
+        ns = int(self.t_slots[it])
+        sl.reserve(n * ns)
+        ids = np.arange(ins.n, ins.n + n)
+        mean, sd = self.t_boot[it], self.t_boot_sd[it]
+        if sd > 0:  # lognormal with the catalog's mean and standard deviation
+            s2 = math.log1p((sd / mean) ** 2)
+            boot = np.exp(math.log(mean) - s2 / 2 + math.sqrt(s2) * self.rng_boot.standard_normal(n))
+        else:
+            boot = np.full(n, mean)
+        ins.itype[ids], ins.zone[ids], ins.market[ids] = it, iz, market
+        ins.grant[ids] = t
+        ins.ready[ids] = t + boot
+        ins.slot0[ids] = sl.n + np.arange(n) * ns
+        ins.nslots[ids] = ns
+        ins.n += n
+        sids = np.arange(sl.n, sl.n + n * ns)
+        sl.free[sids] = np.repeat(t + boot, ns)
+        sl.open[sids] = True
+        sl.speed[sids] = self.t_speed[it]
+        sl.inst[sids] = np.repeat(ids, ns)
+        sl.task[sids] = -1
+        sl.n += n * ns
+        self.in_use[iz, it] += n * cores
+        if market == 1:
+            self.spot_use[iz, it] += n * cores
+            rate = self.z_reclaim[iz]
+            if rate > 0:
+                when = t + self.rng_reclaim.exponential(1.0 / rate, n)
+                for i, w in zip(ids, when):
+                    if w < self.horizon:
+                        self.push(float(w), _NOTICE, int(i))
+        return n
+
+    def _serving_slots(self) -> int:
+        ins = self.inst
+        alive = (ins.end[: ins.n] == np.inf) & ~ins.draining[: ins.n]
+        return int(ins.nslots[: ins.n][alive].sum())
+
+    def _slots_of(self, i: int) -> slice:
+        s0 = int(self.inst.slot0[i])
+        return slice(s0, s0 + int(self.inst.nslots[i]))
+
+    def terminate(self, i: int, t: float, reason: int) -> None:
+        ins = self.inst
+        if ins.end[i] != np.inf:
+            return
+        ins.end[i] = t
+        ins.reason[i] = reason
+        s = self._slots_of(i)
+        self.slot.open[s] = False
+        iz, it = ins.zone[i], ins.itype[i]
+        self.in_use[iz, it] -= self.t_cores[it]
+        if ins.market[i] == 1:
+            self.spot_use[iz, it] -= self.t_cores[it]
+        self.events += 1
+
+    def drain(self, i: int, t: float, deadline: float | None, reason: int) -> None:
+        """Stop giving ``i`` tasks; end it when its tasks finish (or kill it at ``deadline``)."""
+        ins = self.inst
+        if ins.end[i] != np.inf:
+            return
+        if ins.ready[i] > t:  # still booting: nothing to drain
+            self.terminate(i, t, 4 if deadline is not None else 5)
+            return
+        s = self._slots_of(i)
+        self.slot.open[s] = False
+        if not ins.draining[i]:
+            ins.draining[i] = True
+            ins.drain[i] = t
+        busy = self.slot.task[s] >= 0
+        drained = max(t, float(self.slot.free[s][busy].max())) if busy.any() else t
+        if drained <= t:
+            self.terminate(i, t, reason)
+        elif deadline is not None and drained > deadline:
+            self.push(deadline, _KILL, i)
+        else:
+            self.push(drained, _END, i)
+        self.events += 1
+
+    def kill(self, i: int, t: float) -> None:
+        ins, sl = self.inst, self.slot
+        if ins.end[i] != np.inf:
+            return
+        s = self._slots_of(i)
+        idx = np.arange(s.start, s.stop)
+        victims = idx[(sl.task[s] >= 0) & (sl.free[s] > t)]
+        if victims.size:
+            tk = sl.task[victims]
+            self.work_redone += float(((t - self.t_start[tk]) * sl.speed[victims]).sum())
+            rows = self.t_attempt[tk]
+            self.att.end[rows] = t
+            self.att.killed[rows] = True
+            self.t_start[tk] = np.nan
+            self.t_end[tk] = np.nan
+            self.t_slot[tk] = -1
+            self.rq.reserve(tk.size)
+            self.rq.task[self.rq.n:self.rq.n + tk.size] = tk
+            self.rq.ready[self.rq.n:self.rq.n + tk.size] = t
+            self.rq.n += tk.size
+            sl.free[victims] = t
+            sl.task[victims] = -1
+        self.n_kills += 1
+        self.terminate(i, t, 3)
+
+    def notice(self, i: int, t: float) -> None:
+        ins = self.inst
+        if ins.end[i] != np.inf or ins.notice[i]:
+            return
+        ins.notice[i] = True
+        ins.notice_t[i] = t
+        self.n_notices += 1
+        self.refused[(self.types[ins.itype[i]], self.zones[ins.zone[i]], "spot")] = t
+        self.drain(i, t, t + float(self.t_notice[ins.itype[i]]), 2)
+
+    def capacity_change(self, t: float) -> None:
+        self.cap_now = self._capacity(t)
+        ins = self.inst
+        over = np.argwhere(self.in_use > self.cap_now)
+        spot_over = np.argwhere(self.spot_use > np.floor(self.spot_capacity * self.cap_now + 1e-9))
+        for iz, it in {tuple(x) for x in np.vstack([over, spot_over])}:
+            cand = np.flatnonzero((ins.end[: ins.n] == np.inf) & (ins.zone[: ins.n] == iz)
+                                  & (ins.itype[: ins.n] == it) & (ins.market[: ins.n] == 1)
+                                  & ~ins.notice[: ins.n])
+            cand = cand[np.argsort(-ins.grant[cand], kind="stable")]  # newest first
+            alive_spot = ((ins.end[: ins.n] == np.inf) & (ins.zone[: ins.n] == iz)
+                          & (ins.itype[: ins.n] == it) & (ins.market[: ins.n] == 1))
+            leaving = int((alive_spot & ins.notice[: ins.n]).sum()) * self.t_cores[it]
+            spot_cap = math.floor(self.spot_capacity * self.cap_now[iz, it] + 1e-9)
+            excess = max(self.in_use[iz, it] - leaving - self.cap_now[iz, it],
+                         self.spot_use[iz, it] - leaving - spot_cap)
+            for i in cand:
+                if excess <= 0:
+                    break
+                self.notice(int(i), t)
+                excess -= self.t_cores[it]
+
+    # -- policy tick ------------------------------------------------------------------------------
+    def snapshot(self, T: float):
+        ins, sl = self.inst, self.slot
+        n = ins.n
+        alive = np.flatnonzero(ins.end[:n] == np.inf)
+        if n:
+            busy = (sl.task[: sl.n] >= 0) & (sl.free[: sl.n] > T)
+            running_i = np.add.reduceat(busy.astype(np.int64), ins.slot0[:n])
+            idle_i = np.maximum.reduceat(sl.free[: sl.n], ins.slot0[:n])
+            nbusy = int(busy.sum())
+        else:
+            running_i = idle_i = np.zeros(0)
+            nbusy = 0
+        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
+        run_a = running_i[alive].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+        idle_a = idle_i[alive] if n else np.zeros(0)
+        it_a, mk_a, zn_a = ins.itype[alive], ins.market[alive], ins.zone[alive]
+        cores_a = ins.nslots[alive]
+        serving = code != 2
+        cnt = np.bincount(it_a[serving], minlength=len(self.types))
+        count = {self.types[k]: int(c) for k, c in enumerate(cnt) if c}
+        seen = {self.types[k]: int(self.t_slots[k]) for k in np.unique(it_a)}
+        noticed = frozenset((self.types[a], self.zones[b]) for a, b in
+                            set(zip(it_a[ins.notice[alive] & (mk_a == 1)].tolist(),
+                                    zn_a[ins.notice[alive] & (mk_a == 1)].tolist())))
+        idle_mask = (code == 1) & (run_a == 0)
+        idle = tuple((f"i{i}", self.types[t], MARKETS[m], int(c), float(s)) for i, t, m, c, s in
+                     zip(alive[idle_mask].tolist(), it_a[idle_mask].tolist(), mk_a[idle_mask].tolist(),
+                         cores_a[idle_mask].tolist(), idle_a[idle_mask].tolist()))
+        summary = StateSummary(count=count, serving_cores=int(cores_a[serving].sum()),
+                               spot_cores=int(cores_a[serving & (mk_a == 1)].sum()), slots=seen,
+                               noticed=noticed, idle=idle)
+        r = self.rq.n - self.rq_pos
+        queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
+        done = self.ptr - r - nbusy
+        self._update_mean(T)
+        mean = self.done_sum / self.done_n if self.done_n else None
+        views = _Views(self, alive, code, run_a, idle_a)
+        state = PoolState(time=float(T), queued=int(queued), running=nbusy, instances=views,
+                          limits=self.limits, spent=self.spent(T), mean_task_seconds=mean, done=int(done),
+                          refused=dict(self.refused), slots=self.slots_map)
+        attach_summary(state, summary)
+        return state, (alive, code, it_a, zn_a, mk_a, cnt)
+
+    def _update_mean(self, T: float) -> None:
+        # exact mean of completed task times; refreshed every tick for the first 10,000
+        # completions, then every 10th tick (it has converged; this keeps ticks O(1) in tasks)
+        self._mean_calls = getattr(self, "_mean_calls", 0) + 1
+        if self.pend_task.size == 0 or (self.done_n >= 10_000 and self._mean_calls % 10):
+            return
+        st = self.t_start[self.pend_task]
+        en = self.t_end[self.pend_task]
+        same = st == self.pend_start
+        fin = same & (en <= T)
+        if fin.any():
+            self.done_sum += float((en[fin] - st[fin]).sum())
+            self.done_n += int(fin.sum())
+        keep = same & ~fin
+        self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
+
+    def spent(self, T: float) -> float:
+        ins = self.inst
+        n = ins.n
+        if n == 0:
+            return 0.0
+        g, e = ins.grant[:n], ins.end[:n]
+        price = self.t_price[ins.itype[:n], ins.market[:n]]
+        ended = e <= T
+        secs = np.where(ended, np.maximum(np.ceil(e - g - 1e-9), self.t_minc[ins.itype[:n]]),
+                        np.maximum(T - g, 0.0))
+        return float((price * secs).sum())
+
+    def apply(self, T: float, decision) -> None:
+        ins = self.inst
+        for rid in decision.retire:
+            try:
+                i = int(str(rid)[1:])
+            except ValueError:
+                continue
+            if 0 <= i < ins.n and ins.end[i] == np.inf and not ins.draining[i]:
+                self.drain(i, T, None, 1)
+        tindex = {t: k for k, t in enumerate(self.types)}
+        zindex = {z: k for k, z in enumerate(self.zones)}
+        for launch in decision.launch:
+            if launch.itype not in tindex or launch.zone not in zindex:
+                raise HpclabError(f"policy {getattr(self.policy, 'name', self.policy)!r} launched "
+                                  f"{launch.itype} in {launch.zone}, outside the pool's limits "
+                                  f"(types {', '.join(self.types)}; zones {', '.join(self.zones)})")
+            if launch.market not in MARKETS:
+                raise HpclabError(f"market must be one of {', '.join(MARKETS)}; got {launch.market!r}")
+            if launch.count > 0:
+                self.grant(T, tindex[launch.itype], zindex[launch.zone],
+                           MARKETS.index(launch.market), int(launch.count))
+
+    def check_limits(self) -> None:
+        ins = self.inst
+        n = ins.n
+        serving = (ins.end[:n] == np.inf) & ~ins.draining[:n]
+        cnt = np.bincount(ins.itype[:n][serving], minlength=len(self.types))
+        for k, t in enumerate(self.types):
+            hi = self.limits.max_per_type.get(t)
+            if hi is not None and cnt[k] > hi:
+                self.limit_violations += 1
+                return
+        q = self.limits.quota_cores
+        if q is not None and int(ins.nslots[:n][serving].sum()) > q:
+            self.limit_violations += 1
+
+    def record(self, T: float, state, parts) -> None:
+        alive, code, it_a, zn_a, mk_a, _ = parts
+        nt, nz = len(self.types), len(self.zones)
+        flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
+        self.rec["inst"].append(np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz))
+        running = code == 1
+        self.rec["cores"].append(np.bincount(mk_a[running], weights=self.t_cores[it_a[running]],
+                                             minlength=2))
+        self.rec["time"].append(T)
+        self.rec["queued"].append(state.queued)
+        self.rec["running"].append(state.running)
+        self.rec["done"].append(state.done)
+        self.rec["cost"].append(state.spent)
+        self.rec["refused"].append(self.n_refused)
+
+    # -- main loop ----------------------------------------------------------------------------------
+    def run(self):
+        wall0 = perf_counter()
+        if hasattr(self.policy, "reset"):
+            self.policy.reset()
+        self.push(0.0, _TICK)
+        if self.curve is not None:
+            for t in self.curve[0]:
+                if 0 < t < self.horizon:
+                    self.push(float(t), _CAPACITY)
+        if self.noise is not None:
+            k = 1
+            while k * self.noise_interval < self.horizon:
+                self.push(k * self.noise_interval, _CAPACITY)
+                k += 1
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.ntasks, unit="task", desc="virtual clock", leave=False)
+        end_time, last_done = None, 0
+        nticks = 0
+        try:
+            while self.heap:
+                t, kind, _, arg = heapq.heappop(self.heap)
+                if t > self.horizon:
+                    end_time = self.horizon
+                    break
+                self.advance(t)
+                self.events += 1
+                if kind == _END:
+                    if self.inst.end[arg] == np.inf:
+                        self.terminate(arg, t, 2 if self.inst.notice[arg] else 1)
+                elif kind == _KILL:
+                    self.kill(arg, t)
+                elif kind == _NOTICE:
+                    self.notice(arg, t)
+                elif kind == _CAPACITY:
+                    self.capacity_change(t)
+                else:
+                    state, parts = self.snapshot(t)
+                    decision = self.policy.decide(state)
+                    self.apply(t, decision)
+                    self.check_limits()
+                    if nticks % self.record_every == 0:
+                        self.record(t, state, parts)
+                    nticks += 1
+                    if bar is not None and state.done > last_done:
+                        bar.update(state.done - last_done)
+                        last_done = state.done
+                    if state.done >= self.ntasks:
+                        alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
+                        finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
+                        if not alive or t - finished >= self.linger:
+                            end_time = t
+                            break
+                    nxt = t + self.tick
+                    if nxt > self.horizon:
+                        end_time = self.horizon
+                        self.advance(self.horizon)
+                        break
+                    self.push(nxt, _TICK)
+        finally:
+            if bar is not None:
+                bar.close()
+        if end_time is None:
+            end_time = self.horizon
+        self.end_time = float(end_time)
+        self.nticks = nticks
+        self.wall = perf_counter() - wall0
+        return self

@@ -1,0 +1,407 @@
+"""The virtual clock: the same pools and policies at 100,000 cores, in seconds of wall time.
+
+:func:`simulate` runs a policy object (the very one that drives the real
+:class:`~hpclab.elastic.pool.ElasticPool`) on a discrete-event clock:
+
+- **instances** have a type, zone, market and CPU generation from the catalog; a request is
+  granted at once up to the zone's free capacity and boots for a time drawn from a lognormal
+  with the catalog's ``boot_time`` (mean) and ``boot_time_sd``;
+- **zone capacity** per type is the catalog's (cores), times a user factor, a user curve over
+  time and/or a seeded random shortage process; a request beyond it is partly or wholly refused,
+  the refusal shows in ``PoolState.refused`` and the policy may look elsewhere; when capacity
+  shrinks below use, spot instances are reclaimed (newest first);
+- **spot reclaims** arrive per instance as a Poisson process with the zone's
+  ``spot_reclaim_rate``; a reclaim is a notice (the instance takes no new task) and a hard kill
+  ``spot_notice`` seconds later if tasks are still running; killed tasks go back to the front of
+  the queue and their lost work is counted as *work redone*;
+- **tasks** carry work in normalised compute units (seconds on a core of speed factor 1) and run
+  ``work / speed_factor`` seconds on a core of a generation (catalog ``generations``); they are
+  served first in, first out by the slot that frees first (exact greedy list scheduling,
+  vectorised: see :mod:`hpclab.elastic._simengine`);
+- **policy ticks** every ``tick`` pool seconds build a :class:`~hpclab.elastic.state.PoolState`
+  and apply the policy's :class:`~hpclab.elastic.state.Decision`;
+- **billing** is :func:`hpclab.elastic.billing.bill` on the instance lifetimes, the same meter
+  as the real pool.
+
+Everything random (boots, reclaims, capacity) comes from one seed: a seed gives one outcome.
+Times are pool seconds, money USD.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hpclab._validate import HpclabError, check_finite_array, check_nonnegative, check_positive
+from hpclab.elastic._simengine import REASONS, Engine
+from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
+from hpclab.elastic.billing import bill
+from hpclab.elastic.state import MARKETS, PoolLimits
+
+__all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
+           "DURATIONS", "ARRIVALS", "CPU_TYPES"]
+
+#: CPU instance types a campaign may use by default (the GPU and training nodes are left out)
+CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8xlarge",
+             "ecs.hfc8i.8xlarge", "ecs.c8i.32xlarge")
+
+
+def _catalog(catalog):
+    if catalog is None:
+        from hpclab import catalog as _c
+
+        return _c.default()
+    return catalog
+
+
+@dataclass
+class SimResult:
+    """What a simulation returns.
+
+    Attributes
+    ----------
+    timeseries : xarray.Dataset
+        At each recorded policy tick (dim ``time``, pool seconds): ``instances`` by ``state``,
+        ``itype`` and ``zone``; ``cores`` running by ``market``; ``queued``, ``running``, ``done``
+        tasks; cumulative ``cost`` (USD) and ``refused`` instances. ``attrs`` hold the summary.
+    summary : dict
+        makespan_s, cost_usd, core_hours, utilisation, work_redone, tasks_redone, refusals,
+        reclaims, hard_kills, instances, peak_cores, events, wall_s, ... (see :func:`simulate`).
+    tasks : xarray.Dataset
+        Per task (dim ``task``): ``work``, ``arrival``, final ``start``/``end`` and ``instance``,
+        ``attempts``.
+    attempts : pandas.DataFrame
+        Every attempt: task, instance, start, end, killed.
+    instances : pandas.DataFrame
+        Per instance: instance, itype, zone, market, start (granted), ready, drain, notice,
+        end (NaN while still running at the end), reason.
+    log : xarray.Dataset
+        The lifecycle event log (dim ``event``): time, instance, itype, zone, market, state, reason.
+    bill : xarray.Dataset
+        :func:`hpclab.elastic.billing.bill` of the instances, open ones billed to the end.
+    """
+
+    timeseries: xr.Dataset
+    summary: dict
+    tasks: xr.Dataset
+    attempts: pd.DataFrame
+    instances: pd.DataFrame
+    log: xr.Dataset
+    bill: xr.Dataset
+    end_time: float = 0.0
+    policy: str = ""
+    _extra: dict = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"<SimResult {self.policy}: {s['completed']}/{s['tasks']} tasks, makespan "
+                f"{s['makespan_s']:.0f} s, cost {s['cost_usd']:.2f} USD, peak {s['peak_cores']} cores>")
+
+    def check_conservation(self) -> None:
+        """Raise :class:`HpclabError` unless every task completed exactly once.
+
+        Checks, from the attempt records: each task has exactly one completed (not killed)
+        attempt; its duration is its work over the speed of the core it ran on; killed attempts
+        are the work redone.
+        """
+        a = self.attempts
+        done = a[~a["killed"]]
+        counts = np.bincount(done["task"].to_numpy(), minlength=self.tasks.sizes["task"])
+        if np.any(counts != 1):
+            bad = int(np.flatnonzero(counts != 1)[0])
+            raise HpclabError(f"task {bad} completed {counts[bad]} times (must be exactly once)")
+        if np.any(done["end"].to_numpy() > self.end_time + 1e-6):
+            raise HpclabError("an attempt ends after the end of the run")
+
+    def table(self) -> pd.Series:
+        """The summary as a one-column table (for printing)."""
+        return pd.Series(self.summary, name=self.policy)
+
+
+def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=None) -> PoolLimits:
+    """Limits of a campaign: CPU types and every zone of the catalog, a quota of ``cores``."""
+    cat = _catalog(catalog)
+    types = tuple(types) if types is not None else tuple(t for t in CPU_TYPES if t in cat.instances)
+    zones = tuple(zones) if zones is not None else tuple(cat.zones)
+    for t in types:
+        cat.instance(t)
+    for z in zones:
+        cat.zone(z)
+    return PoolLimits(types=types, zones=zones, quota_cores=int(check_positive("cores", cores, integer=True)))
+
+
+def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, tick: float = 60.0,
+             horizon: float = 7 * 86400.0, seed: int = 0, slots: Mapping[str, int] | None = None,
+             capacity: float | Mapping[str, float] = 1.0, capacity_curve=None,
+             capacity_noise: float = 0.0, capacity_interval: float = 3600.0, spot_capacity: float = 1.0,
+             reclaim_scale: float = 1.0, reclaim_rate: float | None = None, linger: float = 3600.0,
+             record_every: int = 1, progress: bool = False) -> SimResult:
+    """Run ``policy`` on the virtual clock.
+
+    Parameters
+    ----------
+    policy
+        Any object with ``decide(PoolState) -> Decision`` (e.g. from
+        :func:`hpclab.elastic.policies.make_policy`).
+    workload : Workload
+        Tasks (see :func:`make_workload`).
+    limits : PoolLimits
+        Types, zones, per-type bounds and core quota (see :func:`campaign_limits`).
+    tick : float
+        Pool seconds between policy ticks (the real pool's ``Adaptive`` interval / time_scale).
+    horizon : float
+        Stop at this pool time at the latest.
+    seed : int
+        Seed of boots, reclaims and capacity noise.
+    slots : mapping, optional
+        Task slots per instance of a type (default: the catalog's physical cores); the real pool
+        gives each worker a few threads, so a replay of a real run passes the same numbers.
+    capacity : float or mapping zone -> float
+        Factor on the catalog's zone capacities (all zones, or per zone).
+    capacity_curve : (times, factors), optional
+        A piecewise-constant factor on every zone's capacity from each time on.
+    capacity_noise : float
+        Standard deviation of a seeded shortage process: per zone and type, the capacity factor is
+        ``min(1, exp(x - s**2/2))`` with ``x`` an AR(1) process (correlation 0.8 per
+        ``capacity_interval``) of standard deviation ``s``.
+    spot_capacity : float
+        Fraction of each zone's capacity open to spot (refusals of spot alone are
+        ``(itype, zone, "spot")`` keys in ``state.refused``).
+    reclaim_scale, reclaim_rate
+        Factor on the catalog's ``spot_reclaim_rate`` per zone, or one rate for all zones
+        (reclaims per instance per second).
+    linger : float
+        After the last task, stop once no instance is left or ``linger`` seconds have passed.
+    record_every : int
+        Record the time series every this many ticks.
+    progress : bool
+        Show a tqdm progress bar of completed tasks.
+
+    Returns
+    -------
+    SimResult
+        Its ``summary``: ``tasks``, ``completed``, ``makespan_s`` (last completion minus first
+        arrival), ``cost_usd`` (the bill), ``core_hours`` (physical cores x lifetime),
+        ``utilisation`` (busy slot-seconds / slot-seconds of instances alive, boots included),
+        ``work_redone`` (normalised units lost to hard kills), ``tasks_redone``, ``refusals``
+        (instances refused), ``refusal_events``, ``quota_clipped``, ``reclaims`` (spot notices),
+        ``hard_kills``, ``instances`` (launched), ``peak_cores``, ``limit_violations`` (ticks at
+        which serving instances broke ``max_per_type`` or the quota), ``ticks``, ``events`` (task
+        starts and ends + instance lifecycle changes + control events), ``wall_s``,
+        ``events_per_s``.
+    """
+    cat = _catalog(catalog)
+    if not isinstance(workload, Workload):
+        raise HpclabError(f"workload must be a Workload (see make_workload), got {type(workload).__name__}")
+    if not isinstance(limits, PoolLimits):
+        raise HpclabError(f"limits must be a PoolLimits, got {type(limits).__name__}")
+    if not hasattr(policy, "decide"):
+        raise HpclabError(f"policy must have decide(state), got {policy!r}")
+    for t in limits.types:
+        cat.instance(t)
+    for z in limits.zones:
+        cat.zone(z)
+    check_positive("tick", tick)
+    check_positive("horizon", horizon)
+    check_nonnegative("linger", linger)
+    check_nonnegative("capacity_noise", capacity_noise)
+    check_positive("capacity_interval", capacity_interval)
+    check_nonnegative("reclaim_scale", reclaim_scale)
+    if reclaim_rate is not None:
+        check_nonnegative("reclaim_rate", reclaim_rate)
+    record_every = check_positive("record_every", record_every, integer=True)
+    if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
+            or not 0 <= spot_capacity <= 1:
+        raise HpclabError(f"spot_capacity must be a number in [0, 1], got {spot_capacity!r}")
+    slots = dict(slots or {})
+    for t, n in slots.items():
+        if t not in limits.types:
+            raise HpclabError(f"slots names {t!r}, which is not in the pool's types ({', '.join(limits.types)})")
+        check_positive(f"slots[{t}]", n, integer=True)
+    if isinstance(capacity, Mapping):
+        for z, f in capacity.items():
+            if z not in limits.zones:
+                raise HpclabError(f"capacity names zone {z!r}; allowed: {', '.join(limits.zones)}")
+            check_nonnegative(f"capacity[{z}]", f)
+        cap = np.array([float(capacity.get(z, 1.0)) for z in limits.zones])
+    else:
+        cap = np.full(len(limits.zones), float(check_nonnegative("capacity", capacity)))
+    curve = None
+    if capacity_curve is not None:
+        try:
+            times, factors = capacity_curve
+        except (TypeError, ValueError):
+            raise HpclabError("capacity_curve must be (times, factors)") from None
+        times = check_finite_array("capacity_curve times", times, minimum=0.0, strict=False)
+        factors = check_finite_array("capacity_curve factors", factors, minimum=0.0, strict=False)
+        if times.shape != factors.shape or times.ndim != 1 or np.any(np.diff(times) < 0):
+            raise HpclabError("capacity_curve must be two equal-length 1-D arrays, times non-decreasing")
+        curve = (times, factors)
+    eng = Engine(policy, workload, limits, cat, tick=float(tick), horizon=float(horizon), seed=seed,
+                 slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
+                 capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),
+                 reclaim_scale=float(reclaim_scale), reclaim_rate=reclaim_rate, linger=float(linger),
+                 progress=progress, record_every=record_every).run()
+    return _result(eng, cat, workload, getattr(policy, "name", type(policy).__name__))
+
+
+def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
+    T = eng.end_time
+    ins, sl, att = eng.inst, eng.slot, eng.att
+    n = ins.n
+    ids = np.array([f"i{k}" for k in range(n)], dtype=object)
+    itype = np.array(eng.types, dtype=object)[ins.itype[:n]] if n else np.zeros(0, dtype=object)
+    zone = np.array(eng.zones, dtype=object)[ins.zone[:n]] if n else np.zeros(0, dtype=object)
+    market = np.array(MARKETS, dtype=object)[ins.market[:n]] if n else np.zeros(0, dtype=object)
+    grant, ready = ins.grant[:n], ins.ready[:n]
+    end = np.where(ins.end[:n] == np.inf, np.nan, ins.end[:n])
+    reason = np.array(REASONS, dtype=object)[ins.reason[:n]] if n else np.zeros(0, dtype=object)
+    instances = pd.DataFrame({"instance": ids, "itype": itype, "zone": zone, "market": market,
+                              "start": grant, "ready": ready, "drain": ins.drain[:n],
+                              "notice": ins.notice_t[:n], "end": end, "reason": reason})
+    the_bill = bill(instances[["instance", "itype", "zone", "market", "start", "end"]], cat, until=T)
+    log = _log(instances, T)
+    # attempts and tasks
+    na = att.n
+    a_inst = sl.inst[att.slot[:na]]
+    attempts = pd.DataFrame({"task": att.task[:na], "instance": a_inst, "start": att.start[:na],
+                             "end": att.end[:na], "killed": att.killed[:na]})
+    attempts_n = np.bincount(att.task[:na], minlength=eng.ntasks)
+    t_inst = np.where(eng.t_slot >= 0, sl.inst[np.maximum(eng.t_slot, 0)], -1)
+    tasks = xr.Dataset(
+        {"work": ("task", eng.work, {"units": "normalised compute units (reference core-seconds)"}),
+         "arrival": ("task", eng.arrival, {"units": "s"}),
+         "start": ("task", eng.t_start, {"units": "s"}),
+         "end": ("task", eng.t_end, {"units": "s"}),
+         "instance": ("task", t_inst, {"units": "index (instance i<k>)"}),
+         "attempts": ("task", attempts_n, {"units": "count"})})
+    # summary
+    completed = int(np.sum(eng.t_end <= T + 1e-9))
+    all_done = completed == eng.ntasks
+    makespan = float(np.nanmax(eng.t_end) - eng.arrival.min()) if all_done and eng.ntasks else math.nan
+    life = np.maximum(np.minimum(np.nan_to_num(end, nan=T), T) - grant, 0.0)
+    core_s = float((eng.t_cores[ins.itype[:n]] * life).sum())
+    slot_s = float((ins.nslots[:n] * life).sum())
+    busy_s = float((np.minimum(att.end[:na], T) - att.start[:na]).clip(min=0).sum())
+    rec = eng.rec
+    cores_ts = np.array(rec["cores"]) if rec["cores"] else np.zeros((0, 2))
+    peak = int(cores_ts.sum(axis=1).max()) if len(cores_ts) else 0
+    events = int(eng.events + att.n + int(np.sum(np.isfinite(att.end[:na]))))
+    summary = {
+        "policy": name,
+        "tasks": int(eng.ntasks),
+        "completed": completed,
+        "makespan_s": makespan,
+        "cost_usd": float(the_bill["total_cost"]),
+        "core_hours": core_s / 3600.0,
+        "utilisation": busy_s / slot_s if slot_s > 0 else 0.0,
+        "work_redone": float(eng.work_redone),
+        "tasks_redone": int(att.killed[:na].sum()),
+        "refusals": int(eng.n_refused),
+        "refusal_events": int(eng.n_refusal_events),
+        "quota_clipped": int(eng.n_quota_clipped),
+        "reclaims": int(eng.n_notices),
+        "hard_kills": int(eng.n_kills),
+        "instances": int(n),
+        "peak_cores": peak,
+        "limit_violations": int(eng.limit_violations),
+        "ticks": int(eng.nticks),
+        "end_time_s": T,
+        "events": events,
+        "wall_s": float(eng.wall),
+        "events_per_s": events / eng.wall if eng.wall > 0 else math.inf,
+    }
+    nt, nz = len(eng.types), len(eng.zones)
+    inst_ts = np.array(rec["inst"]) if rec["inst"] else np.zeros((0, 3, nt, nz), dtype=np.int64)
+    ts = xr.Dataset(
+        {"instances": (("time", "state", "itype", "zone"), inst_ts.astype(np.int64), {"units": "count"}),
+         "cores": (("time", "market"), cores_ts, {"units": "cores",
+                                                  "long_name": "physical cores of running instances"}),
+         "queued": ("time", np.array(rec["queued"], dtype=np.int64), {"units": "tasks"}),
+         "running": ("time", np.array(rec["running"], dtype=np.int64), {"units": "tasks"}),
+         "done": ("time", np.array(rec["done"], dtype=np.int64), {"units": "tasks"}),
+         "cost": ("time", np.array(rec["cost"], dtype=float), {"units": "USD",
+                                                               "long_name": "cost accrued so far"}),
+         "refused": ("time", np.array(rec["refused"], dtype=np.int64),
+                     {"units": "instances", "long_name": "instances refused so far"})},
+        coords={"time": ("time", np.array(rec["time"], dtype=float), {"units": "s"}),
+                "state": ["booting", "running", "draining"], "itype": list(eng.types),
+                "zone": list(eng.zones), "market": list(MARKETS)},
+        attrs={k: (v if not isinstance(v, bool) else int(v)) for k, v in summary.items()},
+    )
+    return SimResult(timeseries=ts, summary=summary, tasks=tasks, attempts=attempts, instances=instances,
+                     log=log, bill=the_bill, end_time=T, policy=name)
+
+
+def _log(inst: pd.DataFrame, T: float) -> xr.Dataset:
+    """Lifecycle event log: requested+booting at grant, running, draining, terminated."""
+    frames = []
+    base = inst[["instance", "itype", "zone", "market"]]
+
+    def part(mask, time, state, reason):
+        df = base[mask].copy()
+        df["time"] = np.asarray(time)[mask]
+        df["state"] = state
+        df["reason"] = reason if isinstance(reason, str) else np.asarray(reason)[mask]
+        frames.append(df)
+
+    allm = np.ones(len(inst), dtype=bool)
+    end = inst["end"].to_numpy()
+    ready = inst["ready"].to_numpy()
+    part(allm, inst["start"].to_numpy(), "requested", "policy launch")
+    part(allm, inst["start"].to_numpy(), "booting", "capacity granted")
+    up = ~(ready >= np.nan_to_num(end, nan=np.inf)) & (ready <= T)
+    part(up, ready, "running", "boot complete")
+    drain = inst["drain"].to_numpy()
+    dmask = np.isfinite(drain)
+    why = np.where(np.isfinite(inst["notice"].to_numpy()), "spot reclaim notice", "retired by policy")
+    part(dmask, drain, "draining", why)
+    part(np.isfinite(end), end, "terminated", inst["reason"].to_numpy())
+    log = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["instance", "itype", "zone", "market", "time", "state", "reason"])
+    order = {"requested": 0, "booting": 1, "running": 2, "draining": 3, "terminated": 4}
+    log = log.assign(_o=log["state"].map(order)).sort_values(["time", "_o", "instance"], kind="stable")
+    log = log.drop(columns="_o").reset_index(drop=True)
+    ds = xr.Dataset({c: ("event", log[c].to_numpy()) for c in
+                     ("time", "instance", "itype", "zone", "market", "state", "reason")})
+    ds["time"].attrs["units"] = "s"
+    return ds
+
+
+def campaign(cores: int = 100_000, tasks: int = 1_000_000, *, policy="global-spot",
+             mean_work: float = 1800.0, sigma: float = 0.5, arrival: str = "uniform",
+             window: float = 4 * 3600.0, hysteresis: bool = True, spot_share: float | None = None,
+             deadline: float | None = None, budget: float | None = None, target_duration: float = 3600.0,
+             types=None, zones=None, seed: int = 0, catalog=None, **kw) -> SimResult:
+    """A screening campaign at scale: ``tasks`` lognormal tasks on up to ``cores`` slots.
+
+    ``policy`` is a name from :data:`hpclab.elastic.policies.POLICY_NAMES` (built with
+    ``target_duration``, ``spot_share``, ``deadline``/``budget`` and wrapped in hysteresis if
+    asked) or a policy object. Other keywords go to :func:`simulate`.
+    """
+    from hpclab.elastic.policies import make_policy
+
+    cat = _catalog(catalog)
+    limits = campaign_limits(cores, types=types, zones=zones, catalog=cat)
+    if isinstance(policy, str):
+        params = {"catalog": cat}
+        if policy != "deadline-budget":
+            params["target_duration"] = target_duration
+        if spot_share is not None and policy in ("spot-first", "global-spot"):
+            params["spot_share"] = spot_share
+        if policy == "deadline-budget":
+            params.update(deadline=deadline if deadline is not None else 86400.0,
+                          budget=budget if budget is not None else math.inf)
+            if not math.isfinite(params["budget"]):
+                params["budget"] = 1e12
+        pol = make_policy(policy, hysteresis=hysteresis, **params)
+    else:
+        pol = policy
+    wl = make_workload(tasks, duration="lognormal", mean=mean_work, sigma=sigma, arrival=arrival,
+                       window=window, seed=seed)
+    return simulate(pol, wl, limits, catalog=cat, seed=seed, **kw)
