@@ -180,3 +180,105 @@ def test_grid_smaller_than_halo_is_one_clear_error():
     assert "n must be >= 3" in _one_line(e)
     with pytest.raises(HpclabError):
         cae.poisson(*cae.manufactured_poisson(9, 2, (3, 1))[["f", "u0"]].data_vars.values(), sweeps_per_exchange=2)
+
+
+# --------------------------------------------------------------------------- scaling model
+from hpclab.network import Fabric, collective_time, p2p_time  # noqa: E402
+from hpclab.workloads.cae import model  # noqa: E402
+
+C = 2e-9  # seconds per cell-step, a typical measured value (the model takes any)
+
+
+def test_process_grid_is_balanced_and_exact():
+    g = model.process_grid([1, 4, 6, 12, 100_000, 7], 2)
+    assert g.tolist() == [[1, 1], [2, 2], [3, 2], [4, 3], [400, 250], [7, 1]]
+    g3 = model.process_grid([8, 64, 100_000], 3)
+    assert np.prod(g3, axis=-1).tolist() == [8, 64, 100_000] and g3[1].tolist() == [4, 4, 4]
+
+
+def test_step_time_matches_hand_computation():
+    fab = Fabric(alpha=5e-6, beta=1e-9, per_hop_latency=1e-6, name="hand")
+    # 100 x 100 on 2 x 2 cores, k = 1: 50 x 50 cells, 2 face messages of 50 cells x 8 B, 2 extra hops
+    ds = model.step_time(4, 100, fab, cost_per_cell=C, placement="placement-group")
+    assert float(ds.compute_time) == pytest.approx(C * 2500)
+    assert float(ds.halo_time) == pytest.approx(2 * (5e-6 + 2 * 1e-6 + 400 * 1e-9))
+    assert float(ds.halo_messages) == 2 and float(ds.halo_nbytes) == 800
+    # k = 4: halo 4 deep, edges + one corner, one exchange per 4 steps, redundant cells recomputed
+    ds = model.step_time(4, 100, fab, cost_per_cell=C, steps_per_exchange=4, placement=0)
+    faces = 2 * (5e-6 + 4 * 50 * 8 * 1e-9)
+    corner = 5e-6 + 16 * 8 * 1e-9
+    assert float(ds.halo_time) == pytest.approx((faces + corner) / 4)
+    assert float(ds.compute_time) == pytest.approx(C * (50 + 3) ** 2)
+    # reductions: half an allreduce of 8 bytes per step
+    ds = model.step_time(4, 100, fab, cost_per_cell=C, reductions_per_step=0.5)
+    assert float(ds.reduction_time) == pytest.approx(0.5 * collective_time("allreduce", 8, 4, fab))
+
+
+@pytest.mark.parametrize("ndim, cores, grid, k", [(2, 12, 48, 1), (2, 9, 30, 2), (3, 27, 18, 1), (3, 8, 16, 3)])
+def test_model_halo_equals_counted_halo_of_busiest_subdomain(ndim, cores, grid, k):
+    ds = model.step_time(cores, grid, "erdma", cost_per_cell=C, ndim=ndim, steps_per_exchange=k)
+    pg = model.process_grid(cores, ndim)
+    h = cae.halo_exchange(cae.chunks_for((grid,) * ndim, pg), k)
+    assert float(ds.halo_nbytes) == h.nbytes.max() and float(ds.halo_messages) == h.messages.max()
+
+
+def test_model_reduces_to_pure_compute_on_an_infinitely_fast_fabric():
+    ideal = Fabric(alpha=1e-30, beta=1e-30, name="ideal")
+    cores = 2 ** np.arange(0, 13)
+    ds = model.scaling(cores, 4096, [ideal], cost_per_cell=C, reductions_per_step=1.0)
+    np.testing.assert_allclose(ds.time_per_step, ds.compute_time, rtol=1e-12)
+    np.testing.assert_allclose(ds.compute_time.sel(fabric="ideal"), C * 4096 ** 2 / cores, rtol=1e-12)
+    np.testing.assert_allclose(ds.efficiency, 1.0, rtol=1e-12)
+
+
+def test_tcp_saturates_before_erdma_and_sweep_is_a_dataset():
+    ds = model.scaling(cost_per_cell=C, grid=4096)
+    assert ds.sizes["fabric"] == 3 and 80 <= ds.sizes["cores"] <= 100 and ds.cores.max() == 100_000
+    sat = ds.saturation_cores
+    assert sat.sel(fabric="tcp-vpc") < sat.sel(fabric="erdma") <= sat.sel(fabric="rdma-hpn7")
+    assert ds.time_per_step.attrs["units"] == "s" and ds.efficiency.attrs["units"] == "1"
+    # the same step costs more on TCP from the first exchange on
+    assert np.all(ds.halo_time.sel(fabric="tcp-vpc")[1:] > ds.halo_time.sel(fabric="erdma")[1:])
+    weak = model.scaling(cost_per_cell=C, grid=512, mode="weak", reductions_per_step=0.1)
+    assert weak.grid[-1] > weak.grid[0] and np.all(weak.efficiency <= 1 + 1e-12)
+    assert weak.efficiency.sel(fabric="tcp-vpc")[-1] < weak.efficiency.sel(fabric="erdma")[-1]
+
+
+def test_model_bad_input_is_one_clear_error():
+    for kwargs in (dict(cores=0), dict(cores=[4, 0]), dict(cores=4, cost_per_cell=-1), dict(cores=4, placement="moon"),
+                   dict(cores=4, ndim=4)):
+        args = dict(grid=64, fabric="erdma", cost_per_cell=C)
+        args.update(kwargs)
+        with pytest.raises(HpclabError) as e:
+            model.step_time(args.pop("cores"), **args)
+        _one_line(e)
+    # sub-domains thinner than the halo are not a number in a sweep, and an error for one point
+    ds = model.step_time([4, 64 * 64], 64, "erdma", cost_per_cell=C, steps_per_exchange=2)
+    assert ds.feasible.values.tolist() == [True, False] and np.isnan(ds.time_per_step[1])
+    with pytest.raises(HpclabError) as e:
+        model.time_to_solution(10, cores=64 * 64, grid=64, cost_per_cell=C, steps_per_exchange=2)
+    assert "too small" in _one_line(e)
+
+
+def test_time_to_solution_cloud_versus_on_premises():
+    from hpclab import catalog
+
+    cat = catalog.default()
+    ds = model.time_to_solution(1000, cores=100_000, grid=16384, cost_per_cell=C, months=4)
+    assert float(ds.provision.sel(provisioning="on-premises")) == pytest.approx(4 * 365.25 / 12 * 86400)
+    inst, cloud = cat.instance("ecs.c8i.8xlarge"), cat.provisioning("cloud")
+    n = math.ceil(100_000 / inst.cores)
+    expect = cloud.lead_time + n / cloud.launch_rate + inst.boot_time + inst.boot_time_sd * math.sqrt(2 * math.log(n))
+    assert float(ds.provision.sel(provisioning="cloud")) == pytest.approx(expect)
+    assert float(ds.provision.sel(provisioning="cloud")) < 86400  # the article: under a day
+    cpfs, oss = cat.storage("cpfs"), cat.storage("oss")
+    nbytes = 16384 ** 2 * (80 + 8 * 100)
+    assert float(ds.staging.sel(storage="cpfs")) == pytest.approx(2 * nbytes / cpfs.throughput + 4 * cpfs.latency)
+    assert float(ds.staging.sel(storage="oss")) == pytest.approx(2 * nbytes / oss.throughput + 4 * oss.latency)
+    assert float(ds.total.sel(provisioning="cloud", storage="cpfs")) < float(ds.total.sel(provisioning="cloud", storage="oss"))
+    assert ds.total.attrs["units"] == "s" and float(ds.solve) == pytest.approx(1000 * ds.attrs["seconds_per_step"])
+
+
+def test_measured_cost_per_cell_is_plausible():
+    c = model.measure_cost_per_cell(n=256, steps=5, repeat=2)
+    assert 1e-11 < c < 1e-6

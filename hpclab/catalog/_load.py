@@ -231,6 +231,9 @@ class Catalog:
     def reliability(self, name: str):
         return self._get("reliability", name)
 
+    def provisioning(self, name: str):
+        return self._get("provisioning", name)
+
     def names(self, kind: str) -> list[str]:
         if kind not in self._records:
             raise UnknownNameError(f"unknown catalog kind {kind!r}; known: {', '.join(self._records)}")

@@ -126,6 +126,15 @@ class Reliability(_Record):
     restart_time: float = 0.0
 
 
+@dataclass(frozen=True)
+class Provisioning(_Record):
+    """How machines are obtained: a lead time before the first one (s) and, for a cloud, how many
+    instances per second the launch API brings up (0 = no limit)."""
+
+    lead_time: float = 0.0
+    launch_rate: float = 0.0
+
+
 # kind -> (yaml section, record class, {field: (dimension, required, constraint)})
 SCHEMA = {
     "generation": ("generations", Generation, {
@@ -141,6 +150,7 @@ SCHEMA = {
         "gpu_model": ("str", False, None),
         "gpu_peak_flops": ("flops", False, ">=0"),
         "gpu_memory": ("bytes", False, ">=0"),
+        "gpu_memory_bandwidth": ("bandwidth", False, ">=0"),  # HBM bandwidth per GPU
         "nvlink_bandwidth": ("bandwidth", False, ">=0"),
         "network_bandwidth": ("bandwidth", True, ">0"),
         "rdma_bandwidth": ("bandwidth", False, ">=0"),
@@ -150,7 +160,6 @@ SCHEMA = {
         "boot_time_sd": ("time", False, ">=0"),
         "price_on_demand": ("price", True, ">0"),
         "price_spot": ("price", True, ">0"),
-        "gpu_memory_bandwidth": ("bandwidth", False, ">=0"),  # HBM bandwidth per GPU
         "min_charge": ("time", False, ">=0"),
         "spot_notice": ("time", False, ">=0"),
     }),
@@ -180,6 +189,10 @@ SCHEMA = {
     "reliability": ("reliability", Reliability, {
         "node_failure_rate": ("frequency", True, ">=0"),
         "restart_time": ("time", True, ">=0"),
+    }),
+    "provisioning": ("provisioning", Provisioning, {
+        "lead_time": ("time", True, ">=0"),
+        "launch_rate": ("rate", False, ">=0"),
     }),
 }
 
