@@ -1,0 +1,261 @@
+"""The virtual clock: exact scheduling, determinism, conservation, billing, capacity, limits."""
+
+import heapq
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpclab import HpclabError, catalog
+from hpclab.elastic import policies as P
+from hpclab.elastic.billing import bill, intervals_from_log
+from hpclab.elastic.simulate import (Workload, campaign, campaign_limits, make_workload, simulate)
+from hpclab.elastic.state import PoolLimits
+
+C7, C8I, C8A, HF = "ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.c8a.8xlarge", "ecs.hfc8i.8xlarge"
+HZ, HJ, BJ = "cn-hangzhou-h", "cn-hangzhou-j", "cn-beijing-l"
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return catalog.load()
+
+
+def _strip(summary):
+    return {k: v for k, v in summary.items() if k not in ("wall_s", "events_per_s")}
+
+
+def test_fixed_pool_matches_reference_list_scheduler(cat):
+    """Vectorised batches == one-task-at-a-time greedy FIFO (earliest-free slot) with a heap."""
+    lim = PoolLimits(types=(C8I,), zones=(HZ,), min_per_type={C8I: 5}, max_per_type={C8I: 5})
+    wl = make_workload(3000, duration="lognormal", mean=30.0, sigma=1.0, arrival="uniform",
+                       window=600.0, seed=3)
+    r = simulate(P.SingleZone(catalog=cat), wl, lim, catalog=cat, tick=7.0, reclaim_rate=0.0, seed=5,
+                 linger=0.0)
+    assert r.summary["completed"] == 3000 and r.summary["instances"] == 5
+    speed = cat.generation(cat.instance(C8I).generation).speed_factor
+    heap = []
+    for i, row in enumerate(r.instances.itertuples()):
+        for k in range(16):
+            heap.append((row.ready, i * 16 + k))
+    heapq.heapify(heap)
+    start = np.empty(wl.tasks)
+    end = np.empty(wl.tasks)
+    for j in range(wl.tasks):
+        free, slot = heapq.heappop(heap)
+        start[j] = max(free, wl.arrival[j])
+        end[j] = start[j] + wl.work[j] / speed
+        heapq.heappush(heap, (end[j], slot))
+    np.testing.assert_allclose(r.tasks["start"].values, start, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(r.tasks["end"].values, end, rtol=0, atol=1e-6)
+    assert r.summary["makespan_s"] == pytest.approx(end.max() - wl.arrival.min())
+
+
+def test_generation_speed_factor(cat):
+    lim = PoolLimits(types=(C7, HF), zones=(HZ,), min_per_type={C7: 1, HF: 1},
+                     max_per_type={C7: 1, HF: 1})
+    wl = make_workload(400, duration="fixed", mean=12.0, seed=0)
+    r = simulate(P.SingleZone(catalog=cat), wl, lim, catalog=cat, reclaim_rate=0.0, linger=0.0)
+    a = r.attempts.merge(r.instances[["itype"]].reset_index().rename(columns={"index": "instance"}))
+    for itype in (C7, HF):
+        speed = cat.generation(cat.instance(itype).generation).speed_factor
+        d = (a.loc[a.itype == itype, "end"] - a.loc[a.itype == itype, "start"]).to_numpy()
+        assert d.size > 0
+        np.testing.assert_allclose(d, 12.0 / speed)
+    assert (a.itype == HF).sum() > (a.itype == C7).sum()  # the faster generation runs more tasks
+
+
+def test_deterministic_for_a_seed(cat):
+    kw = dict(tasks=20_000, mean_work=600.0, window=1800.0, reclaim_scale=2000.0, capacity_noise=0.5,
+              capacity_interval=600.0, tick=30.0, catalog=cat)
+    a = campaign(2000, seed=11, **kw)
+    b = campaign(2000, seed=11, **kw)
+    c = campaign(2000, seed=12, **kw)
+    assert _strip(a.summary) == _strip(b.summary)
+    pd.testing.assert_frame_equal(a.attempts, b.attempts)
+    pd.testing.assert_frame_equal(a.instances, b.instances)
+    assert a.timeseries.drop_attrs().identical(b.timeseries.drop_attrs())
+    assert _strip(a.summary) != _strip(c.summary)
+
+
+def test_conservation_with_reclaims_and_redone_work(cat):
+    lim = PoolLimits(types=(C8I, C8A), zones=(HZ, BJ), quota_cores=256)
+    wl = make_workload(5000, duration="lognormal", mean=120.0, sigma=0.6, seed=2)
+    pol = P.make_policy("spot-first", target_duration=600.0, catalog=cat)
+    r = simulate(pol, wl, lim, catalog=cat, tick=10.0, reclaim_rate=1 / 900.0, seed=4)
+    s = r.summary
+    assert s["completed"] == 5000 and s["reclaims"] > 0 and s["hard_kills"] > 0
+    assert s["tasks_redone"] > 0 and s["work_redone"] > 0
+    r.check_conservation()
+    a = r.attempts
+    done = a[~a.killed]
+    assert len(done) == 5000 and done.task.is_unique
+    # every completed attempt did exactly its task's work; killed ones are the redone work
+    speed_of = {t: cat.generation(cat.instance(t).generation).speed_factor for t in (C8I, C8A)}
+    speed = r.instances["itype"].map(speed_of).to_numpy()
+    w = (done.end - done.start).to_numpy() * speed[done.instance.to_numpy()]
+    np.testing.assert_allclose(w, r.tasks["work"].values[done.task.to_numpy()], rtol=1e-9)
+    k = a[a.killed]
+    redone = ((k.end - k.start).to_numpy() * speed[k.instance.to_numpy()]).sum()
+    assert s["work_redone"] == pytest.approx(redone, rel=1e-9)
+    assert s["tasks_redone"] == len(k)
+    # killed instances were spot, got a notice first, and ended spot_notice seconds later
+    killed = r.instances[r.instances.reason == "spot reclaimed (hard kill)"]
+    assert (killed.market == "spot").all()
+    np.testing.assert_allclose(killed.end - killed.notice, 300.0)
+    # reclaims pushed the policy elsewhere or to on-demand
+    assert (r.instances.market == "on-demand").any() or r.instances.zone.nunique() > 1
+
+
+def test_bill_equals_independent_computation_from_event_log(cat):
+    r = campaign(3000, tasks=30_000, mean_work=300.0, window=1200.0, reclaim_scale=5000.0, tick=30.0,
+                 seed=1, catalog=cat)
+    iv = intervals_from_log(r.log)
+    again = bill(iv, cat, until=r.end_time)
+    assert float(again["total_cost"]) == pytest.approx(r.summary["cost_usd"], rel=1e-12)
+    # and by hand, one instance at a time
+    total = 0.0
+    for row in iv.itertuples():
+        inst = cat.instance(row.itype)
+        end = r.end_time if math.isnan(row.end) else row.end
+        secs = max(math.ceil(end - row.start - 1e-9), inst.min_charge)
+        total += secs * (inst.price_spot if row.market == "spot" else inst.price_on_demand)
+    assert total == pytest.approx(r.summary["cost_usd"], rel=1e-12)
+    # the cost time series ends at the bill (running instances there are billed to the end)
+    assert float(r.timeseries["cost"][-1]) == pytest.approx(total, rel=1e-6)
+    assert set(r.log["state"].values) >= {"requested", "booting", "running", "terminated"}
+
+
+def test_capacity_refusals_global_looks_elsewhere(cat):
+    lim = PoolLimits(types=(C8I, C8A, C7), zones=(HZ, HJ, BJ), quota_cores=4000)
+    wl = make_workload(40_000, duration="fixed", mean=300.0, seed=0)
+    kw = dict(catalog=cat, tick=30.0, capacity=0.02, reclaim_rate=0.0, seed=0)
+    glob = simulate(P.make_policy("global", target_duration=600.0, catalog=cat), wl, lim, **kw)
+    single = simulate(P.make_policy("single-zone", target_duration=600.0, catalog=cat), wl, lim, **kw)
+    assert glob.summary["refusals"] > 0 and single.summary["refusals"] > 0
+    # single zone gets no more than its zone's capacity for its one type
+    cap = math.floor(cat.zone(HZ).capacity[C8I] * 0.02)
+    assert glob.summary["completed"] == single.summary["completed"] == 40_000
+    assert single.timeseries["cores"].sum("market").max() <= cap
+    assert glob.instances.zone.nunique() == 3 and glob.instances.itype.nunique() >= 2
+    assert glob.summary["makespan_s"] < single.summary["makespan_s"] / 3
+    assert glob.summary["limit_violations"] == 0
+
+
+def test_spot_capacity_zero_falls_back_to_on_demand(cat):
+    lim = PoolLimits(types=(C8I,), zones=(HZ, BJ))
+    wl = make_workload(2000, duration="fixed", mean=60.0, seed=0)
+    r = simulate(P.make_policy("spot-first", target_duration=300.0, catalog=cat), wl, lim, catalog=cat,
+                 tick=10.0, spot_capacity=0.0, reclaim_rate=0.0)
+    assert (r.instances.market == "on-demand").all() and r.summary["completed"] == 2000
+    assert r.summary["refusal_events"] >= 1
+
+
+@pytest.mark.parametrize("name", P.POLICY_NAMES)
+def test_policies_respect_limits_in_simulation(cat, name):
+    lim = PoolLimits(types=(C8I, C8A), zones=(HZ, BJ), max_per_type={C8I: 6, C8A: 4}, quota_cores=128)
+    wl = make_workload(4000, duration="lognormal", mean=60.0, seed=1, arrival="burst", bursts=3,
+                       every=900.0)
+    params = {"catalog": cat}
+    if name == "deadline-budget":
+        params.update(deadline=3 * 3600.0, budget=50.0)
+    pol = P.make_policy(name, hysteresis=True, wait=60.0, cooldown=60.0, **params)
+    r = simulate(pol, wl, lim, catalog=cat, tick=15.0, reclaim_rate=1 / 3600.0, seed=3)
+    assert r.summary["limit_violations"] == 0
+    inst = r.timeseries["instances"].sel(state=["booting", "running"]).sum(("state", "zone"))
+    assert int(inst.sel(itype=C8I).max()) <= 6 and int(inst.sel(itype=C8A).max()) <= 4
+    assert r.summary["completed"] == 4000
+    r.check_conservation()
+    assert r.summary["cost_usd"] <= 50.0 * 1.05 or name != "deadline-budget"
+
+
+def test_vectorised_snapshot_matches_reference_summary(cat):
+    """The simulator's precomputed policy aggregates equal StateSummary.of(its own views)."""
+    seen = []
+
+    class Spy:
+        name = "spy"
+
+        def __init__(self):
+            self.inner = P.make_policy("global-spot", hysteresis=True, wait=30.0, cooldown=30.0,
+                                       target_duration=200.0, catalog=cat)
+
+        def reset(self):
+            self.inner.reset()
+
+        def decide(self, state):
+            fast = P.summarise(state)
+            ref = P.StateSummary.of(type(state)(**_copy(state)))  # walks the InstanceViews
+            seen.append((fast, ref))
+            return self.inner.decide(state)
+
+    def _copy(state):
+        from dataclasses import fields
+        kw = {f.name: getattr(state, f.name) for f in fields(state)}
+        kw["instances"] = tuple(state.instances)
+        return kw
+
+    wl = make_workload(6000, duration="lognormal", mean=90.0, seed=0, arrival="burst", bursts=2, every=1200)
+    simulate(Spy(), wl, campaign_limits(800, catalog=cat), catalog=cat, tick=20.0, reclaim_rate=1 / 1800.0)
+    assert len(seen) > 50
+    for fast, ref in seen:
+        assert dict(fast.count) == dict(ref.count)
+        assert (fast.serving_cores, fast.spot_cores) == (ref.serving_cores, ref.spot_cores)
+        assert fast.noticed == ref.noticed
+        assert sorted(fast.idle) == sorted(ref.idle)
+    assert any(f.idle for f, _ in seen) and any(f.noticed for f, _ in seen)
+
+
+def test_empirical_durations_from_a_real_run(cat):
+    measured = np.array([0.8, 1.1, 0.9, 1.3, 1.0])  # seconds, e.g. ElasticPool task times
+    wl = make_workload(duration="empirical", samples=measured, sample_speed=1.2)
+    np.testing.assert_allclose(wl.work, measured * 1.2)
+    wl2 = make_workload(1000, duration="empirical", samples=measured, seed=1)
+    assert set(np.unique(wl2.work)) <= set(measured)
+    ln = make_workload(200_000, duration="lognormal", mean=60.0, sigma=0.8, seed=1)
+    assert ln.work.mean() == pytest.approx(60.0, rel=0.01)
+
+
+def test_time_series_units_and_summary(cat):
+    r = campaign(1000, tasks=5000, mean_work=120.0, window=600.0, tick=30.0, catalog=cat)
+    ts = r.timeseries
+    for v in ts.data_vars:
+        assert "units" in ts[v].attrs, v
+    assert ts["time"].attrs["units"] == "s"
+    assert ts.sizes["state"] == 3 and ts.attrs["completed"] == 5000
+    s = r.summary
+    assert 0 < s["utilisation"] <= 1 and s["core_hours"] > 0 and s["peak_cores"] <= 1000 * 1.0
+    assert s["events"] > 2 * 5000
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda c: simulate(P.SingleZone(catalog=c), "tasks", PoolLimits(types=(C7,), zones=(HZ,))),
+     "workload must be a Workload"),
+    (lambda c: make_workload(10, duration="weibull"), "duration must be one of fixed, lognormal"),
+    (lambda c: make_workload(10, arrival="uniform"), "window must be a finite number > 0"),
+    (lambda c: make_workload(0), "tasks must be a finite number > 0"),
+    (lambda c: make_workload(duration="empirical"), "needs samples"),
+    (lambda c: Workload(work=[1.0, 2.0], arrival=[5.0, 1.0]), "non-decreasing"),
+    (lambda c: Workload(work=[1.0, -2.0], arrival=[0.0, 1.0]), "work must be > 0"),
+    (lambda c: simulate(P.SingleZone(catalog=c), make_workload(5), PoolLimits(types=(C7,), zones=(HZ,)),
+                        spot_capacity=2), r"spot_capacity must be a number in \[0, 1\]"),
+    (lambda c: simulate(P.SingleZone(catalog=c), make_workload(5), PoolLimits(types=(C7,), zones=(HZ,)),
+                        slots={C8I: 2}), "slots names"),
+    (lambda c: simulate(P.SingleZone(catalog=c), make_workload(5), PoolLimits(types=(C7,), zones=(HZ,)),
+                        tick=0), "tick must be"),
+    (lambda c: simulate(P.SingleZone(catalog=c), make_workload(5), PoolLimits(types=(C7,), zones=("mars-1",))),
+     "unknown zone 'mars-1'"),
+    (lambda c: simulate(P.SingleZone(catalog=c), make_workload(5), PoolLimits(types=(C7,), zones=(HZ,)),
+                        capacity_curve=([0, 10], [1.0])), "capacity_curve"),
+    (lambda c: campaign_limits(0), "cores must be"),
+])
+def test_bad_inputs_one_line(cat, call, match):
+    with pytest.raises((HpclabError, KeyError), match=match) as info:
+        call(cat)
+    assert "\n" not in str(info.value)
+
+
+def test_progress_bar_runs(cat, capsys):
+    r = campaign(500, tasks=2000, mean_work=60.0, window=300.0, tick=30.0, progress=True, catalog=cat)
+    assert r.summary["completed"] == 2000
