@@ -393,3 +393,59 @@ def test_sweep_bad_input():
         sweep(op="gather")
     with pytest.raises(HpclabError, match="nbytes must be > 0"):
         sweep(nbytes=[0, 8])
+
+
+# --- the widget panel (hpclab.viz.collectives): setting .value fires the observers
+
+
+def test_panel_updates_its_figure_in_place():
+    from hpclab.viz.collectives import collectives_panel
+
+    panel = collectives_panel(op="allreduce", fabric="erdma", algorithm="auto", ranks=64, nbytes=2**20)
+    curves, point = panel.sources["curves"], panel.sources["point"]
+    renderers_before = list(panel.figure.renderers)
+    assert point.data["y"][0] == pytest.approx(collective_time("allreduce", 2**20, 64, "erdma"))
+    assert "picked by auto" in panel.summary.value
+    assert set(curves.data["name"]) == set(ALGORITHMS["allreduce"]) | {"auto (fastest)"}
+
+    panel.widgets["fabric"].value = "tcp-vpc"
+    assert point.data["y"][0] == pytest.approx(collective_time("allreduce", 2**20, 64, "tcp-vpc"))
+    assert "tcp-vpc" in panel.summary.value
+
+    panel.widgets["ranks"].value = 1024
+    panel.widgets["nbytes"].value = float(2**30)
+    assert point.data["x"] == [2.0**30]
+    assert point.data["y"][0] == pytest.approx(collective_time("allreduce", 2**30, 1024, "tcp-vpc"))
+
+    panel.widgets["algorithm"].value = "ring"
+    assert point.data["y"][0] == pytest.approx(
+        collective_time("allreduce", 2**30, 1024, "tcp-vpc", algorithm="ring"))
+    width = dict(zip(curves.data["name"], curves.data["width"]))
+    assert width["ring"] > width["rabenseifner"]  # the algorithm in use is drawn thick
+
+    # a new op swaps the algorithm list; an algorithm it lacks falls back to auto
+    panel.widgets["op"].value = "alltoall"
+    assert panel.widgets["algorithm"].options == ("auto", *ALGORITHMS["alltoall"])
+    assert panel.widgets["algorithm"].value == "auto"
+    assert set(curves.data["name"]) == set(ALGORITHMS["alltoall"]) | {"auto (fastest)"}
+    assert point.data["y"][0] == pytest.approx(collective_time("alltoall", 2**30, 1024, "tcp-vpc"))
+    # the figure was updated through its sources, not rebuilt
+    assert list(panel.figure.renderers) == renderers_before
+    assert panel.sources["curves"] is curves
+
+
+def test_panel_model_is_fast_enough_to_call_per_widget_event():
+    from hpclab.viz.collectives import panel_model
+
+    m = panel_model("allreduce", "erdma", "auto", 256, 2**20)
+    assert m["algorithm"] == best_algorithm("allreduce", 2**20, 256, "erdma")
+    assert len(m["curves"]["xs"]) == len(ALGORITHMS["allreduce"]) + 1
+
+
+def test_figures_build_from_datasets():
+    from hpclab.viz.collectives import (alpha_beta_figure, busbw_figure, crossover_figure, time_figure)
+
+    ds = sweep(op="allreduce", fabric=["tcp-vpc", "erdma"], ranks=[16, 256], nbytes=[8, 2**20, 2**30])
+    for fig in (alpha_beta_figure(), time_figure(ds), busbw_figure(ds, ranks=[256]),
+                crossover_figure("allreduce", "erdma", 48)):
+        assert fig.renderers
