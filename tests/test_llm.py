@@ -317,3 +317,69 @@ def test_reliability_bad_input():
         llm.young_daly(1.0, 10.0, method="magic")
     with pytest.raises(HpclabError, match="jitter"):
         llm.straggler_step_time(1.0, 8, jitter=0.0)
+
+
+# --- planning, views, command line ----------------------------------------------------------
+
+def test_compare_fabrics_orders_hpn_erdma_tcp():
+    ds = llm.compare_fabrics("gpt3-175b", 256, 512)
+    t = ds.step_time.sel(fabric=["rdma-hpn7", "erdma", "tcp-vpc"]).values
+    assert t[0] < t[1] < t[2]
+    assert set(llm.BREAKDOWN) <= set(ds.data_vars)
+
+
+def test_goodput_requirements_grid():
+    cl = llm.cluster()
+    ds = llm.goodput_requirements("llama3-405b", cl, 16384)
+    g = ds.goodput.values
+    assert np.all(np.diff(g, axis=0) < 0)  # longer restarts hurt
+    assert np.all(np.diff(g, axis=1) < 0)  # more failures hurt
+    assert g.max() > 0.98 and g.min() < 0.9
+
+
+def test_panel_updates_in_place():
+    from hpclab.viz import llm as view
+
+    box = view.llm_panel(gpus=256)
+    src = box.sources["breakdown"]
+    before = list(src.data["step_time"])
+    box.widgets["fabric"].value = "tcp-vpc"
+    assert box.sources["breakdown"] is src
+    assert src.data["step_time"][0] > before[0]
+    assert "tcp-vpc" in box.summary.value
+    box.widgets["model"].value = "llama3-405b"
+    box.widgets["gpus"].value = 64  # nothing fits: the panel says why and keeps its plots
+    assert "fits" in box.status.value
+    box.widgets["gpus"].value = 1024
+    assert box.status.value == ""
+    y0 = box.sources["goodput"][1].data["y"][0]
+    box.widgets["failure_scale"].value = 10.0
+    assert box.sources["goodput"][1].data["y"][0] < y0
+
+
+def test_figures_build_from_datasets():
+    from hpclab.viz import llm as view
+
+    cl = llm.cluster()
+    best = llm.search("gpt3-175b", cl, 512, 1024, top=4)
+    assert view.breakdown_figure(best) is not None
+    assert view.memory_figure(best) is not None
+    assert view.straggler_figure(llm.straggler_step_time(5.0, [8, 64, 512], samples=20)) is not None
+    good = llm.goodput_curve("gpt3-175b", cl, 512, intervals=np.geomspace(60, 36000, 12),
+                             simulate=True, runs=20, work=5 * 86400.0)
+    assert view.goodput_figure(good) is not None
+    assert view.requirements_figure(llm.goodput_requirements("gpt3-175b", cl, 512)) is not None
+    assert len(view.layout_labels(best)) == 4
+
+
+def test_cli_plan_prints_layouts_and_goodput(capsys):
+    from hpclab.cli import main
+
+    assert main(["llm", "plan", "--model", "gpt3-175b", "--gpus", "1024", "--fabric", "rdma-hpn7"]) == 0
+    out = capsys.readouterr().out
+    assert "MFU [%]" in out and "Young/Daly interval" in out and "cpfs" in out and "oss" in out
+    assert main(["llm", "plan", "--model", "gpt9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpclab: error: unknown model 'gpt9'") and err.count("\n") == 1
+    assert main(["llm", "plan", "--gpus", "12"]) == 2
+    assert "multiple of the 8 GPUs per node" in capsys.readouterr().err
