@@ -1,0 +1,76 @@
+"""Benchmark the LLM pretraining model.
+
+Targets (issue 7):
+* layouts evaluated per second for GPT-3 175B on 1,024 GPUs: all valid layouts (thousands) in
+  well under a second, i.e. >= 10,000 layouts/s;
+* one Monte-Carlo goodput run (200 whole 54-day runs at one checkpoint interval, Llama 3's
+  16,384-GPU failure rate) in under 1 s.
+
+Timings share 2 cores with whatever else runs; each figure is the best of a few repeats.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hpclab.workloads import llm
+
+LAYOUTS_PER_S_TARGET = 10_000
+MC_TARGET_S = 1.0
+
+
+def best_of(fn, repeats):
+    best, out = np.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_search():
+    cl = llm.cluster("lingjun.8xh800", "rdma-hpn7")
+    model = llm.transformer("gpt3-175b")
+    eff = llm.default_efficiency()  # calibrate once, outside the timing
+
+    def run():
+        return llm.search(model, cl, 1024, 2048, efficiency=eff, feasible_only=False)
+
+    run()
+    secs, ds = best_of(run, 5)
+    return secs, int(ds.attrs["layouts_evaluated"])
+
+
+def bench_monte_carlo():
+    cl = llm.cluster("gpu.8xh100", "rdma-hpn7")
+    nodes = 2048
+    M = llm.mtbf(cl, nodes)
+    d = llm.checkpoint_time(llm.checkpoint_bytes("llama3-405b"), cl.storage, nodes)
+    tau = llm.young_daly(d, M)
+
+    def run():
+        return llm.simulate_goodput(tau, d, M, cl.restart_time, work=54 * 86400.0, runs=200, seed=0)
+
+    run()
+    secs, ds = best_of(run, 3)
+    segments = int(round(54 * 86400.0 / tau)) * 200
+    return secs, ds, segments
+
+
+def main():
+    secs, n = bench_search()
+    rate = n / secs
+    print(f"layout search, gpt3-175b on 1,024 GPUs: {n} layouts in {secs * 1e3:.1f} ms "
+          f"= {rate:,.0f} layouts/s (target >= {LAYOUTS_PER_S_TARGET:,}/s)")
+    print(f"  ratio to target: {LAYOUTS_PER_S_TARGET / rate:.3f} (target <= 1)")
+    secs, ds, segments = bench_monte_carlo()
+    print(f"Monte-Carlo goodput, 200 runs x 54 days at 16,384 GPUs ({segments:,} segments): "
+          f"{secs:.3f} s, goodput {float(ds.goodput[0]):.4f} vs analytic "
+          f"{float(ds.goodput_analytic[0]):.4f} (target < {MC_TARGET_S} s)")
+    print(f"  ratio to target: {secs / MC_TARGET_S:.3f} (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()
