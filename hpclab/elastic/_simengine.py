@@ -96,6 +96,18 @@ class _Views(Sequence):
         return (self[k] for k in range(len(self)))
 
 
+def _segments(ufunc, values, starts, lengths):
+    """``ufunc.reduce`` over ``values[starts[k]:starts[k]+lengths[k]]`` for each k (non-empty
+    segments; ``values`` has at least one element past the last segment)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64 if ufunc is np.add else float)
+    idx = np.empty(2 * starts.size, dtype=np.int64)
+    idx[0::2] = starts
+    idx[1::2] = starts + lengths
+    kw = {"dtype": np.int64} if ufunc is np.add else {}
+    return ufunc.reduceat(values, idx, **kw)[0::2]
+
+
 class Engine:
     def __init__(self, policy, workload, limits, cat, *, tick, horizon, seed, slots, capacity,
                  capacity_curve, capacity_noise, capacity_interval, spot_capacity, reclaim_scale,
@@ -160,7 +172,8 @@ class Engine:
                            "drain": (float, np.nan), "notice_t": (float, np.nan),
                            "notice": (bool, False), "draining": (bool, False), "slot0": (np.int64, 0),
                            "nslots": (np.int64, 0), "reason": (np.int8, 0)}, 1024)
-        self.slot = _Grow({"free": (float, np.inf), "task": (np.int64, -1), "open": (bool, False),
+        self.slot = _Grow({"free": (float, np.inf), "busy_until": (float, -np.inf),
+                           "task": (np.int64, -1), "open": (bool, False),
                            "speed": (float, 1.0), "inst": (np.int64, -1)}, 4096)
         self.refused: dict = {}
         self.n_refused = self.n_refusal_events = self.n_notices = self.n_kills = 0
@@ -171,6 +184,13 @@ class Engine:
         self.events = 0
         self.pend_task = np.zeros(0, dtype=np.int64)
         self.pend_start = np.zeros(0)
+        self.pend_chunks: list = []
+        # incremental aggregates: serving instances per type, serving slots, cost bookkeeping
+        self.serv_count = np.zeros(len(self.types), dtype=np.int64)
+        self.serv_slots = 0
+        self.rate_alive = 0.0  # USD/s of instances alive
+        self.rate_grant = 0.0  # sum of price * grant time over instances alive
+        self.closed_cost = 0.0  # billed cost of terminated instances
         self.done_sum = 0.0
         self.done_n = 0
         self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
@@ -243,8 +263,8 @@ class Engine:
             a.task[rows], a.slot[rows], a.start[rows], a.end[rows] = tk, o, start[:j], end[:j]
             a.n += j
             self.t_attempt[tk] = rows
-            self.pend_task = np.concatenate([self.pend_task, tk])
-            self.pend_start = np.concatenate([self.pend_start, start[:j]])
+            sl.busy_until[o] = end[:j]
+            self.pend_chunks.append((tk, start[:j]))
             used_rq = min(kr, j)
             self.rq_pos += used_rq
             self.ptr += j - used_rq
@@ -268,7 +288,7 @@ class Engine:
             self.n_refusal_events += 1
         q = self.limits.quota_cores
         if q is not None:  # the account quota: clipped, not a capacity refusal
-            room = max(int((q - self._serving_slots()) // self.t_slots[it]), 0)
+            room = max(int((q - self.serv_slots) // self.t_slots[it]), 0)
             if room < n:
                 self.n_quota_clipped += n - room
                 n = room
@@ -299,6 +319,11 @@ class Engine:
         sl.task[sids] = -1
         sl.n += n * ns
         self.in_use[iz, it] += n * cores
+        self.serv_count[it] += n
+        self.serv_slots += n * ns
+        price = self.t_price[it, market]
+        self.rate_alive += n * price
+        self.rate_grant += n * price * t
         if market == 1:
             self.spot_use[iz, it] += n * cores
             rate = self.z_reclaim[iz]
@@ -309,10 +334,9 @@ class Engine:
                         self.push(float(w), _NOTICE, int(i))
         return n
 
-    def _serving_slots(self) -> int:
-        ins = self.inst
-        alive = (ins.end[: ins.n] == np.inf) & ~ins.draining[: ins.n]
-        return int(ins.nslots[: ins.n][alive].sum())
+    def _stop_serving(self, i: int) -> None:
+        self.serv_count[self.inst.itype[i]] -= 1
+        self.serv_slots -= int(self.inst.nslots[i])
 
     def _slots_of(self, i: int) -> slice:
         s0 = int(self.inst.slot0[i])
@@ -322,11 +346,17 @@ class Engine:
         ins = self.inst
         if ins.end[i] != np.inf:
             return
+        if not ins.draining[i]:
+            self._stop_serving(i)
         ins.end[i] = t
         ins.reason[i] = reason
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
+        price = self.t_price[it, ins.market[i]]
+        self.rate_alive -= price
+        self.rate_grant -= price * ins.grant[i]
+        self.closed_cost += price * max(math.ceil(t - ins.grant[i] - 1e-9), self.t_minc[it])
         self.in_use[iz, it] -= self.t_cores[it]
         if ins.market[i] == 1:
             self.spot_use[iz, it] -= self.t_cores[it]
@@ -343,6 +373,7 @@ class Engine:
         s = self._slots_of(i)
         self.slot.open[s] = False
         if not ins.draining[i]:
+            self._stop_serving(i)
             ins.draining[i] = True
             ins.drain[i] = t
         busy = self.slot.task[s] >= 0
@@ -376,6 +407,7 @@ class Engine:
             self.rq.ready[self.rq.n:self.rq.n + tk.size] = t
             self.rq.n += tk.size
             sl.free[victims] = t
+            sl.busy_until[victims] = t
             sl.task[victims] = -1
         self.n_kills += 1
         self.terminate(i, t, 3)
@@ -417,26 +449,26 @@ class Engine:
         ins, sl = self.inst, self.slot
         n = ins.n
         alive = np.flatnonzero(ins.end[:n] == np.inf)
-        if n:
-            busy = (sl.task[: sl.n] >= 0) & (sl.free[: sl.n] > T)
-            running_i = np.add.reduceat(busy.astype(np.int64), ins.slot0[:n])
-            idle_i = np.maximum.reduceat(sl.free[: sl.n], ins.slot0[:n])
-            nbusy = int(busy.sum())
-        else:
-            running_i = idle_i = np.zeros(0)
-            nbusy = 0
+        sl.reserve(1)  # a sentinel past the last slot for reduceat
+        busy = sl.busy_until[: sl.n + 1] > T
+        nbusy = int(np.count_nonzero(busy))
         code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
-        run_a = running_i[alive].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-        idle_a = idle_i[alive] if n else np.zeros(0)
+        run_a = _segments(np.add, busy.view(np.uint8), ins.slot0[alive], ins.nslots[alive])
+        idle_a = np.full(alive.size, np.nan)
+        im = (code == 1) & (run_a == 0)
+        if im.any():
+            idle_a[im] = _segments(np.maximum, sl.free[: sl.n + 1], ins.slot0[alive[im]],
+                                   ins.nslots[alive[im]])
         it_a, mk_a, zn_a = ins.itype[alive], ins.market[alive], ins.zone[alive]
         cores_a = ins.nslots[alive]
         serving = code != 2
         cnt = np.bincount(it_a[serving], minlength=len(self.types))
         count = {self.types[k]: int(c) for k, c in enumerate(cnt) if c}
-        seen = {self.types[k]: int(self.t_slots[k]) for k in np.unique(it_a)}
+        present = np.bincount(it_a, minlength=len(self.types))
+        seen = {self.types[k]: int(self.t_slots[k]) for k in np.flatnonzero(present)}
+        nm = ins.notice[alive] & (mk_a == 1)
         noticed = frozenset((self.types[a], self.zones[b]) for a, b in
-                            set(zip(it_a[ins.notice[alive] & (mk_a == 1)].tolist(),
-                                    zn_a[ins.notice[alive] & (mk_a == 1)].tolist())))
+                            set(zip(it_a[nm].tolist(), zn_a[nm].tolist()))) if nm.any() else frozenset()
         idle_mask = (code == 1) & (run_a == 0)
         idle = tuple((f"i{i}", self.types[t], MARKETS[m], int(c), float(s)) for i, t, m, c, s in
                      zip(alive[idle_mask].tolist(), it_a[idle_mask].tolist(), mk_a[idle_mask].tolist(),
@@ -458,9 +490,15 @@ class Engine:
 
     def _update_mean(self, T: float) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
-        # completions, then every 10th tick (it has converged; this keeps ticks O(1) in tasks)
+        # completions, then every 30th tick (it has converged; this keeps ticks O(1) in tasks)
         self._mean_calls = getattr(self, "_mean_calls", 0) + 1
-        if self.pend_task.size == 0 or (self.done_n >= 10_000 and self._mean_calls % 10):
+        if self.done_n >= 10_000 and self._mean_calls % 30:
+            return
+        if self.pend_chunks:
+            self.pend_task = np.concatenate([self.pend_task] + [c[0] for c in self.pend_chunks])
+            self.pend_start = np.concatenate([self.pend_start] + [c[1] for c in self.pend_chunks])
+            self.pend_chunks = []
+        if self.pend_task.size == 0:
             return
         st = self.t_start[self.pend_task]
         en = self.t_end[self.pend_task]
@@ -473,16 +511,8 @@ class Engine:
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
 
     def spent(self, T: float) -> float:
-        ins = self.inst
-        n = ins.n
-        if n == 0:
-            return 0.0
-        g, e = ins.grant[:n], ins.end[:n]
-        price = self.t_price[ins.itype[:n], ins.market[:n]]
-        ended = e <= T
-        secs = np.where(ended, np.maximum(np.ceil(e - g - 1e-9), self.t_minc[ins.itype[:n]]),
-                        np.maximum(T - g, 0.0))
-        return float((price * secs).sum())
+        """Billed cost of ended instances + running meter of live ones (O(1), kept incrementally)."""
+        return float(self.closed_cost + self.rate_alive * T - self.rate_grant)
 
     def apply(self, T: float, decision) -> None:
         ins = self.inst
@@ -507,17 +537,14 @@ class Engine:
                            MARKETS.index(launch.market), int(launch.count))
 
     def check_limits(self) -> None:
-        ins = self.inst
-        n = ins.n
-        serving = (ins.end[:n] == np.inf) & ~ins.draining[:n]
-        cnt = np.bincount(ins.itype[:n][serving], minlength=len(self.types))
+        cnt = self.serv_count
         for k, t in enumerate(self.types):
             hi = self.limits.max_per_type.get(t)
             if hi is not None and cnt[k] > hi:
                 self.limit_violations += 1
                 return
         q = self.limits.quota_cores
-        if q is not None and int(ins.nslots[:n][serving].sum()) > q:
+        if q is not None and self.serv_slots > q:
             self.limit_violations += 1
 
     def record(self, T: float, state, parts) -> None:
