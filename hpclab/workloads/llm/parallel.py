@@ -505,7 +505,8 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
 
-    Returns the :func:`step_time` Dataset sorted by ``step_time`` (first = best), ``top`` rows.
+    Returns the :func:`step_time` Dataset sorted by ``step_time`` (first = best; ties go to the
+    layout needing less memory), ``top`` rows; ``attrs["layouts_evaluated"]`` counts them all.
     """
     model = transformer(model)
     lay = layouts(model, cluster, gpus, global_batch, **axes)
@@ -521,7 +522,8 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
         if ds.sizes["layout"] == 0:
             raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
                               f"per GPU on {gpus} GPUs; add GPUs or allow recompute/zero")
-    order = np.argsort(ds["step_time"].values, kind="stable")
+    # fastest first; among equally fast layouts the one needing less memory
+    order = np.lexsort((ds["total_memory"].values, np.round(ds["step_time"].values, 12)))
     if top is not None:
         order = order[: int(top)]
     ds = ds.isel(layout=order)
