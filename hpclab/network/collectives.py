@@ -143,6 +143,13 @@ def _logs(p):
 
 
 def _allreduce(alg, n, p, a, b, g, gap):
+    """Allreduce of n bytes on every rank (TRG05 section 4.4; p' = 2**floor(lg p), r = p - p').
+
+    ring: ``2(p-1) a + 2(p-1)/p n b + (p-1)/p n g``;
+    recursive_doubling: ``lg p' (a + n b + n g) + [r>0](2a + 2n b + n g)``;
+    rabenseifner: ``2 lg p' a + 2(p'-1)/p' n b + (p'-1)/p' n g + [r>0](2a + 2n b + n g)``;
+    double_binary_tree: ``P(ceil lg p, n(b+g)) + P(ceil lg p, n b)`` (see :func:`_pipe`).
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "ring":
         return _step(2 * (p - 1), n / p, a, b, gap) + (p - 1) / p * n * g
@@ -157,6 +164,11 @@ def _allreduce(alg, n, p, a, b, g, gap):
 
 
 def _allgather(alg, n, p, a, b, g, gap):
+    """Allgather, n = gathered bytes per rank (TRG05 section 4.1).
+
+    ring: ``(p-1) a + (p-1)/p n b``; recursive_doubling (MPICH fold for r > 0):
+    ``lg p' a + (p'-1)/p' n b + [r>0](2a + n/p b + n b)``; bruck: ``ceil(lg p) a + (p-1)/p n b``.
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "ring":
         return _step(p - 1, n / p, a, b, gap)
@@ -168,6 +180,12 @@ def _allgather(alg, n, p, a, b, g, gap):
 
 
 def _reduce_scatter(alg, n, p, a, b, g, gap):
+    """Reduce-scatter, n = input bytes per rank (TRG05 section 4.3).
+
+    ring, pairwise: ``(p-1) a + (p-1)/p n (b+g)``; recursive_halving:
+    ``lg p' a + (p'-1)/p' n (b+g) + [r>0](2a + n b + n g + n/p b)``; recursive_doubling
+    (non-commutative): ``ceil(lg p) a + n (ceil(lg p) - (p-1)/p)(b+g)``.
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg in ("ring", "pairwise"):
         return _step(p - 1, n / p, a, b, gap) + (p - 1) / p * n * g
@@ -183,6 +201,12 @@ def _reduce_scatter(alg, n, p, a, b, g, gap):
 
 
 def _broadcast(alg, n, p, a, b, g, gap):
+    """Broadcast of n bytes (TRG05 section 4.2).
+
+    binomial: ``ceil(lg p)(a + n b)``; scatter_allgather (van de Geijn):
+    ``(ceil(lg p) + p - 1) a + 2(p-1)/p n b``; ring: ``P(p-1, n b)``; double_binary_tree:
+    ``P(ceil lg p, n b)``.
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "binomial":
         return _step(lgc, n, a, b, gap)
@@ -196,6 +220,12 @@ def _broadcast(alg, n, p, a, b, g, gap):
 
 
 def _reduce(alg, n, p, a, b, g, gap):
+    """Reduce of n bytes to a root (TRG05 section 4.5).
+
+    binomial: ``ceil(lg p)(a + n b + n g)``; rabenseifner (reduce-scatter + gather):
+    ``2 lg p' a + 2(p'-1)/p' n b + (p'-1)/p' n g + [r>0](a + n b + n g)``; ring:
+    ``P(p-1, n(b+g))``; double_binary_tree: ``P(ceil lg p, n(b+g))``.
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "binomial":
         return _step(lgc, n, a, b, gap) + lgc * n * g
@@ -210,6 +240,10 @@ def _reduce(alg, n, p, a, b, g, gap):
 
 
 def _alltoall(alg, n, p, a, b, g, gap):
+    """Alltoall, n = send bytes per rank (TRG05 section 4.6).
+
+    pairwise: ``(p-1)(a + n/p b)``; bruck: ``ceil(lg p)(a + n/2 b)``.
+    """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "pairwise":
         return _step(p - 1, n / p, a, b, gap)
@@ -219,6 +253,8 @@ def _alltoall(alg, n, p, a, b, g, gap):
 
 
 def _barrier(alg, n, p, a, b, g, gap):
+    """Barrier (no payload). bruck (dissemination): ``ceil(lg p) a``; recursive_doubling:
+    ``lg p' a + [r>0] 2a``; binomial (gather + release): ``2 ceil(lg p) a``."""
     lgf, lgc, p2, extra = _logs(p)
     if alg == "bruck":
         return _step(lgc, 0.0, a, b, gap)
