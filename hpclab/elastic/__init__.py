@@ -1,1 +1,37 @@
-"""hpclab.elastic"""
+"""Elastic pools: real Dask clusters that behave like cloud pools, the policies that size them,
+per-second billing, faults, and the virtual-clock simulator that runs the same policies at scale.
+
+- :class:`ElasticPool` — a ``distributed.SpecCluster`` whose workers are emulated instances
+  (type, zone, market, boot delay, lifecycle, spot reclaims); :class:`AttachedPool` — the same
+  accounting and policies over a cluster you already run.
+- :mod:`~hpclab.elastic.policies` — pure ``decide(PoolState) -> Decision`` objects.
+- :mod:`~hpclab.elastic.billing` — the per-second meter over an event log.
+- :mod:`~hpclab.elastic.events` — the lifecycle event log; :mod:`~hpclab.elastic.faults` — the
+  seeded spot-reclaim / failure model.
+
+The pool classes import ``distributed`` on first use, so policies, billing and the simulator
+stay light.
+"""
+
+from hpclab.elastic import billing, events, faults, policies
+from hpclab.elastic.billing import bill
+from hpclab.elastic.events import EventLog
+from hpclab.elastic.faults import Preemption, SpotFaults
+from hpclab.elastic.policies import make_policy
+from hpclab.elastic.state import (LIFECYCLE, MARKETS, Decision, InstanceView, Launch, PoolLimits,
+                                  PoolState)
+
+__all__ = ["ElasticPool", "AttachedPool", "PolicyAdaptive", "EventLog", "SpotFaults", "Preemption",
+           "PoolState", "PoolLimits", "InstanceView", "Launch", "Decision", "LIFECYCLE", "MARKETS",
+           "make_policy", "bill", "billing", "events", "faults", "policies"]
+
+_LAZY = {"ElasticPool": "hpclab.elastic.pool", "PolicyAdaptive": "hpclab.elastic.pool",
+         "AttachedPool": "hpclab.elastic.pool"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hpclab.elastic' has no attribute {name!r}")

@@ -1,0 +1,116 @@
+"""One emulated instance of an :class:`~hpclab.elastic.pool.ElasticPool`: its record and the
+``SpecCluster`` process object that boots it (a sampled delay), starts a real Dask worker
+(``Nanny`` + worker process, or an in-process ``Worker``), and can kill it hard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+from distributed import Nanny, Worker
+from distributed.core import Status
+from distributed.deploy.spec import ProcessInterface
+
+logger = logging.getLogger("hpclab.elastic.pool")
+
+
+@dataclass
+class InstanceRecord:
+    """Mutable bookkeeping of one instance (the pool's view; policies get InstanceView)."""
+
+    id: str
+    itype: str
+    zone: str
+    market: str
+    cores: int  # task slots (threads)
+    launched_at: float  # pool seconds
+    boot_seconds: float = 0.0  # sampled boot delay, pool seconds
+    state: str = "requested"
+    running_at: float | None = None
+    address: str | None = None
+    idle_since: float | None = None
+    running_tasks: int = 0
+    notice: bool = False
+    end_reason: str = ""
+    drain_reason: str = ""
+
+
+class Instance(ProcessInterface):
+    """A worker of the pool that behaves like a cloud instance.
+
+    ``start`` returns at once (the request is accepted, as a cloud API does) and boots in the
+    background: it sleeps the sampled boot delay (scaled to wall time), then starts the real
+    Dask worker; the pool marks it ``running`` when the worker has registered with the scheduler.
+    ``close`` stops it whatever its state; :meth:`kill` kills its worker process with SIGKILL
+    (in-process workers are closed without waiting for their running tasks), which is what a
+    spot reclaim at the end of the notice or a node failure does.
+    """
+
+    def __init__(self, scheduler: str, name: str, *, pool, record: InstanceRecord,
+                 boot_wall: float, worker_cls, worker_options: dict):
+        super().__init__(scheduler=scheduler, name=name)
+        self.scheduler_address = scheduler
+        self.name = name
+        self._pool = pool
+        self.record = record
+        self.boot_wall = float(boot_wall)
+        self.worker_cls = worker_cls
+        self.worker_options = dict(worker_options)
+        self.worker: Nanny | Worker | None = None
+        self._boot: asyncio.Task | None = None
+
+    async def start(self):
+        self._pool._set_state(self.record, "booting", "boot")
+        self._boot = asyncio.create_task(self._boot_and_start())
+        await super().start()
+
+    async def _boot_and_start(self):
+        try:
+            if self.boot_wall > 0:
+                await asyncio.sleep(self.boot_wall)
+            worker = self.worker_cls(self.scheduler_address, name=self.name, **self.worker_options)
+            self.worker = worker
+            await worker
+            self.address = worker.address
+            self.record.address = worker.worker_address if isinstance(worker, Nanny) else worker.address
+            self._pool._on_running(self.record)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a worker that cannot start is an instance that failed to boot
+            logger.warning("instance %s failed to boot: %s", self.name, exc)
+            self.record.end_reason = self.record.end_reason or "boot-failed"
+            self._pool._instance_failed(self.record)
+
+    async def kill(self, reason: str) -> None:
+        """Kill the worker hard: SIGKILL its process (no data is moved, running tasks die)."""
+        self.record.end_reason = reason
+        if self._boot is not None and not self._boot.done():
+            self._boot.cancel()
+        w = self.worker
+        if w is None:
+            return
+        if isinstance(w, Nanny):
+            w.status = Status.closing_gracefully  # a killed instance is not restarted by its nanny
+            pid = w.pid
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        else:
+            with contextlib.suppress(Exception):
+                await w.close(timeout=1, executor_wait=False, nanny=False, reason=reason)
+
+    async def close(self):
+        if self._boot is not None and not self._boot.done():
+            self._boot.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._boot
+        w = self.worker
+        if w is not None and w.status not in (Status.closed, Status.failed):
+            with contextlib.suppress(Exception):
+                await w.close(timeout=5)
+        self._pool._on_closed(self.record)
+        await super().close()
