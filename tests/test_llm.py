@@ -164,6 +164,30 @@ def test_search_is_vectorised_and_consistent(gpt3, h800):
     assert int(b.tp) * int(b.pp) * int(b.dp) * int(b.cp) == 1024
 
 
+def test_vectorised_enumeration_equals_one_by_one_checks(h800):
+    import itertools
+
+    tiny = llm.Transformer(name="tiny", layers=12, hidden=768, heads=12, kv_heads=4, vocab=1000,
+                           seq_length=1024)
+    gpus, gb = 32, 64
+    lay = llm.layouts(tiny, h800, gpus, gb)
+    got = set(zip(*(lay[k].tolist() for k in ("tp", "pp", "dp", "cp", "micro_batch", "interleave",
+                                               "zero", "recompute"))))
+    want = set()
+    for tp, cp, pp, b, v, z in itertools.product([1, 2, 4, 8], [1, 2, 4, 8, 16], range(1, 13),
+                                                 [1, 2, 4, 8], [1, 2, 4], [0, 1, 2, 3]):
+        if gpus % (tp * cp * pp):
+            continue
+        dp = gpus // (tp * cp * pp)
+        try:
+            llm.check_layout(tiny, h800, tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=b,
+                             global_batch=gb, interleave=v, zero=z, gpus=gpus)
+        except HpclabError:
+            continue
+        want |= {(tp, pp, dp, cp, b, v, z, r) for r in (0, 1, 2)}  # any recompute choice
+    assert got == want and len(got) > 100
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, match", [
