@@ -45,6 +45,12 @@ def run_plan(args) -> int:
     df.index = pd.RangeIndex(1, len(df) + 1, name="rank")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df.to_string())
+    strag = res["stragglers"]
+    slow = float(strag.expected_step[0])
+    print(f"\nwith stragglers (jitter {100 * strag.attrs['jitter']:.0f}% per rank, a rank "
+          f"{100 * strag.attrs['slowdown']:.0f}% slow with probability {strag.attrs['slow_probability']:g} "
+          f"per step): best step {slow:.3f} s on {args.gpus} GPUs "
+          f"(x{float(strag.slowdown_factor[0]):.3f})")
     hours = good.attrs["mtbf"] / 3600
     print(f"\ngoodput ({good.attrs['nodes']} nodes, MTBF {hours:.1f} h, restart "
           f"{good.attrs['restart'] / 60:.0f} min, checkpoint {good.attrs['checkpoint_bytes'] / 1e12:.2f} TB):")
@@ -52,7 +58,8 @@ def run_plan(args) -> int:
         g = good.sel(storage=s)
         print(f"  {s:>5}: checkpoint write {float(g.checkpoint_time):8.1f} s, Young/Daly interval "
               f"{float(g.optimal_interval) / 60:6.1f} min, effective training time "
-              f"{100 * float(g.optimal_goodput):.2f}%")
+              f"{100 * float(g.optimal_goodput):.2f}%, effective "
+              f"{float(lay.tokens_per_s[0]) / float(strag.slowdown_factor[0]) * float(g.optimal_goodput):,.0f} tokens/s")
     return 0
 
 

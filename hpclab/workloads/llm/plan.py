@@ -71,8 +71,9 @@ def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, 
 
 def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh800",
          global_batch=None, top=5, storages=("cpfs", "oss"), efficiency=None) -> dict:
-    """Best layouts and goodput for one model on one cluster: ``{"layouts": Dataset,
-    "goodput": Dataset, "cluster": Cluster}``."""
+    """Best layouts, stragglers and goodput for one model on one cluster: ``{"layouts": Dataset,
+    "stragglers": Dataset (the best layout's step at this scale), "goodput": Dataset,
+    "cluster": Cluster, "global_batch": int}``."""
     check_positive("gpus", gpus, integer=True)
     model = transformer(model)
     cl = _cluster(node, fabric)
@@ -81,4 +82,7 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     gb = default_global_batch(model) if global_batch is None else int(global_batch)
     best = search(model, cl, gpus, gb, top=top, efficiency=efficiency)
     good = goodput_curve(model, cl, gpus, storages=storages)
-    return {"layouts": best, "goodput": good, "cluster": cl, "global_batch": gb}
+    from hpclab.workloads.llm.stragglers import straggler_step_time
+
+    strag = straggler_step_time(float(best.step_time[0]), gpus)
+    return {"layouts": best, "stragglers": strag, "goodput": good, "cluster": cl, "global_batch": gb}
