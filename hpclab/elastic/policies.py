@@ -518,21 +518,34 @@ class DeadlineBudget(_Base):
 
         deadline  c_d = ceil(W / (R - B))                (all the work if R <= B: go as fast as allowed)
         budget    c_b = floor((M/p - W) / B)   if M/p > W   (work costs p*W whatever c, boots cost p*c*B)
-                  c_b = floor(M / (p * R))     otherwise (spend what is left evenly until the deadline)
+                  c_b = floor(M / (p * max(R, B + t)))  otherwise (spend what is left evenly until
+                                               the deadline; past it, over one boot + task t)
         target    = min(c_d, c_b, queued + running)
 
-    ``M`` is the budget left (``budget - state.spent``). Places are ranked as in
+    ``M`` is the budget left: ``budget - state.spent`` minus what the serving slots cost while
+    they drain (``serving_slots * drain_tasks * mean_task_seconds * p``: a draining instance is
+    billed whole until its longest task ends, about two mean tasks for lognormal tasks). Places are ranked as in
     :class:`GlobalPlacement` on ``market``; ``p`` and ``B`` are those of the cheapest place.
+    Once ``M <= 0`` every serving instance is retired (it drains: running tasks finish, queued
+    ones wait) and the policy launches nothing more in this run (relaunching would pay boots
+    again); the budget can still be overshot by tasks much longer than the mean.
     """
 
     name = "deadline-budget"
 
-    def __init__(self, deadline: float, budget: float, *, market: str = "on-demand", **kw):
+    def __init__(self, deadline: float, budget: float, *, market: str = "on-demand",
+                 drain_tasks: float = 2.0, **kw):
         super().__init__(**kw)
+        self.drain_tasks = check_nonnegative("drain_tasks", drain_tasks)
         self.deadline = check_positive("deadline", deadline)
         self.budget = check_positive("budget", budget)
         self.market = check_choice("market", market, MARKETS)
         self._ranked: dict = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._stopped = False
+        self._last_time = -math.inf
 
     def candidates(self, state):
         key = (state.limits.types, state.limits.zones)
@@ -542,27 +555,50 @@ class DeadlineBudget(_Base):
             self._ranked[key] = [(t, z, self.market) for t, z in ranked]
         return self._ranked[key]
 
-    def target_cores(self, state):
-        tasks = state.queued + state.running
-        if tasks <= 0:
-            return 0
-        work = tasks * self._task_seconds(state)
+    def decide(self, state: PoolState) -> Decision:
+        self._check_state(state)
+        if state.time < self._last_time:
+            self.reset()
+        self._last_time = state.time
+        if self._stopped or self._money_left(state) <= 0:
+            # out of money: every serving instance drains, and the policy stays stopped
+            self._stopped = True
+            ids = tuple(i.id for i in state.instances if _serving(i))
+            return Decision(retire=ids, reason=f"{self.name}: budget {self.budget:g} USD committed")
+        return self._act(state, self.target_cores(state))
+
+    def _cheapest(self, state):
         usable = [c for c in self.candidates(state) if not self._blocked(state, *c)] \
             or self.candidates(state)
         itype = usable[0][0]
         inst = self.catalog.instance(itype)
         slots = _slots(state, itype, self.catalog)
         price = (inst.price_spot if self.market == "spot" else inst.price_on_demand) / slots
+        return inst, price
+
+    def _money_left(self, state) -> float:
+        """Budget minus spent minus what the serving instances will cost while they drain (a
+        draining instance is billed whole until its longest task ends: ``drain_tasks`` mean tasks)."""
+        _, price = self._cheapest(state)
+        in_flight = summarise(state).serving_cores * self.drain_tasks * self._task_seconds(state) * price
+        return self.budget - state.spent - in_flight
+
+    def target_cores(self, state):
+        tasks = state.queued + state.running
+        if tasks <= 0:
+            return 0
+        work = tasks * self._task_seconds(state)
+        inst, price = self._cheapest(state)
         boot = inst.boot_time
         left = self.deadline - state.time
         c_d = math.ceil(work / (left - boot) - 1e-9) if left > boot else tasks
-        money = self.budget - state.spent
+        money = self._money_left(state)
         if money <= 0:
             return 0
         if money / price > work:
             c_b = math.floor((money / price - work) / boot) if boot > 0 else tasks
         else:
-            c_b = math.floor(money / (price * max(left, boot)))
+            c_b = math.floor(money / (price * max(left, boot + self._task_seconds(state))))
         return max(0, min(c_d, c_b, tasks))
 
 
