@@ -74,8 +74,17 @@ def test_heat_is_second_order_under_refinement():
     assert np.all((orders > 1.9) & (orders < 2.1)), orders
 
 
-def test_run_heat_on_a_real_two_worker_cluster():
-    ds = cae.run_heat(96, 2, steps=30, steps_per_exchange=5, workers=2)
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as c:
+        yield c
+
+
+def test_run_heat_on_a_real_two_worker_cluster(client):
+    ds = cae.run_heat(96, 2, steps=30, steps_per_exchange=5, client=client)
     assert ds.attrs["workers"] == 2 and ds.attrs["subdomains"] == [2, 1]
     assert ds.attrs["max_abs_error"] < 1e-3 and ds.attrs["seconds_per_step"] > 0
     assert ds["error"].shape == (96, 96)
@@ -282,3 +291,54 @@ def test_time_to_solution_cloud_versus_on_premises():
 def test_measured_cost_per_cell_is_plausible():
     c = model.measure_cost_per_cell(n=256, steps=5, repeat=2)
     assert 1e-11 < c < 1e-6
+
+
+# --------------------------------------------------------------------------- views and command line
+def test_scaling_panel_updates_in_place():
+    from hpclab.viz import cae as view
+
+    panel = view.scaling_panel(cost_per_cell=C, grid=4096, cores=1080)
+    curves, brk = panel.sources["curves"], panel.sources["breakdown"]
+    assert curves.data["name"] == ["tcp-vpc", "erdma", "rdma-hpn7"]
+    before = list(curves.data["ys"][0])
+    panel.widgets["steps_per_exchange"].value = 8  # fewer messages: TCP efficiency rises at scale
+    after = curves.data["ys"][0]
+    assert after[-1] > before[-1]
+    panel.widgets["fabric"].value = "tcp-vpc"
+    assert "tcp-vpc" in panel.figures["breakdown"].title.text and "tcp-vpc" in panel.summary.value
+    panel.widgets["placement"].value = "same-zone"
+    panel.widgets["ndim"].value = 3
+    panel.widgets["mode"].value = "weak"
+    assert "1,080" in panel.summary.value and brk.data["name"][0] == "total"
+    panel.widgets["mode"].value = "strong"
+    panel.widgets["grid"].value = 256
+    panel.widgets["steps_per_exchange"].value = 16
+    panel.widgets["cores"].value = 100_000
+    assert "not feasible" in panel.summary.value  # 256^3 on 50 x 50 x 40 cores: 6 cells < halo of 16
+
+
+def test_field_and_scaling_figures_build():
+    from bokeh.embed import json_item
+
+    from hpclab.viz import cae as view
+
+    u0 = cae.sine_mode(33, 2, 1.0, (2, 1))
+    u = cae.heat(u0, 1.0, 1e-4, 10, 5).compute()
+    ds = xr.Dataset({"u": u, "error": u - cae.heat_analytic(u0, u.attrs["time"], 1.0).compute()})
+    json_item(view.field_figure(ds))
+    sweep = model.scaling(cost_per_cell=C)
+    fig = view.scaling_figure(sweep)
+    assert fig._hpclab_sources["marks"].data["x"] == sweep.saturation_cores.values.tolist()
+    json_item(view.breakdown_figure(sweep, "tcp-vpc"))
+
+
+def test_cli_runs_the_real_solver_and_reports_bad_input(capsys, client):
+    from hpclab.cli import main
+
+    assert main(["cae", "--grid", "64", "--steps", "20", "--steps-per-exchange", "5", "--model",
+                 "--scheduler", client.scheduler.address]) == 0
+    out = capsys.readouterr().out
+    assert "max abs" in out and "time per step" in out and "tcp-vpc" in out
+    assert main(["cae", "--grid", "8", "--steps", "10", "--steps-per-exchange", "6", "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hpclab: error:") and "\n" not in err

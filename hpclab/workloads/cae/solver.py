@@ -385,6 +385,12 @@ def _compute(client, x) -> float:
 
 
 # --------------------------------------------------------------------------- running on a cluster
+def _check_run(n, ndim, subdomains, kappa, dt, steps, steps_per_exchange) -> None:
+    """Raise the errors :func:`heat` would raise, without building anything on a cluster."""
+    u0 = sine_mode(n, ndim, 1.0, _subdomains(ndim, subdomains))
+    heat(u0, kappa, stable_dt(u0, kappa) if dt is None else dt, steps, steps_per_exchange)
+
+
 @contextlib.contextmanager
 def default_client(client=None, workers: int = 2):
     """Yield ``client`` if given, else a new ``LocalCluster`` on 127.0.0.1 with ``workers``
@@ -397,7 +403,7 @@ def default_client(client=None, workers: int = 2):
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit=0)
+                           dashboard_address="127.0.0.1:0", memory_limit=0)
     try:
         with Client(cluster) as c:
             yield c
@@ -439,13 +445,17 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
 
     ndim = _check_ndim(ndim)
     check_positive("repeat", repeat, integer=True)
+    check_positive("safety", safety)
+    if client is None:  # check the input before paying for a cluster
+        check_positive("workers", workers, integer=True)
+        _check_run(n, ndim, subdomains if subdomains is not None else workers, kappa, dt, steps, steps_per_exchange)
     with default_client(client, workers) as c:
         nworkers = len(c.scheduler_info()["workers"]) or 1
         blocks = _subdomains(ndim, subdomains if subdomains is not None else nworkers)
         u0 = sine_mode(n, ndim, 1.0, blocks)
         if dt is None:
             dt = float(safety) * stable_dt(u0, kappa)
-        check_positive("safety", safety)
+        _check_run(n, ndim, blocks, kappa, dt, steps, steps_per_exchange)
         u0p = c.persist(u0)
         from distributed import wait
 
@@ -463,8 +473,7 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
         max_err, l2, norm = c.compute([abs(err.data).max(), (err.data ** 2).sum(), (exact.data ** 2).sum()],
                                       sync=True)
         small = math.prod(u0.shape) <= 2_000_000
-        u_np = fut.compute() if small else None
-        exact_np = exact.compute() if small else None
+        u_np, exact_np = c.compute([fut, exact], sync=True) if small else (None, None)
         halo = halo_exchange(u0.data.chunks, steps_per_exchange, itemsize=8)
     cells = math.prod(u0.shape)
     per_step = best / max(steps, 1)
