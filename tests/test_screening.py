@@ -103,11 +103,11 @@ def test_standardisation_keeps_the_parent_neutral():
 # ------------------------------------------------------------------ shipped reference data
 
 def test_tpsa_matches_daylight_values_shipped_with_rdkit():
-    ref = scr.tpsa_reference().iloc[:600]
+    ref = scr.tpsa_reference().iloc[:400]
     df = scr.screen_batch([f"r{i}" for i in range(len(ref))], ref["smiles"].tolist(),
                           [False] * len(ref), scr.ScreenParams(threshold_3d=1.01))
     keep = (df["status"] == "ok") & ~df["standardised"]
-    assert keep.sum() > 450
+    assert keep.sum() > 300
     diff = np.abs(df.loc[keep, "tpsa"].to_numpy() - ref.loc[keep.to_numpy(), "tpsa"].to_numpy())
     assert np.mean(diff <= 0.01) >= 0.99
     assert np.median(diff) == pytest.approx(0.0, abs=1e-9)
@@ -150,7 +150,7 @@ def test_bad_smiles_are_counted_not_fatal():
 def test_2d_stage_finds_hidden_cdk2_ligands(client):
     """One CDK2 ligand as the query, the other 46 hidden among the 4,999 NCI molecules."""
     ds = scr.screen("nci5k", "cdk2", client=client, batch_size=400, progress=False,
-                    threshold_3d=1.01)
+                    threshold_3d=2.0, filters=False)  # the 2D stage alone
     assert ds.attrs["n_molecules"] == 5045 and ds.attrs["n_actives"] == 46
     assert ds.attrs["n_invalid_smiles"] == 8  # the NCI file's own unparsable entries
     q = scr.quality(ds)
@@ -161,7 +161,7 @@ def test_2d_stage_finds_hidden_cdk2_ligands(client):
 
 
 def test_3d_stage_enrichment_reported_beside_2d(client):
-    ds = scr.screen("nci5k", "cdk2", size=250, client=client, batch_size=30, progress=False)
+    ds = scr.screen("nci5k", "cdk2", size=150, client=client, batch_size=25, progress=False)
     q = scr.quality(ds)
     costs = scr.stage_costs(ds)
     print("\n" + q[["roc_auc"]].to_dataframe().join(
@@ -216,7 +216,7 @@ def test_resume_redoes_no_finished_batch(client, tmp_path):
 
 
 def test_preempted_worker_loses_no_molecule(client):
-    lib = scr.load_library("nci5k", "cdk2", size=120)
+    lib = scr.load_library("nci5k", "cdk2", size=60)
     killed = []
 
     def preempt_a_busy_worker(index, frame, c):
@@ -228,7 +228,7 @@ def test_preempted_worker_loses_no_molecule(client):
             os.kill(pid, signal.SIGKILL)  # the worker process dies mid-batch, as on preemption
             killed.append(busy[0])
 
-    ds = scr.run_screen(lib, scr.ScreenParams(threshold_3d=0.12), client=client, batch_size=12,
+    ds = scr.run_screen(lib, scr.ScreenParams(threshold_3d=0.15), client=client, batch_size=10,
                         progress=False, on_batch=preempt_a_busy_worker)
     assert killed, "no worker was busy when the first batch finished"
     ids = ds["id"].values.tolist()
@@ -239,13 +239,17 @@ def test_preempted_worker_loses_no_molecule(client):
 # ------------------------------------------------------------------ campaign model
 
 @pytest.fixture(scope="module")
-def inputs():
-    """Measured per-molecule costs of a small real screen (no cluster: one process)."""
-    lib = scr.load_library("nci5k", "cdk2", size=120, seed=4)
+def small_screen():
+    """A small real screen in this process (no cluster)."""
+    lib = scr.load_library("nci5k", "cdk2", size=80, seed=4)
     df = scr.screen_batch(lib["id"], lib["smiles"], lib["is_active"], scr.ScreenParams())
-    from hpclab.workloads.screening.campaign import campaign_inputs
+    return scr.to_dataset(df, scr.ScreenParams())
 
-    return campaign_inputs(scr.to_dataset(df, scr.ScreenParams()))
+
+@pytest.fixture(scope="module")
+def inputs(small_screen):
+    """Measured per-molecule costs of the small screen."""
+    return scr.campaign_inputs(small_screen)
 
 
 def test_campaign_matches_hand_formula_for_one_offer(inputs):
@@ -262,7 +266,8 @@ def test_campaign_matches_hand_formula_for_one_offer(inputs):
     need = W / (10 * 3600 - inst.boot_time - tail)
     cores = np.ceil(need / inst.cores) * inst.cores
     makespan = inst.boot_time + W / cores + tail
-    cost = cores * inst.price_on_demand / inst.cores * makespan
+    # every core paid until the work is done, 1 % of them (the stragglers) through the tail
+    cost = cores * inst.price_on_demand / inst.cores * (makespan - tail + 0.01 * tail)
     pt = ds.isel(zones=0, n_molecules=0, deadline=0, spot_share=0)
     assert float(pt.cores) == cores
     assert float(pt.makespan) * 3600 == pytest.approx(makespan, rel=1e-9)
@@ -301,5 +306,68 @@ def test_article_scenario_states_when_the_claims_hold(inputs):
     assert 0.2 <= a.attrs["cost_ratio"] <= 0.45
     on_demand = article_scenario(inputs, spot_share=0.0)  # no spot: the cost claim fails
     assert not on_demand.attrs["claim_cost"]
-    small = article_scenario(inputs, conformers=3, survivor_fraction=None)  # the cheap funnel
+    # the cheap funnel measured here (3 conformers, ~10% reach 3D): 100 million molecules in a
+    # day need far fewer than 100,000 cores
+    small = article_scenario(inputs, n_molecules=1e8, deadline_hours=24, conformers=3,
+                             survivor_fraction=None)
     assert not small.attrs["claim_cores"]
+
+
+def test_simulated_campaign_runs_the_measured_costs_on_the_virtual_clock(inputs):
+    sim = scr.simulate_campaign(inputs, 2e5, 1.0, 0.9, "global", batch_size=50)
+    a = sim.attrs
+    assert a["completed"] == a["tasks"] == 4000
+    assert a["engine"] == "simulate" and a["cost_usd"] > 0
+    assert float(sim.molecules_done[-1]) == pytest.approx(2e5)
+    assert sim.time.attrs["units"] == "h" and sim.cost.attrs["units"] == "USD"
+    # the mean work per molecule is the measured one: busy core-time ~ N x c / speed
+    ana = scr.campaign(inputs, 2e5, 1.0, 0.9, "global", batch_size=50)
+    assert a["makespan_h"] > 0 and np.isfinite(float(ana.cost.squeeze()))
+    with pytest.raises(HpclabError, match="max_tasks"):
+        scr.simulate_campaign(inputs, 1e9, 1.0, batch_size=1)
+
+
+# ------------------------------------------------------------------ views, panels, CLI
+
+def test_figures_and_panels_update_in_place(inputs, small_screen):
+    from bokeh.models import ColumnDataSource
+
+    from hpclab.viz import screening as view
+
+    ds = small_screen
+    q = scr.quality(ds)
+    figs = [view.enrichment_figure(q), view.stage_cost_figure(scr.stage_costs(ds)),
+            view.throughput_figure(scr.throughput(ds, 0.2)),
+            view.cost_deadline_figure(scr.campaign(inputs, 1e8, [1, 4, 24], [0, 0.9],
+                                                   ["one", "global"], conformers=300,
+                                                   survivor_fraction=1.0))]
+    assert all(f.renderers for f in figs)
+    panel = view.campaign_panel(inputs)
+    src = panel.figure.renderers[0].data_source
+    before = list(src.data["y"])
+    text = panel.summary.value
+    panel.controls["spot"].value = 0.0  # observers fire: all on-demand costs more
+    assert list(src.data["y"]) != before and np.all(np.array(src.data["y"]) >= np.array(before) - 1e-6)
+    assert panel.summary.value != text and "cores" in panel.summary.value
+    panel.controls["zones"].value = "one"
+    panel.controls["size"].value = 1e9
+    assert "cannot meet the deadline" in panel.summary.value
+    sp = view.screen_panel(60, result=ds)
+    sources = {s.name: s for s in sp.figure.select(type=ColumnDataSource) if s.name}
+    assert len(sources["enrichment-2d"].data["x"]) > 10
+    assert "hidden actives" in sp.summary.value
+
+
+def test_cli_screen_runs_and_resumes(tmp_path, capsys):
+    from hpclab.cli import main
+
+    out = tmp_path / "results"
+    argv = ["screen", "--library", "nci5k", "--target", "cdk2", "--workers", "1", "--out", str(out),
+            "--size", "80", "--batch-size", "40", "--threshold-3d", "2", "--no-progress"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "4 computed, 0 read back" in first and "roc_auc" in first  # 80 + 46 actives
+    assert main(argv) == 0
+    assert "0 computed, 4 read back" in capsys.readouterr().out
+    assert main(["screen", "--target", "abl1"]) == 2
+    assert "target must be one of cdk2, egfr" in capsys.readouterr().err

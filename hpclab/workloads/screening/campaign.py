@@ -23,12 +23,15 @@ The model (analytic; see ``docs/screening.md``):
   ``spot_share`` of it is bought on the spot market, the rest on-demand, each filled greedily
   from the offers ``(type, zone)`` cheapest per unit of useful work ``p / (s eta)`` first, up
   to each zone's capacity (catalog), whole instances;
-* makespan ``T = B + W / R_got + t_tail`` and bill ``sum_i n_i p_i max(T, min_charge)`` with
-  per-second billing (catalog ``price_*``, ``min_charge``). If the capacity cannot supply ``R``,
-  ``feasible`` is false and ``T`` is what the whole capacity achieves.
+* makespan ``T = B + W / R_got + t_tail`` and bill, per second (catalog ``price_*``,
+  ``min_charge``), ``sum_i n_i p_i [max(B + W / R_got, min_charge) + 0.01 t_tail]``: every core
+  is paid until the work is done; during the tail only the stragglers' instances (taken as 1 %
+  of the pool, the tasks above the 99th percentile) are still running. If the capacity cannot
+  supply ``R``, ``feasible`` is false and ``T`` is what the whole capacity achieves.
 
-When :mod:`hpclab.elastic.simulate` is available, :func:`simulate_campaign` replays the same
-empirical task costs on the virtual clock instead.
+:func:`simulate_campaign` runs the same campaign on the virtual clock
+(:mod:`hpclab.elastic.simulate`): tasks drawn from the same measured costs, a real autoscaling
+policy, boot delays, spot reclaims and per-second billing; the two answers sit side by side.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from hpclab._validate import HpclabError, check_choice, check_positive
 from hpclab.workloads.screening.pipeline import STAGES
 
 __all__ = ["campaign_inputs", "campaign", "allocation", "pareto_front", "article_scenario",
-           "cpu_types", "ZONE_SCOPES"]
+           "simulate_campaign", "cpu_types", "ZONE_SCOPES"]
 
 ZONE_SCOPES = ("one", "global")
+_TAIL_SHARE = 0.01  # share of the pool still running during the tail (tasks above the p99)
 
 
 def cpu_types(cat=None) -> list[str]:
@@ -242,7 +246,7 @@ def campaign(inputs: xr.Dataset, n_molecules=1e6, deadline_hours=24.0, spot_shar
         makespan = boot + W / np.maximum(got, 1e-300) + tail
         cores = sum(t_spot) + sum(t_od)
         min_charge = max(o["min_charge"] for o in offers)
-        billed = np.maximum(makespan, min_charge)
+        billed = np.maximum(makespan - tail, min_charge) + _TAIL_SHARE * tail
         cost = (r_spot + r_od) * billed
         od_rate = sum(tk * o["price"]["on-demand"] for tk, o in zip(t_spot, offers)) + r_od
         out["cores"].append(cores)
@@ -312,9 +316,10 @@ def pareto_front(makespan, cost) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def article_scenario(inputs: xr.Dataset, *, n_molecules: float = 1e8, deadline_hours: float = 1.5,
+def article_scenario(inputs: xr.Dataset, *, cores_wanted: float = 150_000,
+                     n_molecules: float | None = None, deadline_hours: float = 1.5,
                      conformers: int = 300, survivor_fraction: float = 1.0, spot_share: float = 0.9,
-                     catalog=None) -> xr.Dataset:
+                     batch_size: int = 10, catalog=None) -> xr.Dataset:
     """The article's loosely coupled claim as a scenario: more than 100,000 cores on call, at
     about a third of the cost of on-demand capacity in one place.
 
@@ -324,15 +329,27 @@ def article_scenario(inputs: xr.Dataset, *, n_molecules: float = 1e8, deadline_h
       ``ecs.c7.8xlarge``, what a fixed on-demand fleet in one place looks like);
     * ``elastic``: ``spot_share`` on spot, every CPU generation, every zone, scheduled globally.
 
-    The default workload is a shape screen of *every* molecule with ``conformers`` conformers
-    (the measured 3D stage scaled linearly): with the cheap funnel measured here, even billions of
-    molecules need far fewer cores, which is one of the assumptions the claim rests on.
+    The library is sized (unless ``n_molecules`` is given) so that finishing by the deadline
+    takes ``cores_wanted`` reference cores (speed factor 1; the newer generations chosen are
+    faster, so fewer physical cores): ``N = cores_wanted (D - B - t_tail) / c``, with ``c``
+    the measured per-molecule cost, its 3D stage scaled to ``conformers`` and run on a
+    ``survivor_fraction`` of the molecules (default: every molecule, 300 conformers; with the
+    cheap funnel measured here even billions of molecules need far fewer cores, which is one of
+    the assumptions the claim rests on).
 
     Returns a Dataset (dim ``setup``) with cores, makespan, cost, feasibility, and attrs
-    ``claim_cores`` / ``claim_cost`` (bool) and ``cost_ratio``.
+    ``claim_cores`` (elastic gets >= 100,000 cores and meets the deadline), ``claim_cost``
+    (its cost is 0.2-0.45 of the baseline's: "about a third"), ``cost_ratio``, ``n_molecules``.
     """
     cat = catalog or _catalog()
-    kw = dict(conformers=conformers, survivor_fraction=survivor_fraction, catalog=cat)
+    kw = dict(conformers=conformers, survivor_fraction=survivor_fraction, catalog=cat,
+              batch_size=batch_size)
+    if n_molecules is None:
+        probe = campaign(inputs, 1.0, deadline_hours, spot_share, "global", **kw)
+        offers_boot = max(cat.instance(t).boot_time for t in cpu_types(cat))
+        window = deadline_hours * 3600.0 - offers_boot - probe.attrs["task_p99_s"]
+        n_molecules = float(check_positive("cores_wanted", cores_wanted) * max(window, 1.0)
+                            / probe.attrs["cost_per_molecule_s"])
     base = campaign(inputs, n_molecules, deadline_hours, 0.0, "one", types=["ecs.c7.8xlarge"], **kw)
     elastic = campaign(inputs, n_molecules, deadline_hours, spot_share, "global", **kw)
     sel = dict(zones=0, n_molecules=0, deadline=0, spot_share=0)
@@ -343,11 +360,91 @@ def article_scenario(inputs: xr.Dataset, *, n_molecules: float = 1e8, deadline_h
         coords={"setup": ["baseline", "elastic"]})
     ratio = float(e["cost"]) / float(b["cost"])
     ds.attrs.update({
-        "n_molecules": n_molecules, "deadline_hours": deadline_hours, "conformers": conformers,
-        "survivor_fraction": survivor_fraction, "spot_share": spot_share,
+        "n_molecules": float(n_molecules), "deadline_hours": deadline_hours,
+        "conformers": conformers, "survivor_fraction": survivor_fraction, "spot_share": spot_share,
+        "batch_size": batch_size, "cost_per_molecule_s": elastic.attrs["cost_per_molecule_s"],
         "work_core_hours": float(base["work"][0]), "cost_ratio": ratio,
         "claim_cores": bool(float(e["cores"]) >= 1e5 and bool(e["feasible"])),
         "claim_cost": bool(0.2 <= ratio <= 0.45),
         "baseline_feasible": bool(b["feasible"]),
     })
     return ds
+
+
+def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hours: float = 1.5,
+                      spot_share: float = 0.9, zones: str = "global", *, policy=None,
+                      types=None, batch_size: int = 100, conformers: int | None = None,
+                      survivor_fraction: float | None = None, quota_cores: int | None = None,
+                      home_zone: str | None = None, tick: float = 60.0, max_tasks: int = 2_000_000,
+                      catalog=None, seed: int = 0, progress: bool = False) -> xr.Dataset:
+    """The same campaign on the virtual clock (:func:`hpclab.elastic.simulate.simulate`).
+
+    The tasks are batches of ``batch_size`` molecules whose work is drawn from the *measured*
+    per-molecule costs (a bootstrap of batch sums, in reference core-seconds), all submitted at
+    time 0. The policy (default: ``global-spot`` with ``spot_share``, or ``global`` on-demand
+    when ``spot_share`` is 0, told the measured mean task time) sizes the pool to finish the held
+    work within the deadline less the boot time and the slowest task; instances boot, spot instances are reclaimed at the
+    catalog's rates (their running tasks are redone), and the bill is per second.
+
+    Returns
+    -------
+    xarray.Dataset
+        Time series (dim ``time``, h): ``cores`` (by ``market``), ``molecules_done``,
+        ``throughput`` (molecules/s), ``cost`` so far (USD); attrs: the simulator's summary
+        (``makespan_h``, ``cost_usd``, ``peak_cores``, ``work_redone``, ``utilisation``, ...).
+    """
+    from hpclab.elastic.policies import make_policy
+    from hpclab.elastic.simulate import campaign_limits, make_workload, simulate
+
+    cat = catalog or _catalog()
+    check_choice("zones", zones, ZONE_SCOPES)
+    batch_size = check_positive("batch_size", batch_size, integer=True)
+    n_molecules = check_positive("n_molecules", n_molecules)
+    deadline_hours = check_positive("deadline_hours", deadline_hours)
+    if not 0 <= spot_share <= 1:
+        raise HpclabError(f"spot_share must be in [0, 1], got {spot_share!r}")
+    n_tasks = int(np.ceil(n_molecules / batch_size))
+    if n_tasks > max_tasks:
+        raise HpclabError(f"n_molecules / batch_size gives {n_tasks:,} tasks, more than max_tasks "
+                          f"({max_tasks:,}); raise batch_size")
+    types = list(types) if types is not None else cpu_types(cat)
+    home = home_zone or next(iter(cat.zones))
+    zlist = [home] if zones == "one" else list(cat.zones)
+    cheap, t3, f = _per_molecule(inputs, conformers, survivor_fraction)
+    rng = np.random.default_rng(seed)
+    pool = _task_times(cheap, t3, f, batch_size, rng, draws=min(n_tasks, 20_000))
+    work = pool[rng.integers(0, pool.size, n_tasks)] if n_tasks > pool.size else pool[:n_tasks]
+    workload = make_workload(duration="empirical", samples=work, arrival="burst", seed=seed)
+    boot = max(cat.instance(t).boot_time for t in types)
+    target = max(deadline_hours * 3600.0 - boot - float(np.max(work)), 60.0)
+    if quota_cores is None:
+        quota_cores = int(sum(cat.zone(z).capacity.get(t, 0) for z in zlist for t in types))
+    limits = campaign_limits(quota_cores, types=types, zones=zlist, catalog=cat)
+    if policy is None:
+        name = "global-spot" if spot_share > 0 else "global"
+        kw = {"spot_share": spot_share} if spot_share > 0 else {}
+        # the planner knows the measured mean task time: the policy sizes the pool from the start
+        policy = make_policy(name, target_duration=target, catalog=cat,
+                             default_task_seconds=float(work.mean()), **kw)
+    res = simulate(policy, workload, limits, catalog=cat, tick=tick, seed=seed, progress=progress)
+    ts = res.timeseries
+    t_h = ts["time"].values / 3600.0
+    done_mol = np.minimum(ts["done"].values * batch_size, n_molecules)
+    dt = np.diff(ts["time"].values, prepend=ts["time"].values[:1])
+    rate = np.divide(np.diff(done_mol, prepend=0.0), dt, out=np.zeros_like(dt, dtype=float), where=dt > 0)
+    s = res.summary
+    return xr.Dataset(
+        {"cores": (("time", "market"), ts["cores"].values, {"units": "cores"}),
+         "molecules_done": ("time", done_mol, {"units": "molecules"}),
+         "throughput": ("time", rate, {"units": "molecules/s"}),
+         "cost": ("time", ts["cost"].values, {"units": "USD"})},
+        coords={"time": ("time", t_h, {"units": "h"}), "market": ts["market"].values},
+        attrs={"engine": "simulate", "policy": s["policy"], "n_molecules": float(n_molecules),
+               "tasks": s["tasks"], "completed": s["completed"], "batch_size": batch_size,
+               "deadline_h": float(deadline_hours), "makespan_h": s["makespan_s"] / 3600.0,
+               "cost_usd": s["cost_usd"], "peak_cores": s["peak_cores"],
+               "work_redone_core_h": s["work_redone"] / 3600.0, "tasks_redone": s["tasks_redone"],
+               "reclaims": s["reclaims"], "utilisation": s["utilisation"],
+               "refusals": s["refusals"], "zones": zones, "spot_share": float(spot_share),
+               "met_deadline": int(s["makespan_s"] <= deadline_hours * 3600.0 + 1e-6),
+               "wall_s": s["wall_s"]})

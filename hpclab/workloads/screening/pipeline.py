@@ -56,6 +56,9 @@ class ScreenParams:
         Reference ligands (the first ones in the target's file).
     fp_radius, fp_size : int
         Morgan fingerprint radius and length (2 and 2048: ECFP4-like).
+    filters : bool
+        Run the property-filter stage (rule of five, PAINS, TPSA). Without it every parsed
+        molecule may reach the 3D stage on its 2D score alone.
     max_ro5_violations : int
         Rule-of-five violations allowed (Lipinski: more than one flags poor absorption).
     reject_pains : bool
@@ -74,6 +77,7 @@ class ScreenParams:
     n_queries: int = 1
     fp_radius: int = 2
     fp_size: int = 2048
+    filters: bool = True
     max_ro5_violations: int = 1
     reject_pains: bool = True
     threshold_3d: float = 0.15
@@ -87,6 +91,8 @@ class ScreenParams:
         check_positive("fp_radius", self.fp_radius, integer=True)
         check_positive("fp_size", self.fp_size, integer=True)
         check_nonnegative("max_ro5_violations", self.max_ro5_violations, integer=True)
+        if not isinstance(self.filters, bool):
+            raise HpclabError(f"filters must be true or false, got {self.filters!r}")
         if not isinstance(self.reject_pains, bool):
             raise HpclabError(f"reject_pains must be true or false, got {self.reject_pains!r}")
         check_nonnegative("threshold_3d", self.threshold_3d)
@@ -258,9 +264,12 @@ def screen_batch(ids, smiles, is_active, params: ScreenParams) -> pd.DataFrame:
         else:
             row["standardised"] = changed
             row["smiles_std"] = Chem.MolToSmiles(mol)
-            t0 = pc()
-            row.update(properties(mol, params.max_ro5_violations))
-            row["t_filter"] = pc() - t0
+            if params.filters:
+                t0 = pc()
+                row.update(properties(mol, params.max_ro5_violations))
+                row["t_filter"] = pc() - t0
+            else:
+                row.update(pass_ro5=True, pains=False, heavy_atoms=mol.GetNumHeavyAtoms())
             t0 = pc()
             row["score_2d"] = similarity_2d(mol, params)
             row["t_2d"] = pc() - t0
