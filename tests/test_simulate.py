@@ -259,3 +259,66 @@ def test_bad_inputs_one_line(cat, call, match):
 def test_progress_bar_runs(cat, capsys):
     r = campaign(500, tasks=2000, mean_work=60.0, window=300.0, tick=30.0, progress=True, catalog=cat)
     assert r.summary["completed"] == 2000
+
+
+def _timed_sleep(i, seconds):
+    import time
+
+    from distributed import get_worker
+
+    t0 = time.time()
+    time.sleep(seconds)
+    return get_worker().address, t0, time.time()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_real_pool_and_simulator_agree(tmp_path):
+    """One policy, one small workload: a real ElasticPool and the virtual clock.
+
+    Boots are fixed (a user catalog sets ``boot_time_sd`` to 0) so that both clocks boot alike;
+    the simulator replays the per-task slot times measured on the real workers (start to the next
+    start on the same worker: Dask's per-task overhead included). Stated tolerance: the same
+    number of instances, makespan and cost within 15%.
+    """
+    from distributed import Client
+
+    from hpclab.elastic.pool import ElasticPool
+
+    yaml = tmp_path / "fixed_boot.yaml"
+    yaml.write_text("instances:\n  ecs.c8i.8xlarge:\n    boot_time_sd: {value: 0, unit: s, "
+                    "source: 'test: fixed boot'}\n")
+    cat = catalog.load(yaml)
+    ts, interval, n, sleep = 0.02, 0.1, 60, 0.25  # 12.5 pool-second tasks, 5 pool-second ticks
+    lim = PoolLimits(types=(C8I,), zones=(HZ,), max_per_type={C8I: 3})
+
+    def policy():
+        return P.make_policy("target-duration", target_duration=60.0, catalog=cat)
+
+    with ElasticPool(limits=lim, catalog=cat, time_scale=ts, processes=False, policy=policy(),
+                     interval=interval, seed=1) as pool, Client(pool) as client:
+        t_submit = pool.now()
+        futures = client.map(_timed_sleep, range(n), [sleep] * n)
+        out = client.gather(futures)
+        t_done = pool.now()
+        del futures
+        assert pool.wait_for(lambda p: len(p.alive()) == 0, timeout=60)
+        t_end = pool.now()
+        real_cost = float(pool.bill(until=t_end)["total_cost"])
+        real_log = pool.events()
+    real_instances = len(set(real_log["instance"].values))
+    real_makespan = t_done - t_submit
+    df = pd.DataFrame(out, columns=["worker", "start", "end"])
+    by_worker = df.sort_values(["worker", "start"])
+    slot = (by_worker.groupby("worker")["start"].shift(-1) - by_worker["start"]).fillna(
+        by_worker["end"] - by_worker["start"])
+    measured = slot.sort_index().to_numpy() / ts  # pool seconds per task, submission order
+    speed = cat.generation(cat.instance(C8I).generation).speed_factor
+    wl = make_workload(duration="empirical", samples=measured, sample_speed=speed)
+    sim = simulate(policy(), wl, lim, catalog=cat, tick=interval / ts, slots={C8I: 1}, reclaim_rate=0.0,
+                   seed=1)
+    s = sim.summary
+    assert s["completed"] == n
+    assert s["instances"] == real_instances == 3
+    assert s["makespan_s"] == pytest.approx(real_makespan, rel=0.15)
+    assert s["cost_usd"] == pytest.approx(real_cost, rel=0.15)
