@@ -322,3 +322,32 @@ def test_real_pool_and_simulator_agree(tmp_path):
     assert s["instances"] == real_instances == 3
     assert s["makespan_s"] == pytest.approx(real_makespan, rel=0.15)
     assert s["cost_usd"] == pytest.approx(real_cost, rel=0.15)
+
+
+def test_panel_updates_in_place():
+    from hpclab.viz.simulate import cores_figure, cost_figure, instances_figure, simulate_panel
+
+    panel = simulate_panel(cores=500)
+    cores_src = panel.sources["cores"]
+    before = dict(cores_src.data)
+    peak0 = float(np.max(before["total"]))
+    assert 0 < peak0 <= 500
+    panel.widgets["cores"].value = 1000
+    assert panel.sources["cores"] is cores_src  # same source, new data
+    assert float(np.max(cores_src.data["total"])) > peak0
+    panel.widgets["policy"].value = "global"
+    assert panel.widgets["spot_share"].disabled
+    assert float(np.max(cores_src.data["spot"])) == 0
+    assert "global" in panel.summary.value and panel.last.policy.startswith("global")
+    panel.widgets["policy"].value = "spot-first"
+    panel.widgets["spot_share"].value = 0.5
+    spot = np.asarray(cores_src.data["spot"])
+    total = np.asarray(cores_src.data["total"])
+    assert spot.max() > 0 and spot.max() < total.max()
+    panel.widgets["deadline_h"].value = 3.0
+    assert list(panel.sources["deadline"].data["x"]) == [3.0, 3.0]
+    panel.widgets["capacity"].value = 0.001
+    assert panel.last.summary["refusals"] > 0
+    r = panel.last
+    for fig in (cores_figure([r, r], labels=["a", "b"]), cost_figure(r), instances_figure(r)):
+        assert fig.renderers
