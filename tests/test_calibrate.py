@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hpclab import HpclabError
-from hpclab.network import Fabric, busbw, collective_time
+from hpclab.network import Fabric, algbw, busbw, collective_time
 from hpclab.network.calibrate import (fit_alpha_beta, fit_collective, live_fabric, parse_nccl_tests,
                                       parse_osu, pingpong)
 
@@ -183,3 +183,105 @@ def test_pingpong_reuses_a_given_client():
 def test_pingpong_bad_sizes():
     with pytest.raises(HpclabError, match="sizes must be > 0"):
         pingpong(sizes=(0, 8))
+
+
+# --- real published outputs (tests/data/real_*.txt; sources in tests/data/real_sources.yaml)
+
+
+def test_real_outputs_have_sources():
+    import yaml
+
+    sources = yaml.safe_load((DATA / "real_sources.yaml").read_text())
+    real = sorted(p.name for p in DATA.glob("real_*.txt"))
+    assert real and sorted(sources) == real
+    for entry in sources.values():
+        assert entry["source"] and entry["setup"] and entry["benchmark"]
+
+
+def test_real_nccl_tests_output_oci_a100_2x8():
+    """all_reduce_perf, 2 hosts x 8 A100-SXM4-40GB, as posted in oracle-quickstart/oci-hpc-oke."""
+    ds = parse_nccl_tests(DATA / "real_nccl_all_reduce_perf_oci_a100_2x8.txt")
+    assert ds.attrs["op"] == "allreduce"  # from the file name: this log prints no command line
+    assert ds.attrs["ranks"] == 16 and ds.attrs["dtype"] == "float"
+    assert ds.sizes["nbytes"] == 31 and ds["nbytes"].values[0] == 8 and ds["nbytes"].values[-1] == 2**33
+    # rows as printed
+    assert ds["time"].values[0] == pytest.approx(36.47e-6)
+    assert ds["time"].values[-1] == pytest.approx(67689e-6)
+    assert ds["busbw"].values[-1] == pytest.approx(237.94e9)
+    assert ds["busbw_inplace"].values[-1] == pytest.approx(237.52e9)
+    # nccl-tests' algbw = size / time and busbw = algbw * 2(p-1)/p, as printed (2 decimals, and a
+    # time printed to 4-5 significant digits)
+    n, t = ds["nbytes"].values, ds["time"].values
+    for name, ours in (("algbw", algbw("allreduce", n, t)), ("busbw", busbw("allreduce", n, 16, t))):
+        printed = ds[name].values
+        assert np.all(np.abs(ours - printed) <= 0.006e9 + 2e-3 * printed), name
+    t_in = ds["time_inplace"].values
+    assert np.all(np.abs(busbw("allreduce", n, 16, t_in) - ds["busbw_inplace"].values)
+                  <= 0.006e9 + 2e-3 * ds["busbw_inplace"].values)
+
+    # a flat ring over 16 ranks: t = 30 alpha + 2 (15/16) n beta
+    fab = fit_collective(ds, algorithm="ring")
+    # alpha: the 8-byte time is 30 ring steps -> about 36.5 us / 30 = 1.2 us per step, an NVLink /
+    # RDMA step plus NCCL's LL-protocol overhead; a physically sensible step is 0.5-5 us
+    assert 0.5e-6 < fab.alpha < 5e-6
+    assert fab.alpha == pytest.approx(36.47e-6 / 30, rel=0.35)
+    # 1/beta: the per-rank ring bandwidth, between the ring plateau busbw nccl-tests printed at
+    # 64-512 MiB (153-165 GB/s) and A100's NVLink 3 one-direction 300 GB/s
+    assert 150e9 < fab.bandwidth < 300e9
+    model = collective_time("allreduce", n, 16, fab, algorithm="ring")
+    ratio = model / t
+    # one alpha-beta ring cannot follow NCCL's protocol (LL/LL128/Simple) and ring/tree switches:
+    # within 40 % of every row, 20 % at the median
+    assert np.all(np.abs(ratio - 1) < 0.40) and np.median(np.abs(ratio - 1)) < 0.20
+
+
+def test_real_osu_latency_100g_infiniband():
+    """osu_latency v5.6.3 between 2 nodes on 100 Gbit/s InfiniBand (SJTU HPC docs)."""
+    ds = parse_osu(DATA / "real_osu_latency_ib100_sjtu.txt")
+    assert ds.attrs["benchmark"] == "OSU Latency Test v5.6.3" and ds.attrs["kind"] == "latency"
+    assert ds.sizes["nbytes"] == 24  # 0 B and 1 B .. 4 MiB
+    assert ds["latency"].values[0] == pytest.approx(1.27e-6)
+    assert ds["latency"].sel(nbytes=4194304).item() == pytest.approx(346.91e-6)
+    # the eager -> rendezvous switch as printed: 256 KiB is faster than 128 KiB
+    assert ds["latency"].sel(nbytes=262144).item() < ds["latency"].sel(nbytes=131072).item()
+    keep = ds["nbytes"] > 0
+    fab = fit_alpha_beta(ds["nbytes"][keep], ds["latency"][keep])
+    # alpha: InfiniBand small-message latency, 1.24-1.27 us printed for 1-8 B
+    assert 1.0e-6 < fab.alpha < 2.0e-6
+    # bandwidth below the 12.5 GB/s line rate of 100 Gbit/s (the eager range pulls it down)
+    assert 8e9 < fab.bandwidth < 12.5e9
+    # the rendezvous range alone (>= 256 KiB) gives the wire: 4 MiB / 346.91 us = 12.09 GB/s
+    big = ds["nbytes"] >= 262144
+    wire = fit_alpha_beta(ds["nbytes"][big], ds["latency"][big])
+    assert wire.bandwidth == pytest.approx(4194304 / 346.91e-6, rel=0.05)
+    assert wire.bandwidth < 12.5e9
+
+
+def test_real_osu_mbw_mr_100g_infiniband():
+    """osu_mbw_mr v5.6.3 (bare 'MB/s' and 'Messages/s' columns) on the same 100G InfiniBand pair."""
+    ds = parse_osu(DATA / "real_osu_mbw_mr_ib100_sjtu.txt")
+    assert ds.attrs["kind"] == "bandwidth" and ds.attrs["op"] == "p2p"
+    assert ds["bandwidth"].attrs["units"] == "B/s" and ds["message_rate"].attrs["units"] == "1/s"
+    assert ds["bandwidth"].values[-1] == pytest.approx(12340.24e6)
+    assert ds["message_rate"].values[0] == pytest.approx(4235302.84)
+    # the two columns agree: MB/s = size x messages/s / 1e6 (as printed, to rounding)
+    assert np.allclose(ds["bandwidth"].values, ds["nbytes"].values * ds["message_rate"].values,
+                       rtol=0.01)
+    # plateau: 98.7 % of the 12.5 GB/s line rate, and it matches osu_latency's large messages
+    assert 0.95 * 12.5e9 < ds["bandwidth"].values[-1] < 12.5e9
+    lat = parse_osu(DATA / "real_osu_latency_ib100_sjtu.txt")
+    assert 4194304 / lat["latency"].values[-1] == pytest.approx(ds["bandwidth"].values[-1], rel=0.05)
+
+
+def test_fit_collective_with_ranks_per_node_recovers_the_inter_node_fabric():
+    """Node-aware ring: max(intra, inter) per step is not linear; the refit must recover it."""
+    import xarray as xr
+
+    true = Fabric(alpha=5e-6, beta=1 / 20e9)
+    n = 2.0 ** np.arange(3, 34)
+    kw = dict(ranks_per_node=8, intra_fabric="nvlink3")
+    secs = collective_time("allreduce", n, 32, true, algorithm="ring", **kw)
+    ds = xr.Dataset({"time": ("nbytes", secs)}, coords={"nbytes": n}, attrs={"op": "allreduce", "ranks": 32})
+    fab = fit_collective(ds, algorithm="ring", **kw)
+    assert fab.alpha == pytest.approx(5e-6, rel=1e-3)
+    assert fab.bandwidth == pytest.approx(20e9, rel=1e-3)

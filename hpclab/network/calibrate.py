@@ -140,8 +140,9 @@ def parse_osu(text_or_path, ranks: int | None = None):
 
     Recognises the ``# OSU MPI <Name> Test vX.Y`` title and the ``# Size ...`` column header.
     Latency columns (``Latency (us)``, ``Avg/Min/Max Latency(us)``) become ``latency``,
-    ``latency_min``, ``latency_max`` in seconds; ``Bandwidth (MB/s)`` becomes ``bandwidth`` in B/s
-    (OSU's MB is 1e6 B). For a collective, ``nbytes`` is converted to the nccl-tests convention
+    ``latency_min``, ``latency_max`` in seconds; ``Bandwidth (MB/s)`` (osu_bw, osu_bibw) or a bare
+    ``MB/s`` (osu_mbw_mr) becomes ``bandwidth`` in B/s (OSU's MB is 1e6 B); ``Messages/s`` becomes
+    ``message_rate`` (1/s). For a collective, ``nbytes`` is converted to the nccl-tests convention
     (OSU prints the per-rank message: allgather and alltoall become ``size * ranks``), which needs
     ``ranks``; the OSU size is kept as ``osu_size``.
 
@@ -193,7 +194,7 @@ def parse_osu(text_or_path, ranks: int | None = None):
             data["latency_min"] = ("nbytes", arr[:, j] * 1e-6, {"units": "s"})
         elif c0.startswith("Max Latency"):
             data["latency_max"] = ("nbytes", arr[:, j] * 1e-6, {"units": "s"})
-        elif c0.startswith("Bandwidth"):
+        elif c0.startswith("Bandwidth") or c0 == "MB/s":
             data["bandwidth"] = ("nbytes", arr[:, j] * 1e6, {"units": "B/s"})
             kind = "bandwidth"
         elif c0 == "Messages/s":
@@ -254,7 +255,10 @@ def fit_collective(ds, algorithm: str = "ring", ranks: int | None = None, op: st
     For ``algorithm`` in ring, recursive_doubling, rabenseifner, binomial, pairwise, bruck,
     scatter_allgather, recursive_halving the model is linear: ``t = alpha * A(n, p) + beta *
     B(n, p)`` with ``A`` and ``B`` from :func:`collective_time` itself; the fit is NNLS on relative
-    residuals. ``ds`` is a Dataset from :func:`parse_nccl_tests` or :func:`parse_osu` (``op`` and
+    residuals. With ``ranks_per_node > 1`` (``**options`` as for :func:`collective_time`) the
+    node-aware forms take ``max(intra, inter)`` per step and are only piecewise linear, so the NNLS
+    result of the flat form is refined by nonlinear least squares (scipy ``least_squares`` on
+    ``log alpha, log beta``) through the full model. ``ds`` is a Dataset from :func:`parse_nccl_tests` or :func:`parse_osu` (``op`` and
     ``ranks`` taken from its attributes unless given).
     """
     op = op or ds.attrs.get("op")
@@ -277,11 +281,23 @@ def fit_collective(ds, algorithm: str = "ring", ranks: int | None = None, op: st
     n, t = n[ok], t[ok]
     if n.size < 2:
         raise HpclabError("fit needs at least 2 timed message sizes")
+    # ranks_per_node > 1 brings in the intra fabric through max(intra, inter) terms, so the model
+    # is no longer linear in (alpha, beta): fit the flat form linearly first, then refine below.
+    flat_options = {k: v for k, v in options.items() if k == "topology"}
     unit_a = Fabric(alpha=1.0, beta=1e-300)
     unit_b = Fabric(alpha=1e-300, beta=1.0)
-    A = np.asarray(collective_time(op, n, p, unit_a, algorithm=algorithm, **options))
-    Bc = np.asarray(collective_time(op, n, p, unit_b, algorithm=algorithm, **options))
+    A = np.asarray(collective_time(op, n, p, unit_a, algorithm=algorithm, **flat_options))
+    Bc = np.asarray(collective_time(op, n, p, unit_b, algorithm=algorithm, **flat_options))
     (alpha, beta), _ = _nnls_fit(np.column_stack([A, Bc]), t, f"{op}/{algorithm}")
+    if options.get("ranks_per_node", 1) != 1:
+        from scipy.optimize import least_squares
+
+        def residual(x):
+            f = Fabric(alpha=float(np.exp(x[0])), beta=float(np.exp(x[1])))
+            return np.asarray(collective_time(op, n, p, f, algorithm=algorithm, **options)) / t - 1.0
+
+        sol = least_squares(residual, np.log([alpha, beta]), x_scale=1.0, diff_step=1e-3)
+        alpha, beta = np.exp(sol.x)
     return Fabric(alpha=float(alpha), beta=float(beta), name=name, scope="inter-node")
 
 
