@@ -314,7 +314,8 @@ def _table_html(table) -> str:
         table = table.to_frame()
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"a report table must be a pandas DataFrame, got {type(table).__name__}")
-    return table.to_html(classes="hpclab-table", border=0, float_format=lambda v: f"{v:,.4g}")
+    return table.to_html(classes="hpclab-table", border=0, float_format=lambda v: f"{v:,.4g}",
+                         index=not isinstance(table.index, pd.RangeIndex))
 
 
 def render_html(report: Report, title: str = "hpclab report") -> str:

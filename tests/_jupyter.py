@@ -174,14 +174,6 @@ async () => {
 }
 """
 
-_KERNEL_STATUS_JS = """
-() => {
-  const panel = window.jupyterapp.shell.currentWidget;
-  const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return kernel ? kernel.status : 'no kernel';
-}
-"""
-
 _RUN_ALL_JS = """
 async () => {
   const ok = await window.jupyterapp.commands.execute('notebook:run-all-cells');
@@ -189,15 +181,12 @@ async () => {
 }
 """
 
-_ERRORS_JS = """
-() => Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-Notebook .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]'))
-        .map(e => e.innerText.slice(0, 400))
-"""
+def open_notebook(page, lab: JupyterLab, name: str, timeout_ms: int = 60_000):
+    """Open ``name`` (relative to the server's root) in JupyterLab and wait for its kernel.
 
-
-def open_notebook(page, lab: JupyterLab, name: str, timeout_ms: int = 60_000) -> None:
-    """Open ``name`` (relative to the server's root) in JupyterLab and wait for its kernel."""
-    page.goto(lab.url(f"/lab/tree/{name}"), wait_until="domcontentloaded", timeout=timeout_ms)
+    Returns a locator of the notebook's panel (the current JupyterLab widget)."""
+    # ?reset: a fresh workspace, so notebooks opened by earlier tests do not come back as tabs
+    page.goto(lab.url(f"/lab/tree/{name}?reset"), wait_until="domcontentloaded", timeout=timeout_ms)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=timeout_ms)
     page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.wait_for(timeout=timeout_ms)
     page.wait_for_function(
@@ -208,6 +197,13 @@ def open_notebook(page, lab: JupyterLab, name: str, timeout_ms: int = 60_000) ->
     if status == "no notebook panel":
         raise AssertionError(f"{name} did not open as a notebook")
     wait_kernel_idle(page, timeout_ms)
+    return current_panel(page)
+
+
+def current_panel(page):
+    """A locator of JupyterLab's current widget (the open notebook's panel)."""
+    panel_id = page.evaluate("() => window.jupyterapp.shell.currentWidget.id")
+    return page.locator(f"[id='{panel_id}']")
 
 
 def wait_kernel_idle(page, timeout_ms: int = 60_000) -> None:
@@ -216,7 +212,7 @@ def wait_kernel_idle(page, timeout_ms: int = 60_000) -> None:
         "() => { const p = window.jupyterapp.shell.currentWidget; "
         "const k = p && p.sessionContext.session && p.sessionContext.session.kernel; "
         "if (!k || k.status !== 'idle') return false; "
-        "return !Array.from(document.querySelectorAll('.jp-Notebook .jp-InputPrompt'))"
+        "return !Array.from(p.node.querySelectorAll('.jp-Notebook .jp-InputPrompt'))"
         ".some(e => e.textContent.includes('*')); }",
         timeout=timeout_ms, polling=250)
 
@@ -229,10 +225,17 @@ def run_all_cells(page, timeout_ms: int = 120_000) -> float:
     return time.monotonic() - t0
 
 
+def shutdown_kernel(page) -> None:
+    """Shut the open notebook's kernel down (frees its memory before the next notebook)."""
+    page.evaluate("async () => { const w = window.jupyterapp.shell.currentWidget; "
+                  "if (w && w.sessionContext) { await w.sessionContext.shutdown(); } }")
+
+
 def cell_errors(page) -> list[str]:
     """Text of error outputs in the open notebook (tracebacks)."""
     return page.evaluate(
-        "() => Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output'))"
+        "() => Array.from(window.jupyterapp.shell.currentWidget.node"
+        ".querySelectorAll('.jp-Notebook .jp-OutputArea-output'))"
         ".filter(e => e.getAttribute('data-mime-type') === 'application/vnd.jupyter.error' "
         "|| e.querySelector('.jp-RenderedText[data-mime-type=\"application/vnd.jupyter.error\"]'))"
         ".map(e => e.innerText.slice(0, 600))")
@@ -240,5 +243,26 @@ def cell_errors(page) -> list[str]:
 
 def execution_counts(page) -> list[str]:
     return page.evaluate(
-        "() => Array.from(document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt'))"
+        "() => Array.from(window.jupyterapp.shell.currentWidget.node"
+        ".querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt'))"
         ".map(e => e.textContent.trim())")
+
+
+# --- one default report per test session ---------------------------------------------------------
+# The default report runs every workflow's scenario (tens of seconds); tests/test_report.py and
+# tests/test_browser.py share one build through this module (registered once in sys.modules).
+
+_REPORT: dict = {}
+
+
+def default_report(out_dir: Path):
+    """Build ``hpclab.report.write_report`` once per session; return (report, path)."""
+    if "report" not in _REPORT:
+        from hpclab.report import write_report
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "report.html"
+        _REPORT["report"] = (write_report(path), path)
+    return _REPORT["report"]
+

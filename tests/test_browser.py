@@ -12,7 +12,7 @@ Run with ``pytest -m browser tests/test_browser.py``; skipped when Chromium is m
 from __future__ import annotations
 
 import importlib.util
-import json
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,9 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SHOTS = ROOT / "test-output" / "browser"
 
-_spec = importlib.util.spec_from_file_location("_hpclab_jupyter", Path(__file__).with_name("_jupyter.py"))
-jl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(jl)
+
+def _load_helper():
+    """tests/_jupyter.py, loaded once per session under a private name (tests/ is no package)."""
+    name = "_hpclab_test_jupyter"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_jupyter.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+jl = _load_helper()
 
 _reason = jl.chromium_missing_reason()
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300),
@@ -112,10 +122,10 @@ def _bokeh_plots(scope):
     return scope.locator(".bk-Canvas")
 
 
-def _move_slider_and_check_plot(page, name: str) -> dict:
+def _move_slider_and_check_plot(page, panel, name: str) -> dict:
     """Find a cell output holding a slider and a bokeh plot; press keys on the slider handle and
     wait until a plot in that output looks different. Returns what it did."""
-    outputs = page.locator(".jp-Notebook .jp-Cell-outputArea")
+    outputs = panel.locator(".jp-Notebook .jp-Cell-outputArea")
     chosen = None
     for i in range(outputs.count()):
         out = outputs.nth(i)
@@ -150,8 +160,10 @@ def _move_slider_and_check_plot(page, name: str) -> dict:
     return {"slider": label, "from": old_value, "to": new_value, "plots_changed": changed}
 
 
-def _run_notebook(page, lab, name: str) -> dict:
-    jl.open_notebook(page, lab, name)
+def _run_notebook(page, lab, name: str):
+    """Open ``name``, run all cells, check they ran without errors and that bokeh plots and
+    ipywidgets rendered; return (the notebook's panel locator, facts)."""
+    panel = jl.open_notebook(page, lab, name)
     seconds = jl.run_all_cells(page, timeout_ms=150_000)
     stem = Path(name).stem
     errors = jl.cell_errors(page)
@@ -159,10 +171,10 @@ def _run_notebook(page, lab, name: str) -> dict:
     assert not errors, f"{name}: cells raised:\n" + "\n---\n".join(errors)
     counts = jl.execution_counts(page)
     assert counts and all(c.strip("[]: ").isdigit() for c in counts), f"{name}: not all cells ran: {counts}"
-    notebook = page.locator(".jp-NotebookPanel:visible .jp-Notebook")
+    notebook = panel.locator(".jp-Notebook")
     assert _bokeh_plots(notebook).count() >= 1, f"{name}: no bokeh plot rendered"
     assert notebook.locator(".jupyter-widgets").count() >= 1, f"{name}: no ipywidget rendered"
-    return {"seconds": seconds, "cells": len(counts)}
+    return panel, {"seconds": seconds, "cells": len(counts)}
 
 
 def _assert_offline(page, name):
@@ -171,9 +183,10 @@ def _assert_offline(page, name):
 
 
 def test_probe_slider_updates_bokeh_in_place(page, lab):
-    info = _run_notebook(page, lab, "probe.ipynb")
-    moved = _move_slider_and_check_plot(page, "probe")
-    readout = page.locator(".jp-Notebook .widget-label").filter(has_text="slope =").first
+    panel, info = _run_notebook(page, lab, "probe.ipynb")
+    moved = _move_slider_and_check_plot(page, panel, "probe")
+    jl.shutdown_kernel(page)
+    readout = panel.locator(".jp-Notebook .widget-label").filter(has_text="slope =").first
     assert readout.inner_text() == "slope = 4", moved
     _assert_offline(page, "probe")
     assert info["cells"] == 2
@@ -183,33 +196,48 @@ def test_probe_slider_updates_bokeh_in_place(page, lab):
 def test_workflow_notebook_in_lab(page, lab, name):
     if not (NOTEBOOKS / name).exists():
         pytest.skip(f"notebooks/{name} does not exist yet")
-    _run_notebook(page, lab, name)
-    _move_slider_and_check_plot(page, Path(name).stem)
+    panel, _ = _run_notebook(page, lab, name)
+    _move_slider_and_check_plot(page, panel, Path(name).stem)
+    jl.shutdown_kernel(page)
     _assert_offline(page, name)
 
 
-def test_report_renders_every_plot_offline(page, tmp_path):
-    from hpclab.report import write_report
+def _rendered_plots(section) -> int:
+    """Plots in a report section that bokeh has drawn: an embed with height and a canvas
+    (Playwright's locators pierce bokeh's shadow roots; document.querySelector does not)."""
+    plots = section.locator(".hpclab-plot")
+    n = 0
+    for k in range(plots.count()):
+        plot = plots.nth(k)
+        box = plot.bounding_box()
+        if box and box["height"] > 50 and plot.locator(".bk-Canvas").count() >= 1:
+            n += 1
+    return n
 
-    out = tmp_path / "report.html"
-    report = write_report(out)
+
+def test_report_renders_every_plot_offline(page, tmp_path_factory):
+    report, out = jl.default_report(tmp_path_factory.getbasetemp() / "shared-report")
     assert report.ok, report.summary()
     page.goto(out.as_uri(), wait_until="load")
-    expected = len(report.figures)
-    # every embedded root has drawn into the page: a child with height and a bokeh canvas
-    page.wait_for_function(
-        "n => Array.from(document.querySelectorAll('.hpclab-plot')).filter(p => "
-        "p.getBoundingClientRect().height > 50 && p.querySelector('.bk-Canvas') !== null).length === n",
-        arg=expected, timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length === 1", timeout=60_000)
+    sections = page.locator("section.hpclab-section")
+    assert sections.count() == len(report.sections)
+    deadline = time.monotonic() + 60
+    while True:
+        rows = []
+        for k, s in enumerate(report.sections):
+            sec = sections.nth(k)
+            rows.append((sec.get_attribute("id"), sec.get_attribute("data-status"),
+                         int(sec.get_attribute("data-plots")), _rendered_plots(sec)))
+        if all(r[2] == r[3] for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
-    per_section = page.evaluate(
-        "() => Array.from(document.querySelectorAll('section.hpclab-section')).map(s => "
-        "[s.id, s.dataset.status, Number(s.dataset.plots), "
-        "Array.from(s.querySelectorAll('.hpclab-plot')).filter(p => p.querySelector('.bk-Canvas')).length])")
-    assert [row[0] for row in per_section] == [s.key for s in report.sections]
-    for key, status, plots, rendered in per_section:
+    assert [r[0] for r in rows] == [s.key for s in report.sections]
+    for (key, status, plots, rendered), section in zip(rows, report.sections):
+        assert plots == len(section.figures), key
         assert rendered == plots, f"{key}: {rendered} of {plots} plots rendered"
         assert (status == "ok") == (plots > 0), f"{key}: status {status} with {plots} plots"
+    assert sum(r[3] for r in rows) == len(report.figures)
     assert page.console_errors == [], page.console_errors
     _assert_offline(page, "report")

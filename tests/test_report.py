@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
+from pathlib import Path
 
 import pytest
 from bokeh.layouts import row
@@ -14,6 +16,18 @@ from hpclab.cli import main
 from hpclab.report import WORKFLOWS, Part, Workflow, build_report, render_html, write_report
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def _load_helper():
+    """tests/_jupyter.py, loaded once per session (it caches the default report for both
+    this file and tests/test_browser.py)."""
+    name = "_hpclab_test_jupyter"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_jupyter.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _external_refs(text: str) -> list[str]:
@@ -89,8 +103,7 @@ def _available(workflow: Workflow) -> bool:
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "report.html"
-    report = write_report(out)
+    report, out = _load_helper().default_report(tmp_path_factory.getbasetemp() / "shared-report")
     return report, out.read_text(encoding="utf-8")
 
 
