@@ -48,10 +48,14 @@ def _sizes(text: str) -> list[int]:
 
     out = []
     for tok in str(text).split(","):
+        if tok.strip().lower().lstrip("+-") == "nan":
+            raise HpclabError(f"nbytes must be finite (no NaN), got {tok.strip()!r}")
         try:
             n = parse_size(tok.strip())
         except OverflowError:
             raise HpclabError(f"nbytes must be finite, got {tok.strip()!r}") from None
+        except HpclabError as exc:
+            raise HpclabError(f"nbytes: {exc}") from None
         if n <= 0:
             raise HpclabError(f"nbytes must be > 0, got {tok.strip()!r}")
         out.append(n)
