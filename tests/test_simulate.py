@@ -261,16 +261,6 @@ def test_progress_bar_runs(cat, capsys):
     assert r.summary["completed"] == 2000
 
 
-def _timed_sleep(i, seconds):
-    import time
-
-    from distributed import get_worker
-
-    t0 = time.time()
-    time.sleep(seconds)
-    return get_worker().address, t0, time.time()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_real_pool_and_simulator_agree(tmp_path):
@@ -281,47 +271,31 @@ def test_real_pool_and_simulator_agree(tmp_path):
     start on the same worker: Dask's per-task overhead included). Stated tolerance: the same
     number of instances, makespan and cost within 15%.
     """
-    from distributed import Client
-
-    from hpclab.elastic.pool import ElasticPool
+    from hpclab.elastic.simulate import real_burst, replay
 
     yaml = tmp_path / "fixed_boot.yaml"
     yaml.write_text("instances:\n  ecs.c8i.8xlarge:\n    boot_time_sd: {value: 0, unit: s, "
                     "source: 'test: fixed boot'}\n")
     cat = catalog.load(yaml)
-    ts, interval, n, sleep = 0.02, 0.1, 60, 0.25  # 12.5 pool-second tasks, 5 pool-second ticks
     lim = PoolLimits(types=(C8I,), zones=(HZ,), max_per_type={C8I: 3})
 
     def policy():
         return P.make_policy("target-duration", target_duration=60.0, catalog=cat)
 
-    with ElasticPool(limits=lim, catalog=cat, time_scale=ts, processes=False, policy=policy(),
-                     interval=interval, seed=1) as pool, Client(pool) as client:
-        t_submit = pool.now()
-        futures = client.map(_timed_sleep, range(n), [sleep] * n)
-        out = client.gather(futures)
-        t_done = pool.now()
-        del futures
-        assert pool.wait_for(lambda p: len(p.alive()) == 0, timeout=60)
-        t_end = pool.now()
-        real_cost = float(pool.bill(until=t_end)["total_cost"])
-        real_log = pool.events()
-    real_instances = len(set(real_log["instance"].values))
-    real_makespan = t_done - t_submit
-    df = pd.DataFrame(out, columns=["worker", "start", "end"])
-    by_worker = df.sort_values(["worker", "start"])
-    slot = (by_worker.groupby("worker")["start"].shift(-1) - by_worker["start"]).fillna(
-        by_worker["end"] - by_worker["start"])
-    measured = slot.sort_index().to_numpy() / ts  # pool seconds per task, submission order
-    speed = cat.generation(cat.instance(C8I).generation).speed_factor
-    wl = make_workload(duration="empirical", samples=measured, sample_speed=speed)
-    sim = simulate(policy(), wl, lim, catalog=cat, tick=interval / ts, slots={C8I: 1}, reclaim_rate=0.0,
-                   seed=1)
+    # 60 tasks of 12.5 pool seconds (0.25 s of wall time each), policy ticks every 5 pool seconds
+    real = real_burst(policy(), lim, tasks=60, task_seconds=12.5, time_scale=0.02, interval=0.1,
+                      catalog=cat, seed=1)
+    sim = replay(real, policy(), catalog=cat, seed=1)
     s = sim.summary
-    assert s["completed"] == n
-    assert s["instances"] == real_instances == 3
-    assert s["makespan_s"] == pytest.approx(real_makespan, rel=0.15)
-    assert s["cost_usd"] == pytest.approx(real_cost, rel=0.15)
+    assert s["completed"] == 60 and len(real["slot_seconds"]) == 60
+    assert real["slot_seconds"].min() >= 12.5
+    assert s["instances"] == real["instances"] == 3
+    assert s["makespan_s"] == pytest.approx(real["makespan_s"], rel=0.15)
+    assert s["cost_usd"] == pytest.approx(real["cost_usd"], rel=0.15)
+    # the real pool's bill is the same meter on its own event log
+    from hpclab.elastic.billing import intervals_from_log
+    again = bill(intervals_from_log(real["log"]), cat, until=real["end_time_s"])
+    assert float(again["total_cost"]) == pytest.approx(real["cost_usd"], rel=1e-9)
 
 
 def test_panel_updates_in_place():

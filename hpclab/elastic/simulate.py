@@ -44,7 +44,7 @@ from hpclab.elastic.billing import bill
 from hpclab.elastic.state import MARKETS, PoolLimits
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
-           "DURATIONS", "ARRIVALS", "CPU_TYPES"]
+           "real_burst", "replay", "compare", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
 
 #: CPU instance types a campaign may use by default (the GPU and training nodes are left out)
 CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8xlarge",
@@ -121,6 +121,15 @@ class SimResult:
     def table(self) -> pd.Series:
         """The summary as a one-column table (for printing)."""
         return pd.Series(self.summary, name=self.policy)
+
+
+def compare(results, labels=None) -> pd.DataFrame:
+    """The summaries of several runs side by side (one column per run)."""
+    results = list(results)
+    labels = labels or [r.policy for r in results]
+    keys = ["tasks", "completed", "makespan_s", "cost_usd", "core_hours", "utilisation", "peak_cores",
+            "instances", "refusals", "reclaims", "hard_kills", "work_redone", "wall_s"]
+    return pd.DataFrame({lab: {k: r.summary[k] for k in keys} for lab, r in zip(labels, results)})
 
 
 def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=None) -> PoolLimits:
@@ -405,3 +414,76 @@ def campaign(cores: int = 100_000, tasks: int = 1_000_000, *, policy="global-spo
     wl = make_workload(tasks, duration="lognormal", mean=mean_work, sigma=sigma, arrival=arrival,
                        window=window, seed=seed)
     return simulate(pol, wl, limits, catalog=cat, seed=seed, **kw)
+
+
+def _timed_sleep(i, seconds):
+    import time as _time
+
+    from distributed import get_worker
+
+    t0 = _time.time()
+    _time.sleep(seconds)
+    return get_worker().address, t0, _time.time()
+
+
+def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: float = 10.0,
+               time_scale: float = 0.01, interval: float = 0.1, catalog=None, seed: int = 0,
+               timeout: float = 60.0) -> dict:
+    """Run a burst of sleeping tasks on a real :class:`~hpclab.elastic.pool.ElasticPool` (in-process
+    workers, one thread each) and measure it, for :func:`replay`.
+
+    Each task sleeps ``task_seconds`` pool seconds (``task_seconds * time_scale`` wall seconds).
+    The per-task *slot time* is measured on the workers: from a task's start to the next start on
+    the same worker (so Dask's per-task overhead is included), in pool seconds.
+
+    Returns
+    -------
+    dict
+        ``slot_seconds`` (per task, submission order), ``makespan_s`` (submission to last
+        result), ``instances`` (launched), ``cost_usd`` (the pool's bill once it is back to zero),
+        ``log`` (the pool's event log), ``end_time_s``, ``time_scale``, ``interval``, ``limits``,
+        ``itype`` (the type the tasks ran on, or None if several).
+    """
+    from distributed import Client
+
+    from hpclab.elastic.pool import ElasticPool
+
+    cat = _catalog(catalog)
+    tasks = check_positive("tasks", tasks, integer=True)
+    check_positive("task_seconds", task_seconds)
+    slots = {t: 1 for t in limits.types}
+    with ElasticPool(limits=limits, catalog=cat, time_scale=time_scale, processes=False, policy=policy,
+                     interval=interval, seed=seed, threads=1) as pool, Client(pool) as client:
+        t_submit = pool.now()
+        futures = client.map(_timed_sleep, range(tasks), [task_seconds * time_scale] * tasks, pure=False)
+        out = client.gather(futures)
+        t_done = pool.now()
+        del futures
+        if not pool.wait_for(lambda p: len(p.alive()) == 0, timeout=timeout):
+            raise HpclabError(f"the pool did not scale back to zero within {timeout} s")
+        t_end = pool.now()
+        cost = float(pool.bill(until=t_end)["total_cost"])
+        log = pool.events()
+    df = pd.DataFrame(out, columns=["worker", "start", "end"])
+    by_worker = df.sort_values(["worker", "start"])
+    slot = (by_worker.groupby("worker")["start"].shift(-1) - by_worker["start"]).fillna(
+        by_worker["end"] - by_worker["start"])
+    itypes = set(log["itype"].values)
+    return {"slot_seconds": slot.sort_index().to_numpy() / time_scale, "makespan_s": t_done - t_submit,
+            "instances": len(set(log["instance"].values)), "cost_usd": cost, "log": log,
+            "end_time_s": t_end, "time_scale": time_scale, "interval": interval, "limits": limits,
+            "slots": slots, "itype": itypes.pop() if len(itypes) == 1 else None}
+
+
+def replay(burst: dict, policy, *, catalog=None, seed: int = 0, **kw) -> SimResult:
+    """Replay a :func:`real_burst` on the virtual clock: the same limits, one slot per instance,
+    a tick of ``interval / time_scale`` pool seconds, and the measured slot times as the tasks'
+    work (``duration="empirical"``, converted to normalised units with the speed factor of the
+    type they ran on). Other keywords go to :func:`simulate`."""
+    cat = _catalog(catalog)
+    itype = burst["itype"] or burst["limits"].types[0]
+    speed = cat.generation(cat.instance(itype).generation).speed_factor
+    wl = make_workload(duration="empirical", samples=burst["slot_seconds"], sample_speed=speed)
+    kw.setdefault("reclaim_rate", 0.0)
+    return simulate(policy, wl, burst["limits"], catalog=cat, tick=burst["interval"] / burst["time_scale"],
+                    slots=burst["slots"], seed=seed, **kw)
