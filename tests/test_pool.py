@@ -223,7 +223,6 @@ def test_hard_kill_mid_task_recomputes_lost_results():
         s1, s2 = expected_two_stage()
         assert client.gather(stage2) == s2
         assert client.gather(stage1) == s1
-        assert all(f.status == "finished" for f in stage1 + stage2)
         df = pool.log.to_frame()
         end = df[(df.instance == v) & (df.state == "terminated")]
         assert list(end.reason) == ["spot-reclaim"]

@@ -189,9 +189,9 @@ class PoolAccounting:
 
     def _update_from_view(self, view: dict) -> None:
         now = self.now()
-        workers = view["workers"]
+        by_address = {w["address"]: w for w in view["workers"].values()}
         for rec in self.alive():
-            w = workers.get(rec.id)
+            w = by_address.get(rec.address)
             if w is None:
                 continue
             rec.running_tasks = int(w["processing"])
@@ -261,7 +261,9 @@ class PoolAccounting:
         for launch in decision.launch:
             n = self._admit(launch)
             for _ in range(n):
-                new.append(self._start_launch(launch, reason))
+                i = self._start_launch(launch, reason)
+                if i is not None:
+                    new.append(i)
         retire = [i for i in decision.retire if i in self.records]
         if retire:
             await self._retire_ids(retire, reason)

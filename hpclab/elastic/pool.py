@@ -49,7 +49,7 @@ from hpclab.elastic._pool_core import PoolAccounting, scheduler_view
 from hpclab.elastic._pool_instance import Instance, InstanceRecord
 from hpclab.elastic.state import Decision, Launch, PoolLimits
 
-__all__ = ["ElasticPool", "PolicyAdaptive"]
+__all__ = ["ElasticPool", "PolicyAdaptive", "AttachedPool"]
 
 logger = logging.getLogger("hpclab.elastic.pool")
 
@@ -386,3 +386,6 @@ class ElasticPool(PoolAccounting, SpecCluster):
 
     def _repr_html_(self, cluster_status=None):
         return f"<pre>{self!r}</pre>"
+
+
+from hpclab.elastic._pool_attach import AttachedPool  # noqa: E402  (uses PolicyAdaptive)
