@@ -60,6 +60,16 @@ def test_flops_per_token_matches_narayanan_eq3(gpt3):
     assert gpt3.flops_per_token() == pytest.approx(6 * gpt3.params, rel=0.03)
 
 
+def test_flops_per_token_matches_narayanan_without_recomputation(gpt3):
+    # Narayanan et al. 2021, section 5.1: without recomputation one iteration of B sequences costs
+    # 72 B s l h^2 (1 + s/(6h) + V/(12 h l)) FLOPs; per token, exactly 6 N_matmul + 12 l s h
+    l, h, s, V = gpt3.layers, gpt3.hidden, gpt3.seq_length, gpt3.vocab
+    per_token = 72 * l * h * h * (1 + s / (6 * h) + V / (12 * h * l))
+    assert gpt3.flops_per_token() == pytest.approx(per_token, rel=1e-12)
+    # by hand for GPT-3 175B: 72 * 96 * 12288^2 = 1.0436e12, + 12 l s h = 2.90e10, + 6 V h = 3.71e9
+    assert gpt3.flops_per_token() == pytest.approx(1.0436e12 + 2.8991e10 + 3.7055e9, rel=1e-4)
+
+
 def test_gqa_shrinks_kv_projections():
     m = llm.transformer("llama3-70b")
     assert m.kv_dim == 8 * 128
@@ -100,6 +110,37 @@ def test_memory_per_zero_stage_and_recompute(gpt3, h800):
     assert (a[0] - a[1]) / a[1] == pytest.approx((5 * heads * s / (h * t)) / (34 / t), rel=1e-9)
 
 
+def test_activation_memory_is_korthikanti_eq(gpt3, h800):
+    # Korthikanti et al. 2022, Table 2: activations of the first stage (which holds p micro-batches
+    # in flight, l/p layers each) without recomputation, bytes:
+    #   tensor + sequence parallel: s b h l / t * (34 + 5 a s / h)
+    #   tensor parallel only:       s b h l * (10 + 24/t + 5 a s / (h t))
+    #   interleaved (v chunks):     x (1 + (p - 1) / (p v))
+    s, b, h, a, l, t, p = 2048, 1, 12288, 96, 96, 8, 8
+    common = dict(tp=t, pp=p, dp=16, micro_batch=b, global_batch=1536, zero=1, recompute="none",
+                  flash_attention=False, reserve=0)
+    sp = llm.memory(gpt3, h800, sequence_parallel=True, **common)
+    assert float(sp.activations[0]) == pytest.approx(s * b * h * l / t * (34 + 5 * a * s / h), rel=1e-12)
+    no_sp = llm.memory(gpt3, h800, sequence_parallel=False, **common)
+    assert float(no_sp.activations[0]) == pytest.approx(
+        s * b * h * l * (10 + 24 / t + 5 * a * s / (h * t)), rel=1e-12)
+    inter = llm.memory(gpt3, h800, sequence_parallel=True, interleave=2, **common)
+    assert float(inter.activations[0]) == pytest.approx(
+        s * b * h * l / t * (34 + 5 * a * s / h) * (1 + (p - 1) / (p * 2)), rel=1e-12)
+    # GPT-3 175B, t = 8, s = 2048: 34 + 5 * 96 * 2048 / 12288 = 114 bytes x s h l / t = 34.43 GB
+    assert float(sp.activations[0]) / 1e9 == pytest.approx(34.43, abs=0.01)
+
+
+def test_mixed_precision_adam_is_16_bytes_per_parameter(gpt3, h800):
+    # ZeRO (Rajbhandari et al. 2020): 2 (bf16 weights) + 2 (bf16 grads) + 12 (fp32 master, m, v)
+    ds = llm.memory(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, zero=[0, 1, 2, 3], reserve=0)
+    psi = (12 * gpt3.layer_params + (50257 + 2048) * 12288) / 8  # parameters on one GPU
+    states = (ds.weights + ds.gradients + ds.optimizer_mem).values
+    n = 16
+    assert states == pytest.approx([16 * psi, (4 + 12 / n) * psi, (2 + 14 / n) * psi, 16 / n * psi],
+                                   rel=1e-12)
+
+
 def test_infeasible_layout_is_flagged_with_reason(gpt3, h800):
     ds = llm.step_time(gpt3, h800, tp=8, pp=1, dp=1, global_batch=8, zero=0, efficiency=0.5)
     assert not bool(ds.fits[0])
@@ -138,6 +179,48 @@ def test_data_parallel_time_comes_from_the_network_layer(gpt3, h800):
     params_gpu = (12 * gpt3.layer_params + gpt3.vocab * 12288 + 2048 * 12288) / 8
     expected = collective_time("allreduce", 2 * params_gpu, 16, h800.fabric, **h800.network_options)
     assert float(ds.dp_comm_total) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tensor_parallel_collectives_per_layer(gpt3, h800):
+    # Megatron: 2 all-reduces forward + 2 backward per layer (f and g operators), 2 more when the
+    # forward is recomputed; each of one micro-batch's activations b s h in bf16, on NVLink
+    m, layers_stage, b, s, h = 1536 // 16, 96 // 8, 1, 2048, 12288
+    ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536,
+                       recompute=["none", "selective", "full"], efficiency=0.5)
+    one = collective_time("allreduce", b * s * h * 2, 8, h800.intra)
+    assert ds.tp_comm.values == pytest.approx(m * layers_stage * one * np.array([4, 4, 6]), rel=1e-12)
+
+
+def test_pipeline_point_to_point_volume(gpt3, h800):
+    from hpclab.network import p2p_time
+
+    # stage boundaries cross nodes (tp * pp = 64 > 8 GPUs per node): each send is one micro-batch's
+    # activations b s h bf16, split over the t ranks (sequence parallel / scatter-gather);
+    # 2 (p - 1) v sends on the fill-and-drain path, 2 m v more in steady state if not overlapped
+    m, v, p = 1536 // 16, 2, 8
+    ds = llm.step_time(gpt3, h800, tp=8, pp=p, dp=16, global_batch=1536, interleave=v,
+                       efficiency=0.5, overlap_pp=0.0)
+    one = p2p_time(1 * 2048 * 12288 * 2 / 8, h800.fabric)
+    assert float(ds.pp_comm[0]) == pytest.approx((2 * (p - 1) * v + 2 * m * v) * one, rel=1e-12)
+    hidden = llm.step_time(gpt3, h800, tp=8, pp=p, dp=16, global_batch=1536, interleave=v,
+                           efficiency=0.5, overlap_pp=1.0)
+    assert float(hidden.pp_comm[0]) == pytest.approx(2 * (p - 1) * v * one, rel=1e-12)
+
+
+def test_data_parallel_reduce_scatter_allgather_and_overlap(gpt3, h800):
+    # ZeRO >= 1: gradient reduce-scatter + parameter all-gather of the bf16 shard (2 psi bytes);
+    # exposed only where it outlasts one micro-batch's compute (overlap_dp = 1) or in full (0)
+    kw = dict(tp=8, pp=8, dp=16, global_batch=1536, zero=1, efficiency=0.5)
+    psi = (12 * gpt3.layer_params + (50257 + 2048) * 12288) / 8
+    opts = h800.network_options
+    total = (collective_time("reduce_scatter", 2 * psi, 16, h800.fabric, **opts)
+             + collective_time("allgather", 2 * psi, 16, h800.fabric, **opts))
+    bare = llm.step_time(gpt3, h800, overlap_dp=0.0, **kw).isel(layout=0)
+    assert float(bare.dp_comm_total) == pytest.approx(total, rel=1e-9)
+    assert float(bare.dp_comm) == pytest.approx(total, rel=1e-9)
+    hid = llm.step_time(gpt3, h800, overlap_dp=1.0, **kw).isel(layout=0)
+    window = float(hid.compute_time) / float(hid.microbatches)
+    assert float(hid.dp_comm) == pytest.approx(max(0.0, total - window), abs=1e-12)
 
 
 def test_slower_fabric_means_slower_step(gpt3):
@@ -205,6 +288,31 @@ def test_bad_layouts_give_one_line_errors(h800, kwargs, match):
     assert "\n" not in str(err.value)
 
 
+def test_bad_array_input_names_one_element_on_one_line(gpt3, h800):
+    for bad, shown in ((np.array([8, 4, -2]), "-2"), (float("nan"), "nan"), (2.5, "2.5"), ("x", "'x'")):
+        with pytest.raises(HpclabError, match=f"tp must be whole numbers >= 1, got {shown}$") as err:
+            llm.step_time(gpt3, h800, tp=bad, global_batch=8, efficiency=0.5)
+        assert "\n" not in str(err.value)
+    with pytest.raises(HpclabError, match="global_batch must be a finite number > 0, got 0"):
+        llm.search(gpt3, h800, 64, 0)
+    with pytest.raises(HpclabError, match="top must be a finite number > 0, got -3"):
+        llm.search(gpt3, h800, 64, 64, top=-3)
+
+
+def test_flash_attention_makes_none_and_selective_the_same(gpt3, h800):
+    # FlashAttention stores no scores and recomputes them in backward: "none" = "selective"
+    kw = dict(tp=8, pp=8, dp=16, global_batch=1536, recompute=["none", "selective"], efficiency=0.5)
+    ds = llm.step_time(gpt3, h800, **kw)
+    assert ds.step_time.values[0] == ds.step_time.values[1]
+    assert ds.total_memory.values[0] == ds.total_memory.values[1]
+    # without it "none" skips the 4 s h recompute FLOPs per token and layer but stores the scores
+    un = llm.step_time(gpt3, h800, flash_attention=False, **kw)
+    assert un.total_memory.values[0] > un.total_memory.values[1]
+    saved = 96 * 12 * 2048 * 4 * 2048 * 12288 / 8 / (989e12 * 0.5)  # m l_stage tokens 4sh / t / speed
+    assert un.compute_time.values[1] - un.compute_time.values[0] == pytest.approx(saved, rel=0.01)
+    assert set(llm.search(gpt3, h800, 1024, 1536, efficiency=0.5).recompute.values) <= {"selective", "full"}
+
+
 def test_bad_model_and_names():
     with pytest.raises(HpclabError, match="must be divisible by heads"):
         llm.Transformer(name="x", layers=2, hidden=100, heads=3, vocab=10, seq_length=8)
@@ -221,6 +329,25 @@ def test_bad_model_and_names():
 @pytest.fixture(scope="module")
 def validation():
     return llm.validate()
+
+
+def test_reference_rows_are_internally_consistent():
+    # guards the transcription: each Narayanan et al. Table 1 row's own columns agree (aggregate
+    # PFLOP/s = TFLOP/s per GPU x GPUs, percent of the A100's 312 TFLOP/s peak), and each Llama 3
+    # Table 4 row's TFLOP/s per GPU over the H100's 989 is its MFU and its layout covers its GPUs
+    rows = llm.reference()["throughput"]
+    nara = [r for r in rows if r["id"].startswith("narayanan")]
+    assert len(nara) == 10
+    for r in nara:
+        assert r["value"] * r["gpus"] / 1e3 == pytest.approx(r["aggregate_pflops"], rel=0.005), r["id"]
+        assert round(100 * r["value"] / 312) == r["percent_of_peak"], r["id"]
+        assert r["gpus"] % (r["tp"] * r["pp"]) == 0 and r["heads"] % r["tp"] == 0
+    llama = [r for r in rows if r["id"].startswith("llama3")]
+    assert [r["tflops_per_gpu"] for r in llama] == [430, 400, 380]
+    for r in llama:
+        assert r["tflops_per_gpu"] / 989 == pytest.approx(r["value"], abs=0.006), r["id"]
+        assert r["tp"] * r["cp"] * r["pp"] * r["dp"] == r["gpus"]
+        assert r["global_batch"] * r["seq_length"] == pytest.approx(16.8e6, rel=0.01)  # "16M" tokens
 
 
 def test_calibration_row_is_reproduced(validation):
@@ -407,3 +534,10 @@ def test_cli_plan_prints_layouts_and_goodput(capsys):
     assert err.startswith("hpclab: error: unknown model 'gpt9'") and err.count("\n") == 1
     assert main(["llm", "plan", "--gpus", "12"]) == 2
     assert "multiple of the 8 GPUs per node" in capsys.readouterr().err
+    for argv, msg in ((["--top", "0"], "top must be"), (["--global-batch", "-4"], "global_batch must be"),
+                      (["--gpus", "-8"], "gpus must be"), (["--fabric", "foo"], "unknown fabric 'foo'"),
+                      (["--efficiency", "nan"], "efficiency must be in (0, 1]"),
+                      (["--model", "llama3-405b", "--gpus", "64"], "no layout of llama3-405b fits")):
+        assert main(["llm", "plan", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("hpclab: error: ") and msg in err and err.count("\n") == 1, err

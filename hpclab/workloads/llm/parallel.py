@@ -35,7 +35,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from hpclab._validate import HpclabError, check_choice
+from hpclab._validate import HpclabError, check_choice, check_positive
 from hpclab.workloads.llm.model import Transformer, transformer
 
 __all__ = ["RECOMPUTE", "ZERO_STAGES", "step_time", "memory", "check_layout", "layouts", "search",
@@ -138,11 +138,20 @@ def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb):
 
 
 def _ints(name, value):
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
-        arr = arr.astype(int)
-    if arr.dtype.kind not in "iu" or np.any(arr < 1 if name != "zero" else arr < 0):
-        raise HpclabError(f"{name} must be whole numbers >= {0 if name == 'zero' else 1}, got {value!r}")
+    """``value`` as an int64 array of whole numbers >= 1 (>= 0 for ``zero``), else one-line error
+    naming the first offending element (never the whole array)."""
+    lowest = 0 if name == "zero" else 1
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray(None)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        shown = value if arr.ndim == 0 else arr.ravel()[0]
+        raise HpclabError(f"{name} must be whole numbers >= {lowest}, got {shown!r}")
+    bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < lowest) if arr.dtype.kind == "f" \
+        else arr < lowest
+    if np.any(bad):
+        raise HpclabError(f"{name} must be whole numbers >= {lowest}, got {arr[bad].ravel()[0].item()!r}")
     return arr.astype(np.int64)
 
 
@@ -210,7 +219,8 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
     inter = np.where(v > 1, 1.0 + (pp - 1) / (pp * v), 1.0)
     activations = per_layer * layers_stage * in_flight * inter
     # full recomputation rebuilds one layer's activations at a time during the backward pass
-    activations = activations + np.where(rc == 2, tokens * per_tok, 0.0)
+    # (all of its activations, the attention scores too when they are not fused away)
+    activations = activations + np.where(rc == 2, full_layer, 0.0)
     # fp32 logits of the output layer live on the last stage (counted when it is also the first)
     activations = activations + np.where(pp == 1, tokens * model.vocab * 4.0 / tp, 0.0)
     total = weights + grads + optimizer + activations + reserve
@@ -234,7 +244,10 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
 
     # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation
     fwd = tokens * model.layer_forward_flops_per_token()
-    extra = np.select([rc == 2, rc == 1], [fwd, tokens * 4.0 * s * h], 0.0)
+    # selective recomputation re-runs the attention core (QK^T and the weighted sum, 4 s h per
+    # token); FlashAttention's backward always does, so with it "none" costs what "selective" does
+    attn_again = (rc == 1) | (flash & (rc == 0))
+    extra = np.select([rc == 2, attn_again], [fwd, tokens * 4.0 * s * h], 0.0)
     layer_flops = (3.0 * fwd + extra) / tp
     gemm_layer = layer_flops / (peak * eff)
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
@@ -415,8 +428,10 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     sequence_parallel : bool
         Shard layer-norm and dropout activations over the tp ranks.
     flash_attention : bool
-        Fused attention that never stores the ``s x s`` scores (default); False adds their memory
-        (Korthikanti's ``5as/h`` term) and their HBM traffic.
+        Fused attention that never stores the ``s x s`` scores and recomputes them in its
+        backward pass (default: ``recompute="none"`` then costs the ``4 s h`` FLOPs per token and
+        layer of ``"selective"``); False adds their memory (Korthikanti's ``5as/h`` term) and
+        their HBM traffic.
     efficiency : float, optional
         Achieved share of peak FLOP/s in matrix products; default :func:`default_efficiency`.
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
@@ -473,9 +488,8 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     rules of :func:`check_layout`.
     """
     model = transformer(model)
-    gpus = int(gpus)
-    if gpus < 1:
-        raise HpclabError(f"gpus must be a whole number >= 1, got {gpus}")
+    gpus = check_positive("gpus", gpus, integer=True)
+    global_batch = check_positive("global_batch", global_batch, integer=True)
 
     def axis(val, default):
         return np.atleast_1d(np.asarray(default if val is None else val))
@@ -507,8 +521,15 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
 
     Returns the :func:`step_time` Dataset sorted by ``step_time`` (first = best; ties go to the
     layout needing less memory), ``top`` rows; ``attrs["layouts_evaluated"]`` counts them all.
+    With ``flash_attention`` the default recomputation axis is ``selective`` and ``full`` only:
+    FlashAttention never stores the scores and recomputes them in its backward pass, so
+    ``none`` would be the same layout twice.
     """
     model = transformer(model)
+    if top is not None:
+        top = check_positive("top", top, integer=True)
+    if flash_attention and axes.get("recompute") is None:
+        axes["recompute"] = ["selective", "full"]  # with FlashAttention "none" is "selective"
     lay = layouts(model, cluster, gpus, global_batch, **axes)
     if lay["tp"].size == 0:
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
@@ -521,7 +542,8 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
         ds = ds.isel(layout=np.flatnonzero(ds["fits"].values > 0))
         if ds.sizes["layout"] == 0:
             raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
-                              f"per GPU on {gpus} GPUs; add GPUs or allow recompute/zero")
+                              f"per GPU on {gpus} GPUs ({ds.attrs['layouts_evaluated']} valid layouts tried); "
+                              f"add GPUs")
     # fastest first; among equally fast layouts the one needing less memory
     order = np.lexsort((ds["total_memory"].values, np.round(ds["step_time"].values, 12)))
     if top is not None:

@@ -79,7 +79,9 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     cl = _cluster(node, fabric)
     if gpus % cl.gpus_per_node and gpus > cl.gpus_per_node:
         raise HpclabError(f"gpus must be a multiple of the {cl.gpus_per_node} GPUs per node, got {gpus}")
-    gb = default_global_batch(model) if global_batch is None else int(global_batch)
+    gb = default_global_batch(model) if global_batch is None else check_positive(
+        "global_batch", global_batch, integer=True)
+    top = check_positive("top", top, integer=True)
     best = search(model, cl, gpus, gb, top=top, efficiency=efficiency)
     good = goodput_curve(model, cl, gpus, storages=storages)
     from hpclab.workloads.llm.stragglers import straggler_step_time
