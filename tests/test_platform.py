@@ -203,19 +203,27 @@ def test_elastic_pool_boots_bills_and_retires():
     assert res.pools.loc["gpu", "cost"] == 0
 
 
-def test_cross_segment_slowdown_matches_hockney():
-    from hpclab.network import fabric, p2p_time
+def test_cross_segment_slowdown_matches_hockney_on_the_topology():
+    from hpclab.network import fabric, p2p_time, topology
 
     f = fabric("erdma")
+    topo = topology("vpc-placement-group")
     n = 1 << 20
-    t_in = p2p_time(n, f, hops=1)
-    t_x = p2p_time(n, f.with_(beta=f.beta * 3), hops=3)
-    got = P.cross_segment_slowdown("erdma", share=0.25, nbytes=n, hops_within=1, hops_across=3,
-                                   oversubscription=3)
-    assert got == pytest.approx(0.75 + 0.25 * t_x / t_in)
+    lo, hi = topo.oversubscription
+    t0 = p2p_time(n, f)
+    t_pod = p2p_time(n, f.with_(beta=f.beta * lo), hops=2)  # leaf -> spine -> leaf
+    t_pods = p2p_time(n, f.with_(beta=f.beta * max(lo, hi)), hops=4)
+    got = [P.cross_segment_slowdown("erdma", share=0.25, nbytes=n, tier=tier, topology=topo)
+           for tier in P.TIERS]
+    assert got == pytest.approx([1.0, 0.75 + 0.25 * t_pod / t0, 0.75 + 0.25 * t_pods / t0])
     assert P.cross_segment_slowdown("erdma", share=0.0, nbytes=n) == 1.0
     arr = P.cross_segment_slowdown("erdma", share=[0.1, 0.5], nbytes=n)
     assert arr.shape == (2,) and arr[1] > arr[0] > 1
+    # HPN 7.0: segments of one pod are joined non-blocking, pods through a 15:1 core
+    hpn = [P.cross_segment_slowdown("rdma-hpn7", share=0.3, nbytes=64 << 20, tier=t, topology="hpn7")
+           for t in P.TIERS]
+    assert hpn[0] == 1.0 and hpn[1] < 1.01 < 3 < hpn[2]
+    assert P.segment_nodes("lingjun.8xh800") == 128 and P.segment_nodes("ecs.c8i.32xlarge") == 32
 
 
 def test_topology_aware_placement_keeps_gangs_in_one_segment():
@@ -227,8 +235,10 @@ def test_topology_aware_placement_keeps_gangs_in_one_segment():
     assert one_t > one_l
     spread = topo.jobs[topo.jobs["segments"] > 1]
     assert len(spread) > 0
-    # the factor comes from the network layer: eRDMA (c8i), 30 % communication of 256 KiB messages
-    expected = P.cross_segment_slowdown(P.node_fabric("ecs.c8i.32xlarge"), share=0.3, nbytes=256 * 1024)
+    # the factor comes from the network layer: eRDMA (c8i) on segments of one pod of the default
+    # CPU topology, 30 % communication of 256 KiB messages (data/traces/platform_model.yaml)
+    expected = P.cross_segment_slowdown(P.node_fabric("ecs.c8i.32xlarge"), share=0.3, nbytes=256 * 1024,
+                                        tier="pod", topology="vpc-placement-group")
     np.testing.assert_allclose(spread["slowdown"], expected)
     assert expected > 1
     one = topo.jobs[topo.jobs["segments"] == 1]

@@ -9,7 +9,7 @@
 
 from hpclab.platform.generate import gpu_jobs, lublin_feitelson, mixed_workload, offered_load, requested_times
 from hpclab.platform.jobs import GANG_KINDS, JOB_COLUMNS, KINDS, check_jobs, jobs_frame
-from hpclab.platform.placement import cross_segment_slowdown, node_fabric, segment_nodes
+from hpclab.platform.placement import TIERS, cross_segment_slowdown, node_fabric, node_topology, segment_nodes
 from hpclab.platform.replay import (PLACEMENTS, POLICIES, PlatformResult, bounded_slowdown, compare, replay,
                                     summarise)
 from hpclab.platform.traces import SWF_FIELDS, read_gpu_csv, read_swf, read_trace, write_gpu_csv, write_swf
@@ -18,4 +18,4 @@ __all__ = ["KINDS", "GANG_KINDS", "JOB_COLUMNS", "jobs_frame", "check_jobs", "re
            "read_gpu_csv", "write_gpu_csv", "read_trace", "SWF_FIELDS", "lublin_feitelson", "gpu_jobs",
            "mixed_workload", "offered_load", "requested_times", "replay", "compare", "summarise",
            "PlatformResult", "POLICIES", "PLACEMENTS", "bounded_slowdown", "cross_segment_slowdown",
-           "node_fabric", "segment_nodes"]
+           "node_fabric", "node_topology", "segment_nodes", "TIERS"]

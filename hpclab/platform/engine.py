@@ -31,7 +31,8 @@ Topology-aware placement
     launches new nodes in the segment that already holds the most free and booting nodes.
     ``placement="linear"``: nodes are taken in index order (what a scheduler without topology
     knowledge does) and new nodes land in a random segment with room. A gang spanning segments
-    runs ``slowdown`` times longer (:func:`hpclab.platform.placement.cross_segment_slowdown`).
+    runs ``slowdown`` times longer (:func:`hpclab.platform.placement.cross_segment_slowdown`, from
+    the network layer's topology: extra hops and oversubscription of the tier it crosses).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Pool:
 
     def __init__(self, name, itype, slots, max_nodes, seg_nodes, *, elastic, min_nodes=0,
                  idle_timeout=300.0, boot_time=0.0, price=0.0, min_charge=0.0, placement="topology",
-                 slowdown=None, rng=None, record=None):
+                 slowdown=None, segments_per_pod=1 << 30, rng=None, record=None):
         self.name = name
         self.itype = itype
         self.G = int(slots)
@@ -70,7 +71,8 @@ class Pool:
         self.price = float(price)
         self.min_charge = float(min_charge)
         self.topology = placement == "topology"
-        self.slowdown = slowdown or {}
+        self.slowdown = slowdown or {}  # kind -> run-time factor per tier (one segment, one pod, pods)
+        self.L = int(segments_per_pod)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.record = record
         # per node
@@ -80,7 +82,8 @@ class Pool:
         self.nlaunch: list[float] = []
         self.nready: list[float] = []
         self.nend: list[float] = []
-        self.nepoch: list[int] = []
+        self.nidle: list[float] = []  # idle since
+        self.timer = False  # an idle sweep is pending
         # per segment
         self.idle: list[list[int]] = [[] for _ in range(self.S)]
         self.partial: list[set] = [set() for _ in range(self.S)]
@@ -96,6 +99,8 @@ class Pool:
         self.q_slots = 0
         self.busy = 0.0  # slot-seconds used by jobs
         self.version = 0  # bumps whenever capacity is freed or added
+        self.draining = False
+        self.eng = None  # the engine (set by it)
         self.events = None  # the engine's heap (set by the engine)
         self.seq = None
 
@@ -108,7 +113,7 @@ class Pool:
         self.nlaunch.append(t)
         self.nready.append(t if state == UP else t + self.boot_time)
         self.nend.append(math.nan)
-        self.nepoch.append(0)
+        self.nidle.append(t)
         return n
 
     def start_fixed(self, t, count):
@@ -126,14 +131,18 @@ class Pool:
     def _set_idle(self, t, n):
         s = self.nseg[n]
         self.nfree[n] = self.G
-        self.idle[s].append(n)
+        self.idle[s].append(n)  # each idle list stays in idle-since order
         self.n_idle += 1
         self.free_slots += self.G
         self.version += 1
-        if self.elastic:
-            self.nepoch[n] += 1
-            heapq.heappush(self.events, (t + self.idle_timeout, EV_IDLE, next(self.seq), self, n,
-                                         self.nepoch[n]))
+        self.nidle[n] = t
+        if self.elastic and not self.timer:
+            self._arm(t + self.idle_timeout)
+
+    def _arm(self, when):
+        """One pending idle sweep per pool."""
+        self.timer = True
+        heapq.heappush(self.events, (when, EV_IDLE, next(self.seq), self, -1, 0))
 
     def launch(self, t, count):
         """Request ``count`` nodes now; they are usable after the boot time."""
@@ -153,6 +162,7 @@ class Pool:
             k = min(k, room[s])
             for _ in range(k):
                 n = self._new_node(t, s, BOOTING)
+                self.eng.live += 1
                 ready = t + self.boot_time
                 self.booting.append((ready, n))
                 heapq.heappush(self.events, (ready, EV_BOOT, next(self.seq), self, n, 0))
@@ -175,24 +185,33 @@ class Pool:
             self.booting = deque(b for b in self.booting if b[1] != n)
         self._set_idle(t, n)
 
-    def idle_check(self, t, n, epoch):
-        """Retire node ``n`` if it has stayed idle since the timer was set and no queued job
-        needs it."""
-        if self.nstate[n] != UP or self.nfree[n] != self.G or self.nepoch[n] != epoch:
-            return False
-        if self.n_up + self.n_boot <= self.min_nodes:
-            return False
-        if self.deficit() >= 0 and (self.q_whole or self.q_slots):
-            return False
-        s = self.nseg[n]
-        self.idle[s].remove(n)
-        self.n_idle -= 1
-        self.free_slots -= self.G
-        self.up[s] -= 1
-        self.n_up -= 1
-        self.nstate[n] = RETIRED
-        self.nend[n] = t
-        return True
+    def _retire_blocked(self):
+        return not self.draining and (self.q_whole or self.q_slots) and self.deficit() >= 0
+
+    def idle_check(self, t, _n=-1, _=0):
+        """Idle sweep: retire the nodes idle for ``idle_timeout`` that no queued job needs
+        (keeping ``min_nodes``), then arm the next sweep at the next due time. If queued demand
+        keeps nodes, the next pass re-arms it (see :meth:`autoscale`)."""
+        self.timer = False
+        timeout = self.idle_timeout
+        nidle = self.nidle
+        nxt = INF
+        for s in range(self.S):
+            lst = self.idle[s]
+            while lst and nidle[lst[0]] + timeout <= t:
+                if self.n_up + self.n_boot <= self.min_nodes or self._retire_blocked():
+                    return
+                n = lst.pop(0)
+                self.n_idle -= 1
+                self.free_slots -= self.G
+                self.up[s] -= 1
+                self.n_up -= 1
+                self.nstate[n] = RETIRED
+                self.nend[n] = t
+            if lst and nidle[lst[0]] + timeout < nxt:
+                nxt = nidle[lst[0]] + timeout
+        if nxt < INF and self.n_up + self.n_boot > self.min_nodes:
+            self._arm(nxt)
 
     def deficit(self):
         """Nodes the queued demand needs beyond what is free or booting."""
@@ -203,11 +222,27 @@ class Pool:
     def autoscale(self, t):
         if not self.elastic:
             return
+        if not self.timer and self.n_idle and self.n_up + self.n_boot > self.min_nodes:
+            due = min(self.nidle[lst[0]] for lst in self.idle if lst) + self.idle_timeout
+            self._arm(due if due > t else t + self.idle_timeout)
         need = self.deficit()
         if need > 0:
             need = min(need, self.max_nodes - self.n_up - self.n_boot)
             if need > 0:
                 self.launch(t, need)
+
+    def factor(self, kind, plan):
+        """Run-time factor of a gang placed on the segments of ``plan`` [(segment, nodes)]:
+        crossing segments of one pod (tier 1) or pods (tier 2)."""
+        f = self.slowdown.get(kind)
+        if f is None or len(plan) < 2:
+            return 1.0
+        L = self.L
+        pod = plan[0][0] // L
+        for s, _ in plan:
+            if s // L != pod:
+                return f[2]
+        return f[1]
 
     # -- whole nodes -------------------------------------------------------------------------
     def plan_whole(self, k):
@@ -245,9 +280,9 @@ class Pool:
                 got = lst[-k:]
                 del lst[-k:]
             else:  # linear: the lowest-numbered idle nodes
-                lst.sort()
-                got = lst[:k]
-                del lst[:k]
+                got = heapq.nsmallest(k, lst)
+                taken = set(got)
+                lst[:] = [n for n in lst if n not in taken]
             nodes.extend(got)
             for n in got:
                 self.nfree[n] = 0
@@ -272,12 +307,12 @@ class Pool:
         if g >= self.G:  # whole-node pods
             if gang:
                 plan = self.plan_whole(count)
-                return None if plan is None else (self.take_whole(plan), len(plan))
+                return None if plan is None else (self.take_whole(plan), [s for s, _ in plan])
             k = min(count, self.n_idle)
             if not k:
                 return [], 0
             plan = self.plan_whole(k)
-            return self.take_whole(plan), len(plan)
+            return self.take_whole(plan), [s for s, _ in plan]
         if self.free_slots < (count * g if gang else g):
             return (None if gang else ([], 0))
         segs = range(self.S)
@@ -315,7 +350,7 @@ class Pool:
                     nodes.append(n)
                     used.add(s)
                     left -= 1
-        return nodes, len(used)
+        return nodes, list(used)
 
     def _occupy(self, n, g):
         s = self.nseg[n]
@@ -390,7 +425,7 @@ class Slurm:
         eng = self.eng
         pool = self.pool
         nodes = pool.take_whole(plan)
-        f = pool.slowdown.get(eng.kind[j], 1.0) if len(plan) > 1 else 1.0
+        f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
         req = eng.req[j] * f
         dur = min(eng.run[j] * f, req)
         del self.queue[idx]
@@ -398,6 +433,7 @@ class Slurm:
         pool.q_whole -= eng.pods[j]
         insort(self.ends, (t + req, j))
         eng.started(j, t, dur, nodes, len(plan), f, pool)
+        eng.live += 1
         heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
 
     def finish(self, j, t):
@@ -435,7 +471,9 @@ class Slurm:
         return last, avail - need
 
     def _try_backfill(self, i, t, cache):
-        """Start queue[i] now if it fits and does not delay the head's reservation."""
+        """Start queue[i] now if it fits and does not delay the head's reservation: it ends (by
+        its request, slowed by its placement) before the shadow time, or it uses only extra
+        nodes."""
         _, shadow, extra = cache
         eng = self.eng
         pool = self.pool
@@ -443,18 +481,24 @@ class Slurm:
         k = eng.pods[j]
         if k > pool.n_idle:
             return False
-        plan = pool.plan_whole(k)
-        f = pool.slowdown.get(eng.kind[j], 1.0) if len(plan) > 1 else 1.0
-        if t + eng.req[j] * f <= shadow:
-            self._start(j, t, plan, i)
-        elif k <= extra:
-            self._start(j, t, plan, i)
-            self.cache = (pool.version, shadow, extra - k)
-        else:
+        req = eng.req[j]
+        if t + req <= shadow:  # may end in time (the placement may still slow it down)
+            plan = pool.plan_whole(k)
+            f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
+            if t + req * f <= shadow:
+                self._start(j, t, plan, i)
+                eng.backfilled[j] = True
+                self.cache = (pool.version, shadow, extra)
+                return True
+        elif k > extra:
             return False
+        else:
+            plan = pool.plan_whole(k)
+        if k > extra:
+            return False
+        self._start(j, t, plan, i)
         eng.backfilled[j] = True
-        if self.cache is not None:
-            self.cache = (pool.version, self.cache[1], self.cache[2])
+        self.cache = (pool.version, shadow, extra - k)
         return True
 
     def poll(self, t):
@@ -492,78 +536,83 @@ class Slurm:
 
 
 class Kube:
-    """Priority + FIFO pod queue on one or more pools: gangs all-or-nothing, other pods one by
-    one, bin-packed; no reservations."""
+    """Priority + FIFO pod queues (one per pool) with no reservations: gangs all-or-nothing,
+    other pods one by one, bin-packed.
 
-    def __init__(self, eng, pools_by_kind, *, depth=100):
+    ``strategy="best-effort"`` lets a job that fits start before an earlier one that does not
+    (Kueue's ``BestEffortFIFO``, its default; large gangs may starve); ``"strict"`` makes the
+    first waiting job of a pool block the later ones (``StrictFIFO``).
+    """
+
+    def __init__(self, eng, pools_by_kind, *, depth=100, strategy="best-effort"):
         self.eng = eng
-        self.pools = pools_by_kind  # kind -> Pool
+        self.plist = []
+        for p in pools_by_kind.values():
+            if p not in self.plist:
+                self.plist.append(p)
+        self.pidx = {kind: self.plist.index(p) for kind, p in pools_by_kind.items()}
         self.depth = depth
-        self.queue: list[int] = []
-        self.qkeys: list[tuple] = []
-        self.left = {}  # job -> pods not yet started (independent pods)
-        self.versions = None
+        self.strict = strategy == "strict"
+        self.queues: list[list[int]] = [[] for _ in self.plist]
+        self.qkeys: list[list[tuple]] = [[] for _ in self.plist]
+        self.left = {}  # job -> pods not yet started
+        self.jp = {}  # job -> pool index
+        self.jg = {}  # job -> slots per pod on its pool
+        self.seen = [-1] * len(self.plist)  # pool versions at the last pass
 
-    def _pool(self, j):
-        return self.pools[self.eng.kind[j]]
-
-    def _slots(self, j, pool):
-        s = self.eng.slots[j]
-        return pool.G if s == 0 or s >= pool.G else s
+    @property
+    def queue(self):
+        return [j for q in self.queues for j in q]
 
     def submit(self, j, t):
         eng = self.eng
-        pool = self._pool(j)
-        g = self._slots(j, pool)
+        pi = self.pidx[eng.kind[j]]
+        pool = self.plist[pi]
+        s = eng.slots[j]
+        g = pool.G if s == 0 or s >= pool.G else s
+        self.jp[j] = pi
+        self.jg[j] = g
         if g == pool.G:
             pool.q_whole += eng.pods[j]
         else:
             pool.q_slots += eng.pods[j] * g
         self.left[j] = eng.pods[j]
         key = (-eng.prio[j], j)
-        q = self.queue
-        if not q or key > self.qkeys[-1]:
+        q, qk = self.queues[pi], self.qkeys[pi]
+        if not q or key > qk[-1]:
             q.append(j)
-            self.qkeys.append(key)
+            qk.append(key)
             idx = len(q) - 1
         else:
-            idx = bisect_left(self.qkeys, key)
+            idx = bisect_left(qk, key)
             q.insert(idx, j)
-            self.qkeys.insert(idx, key)
-        if self.versions == self._versions() and idx < self.depth:
-            # nothing freed since the last pass: only the newcomer may start
-            self._try(idx, t)
-            self.versions = self._versions()
+            qk.insert(idx, key)
+        if self.seen[pi] == pool.version:
+            # nothing freed on its pool since the last pass: only the newcomer may start
+            if idx < self.depth and (not self.strict or len(q) == 1):
+                self._try(pi, idx, t)
             pool.autoscale(t)
+            self.seen[pi] = pool.version
             return
-        self.schedule(t)
+        self._pass(pi, t)
 
-    def _versions(self):
-        return tuple(p.version for p in self._unique_pools())
-
-    def _unique_pools(self):
-        seen = []
-        for p in self.pools.values():
-            if p not in seen:
-                seen.append(p)
-        return seen
-
-    def _try(self, i, t):
-        """Place what fits of queue[i]; True if the job left the queue."""
+    def _try(self, pi, i, t):
+        """Place what fits of the i-th job of pool pi's queue; True if it left the queue."""
         eng = self.eng
-        j = self.queue[i]
-        pool = self._pool(j)
-        g = self._slots(j, pool)
-        gang = eng.gang[j]
-        if gang:
+        j = self.queues[pi][i]
+        pool = self.plist[pi]
+        g = self.jg[j]
+        if eng.gang[j]:
             got = pool.place_pods(eng.pods[j], g, True)
             if got is None:
                 return False
-            nodes, nseg = got
-            f = pool.slowdown.get(eng.kind[j], 1.0) if nseg > 1 else 1.0
+            nodes, segs = got
+            nseg = len(segs)
+            f = pool.factor(eng.kind[j], [(x, 0) for x in segs]) if nseg > 1 else 1.0
             dur = min(eng.run[j] * f, eng.req[j] * f)
-            self._dequeue(i, j, pool, g, len(nodes))
+            self._dequeue(pi, i, j, pool, g, len(nodes))
             eng.started(j, t, dur, nodes, nseg, f, pool, g)
+            eng.live += 1
             heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
             return True
         left = self.left[j]
@@ -571,24 +620,24 @@ class Kube:
         if not nodes:
             return False
         dur = min(eng.run[j], eng.req[j])
-        if g == pool.G:
-            pool.q_whole -= len(nodes)
-        else:
-            pool.q_slots -= len(nodes) * g
-        self.left[j] = left - len(nodes)
+        k = len(nodes)
         eng.pod_started(j, t, dur, nodes, pool, g)
+        eng.live += k
         for n in nodes:
             heapq.heappush(eng.heap, (t + dur, EV_POD, next(eng.seq), self, j, n))
-        if self.left[j] == 0:
-            del self.queue[i]
-            del self.qkeys[i]
-            del self.left[j]
+        if k == left:
+            self._dequeue(pi, i, j, pool, g, k)
             return True
+        self.left[j] = left - k
+        if g == pool.G:
+            pool.q_whole -= k
+        else:
+            pool.q_slots -= k * g
         return False
 
-    def _dequeue(self, i, j, pool, g, npods):
-        del self.queue[i]
-        del self.qkeys[i]
+    def _dequeue(self, pi, i, j, pool, g, npods):
+        del self.queues[pi][i]
+        del self.qkeys[pi][i]
         del self.left[j]
         if g == pool.G:
             pool.q_whole -= npods
@@ -597,8 +646,8 @@ class Kube:
 
     def finish(self, j, t):
         eng = self.eng
-        pool = self._pool(j)
-        g = self._slots(j, pool)
+        pool = self.plist[self.jp[j]]
+        g = self.jg[j]
         nodes = eng.alloc[j]
         eng.released(j, t, pool, nodes, g)
         if g == pool.G:
@@ -607,45 +656,59 @@ class Kube:
             for n in nodes:
                 pool.release_pod(t, n, g)
         eng.alloc[j] = None
+        del self.jp[j], self.jg[j]
 
     def pod_finish(self, j, n, t):
         eng = self.eng
-        pool = self._pool(j)
-        g = self._slots(j, pool)
+        pool = self.plist[self.jp[j]]
+        g = self.jg[j]
         eng.released(j, t, pool, [n], g)
         if g == pool.G:
             pool.release_whole(t, [n])
         else:
             pool.release_pod(t, n, g)
         eng.pod_done(j, t)
+        if eng.pods_done[j] == eng.pods[j]:
+            del self.jp[j], self.jg[j]
 
     def poll(self, t):
-        if self.queue and self.versions != self._versions():
-            self.schedule(t)
+        for pi, p in enumerate(self.plist):
+            if self.queues[pi] and self.seen[pi] != p.version:
+                self._pass(pi, t)
 
     def schedule(self, t):
-        q = self.queue
+        for pi in range(len(self.plist)):
+            self._pass(pi, t)
+
+    def _pass(self, pi, t):
+        eng = self.eng
+        pool = self.plist[pi]
+        q = self.queues[pi]
+        g = self.jg
+        left = self.left
+        gang = eng.gang
         i = 0
         while i < len(q) and i < self.depth:
-            j = q[i]
-            pool = self._pool(j)
             if pool.free_slots <= 0:
-                i += 1
+                break
+            j = q[i]
+            need = g[j] * left[j] if gang[j] else g[j]
+            if pool.free_slots >= need and self._try(pi, i, t):
                 continue
-            if self._try(i, t):
-                continue
+            if self.strict:
+                break
             i += 1
-        for p in self._unique_pools():
-            p.autoscale(t)
-        self.versions = self._versions()
+        pool.autoscale(t)
+        self.seen[pi] = pool.version
 
 
 class Router:
     """Sends each job to the queue for its kind (HPC to the Slurm-like queue, AI to the
     Kubernetes-like one)."""
 
-    def __init__(self, routes):
+    def __init__(self, routes, pools):
         self.routes = dict(routes)
+        self.pools = list(pools)
         self.unique = []
         for q in self.routes.values():
             if q not in self.unique:
@@ -682,6 +745,7 @@ class Engine:
         self.seq = iter(range(1 << 62))
         self.record = [] if record else None
         self.t = 0.0
+        self.live = 0  # completions and boots still in the heap
 
     def started(self, j, t, dur, nodes, nseg, f, pool, g=None):
         self.start[j] = t
@@ -725,6 +789,8 @@ class Engine:
         a = 0
         pop = heapq.heappop
         tick = max(1, n // 100)
+        draining = False
+        pools = routes.pools
         while a < n or heap:
             ta = submit[a] if a < n else INF
             th = heap[0][0] if heap else INF
@@ -732,6 +798,7 @@ class Engine:
             # completions and boots at t
             while heap and heap[0][0] == t and heap[0][1] != EV_IDLE:
                 _, et, _, obj, x, y = pop(heap)
+                self.live -= 1
                 if et == EV_FINISH:
                     obj.finish(x, t)
                     self.finished[x] += 1
@@ -749,8 +816,13 @@ class Engine:
             # a pass for every queue whose pools freed or gained capacity
             for q in routes.unique:
                 q.poll(t)
+            if a >= n and not self.live and not draining:
+                # nothing can change any more: idle nodes retire when due, queued jobs (if any)
+                # stay unfinished
+                draining = True
+                for p in pools:
+                    p.draining = True
             while heap and heap[0][0] == t and heap[0][1] == EV_IDLE:
-                _, _, _, pool, node, epoch = pop(heap)
-                pool.idle_check(t, node, epoch)
+                pop(heap)[3].idle_check(t)
             self.t = t
         return self.t

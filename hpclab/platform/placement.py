@@ -1,30 +1,40 @@
-"""Network segments and what crossing them costs a gang job.
+"""Network segments and what crossing them costs a gang job, from the network layer.
 
-Hosts are grouped into *segments*: the hosts under one tier-1 switch group, joined to each other
-with full bandwidth in ``hops_within`` switch hops. Between segments, traffic crosses
-``hops_across`` hops and an aggregation tier oversubscribed ``oversubscription``:1, so a message
-of ``n`` bytes costs (Hockney, with the fabric's per-hop latency; :func:`hpclab.network.p2p_time`)::
+Hosts are grouped into *segments*: the hosts under one leaf switch (for a rail-optimised GPU
+network, one segment of rail switches), ``hosts_per_leaf`` of a
+:class:`hpclab.network.Topology`; ``leaves_per_pod`` segments form a pod. The presets come from
+``data/reference/topologies.yaml``: CPU hosts on ``vpc-placement-group`` (32 hosts per leaf, 3:1
+leaf uplinks), GPU hosts on ``hpn7`` (Alibaba HPN 7.0: 128 hosts = 1,024 GPUs per segment, 15
+segments per pod non-blocking, 15:1 between pods).
 
-    t_within = alpha + hops_within * per_hop_latency + n * beta
-    t_across = alpha + hops_across * per_hop_latency + n * beta * oversubscription
+A gang placed inside one segment talks across one switch; one spread over segments of a pod
+crosses ``extra_hops`` = 2 more hops and the leaf tier's oversubscription; one spread over pods 4
+more hops and the larger of the two ratios (:meth:`Topology.extra_hops`,
+:meth:`Topology.oversubscription_at`). A message of ``n`` bytes then costs (Hockney, with the
+fabric's per-hop latency; :func:`hpclab.network.p2p_time`)::
 
-A bulk-synchronous gang job runs at the pace of its slowest exchange, so when it spans more than
-one segment all of its communication share ``s`` is slowed::
+    t_tier = alpha + extra_hops(tier) * per_hop_latency + n * beta * oversubscription(tier)
 
-    slowdown = (1 - s) + s * t_across / t_within          (1 inside one segment)
+A bulk-synchronous gang job runs at the pace of its slowest exchange, so once it spans segments
+all of its communication share ``s`` is slowed::
 
-Segment sizes: 1024 GPUs per segment (Alibaba HPN, SIGCOMM 2024) and, for CPU hosts, one
-top-of-rack pair (32 hosts, illustrative); all figures in ``data/traces/platform_model.yaml``.
+    slowdown(tier) = (1 - s) + s * t_tier / t_0          (1 inside one segment)
+
+The communication share and message size per job kind are in ``data/traces/platform_model.yaml``
+(illustrative).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hpclab._validate import HpclabError, check_finite_array
+from hpclab._validate import HpclabError, check_choice, check_finite_array
 from hpclab.platform import _model
 
-__all__ = ["cross_segment_slowdown", "segment_nodes", "node_fabric"]
+__all__ = ["cross_segment_slowdown", "segment_nodes", "node_fabric", "node_topology", "TIERS"]
+
+#: where a gang's hosts sit: one segment, several segments of one pod, several pods
+TIERS = ("segment", "pod", "pods")
 
 
 def node_fabric(itype, catalog=None):
@@ -42,21 +52,27 @@ def node_fabric(itype, catalog=None):
                       f"(fabrics: {', '.join(rec.fabrics)})")
 
 
-def segment_nodes(itype, catalog=None) -> int:
-    """Hosts per segment for an instance type: 1024 GPUs / GPUs per host for GPU hosts (HPN),
-    else the CPU hosts per segment of the parameter file."""
+def node_topology(itype, topology=None, catalog=None):
+    """The :class:`hpclab.network.Topology` of an instance type's hosts: ``topology`` if given
+    (a preset name or a Topology), else ``hpn7`` for GPU hosts and ``vpc-placement-group`` for
+    CPU hosts."""
     from hpclab import catalog as _cat
+    from hpclab.network import topology as _topology
 
+    if topology is not None:
+        return _topology(topology)
     cat = catalog or _cat.default()
     rec = cat.instance(itype) if isinstance(itype, str) else itype
-    if rec.gpus > 0:
-        return max(1, int(_model.figure("segments", "gpus_per_segment")) // rec.gpus)
-    return int(_model.figure("segments", "cpu_hosts_per_segment"))
+    return _topology("hpn7" if rec.gpus > 0 else "vpc-placement-group")
 
 
-def cross_segment_slowdown(fabric, *, share, nbytes, hops_within=None, hops_across=None,
-                           oversubscription=None, gpu: bool = False):
-    """Run-time factor of a gang job placed across segments (see the module docstring).
+def segment_nodes(itype, topology=None, catalog=None) -> int:
+    """Hosts per segment: the topology's ``hosts_per_leaf``."""
+    return int(node_topology(itype, topology, catalog).hosts_per_leaf)
+
+
+def cross_segment_slowdown(fabric, *, share, nbytes, tier="pod", topology="vpc-placement-group"):
+    """Run-time factor of a gang job whose hosts span ``tier`` (see the module docstring).
 
     Parameters
     ----------
@@ -66,28 +82,60 @@ def cross_segment_slowdown(fabric, *, share, nbytes, hops_within=None, hops_acro
         Share of the run time spent communicating inside one segment (0..1).
     nbytes : float or array
         Typical message size of that communication (bytes).
-    hops_within, hops_across, oversubscription : float, optional
-        Default: the parameter file (``oversubscription_gpu`` if ``gpu`` else ``_cpu``).
+    tier : {"segment", "pod", "pods"}
+        One segment (factor 1), segments of one pod, or several pods.
+    topology : Topology or str
+        A :class:`hpclab.network.Topology` or preset name.
 
     Returns
     -------
     float or numpy.ndarray
-        ``(1 - share) + share * t_across / t_within`` (>= 1), broadcast over the inputs.
-    """
-    from hpclab.network import fabric as _fabric, p2p_time
+        ``(1 - share) + share * t_tier / t_segment`` (>= 1), broadcast over the inputs.
 
+    Examples
+    --------
+    >>> round(cross_segment_slowdown("erdma", share=0.3, nbytes=256 * 1024), 3)
+    1.293
+    """
+    from hpclab.network import fabric as _fabric, p2p_time, topology as _topology
+
+    check_choice("tier", tier, TIERS)
     f = _fabric(fabric)
+    topo = _topology(topology)
     s = check_finite_array("share", share, minimum=0, strict=False)
     if np.any(s > 1):
         raise HpclabError(f"share must be in [0, 1], got {s.max():g}")
     n = check_finite_array("nbytes", nbytes, minimum=0)
-    hw = _model.figure("segments", "hops_within") if hops_within is None else hops_within
-    ha = _model.figure("segments", "hops_across") if hops_across is None else hops_across
-    ov = oversubscription if oversubscription is not None else _model.figure(
-        "segments", "oversubscription_gpu" if gpu else "oversubscription_cpu")
-    if ov < 1:
-        raise HpclabError(f"oversubscription must be >= 1, got {ov!r}")
-    t_in = np.asarray(p2p_time(n, f, hops=hw))
-    t_x = np.asarray(p2p_time(n, f.with_(beta=f.beta * ov), hops=ha))
-    out = (1.0 - s) + s * t_x / t_in
+    # a host count that puts the job in that tier of a packed topology
+    hosts = {"segment": 1, "pod": topo.hosts_per_leaf + 1, "pods": topo.hosts_per_pod + 1}[tier]
+    if topo.kind == "single-switch":
+        hops, over = 0.0, 1.0
+    else:
+        packed = topo if topo.placement == "packed" else _replace_placement(topo)
+        hops = float(packed.extra_hops(hosts))
+        over = float(packed.oversubscription_at(hosts))
+    t0 = np.asarray(p2p_time(n, f))
+    t1 = np.asarray(p2p_time(n, f.with_(beta=f.beta * over), hops=hops))
+    out = (1.0 - s) + s * t1 / t0
     return out if out.ndim else float(out)
+
+
+def _replace_placement(topo):
+    from dataclasses import replace
+
+    return replace(topo, placement="packed")
+
+
+def slowdowns(itype, topology=None, catalog=None) -> dict:
+    """``{kind: (1, factor across segments of a pod, factor across pods)}`` for the gang kinds
+    (hpc, train) on hosts of ``itype``."""
+    fab = node_fabric(itype, catalog)
+    topo = node_topology(itype, topology, catalog)
+    comm = _model.model()["communication"]
+    out = {}
+    for kind in ("hpc", "train"):
+        share = float(comm[kind]["share"])
+        nbytes = _model.figure("communication", kind, "nbytes")
+        out[kind] = tuple(cross_segment_slowdown(fab, share=share, nbytes=nbytes, tier=tier, topology=topo)
+                          for tier in TIERS)
+    return out

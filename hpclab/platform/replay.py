@@ -112,32 +112,19 @@ def _catalog(catalog):
     return catalog
 
 
-def _slowdowns(itype_rec, catalog):
-    from hpclab.platform.placement import cross_segment_slowdown, node_fabric
-
-    fab = node_fabric(itype_rec, catalog)
-    gpu = itype_rec.gpus > 0
-    out = {}
-    comm = _model.model()["communication"]
-    for kind in ("hpc", "train"):
-        share = float(comm[kind]["share"])
-        nbytes = _model.figure("communication", kind, "nbytes")
-        out[kind] = cross_segment_slowdown(fab, share=share, nbytes=nbytes, gpu=gpu)
-    return out
-
-
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
-               market, rng):
-    from hpclab.platform.placement import segment_nodes
+               topology, market, rng):
+    from hpclab.platform.placement import node_topology, slowdowns
 
     rec = catalog.instance(itype)
     slots = rec.gpus if rec.gpus > 0 else rec.vcpus
-    seg = segment_nodes(rec, catalog) if seg_nodes is None else seg_nodes
+    topo = node_topology(rec, topology, catalog)
+    seg = topo.hosts_per_leaf if seg_nodes is None else seg_nodes
     price = rec.price_spot if market == "spot" else rec.price_on_demand
     return Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
                 idle_timeout=idle_timeout, boot_time=rec.boot_time, price=price,
-                min_charge=rec.min_charge, placement=placement, slowdown=_slowdowns(rec, catalog),
-                rng=rng)
+                min_charge=rec.min_charge, placement=placement, slowdown=slowdowns(rec, topo, catalog),
+                segments_per_pod=topo.leaves_per_pod, rng=rng)
 
 
 def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
@@ -145,8 +132,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            data_nodes: int | None = None, elastic: bool | None = None, backfill: bool = True,
            placement: str = "topology", depth: int = 100, idle_timeout: float = 300.0,
            min_nodes: int = 0, cpu_segment: int | None = None, gpu_segment: int | None = None,
-           market: str = "on-demand", seed: int = 0, record: bool = False, progress: bool = False,
-           catalog=None) -> PlatformResult:
+           cpu_topology=None, gpu_topology=None,
+           market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
+           record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
     Parameters
@@ -175,9 +163,16 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     min_nodes : int
         Nodes an elastic pool keeps warm.
     cpu_segment, gpu_segment : int, optional
-        Hosts per network segment (default: :func:`hpclab.platform.placement.segment_nodes`).
+        Hosts per network segment (default: the topology's ``hosts_per_leaf``).
+    cpu_topology, gpu_topology : str or hpclab.network.Topology, optional
+        Network topology of the CPU and GPU hosts (default presets ``vpc-placement-group`` and
+        ``hpn7``); gives segment sizes, hops and oversubscription
+        (:func:`hpclab.platform.placement.cross_segment_slowdown`).
     market : {"on-demand", "spot"}
         Price of the nodes (no reclaims are modelled here).
+    kube_strategy : {"best-effort", "strict"}
+        Kubernetes-like queue order: a job that fits may pass one that does not (Kueue
+        ``BestEffortFIFO``), or the first waiting job blocks its pool (``StrictFIFO``).
     seed : int
         Seed for random segment choice (``placement="linear"``).
     record : bool
@@ -192,6 +187,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     check_choice("policy", policy, POLICIES)
     check_choice("placement", placement, PLACEMENTS)
     check_choice("market", market, ("on-demand", "spot"))
+    check_choice("kube_strategy", kube_strategy, ("best-effort", "strict"))
     cpu_nodes = check_positive("cpu_nodes", cpu_nodes, integer=True)
     gpu_nodes = check_positive("gpu_nodes", gpu_nodes, integer=True)
     data_nodes = max(1, cpu_nodes // 8) if data_nodes is None else check_positive("data_nodes", data_nodes,
@@ -210,21 +206,22 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
               min_nodes=min_nodes, market=market, rng=rng)
     eng = Engine(jobs, record=record)
     if policy == "unified":
-        cpu = _make_pool("cpu", cpu_type, cpu_nodes + data_nodes, seg_nodes=cpu_segment, **kw)
-        gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, **kw)
+        cpu = _make_pool("cpu", cpu_type, cpu_nodes + data_nodes, seg_nodes=cpu_segment, topology=cpu_topology,
+                         **kw)
+        gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
         pools = [cpu, gpu]
         slurm = Slurm(eng, cpu, backfill=backfill, depth=depth)
-        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": cpu}, depth=depth)
+        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": cpu}, depth=depth, strategy=kube_strategy)
         by_kind = {"hpc": cpu, "train": gpu, "infer": gpu, "data": cpu}
     else:
-        hpc = _make_pool("hpc-cpu", cpu_type, cpu_nodes, seg_nodes=cpu_segment, **kw)
-        gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, **kw)
-        dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, **kw)
+        hpc = _make_pool("hpc-cpu", cpu_type, cpu_nodes, seg_nodes=cpu_segment, topology=cpu_topology, **kw)
+        gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
+        dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, topology=cpu_topology, **kw)
         pools = [hpc, gpu, dat]
         slurm = Slurm(eng, hpc, backfill=backfill, depth=depth)
-        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": dat}, depth=depth)
+        kube = Kube(eng, {"train": gpu, "infer": gpu, "data": dat}, depth=depth, strategy=kube_strategy)
         by_kind = {"hpc": hpc, "train": gpu, "infer": gpu, "data": dat}
-    router = Router({"hpc": slurm, "train": kube, "infer": kube, "data": kube})
+    router = Router({"hpc": slurm, "train": kube, "infer": kube, "data": kube}, pools)
 
     # jobs no cluster of this size can ever hold are rejected at submit (as Slurm does)
     kinds = jobs["kind"].to_numpy()
@@ -243,6 +240,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
 
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
     for pool in pools:
+        pool.eng = eng
         pool.events = eng.heap
         pool.seq = eng.seq
         pool.start_fixed(t0, pool.min_nodes if pool.elastic else pool.max_nodes)
@@ -261,7 +259,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                    dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
-                        min_nodes=min_nodes, market=market), cat)
+                        min_nodes=min_nodes, market=market, kube_strategy=kube_strategy), cat)
 
 
 def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
