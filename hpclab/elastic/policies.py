@@ -37,8 +37,9 @@ Placement:
   no more than a budget allows.
 - :class:`Hysteresis` wraps any policy: it retires only instances idle for longer than ``wait``
   and waits ``cooldown`` between scale-downs (and after a scale-up), which avoids the thrash of
-  workers killed just before more work arrives (reported against Dask's adaptive mode, e.g.
-  dask/distributed issues #4471 and #5993).
+  workers killed just before more work arrives (reported against Dask's adaptive mode:
+  dask/distributed issues #1604 "Adaptive can seek to scale up and down simultaneously" and
+  #3863 "workers being immediately retired and recreated", dask/dask-kubernetes #633).
 """
 
 from __future__ import annotations
