@@ -325,3 +325,17 @@ def test_panel_updates_in_place():
     r = panel.last
     for fig in (cores_figure([r, r], labels=["a", "b"]), cost_figure(r), instances_figure(r)):
         assert fig.renderers
+
+
+def test_conservation_check_catches_errors_and_partial_runs(cat):
+    lim = PoolLimits(types=(C8I,), zones=(HZ,), quota_cores=64)
+    wl = make_workload(500, duration="fixed", mean=100.0, seed=0)
+    part = simulate(P.SingleZone(catalog=cat), wl, lim, catalog=cat, tick=10.0, horizon=400.0,
+                    reclaim_rate=0.0)
+    assert 0 < part.summary["completed"] < 500 and math.isnan(part.summary["makespan_s"])
+    part.check_conservation()  # nothing completed twice; unfinished tasks are allowed
+    full = simulate(P.SingleZone(catalog=cat), wl, lim, catalog=cat, tick=10.0, reclaim_rate=0.0)
+    full.check_conservation()
+    full.attempts = pd.concat([full.attempts, full.attempts.iloc[[7]]], ignore_index=True)
+    with pytest.raises(HpclabError, match="completed 2 times"):
+        full.check_conservation()

@@ -188,6 +188,7 @@ class Engine:
         # incremental aggregates: serving instances per type, serving slots, cost bookkeeping
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
+        self.alive_slots = 0  # the account quota counts every instance not terminated
         self.rate_alive = 0.0  # USD/s of instances alive
         self.rate_grant = 0.0  # sum of price * grant time over instances alive
         self.closed_cost = 0.0  # billed cost of terminated instances
@@ -287,8 +288,8 @@ class Engine:
             self.n_refused += count - n
             self.n_refusal_events += 1
         q = self.limits.quota_cores
-        if q is not None:  # the account quota: clipped, not a capacity refusal
-            room = max(int((q - self.serv_slots) // self.t_slots[it]), 0)
+        if q is not None:  # the account quota (draining instances included): clipped, not refused
+            room = max(int((q - self.alive_slots) // self.t_slots[it]), 0)
             if room < n:
                 self.n_quota_clipped += n - room
                 n = room
@@ -321,6 +322,7 @@ class Engine:
         self.in_use[iz, it] += n * cores
         self.serv_count[it] += n
         self.serv_slots += n * ns
+        self.alive_slots += n * ns
         price = self.t_price[it, market]
         self.rate_alive += n * price
         self.rate_grant += n * price * t
@@ -350,6 +352,7 @@ class Engine:
             self._stop_serving(i)
         ins.end[i] = t
         ins.reason[i] = reason
+        self.alive_slots -= int(ins.nslots[i])
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
@@ -419,7 +422,6 @@ class Engine:
         ins.notice[i] = True
         ins.notice_t[i] = t
         self.n_notices += 1
-        self.refused[(self.types[ins.itype[i]], self.zones[ins.zone[i]], "spot")] = t
         self.drain(i, t, t + float(self.t_notice[ins.itype[i]]), 2)
 
     def capacity_change(self, t: float) -> None:

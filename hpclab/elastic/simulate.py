@@ -105,18 +105,25 @@ class SimResult:
     def check_conservation(self) -> None:
         """Raise :class:`HpclabError` unless every task completed exactly once.
 
-        Checks, from the attempt records: each task has exactly one completed (not killed)
-        attempt; its duration is its work over the speed of the core it ran on; killed attempts
-        are the work redone.
+        From the attempt records: a task has at most one attempt that was not killed, it ends
+        within the run for every task counted as completed, and if the run finished (all tasks
+        completed) every task has exactly one. Killed attempts are the work redone.
         """
         a = self.attempts
         done = a[~a["killed"]]
-        counts = np.bincount(done["task"].to_numpy(), minlength=self.tasks.sizes["task"])
-        if np.any(counts != 1):
-            bad = int(np.flatnonzero(counts != 1)[0])
+        n = self.tasks.sizes["task"]
+        counts = np.bincount(done["task"].to_numpy(), minlength=n)
+        finished = np.bincount(done["task"].to_numpy()[done["end"].to_numpy() <= self.end_time + 1e-9],
+                               minlength=n)
+        if np.any(counts > 1):
+            bad = int(np.flatnonzero(counts > 1)[0])
             raise HpclabError(f"task {bad} completed {counts[bad]} times (must be exactly once)")
-        if np.any(done["end"].to_numpy() > self.end_time + 1e-6):
-            raise HpclabError("an attempt ends after the end of the run")
+        if int(finished.sum()) != self.summary["completed"]:
+            raise HpclabError(f"{int(finished.sum())} attempts completed but the summary counts "
+                              f"{self.summary['completed']}")
+        if self.summary["completed"] == n and np.any(finished != 1):
+            bad = int(np.flatnonzero(finished != 1)[0])
+            raise HpclabError(f"task {bad} never completed although the run finished")
 
     def table(self) -> pd.Series:
         """The summary as a one-column table (for printing)."""
@@ -149,7 +156,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
              capacity: float | Mapping[str, float] = 1.0, capacity_curve=None,
              capacity_noise: float = 0.0, capacity_interval: float = 3600.0, spot_capacity: float = 1.0,
              reclaim_scale: float = 1.0, reclaim_rate: float | None = None, linger: float = 3600.0,
-             record_every: int = 1, progress: bool = False) -> SimResult:
+             record_every: int = 1, progress: bool | None = None) -> SimResult:
     """Run ``policy`` on the virtual clock.
 
     Parameters
@@ -188,8 +195,8 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
         After the last task, stop once no instance is left or ``linger`` seconds have passed.
     record_every : int
         Record the time series every this many ticks.
-    progress : bool
-        Show a tqdm progress bar of completed tasks.
+    progress : bool, optional
+        Show a tqdm progress bar of completed tasks (default: for 500,000 tasks or more).
 
     Returns
     -------
@@ -224,6 +231,8 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     if reclaim_rate is not None:
         check_nonnegative("reclaim_rate", reclaim_rate)
     record_every = check_positive("record_every", record_every, integer=True)
+    if progress is None:
+        progress = workload.tasks >= 500_000
     if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
             or not 0 <= spot_capacity <= 1:
         raise HpclabError(f"spot_capacity must be a number in [0, 1], got {spot_capacity!r}")
