@@ -45,7 +45,7 @@ def policy(cat):
 def run_hpclab(cores, tasks, cat):
     wl, lim = scenario(cores, tasks, cat)
     t0 = time.perf_counter()
-    r = simulate(policy(cat), wl, lim, catalog=cat, horizon=HORIZON, tick=60.0, seed=0)
+    r = simulate(policy(cat), wl, lim, catalog=cat, horizon=HORIZON, tick=60.0, seed=0, progress=False)
     return time.perf_counter() - t0, r.summary
 
 
