@@ -101,15 +101,24 @@ def _smooth_numbers(limit: int) -> np.ndarray:
 
 
 def smooth_cores(lo=1, hi=100_000, num=100) -> np.ndarray:
-    """``num`` core counts spread evenly in log between ``lo`` and ``hi``, each snapped to the
-    nearest 5-smooth number (``2^a 3^b 5^c``) so that they decompose into balanced grids."""
+    """About ``num`` distinct core counts spread evenly in log between ``lo`` and ``hi``, each a
+    5-smooth number (``2^a 3^b 5^c``) so that they decompose into balanced grids (the nearest to
+    evenly spaced log targets, with more targets until ``num`` distinct counts are found)."""
     check_positive("num", num, integer=True)
     check_positive("lo", lo)
     check_positive("hi", hi)
     smooth = _smooth_numbers(int(2 * hi))
-    target = np.geomspace(lo, hi, int(num))
-    idx = np.abs(np.log(smooth)[None, :] - np.log(target)[:, None]).argmin(axis=1)
-    return np.unique(np.clip(smooth[idx], lo, hi)).astype(np.int64)
+    smooth = smooth[(smooth >= lo) & (smooth <= hi)]
+    if smooth.size <= num:
+        return smooth.astype(np.int64)
+    logs = np.log(smooth)
+    m = int(num)
+    while True:  # more targets until ``num`` distinct smooth numbers are hit (small counts collide)
+        target = np.linspace(logs[0], logs[-1], m)
+        picked = np.unique(smooth[np.abs(logs[None, :] - target[:, None]).argmin(axis=1)])
+        if picked.size >= num:
+            return picked.astype(np.int64)
+        m += max(1, int(num) - picked.size)
 
 
 def _hops(placement, cores, cores_per_host):
