@@ -107,6 +107,29 @@ def test_message_rate_floor_bounds_small_messages():
     assert big == pytest.approx(14 * 1e-6 + 2 * 7 / 8 * 1e9 * 1e-12)
 
 
+# messages each algorithm sends per rank for p = 8 (TRG05 step counts; a pipeline of depth d with
+# one segment takes d steps): with a tiny alpha and a large message-rate gap, t = steps x gap
+FLOOR_STEPS = {
+    "allreduce": {"ring": 14, "recursive_doubling": 3, "rabenseifner": 6, "double_binary_tree": 6},
+    "allgather": {"ring": 7, "recursive_doubling": 3, "bruck": 3},
+    "reduce_scatter": {"ring": 7, "pairwise": 7, "recursive_halving": 3, "recursive_doubling": 3},
+    "broadcast": {"binomial": 3, "scatter_allgather": 10, "ring": 7, "double_binary_tree": 3},
+    "reduce": {"binomial": 3, "rabenseifner": 6, "ring": 7, "double_binary_tree": 3},
+    "alltoall": {"pairwise": 7, "bruck": 3},
+    "barrier": {"bruck": 3, "recursive_doubling": 3, "binomial": 6},
+}
+
+
+@pytest.mark.parametrize("op", list(FLOOR_STEPS))
+def test_message_rate_floor_counts_every_step(op):
+    gap = 1e-5
+    f = Fabric(alpha=1e-9, beta=1e-12, message_rate=1 / gap)
+    assert set(FLOOR_STEPS[op]) == set(ALGORITHMS[op]) - {"hierarchical"}
+    for alg, steps in FLOOR_STEPS[op].items():
+        got = collective_time(op, 8, 8, f, algorithm=alg)
+        assert got == pytest.approx(steps * gap, rel=1e-3), (op, alg, got / gap)
+
+
 def test_erdma_floor_is_the_articles_50_million_messages_per_second():
     erdma = fabric("erdma")
     assert erdma.message_gap == pytest.approx(1 / 50e6)
@@ -190,8 +213,14 @@ def test_erdma_beats_tcp_most_for_small_messages():
     erdma = collective_time("allreduce", n, 64, "erdma")
     ratio = tcp / erdma
     assert np.all(ratio > 1)
-    assert ratio[0] == pytest.approx(25 / 8, rel=0.05)  # latency-bound: alpha ratio
-    assert ratio[2] == pytest.approx((50 * 0.92) / (12.5 * 0.4), rel=0.05)  # bandwidth ratio
+    from hpclab.catalog import default
+
+    tcp_spec, erdma_spec = default().fabric("tcp-vpc"), default().fabric("erdma")
+    # latency-bound: the ratio of the catalog alphas (25 us / 8 us today)
+    assert ratio[0] == pytest.approx(tcp_spec.alpha / erdma_spec.alpha, rel=0.05)
+    # bandwidth-bound: the ratio of bandwidth x efficiency (50 GB/s x 0.92 / 12.5 GB/s x 0.4 today)
+    assert ratio[2] == pytest.approx((erdma_spec.bandwidth * erdma_spec.efficiency)
+                                     / (tcp_spec.bandwidth * tcp_spec.efficiency), rel=0.05)
 
 
 # --- broadcasting
