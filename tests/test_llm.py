@@ -488,6 +488,27 @@ def test_goodput_requirements_grid():
     assert g.max() > 0.98 and g.min() < 0.9
 
 
+def test_what_99_percent_takes_matches_first_order_waste():
+    # first-order waste at the Young interval (Young 1974; Daly 2006): sqrt(2 delta / M) + R / M.
+    # Setting it to 1 - 0.99 and solving the quadratic in u = M^(-1/2) by hand,
+    # R u^2 + sqrt(2 delta) u - 0.01 = 0, gives the MTBF 99% needs; the solver uses Daly's exact
+    # formula, so the two agree to the second-order terms (< 2%)
+    cl = llm.cluster()
+    need = llm.goodput_requirements("llama3-405b", cl, 16384, storage="cpfs", restart=[30, 600, 1200])
+    d = need.attrs["checkpoint_time"]
+    assert d == pytest.approx(5.0e-4 + 14 * llm.transformer("llama3-405b").params / 1e12)  # CPFS 1 TB/s
+    for R in (30.0, 600.0, 1200.0):
+        u = (-math.sqrt(2 * d) + math.sqrt(2 * d + 4 * R * 0.01)) / (2 * R)
+        assert float(need.mtbf_needed.sel(restart=R)) == pytest.approx(1 / u**2, rel=0.02)
+        x = float(need.max_failure_scale.sel(restart=R))
+        _, g = llm.goodput_at_optimum(d, need.attrs["mtbf"] / x, R)
+        assert g == pytest.approx(0.99, abs=1e-9)  # exactly on the target
+    # at Llama 3's scale 99% needs roughly ten times fewer interruptions even with 30 s restarts
+    assert 0.05 < float(need.max_failure_scale.sel(restart=30.0)) < 0.15
+    with pytest.raises(HpclabError, match="target must be"):
+        llm.goodput_requirements("gpt3-175b", cl, 1024, target=1.0)
+
+
 def test_panel_updates_in_place():
     from hpclab.viz import llm as view
 

@@ -43,30 +43,54 @@ def compare_fabrics(model, gpus, global_batch=None, *, fabrics=("rdma-hpn7", "er
     return ds
 
 
-def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, failure_scale=None,
-                         catalog=None) -> xr.Dataset:
-    """Goodput at the Young/Daly interval over restart times x failure-rate multipliers.
+def _max_failure_scale(target, d, M1, restarts, iterations=80):
+    """Largest multiplier ``x`` of the failure rate (MTBF ``M1 / x``) at which the goodput at the
+    Daly interval still reaches ``target``, per restart time: bisection on ``log x`` for all restart
+    times at once (goodput at the optimum falls monotonically with the failure rate)."""
+    lo = np.full(restarts.shape, -30.0)  # log x: 1e-13 x the rate always reaches a target < 1
+    hi = np.full(restarts.shape, 30.0)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        with np.errstate(over="ignore"):  # absurd failure rates: E[T] overflows, goodput 0
+            ok = goodput_at_optimum(d, M1 / np.exp(mid), restarts)[1] >= target
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return np.exp(lo)
 
-    Answers "what does it take to reach 99% effective training time": the Dataset has
-    ``goodput`` on dims ``restart`` (seconds) x ``failure_scale`` (x the catalog rate), plus the
-    checkpoint time for ``storage`` and the catalog's own point in the attrs.
+
+def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, failure_scale=None,
+                         target=0.99, catalog=None) -> xr.Dataset:
+    """What it takes to reach a goodput ``target`` (99% effective training time by default).
+
+    Returns a Dataset with ``goodput`` (at the Young/Daly interval) and ``interval`` on dims
+    ``restart`` (seconds) x ``failure_scale`` (x the catalog failure rate), and
+    ``max_failure_scale`` along ``restart``: the largest failure-rate multiplier that still reaches
+    ``target`` with that restart time (solved by bisection; below 1 means fewer failures than the
+    catalog's are needed), with ``mtbf_needed`` (seconds) beside it. Attrs: ``storage``,
+    ``checkpoint_time``, the catalog ``mtbf`` and ``catalog_restart``, ``target``.
     """
     from hpclab.catalog import default
 
     cat = catalog or default()
+    if not 0 < float(target) < 1:
+        raise HpclabError(f"target must be a goodput in (0, 1), got {target!r}")
     nodes = int(np.ceil(gpus / cluster.gpus_per_node))
     restarts = np.asarray([30, 60, 120, 300, 600, 1200] if restart is None else restart, dtype=float)
     scales = np.asarray([0.1, 0.2, 0.5, 1.0, 2.0] if failure_scale is None else failure_scale, dtype=float)
     d = checkpoint_time(checkpoint_bytes(model), cat.storage(storage), nodes)
-    M = mtbf(cluster, nodes) / scales
+    M1 = mtbf(cluster, nodes)
+    M = M1 / scales
     tau, g = goodput_at_optimum(d, M[None, :], restarts[:, None])
+    need = _max_failure_scale(float(target), d, M1, restarts)
     return xr.Dataset(
         {"goodput": (("restart", "failure_scale"), g, {"units": "1", "long_name": "goodput at Young/Daly"}),
-         "interval": (("restart", "failure_scale"), np.broadcast_to(tau, g.shape).copy(), {"units": "s"})},
+         "interval": (("restart", "failure_scale"), np.broadcast_to(tau, g.shape).copy(), {"units": "s"}),
+         "max_failure_scale": ("restart", need, {"units": "1", "long_name":
+                                                 f"largest failure-rate multiplier reaching {target:g}"}),
+         "mtbf_needed": ("restart", M1 / need, {"units": "s", "long_name": f"MTBF needed for {target:g}"})},
         coords={"restart": ("restart", restarts, {"units": "s"}),
                 "failure_scale": ("failure_scale", scales, {"units": "1"})},
-        attrs={"storage": storage, "checkpoint_time": d, "mtbf": mtbf(cluster, nodes), "nodes": nodes,
-               "catalog_restart": cluster.restart_time})
+        attrs={"storage": storage, "checkpoint_time": d, "mtbf": M1, "nodes": nodes,
+               "catalog_restart": cluster.restart_time, "target": float(target)})
 
 
 def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh800",
