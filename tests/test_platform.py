@@ -289,3 +289,31 @@ def test_cli_generate_and_bad_trace(tmp_path, capsys):
     assert main(["platform", "replay", str(DATA / "bad_field.swf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["hpclab: error: bad_field.swf:4: field 4 (run time) must be a number, got 'x'"]
+
+
+def test_sample_traces_replay():
+    paths = P.sample_traces()
+    assert {"lublin_feitelson_1000.swf", "gpu_jobs_500.csv"} <= set(paths)
+    jobs = pd.concat([P.read_trace(p) for p in paths.values()], ignore_index=True)
+    jobs["job_id"] = np.arange(1, len(jobs) + 1)
+    res = P.replay(jobs, policy="unified", cpu_nodes=64, gpu_nodes=16)
+    assert ((res.jobs["finished"] == 1) | (res.jobs["status"] == "rejected")).all()
+
+
+# -- views --------------------------------------------------------------------------------------
+
+def test_platform_panel_updates_in_place():
+    from hpclab.viz import platform as V
+
+    box = V.platform_panel(n_jobs=400, cpu_nodes=32, gpu_nodes=8)
+    cost = box.sources["cost"]
+    before = list(cost.data["cost"])
+    assert before[1] < before[0]  # elastic unified pays less than the fixed clusters
+    box.widgets["cpu_nodes"].value = 64  # observers fire: the sources change in place
+    after = list(box.sources["cost"].data["cost"])
+    assert box.sources["cost"] is cost and after != before
+    assert "64 CPU" in box.summary.value
+    wait = box.sources["wait"].data
+    assert len(wait["x"]) == 8 and all(v >= 0 for v in wait["mean"])
+    nodes = box.sources["nodes"].data
+    assert any(name.startswith("unified") for name in nodes["name"])

@@ -12,10 +12,11 @@ from hpclab.platform.jobs import GANG_KINDS, JOB_COLUMNS, KINDS, check_jobs, job
 from hpclab.platform.placement import TIERS, cross_segment_slowdown, node_fabric, node_topology, segment_nodes
 from hpclab.platform.replay import (PLACEMENTS, POLICIES, PlatformResult, bounded_slowdown, compare, replay,
                                     summarise)
-from hpclab.platform.traces import SWF_FIELDS, read_gpu_csv, read_swf, read_trace, write_gpu_csv, write_swf
+from hpclab.platform.traces import (SWF_FIELDS, read_gpu_csv, read_swf, read_trace, sample_traces, write_gpu_csv,
+                                    write_swf)
 
 __all__ = ["KINDS", "GANG_KINDS", "JOB_COLUMNS", "jobs_frame", "check_jobs", "read_swf", "write_swf",
-           "read_gpu_csv", "write_gpu_csv", "read_trace", "SWF_FIELDS", "lublin_feitelson", "gpu_jobs",
+           "read_gpu_csv", "write_gpu_csv", "read_trace", "sample_traces", "SWF_FIELDS", "lublin_feitelson", "gpu_jobs",
            "mixed_workload", "offered_load", "requested_times", "replay", "compare", "summarise",
            "PlatformResult", "POLICIES", "PLACEMENTS", "bounded_slowdown", "cross_segment_slowdown",
            "node_fabric", "node_topology", "segment_nodes", "TIERS"]

@@ -244,7 +244,8 @@ def mixed_workload(n_jobs: int, *, ai_share: float = 0.3, cpu_nodes: int = 128, 
     """A mixed HPC + AI workload whose arrivals are scaled to a target offered load.
 
     HPC jobs come from :func:`lublin_feitelson` (sizes up to ``max_hpc_nodes``, default
-    ``cpu_nodes // 2``), AI jobs from :func:`gpu_jobs`. The submit times of each part are scaled
+    ``cpu_nodes // 2``), AI jobs from :func:`gpu_jobs` (training gangs capped at half the GPU
+    nodes). The submit times of each part are scaled
     so that HPC jobs offer ``load`` to ``cpu_nodes`` nodes and AI jobs offer ``load`` to
     ``gpu_nodes`` GPU nodes (data pods count on the CPU side) -- the Lublin-Feitelson daily cycle
     is kept, stretched in time. Returns one job table sorted by submit time.
@@ -269,7 +270,8 @@ def mixed_workload(n_jobs: int, *, ai_share: float = 0.3, cpu_nodes: int = 128, 
         parts.append(hpc)
     if n_ai:
         ai = gpu_jobs(n_ai, seed=seed + 1, gpus_per_node=gpus_per_node)
-        ai["pods"] = np.where(ai["kind"] == "train", np.minimum(ai["pods"], gpu_nodes), ai["pods"])
+        # a training gang takes at most half the GPU nodes (larger gangs would hold the cluster)
+        ai["pods"] = np.where(ai["kind"] == "train", np.minimum(ai["pods"], max(1, gpu_nodes // 2)), ai["pods"])
         gpu = ai["kind"] != "data"
         work = float((_node_seconds(ai[gpu], gpus_per_node)).sum())
         span = work / (load * gpu_nodes)

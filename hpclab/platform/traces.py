@@ -26,7 +26,7 @@ import pandas as pd
 from hpclab._validate import HpclabError
 from hpclab.platform.jobs import JOB_COLUMNS, check_jobs
 
-__all__ = ["SWF_FIELDS", "read_swf", "write_swf", "read_gpu_csv", "write_gpu_csv", "read_trace"]
+__all__ = ["SWF_FIELDS", "read_swf", "write_swf", "read_gpu_csv", "write_gpu_csv", "read_trace", "sample_traces"]
 
 SWF_FIELDS = ("job number", "submit time", "wait time", "run time", "allocated processors",
               "average cpu time", "used memory", "requested processors", "requested time",
@@ -278,3 +278,12 @@ def read_trace(path, **kwargs) -> pd.DataFrame:
     if path.suffix.lower() == ".csv":
         return read_gpu_csv(path)
     raise HpclabError(f"trace must be a .swf or .csv file, got {path.name!r}")
+
+
+def sample_traces() -> dict:
+    """The traces shipped in ``data/traces/`` (generated with ``hpclab platform generate``):
+    ``{file name: Path}``."""
+    from hpclab._paths import data_dir
+
+    folder = data_dir() / "traces"
+    return {p.name: p for p in sorted(folder.iterdir()) if p.suffix in (".swf", ".csv")}
