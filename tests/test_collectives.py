@@ -171,6 +171,41 @@ def test_hierarchical_allreduce_by_hand():
     assert got8 == pytest.approx(hand8)
 
 
+def _best4(op, m, a, b):
+    """Fastest flat algorithm on p = 4 ranks (lg p = 2), by the hand formulas (no gamma, no gap)."""
+    def pipe(d, x):
+        return (math.sqrt((d - 1) * a) + math.sqrt(x)) ** 2
+    forms = {
+        "allgather": [3 * a + 0.75 * m * b, 2 * a + 0.75 * m * b, 2 * a + 0.75 * m * b],
+        "reduce_scatter": [3 * a + 0.75 * m * b, 2 * a + 0.75 * m * b, 2 * a + 1.25 * m * b],
+        "broadcast": [2 * (a + m * b), 5 * a + 1.5 * m * b, pipe(3, m * b), pipe(2, m * b)],
+        "reduce": [2 * (a + m * b), 4 * a + 1.5 * m * b, pipe(3, m * b), pipe(2, m * b)],
+        "alltoall": [3 * (a + m / 4 * b), 2 * (a + m / 2 * b)],
+        "barrier": [2 * a, 2 * a, 4 * a],
+    }
+    return min(forms[op])
+
+
+@pytest.mark.parametrize("op", ["allgather", "reduce_scatter", "broadcast", "reduce", "alltoall", "barrier"])
+def test_hierarchical_other_ops_by_hand(op):
+    """4 hosts x 4 ranks, 4 links per host (no sharing): intra phases on ``intra``, inter phases
+    between the 4 hosts, each phase the fastest flat algorithm by hand."""
+    ai, bi, ae, be = 1e-6, 1e-11, 5e-6, 1e-10
+    intra = Fabric(alpha=ai, beta=bi, name="nv")
+    inter = Fabric(alpha=ae, beta=be, links_per_host=4, name="net")
+    n, g = 1e8, 4
+    hand = {
+        "allgather": _best4("allgather", n / g, ae, be) + _best4("allgather", n, ai, bi),
+        "reduce_scatter": _best4("reduce_scatter", n, ai, bi) + _best4("reduce_scatter", n / g, ae, be),
+        "broadcast": _best4("broadcast", n, ae, be) + _best4("broadcast", n, ai, bi),
+        "reduce": _best4("reduce", n, ai, bi) + _best4("reduce", n, ae, be),
+        "alltoall": _best4("alltoall", n, ai, bi) + _best4("alltoall", n, ae, be),
+        "barrier": 2 * _best4("barrier", n, ai, bi) + _best4("barrier", n, ae, be),
+    }[op]
+    got = collective_time(op, n, 16, inter, algorithm="hierarchical", ranks_per_node=g, intra_fabric=intra)
+    assert got == pytest.approx(hand, rel=1e-9)
+
+
 def test_hierarchical_beats_flat_at_scale_for_gpu_hosts():
     kw = dict(ranks_per_node=8, intra_fabric="nvlink")
     flat = collective_time("allreduce", 2**28, 1024, "rdma-hpn7", algorithm="rabenseifner", **kw)
