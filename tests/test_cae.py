@@ -223,6 +223,20 @@ def test_step_time_matches_hand_computation():
     assert float(ds.reduction_time) == pytest.approx(0.5 * collective_time("allreduce", 8, 4, fab))
 
 
+def test_placement_hops_from_names_numbers_and_topology():
+    from hpclab.network import Topology
+
+    fab = Fabric(alpha=5e-6, beta=1e-9, per_hop_latency=1e-6, name="hand")
+    one = {p: float(model.step_time(2, 64, fab, cost_per_cell=C, placement=p).halo_time)
+           for p in ("same-leaf", "placement-group", "same-zone", 3)}
+    assert one["placement-group"] - one["same-leaf"] == pytest.approx(2e-6)
+    assert one["same-zone"] - one["same-leaf"] == pytest.approx(4e-6) and one[3] - one["same-leaf"] == pytest.approx(3e-6)
+    topo = Topology(hosts_per_leaf=4, leaves_per_pod=2)  # 1 leaf: +0 hops, 1 pod: +2, beyond: +4
+    ds = model.step_time([2 * 4, 2 * 8, 2 * 9], 64, fab, cost_per_cell=C, placement=topo, cores_per_host=2)
+    same = model.step_time([8, 16, 18], 64, fab, cost_per_cell=C, placement=0)
+    np.testing.assert_allclose(ds.halo_time - same.halo_time, same.halo_messages * np.array([0, 2, 4]) * 1e-6)
+
+
 @pytest.mark.parametrize("ndim, cores, grid, k", [(2, 12, 48, 1), (2, 9, 30, 2), (3, 27, 18, 1), (3, 8, 16, 3)])
 def test_model_halo_equals_counted_halo_of_busiest_subdomain(ndim, cores, grid, k):
     ds = model.step_time(cores, grid, "erdma", cost_per_cell=C, ndim=ndim, steps_per_exchange=k)
