@@ -131,12 +131,14 @@ class SimResult:
 
 
 def compare(results, labels=None) -> pd.DataFrame:
-    """The summaries of several runs side by side (one column per run)."""
+    """The summaries of several runs side by side (one row per run, one column per figure)."""
     results = list(results)
     labels = labels or [r.policy for r in results]
-    keys = ["tasks", "completed", "makespan_s", "cost_usd", "core_hours", "utilisation", "peak_cores",
+    keys = ["completed", "makespan_s", "cost_usd", "core_hours", "utilisation", "peak_cores",
             "instances", "refusals", "reclaims", "hard_kills", "work_redone", "wall_s"]
-    return pd.DataFrame({lab: {k: r.summary[k] for k in keys} for lab, r in zip(labels, results)})
+    df = pd.DataFrame([{k: r.summary[k] for k in keys} for r in results], index=list(labels))
+    df.index.name = "run"
+    return df
 
 
 def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=None) -> PoolLimits:
