@@ -339,3 +339,21 @@ def test_conservation_check_catches_errors_and_partial_runs(cat):
     full.attempts = pd.concat([full.attempts, full.attempts.iloc[[7]]], ignore_index=True)
     with pytest.raises(HpclabError, match="completed 2 times"):
         full.check_conservation()
+
+
+def test_cli_prints_summary_and_one_line_errors(capsys):
+    from hpclab.cli import main
+
+    assert main(["simulate", "--cores", "500", "--tasks", "3000", "--policy", "global-spot", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "global-spot+hysteresis" in out and "3,000 / 3,000" in out and "cost" in out
+    assert main(["simulate", "--cores", "300", "--tasks", "1000", "--json", "--quiet",
+                 "--policy", "single-zone", "--no-hysteresis"]) == 0
+    import json
+    s = json.loads(capsys.readouterr().out)
+    assert s["policy"] == "single-zone" and s["completed"] == 1000
+    assert main(["simulate", "--cores", "0", "--tasks", "10", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cores must be" in err
+    assert main(["simulate", "--tasks", "10", "--zones", "mars-1", "--quiet"]) == 2
+    assert "unknown zone 'mars-1'" in capsys.readouterr().err
