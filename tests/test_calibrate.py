@@ -285,3 +285,13 @@ def test_fit_collective_with_ranks_per_node_recovers_the_inter_node_fabric():
     fab = fit_collective(ds, algorithm="ring", **kw)
     assert fab.alpha == pytest.approx(5e-6, rel=1e-3)
     assert fab.bandwidth == pytest.approx(20e9, rel=1e-3)
+
+
+def test_parse_nccl_tests_with_mpirun_tag_output():
+    """Open MPI's --tag-output prefixes each line with [job,rank]<stdout>: (the real OCI log, tagged)."""
+    real = (DATA / "real_nccl_all_reduce_perf_oci_a100_2x8.txt").read_text()
+    tagged = "".join(f"[1,0]<stdout>:{line}\n" for line in real.splitlines())
+    ds = parse_nccl_tests(tagged, op="allreduce")
+    plain = parse_nccl_tests(real, op="allreduce")
+    assert ds.attrs["ranks"] == 16 and ds.sizes["nbytes"] == 31
+    assert np.array_equal(ds["time"].values, plain["time"].values)

@@ -39,6 +39,9 @@ _OSU_OPS = {"allreduce": "allreduce", "allgather": "allgather", "reduce scatter"
             "all-to-all": "alltoall", "alltoall": "alltoall", "barrier": "barrier"}
 
 
+_TAG = re.compile(r"^\[\d+,\d+\]<std(?:out|err)>:", flags=re.M)
+
+
 def _text(text_or_path) -> tuple[str, str]:
     if isinstance(text_or_path, Path) or (isinstance(text_or_path, str) and "\n" not in text_or_path
                                           and os.path.exists(text_or_path)):
@@ -65,7 +68,7 @@ def parse_nccl_tests(text_or_path, op: str | None = None):
     The column header (``size count type redop root time algbw busbw #wrong time algbw busbw
     #wrong``; older versions without ``root`` and with ``error`` instead of ``#wrong``) is read
     from the text, so both layouts work. The first ``time/algbw/busbw`` group is out-of-place, the
-    second in-place.
+    second in-place. Lines tagged by ``mpirun --tag-output`` (``[1,0]<stdout>:``) are accepted.
 
     Parameters
     ----------
@@ -85,6 +88,8 @@ def parse_nccl_tests(text_or_path, op: str | None = None):
     import xarray as xr
 
     text, where = _text(text_or_path)
+    # mpirun --tag-output prefixes every line with "[job,rank]<stdout>:"; drop it
+    text = _TAG.sub("", text)
     lines = text.splitlines()
     header = None
     for line in lines:
@@ -155,6 +160,7 @@ def parse_osu(text_or_path, ranks: int | None = None):
     import xarray as xr
 
     text, where = _text(text_or_path)
+    text = _TAG.sub("", text)  # mpirun --tag-output
     title = re.search(r"^#\s*OSU (?:MPI(?:-CUDA)? )?(.+?) Test v?([\d.]+)", text, flags=re.M)
     if title is None:
         raise HpclabError(f"{where}: not OSU micro-benchmark output (no '# OSU MPI ... Test' title)")
