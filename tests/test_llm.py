@@ -131,6 +131,24 @@ def test_activation_memory_is_korthikanti_eq(gpt3, h800):
     assert float(sp.activations[0]) / 1e9 == pytest.approx(34.43, abs=0.01)
 
 
+def test_llama_activation_bytes_by_hand():
+    # Korthikanti's bookkeeping for Llama 3 405B (GQA 8 KV heads of 128, SwiGLU f = 53,248, no
+    # dropout): attention QKV input 2h + Q 2h + K, V 2 x 2kv + output-projection input 2h;
+    # FFN input 2h + gate, up and product 3 x 2f; two norm inputs 4h
+    m = llm.transformer("llama3-405b")
+    h, kv, f = 16384, 1024, 53248
+    assert m.activation_bytes_per_token() == 6 * h + 4 * kv + 2 * h + 6 * f + 4 * h  # 31.75 h
+    # with dropout (GPT-style training) the two 1-byte masks add h each: GPT's 34 h
+    assert m.with_(dropout=True).activation_bytes_per_token() == 6 * h + 4 * kv + 2 * h + 6 * f + 4 * h + 2 * h
+    assert llm.transformer("gpt3-175b").activation_bytes_per_token() == 34 * 12288
+    cl = llm.cluster("gpu.8xh100", "rdma-hpn7")
+    # tensor parallelism without sequence parallelism keeps 8h whole without dropout (10h with)
+    mem = llm.memory(m, cl, tp=8, pp=16, dp=64, global_batch=2048, recompute="selective",
+                     sequence_parallel=False, reserve=0)
+    per_layer = 8192 * (8 * h + (31.75 - 8) * h / 8)
+    assert float(mem.activations[0]) == pytest.approx(per_layer * 8 * 16, rel=1e-12)  # 8 layers x 16 in flight
+
+
 def test_mixed_precision_adam_is_16_bytes_per_parameter(gpt3, h800):
     # ZeRO (Rajbhandari et al. 2020): 2 (bf16 weights) + 2 (bf16 grads) + 12 (fp32 master, m, v)
     ds = llm.memory(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, zero=[0, 1, 2, 3], reserve=0)
@@ -205,6 +223,15 @@ def test_pipeline_point_to_point_volume(gpt3, h800):
     hidden = llm.step_time(gpt3, h800, tp=8, pp=p, dp=16, global_batch=1536, interleave=v,
                            efficiency=0.5, overlap_pp=1.0)
     assert float(hidden.pp_comm[0]) == pytest.approx(2 * (p - 1) * v * one, rel=1e-12)
+    # without sequence parallelism across nodes: Megatron's scatter/gather (Narayanan et al. 2021,
+    # section 4.1) still sends 1/t per link; inside one node (tp 2 x pp 4 = 8 GPUs) the whole tensor
+    no_sp = llm.step_time(gpt3, h800, tp=8, pp=p, dp=16, global_batch=1536, interleave=v,
+                          efficiency=0.5, overlap_pp=1.0, sequence_parallel=False)
+    assert float(no_sp.pp_comm[0]) == pytest.approx(2 * (p - 1) * v * one, rel=1e-12)
+    inside = llm.step_time(gpt3, h800, tp=2, pp=4, dp=128, global_batch=1536, efficiency=0.5,
+                           sequence_parallel=False)
+    whole = p2p_time(2048 * 12288 * 2, h800.intra)
+    assert float(inside.pp_comm[0]) == pytest.approx(2 * (4 - 1) * whole, rel=1e-12)
 
 
 def test_data_parallel_reduce_scatter_allgather_and_overlap(gpt3, h800):

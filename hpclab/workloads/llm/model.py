@@ -45,6 +45,9 @@ class Transformer:
         SwiGLU FFN with three matrices (Llama) instead of two (GPT).
     bias, tied_embeddings, learned_positions : bool
         GPT-style biases, one shared input/output embedding, a learned position table.
+    dropout : bool
+        Dropout after attention and FFN (GPT, Megatron's default 0.1): its masks are stored for
+        the backward pass (1 byte per element, Korthikanti et al. 2022). Llama trains without.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Transformer:
     bias: bool = True
     tied_embeddings: bool = True
     learned_positions: bool = True
+    dropout: bool = True
     published_params: float = 0.0
     source: str = field(default="", compare=False)
 
@@ -141,12 +145,20 @@ class Transformer:
         the same bookkeeping for grouped-query attention and a gated FFN gives
         ``(7 + 4 kv/h) h`` (attention) ``+ (3 + 2 m' f/h) h`` (FFN) ``+ 4 h`` (norms), with
         ``m' = 3`` (gate, up, product) for SwiGLU and 2 (GeLU input and output) for GeLU.
-        For GPT (kv = h, f = 4h) this is exactly 34 h."""
+        For GPT (kv = h, f = 4h) this is exactly 34 h. Without dropout the two 1-byte masks
+        (``h`` each, after attention and after the FFN) are not stored: ``32 h`` for GPT."""
         h = self.hidden
-        attention = 7 * h + 4 * self.kv_dim
+        mask = 1 if self.dropout else 0
+        attention = (6 + mask) * h + 4 * self.kv_dim
         mprime = 3 if self.gated_ffn else 2
-        mlp = 3 * h + 2 * mprime * self.ffn
+        mlp = (2 + mask) * h + 2 * mprime * self.ffn
         return float(attention + mlp + 4 * h)
+
+    @property
+    def score_bytes_per_element(self) -> float:
+        """Bytes an unfused attention stores per score element for backward: softmax output (2),
+        dropout mask (1) and dropout output (2), Korthikanti's ``5 a s / h``; 2 without dropout."""
+        return 5.0 if self.dropout else 2.0
 
     def with_(self, **changes) -> "Transformer":
         """A copy with some fields changed (``gpt3.with_(seq_length=4096)``)."""

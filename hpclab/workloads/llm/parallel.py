@@ -200,6 +200,16 @@ def _stage_params(model, tp, pp, v):
     return (layers_stage * model.layer_params + emb_stage) / tp, layers_stage
 
 
+def _per_token_activations(model, tp, sp):
+    """Stored activation bytes per token and layer on one tensor-parallel rank (Korthikanti et al.
+    2022): all of them split over ``tp`` with sequence parallelism, else the ``10 h`` that tensor
+    parallelism replicates (two norm inputs 4h, the attention and FFN inputs 4h, two dropout masks
+    2h; 8h without dropout) stay whole: ``34h/t`` or ``10h + 24h/t`` for GPT."""
+    act_tok = model.activation_bytes_per_token()
+    whole = (10.0 if model.dropout else 8.0) * model.hidden
+    return np.where(sp | (tp == 1), act_tok / tp, whole + (act_tok - whole) / tp)
+
+
 def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True):
     params_gpu, layers_stage = _stage_params(model, tp, pp, v)
     weights = BF16 * params_gpu / np.where(zero >= 3, dp, 1)
@@ -207,10 +217,9 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
     optimizer = ADAM_STATE_BYTES * params_gpu / np.where(zero >= 1, dp, 1)
     s, h, a = model.seq_length, model.hidden, model.heads
     tokens = b * s / cp  # tokens of one micro-batch on one GPU group
-    act_tok = model.activation_bytes_per_token()
-    per_tok = np.where(sp | (tp == 1), act_tok / tp, 10 * h + (act_tok - 10 * h) / tp)
+    per_tok = _per_token_activations(model, tp, sp)
     # Korthikanti's 5as/h attention-score term (bytes per token); FlashAttention never stores it
-    scores = 0.0 if flash else 5.0 * a * (s / cp) / tp
+    scores = 0.0 if flash else model.score_bytes_per_element * a * (s / cp) / tp
     full_layer = tokens * (per_tok + scores)
     per_layer = np.select([rc == 0, rc == 1], [full_layer, tokens * per_tok],
                           tokens * BF16 * h / np.where(sp, tp, 1))
@@ -252,10 +261,9 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     gemm_layer = layer_flops / (peak * eff)
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
     # their gradients written in backward (3x), once more when fully recomputed
-    act_tok = model.activation_bytes_per_token()
-    per_tok = np.where(sp | (tp == 1), act_tok / tp, 10 * h + (act_tok - 10 * h) / tp)
+    per_tok = _per_token_activations(model, tp, sp)
     if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
-        per_tok = per_tok + 5.0 * model.heads * s / tp
+        per_tok = per_tok + model.score_bytes_per_element * model.heads * s / tp
     passes = np.where(rc == 2, 4.0, 3.0)
     elem_layer = tokens * per_tok * passes / hbm if hbm > 0 else np.zeros_like(gemm_layer)
     # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer
@@ -279,8 +287,11 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     pipeline = m * t_mb
 
     # pipeline point-to-point: activations forward, gradients backward, per chunk boundary
-    pp_bytes = tokens * h * BF16 / np.where(sp, tp, 1)  # scatter-gather over the tp ranks
+    # each tp rank sends its 1/tp share: sequence parallelism holds only that share, and without
+    # it Megatron's scatter/gather optimisation splits the replicated tensor over the tp ranks'
+    # links across nodes (Narayanan et al. 2021, section 4.1); inside a node the whole tensor moves
     pp_inside = tp * cp * pp <= G
+    pp_bytes = tokens * h * BF16 / np.where(sp | ~pp_inside, tp, 1)
     p2p = np.where(pp_inside, _p2p(pp_bytes, cl.intra), _p2p(pp_bytes * cl.nic_share, cl.fabric))
     pp_comm = np.where(pp > 1, 2.0 * v * (pp - 1) * p2p + (1.0 - overlap_pp) * 2.0 * m * v * p2p, 0.0)
 
