@@ -225,3 +225,13 @@ def test_zone_outside_limits_is_an_error(cat):
     p = P.TargetDuration(zone=SH, catalog=cat)
     with pytest.raises(HpclabError, match="zone must be one of the pool's zones"):
         p.decide(st(queued=10))
+
+
+def test_hysteresis_lets_a_budget_stop_through(cat):
+    inner = P.DeadlineBudget(deadline=3600.0, budget=1.0, catalog=cat)
+    h = P.Hysteresis(inner, wait=600.0, cooldown=600.0)
+    busy = inst(0, running=16, idle_since=None)
+    fresh = inst(1, idle_since=95.0)
+    d = h.decide(st(queued=100, running=16, mean=60.0, instances=[busy, fresh], spent=5.0))
+    assert d.retire == ("i0",)  # the busy one drains now; the fresh idle one waits for `wait`
+    assert not d.launch

@@ -606,9 +606,10 @@ class DeadlineBudget(_Base):
 class Hysteresis:
     """Scale-down hysteresis around any policy.
 
-    Launches of the inner policy pass unchanged. Its retirements pass only for instances idle for
-    at least ``wait`` pool seconds, and only if ``cooldown`` pool seconds have passed since the
-    last scale-down or scale-up this wrapper let through. Remembers those two times (reset when
+    Launches of the inner policy pass unchanged. Its retirements of idle instances pass only for
+    instances idle for at least ``wait`` pool seconds, and only if ``cooldown`` pool seconds have
+    passed since the last scale-down or scale-up this wrapper let through; retirements of busy
+    or booting instances (a deliberate stop, such as a spent budget) pass at once. Remembers those two times (reset when
     the clock goes backwards, i.e. a new run, or by :meth:`reset`).
     """
 
@@ -637,10 +638,13 @@ class Hysteresis:
         self._last_time = state.time
         d = self.inner.decide(state)
         retire = ()
-        if d.retire and state.time - self._last_change >= self.cooldown:
+        if d.retire:
             since = {row[0]: row[4] for row in summarise(state).idle}
-            retire = tuple(r for r in d.retire if since.get(r) is not None
-                           and state.time - since[r] >= self.wait)
+            cooled = state.time - self._last_change >= self.cooldown
+            # idle instances: only after wait and cooldown; others (busy, booting) are a
+            # deliberate stop of the inner policy (e.g. a spent budget) and pass at once
+            retire = tuple(r for r in d.retire if r not in since or (
+                cooled and since[r] is not None and state.time - since[r] >= self.wait))
         if d.launch or retire:
             self._last_change = state.time
         held = len(d.retire) - len(retire)
