@@ -317,3 +317,18 @@ def test_platform_panel_updates_in_place():
     assert len(wait["x"]) == 8 and all(v >= 0 for v in wait["mean"])
     nodes = box.sources["nodes"].data
     assert any(name.startswith("unified") for name in nodes["name"])
+
+
+def test_report_part_and_cli_json(capsys):
+    import json
+
+    from hpclab.cli import main
+    from hpclab.viz import platform as V
+
+    part = V.report_part()
+    assert len(part.figures) == 3
+    assert part.table.loc["unified", "cost [USD]"] < part.table.loc["separate", "cost [USD]"]
+    assert main(["platform", "replay", str(DATA / "sample.swf"), "--cpu-nodes", "64", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["data_vars"]["wait"]["attrs"]["units"] == "s"
+    assert doc["coords"]["kind"]["data"] == list(P.KINDS)

@@ -14,7 +14,8 @@ import numpy as np
 
 from hpclab.viz._common import PALETTE, as_widget
 
-__all__ = ["wait_figure", "cost_figure", "nodes_figure", "panel_model", "platform_panel", "SCENARIO_COLORS"]
+__all__ = ["wait_figure", "cost_figure", "nodes_figure", "panel_model", "platform_panel", "report_part",
+           "SCENARIO_COLORS"]
 
 SCENARIO_COLORS = {"separate": PALETTE[1], "unified": PALETTE[0]}
 _KINDS = ("hpc", "train", "infer", "data")
@@ -223,3 +224,30 @@ def platform_panel(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0
     box.figures = {"wait": wait, "cost": cost, "nodes": nodes}
     box.summary = summary
     return box
+
+
+def report_part():
+    """The platform section of ``hpclab report``: a mixed HPC + AI workload replayed on two
+    separate fixed clusters and on the unified elastic platform."""
+    import pandas as pd
+
+    from hpclab.report import Part
+
+    m = panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6, seed=1)
+    ds = m["dataset"]
+    rows = {}
+    for s in ds["scenario"].values:
+        d = ds.sel(scenario=s)
+        rows[str(s)] = {"cost [USD]": float(d["total_cost"]), "utilisation": float(d["utilisation_total"]),
+                        "HPC mean wait [min]": float(d["wait_mean"].sel(kind="hpc")) / 60,
+                        "HPC mean bounded slowdown": float(d["bsld_mean"].sel(kind="hpc")),
+                        "AI training mean wait [min]": float(d["wait_mean"].sel(kind="train")) / 60,
+                        "HPC gangs in one segment": int(d["in_one_segment"].sel(kind="hpc")),
+                        "jobs done": int(d["jobs"].sum())}
+    return Part(figures=[wait_figure(ds), cost_figure(ds), nodes_figure(m["results"])],
+                table=pd.DataFrame(rows).T,
+                text="2,000 jobs (70 % Lublin-Feitelson HPC gangs, 30 % AI training, inference and data "
+                     "pods) offering a load of 0.6 to 64 CPU and 16 GPU nodes, replayed on the virtual "
+                     "clock: two separate fixed clusters (Slurm-like EASY backfill for HPC, Kubernetes-like "
+                     "gang scheduling and bin packing for AI) against one front routing both onto elastic "
+                     "pools that boot on demand and are billed per second.")
