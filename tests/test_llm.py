@@ -489,6 +489,13 @@ def test_cpfs_beats_object_storage_and_99_percent_needs_fast_checkpoints():
 
 
 def test_reliability_bad_input():
+    cl = llm.cluster()
+    for call, msg in ((lambda: llm.interruptions(cl, float("nan"), 54), "nodes must be"),
+                      (lambda: llm.interruptions(cl, 2048, -1), "days must be"),
+                      (lambda: llm.goodput_curve("gpt3-175b", cl, float("nan")), "gpus must be"),
+                      (lambda: llm.goodput_requirements("gpt3-175b", cl, 0), "gpus must be")):
+        with pytest.raises(HpclabError, match=msg):
+            call()
     with pytest.raises(HpclabError, match="interval"):
         llm.goodput(-1.0, 1.0, 100.0, 1.0)
     with pytest.raises(HpclabError, match="method must be one of"):

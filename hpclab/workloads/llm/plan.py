@@ -73,6 +73,7 @@ def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, 
     cat = catalog or default()
     if not 0 < float(target) < 1:
         raise HpclabError(f"target must be a goodput in (0, 1), got {target!r}")
+    gpus = check_positive("gpus", gpus, integer=True)
     nodes = int(np.ceil(gpus / cluster.gpus_per_node))
     restarts = np.asarray([30, 60, 120, 300, 600, 1200] if restart is None else restart, dtype=float)
     scales = np.asarray([0.1, 0.2, 0.5, 1.0, 2.0] if failure_scale is None else failure_scale, dtype=float)

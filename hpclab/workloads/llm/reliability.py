@@ -153,6 +153,7 @@ def goodput_curve(model, cluster, gpus, *, storages=("cpfs", "oss"), intervals=N
     from hpclab.catalog import default
 
     cat = catalog or default()
+    gpus = check_positive("gpus", gpus, integer=True)
     nodes = int(np.ceil(gpus / cluster.gpus_per_node))
     M = mtbf(cluster, nodes)
     R = cluster.restart_time if restart is None else float(restart)
@@ -187,6 +188,9 @@ def goodput_curve(model, cluster, gpus, *, storages=("cpfs", "oss"), intervals=N
 
 def interruptions(cluster, nodes, days, *, runs=1000, seed=0) -> xr.Dataset:
     """Expected and sampled (seeded Poisson) interruption counts of ``nodes`` hosts over ``days``."""
+    nodes = check_positive("nodes", nodes, integer=True)
+    days = check_positive("days", days)
+    check_positive("runs", runs, integer=True)
     lam = cluster.node_failure_rate * nodes * days * 86400.0
     rng = np.random.default_rng(seed)
     sample = rng.poisson(lam, size=int(runs))
