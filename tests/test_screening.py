@@ -215,25 +215,40 @@ def test_resume_redoes_no_finished_batch(client, tmp_path):
         scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=25, progress=False)
 
 
-def test_preempted_worker_loses_no_molecule(client):
-    lib = scr.load_library("nci5k", "cdk2", size=60)
+def test_preempted_instance_of_an_elastic_pool_loses_no_molecule():
+    """The screen on an ElasticPool of spot instances; one busy instance is reclaimed with no
+    notice (its worker process is killed mid-batch); every molecule comes back exactly once."""
+    from distributed import Client
+
+    from hpclab.elastic import ElasticPool, PoolLimits, make_policy
+
+    lib = scr.load_library("nci5k", None, size=60)  # decoys only: fewer 3D survivors, faster
+    c8a = "ecs.c8a.8xlarge"
+    limits = PoolLimits(types=(c8a,), zones=("cn-hangzhou-h",), max_per_type={c8a: 2})
     killed = []
+    with ElasticPool(limits=limits, market="spot", time_scale=0.01, interval=0.1,
+                     policy=make_policy("spot-first", target_duration=5.0)) as pool, \
+            Client(pool) as client:
 
-    def preempt_a_busy_worker(index, frame, c):
-        if killed:
-            return
-        busy = [w for w, keys in c.processing().items() if keys]
-        if busy:
-            pid = c.run(os.getpid, workers=[busy[0]])[busy[0]]
-            os.kill(pid, signal.SIGKILL)  # the worker process dies mid-batch, as on preemption
-            killed.append(busy[0])
+        def preempt_a_busy_instance(index, frame, c):
+            if killed:
+                return
+            processing = c.processing()
+            busy = [i for i in pool.running() if processing.get(pool.records[i].address)]
+            if busy:
+                pool.preempt(busy[0], notice=0)  # spot reclaim, hard kill at once
+                killed.append(busy[0])
 
-    ds = scr.run_screen(lib, scr.ScreenParams(threshold_3d=0.15), client=client, batch_size=10,
-                        progress=False, on_batch=preempt_a_busy_worker)
-    assert killed, "no worker was busy when the first batch finished"
+        ds = scr.run_screen(lib, scr.ScreenParams(threshold_3d=0.12), client=client, batch_size=6,
+                            progress=False, on_batch=preempt_a_busy_instance)
+        log = pool.log.to_frame()
+        bill = pool.bill()
+    assert killed, "no instance was busy when the first batch finished"
+    assert "spot-reclaim" in set(log.loc[log.instance == killed[0], "reason"])
     ids = ds["id"].values.tolist()
     assert sorted(ids) == sorted(lib["id"].tolist())  # every molecule, exactly once
     assert len(set(ids)) == len(ids)
+    assert float(bill["total_cost"]) > 0
 
 
 # ------------------------------------------------------------------ campaign model
@@ -241,7 +256,7 @@ def test_preempted_worker_loses_no_molecule(client):
 @pytest.fixture(scope="module")
 def small_screen():
     """A small real screen in this process (no cluster)."""
-    lib = scr.load_library("nci5k", "cdk2", size=80, seed=4)
+    lib = scr.load_library("nci5k", "cdk2", size=40, seed=4)
     df = scr.screen_batch(lib["id"], lib["smiles"], lib["is_active"], scr.ScreenParams())
     return scr.to_dataset(df, scr.ScreenParams())
 
