@@ -332,3 +332,35 @@ def test_report_part_and_cli_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["data_vars"]["wait"]["attrs"]["units"] == "s"
     assert doc["coords"]["kind"]["data"] == list(P.KINDS)
+
+
+def test_priority_jumps_the_queue():
+    jobs = P.jobs_frame(submit=[0, 1, 2], pods=[4, 4, 4], run_time=[100, 100, 100], priority=[0, 0, 5])
+    j = P.replay(jobs, policy="separate", cpu_nodes=4).jobs.set_index("job_id")
+    assert j.loc[3, "start"] == 100 and j.loc[2, "start"] == 200
+
+
+def test_kubernetes_queue_best_effort_and_strict():
+    # 2 GPU nodes of 8 GPUs. T1: one 8-GPU pod (100 s); T2: gang of two 8-GPU pods, must wait for
+    # T1; I: one 1-GPU inference pod (10 s) that fits beside T1 now.
+    jobs = P.jobs_frame(submit=[0, 1, 2], pods=[1, 2, 1], slots=[8, 8, 1], run_time=[100, 100, 10],
+                        kind=["train", "train", "infer"])
+    kw = dict(policy="separate", gpu_nodes=2, gpu_type="ecs.ebmgn8is.32xlarge")
+    best = P.replay(jobs, **kw).jobs.set_index("job_id")
+    assert best.loc[3, "start"] == 2 and best.loc[2, "start"] == 100  # passes T2, does not delay it here
+    strict = P.replay(jobs, kube_strategy="strict", **kw).jobs.set_index("job_id")
+    assert strict.loc[2, "start"] == 100 and strict.loc[3, "start"] == 200  # waits behind T2
+    with pytest.raises(HpclabError, match="kube_strategy must be one of best-effort, strict"):
+        P.replay(jobs, kube_strategy="fair", **kw)
+
+
+def test_warm_nodes_and_spot_prices():
+    from hpclab import catalog
+
+    rec = catalog.default().instance("ecs.c8i.32xlarge")
+    jobs = P.jobs_frame(submit=[0, 0], pods=[1, 1], run_time=[600, 60])
+    res = P.replay(jobs, policy="unified", cpu_nodes=4, min_nodes=2, market="spot", idle_timeout=60)
+    assert (res.jobs["wait"] == 0).all()  # two warm nodes: no boot to wait for
+    inst = res.instances[res.instances["pool"] == "cpu"]
+    assert len(inst) == 2 and (inst["end"] == 600).all()  # kept to the end, never below min_nodes
+    assert res.pools.loc["cpu", "cost"] == pytest.approx(2 * 600 * rec.price_spot)

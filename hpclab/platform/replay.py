@@ -250,11 +250,17 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
 
         bar = tqdm(total=len(jobs), desc=f"replay ({policy})", unit="job")
     try:
-        t_end = eng.run_all(router, rejected.tolist(), progress=bar)
+        eng.run_all(router, rejected.tolist(), progress=bar)
     finally:
         if bar is not None:
             bar.close()
-    t_end = max(t_end, t0)
+    # the replay ends with the last job or the last retirement (not with an idle sweep that
+    # retired nothing)
+    t_end = t0
+    for values in (eng.end, *(p.nend for p in pools)):
+        finite = [e for e in values if e == e]  # NaN: not started / not retired
+        if finite:
+            t_end = max(t_end, max(finite))
     return _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm,
                    dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
