@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub) -> None:
@@ -57,7 +58,7 @@ def run_replay(args) -> int:
     res = P.replay(jobs, policy=args.policy, cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes,
                    data_nodes=args.data_nodes, cpu_type=args.cpu_type, gpu_type=args.gpu_type,
                    elastic=elastic, backfill=not args.no_backfill, placement=args.placement,
-                   idle_timeout=args.idle_timeout)
+                   idle_timeout=args.idle_timeout, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(res.summary().to_dict(data="list"), indent=1, default=str))
         return 0

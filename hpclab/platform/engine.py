@@ -835,4 +835,6 @@ class Engine:
             while heap and heap[0][0] == t and heap[0][1] == EV_IDLE:
                 pop(heap)[3].idle_check(t)
             self.t = t
+        if progress is not None:
+            progress.update(n - progress.n)
         return self.t
