@@ -14,6 +14,11 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="use a running Dask scheduler (e.g. tcp://127.0.0.1:8786) instead")
+    p.add_argument("--pool", default=None, metavar="ITYPE",
+                   help="run on an hpclab ElasticPool of up to --workers spot instances of this "
+                        "catalog type (e.g. ecs.c8a.8xlarge) and print its bill")
+    p.add_argument("--zone", default=None, help="zone of the --pool instances (default: the "
+                                                "catalog's first zone offering the type)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="folder for one Parquet file per batch; finished batches are not redone")
     p.add_argument("--size", type=int, default=None, help="screen a seeded random subset of the library")
@@ -38,11 +43,18 @@ def run(args) -> int:
         params["n_conformers"] = args.conformers
     kwargs = dict(size=args.size, seed=args.seed, out=args.out, workers=args.workers,
                   batch_size=args.batch_size, progress=not args.no_progress, **params)
+    bill = None
+    if args.scheduler and args.pool:
+        from hpclab._validate import HpclabError
+
+        raise HpclabError("give --scheduler or --pool, not both")
     if args.scheduler:
         from distributed import Client
 
         with Client(args.scheduler) as client:
             ds = scr.screen(args.library, args.target, client=client, **kwargs)
+    elif args.pool:
+        ds, bill = _on_pool(args, kwargs)
     else:
         ds = scr.screen(args.library, args.target, **kwargs)
     run_stats = json.loads(ds.attrs["run"])
@@ -68,4 +80,31 @@ def run(args) -> int:
                           "ran_fraction": c.ran_fraction.to_series()})
     print("\nper-stage cost (one core):")
     print(costs.round(3).to_string())
+    if bill is not None:
+        print(f"\npool bill: {float(bill.total_cost):.4f} USD for {int(bill.instances.sum())} "
+              f"instance(s) ({bill.attrs.get('meter', 'per second')}; pool time runs "
+              f"{1 / bill.attrs.get('time_scale', 1):.0f}x wall time)")
     return 0
+
+
+def _on_pool(args, kwargs):
+    from distributed import Client
+
+    from hpclab import catalog
+    from hpclab._validate import check_positive
+    from hpclab.elastic import ElasticPool, PoolLimits, make_policy
+    from hpclab.workloads import screening as scr
+
+    cat = catalog.default()
+    cat.instance(args.pool)  # KeyError listing the known types
+    zone = args.zone or next((z for z, rec in cat.zones.items() if args.pool in rec.capacity), None)
+    if zone is None:
+        raise KeyError(f"no zone offers {args.pool}")
+    workers = check_positive("workers", args.workers, integer=True)
+    limits = PoolLimits(types=(args.pool,), zones=(zone,), max_per_type={args.pool: workers})
+    kwargs = {k: v for k, v in kwargs.items() if k != "workers"}
+    with ElasticPool(limits=limits, market="spot", time_scale=0.01, interval=0.1, catalog=cat,
+                     policy=make_policy("spot-first", target_duration=5.0, catalog=cat)) as pool, \
+            Client(pool) as client:
+        ds = scr.screen(args.library, args.target, client=client, **kwargs)
+        return ds, pool.bill()
