@@ -125,7 +125,9 @@ def test_attached_pool_scales_a_local_cluster_object_with_a_policy():
         pool.wait_for(lambda p: not cluster.scheduler_info["workers"], 30)
         for rec in pool.records.values():
             states = list(pool.log.to_frame().query("instance == @rec.id").state)
-            assert states == list(LIFECYCLE)
+            # in order; a retirement refused while results were still held goes back to running
+            assert states[:3] + states[-2:] == list(LIFECYCLE)
+            assert set(states[3:-2]) <= {"draining", "running"}
 
 
 def test_attached_pool_bad_target():

@@ -8,6 +8,8 @@ per-second billing, faults, and the virtual-clock simulator that runs the same p
 - :mod:`~hpclab.elastic.billing` — the per-second meter over an event log.
 - :mod:`~hpclab.elastic.events` — the lifecycle event log; :mod:`~hpclab.elastic.faults` — the
   seeded spot-reclaim / failure model.
+- :func:`run_burst` — a burst of short tasks on a pool that grows from zero, is preempted and
+  shrinks to zero (the demo of ``hpclab pool demo`` and the pools notebook).
 
 The pool classes import ``distributed`` on first use, so policies, billing and the simulator
 stay light.
@@ -23,10 +25,12 @@ from hpclab.elastic.state import (LIFECYCLE, MARKETS, Decision, InstanceView, La
 
 __all__ = ["ElasticPool", "AttachedPool", "PolicyAdaptive", "EventLog", "SpotFaults", "Preemption",
            "PoolState", "PoolLimits", "InstanceView", "Launch", "Decision", "LIFECYCLE", "MARKETS",
-           "make_policy", "bill", "billing", "events", "faults", "policies"]
+           "make_policy", "bill", "billing", "events", "faults", "policies", "run_burst",
+           "BurstRun"]
 
 _LAZY = {"ElasticPool": "hpclab.elastic.pool", "PolicyAdaptive": "hpclab.elastic.pool",
-         "AttachedPool": "hpclab.elastic.pool"}
+         "AttachedPool": "hpclab.elastic.pool", "run_burst": "hpclab.elastic._pool_burst",
+         "BurstRun": "hpclab.elastic._pool_burst"}
 
 
 def __getattr__(name):

@@ -166,10 +166,10 @@ class AttachedPool(PoolAccounting, Cluster):
             if inspect.isawaitable(res):
                 await res
 
-    async def _retire_now(self, *recs: InstanceRecord) -> bool:
+    async def _retire_now(self, *recs: InstanceRecord) -> set[str]:
         res = await self.scheduler_comm.retire_workers(workers=[r.address for r in recs],
                                                        close_workers=True, remove=True)
-        return bool(res)
+        return {r.id for r in recs if r.address in (res or {})}
 
     async def _kill_now(self, rec: InstanceRecord, reason: str) -> None:
         rec.end_reason = reason

@@ -300,6 +300,8 @@ class PoolAccounting:
             serving = sum(1 for r in self.alive() if r.itype == rec.itype and r.state != "draining")
             if serving <= mins.get(rec.itype, 0) and reason != "close":
                 continue  # never below the type's minimum
+            if rec.hold_until is not None and self.now() < rec.hold_until:
+                continue  # its retirement was just refused (it holds unique results)
             if rec.state in ("requested", "booting"):
                 self._spawn(self._drain(rec, reason, notice=None))
             else:
@@ -311,17 +313,37 @@ class PoolAccounting:
 
     async def _drain_batch(self, recs, reason: str) -> None:
         """Retire running instances together (one ``retire_workers`` call moves their data to the
-        instances that stay), then close them."""
+        instances that stay), then close them.
+
+        An instance the scheduler refuses to retire (it holds results that no other worker can
+        take, e.g. the last instances while a client still holds their futures) goes back to
+        ``running``: closing it would lose those results, and Dask would recompute them on a new
+        instance (the scale-down thrash of plain adaptive scaling).
+        """
+        retired: set[str] | None = None
         try:
-            await asyncio.wait_for(self._retire_now(*recs), self.drain_timeout)
+            retired = await asyncio.wait_for(self._retire_now(*recs), self.drain_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             logger.warning("retiring %s took over %s s; closing them", [r.id for r in recs],
                            self.drain_timeout)
         except Exception as exc:  # workers that went away meanwhile
             logger.info("retiring %s: %s", [r.id for r in recs], exc)
-        for rec in recs:
+        keep = []
+        if retired is not None and len(retired) < len(recs):
+            with contextlib.suppress(Exception):
+                present = {w["address"] for w in (await self._view())["workers"].values()}
+                keep = [r for r in recs if r.id not in retired and r.address in present]
+        for rec in keep:
+            rec.drain_reason = ""
+            # do not ask again at once: a policy would retry every tick
+            rec.hold_until = self.now() + 20 * getattr(self, "interval", 1.0) / self.time_scale
+            self._set_state(rec, "running", "retire refused: holds unique results")
+            rec.idle_since = self.now()
+        gone = [r for r in recs if r not in keep]
+        for rec in gone:
             rec.end_reason = rec.end_reason or reason
-        await self._remove(*recs)
+        if gone:
+            await self._remove(*gone)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)

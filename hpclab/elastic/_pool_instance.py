@@ -37,6 +37,7 @@ class InstanceRecord:
     notice: bool = False
     end_reason: str = ""
     drain_reason: str = ""
+    hold_until: float | None = None  # pool time before which a retirement is not retried
 
 
 class Instance(ProcessInterface):

@@ -302,11 +302,12 @@ class ElasticPool(PoolAccounting, SpecCluster):
     async def _view(self) -> dict:
         return scheduler_view(self.scheduler)
 
-    async def _retire_now(self, *recs: InstanceRecord) -> bool:
-        """Ask the scheduler to retire ``recs`` (data moved off first); True if it did."""
+    async def _retire_now(self, *recs: InstanceRecord) -> set[str]:
+        """Ask the scheduler to retire ``recs`` (data moved off first); the ids it retired."""
         res = await self.scheduler_comm.retire_workers(names=[r.id for r in recs],
                                                        close_workers=True, remove=True)
-        return bool(res)
+        names = {str(info.get("name")) for info in (res or {}).values()}
+        return {r.id for r in recs if r.id in names or r.address in (res or {})}
 
     async def _kill_now(self, rec: InstanceRecord, reason: str) -> None:
         inst = self.workers.get(rec.id)

@@ -1,0 +1,237 @@
+"""A burst of short tasks on an ElasticPool that grows from zero, is preempted, and shrinks to
+zero: the demo behind ``hpclab pool demo``, the pools notebook and the pool benchmark."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from hpclab._validate import HpclabError, check_nonnegative, check_positive
+
+__all__ = ["burst_task", "expected_result", "run_burst", "BurstRun", "build_policy"]
+
+
+def burst_task(i: int, seconds: float = 0.002) -> int:
+    """One short task: wait ``seconds`` (an I/O-bound stand-in that leaves the shared CPU
+    alone), then return a deterministic value of ``i`` (so results can be checked)."""
+    if seconds > 0:
+        time.sleep(seconds)
+    return (i * 2654435761) % 1000003
+
+
+def expected_result(n: int) -> list[int]:
+    return [(i * 2654435761) % 1000003 for i in range(n)]
+
+
+def build_policy(name: str, *, types, spot_share: float, hysteresis: bool, target_duration: float,
+                 deadline: float | None = None, budget: float | None = None):
+    """A policy from :mod:`hpclab.elastic.policies` by name, with the knobs the demo exposes."""
+    from hpclab.elastic import policies
+
+    params: dict = {"target_duration": target_duration}
+    if name in ("spot-first", "global", "global-spot"):
+        params["spot_share"] = spot_share
+        if name == "global-spot" and spot_share <= 0:
+            name = "global"
+    elif name == "deadline-budget":
+        params.update(deadline=deadline or 3600.0, budget=budget or 10.0,
+                      market="spot" if spot_share >= 0.5 else "on-demand")
+    elif name in ("target-duration", "single-zone"):
+        params["itype"] = types[0]
+    return policies.make_policy(name, hysteresis=hysteresis, wait=30.0, cooldown=30.0, **params)
+
+
+@dataclass
+class BurstRun:
+    """What a burst did: its results check, timing, event log, bill and counts."""
+
+    n_tasks: int
+    correct: bool
+    wall_seconds: float
+    pool_seconds: float
+    preemptions: int
+    instances: int
+    events: xr.Dataset = field(repr=False)
+    bill: xr.Dataset = field(repr=False)
+
+    @property
+    def tasks_per_second(self) -> float:
+        return self.n_tasks / self.wall_seconds if self.wall_seconds > 0 else math.nan
+
+    @property
+    def total_cost(self) -> float:
+        return float(self.bill["total_cost"])
+
+    def event_counts(self) -> pd.DataFrame:
+        """Events by lifecycle state, and the reasons the pool ended instances."""
+        from hpclab.elastic.state import LIFECYCLE
+
+        states = pd.Series(self.events["state"].values).value_counts()
+        by_state = pd.DataFrame({"events": [int(states.get(s, 0)) for s in LIFECYCLE]},
+                                index=pd.Index(LIFECYCLE, name="state"))
+        return by_state
+
+    def end_reasons(self) -> pd.Series:
+        ds = self.events
+        term = ds["state"].values == "terminated"
+        reasons = [str(r).split(":")[0] for r in ds["reason"].values[term]]
+        return pd.Series(reasons, dtype=object).value_counts().rename("instances")
+
+    def bill_table(self) -> pd.DataFrame:
+        """Cost by type, zone and market (rows with instances only), with a total row."""
+        df = self.bill[["cost", "instances", "billed_seconds"]].to_dataframe().reset_index()
+        df = df[df["instances"] > 0].reset_index(drop=True)
+        df = df.rename(columns={"cost": "cost_usd"})
+        total = pd.DataFrame([{"itype": "total", "zone": "", "market": "",
+                               "cost_usd": df["cost_usd"].sum(),
+                               "instances": df["instances"].sum(),
+                               "billed_seconds": df["billed_seconds"].sum()}])
+        return pd.concat([df, total], ignore_index=True)
+
+    def summary(self) -> xr.Dataset:
+        return xr.Dataset({
+            "tasks": ((), self.n_tasks, {"units": "count"}),
+            "wall_seconds": ((), self.wall_seconds, {"units": "s"}),
+            "pool_seconds": ((), self.pool_seconds, {"units": "s"}),
+            "tasks_per_second": ((), self.tasks_per_second, {"units": "1/s"}),
+            "preemptions": ((), self.preemptions, {"units": "count"}),
+            "instances": ((), self.instances, {"units": "count"}),
+            "total_cost": ((), self.total_cost, {"units": "USD"}),
+        }, attrs={"correct": int(self.correct)})
+
+
+def run_burst(n_tasks: int = 2000, task_seconds: float = 0.002, *,
+              policy: str = "spot-first", types=("ecs.c8i.8xlarge",), zones=("cn-hangzhou-h",),
+              spot_share: float = 0.5, preemptions: int = 2, fault_rate: float = 0.0,
+              notice: float | None = None, max_instances: int = 2, threads: int = 1,
+              time_scale: float = 0.01, target_duration: float = 5.0, hysteresis: bool = True,
+              processes: bool = False, interval: float = 0.1, seed: int = 0,
+              progress: bool = False, on_update=None, drain_timeout: float = 60.0,
+              pool_kwargs: dict | None = None) -> BurstRun:
+    """Run ``n_tasks`` short tasks on a pool that starts empty; return what happened.
+
+    The pool grows as its policy says, gets ``preemptions`` spot reclaims (with ``notice`` pool
+    seconds of notice) when a third, two thirds ... of the tasks are done (or as soon after as a
+    spot instance runs; none if the policy never uses spot), plus random reclaims
+    at ``fault_rate`` per spot instance-hour, and shrinks to zero when the work is done.
+    ``notice=None`` gives each reclaim the catalog's ``spot_notice`` of its type.
+
+    Parameters
+    ----------
+    n_tasks, task_seconds : int, float
+        The burst: tasks of ``task_seconds`` wall seconds each.
+    policy : str
+        A name of :data:`hpclab.elastic.policies.POLICY_NAMES`.
+    types, zones : sequence of str
+        The instance mix and zones the pool may use.
+    spot_share : float
+        Share of the capacity on spot (for spot-aware policies).
+    max_instances, threads : int
+        At most ``max_instances`` instances of each type, ``threads`` task slots each.
+    on_update : callable, optional
+        Called with the pool about every ``interval`` wall seconds while work runs (live views).
+    progress : bool
+        Show Dask's progress bar for the work.
+    """
+    from distributed import Client
+
+    from hpclab.elastic.faults import SpotFaults
+    from hpclab.elastic.pool import ElasticPool
+    from hpclab.elastic.state import PoolLimits
+
+    n_tasks = check_positive("n_tasks", n_tasks, integer=True)
+    check_nonnegative("task_seconds", task_seconds)
+    preemptions = check_nonnegative("preemptions", preemptions, integer=True)
+    max_instances = check_positive("max_instances", max_instances, integer=True)
+    threads = check_positive("threads", threads, integer=True)
+    check_nonnegative("spot_share", spot_share)
+    check_nonnegative("fault_rate (spot reclaims per instance-hour)", fault_rate)
+    if spot_share > 1:
+        raise HpclabError(f"spot_share must be in [0, 1], got {spot_share!r}")
+    types = (types,) if isinstance(types, str) else tuple(types)
+    zones = (zones,) if isinstance(zones, str) else tuple(zones)
+    if not types:
+        raise HpclabError("types must name at least one instance type")
+    limits = PoolLimits(types=types, zones=zones, max_per_type={t: max_instances for t in types},
+                        quota_cores=max_instances * threads * len(types))
+    pol = build_policy(policy, types=types, spot_share=spot_share, hysteresis=hysteresis,
+                       target_duration=target_duration)
+    faults = SpotFaults(rate=fault_rate, notice=notice, seed=seed) if fault_rate > 0 else None
+    kwargs = dict(limits=limits, threads=threads, time_scale=time_scale, policy=pol,
+                  interval=interval, faults=faults, seed=seed, processes=processes,
+                  silence_logs=logging.CRITICAL)  # reclaims make workers log lost peers
+    kwargs.update(pool_kwargs or {})
+    thresholds = [n_tasks * (k + 1) / (preemptions + 1) for k in range(preemptions)]
+    done_count = [0]
+    stop = threading.Event()
+    injected: list[str] = []
+
+    with ElasticPool(**kwargs) as pool, Client(pool) as client:
+        pool.drain_timeout = drain_timeout
+
+        def watcher():
+            pending = list(thresholds)
+            while not stop.is_set():
+                if pending and done_count[0] >= pending[0]:
+                    spot = [r for r in pool.alive() if r.market == "spot" and r.state == "running"
+                            and not r.notice]
+                    if spot:
+                        try:
+                            pool.sync(pool.notice_async, spot[0].id, notice)
+                            injected.append(spot[0].id)
+                        except Exception:  # the instance left meanwhile: try the next tick
+                            pass
+                        else:
+                            pending.pop(0)
+                    # else: wait for a spot instance to run (none ever, with an on-demand policy)
+                if on_update is not None:
+                    try:
+                        on_update(pool)
+                    except Exception:
+                        pass
+                stop.wait(interval)
+
+        thread = threading.Thread(target=watcher, name="hpclab-burst", daemon=True)
+        t0 = time.perf_counter()
+        futures = client.map(burst_task, range(n_tasks), seconds=task_seconds,
+                             key=[f"burst-{i}" for i in range(n_tasks)])
+        def count(_future):
+            done_count[0] += 1
+
+        for fut in futures:
+            fut.add_done_callback(count)
+        del fut  # the loop variable would keep the last result (and its instance) alive
+        thread.start()
+        try:
+            if progress:
+                from distributed import progress as dask_progress
+
+                dask_progress(futures)
+            results = client.gather(futures)
+            wall = time.perf_counter() - t0
+            del futures
+            try:
+                pool.wait_for(lambda p: not p.alive(), drain_timeout)
+            except TimeoutError:
+                pass
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+        if on_update is not None:
+            on_update(pool)
+        pool_seconds = pool.now()
+    if on_update is not None:
+        on_update(pool)
+    events = pool.events()
+    reasons = events["reason"].values[events["state"].values == "draining"]
+    return BurstRun(n_tasks=n_tasks, correct=results == expected_result(n_tasks),
+                    wall_seconds=wall, pool_seconds=pool_seconds,
+                    preemptions=int(np.sum(reasons == "spot-notice")),
+                    instances=len(pool.records), events=events, bill=pool.bill())
