@@ -386,3 +386,17 @@ def test_cli_screen_runs_and_resumes(tmp_path, capsys):
     assert "0 computed, 4 read back" in capsys.readouterr().out
     assert main(["screen", "--target", "abl1"]) == 2
     assert "target must be one of cdk2, egfr" in capsys.readouterr().err
+
+
+def test_allocation_matches_the_campaign_and_prefers_cheap_work(inputs):
+    kw = dict(conformers=300, survivor_fraction=1.0)
+    alloc = scr.allocation(inputs, 1e7, 4.0, 0.9, "global", **kw)
+    camp = scr.campaign(inputs, 1e7, 4.0, 0.9, "global", **kw).squeeze()
+    assert float(alloc.spot.sum() + alloc.on_demand.sum()) == float(camp.cores)
+    assert float(alloc.spot.sum()) == float(camp.cores_spot)
+    # spot goes first to the offers cheapest per unit of work (price / speed)
+    per_work = alloc.usd_per_core_hour_spot / alloc.speed
+    used = alloc.spot > 0
+    assert used.any() and (~used).any()
+    assert float(per_work.where(used).max()) <= float(per_work.where(~used).min()) + 1e-12
+    assert alloc.spot.attrs["units"] == "cores"
