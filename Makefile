@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=notebooks --ServerApp.open_browser=False
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=notebooks --ServerApp.open_browser=False \
+		--LabApp.default_url=/lab/tree/00_tour.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

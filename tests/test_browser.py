@@ -192,7 +192,7 @@ def test_probe_slider_updates_bokeh_in_place(page, lab):
     assert info["cells"] == 2
 
 
-@pytest.mark.parametrize("name", ["02_collectives_erdma.ipynb"])
+@pytest.mark.parametrize("name", ["00_tour.ipynb", "02_collectives_erdma.ipynb"])
 def test_workflow_notebook_in_lab(page, lab, name):
     if not (NOTEBOOKS / name).exists():
         pytest.skip(f"notebooks/{name} does not exist yet")
