@@ -3,11 +3,7 @@
 Real RDKit, a real LocalCluster (2 single-threaded worker processes on 127.0.0.1).
 """
 
-import os
-import signal
-
 import numpy as np
-import pandas as pd
 import pytest
 
 from hpclab import HpclabError

@@ -5,6 +5,8 @@ Every function takes the Dataset returned by :func:`~.runner.run_screen` and ret
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 
@@ -32,7 +34,7 @@ def stage_scores(ds: xr.Dataset) -> xr.Dataset:
     """
     v = _valid(ds)
     s2 = v["score_2d"].values.astype(float)
-    params = __import__("json").loads(ds.attrs.get("params", "{}"))
+    params = json.loads(ds.attrs.get("params", "{}"))
     passed = v["pass_ro5"].values & ~(v["pains"].values & params.get("reject_pains", True))
     filt = np.where(passed, s2, s2 - 2.0)
     s3 = v["score_3d"].values.astype(float)
