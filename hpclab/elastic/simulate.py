@@ -427,14 +427,10 @@ def campaign(cores: int = 100_000, tasks: int = 1_000_000, *, policy="global-spo
     return simulate(pol, wl, limits, catalog=cat, seed=seed, **kw)
 
 
-def _timed_sleep(i, seconds):
+def _sleep(i, seconds):
     import time as _time
 
-    from distributed import get_worker
-
-    t0 = _time.time()
     _time.sleep(seconds)
-    return get_worker().address, t0, _time.time()
 
 
 def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: float = 10.0,
@@ -444,18 +440,21 @@ def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: flo
     workers, one thread each) and measure it, for :func:`replay`.
 
     Each task sleeps ``task_seconds`` pool seconds (``task_seconds * time_scale`` wall seconds).
-    The per-task *slot time* is measured on the workers: from a task's start to the next start on
-    the same worker (so Dask's per-task overhead is included), in pool seconds.
+    Dask's task stream records where and when each task ran; the per-task *slot time* is from a
+    task's start to the next start on the same worker (so Dask's per-task overhead is included),
+    in pool seconds. Results are not kept (``fire_and_forget``).
 
     Returns
     -------
     dict
-        ``slot_seconds`` (per task, submission order), ``makespan_s`` (submission to last
-        result), ``instances`` (launched), ``cost_usd`` (the pool's bill once it is back to zero),
+        ``slot_seconds`` (per task, submission order), ``makespan_s`` (submission to the end of
+        the last task), ``instances`` (launched), ``cost_usd`` (the pool's bill once it is back to zero),
         ``log`` (the pool's event log), ``end_time_s``, ``time_scale``, ``interval``, ``limits``,
         ``itype`` (the type the tasks ran on, or None if several).
     """
-    from distributed import Client
+    import time as _time
+
+    from distributed import Client, fire_and_forget, get_task_stream
 
     from hpclab.elastic.pool import ElasticPool
 
@@ -465,22 +464,34 @@ def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: flo
     slots = {t: 1 for t in limits.types}
     with ElasticPool(limits=limits, catalog=cat, time_scale=time_scale, processes=False, policy=policy,
                      interval=interval, seed=seed, threads=1) as pool, Client(pool) as client:
-        t_submit = pool.now()
-        futures = client.map(_timed_sleep, range(tasks), [task_seconds * time_scale] * tasks, pure=False)
-        out = client.gather(futures)
-        t_done = pool.now()
-        del futures
-        if not pool.wait_for(lambda p: len(p.alive()) == 0, timeout=timeout):
-            raise HpclabError(f"the pool did not scale back to zero within {timeout} s")
+        with get_task_stream(client) as stream:
+            wall_submit = _time.time()
+            futures = client.map(_sleep, range(tasks), [task_seconds * time_scale] * tasks, pure=False)
+            keys = {f.key: k for k, f in enumerate(futures)}
+            # results are not kept: no worker is left holding the only copy of one when the
+            # policy retires it (Dask would refuse to retire it)
+            fire_and_forget(futures)
+            del futures
+            try:
+                pool.wait_for(lambda p: p.snapshot().done >= tasks, timeout=timeout)
+                pool.wait_for(lambda p: len(p.alive()) == 0, timeout=timeout)
+            except TimeoutError:
+                raise HpclabError(f"the burst did not finish and scale back to zero within "
+                                  f"{timeout} s of wall time") from None
         t_end = pool.now()
         cost = float(pool.bill(until=t_end)["total_cost"])
         log = pool.events()
-    df = pd.DataFrame(out, columns=["worker", "start", "end"])
+    rows = [(keys[t["key"]], t["worker"], s["start"], s["stop"]) for t in stream.data
+            if t["key"] in keys for s in t["startstops"] if s["action"] == "compute"]
+    df = pd.DataFrame(rows, columns=["task", "worker", "start", "end"]).set_index("task").sort_index()
+    if len(df) != tasks or not df.index.is_unique:
+        raise HpclabError(f"the task stream recorded {len(df)} computations for {tasks} tasks")
     by_worker = df.sort_values(["worker", "start"])
     slot = (by_worker.groupby("worker")["start"].shift(-1) - by_worker["start"]).fillna(
         by_worker["end"] - by_worker["start"])
+    makespan = (float(df["end"].max()) - wall_submit) / time_scale
     itypes = set(log["itype"].values)
-    return {"slot_seconds": slot.sort_index().to_numpy() / time_scale, "makespan_s": t_done - t_submit,
+    return {"slot_seconds": slot.sort_index().to_numpy() / time_scale, "makespan_s": makespan,
             "instances": len(set(log["instance"].values)), "cost_usd": cost, "log": log,
             "end_time_s": t_end, "time_scale": time_scale, "interval": interval, "limits": limits,
             "slots": slots, "itype": itypes.pop() if len(itypes) == 1 else None}
