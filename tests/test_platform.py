@@ -364,3 +364,17 @@ def test_warm_nodes_and_spot_prices():
     inst = res.instances[res.instances["pool"] == "cpu"]
     assert len(inst) == 2 and (inst["end"] == 600).all()  # kept to the end, never below min_nodes
     assert res.pools.loc["cpu", "cost"] == pytest.approx(2 * 600 * rec.price_spot)
+
+
+def test_reservations_hold_on_the_shared_pool():
+    # unified: HPC gangs (Slurm-like) and data pods (Kubernetes-like) share one CPU pool; pods may
+    # use idle nodes only where the head job's reservation allows, so it is never delayed either
+    jobs = P.mixed_workload(3000, ai_share=0.5, cpu_nodes=32, gpu_nodes=4, load=0.9, seed=6)
+    jobs = jobs[jobs["kind"].isin(["hpc", "data"])]
+    for elastic in (False, True):
+        res = P.replay(jobs, policy="unified", elastic=elastic, cpu_nodes=32, data_nodes=8)
+        d = res.jobs
+        head = d["reservation"].notna()
+        assert head.sum() > 20 and (d["kind"] == "data").sum() > 200
+        assert (d.loc[head, "start"] <= d.loc[head, "reservation"] + 1e-6).all()
+        assert (d["finished"] == 1).all()

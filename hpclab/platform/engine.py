@@ -100,6 +100,11 @@ class Pool:
         self.busy = 0.0  # slot-seconds used by jobs
         self.version = 0  # bumps whenever capacity is freed or added
         self.draining = False
+        # the Slurm-like queue's reservation on this pool, which other users of its idle nodes
+        # (pods of the Kubernetes-like queue) must respect: a node taken now that is not back by
+        # guard_shadow uses one of guard_extra nodes
+        self.guard_shadow = INF
+        self.guard_extra = 0
         self.eng = None  # the engine (set by it)
         self.events = None  # the engine's heap (set by the engine)
         self.seq = None
@@ -301,20 +306,35 @@ class Pool:
         nfree = self.nfree
         return sum(nfree[n] // g for n in self.partial[s]) + len(self.idle[s]) * (G // g)
 
+    def _idle_ok(self):
+        """May a pod take an idle node without delaying the Slurm-like queue's reservation on
+        this pool? Only one of the *extra* nodes (which it consumes): the reservation is computed
+        from Slurm's own running jobs, so nodes held by pods must be ones the head will not need."""
+        if self.guard_extra > 0:
+            self.guard_extra -= 1
+            return True
+        return False
+
     def place_pods(self, count, g, gang):
-        """Nodes for ``count`` pods of ``g`` slots (one entry per pod), bin-packed; for a gang
-        all or None, preferring one segment; else as many as fit (possibly none)."""
+        """Nodes for ``count`` pods of ``g`` slots (one entry per pod), bin-packed, and the
+        segments they use; for a gang all or None, preferring one segment; else as many as fit
+        (possibly none). While the Slurm-like queue's head waits for nodes of this pool,
+        independent pods take idle nodes only as its reservation allows (:meth:`_idle_ok`);
+        partly used nodes they may always fill."""
         if g >= self.G:  # whole-node pods
             if gang:
                 plan = self.plan_whole(count)
                 return None if plan is None else (self.take_whole(plan), [s for s, _ in plan])
             k = min(count, self.n_idle)
+            if k and self.guard_shadow < INF:
+                k = min(k, self.guard_extra)
+                self.guard_extra -= k
             if not k:
-                return [], 0
+                return [], []
             plan = self.plan_whole(k)
             return self.take_whole(plan), [s for s, _ in plan]
         if self.free_slots < (count * g if gang else g):
-            return (None if gang else ([], 0))
+            return (None if gang else ([], []))
         segs = range(self.S)
         if gang:
             caps = [self.pod_capacity(s, g) for s in segs]
@@ -330,6 +350,7 @@ class Pool:
         nodes = []
         used = set()
         left = count
+        guarded = not gang and self.guard_shadow < INF
         for s in order:
             if not left:
                 break
@@ -344,6 +365,8 @@ class Pool:
                 if not left:
                     break
             while left and self.idle[s]:
+                if guarded and not self._idle_ok():
+                    break
                 n = self.idle[s][-1]
                 while left and self.nfree[n] >= g:
                     self._occupy(n, g)
@@ -474,9 +497,10 @@ class Slurm:
         """Start queue[i] now if it fits and does not delay the head's reservation: it ends (by
         its request, slowed by its placement) before the shadow time, or it uses only extra
         nodes."""
-        _, shadow, extra = cache
+        shadow = cache[1]
         eng = self.eng
         pool = self.pool
+        extra = pool.guard_extra
         j = self.queue[i]
         k = eng.pods[j]
         if k > pool.n_idle:
@@ -498,6 +522,7 @@ class Slurm:
             return False
         self._start(j, t, plan, i)
         eng.backfilled[j] = True
+        pool.guard_extra = extra - k
         self.cache = (pool.version, shadow, extra - k)
         return True
 
@@ -519,6 +544,7 @@ class Slurm:
             self._start(j, t, plan, 0)
         if not q:
             self.cache = None
+            pool.guard_shadow, pool.guard_extra = INF, 0
             return
         pool.autoscale(t)
         head = q[0]
@@ -526,6 +552,7 @@ class Slurm:
         if head not in self.first_shadow:
             self.first_shadow[head] = shadow
         self.cache = (pool.version, shadow, extra)
+        pool.guard_shadow, pool.guard_extra = shadow, extra
         if not self.backfill:
             return
         req = eng.req
@@ -538,7 +565,7 @@ class Slurm:
             # cheap necessary conditions before the full check (which plans the placement)
             if k <= n_idle and (k <= extra or t + req[j] <= shadow) and self._try_backfill(i, t, self.cache):
                 n_idle = pool.n_idle
-                extra = self.cache[2]
+                extra = pool.guard_extra
                 continue
             i += 1
 
