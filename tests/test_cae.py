@@ -356,3 +356,12 @@ def test_cli_runs_the_real_solver_and_reports_bad_input(capsys, client):
     assert main(["cae", "--grid", "8", "--steps", "10", "--steps-per-exchange", "6", "--workers", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hpclab: error:") and "\n" not in err
+
+
+def test_distribute_puts_one_subdomain_on_each_worker(client):
+    u0 = cae.sine_mode(64, 2, 1.0, (2, 1))
+    placed = cae.distribute(u0, client)
+    where = client.who_has(placed.data)
+    owners = {k[1]: v for k, v in where.items()}
+    assert len(set(owners.values())) == 2  # two blocks, two different workers
+    np.testing.assert_array_equal(client.compute(placed, sync=True).values, u0.values)

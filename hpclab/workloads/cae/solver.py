@@ -346,9 +346,11 @@ def poisson(f: xr.DataArray, u0: xr.DataArray, *, method: str = "sor", omega=Non
     cell = math.prod(hs)
     fd = f.data.astype(np.float64)
     persist = client.persist if client is not None else dask.persist
-    fd = _persist(persist, fd)
+    if client is not None:  # sub-domain i of f and of u on the same worker, one per worker
+        fd, u = distribute(fd, client), distribute(u0.data.astype(np.float64), client)
+    else:
+        fd, u = _persist(persist, fd), _persist(persist, u0.data.astype(np.float64))
     fnorm = math.sqrt(_compute(client, (fd ** 2).sum()) * cell) or 1.0
-    u = _persist(persist, u0.data.astype(np.float64))
     history, at = [], []
     sweeps, converged = 0, False
     while sweeps < max_sweeps:
@@ -389,6 +391,49 @@ def _check_run(n, ndim, subdomains, kappa, dt, steps, steps_per_exchange) -> Non
     """Raise the errors :func:`heat` would raise, without building anything on a cluster."""
     u0 = sine_mode(n, ndim, 1.0, _subdomains(ndim, subdomains))
     heat(u0, kappa, stable_dt(u0, kappa) if dt is None else dt, steps, steps_per_exchange)
+
+
+def distribute(u, client, workers=None):
+    """Compute each sub-domain (dask chunk) of ``u`` on its own worker and keep it there.
+
+    Block ``i`` (in C order) goes to ``workers[i % len(workers)]`` (default: the client's workers,
+    sorted), so one sub-domain per worker when there are as many blocks as workers. Dask's own
+    placement would put the small root tasks, and so the first round of big blocks, together on
+    one worker. Later rounds stay put: a sub-domain's task runs where its (largest) input lives.
+
+    Parameters
+    ----------
+    u : xarray.DataArray or dask.array.Array
+    client : distributed.Client
+    workers : list of str, optional
+
+    Returns
+    -------
+    The same kind of object, backed by the computed blocks (same chunks).
+    """
+    import itertools
+
+    from distributed import wait
+
+    data = u.data if isinstance(u, xr.DataArray) else u
+    if not isinstance(data, da.Array):
+        raise HpclabError(f"u must be backed by a dask array to distribute, got {type(data).__name__}")
+    addrs = list(workers) if workers else sorted(client.scheduler_info()["workers"])
+    if not addrs:
+        raise HpclabError("the Dask cluster has no workers to place sub-domains on")
+    futures = {}
+    for i, idx in enumerate(itertools.product(*(range(b) for b in data.numblocks))):
+        futures[idx] = client.compute(data.blocks[idx], workers=[addrs[i % len(addrs)]], allow_other_workers=False)
+    wait(list(futures.values()))
+    blocks = np.empty(data.numblocks, dtype=object)
+    for idx, fut in futures.items():
+        shape = tuple(data.chunks[a][b] for a, b in enumerate(idx))
+        blocks[idx] = da.from_delayed(dask.delayed(fut), shape=shape, dtype=data.dtype,
+                                      meta=np.empty((0,) * data.ndim, dtype=data.dtype))
+    out = client.persist(da.block(blocks.tolist()))  # concrete keys: later graphs start from here
+    wait(out)
+    del futures
+    return u.copy(data=out) if isinstance(u, xr.DataArray) else out
 
 
 @contextlib.contextmanager
@@ -456,10 +501,9 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
         if dt is None:
             dt = float(safety) * stable_dt(u0, kappa)
         _check_run(n, ndim, blocks, kappa, dt, steps, steps_per_exchange)
-        u0p = c.persist(u0)
         from distributed import wait
 
-        wait(u0p.data)
+        u0p = distribute(u0, c)  # one sub-domain per worker, computed there
         c.run(_kernels.warmup, ndim, ("heat",))
         best = math.inf
         for rep in range(int(repeat)):
