@@ -378,3 +378,11 @@ def test_reservations_hold_on_the_shared_pool():
         assert head.sum() > 20 and (d["kind"] == "data").sum() > 200
         assert (d.loc[head, "start"] <= d.loc[head, "reservation"] + 1e-6).all()
         assert (d["finished"] == 1).all()
+
+
+def test_lublin_feitelson_daily_cycle():
+    # arrivals follow the model's daily cycle: busy days, quiet nights (half-hour buckets)
+    jobs = P.lublin_feitelson(20000, seed=4)
+    hour = (jobs["submit"].to_numpy() % 86400) // 3600
+    per_hour = np.bincount(hour.astype(int), minlength=24)
+    assert per_hour.max() > 3 * per_hour.min()

@@ -27,6 +27,10 @@ def register(sub) -> None:
     r.add_argument("--no-backfill", action="store_true", help="strict priority/FIFO, no EASY backfill")
     r.add_argument("--placement", choices=["topology", "linear"], default="topology")
     r.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle node is retired")
+    r.add_argument("--min-nodes", type=int, default=0, help="nodes an elastic pool keeps warm (default 0)")
+    r.add_argument("--market", choices=["on-demand", "spot"], default="on-demand", help="node prices")
+    r.add_argument("--kube-strategy", choices=["best-effort", "strict"], default="best-effort",
+                   help="AI queue order: a fitting job may pass a waiting one, or not")
     r.add_argument("--json", action="store_true", help="print the summary Dataset as JSON")
     r.set_defaults(func=run_replay)
 
@@ -58,7 +62,8 @@ def run_replay(args) -> int:
     res = P.replay(jobs, policy=args.policy, cpu_nodes=args.cpu_nodes, gpu_nodes=args.gpu_nodes,
                    data_nodes=args.data_nodes, cpu_type=args.cpu_type, gpu_type=args.gpu_type,
                    elastic=elastic, backfill=not args.no_backfill, placement=args.placement,
-                   idle_timeout=args.idle_timeout, progress=sys.stderr.isatty())
+                   idle_timeout=args.idle_timeout, min_nodes=args.min_nodes, market=args.market,
+                   kube_strategy=args.kube_strategy, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(res.summary().to_dict(data="list"), indent=1, default=str))
         return 0
