@@ -48,7 +48,7 @@ INF = float("inf")
 
 # event types; at equal times finishes and boots come before idle checks
 EV_FINISH, EV_POD, EV_BOOT, EV_IDLE = 0, 1, 2, 3
-ABSENT, BOOTING, UP, RETIRED = 0, 1, 2, 3
+BOOTING, UP, RETIRED = 1, 2, 3
 
 
 class Pool:
@@ -56,7 +56,7 @@ class Pool:
 
     def __init__(self, name, itype, slots, max_nodes, seg_nodes, *, elastic, min_nodes=0,
                  idle_timeout=300.0, boot_time=0.0, price=0.0, min_charge=0.0, placement="topology",
-                 slowdown=None, segments_per_pod=1 << 30, rng=None, record=None):
+                 slowdown=None, segments_per_pod=1 << 30, rng=None):
         self.name = name
         self.itype = itype
         self.G = int(slots)
@@ -74,7 +74,6 @@ class Pool:
         self.slowdown = slowdown or {}  # kind -> run-time factor per tier (one segment, one pod, pods)
         self.L = int(segments_per_pod)
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.record = record
         # per node
         self.nseg: list[int] = []
         self.nfree: list[int] = []
@@ -100,9 +99,8 @@ class Pool:
         self.busy = 0.0  # slot-seconds used by jobs
         self.version = 0  # bumps whenever capacity is freed or added
         self.draining = False
-        # the Slurm-like queue's reservation on this pool, which other users of its idle nodes
-        # (pods of the Kubernetes-like queue) must respect: a node taken now that is not back by
-        # guard_shadow uses one of guard_extra nodes
+        # the Slurm-like queue's reservation on this pool (shadow time, extra nodes) while its
+        # head waits: pods of the Kubernetes-like queue may then take only guard_extra idle nodes
         self.guard_shadow = INF
         self.guard_extra = 0
         self.eng = None  # the engine (set by it)
