@@ -135,7 +135,11 @@ def _move_slider_and_check_plot(page, panel, name: str) -> dict:
     assert chosen is not None, f"{name}: no cell output with both a slider and a bokeh plot"
     chosen.scroll_into_view_if_needed()
     plots = _bokeh_plots(chosen)
-    before = [plots.nth(k).screenshot() for k in range(plots.count())]
+    n_plots = plots.count()
+    # mark the plots' DOM nodes: updated in place, they keep the mark; redrawn, they would not
+    for k in range(n_plots):
+        plots.nth(k).evaluate("(e, k) => e.setAttribute('data-hpclab-mark', String(k))", k)
+    before = [plots.nth(k).screenshot() for k in range(n_plots)]
     page.screenshot(path=str(SHOTS / f"{name}-before-slider.png"))
     handle = chosen.locator(".widget-slider .noUi-handle").first
     label = chosen.locator(".widget-slider").first.get_attribute("class")
@@ -157,6 +161,9 @@ def _move_slider_and_check_plot(page, panel, name: str) -> dict:
     new_value = readout.inner_text() if readout.count() else None
     assert new_value != old_value, f"{name}: the slider did not move ({old_value!r})"
     assert changed, f"{name}: no bokeh plot changed after the slider moved {old_value} -> {new_value}"
+    marks = [plots.nth(k).get_attribute("data-hpclab-mark") for k in range(plots.count())]
+    assert marks == [str(k) for k in range(n_plots)], (
+        f"{name}: the plots were redrawn, not updated in place (marks {marks})")
     return {"slider": label, "from": old_value, "to": new_value, "plots_changed": changed}
 
 
