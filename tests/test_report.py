@@ -136,3 +136,18 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert code == 0, text
     assert out.exists() and f"wrote {out}" in text
     assert "collectives" in text and "pools" not in text
+
+
+def test_cli_exit_codes_say_what_failed(tmp_path, capsys, monkeypatch):
+    import hpclab.report as rep
+
+    monkeypatch.setattr(rep, "WORKFLOWS", (Workflow("good", "Fine?", (), "", _two_figures),
+                                           Workflow("bad", "Broken?", (), "", _boom)))
+    out = tmp_path / "r.html"
+    assert main(["report", "--out", str(out), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "hpclab: error: workflows failed: bad (see the report)"
+    assert "bad          failed" in captured.out and out.exists()
+    assert "ValueError: the model diverged" in out.read_text(encoding="utf-8")
+    assert main(["report", "--out", str(out), "--only", "nope", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == "hpclab: error: only must name workflows among good, bad; got 'nope'"
