@@ -33,9 +33,9 @@ def _copy_edges2(src, dst):
 
 
 @njit(parallel=False, cache=False)
-def _heat2(u, rx, ry, k):
+def _heat2(u, rx, ry, k, owned):
     a = np.empty_like(u)
-    b = np.empty_like(u)
+    b = u if owned else np.empty_like(u)
     _copy_edges2(u, a)
     _copy_edges2(u, b)
     nx, ny = u.shape
@@ -63,9 +63,9 @@ def _copy_edges3(src, dst):
 
 
 @njit(parallel=False, cache=False)
-def _heat3(u, rx, ry, rz, k):
+def _heat3(u, rx, ry, rz, k, owned):
     a = np.empty_like(u)
-    b = np.empty_like(u)
+    b = u if owned else np.empty_like(u)
     _copy_edges3(u, a)
     _copy_edges3(u, b)
     nx, ny, nz = u.shape
@@ -84,16 +84,18 @@ def _heat3(u, rx, ry, rz, k):
     return src
 
 
-def heat_steps(u: np.ndarray, r, k: int) -> np.ndarray:
-    """``k`` explicit Euler steps of the heat equation on a padded block (a new array).
+def heat_steps(u: np.ndarray, r, k: int, owned: bool = False) -> np.ndarray:
+    """``k`` explicit Euler steps of the heat equation on a padded block.
 
     ``u_new = u + sum_i r_i (u[i-1] - 2 u + u[i+1])`` with ``r_i = kappa dt / h_i**2`` on every
-    cell but the outermost layer.
+    cell but the outermost layer. The result is a new array unless ``owned`` is true: then ``u``
+    (which the caller gives away, e.g. a freshly concatenated padded block) is reused as the
+    second ping-pong buffer, saving one allocation.
     """
     u = np.ascontiguousarray(u, dtype=np.float64)
     if u.ndim == 2:
-        return _heat2(u, float(r[0]), float(r[1]), int(k))
-    return _heat3(u, float(r[0]), float(r[1]), float(r[2]), int(k))
+        return _heat2(u, float(r[0]), float(r[1]), int(k), bool(owned))
+    return _heat3(u, float(r[0]), float(r[1]), float(r[2]), int(k), bool(owned))
 
 
 # --------------------------------------------------------------------------- Poisson: -lap(u) = f

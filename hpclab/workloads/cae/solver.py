@@ -159,8 +159,8 @@ def _as_dask(u: xr.DataArray) -> xr.DataArray:
 
 
 # --------------------------------------------------------------------------- heat equation
-def _heat_block(block, r, k, nonce=None):
-    return _kernels.heat_steps(block, r, k)
+def _heat_block(block, r, k, owned=False, nonce=None):
+    return _kernels.heat_steps(block, r, k, owned)
 
 
 def heat(u0: xr.DataArray, kappa, dt, steps, steps_per_exchange: int = 1, *, nonce=None) -> xr.DataArray:
@@ -208,12 +208,15 @@ def heat(u0: xr.DataArray, kappa, dt, steps, steps_per_exchange: int = 1, *, non
     hs = spacing(u0)
     r = tuple(float(kappa) * float(dt) / h ** 2 for h in hs)
     data = u0.data.astype(np.float64)
+    # with more than one block on some axis, map_overlap hands every task a freshly concatenated
+    # padded block that nobody else holds: the kernel may reuse it as a buffer
+    owned = any(len(c) > 1 for c in data.chunks)
     done = 0
     while done < steps:
         kk = min(k, steps - done)
         data = da.map_overlap(_heat_block, data, depth={i: kk for i in range(data.ndim)}, boundary="none",
                               trim=True, allow_rechunk=False, dtype=np.float64, meta=np.empty((0,) * data.ndim),
-                              r=r, k=kk, nonce=nonce)
+                              r=r, k=kk, owned=owned, nonce=nonce)
         done += kk
     attrs = dict(u0.attrs)
     attrs.update(time=float(u0.attrs.get("time", 0.0)) + steps * float(dt), steps=steps,
