@@ -386,3 +386,180 @@ def test_lublin_feitelson_daily_cycle():
     hour = (jobs["submit"].to_numpy() % 86400) // 3600
     per_hour = np.bincount(hour.astype(int), minlength=24)
     assert per_hour.max() > 3 * per_hour.min()
+
+
+# -- an independent brute-force check of the Slurm-like schedule --------------------------------
+# Written from the definitions, not from engine code: it sees only the replay's per-job start and
+# end times, the job table and the node count.
+
+def _brute_force_check(jobs, res, nodes, *, backfill=True):
+    """Check, at every event time, that the nodes in use never exceed ``nodes``; that a killed job
+    stopped at its requested time; and EASY's promise: whenever a job starts while a job ahead of
+    it in the queue (FIFO, all priorities equal) waits, that waiting head still starts no later
+    than its reservation computed at that instant from the requested times of the running jobs.
+    Returns the number of backfill events checked."""
+    d = res.jobs
+    assert (d["slowdown"] == 1).all()  # one network segment: requested times are not stretched
+    done = d[d["status"] == "done"]
+    sub = done["submit"].to_numpy()
+    start = done["start"].to_numpy()
+    end = done["end"].to_numpy()
+    pods = done["pods"].to_numpy()
+    req = done["req_time"].to_numpy()
+    run = done["run_time"].to_numpy()
+    order = np.lexsort((done["job_id"].to_numpy(), sub))  # the FIFO queue order
+    rank = np.empty(len(done), dtype=int)
+    rank[order] = np.arange(len(done))
+    # every job ran for min(run, requested) and never before its submit
+    np.testing.assert_allclose(end - start, np.minimum(run, req))
+    assert (start >= sub).all()
+    # capacity, at every instant something starts (ends at that instant are released first)
+    for t in np.unique(start):
+        busy = pods[(start <= t) & (end > t)].sum()
+        assert busy <= nodes, f"t={t}: {busy} nodes in use of {nodes}"
+    checked = 0
+    for i in range(len(done)):
+        t = start[i]
+        waiting = np.flatnonzero((sub <= t) & (start > t) & (rank < rank[i]))
+        if not len(waiting):
+            continue
+        assert backfill, f"job {done['job_id'].iloc[i]} passed a waiting job without backfill"
+        h = waiting[np.argmin(rank[waiting])]  # the head when job i was backfilled
+        running = (start <= t) & (end > t) & (np.arange(len(done)) != i)
+        free = nodes - pods[running].sum()
+        shadow = t
+        if free < pods[h]:
+            est = start[running] + req[running]  # requested ends
+            k = np.argsort(est, kind="stable")
+            freed = free + np.cumsum(pods[running][k])
+            shadow = est[k][np.argmax(freed >= pods[h])]
+        assert start[h] <= shadow + 1e-6, (
+            f"backfilled job {done['job_id'].iloc[i]} at t={t} delayed head {done['job_id'].iloc[h]}: "
+            f"reservation {shadow}, started {start[h]}")
+        checked += 1
+    return checked
+
+
+def _edge_cases():
+    # 4 nodes. 1: fills the machine exactly. 2: larger than the machine (rejected). 3: zero run
+    # time. 4, 5: equal submit times. 6: asks 100 s but would run 500 s (killed at the limit).
+    # 7 (the whole machine) waits for 6: reservation at 130 + 100 = 230. 8 (1 node, 20 s) is
+    # backfilled beside 6 at 130; 9 (2 nodes, 200 s) would end after 230 and must wait.
+    return P.jobs_frame(submit=[0, 0, 5, 10, 10, 10, 11, 12, 13], pods=[4, 5, 2, 2, 2, 1, 4, 1, 2],
+                        run_time=[100, 50, 0, 30, 30, 500, 40, 20, 200],
+                        req_time=[100, 50, 10, 60, 60, 100, 40, 20, 200])
+
+
+def test_brute_force_edge_cases():
+    jobs = _edge_cases()
+    res = P.replay(jobs, policy="separate", cpu_nodes=4)
+    j = res.jobs.set_index("job_id")
+    assert j.loc[2, "status"] == "rejected" and j.loc[2, "reason"] == \
+        "needs 5 nodes at once; the hpc-cpu pool has at most 4"
+    assert j.loc[2, "finished"] == 0 and np.isnan(j.loc[2, "start"])
+    assert j.loc[1, "start"] == 0 and j.loc[1, "end"] == 100  # fills the machine
+    assert j.loc[3, "start"] == 100 and j.loc[3, "end"] == 100 and j.loc[3, "finished"] == 1  # zero length
+    assert j.loc[4, "start"] == j.loc[5, "start"] == 100  # equal submits, FIFO by id
+    assert j.loc[6, "killed"] and j.loc[6, "end"] - j.loc[6, "start"] == 100  # killed at its limit
+    assert not j.loc[[1, 3, 4, 5, 7, 8, 9], "killed"].any()
+    assert (j.loc[j["status"] == "done", "finished"] == 1).all()
+    assert j.loc[8, "backfilled"] and j.loc[8, "start"] == 130
+    assert j.loc[7, "reservation"] == 230 and j.loc[7, "start"] == 230
+    assert j.loc[9, "start"] == 270 and not j.loc[9, "backfilled"]
+    assert _brute_force_check(jobs, res, 4) == 1
+    # the same trace, no backfill: strict FIFO, the checker finds no job passing another
+    fifo = P.replay(jobs, policy="separate", cpu_nodes=4, backfill=False)
+    _brute_force_check(jobs, fifo, 4, backfill=False)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_brute_force_easy_backfill_on_generated_traces(seed):
+    nodes = 32
+    jobs = P.lublin_feitelson(600, max_nodes=nodes, seed=seed)
+    # some users under-estimate: their jobs are killed at the limit
+    rng = np.random.default_rng(seed)
+    short = rng.random(len(jobs)) < 0.1
+    jobs.loc[short, "req_time"] = np.maximum(1.0, np.floor(jobs.loc[short, "run_time"] / 2))
+    jobs.loc[rng.random(len(jobs)) < 0.02, "run_time"] = 0.0
+    res = P.replay(jobs, policy="separate", cpu_nodes=nodes, cpu_segment=nodes)
+    assert (res.jobs["status"] == "done").all() and (res.jobs["finished"] == 1).all()
+    assert res.jobs["killed"].sum() > 0
+    assert _brute_force_check(jobs, res, nodes) > 20
+    fifo = P.replay(jobs, policy="separate", cpu_nodes=nodes, cpu_segment=nodes, backfill=False)
+    _brute_force_check(jobs, fifo, nodes, backfill=False)
+
+
+def test_brute_force_elastic_pool_capacity():
+    # the unified platform with an elastic pool: the nodes in use never exceed the nodes booted
+    # and not yet retired (from the instance table), and a gang's nodes come all at once
+    nodes = 32
+    jobs = P.lublin_feitelson(800, max_nodes=nodes, seed=5)
+    res = P.replay(jobs, policy="unified", cpu_nodes=nodes, data_nodes=1, cpu_segment=8, record=True)
+    d = res.jobs
+    inst = res.instances[res.instances["pool"] == "cpu"]
+    ready, gone = inst["ready"].to_numpy(), inst["end"].to_numpy()
+    for t in np.unique(d["start"]):
+        busy = d.loc[(d["start"] <= t) & (d["end"] > t), "pods"].sum()
+        assert busy <= ((ready <= t) & (gone > t)).sum() <= nodes + 1
+    starts = res.record[res.record["slots"] > 0]
+    per_job = starts.groupby("job").agg(t=("time", "min"), t_last=("time", "max"), n=("node", "nunique"))
+    assert (per_job["t"] == per_job["t_last"]).all()
+    assert (per_job["n"] == d.loc[per_job.index, "pods"]).all()
+    # a node is never given to two jobs at once
+    for (_, node), r in res.record.sort_values(["time", "slots"]).groupby(["pool", "node"]):
+        assert r["slots"].cumsum().max() <= res.pools.loc["cpu", "slots"]
+
+
+# -- malformed traces on the command line: one line naming file:line, exit 2 -------------------
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.swf", "", "empty.swf: empty trace (no job lines)"),
+    ("comments.swf", "; Version: 2.2\n;\n", "comments.swf: empty trace (no job lines)"),
+    ("negative.swf", "1 0 -1 100 -4 -1 -1 -4 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n",
+     "negative.swf:1: field 5 (allocated processors) must be >= 0, or -1 if unknown; got '-4'"),
+    ("negrun.swf", "1 0 -1 100 4 -1 -1 4 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n"
+                   "2 9 -1 -7 4 -1 -1 4 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n",
+     "negrun.swf:2: field 4 (run time) must be >= 0, or -1 if unknown; got '-7'"),
+    ("frac.swf", "; c\n1 0 -1 100 4 -1 -1 2.5 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n",
+     "frac.swf:2: field 8 (requested processors) must be a whole number, got '2.5'"),
+    ("count.swf", "1 0 -1 100 4 -1 -1 4 100\n", "count.swf:1: expected 18 fields (SWF), got 9"),
+    ("field.swf", "1 0 -1 100 four -1 -1 4 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n",
+     "field.swf:1: field 5 (allocated processors) must be a number, got 'four'"),
+    ("unreplayable.swf", "1 0 -1 -1 4 -1 -1 4 100 -1 1 -1 -1 -1 -1 -1 -1 -1\n",
+     "unreplayable.swf: no job to replay (1 job lines without a run time or size)"),
+])
+@pytest.mark.parametrize("policy", ["unified", "separate"])
+def test_cli_malformed_traces_one_line_exit_2(tmp_path, capsys, name, text, message, policy):
+    from hpclab.cli import main
+
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["platform", "replay", str(path), "--policy", policy]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hpclab: error: ") and err[0].endswith(message), err
+
+
+def test_cli_missing_trace(tmp_path, capsys):
+    from hpclab.cli import main
+
+    assert main(["platform", "replay", str(tmp_path / "nope.swf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.swf: cannot read trace (No such file or directory)" in err[0]
+
+
+def test_brute_force_checker_catches_a_delayed_head_and_overbooking():
+    # the checker itself can fail: the same replay with the head moved past its reservation,
+    # and with a job moved onto busy nodes
+    res = P.replay(_edge_cases(), policy="separate", cpu_nodes=4)
+    j = res.jobs
+    late = j.copy()
+    late.loc[late["job_id"] == 7, ["start", "end"]] = [231.0, 271.0]
+    late.loc[late["job_id"] == 9, ["start", "end"]] = [271.0, 471.0]
+    with pytest.raises(AssertionError, match="delayed head 7: reservation 230"):
+        _brute_force_check(_edge_cases(), P.PlatformResult(**{**res.__dict__, "jobs": late}), 4)
+    over = j.copy()
+    over.loc[over["job_id"] == 9, ["start", "end"]] = [240.0, 440.0]
+    with pytest.raises(AssertionError, match="t=240.0: 6 nodes in use of 4"):
+        _brute_force_check(_edge_cases(), P.PlatformResult(**{**res.__dict__, "jobs": over}), 4)

@@ -56,6 +56,12 @@ def run_replay(args) -> int:
         kw = {"procs_per_node": args.procs_per_node} if str(path).lower().endswith(".swf") else {}
         parts.append(P.read_trace(path, **kw))
     jobs = pd.concat(parts, ignore_index=True)
+    if not len(jobs):
+        from hpclab._validate import HpclabError
+
+        skipped = sum(int(p.attrs.get("skipped", 0)) for p in parts)
+        raise HpclabError(f"{', '.join(map(str, args.traces))}: no job to replay ({skipped} job lines "
+                          f"without a run time or size)")
     if len(parts) > 1:
         jobs["job_id"] = np.arange(1, len(jobs) + 1)
     elastic = None if args.elastic is None else args.elastic == "yes"

@@ -52,7 +52,9 @@ class PlatformResult:
         The job table plus ``start``, ``end``, ``wait``, ``response``, ``bsld`` (bounded
         slowdown), ``segments`` (network segments a gang spans), ``slowdown`` (run-time factor
         from its placement), ``backfilled``, ``finished`` (times it finished: 1) and ``status``
-        (``done`` or ``rejected``: larger than its cluster can ever hold).
+        (``done`` or ``rejected``: larger than its cluster can ever hold), ``reason`` (why it
+        was rejected, else empty) and ``killed`` (ran into its requested time and was stopped
+        there).
     instances : pandas.DataFrame
         One row per node: ``pool``, ``itype``, ``launch``, ``ready``, ``end`` (s), ``cost`` (USD).
     pools : pandas.DataFrame
@@ -228,15 +230,23 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     pods = jobs["pods"].to_numpy()
     slots = jobs["slots"].to_numpy()
     rejected = np.zeros(len(jobs), dtype=bool)
+    reason = np.full(len(jobs), "", dtype=object)
     for kind, pool in by_kind.items():
         sel = kinds == kind
         if not sel.any():
             continue
         g = np.where((slots == 0) | (slots >= pool.G), pool.G, slots)
         if kind in GANG_KINDS:
-            need_nodes = np.ceil(pods / (pool.G // g))
-            rejected |= sel & (need_nodes > pool.max_nodes)
-        rejected |= sel & (slots > pool.G)
+            need_nodes = np.ceil(pods / (pool.G // g)).astype(np.int64)
+            big = sel & (need_nodes > pool.max_nodes)
+            rejected |= big
+            for i in np.flatnonzero(big):
+                reason[i] = (f"needs {need_nodes[i]} nodes at once; the {pool.name} pool has at most "
+                             f"{pool.max_nodes}")
+        wide = sel & (slots > pool.G)
+        rejected |= wide
+        for i in np.flatnonzero(wide):
+            reason[i] = f"asks {slots[i]} slots per pod; a {pool.itype} node has {pool.G}"
 
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
     for pool in pools:
@@ -261,7 +271,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         finite = [e for e in values if e == e]  # NaN: not started / not retired
         if finite:
             t_end = max(t_end, max(finite))
-    return _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm,
+    return _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm,
                    dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
@@ -291,7 +301,7 @@ def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
     return out
 
 
-def _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm, settings, catalog):
+def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settings, catalog):
     df = jobs.copy()
     start = np.array(eng.start)
     end = np.array(eng.end)
@@ -306,6 +316,9 @@ def _result(jobs, eng, pools, rejected, policy, t0, t_end, slurm, settings, cata
     df["backfilled"] = np.array(eng.backfilled)
     df["finished"] = np.array(eng.finished)
     df["status"] = np.where(rejected, "rejected", np.where(df["finished"] > 0, "done", "unfinished"))
+    df["reason"] = reason
+    # a job that runs past its requested time is killed at the limit (as Slurm does)
+    df["killed"] = (df["finished"].to_numpy() > 0) & (df["run_time"].to_numpy() > df["req_time"].to_numpy())
     df["reservation"] = np.nan
     if slurm.first_shadow:
         idx = np.fromiter(slurm.first_shadow.keys(), dtype=np.int64)

@@ -34,6 +34,13 @@ SWF_FIELDS = ("job number", "submit time", "wait time", "run time", "allocated p
               "partition number", "preceding job", "think time")
 
 
+#: fields the reader uses (0-based): job number, submit, run time, allocated processors, requested
+#: processors, requested time; in SWF -1 is the only negative value they may take (unknown)
+_USED = (0, 1, 3, 4, 7, 8)
+#: fields that count things: job number and processors
+_WHOLE = (0, 4, 7)
+
+
 def _parse_swf_lines(path: Path, text: str) -> tuple[np.ndarray, dict]:
     """Return an (n, 18) float array of the job lines and the header fields."""
     header: dict[str, str] = {}
@@ -62,8 +69,16 @@ def _parse_swf_lines(path: Path, text: str) -> tuple[np.ndarray, dict]:
             if not math.isfinite(v):
                 raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be finite, "
                                   f"got {tok!r}")
+            if k in _USED and v < 0 and v != -1:
+                raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be >= 0, or -1 "
+                                  f"if unknown; got {tok!r}")
+            if k in _WHOLE and v != int(v):
+                raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be a whole number, "
+                                  f"got {tok!r}")
             row.append(v)
         rows.append(row)
+    if not rows:
+        raise HpclabError(f"{name}: empty trace (no job lines)")
     arr = np.array(rows, dtype=float).reshape(-1, 18)
     return arr, header
 
@@ -82,6 +97,10 @@ def _fast_parse(text: str) -> np.ndarray | None:
         return None
     arr = df.to_numpy(dtype=float)
     if not np.all(np.isfinite(arr)):
+        return None
+    used = arr[:, _USED]
+    whole = arr[:, _WHOLE]
+    if np.any((used < 0) & (used != -1)) or np.any(whole != np.round(whole)):
         return None
     return arr
 
@@ -114,7 +133,9 @@ def read_swf(path, *, procs_per_node: int = 1, kind: str = "hpc", keep_failed: b
     Raises
     ------
     HpclabError
-        ``file:line: field k (name) must be a number, got 'x'`` for a malformed line.
+        ``file:line: field k (name) must be a number, got 'x'`` for a malformed line (also: wrong
+        field count, a negative value other than -1 in a field the reader uses, fractional
+        processors); ``file: empty trace (no job lines)`` for a file with no job line.
     """
     path = Path(path)
     try:
