@@ -365,3 +365,10 @@ def test_distribute_puts_one_subdomain_on_each_worker(client):
     owners = {k[1]: v for k, v in where.items()}
     assert len(set(owners.values())) == 2  # two blocks, two different workers
     np.testing.assert_array_equal(client.compute(placed, sync=True).values, u0.values)
+
+
+def test_exchange_overhead_is_paid_once_per_round_and_only_with_neighbours():
+    fab = Fabric(alpha=5e-6, beta=1e-9, name="hand")
+    base = model.step_time([1, 4], 100, fab, cost_per_cell=C, steps_per_exchange=5)
+    more = model.step_time([1, 4], 100, fab, cost_per_cell=C, steps_per_exchange=5, exchange_overhead=0.01)
+    np.testing.assert_allclose(more.halo_time - base.halo_time, [0.0, 0.01 / 5])

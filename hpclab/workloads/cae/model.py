@@ -1,6 +1,6 @@
 """The CAE scaling model: time per step of a domain-decomposed stencil code on P cores.
 
-``T_step(P) = T_compute + T_halo / k + r * T_allreduce``
+``T_step(P) = T_compute + (T_halo + T_runtime) / k + r * T_allreduce``
 
 * ``T_compute = c * prod_i (e_i + n_i (k - 1))`` -- the busiest sub-domain's cells (``e_i`` =
   ``ceil(N_i / p_i)`` per axis on a balanced ``p_1 x ... x p_d = P`` process grid, as
@@ -14,6 +14,9 @@
   message pays ``alpha + hops * per_hop_latency + n beta`` (floored by the fabric's message rate).
   ``hops`` are switch hops beyond the first, set by the placement (:data:`PLACEMENT_HOPS`, or a
   :class:`hpclab.network.Topology`).
+* ``T_runtime`` -- an optional fixed cost per exchange round (``exchange_overhead``): what a
+  task-based runtime such as Dask adds per round (scheduling, block copies); 0 by default, as
+  for an MPI code. Calibrate it from real runs.
 * ``r * T_allreduce`` -- global reductions per step (the residual norm of an iterative solver:
   ``r = 1 / check_every``), each an allreduce of ``reduction_nbytes`` over P ranks
   (:func:`hpclab.network.collective_time`, automatic algorithm choice).
@@ -136,7 +139,7 @@ def _hops(placement, cores, cores_per_host):
 # --------------------------------------------------------------------------- time per step
 def step_time(cores, grid=4096, fabric="erdma", *, cost_per_cell, ndim: int = 2, steps_per_exchange=1,
               placement="placement-group", reductions_per_step=0.0, reduction_nbytes=8, itemsize=8,
-              cores_per_host: int = 1) -> xr.Dataset:
+              cores_per_host: int = 1, exchange_overhead=0.0) -> xr.Dataset:
     """Modelled seconds per time step of a stencil code on ``cores`` cores (module docstring).
 
     Parameters
@@ -161,6 +164,10 @@ def step_time(cores, grid=4096, fabric="erdma", *, cost_per_cell, ndim: int = 2,
         Bytes reduced per allreduce; bytes per cell.
     cores_per_host : int
         Ranks per host for the allreduce's hierarchical form and for a Topology's host count.
+    exchange_overhead : float or array_like
+        Seconds of runtime cost per exchange round beyond the messages, paid when there are
+        neighbours: task scheduling and block copies in a task-based runtime such as Dask
+        (calibrate it from real runs, see the notebook); about 0 for an MPI code.
 
     Returns
     -------
@@ -173,7 +180,8 @@ def step_time(cores, grid=4096, fabric="erdma", *, cost_per_cell, ndim: int = 2,
     arrays, attrs = _step_arrays(cores, grid, fabric, cost_per_cell=cost_per_cell, ndim=ndim,
                                  steps_per_exchange=steps_per_exchange, placement=placement,
                                  reductions_per_step=reductions_per_step, reduction_nbytes=reduction_nbytes,
-                                 itemsize=itemsize, cores_per_host=cores_per_host)
+                                 itemsize=itemsize, cores_per_host=cores_per_host,
+                                 exchange_overhead=exchange_overhead)
     dims = tuple(f"dim_{i}" for i in range(arrays["time_per_step"].ndim))
     return xr.Dataset({name: xr.Variable(dims, arrays[name], {"units": u, "long_name": long})
                        for name, (u, long) in _VARS.items()}, attrs=attrs)
@@ -192,7 +200,7 @@ _VARS = {
 
 
 def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange, placement, reductions_per_step,
-                 reduction_nbytes, itemsize, cores_per_host):
+                 reduction_nbytes, itemsize, cores_per_host, exchange_overhead=0.0):
     """The model on plain numpy arrays (no xarray): a dict of arrays and the attrs."""
     from hpclab.network import collective_time, fabric as _fabric, p2p_time
 
@@ -202,12 +210,13 @@ def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange
     N = check_finite_array("grid", grid, minimum=3, strict=False, integer=True)
     k = check_finite_array("steps_per_exchange", steps_per_exchange, minimum=1, strict=False, integer=True)
     red = check_finite_array("reductions_per_step", reductions_per_step, minimum=0, strict=False)
+    ovh = check_finite_array("exchange_overhead", exchange_overhead, minimum=0, strict=False)
     c = check_positive("cost_per_cell", cost_per_cell)
     check_positive("itemsize", itemsize, integer=True)
     check_positive("reduction_nbytes", reduction_nbytes)
     cores_per_host = check_positive("cores_per_host", cores_per_host, integer=True)
     fab = _fabric(fabric)
-    P, N, k, red = np.broadcast_arrays(P, N, k, red)
+    P, N, k, red, ovh = np.broadcast_arrays(P, N, k, red, ovh)
     pg = process_grid(P, ndim).astype(float)                       # (..., d)
     e = np.ceil(N[..., None] / pg)                                  # extents of the busiest block
     nb = np.minimum(pg - 1.0, 2.0)                                  # neighbours per axis
@@ -230,6 +239,7 @@ def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange
     allreduce = np.broadcast_to(collective_time("allreduce", float(reduction_nbytes), P, fab,
                                                 ranks_per_node=cores_per_host), P.shape)
     reduction = np.where(red > 0, red * allreduce, 0.0)
+    halo = halo + np.where(messages > 0, ovh, 0.0)
     halo_step = halo / k
     nan = np.where(feasible, 1.0, np.nan)
     arrays = {"time_per_step": (compute + halo_step + reduction) * nan, "compute_time": compute * nan,
@@ -242,7 +252,7 @@ def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange
 
 def scaling(cores=None, grid=4096, fabrics=FABRICS, *, cost_per_cell, mode: str = "strong", ndim: int = 2,
             steps_per_exchange=1, placement="placement-group", reductions_per_step=0.0, itemsize=8,
-            cores_per_host: int = 1) -> xr.Dataset:
+            cores_per_host: int = 1, exchange_overhead=0.0) -> xr.Dataset:
     """Strong or weak scaling curves per fabric, with parallel efficiency and where they saturate.
 
     Parameters
@@ -255,7 +265,8 @@ def scaling(cores=None, grid=4096, fabrics=FABRICS, *, cost_per_cell, mode: str 
     fabrics : sequence of str or Fabric
         Fabrics to compare (default ``tcp-vpc``, ``erdma``, ``rdma-hpn7``).
     mode : {"strong", "weak"}
-    cost_per_cell, ndim, steps_per_exchange, placement, reductions_per_step, itemsize, cores_per_host
+    cost_per_cell, ndim, steps_per_exchange, placement, reductions_per_step, itemsize, cores_per_host,
+    exchange_overhead
         As :func:`step_time`.
 
     Returns
@@ -287,7 +298,7 @@ def scaling(cores=None, grid=4096, fabrics=FABRICS, *, cost_per_cell, mode: str 
         arrays, _ = _step_arrays(cores_all, grid_all, fab, cost_per_cell=cost_per_cell, ndim=ndim,
                                  steps_per_exchange=steps_per_exchange, placement=placement,
                                  reductions_per_step=reductions_per_step, reduction_nbytes=8, itemsize=itemsize,
-                                 cores_per_host=cores_per_host)
+                                 cores_per_host=cores_per_host, exchange_overhead=exchange_overhead)
         for name in _VARS:
             cols[name].append(arrays[name])
     stacked = {name: np.stack(v) for name, v in cols.items()}
