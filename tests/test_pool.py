@@ -279,8 +279,8 @@ def test_fault_model_is_seeded_and_exponential():
 
 
 def test_random_reclaims_at_a_high_rate_lose_nothing():
-    # one reclaim per instance per 120 pool seconds (1.2 s wall) on average
-    faults = SpotFaults(rate=30.0, notice=30.0, seed=5)
+    # one reclaim per instance per 30 pool seconds (0.3 s wall) on average, 20 s notices
+    faults = SpotFaults(rate=120.0, notice=20.0, seed=5)
     with ElasticPool(C8I, ZONE, market="spot", time_scale=0.01, processes=False, faults=faults,
                      policy=Burst(2, market="spot"), interval=0.05) as pool, \
             Client(pool) as client:
@@ -320,6 +320,10 @@ def test_bill_matches_an_independent_computation_from_the_event_log():
     for (itype, market), usd in expected.items():
         assert bill["cost"].sel(itype=itype, zone=ZONE, market=market).item() == pytest.approx(usd)
     assert bill["cost"].attrs["units"] == "USD"
+    # what the policies see (spent, from the records) is the same meter
+    assert pool.spent() == pytest.approx(bill["total_cost"].item(), rel=1e-12)
+    until = float(ds.time.values[len(ds.time) // 2])
+    assert pool.spent(until) == pytest.approx(pool.bill(until)["total_cost"].item(), rel=1e-12)
 
 
 def test_event_log_dataset():

@@ -6,6 +6,8 @@ per-second billing, faults, and the virtual-clock simulator that runs the same p
   accounting and policies over a cluster you already run.
 - :mod:`~hpclab.elastic.policies` — pure ``decide(PoolState) -> Decision`` objects.
 - :mod:`~hpclab.elastic.billing` — the per-second meter over an event log.
+- :mod:`~hpclab.elastic.simulate` — the virtual clock: the same policies at 100,000 cores
+  (``simulate.simulate``, ``campaign``, ``SimResult``).
 - :mod:`~hpclab.elastic.events` — the lifecycle event log; :mod:`~hpclab.elastic.faults` — the
   seeded spot-reclaim / failure model.
 - :func:`run_burst` — a burst of short tasks on a pool that grows from zero, is preempted and
@@ -15,18 +17,19 @@ The pool classes import ``distributed`` on first use, so policies, billing and t
 stay light.
 """
 
-from hpclab.elastic import billing, events, faults, policies
+from hpclab.elastic import billing, events, faults, policies, simulate
 from hpclab.elastic.billing import bill
 from hpclab.elastic.events import EventLog
 from hpclab.elastic.faults import Preemption, SpotFaults
 from hpclab.elastic.policies import make_policy
+from hpclab.elastic.simulate import SimResult, campaign
 from hpclab.elastic.state import (LIFECYCLE, MARKETS, Decision, InstanceView, Launch, PoolLimits,
                                   PoolState)
 
 __all__ = ["ElasticPool", "AttachedPool", "PolicyAdaptive", "EventLog", "SpotFaults", "Preemption",
            "PoolState", "PoolLimits", "InstanceView", "Launch", "Decision", "LIFECYCLE", "MARKETS",
-           "make_policy", "bill", "billing", "events", "faults", "policies", "run_burst",
-           "BurstRun"]
+           "make_policy", "bill", "billing", "events", "faults", "policies", "simulate",
+           "SimResult", "campaign", "run_burst", "BurstRun"]
 
 _LAZY = {"ElasticPool": "hpclab.elastic.pool", "PolicyAdaptive": "hpclab.elastic.pool",
          "AttachedPool": "hpclab.elastic.pool", "run_burst": "hpclab.elastic._pool_burst",

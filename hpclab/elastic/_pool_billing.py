@@ -1,27 +1,22 @@
-"""A pool's bill: :mod:`hpclab.elastic.billing` applied to the pool's event log."""
+"""A pool's bill: :mod:`hpclab.elastic.billing` applied to the pool's event log up to a time."""
 
 from __future__ import annotations
 
 from hpclab.elastic import billing
 
 
-def intervals(pool, until: float | None = None):
-    return billing.intervals_from_log(pool.log.to_frame(), until=until)
-
-
-def total(pool, until: float | None = None) -> float:
-    """USD billed up to pool time ``until`` (default: now), instances still alive included."""
-    if len(pool.log) == 0:
-        return 0.0
-    until = pool.now() if until is None else float(until)
-    per = billing.bill_instances(intervals(pool), pool.catalog, until=until)
-    return float(per["cost"].sum())
+def intervals(pool, until: float):
+    """Instance lifetimes from the events up to pool time ``until`` (later events not yet
+    happened: an instance terminated after ``until`` is still open then)."""
+    df = pool.log.to_frame()
+    return billing.intervals_from_log(df[df["time"] <= until])
 
 
 def bill(pool, until: float | None = None):
-    """Totals by type, zone and market (an ``xarray.Dataset``, see :func:`billing.bill`)."""
+    """Totals by type, zone and market (an ``xarray.Dataset``, see :func:`billing.bill`) of
+    everything billed up to pool time ``until`` (default: now)."""
     until = pool.now() if until is None else float(until)
-    ds = billing.bill(intervals(pool), pool.catalog, until=until)
+    ds = billing.bill(intervals(pool, until), pool.catalog, until=until)
     ds.attrs["until"] = until
     ds.attrs["time_scale"] = pool.time_scale
     return ds

@@ -147,7 +147,11 @@ class PoolAccounting:
         if rec.state == "terminated" or (rec.state == state and state != "requested"):
             return
         rec.state = state
-        self.log.record(None, rec.id, rec.itype, rec.zone, rec.market, state, reason)
+        event = self.log.record(None, rec.id, rec.itype, rec.zone, rec.market, state, reason)
+        if state in ("booting", "running", "draining") and rec.billed_from is None:
+            rec.billed_from = event.time
+        elif state == "terminated":
+            rec.terminated_at = event.time
 
     def _new_record(self, launch: Launch) -> InstanceRecord:
         k = self._n_launched
@@ -433,13 +437,27 @@ class PoolAccounting:
         return self.log.to_dataset()
 
     def spent(self, until: float | None = None) -> float:
-        """USD billed so far (per-second billing of the event log)."""
-        from hpclab.elastic import _pool_billing
+        """USD billed up to pool time ``until`` (default now), instances still alive included.
 
-        return _pool_billing.total(self, until)
+        The meter of :mod:`hpclab.elastic.billing` (``max(ceil(end - start), min_charge) *
+        price``, billed from the first booting/running/draining event to termination), computed
+        from the instance records so that the policy loop does not re-read the whole log on
+        every tick; ``bill()`` computes the same from the event log.
+        """
+        now = self.now() if until is None else float(until)
+        total = 0.0
+        for rec in self.records.values():
+            if rec.billed_from is None or rec.billed_from > now:
+                continue
+            inst = self.catalog.instance(rec.itype)
+            end = now if rec.terminated_at is None else min(rec.terminated_at, now)
+            price = inst.price_spot if rec.market == "spot" else inst.price_on_demand
+            total += max(math.ceil(end - rec.billed_from - 1e-9), inst.min_charge) * price
+        return total
 
     def bill(self, until: float | None = None):
-        """The bill: cost by instance type, zone and market (see :mod:`hpclab.elastic.billing`)."""
+        """The bill up to pool time ``until`` (default now): cost, billed seconds and instances
+        by type, zone and market, an ``xarray.Dataset`` (see :func:`hpclab.elastic.billing.bill`)."""
         from hpclab.elastic import _pool_billing
 
         return _pool_billing.bill(self, until)

@@ -37,6 +37,8 @@ class InstanceRecord:
     notice: bool = False
     end_reason: str = ""
     drain_reason: str = ""
+    billed_from: float | None = None  # pool time of the first booting/running/draining event
+    terminated_at: float | None = None
     hold_until: float | None = None  # pool time before which a retirement is not retried
 
 
