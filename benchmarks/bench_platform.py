@@ -52,6 +52,14 @@ def main():
         print(f"replay {policy:9s}: wall {wall:6.2f} s = {N_JOBS / wall:8,.0f} jobs/s; CPU {cpu:6.2f} s = "
               f"{N_JOBS / cpu:8,.0f} jobs/s  ({done:,} finished, {len(res.instances):,} nodes launched, "
               f"cost {res.cost:,.0f} USD)")
+    # the elastic pools driven by a shared hpclab.elastic policy (decide() every 60 s of virtual
+    # time with a per-node PoolState): an option, not the default, because it is much slower
+    n_small = N_JOBS // 10
+    small = jobs.iloc[:n_small]
+    for label, kw in (("built-in rule", {}), ("shared policy", dict(scaler="target-duration", tick=60.0))):
+        wall, cpu, res = best_of(lambda: P.replay(small, policy="unified", cpu_nodes=128, gpu_nodes=16, **kw), 1)
+        print(f"unified, {label:13s} ({n_small:,} jobs): CPU {cpu:6.2f} s = {n_small / cpu:8,.0f} jobs/s  "
+              f"(cost {res.cost:,.0f} USD, mean wait {res.jobs['wait'].mean():,.0f} s; no target)")
     with tempfile.TemporaryDirectory() as tmp:
         path = P.write_swf(jobs, Path(tmp) / "bench.swf")
         t_read, _, back = best_of(lambda: P.read_swf(path))

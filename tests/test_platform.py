@@ -563,3 +563,63 @@ def test_brute_force_checker_catches_a_delayed_head_and_overbooking():
     over.loc[over["job_id"] == 9, ["start", "end"]] = [240.0, 440.0]
     with pytest.raises(AssertionError, match="t=240.0: 6 nodes in use of 4"):
         _brute_force_check(_edge_cases(), P.PlatformResult(**{**res.__dict__, "jobs": over}), 4)
+
+
+# -- elastic pools driven by a shared hpclab.elastic policy at ticks ------------------------------
+
+def test_shared_elastic_policy_scales_the_pools_at_ticks():
+    from hpclab.elastic.policies import Hysteresis, TargetDuration
+    from hpclab.elastic.state import Decision
+
+    class Counting(TargetDuration):
+        calls = 0
+        seen = []
+
+        def decide(self, state):
+            type(self).calls += 1
+            if len(type(self).seen) < 50:
+                type(self).seen.append((state.time, state.queued, state.running, len(state.instances)))
+            return super().decide(state)
+
+    jobs = P.mixed_workload(800, ai_share=0.3, cpu_nodes=32, gpu_nodes=8, load=0.7, seed=12)
+    kw = dict(policy="unified", cpu_nodes=32, gpu_nodes=8, cpu_segment=8, idle_timeout=300)
+    own = P.replay(jobs, **kw)
+    shared = P.replay(jobs, scaler=lambda: Hysteresis(Counting(), wait=300, cooldown=0), tick=30, **kw)
+    d = shared.jobs
+    assert Counting.calls > 100 and shared.settings["scaler"] == "target-duration+hysteresis"
+    # the snapshots count task slots (vCPUs, GPUs) queued and running, one view per live node
+    assert all(q >= 0 and r >= 0 and n >= 0 for _, q, r, n in Counting.seen)
+    assert any(q > 0 for _, q, _, _ in Counting.seen) and any(n > 0 for *_, n in Counting.seen)
+    assert (d["finished"] == (d["status"] == "done")).all() and (d["status"] != "unfinished").all()
+    head = d["reservation"].notna()
+    assert head.sum() > 10 and (d.loc[head, "start"] <= d.loc[head, "reservation"] + 1e-6).all()
+    # the built-in rule launches at the first submit, the shared policy at the first tick after it
+    t0 = float(jobs["submit"].iloc[0])
+    assert own.instances["launch"].min() == t0
+    assert shared.instances["launch"].min() == pytest.approx(t0 + 30)
+    # nodes in use never exceed nodes up (from the instance table)
+    for pool in ("cpu",):
+        inst = shared.instances[shared.instances["pool"] == pool]
+        hpc = d[d["kind"] == "hpc"]
+        for t in np.unique(hpc["start"].dropna()):
+            busy = hpc.loc[(hpc["start"] <= t) & (hpc["end"] > t), "pods"].sum()
+            assert busy <= ((inst["ready"] <= t) & (inst["end"] > t)).sum()
+    # the same work on about the same bill as the built-in rule (both launch for the queued demand,
+    # retire after 300 idle seconds); the tick adds up to one tick of waiting per scale-out
+    assert shared.cost == pytest.approx(own.cost, rel=0.15)
+    assert int((d["status"] == "done").sum()) == int((own.jobs["status"] == "done").sum())
+
+    # a policy that never launches: the replay still ends, with the jobs unfinished
+    class Never:
+        name = "never"
+
+        def decide(self, state):
+            return Decision()
+
+    few = P.jobs_frame(submit=[0, 5], pods=[2, 1], run_time=[100, 10])
+    res = P.replay(few, policy="unified", cpu_nodes=4, scaler=Never(), tick=10)
+    assert (res.jobs["status"] == "unfinished").all() and len(res.instances) == 0
+    with pytest.raises(HpclabError, match="scaler must be a policy name"):
+        P.replay(few, policy="unified", cpu_nodes=4, scaler=42)
+    with pytest.raises(HpclabError, match="policy must be one of"):
+        P.replay(few, policy="unified", cpu_nodes=4, scaler="fastest")

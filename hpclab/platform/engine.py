@@ -47,7 +47,7 @@ import numpy as np
 INF = float("inf")
 
 # event types; at equal times finishes and boots come before idle checks
-EV_FINISH, EV_POD, EV_BOOT, EV_IDLE = 0, 1, 2, 3
+EV_FINISH, EV_POD, EV_BOOT, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4
 BOOTING, UP, RETIRED = 1, 2, 3
 
 
@@ -106,6 +106,13 @@ class Pool:
         self.eng = None  # the engine (set by it)
         self.events = None  # the engine's heap (set by the engine)
         self.seq = None
+        # optional: a shared hpclab.elastic policy asked at ticks instead of the built-in rule
+        self.scaler = None
+        self.tick = 60.0
+        self.ticking = False
+        self.market = "on-demand"
+        self.live_nodes: set = set()
+        self.quiet_ticks = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _new_node(self, t, seg, state):
@@ -117,6 +124,7 @@ class Pool:
         self.nready.append(t if state == UP else t + self.boot_time)
         self.nend.append(math.nan)
         self.nidle.append(t)
+        self.live_nodes.add(n)
         return n
 
     def start_fixed(self, t, count):
@@ -139,7 +147,7 @@ class Pool:
         self.free_slots += self.G
         self.version += 1
         self.nidle[n] = t
-        if self.elastic and not self.timer:
+        if self.elastic and not self.timer and self.scaler is None:
             self._arm(t + self.idle_timeout)
 
     def _arm(self, when):
@@ -211,6 +219,7 @@ class Pool:
                 self.n_up -= 1
                 self.nstate[n] = RETIRED
                 self.nend[n] = t
+                self.live_nodes.discard(n)
             if lst and nidle[lst[0]] + timeout < nxt:
                 nxt = nidle[lst[0]] + timeout
         if nxt < INF and self.n_up + self.n_boot > self.min_nodes:
@@ -225,6 +234,10 @@ class Pool:
     def autoscale(self, t):
         if not self.elastic:
             return
+        if self.scaler is not None:
+            if not self.ticking:
+                self._arm_tick(t + self.tick)
+            return
         if not self.timer and self.n_idle and self.n_up + self.n_boot > self.min_nodes:
             due = min(self.nidle[lst[0]] for lst in self.idle if lst) + self.idle_timeout
             self._arm(due if due > t else t + self.idle_timeout)
@@ -233,6 +246,73 @@ class Pool:
             need = min(need, self.max_nodes - self.n_up - self.n_boot)
             if need > 0:
                 self.launch(t, need)
+
+    # -- a shared policy at ticks ---------------------------------------------------------------
+    def _arm_tick(self, when):
+        self.ticking = True
+        heapq.heappush(self.events, (when, EV_TICK, next(self.seq), self, -1, 0))
+
+    def pool_state(self, t):
+        """A :class:`hpclab.elastic.state.PoolState` snapshot of this pool: task slots are node
+        slots (vCPUs or GPUs), queued = slots asked by queued jobs (whole nodes count all their
+        slots), one :class:`InstanceView` per node that is booting or up."""
+        from hpclab.elastic.state import InstanceView, PoolState
+
+        G = self.G
+        views = []
+        for n in sorted(self.live_nodes):
+            up = self.nstate[n] == UP
+            free = self.nfree[n]
+            views.append(InstanceView(id=str(n), itype=self.itype, zone=self.name, market=self.market,
+                                      state="running" if up else "booting", cores=G,
+                                      launched_at=self.nlaunch[n], running_tasks=G - free if up else 0,
+                                      idle_since=self.nidle[n] if up and free == G else None))
+        eng = self.eng
+        return PoolState(time=t, queued=self.q_whole * G + self.q_slots, running=self.n_up * G - self.free_slots,
+                         instances=tuple(views), limits=self.limits, slots={self.itype: G},
+                         mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
+
+    def policy_tick(self, t, _n=-1, _=0):
+        """Ask the shared policy for a decision and apply it: launches of this pool's type (capped
+        at its maximum), retirements of idle nodes (never while queued jobs need them, as the
+        built-in rule). Re-arms while there is anything to decide."""
+        self.ticking = False
+        d = self.scaler.decide(self.pool_state(t))
+        count = sum(la.count for la in d.launch if la.itype == self.itype)
+        count = min(count, self.max_nodes - self.n_up - self.n_boot)
+        if count > 0:
+            self.launch(t, count)
+        retired = 0
+        if d.retire and not self._retire_blocked():
+            keep = self.min_nodes
+            for rid in d.retire:
+                n = int(rid)
+                if self.n_up + self.n_boot <= keep:
+                    break
+                if self.nstate[n] == UP and self.nfree[n] == self.G:
+                    self._retire_idle(t, n)
+                    retired += 1
+        if count > 0 or retired:
+            self.quiet_ticks = 0
+            self.eng.schedule_all(t)  # reservations see the new boots; queues may use freed state
+        else:
+            self.quiet_ticks += 1
+        busy = self.q_whole or self.q_slots or self.n_boot or self.n_up > self.min_nodes
+        if busy and not self.ticking and not (self.draining and self.quiet_ticks > self.idle_timeout / self.tick + 2):
+            self._arm_tick(t + self.tick)
+
+    def _retire_idle(self, t, n):
+        s = self.nseg[n]
+        lst = self.idle[s]
+        lst.remove(n)
+        self.n_idle -= 1
+        self.free_slots -= self.G
+        self.up[s] -= 1
+        self.n_up -= 1
+        self.nstate[n] = RETIRED
+        self.nend[n] = t
+        self.live_nodes.discard(n)
+        self.version += 1
 
     def factor(self, kind, plan):
         """Run-time factor of a gang placed on the segments of ``plan`` [(segment, nodes)]:
@@ -469,6 +549,7 @@ class Slurm:
     def _shadow(self, t, need):
         """Earliest time ``need`` nodes are free, and the nodes left over then."""
         pool = self.pool
+        self.reachable = True
         avail = pool.n_idle
         ends = self.ends
         boots = pool.booting
@@ -480,7 +561,10 @@ class Slurm:
             te = ends[i][0] if i < ne else INF
             tb = boots[k][0] if k < nb else INF
             if te == INF and tb == INF:
-                return last, 0  # cannot be reached by what runs now: plan at the last release
+                # cannot be reached by what runs and boots now (more nodes are yet to be launched):
+                # plan at the last release; not a reservation the head can be promised
+                self.reachable = False
+                return last, 0
             if te <= tb:
                 avail += pods[ends[i][1]]
                 last = te
@@ -547,7 +631,7 @@ class Slurm:
         pool.autoscale(t)
         head = q[0]
         shadow, extra = self._shadow(t, pods[head])
-        if head not in self.first_shadow:
+        if head not in self.first_shadow and self.reachable:
             self.first_shadow[head] = shadow
         self.cache = (pool.version, shadow, extra)
         pool.guard_shadow, pool.guard_extra = shadow, extra
@@ -781,6 +865,14 @@ class Engine:
         self.record = [] if record else None
         self.t = 0.0
         self.live = 0  # completions and boots still in the heap
+        self.req_sum = 0.0  # requested seconds of the jobs submitted so far (for policy snapshots)
+        self.n_seen = 0
+        self.routes = None
+
+    def schedule_all(self, t):
+        """A pass of every queue (after a policy launched nodes: reservations see the boots)."""
+        for q in self.routes.unique:
+            q.poll(t)
 
     def started(self, j, t, dur, nodes, nseg, f, pool, g=None):
         self.start[j] = t
@@ -826,12 +918,13 @@ class Engine:
         tick = max(1, n // 100)
         draining = False
         pools = routes.pools
+        self.routes = routes
         while a < n or heap:
             ta = submit[a] if a < n else INF
             th = heap[0][0] if heap else INF
             t = ta if ta < th else th
             # completions and boots at t
-            while heap and heap[0][0] == t and heap[0][1] != EV_IDLE:
+            while heap and heap[0][0] == t and heap[0][1] < EV_IDLE:
                 _, et, _, obj, x, y = pop(heap)
                 self.live -= 1
                 if et == EV_FINISH:
@@ -844,6 +937,8 @@ class Engine:
             # arrivals at t
             while a < n and submit[a] == t:
                 if not rejected[a]:
+                    self.req_sum += self.req[a]
+                    self.n_seen += 1
                     routes[self.kind[a]].submit(a, t)
                 a += 1
                 if progress is not None and a % tick == 0:
@@ -857,8 +952,12 @@ class Engine:
                 draining = True
                 for p in pools:
                     p.draining = True
-            while heap and heap[0][0] == t and heap[0][1] == EV_IDLE:
-                pop(heap)[3].idle_check(t)
+            while heap and heap[0][0] == t and heap[0][1] >= EV_IDLE:
+                ev = pop(heap)
+                if ev[1] == EV_IDLE:
+                    ev[3].idle_check(t)
+                else:
+                    ev[3].policy_tick(t)
             self.t = t
         if progress is not None:
             progress.update(n - progress.n)

@@ -136,6 +136,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            min_nodes: int = 0, cpu_segment: int | None = None, gpu_segment: int | None = None,
            cpu_topology=None, gpu_topology=None,
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
+           scaler=None, tick: float = 60.0,
            record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
@@ -177,6 +178,15 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         ``BestEffortFIFO``), or the first waiting job blocks its pool (``StrictFIFO``).
     seed : int
         Seed for random segment choice (``placement="linear"``).
+    scaler : str, policy or callable, optional
+        Scale the elastic pools with a shared :mod:`hpclab.elastic.policies` policy instead of the
+        built-in rule (launch for the queued deficit at once, retire after ``idle_timeout``): a
+        policy name for :func:`hpclab.elastic.policies.make_policy` (wrapped in ``Hysteresis``
+        with ``wait=idle_timeout``), a policy object (copied per pool) or a function returning
+        one. The policy's ``decide(PoolState)`` is called every ``tick`` seconds while a pool has
+        queued work or nodes (slots are task slots; see :meth:`engine.Pool.pool_state`).
+    tick : float
+        Seconds of virtual time between two policy decisions (with ``scaler``).
     record : bool
         Keep a per-node log of pod starts and releases (for checks; slower).
     progress : bool
@@ -248,6 +258,17 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         for i in np.flatnonzero(wide):
             reason[i] = f"asks {slots[i]} slots per pod; a {pool.itype} node has {pool.G}"
 
+    if scaler is not None and elastic:
+        check_positive("tick", tick)
+        from hpclab.elastic.state import PoolLimits
+
+        for pool in pools:
+            pool.scaler = _scaler(scaler, idle_timeout, cat)
+            pool.tick = float(tick)
+            pool.market = market
+            pool.limits = PoolLimits(types=(pool.itype,), zones=(pool.name,),
+                                     min_per_type={pool.itype: pool.min_nodes},
+                                     max_per_type={pool.itype: pool.max_nodes})
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
     for pool in pools:
         pool.eng = eng
@@ -275,7 +296,31 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                    dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
-                        min_nodes=min_nodes, market=market, kube_strategy=kube_strategy), cat)
+                        min_nodes=min_nodes, market=market, kube_strategy=kube_strategy,
+                        scaler=None if scaler is None else getattr(pools[0].scaler, "name", str(scaler)),
+                        tick=tick), cat)
+
+
+def _scaler(spec, idle_timeout, catalog):
+    """One policy object per pool (policies such as Hysteresis remember times)."""
+    import copy
+
+    from hpclab.elastic.policies import make_policy
+
+    if isinstance(spec, str):
+        return make_policy(spec, hysteresis=True, wait=idle_timeout, cooldown=0.0, catalog=catalog)
+    if hasattr(spec, "decide"):
+        memo = {id(catalog): catalog}
+        inner_cat = getattr(spec, "catalog", None)
+        if inner_cat is not None:
+            memo[id(inner_cat)] = inner_cat
+        return copy.deepcopy(spec, memo)
+    if callable(spec):
+        p = spec()
+        if hasattr(p, "decide"):
+            return p
+    raise HpclabError(f"scaler must be a policy name, a policy with decide(state) or a function "
+                      f"returning one; got {spec!r}")
 
 
 def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
