@@ -278,6 +278,10 @@ def test_cli_replay_prints_metrics(capsys):
     assert main(["platform", "replay", str(DATA / "sample.swf"), "--policy", "separate", "--cpu-nodes", "32"]) == 0
     out = capsys.readouterr().out
     assert "1 rejected" in out  # job 6 asks 64 nodes of a 32-node cluster
+    assert main(["platform", "replay", str(DATA / "sample.swf"), "--cpu-nodes", "64", "--scaler",
+                 "target-duration", "--tick", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "scaled by target-duration+hysteresis every 30 s" in out and "9 jobs done" in out
 
 
 def test_cli_generate_and_bad_trace(tmp_path, capsys):

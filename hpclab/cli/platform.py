@@ -31,6 +31,10 @@ def register(sub) -> None:
     r.add_argument("--market", choices=["on-demand", "spot"], default="on-demand", help="node prices")
     r.add_argument("--kube-strategy", choices=["best-effort", "strict"], default="best-effort",
                    help="AI queue order: a fitting job may pass a waiting one, or not")
+    r.add_argument("--scaler", default=None, metavar="POLICY",
+                   help="scale elastic pools with a shared hpclab.elastic policy (e.g. target-duration) "
+                        "asked every --tick seconds, instead of the built-in rule (slower)")
+    r.add_argument("--tick", type=float, default=60.0, help="seconds between policy decisions (default 60)")
     r.add_argument("--json", action="store_true", help="print the summary Dataset as JSON")
     r.set_defaults(func=run_replay)
 
@@ -69,13 +73,16 @@ def run_replay(args) -> int:
                    data_nodes=args.data_nodes, cpu_type=args.cpu_type, gpu_type=args.gpu_type,
                    elastic=elastic, backfill=not args.no_backfill, placement=args.placement,
                    idle_timeout=args.idle_timeout, min_nodes=args.min_nodes, market=args.market,
-                   kube_strategy=args.kube_strategy, progress=sys.stderr.isatty())
+                   kube_strategy=args.kube_strategy, scaler=args.scaler, tick=args.tick,
+                   progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(res.summary().to_dict(data="list"), indent=1, default=str))
         return 0
     ds = res.summary()
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 1):
-        print(f"policy {res.policy} ({'elastic' if res.settings['elastic'] else 'fixed'} pools, "
+        scaled = (f" scaled by {res.settings['scaler']} every {res.settings['tick']:g} s"
+                  if res.settings.get("scaler") and res.settings["elastic"] else "")
+        print(f"policy {res.policy} ({'elastic' if res.settings['elastic'] else 'fixed'} pools{scaled}, "
               f"{'EASY backfill' if res.settings['backfill'] else 'no backfill'}, "
               f"{res.settings['placement']} placement): {int(ds['jobs'].sum())} jobs done, "
               f"{int(ds['rejected'].sum())} rejected, makespan {res.makespan / 3600:.1f} h")
