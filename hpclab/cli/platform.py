@@ -80,12 +80,14 @@ def run_replay(args) -> int:
         return 0
     ds = res.summary()
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 1):
+        n_left = int((res.jobs["status"] == "unfinished").sum())
+        unfinished = f", {n_left} never started (no capacity)" if n_left else ""
         scaled = (f" scaled by {res.settings['scaler']} every {res.settings['tick']:g} s"
                   if res.settings.get("scaler") and res.settings["elastic"] else "")
         print(f"policy {res.policy} ({'elastic' if res.settings['elastic'] else 'fixed'} pools{scaled}, "
               f"{'EASY backfill' if res.settings['backfill'] else 'no backfill'}, "
               f"{res.settings['placement']} placement): {int(ds['jobs'].sum())} jobs done, "
-              f"{int(ds['rejected'].sum())} rejected, makespan {res.makespan / 3600:.1f} h")
+              f"{int(ds['rejected'].sum())} rejected{unfinished}, makespan {res.makespan / 3600:.1f} h")
         print(res.table().to_string())
         pools = res.pools.loc[:, ["itype", "max_nodes", "launched", "node_hours", "utilisation", "cost"]]
         pools = pools.rename(columns={"node_hours": "node_hours [h]", "cost": "cost [USD]"})
