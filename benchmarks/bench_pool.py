@@ -11,8 +11,8 @@ in 250 x 250 chunks, 144 chunks + tree reduction), real numeric work.
 Figures: wall time of each (median and best of alternating repeats), the overhead ratio
 pool / raw of the medians (target < 1.05), and tasks per second for the short tasks.
 
-The machine's 2 cores are shared with whatever else runs: runs alternate raw / pool so that
-load drifts hit both, the ratio uses medians, and the load average is printed.
+The machine's 2 cores are shared with whatever else runs: runs alternate raw / pool (and
+which goes first) so that load drifts hit both, the ratio uses medians, and the load average is printed.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ def main():
             for name, fn in (("short tasks", run_short), ("dask.array sum", run_array)):
                 fn(c_raw), fn(c_pool)  # warm up both (imports, task-duration estimates)
                 times = {"raw": [], "pool": []}
-                for _ in range(REPEAT):
-                    times["raw"].append(timed(fn, c_raw))
-                    times["pool"].append(timed(fn, c_pool))
+                for k in range(REPEAT):  # alternate which goes first
+                    order = (("raw", c_raw), ("pool", c_pool))
+                    for label, c in order if k % 2 == 0 else order[::-1]:
+                        times[label].append(timed(fn, c))
                 results[name] = times
         events = len(pool.log)
     finally:

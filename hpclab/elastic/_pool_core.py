@@ -184,6 +184,9 @@ class PoolAccounting:
             self._fault_schedule.forget(rec.id)
 
     def _instance_failed(self, rec: InstanceRecord) -> None:
+        spec = getattr(self, "worker_spec", None)
+        if spec is not None:
+            spec.pop(rec.id, None)  # a failed boot is not retried as the same instance
         self._on_closed(rec)
 
     # -- what a policy sees -------------------------------------------------------------------
