@@ -4,7 +4,7 @@ At 4096 x 4096 (float64), time per step of:
 * a plain single-process NumPy update (the baseline a user would write);
 * the compiled per-sub-domain kernel alone (numba, one core, several steps in place);
 * the whole Dask solver on 1 and on 2 worker processes (one sub-domain per worker, temporal
-  blocking, one graph for all steps).
+  blocking with 50 steps per exchange -- and, for comparison, 20 -- one graph for all steps).
 Targets: 2-worker solver >= 1.6x faster than 1-worker, and faster than the NumPy baseline.
 Also: the cost of a 100-point strong-scaling sweep over 3 fabrics (target: a few milliseconds).
 
@@ -22,8 +22,9 @@ import numpy as np
 
 N = 4096
 STEPS = 100
-K = 20  # steps per exchange
-REPEAT = 5
+K = 50  # steps per exchange of the headline figure: 2 rounds for 100 steps, 50 of 2048 rows recomputed
+KS = (K, 20)  # also shown: shallower temporal blocking, 5 rounds
+REPEAT = 4
 SPEEDUP_TARGET = 1.6
 SWEEP_TARGET_S = 0.010
 
@@ -64,7 +65,7 @@ def main():
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
-    per = {1: np.inf, 2: np.inf}
+    samples = {(w, k): [] for w in (1, 2) for k in KS}
     info = {}
     clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
                                 dashboard_address="127.0.0.1:0", memory_limit=0, silence_logs=logging.ERROR)
@@ -72,21 +73,29 @@ def main():
     try:
         clients = {w: Client(c) for w, c in clusters.items()}
         for _ in range(REPEAT):
-            for workers in (1, 2):
-                ds = cae.run_heat(N, 2, steps=STEPS, steps_per_exchange=K, client=clients[workers])
-                per[workers] = min(per[workers], ds.attrs["seconds_per_step"])
-                info[workers] = ds.attrs
+            for k in KS:
+                for workers in (1, 2):
+                    ds = cae.run_heat(N, 2, steps=STEPS, steps_per_exchange=k, client=clients[workers])
+                    samples[workers, k].append(ds.attrs["seconds_per_step"])
+                    info[workers] = ds.attrs
         for c in clients.values():
             c.close()
     finally:
         for c in clusters.values():
             c.close()
-    for workers in (1, 2):
-        a = info[workers]
-        print(f"Dask solver, {workers} worker(s), {a['subdomains']} sub-domains, {K} steps/exchange: "
-              f"{per[workers] * 1e3:9.2f} ms per step (max error {a['max_abs_error']:.1e})")
+    per = {key: min(v) for key, v in samples.items()}
+    for k in KS:
+        for workers in (1, 2):
+            a = info[workers]
+            print(f"Dask solver, {workers} worker(s), {a['subdomains']} sub-domains, {k} steps/exchange: "
+                  f"{per[workers, k] * 1e3:9.2f} ms per step (best of {REPEAT}; median "
+                  f"{np.median(samples[workers, k]) * 1e3:.2f} ms; max error {a['max_abs_error']:.1e})")
+    for k in KS[1:]:
+        print(f"  with {k} steps/exchange: 2-worker speed-up {per[1, k] / per[2, k]:.2f}x "
+              f"({-(-STEPS // k)} rounds; each round synchronises the workers and copies the padded blocks)")
+    per = {w: per[w, K] for w in (1, 2)}
     speedup = per[1] / per[2]
-    print(f"2-worker speed-up over 1 worker: {speedup:.2f}x; ratio to target: {SPEEDUP_TARGET / speedup:.2f} "
+    print(f"2-worker speed-up over 1 worker ({K} steps/exchange): {speedup:.2f}x; ratio to target: {SPEEDUP_TARGET / speedup:.2f} "
           f"(target <= 1, speed-up >= {SPEEDUP_TARGET})")
     print(f"2-worker solver vs numpy baseline: {t_np / per[2]:.1f}x faster; ratio to target: "
           f"{per[2] / t_np:.3f} (target < 1)")
