@@ -141,6 +141,30 @@ def test_global_orders_by_price_per_work_and_looks_elsewhere(cat):
     assert all(l.market == "spot" for l in d.launch)
 
 
+def test_global_defers_a_full_place_after_its_refusal_memory(cat):
+    """A place that refused and where we released nothing since is asked only after the places
+    not known to be full (else re-probing the cheapest full place takes every tick once
+    ``refusal_memory`` runs out, and the pool never reaches the places further down the list)."""
+    lim = PoolLimits(types=(C8A, C8I), zones=(HZ, BJ))
+    p = P.GlobalPlacement(spot_share=0, target_duration=1.0, refusal_memory=300.0, catalog=cat)
+    held = [inst(k, itype=C8A, zone=BJ, running=16) for k in range(3)]  # 3 granted, then refused
+    d = p.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused={(C8A, BJ): 0.0}, time=60.0))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, HZ)]  # within memory: skipped
+    # memory over, still holding 3 there: presumed full, the next cheapest place goes first
+    d = p.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused={(C8A, BJ): 0.0}, time=400.0))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, HZ)]
+    # every place refused long ago and still full: probed again, oldest refusal first
+    ref = {(C8A, BJ): 0.0, (C8A, HZ): 30.0, (C8I, BJ): 40.0, (C8I, HZ): 20.0}
+    d = p.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused=ref, time=900.0))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, BJ)]
+    # we released one there: room again, the cheapest place is first again
+    q = P.GlobalPlacement(spot_share=0, target_duration=1.0, refusal_memory=300.0, catalog=cat)
+    q.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused={(C8A, BJ): 0.0}, time=60.0))
+    d = q.decide(st(queued=64, mean=1.0, limits=lim, instances=held[:2], refused={(C8A, BJ): 0.0},
+                    time=400.0))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, BJ)]
+
+
 def test_deadline_budget(cat):
     lim = PoolLimits(types=(C8A,), zones=(HZ,))
     # 1000 tasks x 60 s = 60000 slot-s; deadline in 1040 s, boot 40 s -> 60 slots

@@ -143,6 +143,53 @@ def test_capacity_refusals_global_looks_elsewhere(cat):
     assert glob.summary["limit_violations"] == 0
 
 
+def _place_capacity(cat, types, zones, factor):
+    """Cores the zones can supply: whole instances of each type in each zone (independent sum)."""
+    return sum(math.floor(math.floor(cat.zone(z).capacity.get(t, 0) * factor + 1e-9) / cat.instance(t).cores)
+               * cat.instance(t).cores for z in zones for t in types)
+
+
+@pytest.mark.parametrize("name", ["global", "global-spot"])
+def test_global_reaches_summed_capacity_of_all_places(cat, name):
+    """Regression: with more (type, zone) places than ``refusal_memory / tick`` (24 places, 5
+    ticks here) the global policy plateaued at the few cheapest places, re-probing them after
+    each refusal expired (74,960 of 403,000 catalog cores at full scale). It must reach the
+    demand when all zones together hold it, and the zones' summed capacity when they do not."""
+    lim = campaign_limits(10**6, catalog=cat)  # every CPU type in every zone, quota not binding
+    assert len(lim.types) * len(lim.zones) > 300.0 / 60.0 + 1
+    f = 0.01
+    total = _place_capacity(cat, lim.types, lim.zones, f)  # 4,030 cores at 1% of the catalog
+    biggest = max(_place_capacity(cat, lim.types, [z], f) for z in lim.zones)
+    kw = dict(catalog=cat, tick=60.0, capacity=f, reclaim_rate=0.0, seed=0)
+    pol = dict(target_duration=3600.0, default_task_seconds=1800.0, catalog=cat)
+    # demand 3,000 cores (6,000 tasks x 1,800 s / 3,600 s): more than any one zone, less than all
+    wl = make_workload(6000, duration="fixed", mean=1800.0, arrival="burst", seed=0)
+    assert biggest < 3000 < total
+    r = simulate(P.make_policy(name, **pol), wl, lim, **kw)
+    peak = float(r.timeseries["cores"].sum("market").max())
+    assert peak == pytest.approx(3000, rel=0.02), (peak, r.summary["refusals"])
+    assert r.instances.zone.nunique() == len(lim.zones)
+    assert r.summary["completed"] == 6000 and r.summary["limit_violations"] == 0
+    # demand 9,000 cores: more than every zone together -> the pool fills every place there is
+    wl = make_workload(18_000, duration="fixed", mean=1800.0, arrival="burst", seed=0)
+    r = simulate(P.make_policy(name, **pol), wl, lim, **kw)
+    peak = float(r.timeseries["cores"].sum("market").max())
+    assert 0.98 * total <= peak <= total, (peak, total)
+    assert r.summary["refusals"] > 0 and r.summary["completed"] == 18_000
+
+
+def test_single_zone_is_capped_at_its_capacity(cat):
+    lim = campaign_limits(10**6, types=[C8I], zones=[HZ], catalog=cat)
+    f = 0.01
+    cap = _place_capacity(cat, [C8I], [HZ], f)  # 288 cores: 9 instances of 32
+    wl = make_workload(2000, duration="fixed", mean=1800.0, arrival="burst", seed=0)  # wants 1,000
+    r = simulate(P.make_policy("single-zone", target_duration=3600.0, default_task_seconds=1800.0,
+                               catalog=cat), wl, lim, catalog=cat, tick=60.0, capacity=f,
+                 reclaim_rate=0.0, seed=0)
+    assert float(r.timeseries["cores"].sum("market").max()) == cap
+    assert r.summary["refusals"] > 0 and r.summary["completed"] == 2000
+
+
 def test_spot_capacity_zero_falls_back_to_on_demand(cat):
     lim = PoolLimits(types=(C8I,), zones=(HZ, BJ))
     wl = make_workload(2000, duration="fixed", mean=60.0, seed=0)

@@ -475,9 +475,14 @@ class Engine:
         idle = tuple((f"i{i}", self.types[t], MARKETS[m], int(c), float(s)) for i, t, m, c, s in
                      zip(alive[idle_mask].tolist(), it_a[idle_mask].tolist(), mk_a[idle_mask].tolist(),
                          cores_a[idle_mask].tolist(), idle_a[idle_mask].tolist()))
+        nz, nm2 = len(self.zones), len(MARKETS)
+        pc = np.bincount((it_a[serving] * nz + zn_a[serving]) * nm2 + mk_a[serving],
+                         minlength=len(self.types) * nz * nm2)
+        places = {(self.types[k // (nz * nm2)], self.zones[(k // nm2) % nz], MARKETS[k % nm2]): int(pc[k])
+                  for k in np.flatnonzero(pc)}
         summary = StateSummary(count=count, serving_cores=int(cores_a[serving].sum()),
                                spot_cores=int(cores_a[serving & (mk_a == 1)].sum()), slots=seen,
-                               noticed=noticed, idle=idle)
+                               noticed=noticed, idle=idle, places=places)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy

@@ -33,6 +33,12 @@ Placement:
   cheapest per unit of work first, ``price / (cores * speed_factor)`` with the generation's speed
   factor from the catalog; after a refusal it looks elsewhere (the E-HPC Instant idea of scheduling
   across all zones and CPU generations).
+
+Refusals (:class:`SpotFirst`, :class:`GlobalPlacement`): a place that refused within
+``refusal_memory`` is skipped; after that, while the pool holds no fewer instances there than
+when the refusal came, it is presumed still full and asked only after every other place (oldest
+refusal first), so that re-probing full cheap places cannot stop the pool from reaching the places
+further down the list.
 - :class:`DeadlineBudget` (``"deadline-budget"``): as many slots as finish the work by a deadline,
   no more than a budget allows.
 - :class:`Hysteresis` wraps any policy: it retires only instances idle for longer than ``wait``
@@ -45,7 +51,7 @@ Placement:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
@@ -104,6 +110,8 @@ class StateSummary:
     slots: Mapping[str, int]  # slots of one instance, per type seen in the pool
     noticed: frozenset  # (itype, zone) of spot instances under a reclaim notice
     idle: tuple  # (id, itype, market, cores, idle_since) of running, idle instances without notice
+    #: serving instances per (itype, zone, market)
+    places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, state: PoolState) -> "StateSummary":
@@ -111,6 +119,7 @@ class StateSummary:
         slots: dict[str, int] = {}
         serving = spot = 0
         noticed, idle = set(), []
+        places: dict[tuple[str, str, str], int] = {}
         for i in state.instances:
             if i.itype not in slots and i.cores > 0:
                 slots[i.itype] = int(i.cores)
@@ -120,12 +129,13 @@ class StateSummary:
                 continue
             if i.state in _SERVING:
                 count[i.itype] = count.get(i.itype, 0) + 1
+                places[i.itype, i.zone, i.market] = places.get((i.itype, i.zone, i.market), 0) + 1
                 serving += i.cores
                 if i.market == "spot":
                     spot += i.cores
                 if i.state == "running" and i.running_tasks == 0:
                     idle.append((i.id, i.itype, i.market, int(i.cores), i.idle_since))
-        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle))
+        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places)
 
 
 _SUMMARY_ATTR = "_hpclab_policy_summary"
@@ -397,11 +407,40 @@ class _Placement(_Base):
         self.spot_share = float(spot_share)
         self.fallback = bool(fallback)
         self._notices: dict[tuple[str, str], float] = {}
+        self._full: dict[tuple, tuple[float, int]] = {}
         self._last_time = -math.inf
 
     def reset(self) -> None:
         self._notices.clear()
+        self._full.clear()
         self._last_time = -math.inf
+
+    @staticmethod
+    def _held(summary: StateSummary, key: tuple) -> int:
+        """Our serving instances at a refusal key's place: ``(itype, zone)`` counts every market,
+        ``(itype, zone, "spot")`` spot only."""
+        if len(key) == 3:
+            return summary.places.get(key, 0)
+        return sum(summary.places.get((key[0], key[1], m), 0) for m in MARKETS)
+
+    def _learn_refusals(self, state: PoolState) -> None:
+        """For each refusal not seen before: when it came and how many instances we held there."""
+        summary = summarise(state)
+        for key, t in (state.refused or {}).items():
+            seen = self._full.get(key)
+            if seen is None or seen[0] != t:
+                self._full[key] = (t, self._held(summary, key))
+
+    def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
+        """Time of a refusal here after which we released nothing here (None: not known full)."""
+        summary = summarise(state)
+        keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
+        when = None
+        for k in keys:
+            seen = self._full.get(k)
+            if seen is not None and self._held(summary, k) >= seen[1]:
+                when = seen[0] if when is None else max(when, seen[0])
+        return when
 
     def places(self, state: PoolState) -> list[tuple[str, str]]:
         raise NotImplementedError
@@ -424,6 +463,7 @@ class _Placement(_Base):
         self._last_time = state.time
         for place in summarise(state).noticed:  # spot reclaimed here: look elsewhere for a while
             self._notices[place] = state.time
+        self._learn_refusals(state)
         return self._act(state, self.target_cores(state))
 
     def _fill(self, state, plan, need):
@@ -443,12 +483,23 @@ class _Placement(_Base):
         return out
 
     def _fill_from(self, state, plan, need, cands):
+        # A place that refused within ``refusal_memory`` is skipped. One that refused earlier and
+        # where we have released nothing since is presumed still full: it is asked only after
+        # every other place (oldest refusal first), so that a full cheap place probed again does
+        # not take the whole tick while pricier places elsewhere have room.
+        fresh, later = [], []
+        for c in cands:
+            if self._blocked(state, *c):
+                continue
+            full = self._presumed_full(state, *c)
+            if full is None:
+                fresh.append(c)
+            else:
+                later.append((full, c))
         out = []
-        for itype, zone, market in cands:
+        for itype, zone, market in fresh + [c for _, c in sorted(later, key=lambda x: x[0])]:
             if need <= 0 or plan.full():
                 break
-            if self._blocked(state, itype, zone, market):
-                continue
             launch = plan.launch(itype, zone, market, need)
             if launch is not None:
                 out.append(launch)
