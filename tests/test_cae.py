@@ -192,7 +192,7 @@ def test_grid_smaller_than_halo_is_one_clear_error():
 
 
 # --------------------------------------------------------------------------- scaling model
-from hpclab.network import Fabric, collective_time, p2p_time  # noqa: E402
+from hpclab.network import Fabric, collective_time  # noqa: E402
 from hpclab.workloads.cae import model  # noqa: E402
 
 C = 2e-9  # seconds per cell-step, a typical measured value (the model takes any)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
 
 import dask
 import dask.array as da
