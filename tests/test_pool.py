@@ -428,3 +428,24 @@ def test_cli_pool_demo(capsys):
     assert main(["pool", "demo", "--types", "ecs.nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown instance 'ecs.nope'" in err
+
+
+def test_asynchronous_pool():
+    import asyncio
+
+    async def main():
+        async with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, policy=Burst(2),
+                               interval=0.05, asynchronous=True) as pool:
+            async with Client(pool, asynchronous=True) as client:
+                assert await client.gather(client.map(slow_inc, range(20))) == list(range(1, 21))
+                assert (await pool.snapshot_async()).done == 20
+                await pool.retire(pool.running())  # the user's retire is not held back
+                for _ in range(200):
+                    if not pool.alive():
+                        break
+                    await asyncio.sleep(0.05)
+                assert not pool.alive()
+        return pool
+
+    pool = asyncio.run(main())
+    assert len(pool.records) == 2

@@ -307,7 +307,7 @@ class PoolAccounting:
             serving = sum(1 for r in self.alive() if r.itype == rec.itype and r.state != "draining")
             if serving <= mins.get(rec.itype, 0) and reason != "close":
                 continue  # never below the type's minimum
-            if rec.hold_until is not None and self.now() < rec.hold_until:
+            if rec.hold_until is not None and self.now() < rec.hold_until and reason != "user":
                 continue  # its retirement was just refused (it holds unique results)
             if rec.state in ("requested", "booting"):
                 self._spawn(self._drain(rec, reason, notice=None))
