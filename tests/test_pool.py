@@ -449,3 +449,20 @@ def test_asynchronous_pool():
 
     pool = asyncio.run(main())
     assert len(pool.records) == 2
+
+
+def test_min_per_type_starts_with_the_pool_and_is_never_retired():
+    limits = PoolLimits(types=(C8I, C7), zones=(ZONE,), min_per_type={C7: 1},
+                        max_per_type={C8I: 1, C7: 1})
+    with ElasticPool(limits=limits, time_scale=0.01, processes=False, policy=Burst(1),
+                     interval=0.05) as pool, Client(pool) as client:
+        (floor,) = [r.id for r in pool.records.values() if r.itype == C7]
+        assert client.gather(client.map(slow_inc, range(20))) == list(range(1, 21))
+        pool.wait_for(lambda p: all(r.state == "terminated" for r in p.records.values()
+                                    if r.itype == C8I), 30)
+        time.sleep(0.3)  # several more policy ticks asking to retire the idle floor instance
+        assert pool.records[floor].state == "running"
+        pool.retire(floor)
+        time.sleep(0.2)
+        assert pool.records[floor].state == "running"
+        assert states_of(pool, floor) == ["requested", "booting", "running"]
