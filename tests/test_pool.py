@@ -353,6 +353,8 @@ def test_event_log_dataset():
     (lambda: ElasticPool(C8I, ZONE, threads=64), r"threads\[ecs.c8i.8xlarge\] must be <= its vCPUs"),
     (lambda: ElasticPool("lingjun.8xh800", ZONE), r"offered in none of the zones"),
     (lambda: ElasticPool(C8I, ZONE, market="reserved"), r"market must be one of on-demand, spot"),
+    (lambda: ElasticPool(C8I, ZONE, policy="fast"), r"policy must have a decide\(state\) method"),
+    (lambda: SpotFaults(times=(-5.0,)), r"Preemption.at must be a finite number >= 0"),
 ])
 def test_bad_configurations_give_one_clear_line(make, match):
     with pytest.raises((HpclabError, KeyError)) as info:

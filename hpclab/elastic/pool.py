@@ -165,6 +165,10 @@ class ElasticPool(PoolAccounting, SpecCluster):
         n_instances = int(n_instances)
         if n_instances < 0:
             raise HpclabError(f"n_instances must be >= 0, got {n_instances}")
+        if policy is not None and not callable(getattr(policy, "decide", None)):
+            raise HpclabError(f"policy must have a decide(state) method (e.g. "
+                              f"hpclab.elastic.make_policy('target-duration')), "
+                              f"got {type(policy).__name__}")
         self.processes = bool(processes)
         self.allowed_failures = check_positive("allowed_failures", allowed_failures, integer=True)
         self.silence_logs_level = silence_logs
