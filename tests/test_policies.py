@@ -95,9 +95,11 @@ def test_spot_first_falls_back_on_refusal_and_reclaim(cat):
     ref = {(C8I, HZ, "spot"): 90.0, (C8I, BJ, "spot"): 95.0}
     d = p.decide(st(queued=320, mean=1.0, limits=lim, refused=ref))
     assert launched(d, market="on-demand") == 2 and launched(d, market="spot") == 0
-    # an old refusal is forgotten after refusal_memory
+    # after refusal_memory old refusals no longer skip a place: each spot place (still presumed
+    # full) is probed with one instance, HZ (refused first) first, and on-demand covers the need
     d = p.decide(st(queued=320, mean=1.0, limits=lim, refused={(C8I, HZ): 90.0}, time=1000.0))
-    assert launched(d, market="spot", zone=HZ) == 2
+    assert [(l.zone, l.market, l.count) for l in d.launch][:2] == [(HZ, "spot", 1), (BJ, "spot", 1)]
+    assert launched(d, market="on-demand") == 2
     # a reclaim notice in HZ: the replacement goes elsewhere, and is remembered after it is gone
     p.reset()
     noticed = inst(0, itype=C8I, zone=HZ, market="spot", state="draining", running=16, notice=True)
@@ -153,10 +155,21 @@ def test_global_defers_a_full_place_after_its_refusal_memory(cat):
     # memory over, still holding 3 there: presumed full, the next cheapest place goes first
     d = p.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused={(C8A, BJ): 0.0}, time=400.0))
     assert [(l.itype, l.zone) for l in d.launch] == [(C8A, HZ)]
-    # every place refused long ago and still full: probed again, oldest refusal first
+    # every place refused long ago and still full: probed again, one instance each, oldest first
     ref = {(C8A, BJ): 0.0, (C8A, HZ): 30.0, (C8I, BJ): 40.0, (C8I, HZ): 20.0}
-    d = p.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused=ref, time=900.0))
-    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, BJ)]
+    d = p.decide(st(queued=128, mean=1.0, limits=lim, instances=held, refused=ref, time=900.0))
+    assert [(l.itype, l.zone, l.count) for l in d.launch] == [(C8A, BJ, 1), (C8I, HZ, 1), (C8A, HZ, 1),
+                                                              (C8I, BJ, 1)]
+    # a granted probe (one more there than at the refusal): a candidate again, asked for all
+    more = held + [inst(9, itype=C8A, zone=BJ, state="booting")]
+    d = p.decide(st(queued=128, mean=1.0, limits=lim, instances=more, refused=ref, time=960.0))
+    assert [(l.itype, l.zone) for l in d.launch] == [(C8A, BJ)] and launched(d) == 4
+    # spot places all presumed full: their probes are not counted on, on-demand covers the need
+    gs = P.GlobalPlacement(spot_share=1.0, target_duration=1.0, refusal_memory=300.0, catalog=cat)
+    sref = {(t, z, "spot"): 0.0 for t in (C8A, C8I) for z in (HZ, BJ)}
+    gs.decide(st(queued=16, mean=1.0, limits=lim, refused=sref, time=60.0))
+    d = gs.decide(st(queued=16, mean=1.0, limits=lim, refused=sref, time=400.0))
+    assert launched(d, market="spot") == 1 and launched(d, market="on-demand") == 1
     # we released one there: room again, the cheapest place is first again
     q = P.GlobalPlacement(spot_share=0, target_duration=1.0, refusal_memory=300.0, catalog=cat)
     q.decide(st(queued=64, mean=1.0, limits=lim, instances=held, refused={(C8A, BJ): 0.0}, time=60.0))

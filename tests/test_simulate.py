@@ -197,6 +197,15 @@ def test_spot_capacity_zero_falls_back_to_on_demand(cat):
                  tick=10.0, spot_capacity=0.0, reclaim_rate=0.0)
     assert (r.instances.market == "on-demand").all() and r.summary["completed"] == 2000
     assert r.summary["refusal_events"] >= 1
+    # more places than refusal_memory / tick, and tasks of unknown length (the target stays at one
+    # instance): spot probes must not hold back the on-demand fallback (it completed nothing)
+    lim = campaign_limits(1000, catalog=cat)
+    wl = make_workload(200, duration="fixed", mean=600.0, seed=0)
+    for name in ("spot-first", "global-spot"):
+        r = simulate(P.make_policy(name, catalog=cat), wl, lim, catalog=cat, tick=60.0,
+                     spot_capacity=0.0, reclaim_rate=0.0, horizon=2 * 86400.0)
+        assert r.summary["completed"] == 200, name
+        assert (r.instances.market == "on-demand").all()
 
 
 @pytest.mark.parametrize("name", P.POLICY_NAMES)

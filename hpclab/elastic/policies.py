@@ -35,10 +35,10 @@ Placement:
   across all zones and CPU generations).
 
 Refusals (:class:`SpotFirst`, :class:`GlobalPlacement`): a place that refused within
-``refusal_memory`` is skipped; after that, while the pool holds no fewer instances there than
-when the refusal came, it is presumed still full and asked only after every other place (oldest
-refusal first), so that re-probing full cheap places cannot stop the pool from reaching the places
-further down the list.
+``refusal_memory`` is skipped; after that, while the pool holds as many instances there as when
+the refusal came, it is presumed still full and asked only after every other place (oldest
+refusal first) and for one instance (a probe), so that re-probing full cheap places cannot stop
+the pool from reaching the places further down the list or the on-demand fallback.
 - :class:`DeadlineBudget` (``"deadline-budget"``): as many slots as finish the work by a deadline,
   no more than a budget allows.
 - :class:`Hysteresis` wraps any policy: it retires only instances idle for longer than ``wait``
@@ -408,6 +408,7 @@ class _Placement(_Base):
         self.fallback = bool(fallback)
         self._notices: dict[tuple[str, str], float] = {}
         self._full: dict[tuple, tuple[float, int]] = {}
+        self._probed = 0
         self._last_time = -math.inf
 
     def reset(self) -> None:
@@ -432,13 +433,14 @@ class _Placement(_Base):
                 self._full[key] = (t, self._held(summary, key))
 
     def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
-        """Time of a refusal here after which we released nothing here (None: not known full)."""
+        """Time of a refusal here after which our count here did not change (None: not known
+        full; fewer means we released some, more means a probe was granted)."""
         summary = summarise(state)
         keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
         when = None
         for k in keys:
             seen = self._full.get(k)
-            if seen is not None and self._held(summary, k) >= seen[1]:
+            if seen is not None and self._held(summary, k) == seen[1]:
                 when = seen[0] if when is None else max(when, seen[0])
         return when
 
@@ -474,9 +476,11 @@ class _Placement(_Base):
         spot = [c for c in cands if c[2] == "spot"]
         ondemand = [c for c in cands if c[2] == "on-demand"]
         out, before = [], plan.serving_cores
+        self._probed = 0
         if spot_want > 0:
             out += self._fill_from(state, plan, spot_want, spot)
-        got = plan.serving_cores - before
+        # a probe of a presumed-full spot place is likely refused: on-demand covers it too
+        got = plan.serving_cores - before - self._probed
         rest = need - got if self.fallback else (need - spot_want if spot_want < need else 0)
         if rest > 0:
             out += self._fill_from(state, plan, rest, ondemand)
@@ -484,26 +488,29 @@ class _Placement(_Base):
 
     def _fill_from(self, state, plan, need, cands):
         # A place that refused within ``refusal_memory`` is skipped. One that refused earlier and
-        # where we have released nothing since is presumed still full: it is asked only after
-        # every other place (oldest refusal first), so that a full cheap place probed again does
-        # not take the whole tick while pricier places elsewhere have room.
+        # where our count did not change since is presumed still full: it is asked only after
+        # every other place (oldest refusal first) and for one instance (a probe), so that full
+        # cheap places cannot take the whole tick while other places, or the on-demand
+        # fallback, have room; a granted probe makes the place a candidate again.
         fresh, later = [], []
         for c in cands:
             if self._blocked(state, *c):
                 continue
             full = self._presumed_full(state, *c)
             if full is None:
-                fresh.append(c)
+                fresh.append((c, False))
             else:
-                later.append((full, c))
+                later.append((full, (c, True)))
         out = []
-        for itype, zone, market in fresh + [c for _, c in sorted(later, key=lambda x: x[0])]:
+        for (itype, zone, market), probe in fresh + [c for _, c in sorted(later, key=lambda x: x[0])]:
             if need <= 0 or plan.full():
                 break
-            launch = plan.launch(itype, zone, market, need)
+            launch = plan.launch(itype, zone, market, min(need, plan.slots(itype)) if probe else need)
             if launch is not None:
                 out.append(launch)
                 need -= launch.count * plan.slots(itype)
+                if probe:
+                    self._probed += launch.count * plan.slots(itype)
         return out
 
 
