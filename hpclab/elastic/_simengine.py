@@ -111,7 +111,7 @@ def _segments(ufunc, values, starts, lengths):
 class Engine:
     def __init__(self, policy, workload, limits, cat, *, tick, horizon, seed, slots, capacity,
                  capacity_curve, capacity_noise, capacity_interval, spot_capacity, reclaim_scale,
-                 reclaim_rate, linger, progress, record_every):
+                 reclaim_rate, linger, progress, record_every, boot=None):
         self.policy, self.limits, self.cat = policy, limits, cat
         self.tick, self.horizon, self.linger = tick, horizon, linger
         self.progress, self.record_every = progress, record_every
@@ -125,6 +125,9 @@ class Engine:
         self.t_speed = np.array([cat.generation(r.generation).speed_factor for r in recs])
         self.t_boot = np.array([r.boot_time for r in recs])
         self.t_boot_sd = np.array([r.boot_time_sd for r in recs])
+        for t, b in (boot or {}).items():  # fixed boots (e.g. measured on a real run)
+            k = self.types.index(t)
+            self.t_boot[k], self.t_boot_sd[k] = b, 0.0
         self.t_notice = np.array([r.spot_notice for r in recs])
         self.t_price = np.array([[r.price_on_demand, r.price_spot] for r in recs])  # USD/s
         self.t_minc = np.array([r.min_charge for r in recs])

@@ -158,7 +158,8 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
              capacity: float | Mapping[str, float] = 1.0, capacity_curve=None,
              capacity_noise: float = 0.0, capacity_interval: float = 3600.0, spot_capacity: float = 1.0,
              reclaim_scale: float = 1.0, reclaim_rate: float | None = None, linger: float = 3600.0,
-             record_every: int = 1, progress: bool | None = None) -> SimResult:
+             record_every: int = 1, progress: bool | None = None,
+             boot: Mapping[str, float] | None = None) -> SimResult:
     """Run ``policy`` on the virtual clock.
 
     Parameters
@@ -199,6 +200,9 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
         Record the time series every this many ticks.
     progress : bool, optional
         Show a tqdm progress bar of completed tasks (default: for 500,000 tasks or more).
+    boot : mapping itype -> float, optional
+        A fixed boot time (pool seconds, request to running) per type instead of the catalog's
+        lognormal, e.g. the boots measured on a real run (:func:`replay`).
 
     Returns
     -------
@@ -238,6 +242,11 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
             or not 0 <= spot_capacity <= 1:
         raise HpclabError(f"spot_capacity must be a number in [0, 1], got {spot_capacity!r}")
+    boot = dict(boot or {})
+    for t, b in boot.items():
+        if t not in limits.types:
+            raise HpclabError(f"boot names {t!r}, which is not in the pool's types ({', '.join(limits.types)})")
+        check_nonnegative(f"boot[{t}]", b)
     slots = dict(slots or {})
     for t, n in slots.items():
         if t not in limits.types:
@@ -266,7 +275,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
                  slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),
                  reclaim_scale=float(reclaim_scale), reclaim_rate=reclaim_rate, linger=float(linger),
-                 progress=progress, record_every=record_every).run()
+                 progress=progress, record_every=record_every, boot=boot).run()
     return _result(eng, cat, workload, getattr(policy, "name", type(policy).__name__))
 
 
@@ -408,6 +417,8 @@ def campaign(cores: int = 100_000, tasks: int = 1_000_000, *, policy="global-spo
 
     cat = _catalog(catalog)
     limits = campaign_limits(cores, types=types, zones=zones, catalog=cat)
+    check_positive("tasks", tasks, integer=True)
+    check_positive("mean_work", mean_work)
     if isinstance(policy, str):
         params = {"catalog": cat}
         if policy != "deadline-budget":
@@ -448,7 +459,8 @@ def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: flo
     -------
     dict
         ``slot_seconds`` (per task, submission order), ``makespan_s`` (submission to the end of
-        the last task), ``instances`` (launched), ``cost_usd`` (the pool's bill once it is back to zero),
+        the last task), ``boot_seconds`` (per instance, request to running in pool seconds: the
+        sampled boot plus the worker's real start-up), ``instances`` (launched), ``cost_usd`` (the pool's bill once it is back to zero),
         ``log`` (the pool's event log), ``end_time_s``, ``time_scale``, ``interval``, ``limits``,
         ``itype`` (the type the tasks ran on, or None if several).
     """
@@ -491,7 +503,12 @@ def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: flo
         by_worker["end"] - by_worker["start"])
     makespan = (float(df["end"].max()) - wall_submit) / time_scale
     itypes = set(log["itype"].values)
+    ev = log.to_dataframe()
+    first = ev.groupby(["instance", "state"])["time"].min().unstack()
+    boots = (first["running"] - first["requested"]).dropna() if {"running", "requested"} <= set(first) \
+        else pd.Series(dtype=float)
     return {"slot_seconds": slot.sort_index().to_numpy() / time_scale, "makespan_s": makespan,
+            "boot_seconds": boots.to_numpy(dtype=float),
             "instances": len(set(log["instance"].values)), "cost_usd": cost, "log": log,
             "end_time_s": t_end, "time_scale": time_scale, "interval": interval, "limits": limits,
             "slots": slots, "itype": itypes.pop() if len(itypes) == 1 else None}
@@ -499,13 +516,18 @@ def real_burst(policy, limits: PoolLimits, *, tasks: int = 40, task_seconds: flo
 
 def replay(burst: dict, policy, *, catalog=None, seed: int = 0, **kw) -> SimResult:
     """Replay a :func:`real_burst` on the virtual clock: the same limits, one slot per instance,
-    a tick of ``interval / time_scale`` pool seconds, and the measured slot times as the tasks'
+    a tick of ``interval / time_scale`` pool seconds, the measured slot times as the tasks'
     work (``duration="empirical"``, converted to normalised units with the speed factor of the
-    type they ran on). Other keywords go to :func:`simulate`."""
+    type they ran on) and the mean measured boot (request to running: the worker's real start-up,
+    which a busy machine stretches, is part of it) as a fixed boot. Other keywords go to
+    :func:`simulate` (``boot={}`` keeps the catalog's boots)."""
     cat = _catalog(catalog)
     itype = burst["itype"] or burst["limits"].types[0]
     speed = cat.generation(cat.instance(itype).generation).speed_factor
     wl = make_workload(duration="empirical", samples=burst["slot_seconds"], sample_speed=speed)
     kw.setdefault("reclaim_rate", 0.0)
+    boots = np.asarray(burst.get("boot_seconds", ()), dtype=float)
+    if "boot" not in kw and boots.size:
+        kw["boot"] = {itype: float(boots.mean())}
     return simulate(policy, wl, burst["limits"], catalog=cat, tick=burst["interval"] / burst["time_scale"],
                     slots=burst["slots"], seed=seed, **kw)
