@@ -125,13 +125,19 @@ def test_bill_equals_independent_computation_from_event_log(cat):
     iv = intervals_from_log(r.log)
     again = bill(iv, cat, until=r.end_time)
     assert float(again["total_cost"]) == pytest.approx(r.summary["cost_usd"], rel=1e-12)
-    # and by hand, one instance at a time
+    # and by hand from the raw log rows (not through intervals_from_log), one instance at a time:
+    # billed from the first booting/running/draining record to terminated (or the end)
+    ev = r.log.to_dataframe()
+    assert len(ev.instance.unique()) == r.summary["instances"] == len(iv)
     total = 0.0
-    for row in iv.itertuples():
-        inst = cat.instance(row.itype)
-        end = r.end_time if math.isnan(row.end) else row.end
-        secs = max(math.ceil(end - row.start - 1e-9), inst.min_charge)
-        total += secs * (inst.price_spot if row.market == "spot" else inst.price_on_demand)
+    for iid, rows in ev.groupby("instance"):
+        first = rows.iloc[0]
+        inst = cat.instance(first.itype)
+        start = rows.time[rows.state.isin(["booting", "running", "draining"])].min()
+        ended = rows.time[rows.state == "terminated"]
+        end = float(ended.iloc[0]) if len(ended) else r.end_time
+        secs = max(math.ceil(end - start - 1e-9), inst.min_charge)
+        total += secs * (inst.price_spot if first.market == "spot" else inst.price_on_demand)
     assert total == pytest.approx(r.summary["cost_usd"], rel=1e-12)
     # the cost time series ends at the bill (running instances there are billed to the end)
     assert float(r.timeseries["cost"][-1]) == pytest.approx(total, rel=1e-6)
