@@ -207,6 +207,31 @@ def test_single_zone_is_capped_at_its_capacity(cat):
     assert r.summary["refusals"] > 0 and r.summary["completed"] == 2000
 
 
+def test_capacity_curve_shrinks_the_zone_and_reclaims_spot(cat):
+    """A user curve halves the zone at 1,800 s: the spot instances beyond it get a notice at once
+    and are gone ``spot_notice`` later; the pool never holds more than the zone offers."""
+    lim = PoolLimits(types=(C8I,), zones=(HZ,))
+    wl = make_workload(3000, duration="fixed", mean=600.0, arrival="burst", seed=0)
+    pol = P.make_policy("spot-first", target_duration=600.0, default_task_seconds=600.0, catalog=cat)
+    r = simulate(pol, wl, lim, catalog=cat, tick=30.0, capacity=0.01, reclaim_rate=0.0, seed=0,
+                 capacity_curve=([0.0, 1800.0], [1.0, 0.5]))
+    full = math.floor(cat.zone(HZ).capacity[C8I] * 0.01)  # 300 cores: 18 instances of 16
+    half = full // 2  # 150 cores: 9 instances
+    per = cat.instance(C8I).cores
+    ts = r.timeseries
+    serving = ts["cores"].sum("market")  # slots of instances without a notice
+    alive = ts["instances"].sum(("state", "itype", "zone")) * per
+    assert int(serving.sel(time=slice(0, 1799)).max()) == full // per * per
+    assert int(serving.sel(time=slice(1800, None)).max()) <= half
+    assert int(alive.sel(time=slice(1800 + 300 + 30, None)).max()) <= half
+    noticed = r.instances[r.instances.notice.notna()]
+    assert len(noticed) == (full // per) - (half // per) == r.summary["reclaims"]
+    np.testing.assert_allclose(noticed.notice, 1800.0)
+    assert (noticed.end <= 1800.0 + cat.instance(C8I).spot_notice + 1e-9).all()
+    assert r.summary["completed"] == 3000
+    r.check_conservation()
+
+
 def test_spot_capacity_zero_falls_back_to_on_demand(cat):
     lim = PoolLimits(types=(C8I,), zones=(HZ, BJ))
     wl = make_workload(2000, duration="fixed", mean=60.0, seed=0)
