@@ -16,6 +16,7 @@ ERYTHROMYCIN = ("CC[C@@H]1[C@@]([C@@H]([C@H](C(=O)[C@@H](C[C@@]([C@@H]([C@H]([C@
                 "O[C@H]2C[C@@]([C@H]([C@@H](O2)C)O)(C)OC)C)O[C@H]3[C@@H]([C@H](C[C@H](O3)C)N(C)C)O)"
                 "(C)O)C)C)O)(C)O")
 RHODANINE = "S=C1SC(=Cc2ccccc2)C(=O)N1"  # 5-benzylidene rhodanine, a PAINS 'ene_rhod' alert
+ARACHIDIC_ACID = "CCCCCCCCCCCCCCCCCCCC(=O)O"  # C20 fatty acid: logP ~7 > 5 is its only violation
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,7 @@ def test_metrics_ties_and_brute_force():
     (CAFFEINE, 0, True, False),
     (ERYTHROMYCIN, 2, False, False),  # MW 734 > 500, N+O = 14 > 10
     (RHODANINE, 0, True, True),
+    (ARACHIDIC_ACID, 1, True, False),  # one violation still passes (Lipinski)
 ])
 def test_rule_of_five_and_pains_of_named_molecules(smiles, violations, passes, pains):
     mol, _ = scr.prepare(smiles)
@@ -156,8 +158,15 @@ def test_2d_stage_finds_hidden_cdk2_ligands(client):
     assert ef1 >= 10
 
 
-def test_3d_stage_enrichment_reported_beside_2d(client):
-    ds = scr.screen("nci5k", "cdk2", size=150, client=client, batch_size=25, progress=False)
+@pytest.fixture(scope="module")
+def screen_3d(client):
+    """The full pipeline (default parameters, 3D stage included) on 150 NCI molecules plus the
+    46 hidden CDK2 ligands; shared by the 3D test, the campaign model and the views."""
+    return scr.screen("nci5k", "cdk2", size=150, client=client, batch_size=25, progress=False)
+
+
+def test_3d_stage_enrichment_reported_beside_2d(screen_3d):
+    ds = screen_3d
     q = scr.quality(ds)
     costs = scr.stage_costs(ds)
     print("\n" + q[["roc_auc"]].to_dataframe().join(
@@ -194,6 +203,9 @@ def test_resume_redoes_no_finished_batch(client, tmp_path):
     files = sorted((tmp_path / "batches").glob("batch-*.parquet"))
     assert [int(f.stem.split("-")[1]) for f in files] == sorted(seen)
     stamps = {f.name: f.stat().st_mtime_ns for f in files}
+    import time
+
+    resumed_at = time.time()
     ds = scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=20, progress=False)
     import json
 
@@ -203,6 +215,11 @@ def test_resume_redoes_no_finished_batch(client, tmp_path):
     assert sorted(run["computed"] + run["skipped"]) == list(range(run["n_batches"]))
     for f in files:  # finished batches untouched
         assert f.stat().st_mtime_ns == stamps[f.name]
+    # independent of the runner's own log: the rows of the finished batches were computed before
+    # the second run started, every other row after it
+    done = np.isin(ds["batch"].values, seen)
+    assert np.all(ds["finished_at"].values[done] < resumed_at)
+    assert np.all(ds["finished_at"].values[~done] > resumed_at)
     assert ds["id"].values.tolist() == lib["id"].tolist()
     assert ds.attrs["n_invalid_smiles"] >= 1
     again = scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=20, progress=False)
@@ -250,17 +267,14 @@ def test_preempted_instance_of_an_elastic_pool_loses_no_molecule():
 # ------------------------------------------------------------------ campaign model
 
 @pytest.fixture(scope="module")
-def small_screen():
-    """A small real screen in this process (no cluster)."""
-    lib = scr.load_library("nci5k", "cdk2", size=40, seed=4)
-    df = scr.screen_batch(lib["id"], lib["smiles"], lib["is_active"], scr.ScreenParams())
-    return scr.to_dataset(df, scr.ScreenParams())
+def small_screen(screen_3d):
+    return screen_3d
 
 
 @pytest.fixture(scope="module")
-def inputs(small_screen):
-    """Measured per-molecule costs of the small screen."""
-    return scr.campaign_inputs(small_screen)
+def inputs(screen_3d):
+    """Measured per-molecule costs of the shared small screen."""
+    return scr.campaign_inputs(screen_3d)
 
 
 def test_campaign_matches_hand_formula_for_one_offer(inputs):
@@ -382,6 +396,14 @@ def test_cli_screen_runs_and_resumes(tmp_path, capsys):
     assert "0 computed, 4 read back" in capsys.readouterr().out
     assert main(["screen", "--target", "abl1"]) == 2
     assert "target must be one of cdk2, egfr" in capsys.readouterr().err
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    for bad, message in [(["--workers", "0"], "workers must be"), (["--seed", "-1"], "seed must be"),
+                         (["--threshold-3d", "nan"], "threshold_3d must be"),
+                         (["--out", str(not_a_folder)], "out must be a writable folder")]:
+        assert main(["screen", "--size", "5", "--no-progress"] + bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
 
 
 def test_allocation_matches_the_campaign_and_prefers_cheap_work(inputs):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpclab._validate import HpclabError, check_choice, check_positive
+from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 
 __all__ = ["LIBRARIES", "TARGETS", "Target", "data_file", "load_target", "load_library",
            "library_fingerprint"]
@@ -136,6 +136,7 @@ def load_library(library: str = "nci5k", target: str | None = "cdk2", *, size: i
         Columns ``id``, ``smiles``, ``is_active`` (bool), in a seeded shuffled order.
     """
     check_choice("library", library, LIBRARIES)
+    seed = check_nonnegative("seed", seed, integer=True)
     decoys = _read_library(library)
     if size is not None:
         size = check_positive("size", size, integer=True)

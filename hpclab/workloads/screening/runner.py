@@ -72,7 +72,14 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def _prepare_out(out: Path, manifest: dict) -> None:
-    (out / "batches").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "batches").mkdir(parents=True, exist_ok=True)
+        probe = out / "batches" / f".write-probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HpclabError(f"out must be a writable folder, got {str(out)!r} "
+                          f"({exc.strerror or type(exc).__name__})") from None
     path = out / "manifest.json"
     if path.exists():
         try:
