@@ -91,6 +91,7 @@ def test_run_heat_on_a_real_two_worker_cluster(client):
     np.testing.assert_allclose(float(abs(ds["error"]).max()), ds.attrs["max_abs_error"])
     # two slabs of 48 x 96, halo 5 deep: each receives 5 * 96 cells of 8 bytes per 5 steps
     assert ds.attrs["halo_nbytes_per_step"] == 2 * 5 * 96 * 8 / 5
+    assert ds.attrs["halo_messages_per_step"] == 2 / 5  # one message each way per round of 5 steps
 
 
 # --------------------------------------------------------------------------- Poisson
@@ -106,6 +107,33 @@ def test_poisson_sor_converges_to_manufactured_solution(ndim, subdomains):
     single = cae.poisson(prob.f.compute(), prob.u0.compute(), method="sor", tol=1e-9, sweeps_per_exchange=3,
                          check_every=30)
     np.testing.assert_allclose(res.u.values, single.u.values, rtol=0, atol=1e-13)
+
+
+def test_manufactured_poisson_fields_match_formulas_by_hand():
+    # u = sin(pi x) sin(2 pi y) + x y^2  ->  -lap u = (1 + 4) pi^2 sin(pi x) sin(2 pi y) - 2 x
+    prob = cae.manufactured_poisson(9, 2, (2, 1)).compute()
+    x, y = 0.25, 0.625
+    u = math.sin(math.pi * x) * math.sin(2 * math.pi * y) + x * y * y
+    f = 5 * math.pi ** 2 * math.sin(math.pi * x) * math.sin(2 * math.pi * y) - 2 * x
+    assert float(prob.u_exact.sel(x=x, y=y)) == pytest.approx(u, rel=1e-14)
+    assert float(prob.f.sel(x=x, y=y)) == pytest.approx(f, rel=1e-14)
+    assert float(prob.u0.sel(x=1.0, y=y)) == pytest.approx(y * y, abs=1e-15) and float(prob.u0.sel(x=x, y=y)) == 0
+    # 3-D, modes (1, 2, 1): u = sin(pi x) sin(2 pi y) sin(pi z) + x y^2, -lap u = 6 pi^2 (...) - 2 x
+    p3 = cae.manufactured_poisson(5, 3).compute()
+    x, y, z = 0.25, 0.75, 0.5
+    s3 = math.sin(math.pi * x) * math.sin(2 * math.pi * y) * math.sin(math.pi * z)
+    assert float(p3.u_exact.sel(x=x, y=y, z=z)) == pytest.approx(s3 + x * y * y, rel=1e-14)
+    assert float(p3.f.sel(x=x, y=y, z=z)) == pytest.approx(6 * math.pi ** 2 * s3 - 2 * x, rel=1e-14)
+
+
+def test_sor_default_omega_is_youngs_optimum_for_the_box():
+    # square of side L, spacing h: omega = 2 / (1 + sin(pi h / L)) (Young 1954)
+    prob = cae.manufactured_poisson(33, 2)
+    res = cae.poisson(prob.f, prob.u0, max_sweeps=1, check_every=1)
+    assert res.attrs["omega"] == pytest.approx(2 / (1 + math.sin(math.pi / 32)), rel=1e-12)
+    f = cae.sine_mode(33, 2, 2.0)  # side 2, h = 1/16: h / L = 1/32 again, not 1/16
+    res = cae.poisson(f, 0 * f, max_sweeps=1, check_every=1)
+    assert res.attrs["omega"] == pytest.approx(2 / (1 + math.sin(math.pi / 32)), rel=1e-12)
 
 
 def test_poisson_jacobi_agrees_with_sor():
@@ -144,6 +172,29 @@ def test_halo_counts_match_hand_computation():
     assert h.messages[0, 0, 0] == 3 and h.total_messages == 3 * 2 * 9 * 2
     ds = h.to_dataset()
     assert ds["nbytes"].attrs["units"] == "B"
+
+
+def test_halo_bytes_of_two_by_two_blocks_by_hand():
+    # 16 x 16 cells cut into 2 x 2 chunks of 8 x 8, halo 1, float64 (8 B). Block (0, 0) touches
+    # block (1, 0) across a face of 8 cells and block (0, 1) across a face of 8 cells: 2 messages,
+    # 2 * 8 * 8 = 128 B; every block is a corner block, so all four receive the same.
+    h = cae.halo_exchange(((8, 8), (8, 8)), 1, itemsize=8)
+    assert h.messages.tolist() == [[2, 2], [2, 2]] and h.nbytes.tolist() == [[128, 128], [128, 128]]
+    assert h.total_messages == 8 and h.total_nbytes == 512 and h.nbytes_per_step == 512
+    # dask's map_overlap also ships the diagonal neighbour's 1 x 1 corner: 2 * 8 + 1 = 17 cells
+    c = cae.halo_exchange(((8, 8), (8, 8)), 1, itemsize=8, corners=True)
+    assert c.messages.tolist() == [[3, 3], [3, 3]] and c.nbytes.tolist() == [[136, 136], [136, 136]]
+    # 8 x 8 cells in 2 x 2 chunks of 4 x 4: two faces of 4 cells each, 2 * 4 * 8 = 64 B per block
+    assert cae.halo_exchange(((4, 4), (4, 4)), 1).nbytes.tolist() == [[64, 64], [64, 64]]
+    # 3 x 3 blocks of 4 x 4 (5-point stencil, k = 1): the centre block has 4 face neighbours, an edge
+    # block 3, a corner block 2; k = 2 adds the diagonals (8, 5, 3) with 2 x 2 corners of 4 cells
+    h = cae.halo_exchange(((4, 4, 4),) * 2, 1)
+    assert h.messages.tolist() == [[2, 3, 2], [3, 4, 3], [2, 3, 2]]
+    assert h.nbytes[1, 1] == 4 * 4 * 8
+    h = cae.halo_exchange(((4, 4, 4),) * 2, 2)
+    assert h.messages.tolist() == [[3, 5, 3], [5, 8, 5], [3, 5, 3]]
+    assert h.nbytes[1, 1] == (4 * 2 * 4 + 4 * 2 * 2) * 8  # 4 faces of 2 x 4, 4 corners of 2 x 2
+    assert h.nbytes_per_step == h.total_nbytes / 2
 
 
 @pytest.mark.parametrize("chunks, depth", [(((5, 7, 4), (6, 6)), 2), (((4, 4), (3, 5), (6,)), 1)])
@@ -267,6 +318,32 @@ def test_tcp_saturates_before_erdma_and_sweep_is_a_dataset():
     assert weak.efficiency.sel(fabric="tcp-vpc")[-1] < weak.efficiency.sel(fabric="erdma")[-1]
 
 
+def test_saturation_points_follow_from_the_catalog_figures():
+    """Strong scaling of 4096^2 (k = 1, 2 extra hops, no reductions) recomputed here from the
+    catalog's alpha, bandwidth x efficiency, per-hop latency and message rate of each fabric."""
+    from hpclab import catalog
+
+    N, cores = 4096, model.smooth_cores(1, 100_000, 100)
+    ds = model.scaling(cores, N, ["tcp-vpc", "erdma"], cost_per_cell=C, placement="placement-group")
+    sat = {}
+    for name in ("tcp-vpc", "erdma"):
+        spec = catalog.default().fabric(name)
+        beta = 1.0 / (spec.bandwidth * spec.efficiency)
+        eff = []
+        for P in cores:
+            p1, p2 = (int(v) for v in model.process_grid(int(P), 2))
+            e1, e2 = math.ceil(N / p1), math.ceil(N / p2)
+            halo = 0.0
+            for n_nb, face in ((min(p1 - 1, 2), e2), (min(p2 - 1, 2), e1)):  # faces across axis 0, axis 1
+                halo += n_nb * max(spec.alpha + 2 * spec.per_hop_latency + face * 8 * beta, 1 / spec.message_rate)
+            eff.append(C * N * N / (P * (C * e1 * e2 + halo)))
+        eff = np.array(eff)
+        np.testing.assert_allclose(ds.efficiency.sel(fabric=name), eff, rtol=1e-12)
+        sat[name] = int(cores[eff >= 0.5].max())
+        assert float(ds.saturation_cores.sel(fabric=name)) == sat[name]
+    assert sat["tcp-vpc"] < sat["erdma"]  # TCP's larger alpha and hop cost: it stops helping first
+
+
 def test_model_bad_input_is_one_clear_error():
     for kwargs in (dict(cores=0), dict(cores=[4, 0]), dict(cores=4, cost_per_cell=-1), dict(cores=4, placement="moon"),
                    dict(cores=4, ndim=4)):
@@ -353,9 +430,17 @@ def test_cli_runs_the_real_solver_and_reports_bad_input(capsys, client):
                  "--scheduler", client.scheduler.address]) == 0
     out = capsys.readouterr().out
     assert "max abs" in out and "time per step" in out and "tcp-vpc" in out
-    assert main(["cae", "--grid", "8", "--steps", "10", "--steps-per-exchange", "6", "--workers", "2"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("hpclab: error:") and "\n" not in err
+    assert "halo: 1.0 kB in 0.4 messages per step" in out  # 64^2: 2 slabs x 5 rows x 64 cells x 8 B / 5 steps
+    bad = {"halo": ["--grid", "8", "--steps", "10", "--steps-per-exchange", "6", "--workers", "2"],
+           "dt must be <=": ["--grid", "64", "--dt", "1e-3"], "dt must be a finite": ["--grid", "64", "--dt", "nan"],
+           "kappa": ["--grid", "64", "--kappa", "nan"], "--workers": ["--grid", "64", "--workers", "0"],
+           "--grid": ["--grid", "-5"], "--steps": ["--grid", "64", "--steps", "0"],
+           "unknown fabric 'moon'": ["--grid", "64", "--fabrics", "erdma,moon"],
+           "subdomains": ["--grid", "64", "--subdomains", "0,1"]}
+    for needle, argv in bad.items():
+        assert main(["cae", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("hpclab: error:") and "\n" not in err and needle in err, (argv, err)
 
 
 def test_distribute_puts_one_subdomain_on_each_worker(client):

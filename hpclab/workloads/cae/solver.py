@@ -310,8 +310,10 @@ def poisson(f: xr.DataArray, u0: xr.DataArray, *, method: str = "sor", omega=Non
     method : {"sor", "jacobi"}
         Red-black successive over-relaxation (halo ``2k`` for ``k`` sweeps) or Jacobi (halo ``k``).
     omega : float, optional
-        Relaxation factor for SOR, default the optimum for the model problem,
-        ``2 / (1 + sin(pi h))`` with ``h`` the coarsest spacing over the unit length (Young 1954).
+        Relaxation factor for SOR, default Young's optimum for the model problem (Young 1954),
+        ``2 / (1 + sqrt(1 - rho**2))`` with the Jacobi spectral radius
+        ``rho = sum_i cos(pi h_i / L_i) / h_i**2 / sum_i 1 / h_i**2``; on a square of side ``L``
+        with ``h`` on both axes this is ``2 / (1 + sin(pi h / L))``.
     tol : float
         Stop when ``||r||_2 / ||f||_2 < tol`` with ``r = f + lap_h(u)`` (discrete L2 norms).
     sweeps_per_exchange : int
@@ -340,11 +342,13 @@ def poisson(f: xr.DataArray, u0: xr.DataArray, *, method: str = "sor", omega=Non
     max_sweeps = check_positive("max_sweeps", max_sweeps, integer=True)
     hs = spacing(u0)
     _check_halo(u0, k if method == "jacobi" else 2 * k, "sweeps_per_exchange")
-    if omega is None:
-        omega = 2.0 / (1.0 + math.sin(math.pi * max(hs)))
+    a = tuple(1.0 / h ** 2 for h in hs)
+    if omega is None:  # Young's optimum from the Jacobi spectral radius of the model problem on this box
+        lengths = [float(u0[d].values[-1] - u0[d].values[0]) for d in u0.dims]
+        rho = sum(ai * math.cos(math.pi * h / L) for ai, h, L in zip(a, hs, lengths)) / sum(a)
+        omega = 2.0 / (1.0 + math.sqrt(1.0 - rho * rho))
     if method == "sor" and not 0 < omega < 2:
         raise HpclabError(f"omega must be in (0, 2) for SOR to converge, got {omega!r}")
-    a = tuple(1.0 / h ** 2 for h in hs)
     cell = math.prod(hs)
     fd = f.data.astype(np.float64)
     persist = client.persist if client is not None else dask.persist
@@ -486,11 +490,13 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
     xarray.Dataset
         ``u`` (final field, NumPy), ``u_exact`` and ``error`` (``u - u_exact``); attrs
         ``seconds_per_step``, ``seconds_per_cell_step``, ``max_abs_error``, ``rel_l2_error``,
-        ``halo_nbytes_per_step``, ``exchanges_per_step``, ``workers``, ``subdomains``.
+        ``halo_nbytes_per_step`` and ``halo_messages_per_step`` (whole domain),
+        ``exchanges_per_step``, ``workers``, ``subdomains``.
     """
     from hpclab.workloads.cae.decomposition import halo_exchange
 
     ndim = _check_ndim(ndim)
+    check_positive("steps", steps, integer=True)  # a run of 0 steps has no time per step
     check_positive("repeat", repeat, integer=True)
     check_positive("safety", safety)
     if client is None:  # check the input before paying for a cluster
@@ -527,7 +533,8 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
                  max_abs_error=float(max_err), rel_l2_error=float(math.sqrt(l2 / norm)) if norm else 0.0,
                  time=float(out.attrs["time"]), dt=float(dt), steps=int(steps), kappa=float(kappa),
                  steps_per_exchange=int(steps_per_exchange), workers=int(nworkers), subdomains=list(blocks),
-                 halo_nbytes_per_step=float(halo.nbytes_per_step), exchanges_per_step=float(halo.exchanges_per_step),
+                 halo_nbytes_per_step=float(halo.nbytes_per_step),
+                 halo_messages_per_step=float(halo.messages_per_step), exchanges_per_step=float(halo.exchanges_per_step),
                  grid=list(u0.shape))
     data = {}
     if small:
