@@ -162,8 +162,8 @@ def test_each_policy_scales_0_to_n_to_0(name):
     limits = PoolLimits(types=(C8I,), zones=(ZONE,), max_per_type={C8I: 2})
     with ElasticPool(limits=limits, time_scale=0.01, processes=False, policy=policy,
                      interval=0.05) as pool, Client(pool) as client:
-        futures = client.map(slow_inc, range(60), delay=0.03)
-        assert client.gather(futures) == list(range(1, 61))
+        futures = client.map(slow_inc, range(40), delay=0.02)
+        assert client.gather(futures) == list(range(1, 41))
         assert 1 <= max_alive(pool) <= 2  # grew from 0, within max_per_type
         del futures
         wait_empty(pool, 30)
