@@ -198,8 +198,7 @@ class ElasticPool(PoolAccounting, SpecCluster):
         scheduler_view(self.scheduler)  # installs the task counter before any work arrives
         # a reclaim is not the task's fault: tolerate more worker deaths per task than Dask's
         # default of 3 before declaring a task a KilledWorker
-        self.scheduler.allowed_failures = max(self.scheduler.allowed_failures,
-                                              self.allowed_failures)
+        self.scheduler.allowed_failures = self.allowed_failures
         initial, self._initial = self._initial, []
         for launch in initial:
             for _ in range(self._admit(launch)):
