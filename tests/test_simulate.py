@@ -295,14 +295,17 @@ def test_vectorised_snapshot_matches_reference_summary(cat):
         return kw
 
     wl = make_workload(6000, duration="lognormal", mean=90.0, seed=0, arrival="burst", bursts=2, every=1200)
-    simulate(Spy(), wl, campaign_limits(800, catalog=cat), catalog=cat, tick=20.0, reclaim_rate=1 / 1800.0)
+    simulate(Spy(), wl, campaign_limits(800, catalog=cat), catalog=cat, tick=20.0, reclaim_rate=1 / 1800.0,
+             capacity=0.02)  # the cheapest places run short: the pool spreads over several
     assert len(seen) > 50
     for fast, ref in seen:
         assert dict(fast.count) == dict(ref.count)
         assert (fast.serving_cores, fast.spot_cores) == (ref.serving_cores, ref.spot_cores)
         assert fast.noticed == ref.noticed
         assert sorted(fast.idle) == sorted(ref.idle)
+        assert dict(fast.places) == dict(ref.places)
     assert any(f.idle for f, _ in seen) and any(f.noticed for f, _ in seen)
+    assert any(len(f.places) > 1 for f, _ in seen)
 
 
 def test_empirical_durations_from_a_real_run(cat):
