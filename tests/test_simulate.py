@@ -175,7 +175,7 @@ def test_global_reaches_summed_capacity_of_all_places(cat, name):
     lim = campaign_limits(10**6, catalog=cat)  # every CPU type in every zone, quota not binding
     assert len(lim.types) * len(lim.zones) > 300.0 / 60.0 + 1
     f = 0.01
-    total = _place_capacity(cat, lim.types, lim.zones, f)  # 4,030 cores at 1% of the catalog
+    total = _place_capacity(cat, lim.types, lim.zones, f)  # 3,840 cores at 1% (whole instances)
     biggest = max(_place_capacity(cat, lim.types, [z], f) for z in lim.zones)
     kw = dict(catalog=cat, tick=60.0, capacity=f, reclaim_rate=0.0, seed=0)
     pol = dict(target_duration=3600.0, default_task_seconds=1800.0, catalog=cat)
@@ -193,6 +193,28 @@ def test_global_reaches_summed_capacity_of_all_places(cat, name):
     peak = float(r.timeseries["cores"].sum("market").max())
     assert 0.98 * total <= peak <= total, (peak, total)
     assert r.summary["refusals"] > 0 and r.summary["completed"] == 18_000
+
+
+def test_capacity_noise_is_a_seeded_shortage(cat):
+    """The seeded shortage process only takes capacity away (factor min(1, ...)): the same
+    over-demanding campaign gets fewer cores and more refusals than at full capacity."""
+    lim = campaign_limits(10**6, catalog=cat)
+    wl = make_workload(18_000, duration="fixed", mean=1800.0, arrival="burst", seed=0)
+
+    def run(noise, seed):
+        pol = P.make_policy("global", target_duration=3600.0, default_task_seconds=1800.0, catalog=cat)
+        r = simulate(pol, wl, lim, catalog=cat, tick=60.0, capacity=0.01, capacity_noise=noise,
+                     capacity_interval=600.0, reclaim_rate=0.0, seed=seed)
+        return float(r.timeseries["cores"].sum("market").max()), r.summary
+
+    full, s0 = run(0.0, 0)
+    assert full == _place_capacity(cat, lim.types, lim.zones, 0.01)
+    short, s1 = run(1.0, 0)
+    again, s1b = run(1.0, 0)
+    other, s2 = run(1.0, 1)
+    assert short < full and other < full and s1["refusals"] > s0["refusals"]
+    assert (short, _strip(s1)) == (again, _strip(s1b)) and _strip(s1) != _strip(s2)
+    assert s1["makespan_s"] > s0["makespan_s"] and s1["completed"] == 18_000
 
 
 def test_single_zone_is_capped_at_its_capacity(cat):
@@ -265,6 +287,9 @@ def test_policies_respect_limits_in_simulation(cat, name):
     assert int(inst.sel(itype=C8I).max()) <= 6 and int(inst.sel(itype=C8A).max()) <= 4
     assert r.summary["completed"] == 4000
     r.check_conservation()
+    # from zero to a pool and back to zero: every instance launched was terminated by the end
+    assert r.summary["instances"] > 0 and r.instances.end.le(r.end_time).all()
+    assert int(r.timeseries["instances"].isel(time=0).sum()) == 0
     assert r.summary["cost_usd"] <= 50.0 * 1.05 or name != "deadline-budget"
 
 
