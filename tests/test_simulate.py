@@ -166,7 +166,7 @@ def _place_capacity(cat, types, zones, factor):
                * cat.instance(t).cores for z in zones for t in types)
 
 
-@pytest.mark.parametrize("name", ["global", "global-spot"])
+@pytest.mark.parametrize("name", ["global", "global-spot", "deadline-budget"])
 def test_global_reaches_summed_capacity_of_all_places(cat, name):
     """Regression: with more (type, zone) places than ``refusal_memory / tick`` (24 places, 5
     ticks here) the global policy plateaued at the few cheapest places, re-probing them after
@@ -178,13 +178,20 @@ def test_global_reaches_summed_capacity_of_all_places(cat, name):
     total = _place_capacity(cat, lim.types, lim.zones, f)  # 3,840 cores at 1% (whole instances)
     biggest = max(_place_capacity(cat, lim.types, [z], f) for z in lim.zones)
     kw = dict(catalog=cat, tick=60.0, capacity=f, reclaim_rate=0.0, seed=0)
-    pol = dict(target_duration=3600.0, default_task_seconds=1800.0, catalog=cat)
+    if name == "deadline-budget":  # the same places, ranked the same way (issue seen there too)
+        pol = dict(deadline=3600.0 + 120.0, budget=1e9, default_task_seconds=1800.0, catalog=cat)
+    else:
+        pol = dict(target_duration=3600.0, default_task_seconds=1800.0, catalog=cat)
     # demand 3,000 cores (6,000 tasks x 1,800 s / 3,600 s): more than any one zone, less than all
     wl = make_workload(6000, duration="fixed", mean=1800.0, arrival="burst", seed=0)
     assert biggest < 3000 < total
     r = simulate(P.make_policy(name, **pol), wl, lim, **kw)
     peak = float(r.timeseries["cores"].sum("market").max())
-    assert peak == pytest.approx(3000, rel=0.02), (peak, r.summary["refusals"])
+    if name != "deadline-budget":  # (its target grows as the deadline nears during the ramp)
+        assert peak == pytest.approx(3000, rel=0.02), (peak, r.summary["refusals"])
+    assert peak > biggest
+    if name == "deadline-budget":
+        assert r.summary["makespan_s"] <= pol["deadline"]
     assert r.instances.zone.nunique() == len(lim.zones)
     assert r.summary["completed"] == 6000 and r.summary["limit_violations"] == 0
     # demand 9,000 cores: more than every zone together -> the pool fills every place there is

@@ -34,7 +34,7 @@ Placement:
   factor from the catalog; after a refusal it looks elsewhere (the E-HPC Instant idea of scheduling
   across all zones and CPU generations).
 
-Refusals (:class:`SpotFirst`, :class:`GlobalPlacement`): a place that refused within
+Refusals (every policy; it matters for those that rank many places): a place that refused within
 ``refusal_memory`` is skipped; after that, while the pool holds as many instances there as when
 the refusal came, it is presumed still full and asked only after every other place (oldest
 refusal first) and for one instance (a probe), so that re-probing full cheap places cannot stop
@@ -183,15 +183,19 @@ class _Base:
         self.default_task_seconds = check_positive("default_task_seconds", default_task_seconds)
         self.refusal_memory = check_nonnegative("refusal_memory", refusal_memory)
         self.catalog = _catalog(catalog)
+        self._full: dict[tuple, tuple[float, int]] = {}  # refusal key -> (time, our count there)
+        self._probed = 0
 
     # -- policy protocol ---------------------------------------------------------------------
     def decide(self, state: PoolState) -> Decision:
         self._check_state(state)
+        self._learn_refusals(state)
         target = self.target_cores(state)
         return self._act(state, target)
 
     def reset(self) -> None:
         """Forget anything remembered from earlier snapshots (a new run starts)."""
+        self._full.clear()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -237,17 +241,63 @@ class _Base:
         return Decision(launch=tuple(launches), retire=tuple(dict.fromkeys(retire)), reason=reason)
 
     def _fill(self, state: PoolState, plan: "_Plan", need: int) -> list[Launch]:
+        return self._fill_from(state, plan, need, self.candidates(state))
+
+    def _fill_from(self, state, plan, need, cands):
+        # A place that refused within ``refusal_memory`` is skipped. One that refused earlier and
+        # where our count did not change since is presumed still full: it is asked only after
+        # every other place (oldest refusal first) and for one instance (a probe), so that full
+        # cheap places cannot take the whole tick while other places, or the on-demand
+        # fallback, have room; a granted probe makes the place a candidate again.
+        fresh, later = [], []
+        for c in cands:
+            if self._blocked(state, *c):
+                continue
+            full = self._presumed_full(state, *c)
+            if full is None:
+                fresh.append((c, False))
+            else:
+                later.append((full, (c, True)))
         out = []
-        for itype, zone, market in self.candidates(state):
+        for (itype, zone, market), probe in fresh + [c for _, c in sorted(later, key=lambda x: x[0])]:
             if need <= 0 or plan.full():
                 break
-            if self._blocked(state, itype, zone, market):
-                continue
-            launch = plan.launch(itype, zone, market, need)
+            launch = plan.launch(itype, zone, market, min(need, plan.slots(itype)) if probe else need)
             if launch is not None:
                 out.append(launch)
                 need -= launch.count * plan.slots(itype)
+                if probe:
+                    self._probed += launch.count * plan.slots(itype)
         return out
+
+
+    @staticmethod
+    def _held(summary: StateSummary, key: tuple) -> int:
+        """Our serving instances at a refusal key's place: ``(itype, zone)`` counts every market,
+        ``(itype, zone, "spot")`` spot only."""
+        if len(key) == 3:
+            return summary.places.get(key, 0)
+        return sum(summary.places.get((key[0], key[1], m), 0) for m in MARKETS)
+
+    def _learn_refusals(self, state: PoolState) -> None:
+        """For each refusal not seen before: when it came and how many instances we held there."""
+        summary = summarise(state)
+        for key, t in (state.refused or {}).items():
+            seen = self._full.get(key)
+            if seen is None or seen[0] != t:
+                self._full[key] = (t, self._held(summary, key))
+
+    def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
+        """Time of a refusal here after which our count here did not change (None: not known
+        full; fewer means we released some, more means a probe was granted)."""
+        summary = summarise(state)
+        keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
+        when = None
+        for k in keys:
+            seen = self._full.get(k)
+            if seen is not None and self._held(summary, k) == seen[1]:
+                when = seen[0] if when is None else max(when, seen[0])
+        return when
 
     def _min_candidates(self, state: PoolState) -> list[tuple[str, str, str]]:
         return [c for c in self.candidates(state) if not self._blocked(state, *c)] or \
@@ -407,42 +457,13 @@ class _Placement(_Base):
         self.spot_share = float(spot_share)
         self.fallback = bool(fallback)
         self._notices: dict[tuple[str, str], float] = {}
-        self._full: dict[tuple, tuple[float, int]] = {}
-        self._probed = 0
         self._last_time = -math.inf
 
     def reset(self) -> None:
+        super().reset()
         self._notices.clear()
-        self._full.clear()
         self._last_time = -math.inf
 
-    @staticmethod
-    def _held(summary: StateSummary, key: tuple) -> int:
-        """Our serving instances at a refusal key's place: ``(itype, zone)`` counts every market,
-        ``(itype, zone, "spot")`` spot only."""
-        if len(key) == 3:
-            return summary.places.get(key, 0)
-        return sum(summary.places.get((key[0], key[1], m), 0) for m in MARKETS)
-
-    def _learn_refusals(self, state: PoolState) -> None:
-        """For each refusal not seen before: when it came and how many instances we held there."""
-        summary = summarise(state)
-        for key, t in (state.refused or {}).items():
-            seen = self._full.get(key)
-            if seen is None or seen[0] != t:
-                self._full[key] = (t, self._held(summary, key))
-
-    def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
-        """Time of a refusal here after which our count here did not change (None: not known
-        full; fewer means we released some, more means a probe was granted)."""
-        summary = summarise(state)
-        keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
-        when = None
-        for k in keys:
-            seen = self._full.get(k)
-            if seen is not None and self._held(summary, k) == seen[1]:
-                when = seen[0] if when is None else max(when, seen[0])
-        return when
 
     def places(self, state: PoolState) -> list[tuple[str, str]]:
         raise NotImplementedError
@@ -484,33 +505,6 @@ class _Placement(_Base):
         rest = need - got if self.fallback else (need - spot_want if spot_want < need else 0)
         if rest > 0:
             out += self._fill_from(state, plan, rest, ondemand)
-        return out
-
-    def _fill_from(self, state, plan, need, cands):
-        # A place that refused within ``refusal_memory`` is skipped. One that refused earlier and
-        # where our count did not change since is presumed still full: it is asked only after
-        # every other place (oldest refusal first) and for one instance (a probe), so that full
-        # cheap places cannot take the whole tick while other places, or the on-demand
-        # fallback, have room; a granted probe makes the place a candidate again.
-        fresh, later = [], []
-        for c in cands:
-            if self._blocked(state, *c):
-                continue
-            full = self._presumed_full(state, *c)
-            if full is None:
-                fresh.append((c, False))
-            else:
-                later.append((full, (c, True)))
-        out = []
-        for (itype, zone, market), probe in fresh + [c for _, c in sorted(later, key=lambda x: x[0])]:
-            if need <= 0 or plan.full():
-                break
-            launch = plan.launch(itype, zone, market, min(need, plan.slots(itype)) if probe else need)
-            if launch is not None:
-                out.append(launch)
-                need -= launch.count * plan.slots(itype)
-                if probe:
-                    self._probed += launch.count * plan.slots(itype)
         return out
 
 
@@ -603,6 +597,7 @@ class DeadlineBudget(_Base):
         self.reset()
 
     def reset(self) -> None:
+        super().reset()
         self._stopped = False
         self._last_time = -math.inf
 
@@ -624,6 +619,7 @@ class DeadlineBudget(_Base):
             self._stopped = True
             ids = tuple(i.id for i in state.instances if _serving(i))
             return Decision(retire=ids, reason=f"{self.name}: budget {self.budget:g} USD committed")
+        self._learn_refusals(state)
         return self._act(state, self.target_cores(state))
 
     def _cheapest(self, state):
