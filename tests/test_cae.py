@@ -47,6 +47,19 @@ def test_heat_matches_discrete_decay_and_analytical_solution(ndim, subdomains, k
     assert u.attrs["time"] == pytest.approx(steps * dt)
 
 
+def test_stability_limit_and_decay_rate_on_an_anisotropic_box_by_hand():
+    # 3-D box 1 x 2 x 0.5 with 9 x 17 x 5 nodes: h = 1/8, 1/8, 1/8 -> dt_max = h^2 / (2 * 3 * kappa)
+    u0 = cae.sine_mode((9, 17, 5), 3, (1.0, 2.0, 0.5), (2, 2, 1))
+    assert cae.stable_dt(u0, 0.5) == pytest.approx((1 / 8) ** 2 / (2 * 3 * 0.5), rel=1e-12)
+    # 2-D, hx = 1/8, hy = 1/4: 1 / (2 kappa (64 + 16))
+    assert cae.stable_dt(cae.sine_mode((9, 9), 2, (1.0, 2.0)), 1.0) == pytest.approx(1 / 160, rel=1e-12)
+    # sin(pi x) sin(pi y / 2) sin(2 pi z) decays at kappa pi^2 (1 + 1/4 + 4)
+    assert cae.heat_decay_rate(u0, 0.5) == pytest.approx(0.5 * math.pi ** 2 * (1 + 0.25 + 4), rel=1e-12)
+    dt = cae.stable_dt(u0, 0.5)
+    u = cae.heat(u0, 0.5, dt, 30, steps_per_exchange=2).compute()
+    np.testing.assert_allclose(u.values, u0.values * _amplification(u0, 0.5, dt) ** 30, rtol=1e-11, atol=1e-14)
+
+
 def test_heat_decomposed_equals_single_block_bit_for_bit():
     u0 = cae.sine_mode(40, 2, (1.0, 2.0), (3, 2))
     u0 = u0 + 0.1 * xr.DataArray(da.random.default_rng(1).random(u0.shape, chunks=u0.data.chunks), dims=u0.dims)
@@ -108,6 +121,9 @@ def test_poisson_sor_converges_to_manufactured_solution(ndim, subdomains):
     res = cae.poisson(prob.f, prob.u0, method="sor", tol=1e-9, sweeps_per_exchange=3, check_every=30)
     assert res.attrs["converged"] and res["residual"].values[-1] < 1e-9
     assert res.attrs["reductions"] == res["residual"].size >= 2
+    # one global reduction per check_every = 30 sweeps: sweeps / 30 of them, at sweeps 30, 60, ...
+    assert res.attrs["sweeps"] % 30 == 0 and res.attrs["reductions"] == res.attrs["sweeps"] // 30
+    assert res.residual.sweeps.values.tolist() == list(range(30, res.attrs["sweeps"] + 1, 30))
     err = float(abs(res.u - prob.u_exact).max())
     assert err < (3e-3 if ndim == 2 else 1e-2)
     single = cae.poisson(prob.f.compute(), prob.u0.compute(), method="sor", tol=1e-9, sweeps_per_exchange=3,
