@@ -452,7 +452,8 @@ def test_cli_runs_the_real_solver_and_reports_bad_input(capsys, client):
                  "--scheduler", client.scheduler.address]) == 0
     out = capsys.readouterr().out
     assert "max abs" in out and "time per step" in out and "tcp-vpc" in out
-    assert "halo: 1.0 kB in 0.4 messages per step" in out  # 64^2: 2 slabs x 5 rows x 64 cells x 8 B / 5 steps
+    assert "halo: 1.0 kB in 0.4 messages per step" in out
+    assert "the mode decayed to" in out  # 64^2: 2 slabs x 5 rows x 64 cells x 8 B / 5 steps
     bad = {"halo": ["--grid", "8", "--steps", "10", "--steps-per-exchange", "6", "--workers", "2"],
            "dt must be <=": ["--grid", "64", "--dt", "1e-3"], "dt must be a finite": ["--grid", "64", "--dt", "nan"],
            "kappa": ["--grid", "64", "--kappa", "nan"], "--workers": ["--grid", "64", "--workers", "0"],
