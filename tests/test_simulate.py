@@ -394,6 +394,10 @@ def test_bad_inputs_one_line(cat, call, match):
 def test_progress_bar_runs(cat, capsys):
     r = campaign(500, tasks=2000, mean_work=60.0, window=300.0, tick=30.0, progress=True, catalog=cat)
     assert r.summary["completed"] == 2000
+    err = capsys.readouterr().err
+    assert "virtual clock" in err and "/2000" in err and "task/s" in err, err[-300:]
+    campaign(500, tasks=2000, mean_work=60.0, window=300.0, tick=30.0, progress=False, catalog=cat)
+    assert "virtual clock" not in capsys.readouterr().err
 
 
 @pytest.mark.slow
