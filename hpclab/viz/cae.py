@@ -176,7 +176,9 @@ def scaling_panel(cost_per_cell=None, grid=4096, cores=1024, fabric="erdma", ste
     ----------
     cost_per_cell : float, optional
         Seconds per cell and step; default measured here with
-        :func:`hpclab.workloads.cae.measure_cost_per_cell` (a fraction of a second).
+        :func:`hpclab.workloads.cae.measure_cost_per_cell` (a fraction of a second) on the 2-D
+        (5-point) kernel. The ``ndim`` widget keeps this cost: for 3-D, the 7-point kernel costs
+        more per cell (about 2x here); pass its measured cost if 3-D is what you study.
 
     Returns
     -------
