@@ -219,6 +219,16 @@ def test_halo_bytes_of_two_by_two_blocks_by_hand():
     assert h.nbytes_per_step == h.total_nbytes / 2
 
 
+def test_subdomains_asked_are_the_subdomains_made():
+    # 10 points into 6 blocks: 2, 2, 2, 2, 1, 1 (a uniform ceil(10/6) = 2 would make only 5), and
+    # 10 into 4: 3, 3, 2, 2, so a halo of 2 fits (3, 3, 3, 1 would refuse it)
+    assert cae.chunks_for((10, 10), (6, 4)) == ((2, 2, 2, 2, 1, 1), (3, 3, 2, 2))
+    u0 = cae.sine_mode(10, 2, 1.0, (6, 4))
+    assert u0.data.chunks == ((2, 2, 2, 2, 1, 1), (3, 3, 2, 2))
+    ref = cae.heat(u0.compute(), 1.0, 1e-3, 4).values
+    np.testing.assert_array_equal(cae.heat(cae.sine_mode(10, 2, 1.0, (1, 4)), 1.0, 1e-3, 4, 2).values, ref)
+
+
 @pytest.mark.parametrize("chunks, depth", [(((5, 7, 4), (6, 6)), 2), (((4, 4), (3, 5), (6,)), 1)])
 def test_halo_counts_match_what_dask_overlap_ships(chunks, depth):
     x = da.zeros(tuple(sum(c) for c in chunks), chunks=chunks)

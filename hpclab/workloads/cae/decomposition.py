@@ -73,13 +73,15 @@ class HaloExchange:
 
 
 def chunks_for(shape, subdomains) -> tuple[tuple[int, ...], ...]:
-    """Dask-style chunks splitting ``shape`` into ``subdomains`` blocks per axis (as even as
-    dask makes them with ``chunks = ceil(n / blocks)``)."""
+    """Dask-style chunks splitting ``shape`` into exactly ``subdomains`` blocks per axis, balanced:
+    sizes differ by at most one, the ``n % b`` larger ones first (``10`` into ``6``: 2, 2, 2, 2, 1, 1;
+    a uniform ``ceil(n / b)`` would give 5 blocks, or a 1-cell last block thinner than a halo)."""
     out = []
     for n, b in zip(shape, subdomains):
-        c = -(-int(n) // int(b))
-        sizes = [c] * (int(n) // c) + ([int(n) % c] if int(n) % c else [])
-        out.append(tuple(sizes))
+        n, b = int(n), int(b)
+        if not 1 <= b <= n:
+            raise HpclabError(f"subdomains must be between 1 and the {n} grid points of the axis, got {b}")
+        out.append(tuple(n // b + (1 if i < n % b else 0) for i in range(b)))
     return tuple(out)
 
 

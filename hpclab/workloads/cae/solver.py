@@ -24,6 +24,7 @@ import xarray as xr
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.workloads.cae import _kernels
+from hpclab.workloads.cae.decomposition import chunks_for
 
 __all__ = ["DIMS", "grid_coords", "sine_mode", "heat_analytic", "heat_decay_rate", "stable_dt",
            "heat", "manufactured_poisson", "poisson", "default_client", "run_heat", "spacing"]
@@ -78,7 +79,7 @@ def _field(coords: dict, subdomains, func, name: str, units: str = "") -> xr.Dat
         n = coords[d].size
         if blocks[i] > n:
             raise HpclabError(f"subdomains[{i}] must be <= {n} (grid points on axis {d}), got {blocks[i]}")
-        c = da.from_array(coords[d], chunks=-(-n // blocks[i]))
+        c = da.from_array(coords[d], chunks=chunks_for((n,), (blocks[i],)))  # exactly blocks[i], balanced
         shape = [1] * ndim
         shape[i] = n
         axes.append(c.reshape(shape))
