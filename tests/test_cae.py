@@ -376,6 +376,17 @@ def test_saturation_points_follow_from_the_catalog_figures():
     assert sat["tcp-vpc"] < sat["erdma"]  # TCP's larger alpha and hop cost: it stops helping first
 
 
+def test_model_feasibility_is_the_solvers():
+    # 10 points on 3 x 1 cores: blocks of 4, 3, 3; a halo of 3 fits, a halo of 4 does not (the
+    # thinnest block, not the busiest, decides), exactly as the solver refuses it
+    ds = model.step_time(3, 10, "erdma", cost_per_cell=C, steps_per_exchange=[3, 4])
+    assert ds.feasible.values.tolist() == [True, False]
+    u0 = cae.sine_mode(10, 2, 1.0, (3, 1))
+    cae.heat(u0, 1.0, 1e-3, 3, steps_per_exchange=3)
+    with pytest.raises(HpclabError):
+        cae.heat(u0, 1.0, 1e-3, 4, steps_per_exchange=4)
+
+
 def test_model_bad_input_is_one_clear_error():
     for kwargs in (dict(cores=0), dict(cores=[4, 0]), dict(cores=4, cost_per_cell=-1), dict(cores=4, placement="moon"),
                    dict(cores=4, ndim=4)):

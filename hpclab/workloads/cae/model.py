@@ -220,7 +220,8 @@ def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange
     pg = process_grid(P, ndim).astype(float)                       # (..., d)
     e = np.ceil(N[..., None] / pg)                                  # extents of the busiest block
     nb = np.minimum(pg - 1.0, 2.0)                                  # neighbours per axis
-    feasible = np.all((e >= k[..., None]) | (nb == 0), axis=-1) & np.all(pg <= N[..., None], axis=-1)
+    thinnest = np.floor(N[..., None] / pg)                          # the smallest block of a balanced split
+    feasible = np.all((thinnest >= k[..., None]) | (nb == 0), axis=-1) & np.all(pg <= N[..., None], axis=-1)
     compute = c * np.prod(e + nb * (k[..., None] - 1.0), axis=-1)
     hops = np.broadcast_to(_hops(placement, P, cores_per_host), P.shape)
     halo = np.zeros(P.shape)
