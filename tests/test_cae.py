@@ -229,6 +229,16 @@ def test_subdomains_asked_are_the_subdomains_made():
     np.testing.assert_array_equal(cae.heat(cae.sine_mode(10, 2, 1.0, (1, 4)), 1.0, 1e-3, 4, 2).values, ref)
 
 
+def test_halo_per_step_counts_the_short_last_round():
+    from hpclab.workloads.cae.solver import halo_per_step
+
+    # two 12 x 8 slabs, 25 steps at k = 10: rounds of halo 10, 10, 5; each slab receives k rows of 8
+    # cells x 8 B per round: 2 x (640 + 640 + 320) B = 3200 B over 25 steps, 6 messages, 3 exchanges
+    h = halo_per_step(((12, 12), (8,)), 25, 10)
+    assert h == {"nbytes": 3200 / 25, "messages": 6 / 25, "exchanges": 3 / 25}
+    assert halo_per_step(((12, 12), (8,)), 30, 10)["exchanges"] == 0.1
+
+
 @pytest.mark.parametrize("chunks, depth", [(((5, 7, 4), (6, 6)), 2), (((4, 4), (3, 5), (6,)), 1)])
 def test_halo_counts_match_what_dask_overlap_ships(chunks, depth):
     x = da.zeros(tuple(sum(c) for c in chunks), chunks=chunks)

@@ -27,7 +27,7 @@ from hpclab.workloads.cae import _kernels
 from hpclab.workloads.cae.decomposition import chunks_for
 
 __all__ = ["DIMS", "grid_coords", "sine_mode", "heat_analytic", "heat_decay_rate", "stable_dt",
-           "heat", "manufactured_poisson", "poisson", "default_client", "run_heat", "spacing"]
+           "heat", "halo_per_step", "manufactured_poisson", "poisson", "default_client", "run_heat", "spacing"]
 
 DIMS = ("x", "y", "z")
 
@@ -394,6 +394,20 @@ def _compute(client, x) -> float:
 
 
 # --------------------------------------------------------------------------- running on a cluster
+def halo_per_step(chunks, steps: int, steps_per_exchange: int, itemsize: int = 8) -> dict:
+    """Halo traffic of :func:`heat` per step, whole domain, over the rounds it really does:
+    ``steps // k`` rounds of halo ``k`` and, if ``steps % k``, one last round of halo ``steps % k``.
+    Returns ``nbytes``, ``messages`` and ``exchanges`` per step (floats)."""
+    from hpclab.workloads.cae.decomposition import halo_exchange
+
+    steps = check_positive("steps", steps, integer=True)
+    k = check_positive("steps_per_exchange", steps_per_exchange, integer=True)
+    rounds = [k] * (steps // k) + ([steps % k] if steps % k else [])
+    counts = [halo_exchange(chunks, kk, itemsize=itemsize) for kk in rounds]
+    return {"nbytes": sum(h.total_nbytes for h in counts) / steps,
+            "messages": sum(h.total_messages for h in counts) / steps, "exchanges": len(rounds) / steps}
+
+
 def _check_run(n, ndim, subdomains, kappa, dt, steps, steps_per_exchange) -> None:
     """Raise the errors :func:`heat` would raise, without building anything on a cluster."""
     u0 = sine_mode(n, ndim, 1.0, _subdomains(ndim, subdomains))
@@ -494,8 +508,6 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
         ``halo_nbytes_per_step`` and ``halo_messages_per_step`` (whole domain),
         ``exchanges_per_step``, ``workers``, ``subdomains``.
     """
-    from hpclab.workloads.cae.decomposition import halo_exchange
-
     ndim = _check_ndim(ndim)
     check_positive("steps", steps, integer=True)  # a run of 0 steps has no time per step
     check_positive("repeat", repeat, integer=True)
@@ -527,15 +539,15 @@ def run_heat(n=256, ndim: int = 2, *, steps: int = 100, kappa: float = 1.0, dt=N
                                       sync=True)
         small = math.prod(u0.shape) <= 2_000_000
         u_np, exact_np = c.compute([fut, exact], sync=True) if small else (None, None)
-        halo = halo_exchange(u0.data.chunks, steps_per_exchange, itemsize=8)
+        halo = halo_per_step(u0.data.chunks, steps, steps_per_exchange)
     cells = math.prod(u0.shape)
     per_step = best / max(steps, 1)
     attrs = dict(seconds_per_step=per_step, seconds_per_cell_step=per_step / cells,
                  max_abs_error=float(max_err), rel_l2_error=float(math.sqrt(l2 / norm)) if norm else 0.0,
                  time=float(out.attrs["time"]), dt=float(dt), steps=int(steps), kappa=float(kappa),
                  steps_per_exchange=int(steps_per_exchange), workers=int(nworkers), subdomains=list(blocks),
-                 halo_nbytes_per_step=float(halo.nbytes_per_step),
-                 halo_messages_per_step=float(halo.messages_per_step), exchanges_per_step=float(halo.exchanges_per_step),
+                 halo_nbytes_per_step=halo["nbytes"], halo_messages_per_step=halo["messages"],
+                 exchanges_per_step=halo["exchanges"],
                  grid=list(u0.shape))
     data = {}
     if small:
