@@ -16,9 +16,11 @@ from hpclab.workloads.cae.model import (FABRICS, PLACEMENT_HOPS, measure_cost_pe
                                         provisioning_time, scaling, smooth_cores, staging_time, step_time,
                                         time_to_solution)
 from hpclab.workloads.cae.solver import (default_client, distribute, grid_coords, halo_per_step, heat, heat_analytic,
-                                         heat_decay_rate, manufactured_poisson, poisson, run_heat, sine_mode, spacing, stable_dt)
+                                         heat_decay_rate, manufactured_poisson, poisson, run_heat, sine_mode, spacing,
+                                         stable_dt)
 
 __all__ = ["distribute", "heat", "heat_analytic", "heat_decay_rate", "stable_dt", "sine_mode", "grid_coords", "spacing",
-           "manufactured_poisson", "poisson", "run_heat", "default_client", "halo_exchange", "halo_per_step", "HaloExchange",
+           "manufactured_poisson", "poisson", "run_heat", "default_client", "halo_exchange", "halo_per_step",
+           "HaloExchange",
            "chunks_for", "step_time", "scaling", "time_to_solution", "provisioning_time", "staging_time",
            "measure_cost_per_cell", "process_grid", "smooth_cores", "PLACEMENT_HOPS", "FABRICS"]
