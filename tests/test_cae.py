@@ -311,9 +311,14 @@ def test_step_time_matches_hand_computation():
     corner = 5e-6 + 16 * 8 * 1e-9
     assert float(ds.halo_time) == pytest.approx((faces + corner) / 4)
     assert float(ds.compute_time) == pytest.approx(C * (50 + 3) ** 2)
-    # reductions: half an allreduce of 8 bytes per step
+    # reductions: half an allreduce of 8 bytes per step, its messages crossing the same 2 extra hops:
+    # recursive doubling on 4 ranks = 2 rounds of (alpha + 2 hops + 8 B beta)
     ds = model.step_time(4, 100, fab, cost_per_cell=C, reductions_per_step=0.5)
-    assert float(ds.reduction_time) == pytest.approx(0.5 * collective_time("allreduce", 8, 4, fab))
+    hop2 = fab.with_(alpha=5e-6 + 2 * 1e-6)
+    assert float(ds.reduction_time) == pytest.approx(0.5 * collective_time("allreduce", 8, 4, hop2))
+    assert float(ds.reduction_time) == pytest.approx(0.5 * 2 * (5e-6 + 2e-6 + 8e-9), rel=1e-3)
+    same_leaf = model.step_time(4, 100, fab, cost_per_cell=C, reductions_per_step=0.5, placement="same-leaf")
+    assert float(same_leaf.reduction_time) == pytest.approx(0.5 * collective_time("allreduce", 8, 4, fab))
 
 
 def test_placement_hops_from_names_numbers_and_topology():

@@ -19,7 +19,8 @@
   for an MPI code. Calibrate it from real runs.
 * ``r * T_allreduce`` -- global reductions per step (the residual norm of an iterative solver:
   ``r = 1 / check_every``), each an allreduce of ``reduction_nbytes`` over P ranks
-  (:func:`hpclab.network.collective_time`, automatic algorithm choice).
+  (:func:`hpclab.network.collective_time`, automatic algorithm choice), its messages crossing the
+  same extra hops as the halo's (``alpha + hops * per_hop_latency``; a Topology is passed through).
 
 Messages are sent one after the other (no overlap of communication with computation or of
 messages with each other): an upper bound on the exchange time. All halo messages cross the
@@ -136,6 +137,22 @@ def _hops(placement, cores, cores_per_host):
     return check_finite_array("placement (hops)", placement, minimum=0, strict=False)
 
 
+def _allreduce(nbytes, P, fab, placement, hops, cores_per_host):
+    """The allreduce on the placement the halo messages see: a Topology is passed through to
+    :func:`hpclab.network.collective_time`; a hop count adds ``hops * per_hop_latency`` to every
+    inter-host message (to alpha), as it does for a halo message."""
+    from hpclab.network import Topology, collective_time
+
+    if isinstance(placement, Topology):
+        return collective_time("allreduce", nbytes, P, fab, ranks_per_node=cores_per_host, topology=placement)
+    out = np.zeros(P.shape)
+    for h in np.unique(hops):
+        f = fab.with_(alpha=fab.alpha + float(h) * fab.per_hop_latency) if h > 0 else fab
+        t = np.broadcast_to(collective_time("allreduce", nbytes, P, f, ranks_per_node=cores_per_host), P.shape)
+        out = np.where(hops == h, t, out)
+    return out
+
+
 # --------------------------------------------------------------------------- time per step
 def step_time(cores, grid=4096, fabric="erdma", *, cost_per_cell, ndim: int = 2, steps_per_exchange=1,
               placement="placement-group", reductions_per_step=0.0, reduction_nbytes=8, itemsize=8,
@@ -237,8 +254,7 @@ def _step_arrays(cores, grid, fabric, *, cost_per_cell, ndim, steps_per_exchange
             halo = halo + p2p_time(np.maximum(b, 1.0), fab, hops=hops, messages=count)
             nbytes = nbytes + count * b
             messages = messages + count
-    allreduce = np.broadcast_to(collective_time("allreduce", float(reduction_nbytes), P, fab,
-                                                ranks_per_node=cores_per_host), P.shape)
+    allreduce = np.broadcast_to(_allreduce(float(reduction_nbytes), P, fab, placement, hops, cores_per_host), P.shape)
     reduction = np.where(red > 0, red * allreduce, 0.0)
     halo = halo + np.where(messages > 0, ovh, 0.0)
     halo_step = halo / k
