@@ -110,12 +110,36 @@ def _per_molecule(inputs: xr.Dataset, conformers, survivor_fraction) -> tuple[np
     return cheap * speed, t3 * scale * speed, float(f)
 
 
+#: above this many molecules per batch a batch's time is drawn from the normal law of the sum
+_EXACT_BATCH = 1000
+
+
 def _task_times(cheap, t3, f, batch_size, rng, draws=400):
-    """Bootstrap task (batch) times: sum of batch_size molecules, each a 3D survivor with prob f."""
-    i = rng.integers(0, cheap.size, (draws, batch_size))
-    j = rng.integers(0, t3.size, (draws, batch_size))
-    surv = rng.random((draws, batch_size)) < f
-    return (cheap[i] + surv * t3[j]).sum(axis=1)
+    """Bootstrap task (batch) times: sum of batch_size molecules, each a 3D survivor with prob f.
+
+    Up to ``_EXACT_BATCH`` molecules per batch the molecules are resampled one by one (in chunks
+    of at most ~1e6 draws, so memory stays bounded); beyond that the sum of ``b`` independent
+    per-molecule costs ``X = cheap + B t3`` (``B`` Bernoulli(f)) is drawn from its central-limit
+    normal law: mean ``b E[X]``, variance ``b Var[X]`` with ``E[X] = E[c] + f E[t3]`` and
+    ``Var[X] = Var[c] + f E[t3^2] - (f E[t3])^2``, clipped at zero.
+    """
+    if batch_size > _EXACT_BATCH:
+        t3_m = float(t3.mean()) if t3.size else 0.0
+        t3_sq = float((t3 ** 2).mean()) if t3.size else 0.0
+        mean = float(cheap.mean()) + f * t3_m
+        var = float(cheap.var()) + f * t3_sq - (f * t3_m) ** 2
+        out = rng.normal(batch_size * mean, np.sqrt(max(batch_size * var, 0.0)), draws)
+        return np.maximum(out, 0.0)
+    out = np.empty(draws)
+    step = max(1, 1_000_000 // batch_size)
+    for lo in range(0, draws, step):
+        n = min(step, draws - lo)
+        i = rng.integers(0, cheap.size, (n, batch_size))
+        j = rng.integers(0, t3.size, (n, batch_size)) if t3.size else np.zeros((n, batch_size), int)
+        surv = rng.random((n, batch_size)) < f
+        t3_j = t3[j] if t3.size else 0.0
+        out[lo:lo + n] = (cheap[i] + surv * t3_j).sum(axis=1)
+    return out
 
 
 def _offers(cat, types, zones):
@@ -373,7 +397,7 @@ def article_scenario(inputs: xr.Dataset, *, cores_wanted: float = 150_000,
 
 def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hours: float = 1.5,
                       spot_share: float = 0.9, zones: str = "global", *, policy=None,
-                      types=None, batch_size: int = 100, conformers: int | None = None,
+                      types=None, batch_size: int | None = 100, conformers: int | None = None,
                       survivor_fraction: float | None = None, quota_cores: int | None = None,
                       home_zone: str | None = None, tick: float = 60.0, max_tasks: int = 2_000_000,
                       catalog=None, seed: int = 0, progress: bool = False) -> xr.Dataset:
@@ -385,6 +409,10 @@ def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hou
     when ``spot_share`` is 0, told the measured mean task time) sizes the pool to finish the held
     work within the deadline less the boot time and the slowest task; instances boot, spot instances are reclaimed at the
     catalog's rates (their running tasks are redone), and the bill is per second.
+
+    ``batch_size=None`` takes the smallest batch that keeps the task count within ``max_tasks``
+    (a campaign sized from measured costs can hold tens of millions of molecules, and how many
+    depends on how fast this machine measured them).
 
     Returns
     -------
@@ -398,8 +426,11 @@ def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hou
 
     cat = catalog or _catalog()
     check_choice("zones", zones, ZONE_SCOPES)
-    batch_size = check_positive("batch_size", batch_size, integer=True)
     n_molecules = check_positive("n_molecules", n_molecules)
+    max_tasks = check_positive("max_tasks", max_tasks, integer=True)
+    if batch_size is None:
+        batch_size = max(int(np.ceil(n_molecules / max_tasks)), 1)
+    batch_size = check_positive("batch_size", batch_size, integer=True)
     deadline_hours = check_positive("deadline_hours", deadline_hours)
     if not 0 <= spot_share <= 1:
         raise HpclabError(f"spot_share must be in [0, 1], got {spot_share!r}")
