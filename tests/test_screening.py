@@ -172,7 +172,8 @@ def test_3d_stage_enrichment_reported_beside_2d(screen_3d):
     print("\n" + q[["roc_auc"]].to_dataframe().join(
         q.ef.sel(fraction=0.01, drop=True).to_dataframe()).to_string())
     assert set(q.stage.values) == {"2d", "filters+2d", "3d"}
-    assert np.all((q.roc_auc >= 0) & (q.roc_auc <= 1))
+    # every stage ranks the hidden actives well above chance (about 0.74 each here; seeded)
+    assert np.all(q.roc_auc > 0.6)
     assert ds.attrs["n_3d"] > 5
     # the 3D stage is the costly one: far slower per molecule than the 2D similarity
     mean = costs.mean_seconds
