@@ -34,8 +34,10 @@ def register(sub) -> None:
 def run(args) -> int:
     import pandas as pd
 
+    from hpclab._validate import check_positive
     from hpclab.workloads import screening as scr
 
+    check_positive("workers", args.workers, integer=True)  # even when every batch is read back
     params = {}
     if args.threshold_3d is not None:
         params["threshold_3d"] = args.threshold_3d
