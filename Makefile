@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8888
+# Jupyter refuses to run as root unless told; containers and teaching VMs often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help install lab test test-lib test-notebooks bench clean
 
@@ -22,7 +24,7 @@ install: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) --notebook-dir=notebooks --ServerApp.open_browser=False \
-		--LabApp.default_url=/lab/tree/00_tour.ipynb
+		--LabApp.default_url=/lab/tree/00_tour.ipynb $(ALLOW_ROOT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

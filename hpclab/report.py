@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpclab._validate import HpclabError
+from hpclab.viz._common import Part
 
 # Never reach a CDN (set before bokeh is imported anywhere below).
 os.environ.setdefault("BOKEH_RESOURCES", "inline")
@@ -38,25 +39,6 @@ __all__ = ["Part", "Workflow", "Section", "Report", "WORKFLOWS", "build_report",
            "write_report"]
 
 STATUSES = ("ok", "not available", "failed")
-
-
-@dataclass
-class Part:
-    """What a workflow's report builder returns.
-
-    Parameters
-    ----------
-    figures : list
-        Bokeh figures (or layouts) made by :mod:`hpclab.viz`.
-    table : pandas.DataFrame, optional
-        Key numbers of the run, shown under the plots.
-    text : str
-        One or two sentences: what was run, at what size, on which clock.
-    """
-
-    figures: list = field(default_factory=list)
-    table: object = None
-    text: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -25,3 +26,22 @@ def as_widget(fig):
     from jupyter_bokeh import BokehModel
 
     return BokehModel(fig)
+
+
+@dataclass
+class Part:
+    """What a workflow's report builder returns.
+
+    Parameters
+    ----------
+    figures : list
+        Bokeh figures (or layouts) made by :mod:`hpclab.viz`.
+    table : pandas.DataFrame, optional
+        Key numbers of the run, shown under the plots.
+    text : str
+        One or two sentences: what was run, at what size, on which clock.
+    """
+
+    figures: list = field(default_factory=list)
+    table: object = None
+    text: str = ""

@@ -248,7 +248,7 @@ def report_part():
     import dask
     import pandas as pd
 
-    from hpclab.report import Part
+    from hpclab.viz._common import Part
 
     with dask.config.set(scheduler="threads", num_workers=2):
         u0 = cae.sine_mode(65, 2, 1.0, (2, 2))

@@ -276,7 +276,7 @@ def collectives_panel(op="allreduce", fabric="erdma", algorithm="auto", ranks=64
 def report_part():
     """The collectives section of ``hpclab report``: alpha-beta, TCP vs eRDMA vs HPN, crossover."""
     from hpclab.network import sweep
-    from hpclab.report import Part
+    from hpclab.viz._common import Part
 
     ds = sweep(op="allreduce", algorithm="auto", fabric=list(DEFAULT_FABRICS), ranks=[16, 256],
                nbytes=_SIZES)

@@ -333,7 +333,7 @@ def report_part():
     on CPFS vs OSS, and the validation against published runs."""
     import pandas as pd
 
-    from hpclab.report import Part
+    from hpclab.viz._common import Part
     from hpclab.workloads import llm
 
     fab = llm.compare_fabrics("gpt3-175b", 1024)

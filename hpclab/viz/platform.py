@@ -231,7 +231,7 @@ def report_part():
     separate fixed clusters and on the unified elastic platform."""
     import pandas as pd
 
-    from hpclab.report import Part
+    from hpclab.viz._common import Part
 
     m = panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6, seed=1)
     ds = m["dataset"]

@@ -286,7 +286,7 @@ def report_part(size: int = 400, workers: int = 2):
     """The screening section of ``hpclab report``: a real small screen and the article scenario."""
     import pandas as pd
 
-    from hpclab.report import Part
+    from hpclab.viz._common import Part
 
     ds = scr.screen("nci5k", "cdk2", size=size, workers=workers, progress=False)
     q = scr.quality(ds)
