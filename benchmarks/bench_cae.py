@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from _timing import best_of
+
 N = 4096
 STEPS = 100
 K = 50  # steps per exchange of the headline figure: 2 rounds for 100 steps, 50 of 2048 rows recomputed
@@ -28,14 +30,6 @@ REPEAT = 4
 SPEEDUP_TARGET = 1.6
 SWEEP_TARGET_S = 0.010
 
-
-def best_of(fn, repeats):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main():

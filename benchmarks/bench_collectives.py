@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from _timing import best_of
+
 from hpclab.network import ALGORITHMS, sweep
 from hpclab.network.collectives import ALL_ALGORITHMS
 
@@ -21,15 +23,6 @@ FABRICS = ["tcp-vpc", "erdma", "rdma-hpn7", "nvlink", "nvlink3", "shm", "ib-ndr4
 SWEEP_TARGET_S = 1.0
 WIDGET_TARGET_S = 0.010
 
-
-def best_of(fn, repeats):
-    best = np.inf
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def bench_sweep(**options):

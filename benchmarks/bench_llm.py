@@ -15,19 +15,13 @@ import time
 
 import numpy as np
 
+from _timing import best_of
+
 from hpclab.workloads import llm
 
 LAYOUTS_PER_S_TARGET = 10_000
 MC_TARGET_S = 1.0
 
-
-def best_of(fn, repeats):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def bench_search():

@@ -20,6 +20,14 @@ def setup_notebook() -> None:
     output_notebook(resources=INLINE, hide_banner=True)
 
 
+def legend(fig, location: str = "top_left"):
+    """Style a figure's legend the hpclab way: small, clickable to hide a series."""
+    fig.legend.location = location
+    fig.legend.click_policy = "hide"
+    fig.legend.label_text_font_size = "9pt"
+    return fig
+
+
 def as_widget(fig):
     """Wrap a bokeh figure as an ipywidget (``jupyter_bokeh.BokehModel``) so that changes to its
     data sources show up in place in JupyterLab, with no redraw."""

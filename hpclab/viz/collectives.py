@@ -12,7 +12,7 @@ import numpy as np
 
 from hpclab.network import (ALGORITHMS, OPS, algorithm_times, best_algorithm, busbw, collective_time,
                             fabric as _fabric, p2p_time)
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import PALETTE, as_widget, legend
 
 __all__ = ["alpha_beta_figure", "time_figure", "busbw_figure", "crossover_figure", "pingpong_figure",
            "panel_model", "collectives_panel", "report_part", "DEFAULT_FABRICS", "human_bytes"]
@@ -43,12 +43,6 @@ def _fig(title, y_label, y_log=True, x_label="message size nbytes [B]", **kw):
     return fig
 
 
-def _legend(fig):
-    fig.legend.location = "top_left"
-    fig.legend.click_policy = "hide"
-    fig.legend.label_text_font_size = "9pt"
-    return fig
-
 
 def alpha_beta_figure(fabrics=DEFAULT_FABRICS, nbytes=_SIZES):
     """One plot that explains Hockney's model: ``t(n) = alpha + n*beta`` per fabric, with its two
@@ -71,7 +65,7 @@ def alpha_beta_figure(fabrics=DEFAULT_FABRICS, nbytes=_SIZES):
         knee = f.alpha / f.beta
         fig.scatter([knee], [2 * f.alpha], color=c, size=9, marker="diamond")
     fig.y_range.start = float(np.min([_fabric(x).alpha for x in fabrics])) / 3
-    return _legend(fig)
+    return legend(fig, "top_left")
 
 
 def _select(ds, **sel):
@@ -99,7 +93,7 @@ def time_figure(ds, op="allreduce", algorithm="auto", ranks=None, variable="time
             fig.line("x", "y", source=src, color=PALETTE[i % len(PALETTE)], line_width=2.5,
                      line_dash=dashes[j % len(dashes)], legend_label=f"{fab}, {int(r)} ranks",
                      name=f"{fab} {int(r)}")
-    return _legend(fig)
+    return legend(fig, "top_left")
 
 
 def busbw_figure(ds, op="allreduce", algorithm="auto", ranks=None):
@@ -127,7 +121,7 @@ def crossover_figure(op="allreduce", fabric="erdma", ranks=64, nbytes=_SIZES, **
         mask = chosen == alg
         if mask.any():
             fig.scatter(n[mask], np.ones(mask.sum()), color=c, size=8)
-    return _legend(fig)
+    return legend(fig, "top_left")
 
 
 def pingpong_figure(live, fabrics=DEFAULT_FABRICS, fitted=None):
@@ -150,7 +144,7 @@ def pingpong_figure(live, fabrics=DEFAULT_FABRICS, fitted=None):
         f = _fabric(name)
         fig.line("x", "y", source=ColumnDataSource({"x": grid, "y": p2p_time(grid, f)}),
                  color=PALETTE[i % len(PALETTE)], line_width=2, legend_label=f"catalog {f.name}", name=f.name)
-    return _legend(fig)
+    return legend(fig, "top_left")
 
 
 # --------------------------------------------------------------------------------------------

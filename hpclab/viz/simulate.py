@@ -13,7 +13,7 @@ import numpy as np
 
 from hpclab.elastic.policies import POLICY_NAMES
 from hpclab.elastic.simulate import campaign
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import PALETTE, as_widget, legend
 
 __all__ = ["cores_figure", "cost_figure", "instances_figure", "panel_model", "simulate_panel",
            "summary_html", "SCALES"]
@@ -33,12 +33,6 @@ def _fig(title, y_label, **kw):
     fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("t [h]", "@x{0.00}"), ("y", "@y{0,0.[00]}")]))
     return fig
 
-
-def _legend(fig):
-    fig.legend.location = "top_right"
-    fig.legend.click_policy = "hide"
-    fig.legend.label_text_font_size = "9pt"
-    return fig
 
 
 def _label(r, labels, i):
@@ -60,7 +54,7 @@ def cores_figure(results, labels=None):
                  color=c, line_width=2.5, legend_label=name, name=name)
         fig.line("x", "y", source=ColumnDataSource({"x": x, "y": ts["cores"].sel(market="spot").values}),
                  color=c, line_width=1.5, line_dash="dashed", name=f"{name} (spot)")
-    return _legend(fig)
+    return legend(fig, "top_right")
 
 
 def cost_figure(results, labels=None):
@@ -94,7 +88,7 @@ def instances_figure(result):
     fig.add_layout(LinearAxis(y_range_name="tasks", axis_label="queued tasks"), "right")
     fig.line("x", "y", source=ColumnDataSource({"x": x, "y": q}), y_range_name="tasks", color="grey",
              line_width=1.5, legend_label="queued tasks", name="queued")
-    return _legend(fig)
+    return legend(fig, "top_right")
 
 
 def summary_html(s: dict, deadline_h: float | None = None) -> str:
@@ -181,7 +175,7 @@ def simulate_panel(policy="global-spot", cores=2000, deadline_h=8.0, spot_share=
                  legend_label="spot", name="spot")
     f_cores.line("x", "y", source=src["deadline"], color=PALETTE[1], line_width=2, line_dash="dotted",
                  name="deadline")
-    _legend(f_cores)
+    legend(f_cores, "top_right")
     f_cost = _fig("Cost accrued", "cost [USD]", height=240)
     f_cost.line("x", "y", source=src["cost"], color=PALETTE[3], line_width=2.5, name="cost")
     summary = w.HTML(first["summary"])
