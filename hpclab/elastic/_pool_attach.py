@@ -201,18 +201,7 @@ class AttachedPool(PoolAccounting, Cluster):
             if rec.state != "terminated":
                 self._on_closed(rec)
 
-    # -- policy -------------------------------------------------------------------------------
-    def adapt(self, policy=None, *, interval: float | None = None, **kwargs):
-        """Run ``policy`` every ``interval`` wall seconds (see :class:`PolicyAdaptive`)."""
-        from hpclab.elastic.pool import PolicyAdaptive
-
-        if policy is None:
-            raise HpclabError("adapt needs a policy (an object with decide(state))")
-        with contextlib.suppress(AttributeError):
-            self._adaptive.stop(reason="new-policy")
-        self._adaptive = PolicyAdaptive(self, policy, interval=interval or self.interval, **kwargs)
-        return self._adaptive
-
+    # -- policy (adapt, policy, stop_policy: PoolAccounting) ---------------------------------
     @property
     def plan(self):
         return {r.id for r in self.alive()}

@@ -94,6 +94,31 @@ class PoolAccounting:
     ``_retire_now`` and ``_kill_now``, and call ``_init_accounting`` before starting.
     """
 
+    # -- policy -------------------------------------------------------------------------------
+    def adapt(self, policy=None, *, interval: float | None = None, **kwargs):
+        """Run ``policy`` every ``interval`` wall seconds through a
+        :class:`~hpclab.elastic.pool.PolicyAdaptive` (replaces any running policy)."""
+        from hpclab.elastic.pool import PolicyAdaptive
+
+        if policy is None:
+            raise HpclabError("adapt needs a policy (an object with decide(state), e.g. "
+                              "hpclab.elastic.policies.TargetDuration())")
+        with contextlib.suppress(AttributeError):
+            self._adaptive.stop(reason="new-policy")
+        self._adaptive = PolicyAdaptive(self, policy, interval=interval or self.interval, **kwargs)
+        return self._adaptive
+
+    @property
+    def policy(self):
+        a = getattr(self, "_adaptive", None)
+        return getattr(a, "policy", None)
+
+    def stop_policy(self) -> None:
+        """Stop the autoscaling policy (instances stay as they are)."""
+        a = getattr(self, "_adaptive", None)
+        if a is not None:
+            a.stop(reason="stop-policy")
+
     def _init_accounting(self, *, limits: PoolLimits, catalog, time_scale, faults, seed, threads,
                          market):
         from hpclab import catalog as _catalog

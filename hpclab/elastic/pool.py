@@ -325,28 +325,7 @@ class ElasticPool(PoolAccounting, SpecCluster):
             if rec.state != "terminated" and rec.id not in self.workers:
                 self._on_closed(rec)
 
-    # -- policy -------------------------------------------------------------------------------
-    def adapt(self, policy=None, *, interval: float | None = None, **kwargs) -> PolicyAdaptive:
-        """Run ``policy`` every ``interval`` wall seconds (replaces any running policy)."""
-        if policy is None:
-            raise HpclabError("adapt needs a policy (an object with decide(state), e.g. "
-                              "hpclab.elastic.policies.TargetDuration())")
-        with contextlib.suppress(AttributeError):
-            self._adaptive.stop(reason="new-policy")
-        self._adaptive = PolicyAdaptive(self, policy, interval=interval or self.interval, **kwargs)
-        return self._adaptive
-
-    @property
-    def policy(self):
-        a = getattr(self, "_adaptive", None)
-        return getattr(a, "policy", None)
-
-    def stop_policy(self) -> None:
-        """Stop the autoscaling policy (instances stay as they are)."""
-        a = getattr(self, "_adaptive", None)
-        if a is not None:
-            a.stop(reason="stop-policy")
-
+    # -- policy: adapt(), policy, stop_policy() come from PoolAccounting ---------------------
     # -- helpers ------------------------------------------------------------------------------
     def client(self, **kwargs):
         """A ``distributed.Client`` connected to the pool."""
