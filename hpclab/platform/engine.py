@@ -212,14 +212,7 @@ class Pool:
             while lst and nidle[lst[0]] + timeout <= t:
                 if self.n_up + self.n_boot <= self.min_nodes or self._retire_blocked():
                     return
-                n = lst.pop(0)
-                self.n_idle -= 1
-                self.free_slots -= self.G
-                self.up[s] -= 1
-                self.n_up -= 1
-                self.nstate[n] = RETIRED
-                self.nend[n] = t
-                self.live_nodes.discard(n)
+                self._mark_retired(t, lst.pop(0), s)
             if lst and nidle[lst[0]] + timeout < nxt:
                 nxt = nidle[lst[0]] + timeout
         if nxt < INF and self.n_up + self.n_boot > self.min_nodes:
@@ -303,8 +296,12 @@ class Pool:
 
     def _retire_idle(self, t, n):
         s = self.nseg[n]
-        lst = self.idle[s]
-        lst.remove(n)
+        self.idle[s].remove(n)
+        self._mark_retired(t, n, s)
+        self.version += 1
+
+    def _mark_retired(self, t, n, s):
+        """Node ``n`` (idle, in segment ``s``, already taken off its idle list) leaves at ``t``."""
         self.n_idle -= 1
         self.free_slots -= self.G
         self.up[s] -= 1
@@ -312,7 +309,6 @@ class Pool:
         self.nstate[n] = RETIRED
         self.nend[n] = t
         self.live_nodes.discard(n)
-        self.version += 1
 
     def factor(self, kind, plan):
         """Run-time factor of a gang placed on the segments of ``plan`` [(segment, nodes)]:
