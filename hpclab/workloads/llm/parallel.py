@@ -94,12 +94,15 @@ def memory_reserve() -> float:
     return assumption("memory_reserve")
 
 
-def default_efficiency() -> float:
-    """The achievable share of peak FLOP/s in matrix products, calibrated on the one published
-    row named in ``data/reference/llm_training.yaml`` (see :func:`hpclab.workloads.llm.calibrate`)."""
+def default_efficiency(kind: str = "matmul") -> float:
+    """A fitted efficiency: ``"matmul"``, the achieved share of peak FLOP/s in compute-bound
+    matrix products, or ``"memory"``, the achieved share of HBM bandwidth in memory-bound
+    kernels; both fitted on the rows named in ``data/reference/llm_training.yaml``
+    (``calibration.rows``, see :func:`hpclab.workloads.llm.calibrate`), once, and cached."""
     from hpclab.workloads.llm.validation import calibrated_efficiency
 
-    return calibrated_efficiency()
+    check_choice("kind", kind, ("matmul", "memory"))
+    return calibrated_efficiency()[f"{kind}_efficiency"]
 
 
 _REASONS = (
@@ -242,7 +245,7 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
-                 overlap_pp, flash=True):
+                 overlap_pp, flash=True, mem_eff=1.0):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
@@ -251,23 +254,41 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     lc = np.ceil(model.layers / (pp * v))  # layers per chunk
     layers_stage = lc * v
 
-    # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation
-    fwd = tokens * model.layer_forward_flops_per_token()
-    # selective recomputation re-runs the attention core (QK^T and the weighted sum, 4 s h per
-    # token); FlashAttention's backward always does, so with it "none" costs what "selective" does
+    # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation.
+    # Dense projections (QKV, output, FFN: 2 x layer_matmul_params per token) run at
+    # ``eff x peak``; the attention core (QK^T and the weighted sum, 4 s h per token) is a batched
+    # GEMM with inner size head_dim: unfused, it reads and writes the s x s scores, so it runs at
+    # the roofline min(eff x peak, AI x mem_eff x HBM) with AI = s d / (s + 2 d) FLOP/B;
+    # FlashAttention keeps the scores on chip (compute-bound).
+    dense_fwd = tokens * 2.0 * model.layer_matmul_params
+    attn_fwd = tokens * 4.0 * s * h
+    # selective recomputation re-runs the attention core; FlashAttention's backward always does,
+    # so with it "none" costs what "selective" does; full recomputation re-runs the whole forward
     attn_again = (rc == 1) | (flash & (rc == 0))
-    extra = np.select([rc == 2, attn_again], [fwd, tokens * 4.0 * s * h], 0.0)
-    layer_flops = (3.0 * fwd + extra) / tp
-    gemm_layer = layer_flops / (peak * eff)
+    dense_mult = np.where(rc == 2, 4.0, 3.0)
+    attn_mult = np.where((rc == 2) | attn_again, 4.0, 3.0)
+    rate = peak * eff
+    if not flash and hbm > 0:
+        d_head = model.head_dim
+        intensity = s * d_head / (s + 2.0 * d_head)
+        rate_attn = min(rate, intensity * mem_eff * hbm)
+    else:
+        rate_attn = rate
+    gemm_layer = dense_mult * dense_fwd / tp / rate + attn_mult * attn_fwd / tp / rate_attn
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
-    # their gradients written in backward (3x), once more when fully recomputed
+    # their gradients written in backward (3x), once more when fully recomputed, at mem_eff x HBM
     per_tok = _per_token_activations(model, tp, sp)
     if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
         per_tok = per_tok + model.score_bytes_per_element * model.heads * s / tp
     passes = np.where(rc == 2, 4.0, 3.0)
-    elem_layer = tokens * per_tok * passes / hbm if hbm > 0 else np.zeros_like(gemm_layer)
-    # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer
-    n_tp = np.where(rc == 2, 6.0, 4.0)
+    elem_layer = (tokens * per_tok * passes / (hbm * mem_eff) if hbm > 0
+                  else np.zeros_like(gemm_layer))
+    # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer,
+    # counted in all-reduce equivalents (an all-gather + reduce-scatter pair costs one). With
+    # sequence parallelism and no full recomputation the backward pass all-gathers the two
+    # layer-norm outputs again instead of storing the gathered tensors (Korthikanti et al. 2022,
+    # section 4.2.2; Megatron's default): two more all-gathers, half an all-reduce each
+    n_tp = np.where(rc == 2, 6.0, np.where(sp & (tp > 1), 5.0, 4.0))
     tp_one = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
     tp_layer = n_tp * tp_one * (1.0 - overlap_tp)
     # context parallel: all-gather K and V forward, reduce-scatter their gradients backward
@@ -279,7 +300,7 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     cp_layer = n_cp * np.where(cp_inside, cp_intra, cp_inter)
     # output layer (logits + loss) on the last stage
     logits_flops = tokens * 6.0 * V * h / tp
-    logits = logits_flops / (peak * eff) + (tokens * V * 4.0 * 3 / tp / hbm if hbm > 0 else 0.0)
+    logits = logits_flops / rate + (tokens * V * 4.0 * 3 / tp / (hbm * mem_eff) if hbm > 0 else 0.0)
 
     compute_mb = layers_stage * (gemm_layer + elem_layer) + logits
     t_mb = compute_mb + layers_stage * (tp_layer + cp_layer)
@@ -319,11 +340,28 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
         dp_comm[sel] = np.where(z == 0, all_red, rs + ag)
     mb = np.broadcast_to(m, dp_comm.shape)
     z3 = np.broadcast_to(zero, dp_comm.shape) >= 3
-    # ZeRO-3: parameters gathered for forward and backward and gradients reduce-scattered for
-    # every micro-batch (1.5x the all-gather + reduce-scatter volume, m times)
-    dp_total = np.where(z3, 1.5 * mb * dp_comm, dp_comm)
+    # ZeRO-3 (DeepSpeed stage 3, FSDP full sharding): each layer's parameters are all-gathered
+    # over the data-parallel group for every micro-batch's forward pass, again for its backward
+    # pass (and once more for the recomputed forward under full recomputation), and its
+    # gradients reduce-scattered: per micro-batch ``l_stage (g AG + RS)`` of one layer's bf16
+    # parameters, g = 2 (3 with full recomputation). The gathers are issued per layer on the
+    # whole group, flat (each GPU on its own share of the NICs, not the node-aware two-level
+    # scheme), and prefetched behind the compute of that micro-batch only.
+    z3_comm = np.zeros(dp_comm.shape)
+    if np.any(z3):
+        sel = z3 & (np.broadcast_to(dp, dp_comm.shape) > 1)
+        if np.any(sel):
+            ls = np.broadcast_to(layers_stage, sel.shape)[sel]
+            per_layer = np.broadcast_to(grad_bytes, sel.shape)[sel] / ls * cl.nic_share
+            d = np.broadcast_to(dp, sel.shape)[sel]
+            g = np.where(np.broadcast_to(rc, sel.shape)[sel] == 2, 3.0, 2.0)
+            flat = dict(cl.network_options, algorithm="ring")
+            ag = _collective("allgather", per_layer, d, cl.fabric, **flat)
+            rs = _collective("reduce_scatter", per_layer, d, cl.fabric, **flat)
+            z3_comm[sel] = ls * (g * ag + rs)
+    dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
-    dp_exposed = np.where(z3, mb * np.maximum(0.0, 1.5 * dp_comm - window),
+    dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
                           np.maximum(0.0, dp_comm - window))
     dp_exposed = np.where(np.broadcast_to(dp, dp_comm.shape) > 1, dp_exposed, 0.0)
 
@@ -416,8 +454,8 @@ def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batc
 
 def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
               interleave=1, zero=1, recompute="selective", sequence_parallel=True,
-              flash_attention=True, efficiency=None, overlap_dp=1.0, overlap_tp=0.0, overlap_pp=1.0,
-              reserve=None, gpus=None, check=True) -> xr.Dataset:
+              flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
+              overlap_tp=0.0, overlap_pp=1.0, reserve=None, gpus=None, check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -444,7 +482,11 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         layer of ``"selective"``); False adds their memory (Korthikanti's ``5as/h`` term) and
         their HBM traffic.
     efficiency : float, optional
-        Achieved share of peak FLOP/s in matrix products; default :func:`default_efficiency`.
+        Achieved share of peak FLOP/s in compute-bound matrix products; default
+        :func:`default_efficiency` (fitted, cached).
+    memory_efficiency : float, optional
+        Achieved share of peak HBM bandwidth in element-wise kernels and memory-bound matrix
+        products (the roofline's floor); default :func:`default_efficiency` ``(kind="memory")``.
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
         Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
         parallel communication hidden, and of steady-state pipeline sends hidden.
@@ -461,19 +503,23 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     eff = default_efficiency() if efficiency is None else float(efficiency)
     if not 0 < eff <= 1:
         raise HpclabError(f"efficiency must be in (0, 1], got {efficiency!r}")
+    mem_eff = (default_efficiency("memory") if memory_efficiency is None
+               else float(memory_efficiency))
+    if not 0 < mem_eff <= 1:
+        raise HpclabError(f"memory_efficiency must be in (0, 1], got {memory_efficiency!r}")
     for name, val in (("overlap_dp", overlap_dp), ("overlap_tp", overlap_tp), ("overlap_pp", overlap_pp)):
         if not 0 <= float(val) <= 1:
             raise HpclabError(f"{name} must be in [0, 1], got {val!r}")
     sp = bool(sequence_parallel)
     vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
-                        float(overlap_tp), float(overlap_pp), bool(flash_attention))
+                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff)
     reserve = memory_reserve() if reserve is None else float(reserve)
     mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                          a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
                          bool(flash_attention))
     vals.update(mem)
-    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff))
+    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff, memory_efficiency=mem_eff))
     ds.attrs["gpu_memory"] = cluster.gpu_memory
     ds["reason"] = ("layout", np.where(ds["fits"].values > 0, "",
                                        [f"needs {t / 1e9:.1f} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB"
@@ -484,8 +530,22 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
 # --- layout enumeration and search ------------------------------------------------------------
 
 
+#: Largest GPU count the layout search accepts (a real system could reach 10^6; headroom x10).
+MAX_GPUS = 10_000_000
+
+
+def check_gpus(gpus) -> int:
+    """``gpus`` as a whole number in ``[1, MAX_GPUS]``, else a one-line error."""
+    g = check_positive("gpus", gpus, integer=True)
+    if g > MAX_GPUS:
+        raise HpclabError(f"gpus must be at most {MAX_GPUS:,} (10^7), got {g:,}")
+    return int(g)
+
+
 def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of ``n`` in increasing order (trial division up to sqrt n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, micro_batch=None,
@@ -499,7 +559,7 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     rules of :func:`check_layout`.
     """
     model = transformer(model)
-    gpus = check_positive("gpus", gpus, integer=True)
+    gpus = check_gpus(gpus)
     global_batch = check_positive("global_batch", global_batch, integer=True)
 
     def axis(val, default):
@@ -525,7 +585,7 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
 
 
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
-           sequence_parallel=True, flash_attention=True, overlap_dp=1.0, overlap_tp=0.0,
+           memory_efficiency=None, sequence_parallel=True, flash_attention=True, overlap_dp=1.0, overlap_tp=0.0,
            overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
@@ -545,7 +605,8 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
     if lay["tp"].size == 0:
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
                           f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
-    ds = step_time(model, cluster, efficiency=efficiency, sequence_parallel=sequence_parallel,
+    ds = step_time(model, cluster, efficiency=efficiency, memory_efficiency=memory_efficiency,
+                   sequence_parallel=sequence_parallel,
                    flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
                    reserve=reserve, check=False, **lay)
     ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])
