@@ -620,6 +620,13 @@ def test_figures_build_from_datasets():
     assert len(view.layout_labels(best)) == 4
 
 
+def test_validation_figure_builds(validation):
+    from hpclab.viz import llm as view
+
+    fig = view.validation_figure(validation)
+    assert "fitted on two rows" in fig.title.text
+
+
 def test_cli_plan_prints_layouts_and_goodput(capsys):
     from hpclab.cli import main
 
@@ -751,3 +758,23 @@ def test_fit_cache_key_changes_with_the_data(tmp_path, monkeypatch):
     assert k2 != k1
     fitcache.cached("t", k2, ["k"], fit)
     assert len(calls) == 2
+
+
+def test_published_llama3_layouts_fit_in_80_gb():
+    # Llama 3 Table 4 layouts (TP 8, PP 16, micro-batch 1, no activation checkpointing at 8K) with
+    # the first and last stages one layer lighter (section 3.3.2): the first stage holds
+    # 128/16 - 1 = 7 of the 126 layers, 16 micro-batches in flight (1F1B, no interleaving)
+    cl = llm.cluster("gpu.8xh100", "rdma-hpn7")
+    base = llm.transformer("llama3-405b")
+    for r in llm.reference()["throughput"]:
+        if not r["id"].startswith("llama3"):
+            continue
+        m = base.with_(seq_length=r["seq_length"])
+        kw = dict(tp=8, pp=16, dp=r["dp"], cp=r["cp"], micro_batch=1, global_batch=r["global_batch"],
+                  zero=2, recompute="selective")
+        bal = llm.memory(m, cl, balanced_ends=True, **kw).isel(layout=0)
+        assert bool(bal.fits) and float(bal.total_memory) < 80e9, (r["id"], float(bal.total_memory))
+        plain = llm.memory(m, cl, **kw).isel(layout=0)
+        per_layer = m.seq_length / r["cp"] * m.activation_bytes_per_token() / 8
+        assert float(plain.activations - bal.activations) == pytest.approx(16 * per_layer, rel=1e-9)
+        assert float(bal.activations) == pytest.approx(7 * 16 * per_layer, rel=1e-9)

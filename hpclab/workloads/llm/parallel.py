@@ -193,9 +193,18 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
 # --- memory ---------------------------------------------------------------------------------
 
 
-def _stage_params(model, tp, pp, v):
+def _stage_layers(model, pp, v, bal=False):
+    """Layers of a middle (the fullest) stage and of the first stage. With ``bal`` (Llama 3,
+    section 3.3.2: one layer fewer on the first and on the last stage, which hold the embedding
+    and the output layer) the middle stages share ``l + 2`` layer slots."""
+    extra = np.where(bal & (pp > 1), 2, 0)
+    middle = np.ceil((model.layers + extra) / (pp * v)) * v
+    return middle, middle - extra / 2
+
+
+def _stage_params(model, tp, pp, v, bal=False):
     """Parameters held by one GPU of the first stage: its layers and the embedding, over tp."""
-    layers_stage = np.ceil(model.layers / (pp * v)) * v
+    layers_stage = _stage_layers(model, pp, v, bal)[1]
     emb = model.vocab * model.hidden
     emb_stage = np.where((pp == 1) & (not model.tied_embeddings), 2 * emb, emb)
     if model.learned_positions:
@@ -213,8 +222,8 @@ def _per_token_activations(model, tp, sp):
     return np.where(sp | (tp == 1), act_tok / tp, whole + (act_tok - whole) / tp)
 
 
-def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True):
-    params_gpu, layers_stage = _stage_params(model, tp, pp, v)
+def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True, bal=False):
+    params_gpu, layers_stage = _stage_params(model, tp, pp, v, bal)
     weights = BF16 * params_gpu / np.where(zero >= 3, dp, 1)
     grads = BF16 * params_gpu / np.where(zero >= 2, dp, 1)
     optimizer = ADAM_STATE_BYTES * params_gpu / np.where(zero >= 1, dp, 1)
@@ -245,14 +254,13 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
-                 overlap_pp, flash=True, mem_eff=1.0):
+                 overlap_pp, flash=True, mem_eff=1.0, bal=False):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
     m = gb // (dp * b)
     tokens = b * s / cp  # tokens per micro-batch per (tp) group
-    lc = np.ceil(model.layers / (pp * v))  # layers per chunk
-    layers_stage = lc * v
+    layers_stage = _stage_layers(model, pp, v, bal)[0]  # the fullest (middle or last) stage
 
     # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation.
     # Dense projections (QKV, output, FFN: 2 x layer_matmul_params per token) run at
@@ -317,7 +325,7 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     pp_comm = np.where(pp > 1, 2.0 * v * (pp - 1) * p2p + (1.0 - overlap_pp) * 2.0 * m * v * p2p, 0.0)
 
     # data parallel on the backend fabric (hierarchical when several dp ranks share a node)
-    params_gpu, _ = _stage_params(model, tp, pp, v)
+    params_gpu, _ = _stage_params(model, tp, pp, v, bal)
     grad_bytes = params_gpu * BF16
     dp_comm = np.zeros(np.shape(t_mb))
     block = tp * cp * pp
@@ -434,8 +442,12 @@ def _dataset(arrs, rc, values, model, cluster, attrs=None):
 
 def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
            interleave=1, zero=1, recompute="selective", sequence_parallel=True,
-           flash_attention=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
+           flash_attention=True, balanced_ends=False, reserve=None, gpus=None,
+           check=True) -> xr.Dataset:
     """Memory per GPU of the first pipeline stage (the fullest), in bytes, and whether it fits.
+
+    ``balanced_ends``: the first and the last stage hold one layer fewer (Llama 3, section
+    3.3.2), the middle stages ``ceil((l + 2)/(p v)) v`` layers.
 
     Returns a Dataset along ``layout`` with ``weights``, ``gradients``, ``optimizer_mem``,
     ``activations``, ``reserve``, ``total_memory`` (bytes) and ``fits``; formulas in the module
@@ -446,7 +458,7 @@ def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batc
     reserve = memory_reserve() if reserve is None else float(reserve)
     vals = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                           a["interleave"], a["zero"], rc, a["global_batch"], bool(sequence_parallel),
-                          reserve, bool(flash_attention))
+                          reserve, bool(flash_attention), bool(balanced_ends))
     ds = _dataset(a, rc, vals, model, cluster)
     ds.attrs["gpu_memory"] = cluster.gpu_memory
     return ds
@@ -455,7 +467,8 @@ def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batc
 def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
               interleave=1, zero=1, recompute="selective", sequence_parallel=True,
               flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
-              overlap_tp=0.0, overlap_pp=1.0, reserve=None, gpus=None, check=True) -> xr.Dataset:
+              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, reserve=None, gpus=None,
+              check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -490,6 +503,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
         Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
         parallel communication hidden, and of steady-state pipeline sends hidden.
+    balanced_ends : bool
+        First and last pipeline stages one layer lighter (Llama 3): see :func:`memory`.
 
     Returns
     -------
@@ -513,11 +528,12 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     sp = bool(sequence_parallel)
     vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
-                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff)
+                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
+                        bool(balanced_ends))
     reserve = memory_reserve() if reserve is None else float(reserve)
     mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                          a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
-                         bool(flash_attention))
+                         bool(flash_attention), bool(balanced_ends))
     vals.update(mem)
     ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff, memory_efficiency=mem_eff))
     ds.attrs["gpu_memory"] = cluster.gpu_memory
@@ -585,7 +601,8 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
 
 
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
-           memory_efficiency=None, sequence_parallel=True, flash_attention=True, overlap_dp=1.0, overlap_tp=0.0,
+           memory_efficiency=None, sequence_parallel=True, flash_attention=True, balanced_ends=False,
+           overlap_dp=1.0, overlap_tp=0.0,
            overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
@@ -606,7 +623,7 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
                           f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
     ds = step_time(model, cluster, efficiency=efficiency, memory_efficiency=memory_efficiency,
-                   sequence_parallel=sequence_parallel,
+                   sequence_parallel=sequence_parallel, balanced_ends=balanced_ends,
                    flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
                    reserve=reserve, check=False, **lay)
     ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])

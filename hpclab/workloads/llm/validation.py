@@ -111,7 +111,7 @@ def _best(row, efficiency, memory_efficiency=None):
     ds = search(model, cl, row["gpus"], row["global_batch"], top=1, feasible_only=not known_layout,
                 efficiency=efficiency, memory_efficiency=memory_efficiency,
                 sequence_parallel=st["sequence_parallel"],
-                flash_attention=st["flash_attention"],
+                flash_attention=st["flash_attention"], balanced_ends=st.get("balanced_ends", False),
                 overlap_dp=st["overlap_dp"], recompute=st["recompute"], zero=st["zero"], **grid)
     return model, ds.isel(layout=0)
 
