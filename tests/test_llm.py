@@ -778,3 +778,66 @@ def test_published_llama3_layouts_fit_in_80_gb():
         per_layer = m.seq_length / r["cp"] * m.activation_bytes_per_token() / 8
         assert float(plain.activations - bal.activations) == pytest.approx(16 * per_layer, rel=1e-9)
         assert float(bal.activations) == pytest.approx(7 * 16 * per_layer, rel=1e-9)
+
+
+# --- mixture of experts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, total, active", [("mixtral-8x7b", 46.7e9, 12.9e9),
+                                                 ("deepseek-v3", 671e9, 37e9)])
+def test_moe_presets_match_published_total_and_active_parameters(name, total, active):
+    m = llm.transformer(name)
+    assert m.params == pytest.approx(total, rel=0.005)
+    assert m.active_params == pytest.approx(active, rel=0.02)
+    assert m.params == pytest.approx(m.published_params, rel=0.005)
+
+
+def test_mixtral_parameters_by_hand():
+    m = llm.transformer("mixtral-8x7b")
+    h, kv, f = 4096, 8 * 128, 14336
+    attn = 2 * h * h + 2 * h * kv
+    expert = 3 * h * f
+    layer = attn + 8 * expert + 8 * h + 2 * h  # 8 experts, router, two RMSNorm gains
+    assert m.params == 32 * layer + 2 * 32000 * h + h
+    # FLOPs per token count the top-2 experts only: 6 (32 (attn + 2 expert + router) + V h) + 12 l s h
+    n_active = 32 * (attn + 2 * expert + 8 * h) + 32000 * h
+    assert m.flops_per_token() == pytest.approx(6 * n_active + 12 * 32 * 32768 * h, rel=1e-12)
+
+
+def test_expert_parallelism_shards_expert_memory_and_costs_all_to_all(h800):
+    m = llm.transformer("mixtral-8x7b").with_(seq_length=4096)
+    kw = dict(tp=1, pp=1, dp=64, micro_batch=1, global_batch=64, zero=1, recompute="selective",
+              efficiency=0.5, memory_efficiency=0.5)
+    ds = llm.step_time(m, h800, ep=[1, 2, 8], **kw)
+    experts = 32 * 8 * 3 * 4096 * 14336
+    # weights: the routed experts divided over ep, everything else whole (bf16)
+    assert ds.weights.values[0] - ds.weights.values[1] == pytest.approx(2 * experts * (1 - 1 / 2))
+    assert ds.weights.values[0] - ds.weights.values[2] == pytest.approx(2 * experts * (1 - 1 / 8))
+    assert ds.ep_comm.values[0] == 0.0
+    # ep 8 sits inside one 8-GPU node: 4 all-to-alls per MoE layer (dispatch, combine, forward
+    # and backward) of top_k x tokens x h bf16, on NVLink, for every micro-batch
+    one = collective_time("alltoall", 2 * 4096 * 4096 * 2, 8, h800.intra)
+    assert ds.ep_comm.values[2] == pytest.approx(32 * 4 * one, rel=1e-9)
+    # capacity factor 1.25 pads the routed experts' FLOPs and the all-to-all by 25%
+    cf = llm.step_time(m, h800, ep=8, capacity_factor=1.25, **kw).isel(layout=0)
+    one_cf = collective_time("alltoall", 1.25 * 2 * 4096 * 4096 * 2, 8, h800.intra)
+    assert float(cf.ep_comm) == pytest.approx(32 * 4 * one_cf, rel=1e-9)
+    assert float(cf.compute_time) > float(ds.compute_time.values[2])
+    # the breakdown still adds up to the step
+    from hpclab.workloads.llm import BREAKDOWN
+
+    row = ds.isel(layout=2)
+    assert sum(float(row[p]) for p in BREAKDOWN) == pytest.approx(float(row.step_time), rel=1e-9)
+
+
+def test_layout_search_includes_expert_parallelism(h800):
+    best = llm.search("mixtral-8x7b", h800, 256, 256, top=50)
+    assert set(np.unique(best.ep.values)) > {1}
+    dense = llm.layouts("gpt3-175b", h800, 64, 64)
+    assert set(np.unique(dense["ep"])) == {1}
+    with pytest.raises(HpclabError, match="ep must divide experts and dp"):
+        llm.step_time("mixtral-8x7b", h800, tp=8, dp=4, ep=3, global_batch=4, efficiency=0.5)
+    with pytest.raises(HpclabError, match="ep must divide experts and dp"):
+        llm.step_time("gpt3-175b", h800, tp=8, dp=4, ep=2, global_batch=4, efficiency=0.5)
+    with pytest.raises(HpclabError, match="capacity_factor must be a number in"):
+        llm.step_time("mixtral-8x7b", h800, tp=8, dp=4, ep=2, global_batch=4, efficiency=0.5,
+                      capacity_factor=0.5)

@@ -41,12 +41,12 @@ def run_plan(args) -> int:
           f"{lay.attrs['memory_efficiency']:.3f} of HBM bandwidth in element-wise kernels")
     df = pd.DataFrame({
         "tp": lay.tp.values, "pp": lay.pp.values, "dp": lay.dp.values, "cp": lay.cp.values,
-        "mb": lay.micro_batch.values, "v": lay.interleave.values, "zero": lay.zero.values,
+        "ep": lay.ep.values, "mb": lay.micro_batch.values, "v": lay.interleave.values, "zero": lay.zero.values,
         "recompute": lay.recompute.values,
         "step [s]": lay.step_time.values.round(3), "MFU [%]": (100 * lay.mfu.values).round(1),
         "tokens/s": lay.tokens_per_s.values.round(0).astype(int),
         "bubble [s]": lay.bubble.values.round(3), "exposed comm [s]":
-            (lay.tp_comm + lay.cp_comm + lay.pp_comm + lay.dp_comm).values.round(3),
+            (lay.tp_comm + lay.cp_comm + lay.ep_comm + lay.pp_comm + lay.dp_comm).values.round(3),
         "memory [GB]": (lay.total_memory.values / 1e9).round(1)})
     df.index = pd.RangeIndex(1, len(df) + 1, name="rank")
     with pd.option_context("display.width", 200, "display.max_columns", 30):

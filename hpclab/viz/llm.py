@@ -16,7 +16,7 @@ __all__ = ["breakdown_figure", "memory_figure", "straggler_figure", "goodput_fig
            "requirements_figure", "validation_figure", "panel_model", "llm_panel", "report_part",
            "layout_labels"]
 
-_PART_LABELS = {"compute_time": "compute", "tp_comm": "TP comm (NVLink)", "cp_comm": "CP comm",
+_PART_LABELS = {"compute_time": "compute", "tp_comm": "TP comm (NVLink)", "cp_comm": "CP comm", "ep_comm": "EP all-to-all",
                 "bubble": "pipeline bubble", "pp_comm": "PP p2p", "dp_comm": "DP comm (exposed)",
                 "optimizer_step": "optimizer"}
 _MEM_PARTS = ("weights", "gradients", "optimizer_mem", "activations", "reserve")

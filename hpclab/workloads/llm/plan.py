@@ -18,7 +18,8 @@ __all__ = ["default_global_batch", "compare_fabrics", "goodput_requirements", "p
            "MAX_GPUS", "check_gpus"]
 
 #: The parts of a step, in the order views stack them.
-BREAKDOWN = ("compute_time", "tp_comm", "cp_comm", "bubble", "pp_comm", "dp_comm", "optimizer_step")
+BREAKDOWN = ("compute_time", "tp_comm", "cp_comm", "ep_comm", "bubble", "pp_comm", "dp_comm",
+             "optimizer_step")
 
 
 def default_global_batch(model, gpus=None) -> int:
