@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab.elastic.billing import unit_price
 from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
@@ -70,11 +71,9 @@ _SERVING = ("requested", "booting", "running")
 
 
 def _catalog(catalog):
-    if catalog is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        return _c.default()
-    return catalog
+    return resolve(catalog)
 
 
 def price_per_work(itype: str, market: str = "on-demand", catalog=None) -> float:
@@ -87,7 +86,7 @@ def price_per_work(itype: str, market: str = "on-demand", catalog=None) -> float
     check_choice("market", market, MARKETS)
     inst = cat.instance(itype)
     speed = cat.generation(inst.generation).speed_factor
-    price = inst.price_spot if market == "spot" else inst.price_on_demand
+    price = unit_price(inst, market)
     return price / (inst.cores * speed)
 
 
@@ -628,7 +627,7 @@ class DeadlineBudget(_Base):
         itype = usable[0][0]
         inst = self.catalog.instance(itype)
         slots = _slots(state, itype, self.catalog)
-        price = (inst.price_spot if self.market == "spot" else inst.price_on_demand) / slots
+        price = unit_price(inst, self.market) / slots
         return inst, price
 
     def _money_left(self, state) -> float:
