@@ -1,7 +1,7 @@
 """The virtual-clock engine behind :func:`hpclab.elastic.simulate.simulate`.
 
-Control events (policy ticks, spot notices and hard kills, drains, capacity changes) go through a
-``heapq``; tasks do not. Between two control events the set of open task slots is fixed, and the
+Control events (policy ticks, spot notices and hard kills, drains, capacity changes) go through
+the one event loop of :class:`hpclab.elastic.clock.Clock`; tasks do not. Between two control events the set of open task slots is fixed, and the
 engine assigns queued tasks to slots in vectorised batches that are *exact* greedy first-in
 first-out list scheduling (each task, in submission order, goes to the slot that frees first):
 
@@ -20,7 +20,6 @@ checked on the result.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from time import perf_counter
@@ -28,6 +27,8 @@ from time import perf_counter
 import numpy as np
 
 from hpclab._validate import HpclabError
+from hpclab.elastic.billing import charge, unit_price
+from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import StateSummary, attach_summary
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState
 
@@ -129,7 +130,7 @@ class Engine:
             k = self.types.index(t)
             self.t_boot[k], self.t_boot_sd[k] = b, 0.0
         self.t_notice = np.array([r.spot_notice for r in recs])
-        self.t_price = np.array([[r.price_on_demand, r.price_spot] for r in recs])  # USD/s
+        self.t_price = np.array([[unit_price(r, m) for m in MARKETS] for r in recs])  # USD/s
         self.t_minc = np.array([r.min_charge for r in recs])
         self.slots_map = {t: int(s) for t, s in zip(self.types, self.t_slots)}
         base = np.array([[z.capacity.get(t, 0) for t in self.types] for z in zrecs], dtype=float)
@@ -182,8 +183,7 @@ class Engine:
         self.n_refused = self.n_refusal_events = self.n_notices = self.n_kills = 0
         self.n_quota_clipped = self.limit_violations = 0
         self.work_redone = 0.0
-        self.heap: list = []
-        self.seq = 0
+        self.clock = Clock()
         self.events = 0
         self.pend_task = np.zeros(0, dtype=np.int64)
         self.pend_start = np.zeros(0)
@@ -192,9 +192,7 @@ class Engine:
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
         self.alive_slots = 0  # the account quota counts every instance not terminated
-        self.rate_alive = 0.0  # USD/s of instances alive
-        self.rate_grant = 0.0  # sum of price * grant time over instances alive
-        self.closed_cost = 0.0  # billed cost of terminated instances
+        self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         self.done_sum = 0.0
         self.done_n = 0
         self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
@@ -214,8 +212,7 @@ class Engine:
 
     # -- events ----------------------------------------------------------------------------------
     def push(self, t: float, kind: int, arg: int = -1) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, kind, self.seq, arg))
+        self.clock.at(t, kind, arg)
 
     # -- tasks ------------------------------------------------------------------------------------
     def advance(self, T: float) -> None:
@@ -326,9 +323,6 @@ class Engine:
         self.serv_count[it] += n
         self.serv_slots += n * ns
         self.alive_slots += n * ns
-        price = self.t_price[it, market]
-        self.rate_alive += n * price
-        self.rate_grant += n * price * t
         if market == 1:
             self.spot_use[iz, it] += n * cores
             rate = self.z_reclaim[iz]
@@ -359,10 +353,7 @@ class Engine:
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
-        price = self.t_price[it, ins.market[i]]
-        self.rate_alive -= price
-        self.rate_grant -= price * ins.grant[i]
-        self.closed_cost += price * max(math.ceil(t - ins.grant[i] - 1e-9), self.t_minc[it])
+        self.closed_cost += charge(t - ins.grant[i], self.t_price[it, ins.market[i]], self.t_minc[it])
         self.in_use[iz, it] -= self.t_cores[it]
         if ins.market[i] == 1:
             self.spot_use[iz, it] -= self.t_cores[it]
@@ -493,7 +484,7 @@ class Engine:
         mean = self.done_sum / self.done_n if self.done_n else None
         views = _Views(self, alive, code, run_a, idle_a)
         state = PoolState(time=float(T), queued=int(queued), running=nbusy, instances=views,
-                          limits=self.limits, spent=self.spent(T), mean_task_seconds=mean, done=int(done),
+                          limits=self.limits, spent=self.spent(T, alive), mean_task_seconds=mean, done=int(done),
                           refused=dict(self.refused), slots=self.slots_map)
         attach_summary(state, summary)
         return state, (alive, code, it_a, zn_a, mk_a, cnt)
@@ -520,9 +511,14 @@ class Engine:
         keep = same & ~fin
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
 
-    def spent(self, T: float) -> float:
-        """Billed cost of ended instances + running meter of live ones (O(1), kept incrementally)."""
-        return float(self.closed_cost + self.rate_alive * T - self.rate_grant)
+    def spent(self, T: float, alive=None) -> float:
+        """Billed cost of ended instances (kept as they end) + the meter of the live ones."""
+        ins = self.inst
+        if alive is None:
+            alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
+        it = ins.itype[alive]
+        live = charge(T - ins.grant[alive], self.t_price[it, ins.market[alive]], self.t_minc[it])
+        return float(self.closed_cost + np.sum(live))
 
     def apply(self, T: float, decision) -> None:
         ins = self.inst
@@ -572,6 +568,51 @@ class Engine:
         self.rec["cost"].append(state.spent)
         self.rec["refused"].append(self.n_refused)
 
+    # -- event handlers (the clock calls them in time order) ---------------------------------------
+    def _on_end(self, t, i):
+        self.events += 1
+        if self.inst.end[i] == np.inf:
+            self.terminate(i, t, 2 if self.inst.notice[i] else 1)
+
+    def _on_kill(self, t, i):
+        self.events += 1
+        self.kill(i, t)
+
+    def _on_notice(self, t, i):
+        self.events += 1
+        self.notice(i, t)
+
+    def _on_capacity(self, t, _):
+        self.events += 1
+        self.capacity_change(t)
+
+    def _on_tick(self, t, _):
+        self.events += 1
+        state, parts = self.snapshot(t)
+        decision = self.policy.decide(state)
+        self.apply(t, decision)
+        self.check_limits()
+        if self._nticks % self.record_every == 0:
+            self.record(t, state, parts)
+        self._nticks += 1
+        bar = self._bar
+        if bar is not None and state.done > self._last_done:
+            bar.update(state.done - self._last_done)
+            self._last_done = state.done
+        if state.done >= self.ntasks:
+            alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
+            finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
+            if not alive or t - finished >= self.linger:
+                self._end_time = t
+                return STOP
+        nxt = t + self.tick
+        if nxt > self.horizon:
+            self._end_time = self.horizon
+            self.advance(self.horizon)
+            return STOP
+        self.push(nxt, _TICK)
+        return None
+
     # -- main loop ----------------------------------------------------------------------------------
     def run(self):
         wall0 = perf_counter()
@@ -592,51 +633,20 @@ class Engine:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.ntasks, unit="task", desc="virtual clock", leave=False)
-        end_time, last_done = None, 0
-        nticks = 0
+        self._bar, self._last_done, self._nticks, self._end_time = bar, 0, 0, None
+        clock = self.clock
+        clock.on(_END, self._on_end)
+        clock.on(_KILL, self._on_kill)
+        clock.on(_NOTICE, self._on_notice)
+        clock.on(_CAPACITY, self._on_capacity)
+        clock.on(_TICK, self._on_tick)
         try:
-            while self.heap:
-                t, kind, _, arg = heapq.heappop(self.heap)
-                if t > self.horizon:
-                    end_time = self.horizon
-                    break
-                self.advance(t)
-                self.events += 1
-                if kind == _END:
-                    if self.inst.end[arg] == np.inf:
-                        self.terminate(arg, t, 2 if self.inst.notice[arg] else 1)
-                elif kind == _KILL:
-                    self.kill(arg, t)
-                elif kind == _NOTICE:
-                    self.notice(arg, t)
-                elif kind == _CAPACITY:
-                    self.capacity_change(t)
-                else:
-                    state, parts = self.snapshot(t)
-                    decision = self.policy.decide(state)
-                    self.apply(t, decision)
-                    self.check_limits()
-                    if nticks % self.record_every == 0:
-                        self.record(t, state, parts)
-                    nticks += 1
-                    if bar is not None and state.done > last_done:
-                        bar.update(state.done - last_done)
-                        last_done = state.done
-                    if state.done >= self.ntasks:
-                        alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
-                        finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
-                        if not alive or t - finished >= self.linger:
-                            end_time = t
-                            break
-                    nxt = t + self.tick
-                    if nxt > self.horizon:
-                        end_time = self.horizon
-                        self.advance(self.horizon)
-                        break
-                    self.push(nxt, _TICK)
+            how = clock.run(until=self.horizon, before=self.advance)
         finally:
             if bar is not None:
                 bar.close()
+        end_time = self.horizon if how == "horizon" else self._end_time
+        nticks = self._nticks
         if end_time is None:
             end_time = self.horizon
         self.end_time = float(end_time)
