@@ -207,8 +207,9 @@ def validation_figure(ds, title=None):
     from bokeh.plotting import figure
 
     tol = ds.attrs["tolerance"]
-    title = title or (f"Model vs published runs (efficiencies {ds.attrs['efficiency']:.3f} FLOP/s, "
-                      f"{ds.attrs['memory_efficiency']:.3f} HBM fitted on two rows; band ±{100 * tol:.0f}%)")
+    title = title or (f"Model vs published runs (FLOP/s efficiency {ds.attrs['efficiency_by_generation']}, "
+                      f"HBM {ds.attrs['memory_efficiency']:.3f}, fitted on "
+                      f"{int(ds.calibration.sum())} rows; band ±{100 * tol:.0f}%)")
     fig = figure(title=title, width=760, height=380, x_axis_label="reference row",
                  y_axis_label="predicted / published", x_range=list(ds.row.values),
                  tools="save,reset")
@@ -347,6 +348,6 @@ def report_part():
         "goodput OSS [%]": round(100 * float(good.optimal_goodput.sel(storage="oss")), 2)})
     text = (f"GPT-3 175B on 1,024 H800 GPUs, global batch {fab.attrs['global_batch']} sequences; "
             f"{int(val.within_tolerance.sum())}/{val.sizes['row']} published runs within "
-            f"±{100 * val.attrs['tolerance']:.0f}% after fitting two efficiencies on two rows.")
+            f"±{100 * val.attrs['tolerance']:.0f}% after fitting three efficiencies on three rows.")
     return Part(figures=[breakdown_figure(fab, by="fabric", title="Best layout per fabric"),
                          goodput_figure(good), validation_figure(val)], table=table, text=text)

@@ -98,15 +98,20 @@ def memory_reserve() -> float:
     return assumption("memory_reserve")
 
 
-def default_efficiency(kind: str = "matmul") -> float:
+def default_efficiency(kind: str = "matmul", gpu: str | None = None) -> float:
     """A fitted efficiency: ``"matmul"``, the achieved share of peak FLOP/s in compute-bound
-    matrix products, or ``"memory"``, the achieved share of HBM bandwidth in memory-bound
-    kernels; both fitted on the rows named in ``data/reference/llm_training.yaml``
-    (``calibration.rows``, see :func:`hpclab.workloads.llm.calibrate`), once, and cached."""
-    from hpclab.workloads.llm.validation import calibrated_efficiency
+    matrix products on ``gpu`` (a catalog ``gpu_model``; one figure per GPU generation,
+    ``calibration.generations``; default the A100's), or ``"memory"``, the achieved share of HBM
+    bandwidth in memory-bound kernels; all fitted on the rows named in
+    ``data/reference/llm_training.yaml`` (``calibration.rows``, see
+    :func:`hpclab.workloads.llm.calibrate`), once, and cached."""
+    from hpclab.workloads.llm.validation import calibrated_efficiency, generation_of
 
     check_choice("kind", kind, ("matmul", "memory"))
-    return calibrated_efficiency()[f"{kind}_efficiency"]
+    cal = calibrated_efficiency()
+    if kind == "memory":
+        return cal["memory_efficiency"]
+    return cal[f"matmul_efficiency_{generation_of(gpu)}"]
 
 
 _REASONS = (
@@ -611,7 +616,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
                             zero, recompute, gpus, check, ep)
     cf = _capacity(capacity_factor)
-    eff = default_efficiency() if efficiency is None else float(efficiency)
+    eff = (default_efficiency("matmul", cluster.node.gpu_model) if efficiency is None
+           else float(efficiency))
     if not 0 < eff <= 1:
         raise HpclabError(f"efficiency must be in (0, 1], got {efficiency!r}")
     mem_eff = (default_efficiency("memory") if memory_efficiency is None

@@ -20,6 +20,7 @@ from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
 
 __all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "calibration_rows",
+           "generation_of", "generations",
            "predict_row", "validate", "interruption_reference"]
 
 
@@ -135,18 +136,40 @@ def predict_row(row_id: str, efficiency: float | None = None,
     return _metric(row, model, best), best
 
 
-NAMES = ("matmul_efficiency", "memory_efficiency")
+def generations() -> list[str]:
+    """GPU generations with their own matrix-product efficiency (``calibration.generations``)."""
+    return list(dict.fromkeys(reference()["calibration"]["generations"].values()))
+
+
+def generation_of(gpu) -> str:
+    """The efficiency group of a catalog ``gpu_model`` (A100: ampere, H100 and H800: hopper);
+    GPUs no published row was fitted on use ``calibration.default_generation``."""
+    cal = reference()["calibration"]
+    return cal["generations"].get(gpu, cal["default_generation"])
+
+
+def names() -> tuple:
+    """The fitted numbers: one matrix-product efficiency per generation and one memory one."""
+    return tuple(f"matmul_efficiency_{g}" for g in generations()) + ("memory_efficiency",)
 
 
 def calibration_rows() -> list[str]:
-    """The published rows the two efficiencies are fitted on (``calibration.rows``)."""
+    """The published rows the efficiencies are fitted on (``calibration.rows``)."""
     return list(reference()["calibration"]["rows"])
 
 
+def _row_generation(row_id) -> str:
+    from hpclab.catalog import default
+
+    node = reference()["settings"][_family(_row(row_id))]["node"]
+    return generation_of(default().instance(node).gpu_model)
+
+
 def calibrate(rows=None) -> dict:
-    """Fit the two efficiencies so that the model reproduces the calibration rows: with two rows
-    (the default, ``calibration.rows``) the solution is exact; with more, least squares on the
-    relative errors. Returns ``{"matmul_efficiency": ..., "memory_efficiency": ...}``.
+    """Fit the efficiencies so that the model reproduces the calibration rows: as many rows as
+    numbers (the default, ``calibration.rows``) gives an exact solution; more rows, least squares
+    on the relative errors. Each row's matrix-product efficiency is its GPU generation's. Returns
+    ``{"matmul_efficiency_ampere": ..., "matmul_efficiency_hopper": ..., "memory_efficiency": ...}``.
 
     This is the only fit in the LLM model; :func:`calibrated_efficiency` caches its result.
     """
@@ -155,15 +178,18 @@ def calibrate(rows=None) -> dict:
     rows = calibration_rows() if rows is None else [str(r) for r in rows]
     if not rows:
         raise HpclabError("calibrate needs at least one published row")
+    gens = generations()
     targets = np.array([float(_row(r)["value"]) for r in rows])
+    index = [gens.index(_row_generation(r)) for r in rows]
 
     def residual(x):
-        pred = np.array([predict_row(r, float(x[0]), float(x[1]))[0] for r in rows])
+        pred = np.array([predict_row(r, float(x[i]), float(x[-1]))[0] for r, i in zip(rows, index)])
         return pred / targets - 1.0
 
-    fit = least_squares(residual, x0=[0.7, 0.5], bounds=([0.05, 0.05], [1.0, 1.0]),
+    n = len(gens) + 1
+    fit = least_squares(residual, x0=[0.7] * len(gens) + [0.5], bounds=([0.05] * n, [1.0] * n),
                         xtol=1e-7, ftol=1e-9, diff_step=1e-4)
-    return dict(zip(NAMES, (float(v) for v in fit.x)))
+    return dict(zip(names(), (float(v) for v in fit.x)))
 
 
 def _fit_key() -> str:
@@ -179,7 +205,8 @@ def _fit_key() -> str:
               data_dir() / "reference" / "topologies.yaml"]
              + sorted((data_dir() / "catalog").glob("*.yaml"))
              + sorted(here.glob("*.py")) + sorted((here.parent.parent / "network").glob("*.py")))
-    return fingerprint([f for f in files if f.exists()], extra="calibrate:" + ",".join(calibration_rows()))
+    return fingerprint([f for f in files if f.exists()],
+                       extra="calibrate:" + ",".join(calibration_rows()) + ":" + ",".join(names()))
 
 
 @lru_cache(maxsize=1)
@@ -189,18 +216,20 @@ def calibrated_efficiency() -> dict:
     catalog and the model code: a warm cache never fits."""
     from hpclab.workloads.llm.fitcache import cached
 
-    return cached("llm-efficiency", _fit_key(), NAMES, lambda: calibrate())
+    return cached("llm-efficiency", _fit_key(), names(), lambda: calibrate())
 
 
 def validate(efficiency: float | None = None, memory_efficiency: float | None = None) -> xr.Dataset:
     """Predict every reference row; Dataset along ``row`` with ``published``, ``predicted``,
-    ``relative_error`` and ``within_tolerance`` (the calibration rows are marked)."""
+    ``relative_error`` and ``within_tolerance`` (the calibration rows are marked). Without
+    ``efficiency`` each row uses its GPU generation's fitted figure."""
     ref = reference()
     cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
-    eff = cal["matmul_efficiency"] if efficiency is None else float(efficiency)
     mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
     ids, pub, pred, metric, lay, group = [], [], [], [], [], []
     for row in ref["throughput"]:
+        eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
+               else float(efficiency))
         p, best = predict_row(row["id"], eff, mem)
         ids.append(row["id"])
         pub.append(float(row["value"]))
@@ -221,7 +250,12 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
         coords={"row": ids, "metric": ("row", metric), "layout": ("row", lay),
                 "source": ("row", group),
                 "calibration": ("row", [i in cal_rows for i in ids])},
-        attrs={"efficiency": eff, "memory_efficiency": mem, "tolerance": tol,
+        attrs={"efficiency": (cal["matmul_efficiency_ampere"] if efficiency is None
+                              else float(efficiency)),
+               "efficiency_by_generation": ", ".join(
+                   f"{g} {cal[f'matmul_efficiency_{g}']:.3f}" for g in generations())
+               if efficiency is None else f"all {float(efficiency):.3f}",
+               "memory_efficiency": mem, "tolerance": tol,
                "known_misses": ", ".join(ref["calibration"].get("known_misses", {})),
                "calibration_rows": ", ".join(cal_rows),
                "tolerance_reason": ref["calibration"]["tolerance_reason"]})
