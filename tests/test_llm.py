@@ -844,3 +844,11 @@ def test_layout_search_includes_expert_parallelism(h800):
     with pytest.raises(HpclabError, match="capacity_factor must be a number in"):
         llm.step_time("mixtral-8x7b", h800, tp=8, dp=4, ep=2, global_batch=4, efficiency=0.5,
                       capacity_factor=0.5)
+
+
+def test_goodput_is_zero_without_overflow_warnings_when_failures_outpace_segments():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert llm.goodput(3600.0, 10.0, 1.0, 600.0) == 0.0  # MTBF 1 s: no segment ever finishes

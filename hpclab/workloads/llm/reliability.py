@@ -79,7 +79,8 @@ def goodput(interval, checkpoint, mtbf_, restart):
     d = check_finite_array("checkpoint", checkpoint, minimum=0, strict=False)
     M = check_finite_array("mtbf", mtbf_, minimum=0)
     R = check_finite_array("restart", restart, minimum=0, strict=False)
-    expected = M * np.exp(R / M) * np.expm1((tau + d) / M)
+    with np.errstate(over="ignore"):  # failures far more often than a segment: E[T] = inf, goodput 0
+        expected = M * np.exp(R / M) * np.expm1((tau + d) / M)
     g = tau / expected
     return g if g.ndim else float(g)
 
