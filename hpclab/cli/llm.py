@@ -66,6 +66,16 @@ def run_plan(args) -> int:
               f"{float(g.optimal_interval) / 60:6.1f} min, effective training time "
               f"{100 * float(g.optimal_goodput):.2f}%, effective "
               f"{float(lay.tokens_per_s[0]) / float(strag.slowdown_factor[0]) * float(g.optimal_goodput):,.0f} tokens/s")
+    nets = res["networks"]
+    print(f"\ncheckpoints and data loading on a separate front-end network or on the back-end NICs "
+          f"({nets.attrs['storage']}; front-end NIC {nets.attrs['frontend_nic'] * 8 / 1e9:.0f} Gbit/s, "
+          f"back-end {nets.attrs['backend_nics'] * 8 / 1e12:.2f} Tbit/s per host; volumes only, no congestion):")
+    for net in nets.network.values:
+        n = nets.sel(network=net)
+        print(f"  {net:>8}: step {float(n.step_time):8.3f} s (data loading {1e3 * float(n.data_load_time):.3f} ms "
+              f"per host), checkpoint {float(n.checkpoint_time):7.1f} s, goodput "
+              f"{100 * float(n.goodput):.2f}% at {float(n.optimal_interval) / 60:.1f} min, effective "
+              f"{float(n.tokens_per_s):,.0f} tokens/s")
     return 0
 
 
