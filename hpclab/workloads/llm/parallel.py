@@ -1,8 +1,8 @@
-"""3D(+context)-parallel training: layouts, memory per GPU, step time, and the layout search.
+"""3D(+context, +expert)-parallel training: layouts, memory per GPU, step time, the layout search.
 
-Everything is vectorised: the layout arguments (``tp``, ``pp``, ``dp``, ``cp``, ``micro_batch``,
-``interleave``, ``zero``, ``recompute``) broadcast as numpy arrays, so thousands of layouts are
-evaluated in one call and come back as an ``xarray.Dataset`` along a ``layout`` dimension.
+Everything is vectorised: the layout arguments (``tp``, ``pp``, ``dp``, ``cp``, ``ep``,
+``micro_batch``, ``interleave``, ``zero``, ``recompute``) broadcast as numpy arrays, so thousands
+of layouts are evaluated in one call and come back as an ``xarray.Dataset`` along ``layout``.
 
 Step time (seconds) of one optimizer step with ``m = global_batch / (dp * micro_batch)``
 micro-batches on ``pp`` stages with ``v`` interleaved chunks per stage (Narayanan et al. 2021,
@@ -10,22 +10,26 @@ section 2.2)::
 
     T = (m + (pp - 1) / v) * t_mb  +  T_pp,exposed  +  T_dp,exposed  +  T_optimizer
 
-``t_mb`` is the time of one micro-batch on the slowest (last) stage: its layers' matrix FLOPs at
-``efficiency * peak``, their element-wise memory traffic at HBM bandwidth, their tensor-parallel
-collectives on NVLink (all-reduces, or all-gather + reduce-scatter with sequence parallelism: 4 per
-layer, 6 with full recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather,
-and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble of 1F1B (v = 1) and of the
-interleaved schedule (bubble fraction ``(pp - 1) / (v m)``). Data-parallel gradient
-reduce-scatter + parameter all-gather (ZeRO >= 1) or all-reduce (ZeRO 0) run on the backend fabric
-and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers parameters for every
-micro-batch. All communication times come from :func:`hpclab.network.collective_time` and
-:func:`hpclab.network.p2p_time`.
+``t_mb`` is the time of one micro-batch on the slowest stage: its layers' dense matrix FLOPs at
+``efficiency * peak`` (one fitted figure per GPU generation), the attention core on a roofline
+(memory-bound when unfused), their element-wise memory traffic at ``memory_efficiency * HBM``,
+their tensor-parallel collectives on NVLink (all-reduces, or all-gather + reduce-scatter with
+sequence parallelism: 4 per layer, 5 with sequence parallelism's backward all-gather, 6 with full
+recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather, a MoE layer's
+expert-parallel all-to-alls, and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble
+of 1F1B (v = 1) and of the interleaved schedule (bubble fraction ``(pp - 1) / (v m)``).
+Data-parallel gradient reduce-scatter + parameter all-gather (ZeRO 1-2) or all-reduce (ZeRO 0) run
+on the backend fabric and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers
+each layer's parameters for every micro-batch (twice, three times with full recomputation) and
+reduce-scatters its gradients, hidden only behind that micro-batch's compute. All communication
+times come from :func:`hpclab.network.collective_time` and :func:`hpclab.network.p2p_time`.
 
 Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
-bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage) and Korthikanti
-et al. 2022 for activations (``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no
-recomputation; the ``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h
-/ t`` with full recomputation), times the micro-batches in flight on the first stage.
+bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage; routed experts
+over ``ep`` and their ZeRO shards over ``dp / ep``) and Korthikanti et al. 2022 for activations
+(``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no recomputation; the
+``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h / t`` with full
+recomputation), times the micro-batches in flight on the first stage.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Published training measurements (``data/reference/llm_training.yaml``): calibration of the one
-efficiency factor on one row, and prediction of every other row.
+"""Published training measurements (``data/reference/llm_training.yaml``): the fit of the model's
+three efficiencies on three rows, once and cached, and the prediction of every other row.
 
-The calibration solves ``predicted(row_c, efficiency) = published(row_c)`` for the single row
-named under ``calibration.row``; every other row is then predicted with that efficiency and
-compared with its published value within ``calibration.tolerance`` (relative). The trend across
-rows (model size, scale, batch per data-parallel group, sequence length) therefore comes from the
-model: bubble, exposed communication, element-wise memory traffic, not from per-row fitting.
+The fit solves ``predicted(row_i; e_ampere, e_hopper, e_memory) = published(row_i)`` for the rows
+named under ``calibration.rows`` (each row's matrix-product efficiency is its GPU generation's,
+``calibration.generations``); the result is cached as JSON keyed by a hash of the rows, the
+catalog and the model code (:mod:`hpclab.workloads.llm.fitcache`). Every other row is predicted
+and compared with its published value within ``calibration.tolerance`` (relative); rows listed in
+``calibration.known_misses`` say why they miss. The trend across rows (model size, scale, batch
+per data-parallel group, sequence length, ZeRO-3's fall) comes from the model: bubble, exposed
+communication, element-wise memory traffic, not from per-row fitting.
 """
 
 from __future__ import annotations
