@@ -72,7 +72,7 @@ def run_plan(args) -> int:
           f"back-end {nets.attrs['backend_nics'] * 8 / 1e12:.2f} Tbit/s per host; volumes only, no congestion):")
     for net in nets.network.values:
         n = nets.sel(network=net)
-        print(f"  {net:>8}: step {float(n.step_time):8.3f} s (data loading {1e3 * float(n.data_load_time):.3f} ms "
+        print(f"  {net:>8}: step with stragglers {float(n.step_time):8.3f} s (data loading {1e6 * float(n.data_load_time):.2f} us "
               f"per host), checkpoint {float(n.checkpoint_time):7.1f} s, goodput "
               f"{100 * float(n.goodput):.2f}% at {float(n.optimal_interval) / 60:.1f} min, effective "
               f"{float(n.tokens_per_s):,.0f} tokens/s")

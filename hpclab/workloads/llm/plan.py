@@ -184,6 +184,7 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     from hpclab.workloads.llm.stragglers import straggler_step_time
 
     strag = straggler_step_time(float(best.step_time[0]), gpus)
-    nets = network_separation(model, cl, gpus, float(best.step_time[0]), gb, storage=storages[0])
+    # the expected step with stragglers, as the goodput lines of the plan use it
+    nets = network_separation(model, cl, gpus, float(strag.expected_step[0]), gb, storage=storages[0])
     return {"layouts": best, "stragglers": strag, "goodput": good, "cluster": cl, "global_batch": gb,
             "default_batch": global_batch is None, "networks": nets}
