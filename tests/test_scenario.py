@@ -263,3 +263,14 @@ def test_testing_helpers_catch_a_damaged_result():
         assert_valid_result(r)
     with pytest.raises(AssertionError):
         assert_clocks_agree(r, r)  # both virtual
+
+
+def test_one_event_loop():
+    """Only hpclab/elastic/clock.py runs an event loop (the simulator and the platform use it)."""
+    from pathlib import Path
+
+    import hpclab
+
+    root = Path(hpclab.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "heapq" in p.read_text())
+    assert users == ["elastic/clock.py"]
