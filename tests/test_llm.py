@@ -386,6 +386,17 @@ def test_reference_rows_are_internally_consistent():
         assert r["global_batch"] * r["seq_length"] == pytest.approx(16.8e6, rel=0.01)  # "16M" tokens
 
 
+def test_table2_rows_are_internally_consistent():
+    # guards the transcription of Narayanan et al. Table 2: its training-time column follows from
+    # the throughput column by their Eq. 4, T = 8 x tokens x params / (GPUs x X), within 5%
+    rows = [r for r in llm.reference()["throughput"] if r["id"].startswith(("ptd", "zero3"))]
+    assert len(rows) == 11
+    for r in rows:
+        days = 8 * 300e9 * r["params"] * 1e9 / (r["gpus"] * r["value"] * 1e12) / 86400
+        assert days == pytest.approx(r["days_300b_tokens"], rel=0.05), (r["id"], days)
+        assert r["global_batch"] % (r["gpus"] // (r["tp"] * r["pp"]) * r["micro_batch"]) == 0
+
+
 def test_calibration_rows_are_reproduced(validation):
     # three fitted numbers (matrix products on A100 and on H100-class GPUs, element-wise HBM),
     # three rows, reproduced exactly; every other row is a prediction
