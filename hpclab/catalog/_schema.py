@@ -60,6 +60,7 @@ class InstanceType(_Record):
     nvlink_bandwidth: float = 0.0
     network_bandwidth: float = 0.0
     rdma_bandwidth: float = 0.0
+    nics: int = 1
     erdma: bool = False
     fabrics: tuple[str, ...] = ()
     boot_time: float = 0.0
@@ -154,6 +155,7 @@ SCHEMA = {
         "nvlink_bandwidth": ("bandwidth", False, ">=0"),
         "network_bandwidth": ("bandwidth", True, ">0"),
         "rdma_bandwidth": ("bandwidth", False, ">=0"),
+        "nics": ("int", False, ">0"),  # backend NICs (links) per host; a fabric describes one
         "erdma": ("bool", True, None),
         "fabrics": ("list", True, None),
         "boot_time": ("time", True, ">0"),
