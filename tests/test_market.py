@@ -1,0 +1,333 @@
+"""The spot market: reclaim waves vs independent reclaims, protection periods, bids, moving
+prices billed per period, the catalog's market and billing figures, and both clocks on one
+seeded schedule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hpclab import HpclabError, catalog
+from hpclab.catalog import CatalogError
+from hpclab.elastic import policies as P
+from hpclab.elastic.billing import path_cost
+from hpclab.elastic.faults import SpotFaults, SpotMarket, clustered_share, price_check
+from hpclab.elastic.simulate import make_workload, simulate
+from hpclab.elastic.state import Decision, Launch, PoolLimits
+
+C7, C8I = "ecs.c7.8xlarge", "ecs.c8i.8xlarge"
+HZ, SH, BJ = "cn-hangzhou-h", "cn-shanghai-m", "cn-beijing-l"
+WINDOW = 180.0  # "within three minutes" (Kim et al. 2026)
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return catalog.load()
+
+
+class Fleet:
+    """Launch ``n`` spot instances in every (type, zone) of the limits at t=0, then nothing."""
+
+    name = "fleet"
+
+    def __init__(self, n):
+        self.n = n
+
+    def decide(self, state):
+        if state.time > 0:
+            return Decision()
+        return Decision(launch=tuple(Launch(t, z, "spot", self.n) for t in state.limits.types
+                                     for z in state.limits.zones))
+
+
+FLEET = PoolLimits(types=(C8I, C7), zones=(HZ, SH, BJ))
+
+
+def fleet_run(cat, market, *, n=40, rate=0.25 / 3600, hours=8.0, seed=0):
+    wl = make_workload(1, duration="fixed", mean=10.0)
+    H = hours * 3600.0
+    return simulate(Fleet(n), wl, FLEET, catalog=cat, tick=60.0, reclaim_rate=rate, seed=seed,
+                    horizon=H, linger=H, market=market)
+
+
+def reclaims(res):
+    ins = res.instances
+    rc = ins[np.isfinite(ins["notice"])]
+    return rc["notice"].to_numpy(), (rc["itype"] + "@" + rc["zone"]).to_numpy()
+
+
+def test_clustered_share_by_hand():
+    t = [0.0, 100.0, 1000.0, 5000.0, 5179.0, 5000.0]
+    m = ["a", "a", "a", "a", "a", "b"]
+    # 0-100 close, 1000 alone, 5000-5179 close; the 5000 of market b is alone
+    assert clustered_share(t, m) == pytest.approx(4 / 6)
+    assert math.isnan(clustered_share([], []))
+
+
+def test_default_market_reclaims_come_in_waves(cat):
+    # a fixed fleet (40 spot instances in each of 6 markets), and a policy-driven campaign
+    t, m = reclaims(fleet_run(cat, SpotMarket()))
+    assert t.size > 150
+    assert clustered_share(t, m, WINDOW) >= 0.8
+    lim = PoolLimits(types=(C8I, C7), zones=(HZ, SH), quota_cores=4000)
+    wl = make_workload(20_000, duration="lognormal", mean=900.0, sigma=0.5, arrival="uniform",
+                       window=4 * 3600.0, seed=0)
+    res = simulate(P.make_policy("global-spot", catalog=cat, target_duration=1800.0), wl, lim,
+                   catalog=cat, tick=60.0, reclaim_rate=0.5 / 3600, seed=0)
+    t, m = reclaims(res)
+    assert t.size > 50 and clustered_share(t, m, WINDOW) >= 0.8
+
+
+def test_independent_reclaims_match_the_poisson_expectation(cat):
+    # the fleet's instances start at 0; with independent reclaims at rate r, a reclaim at t has
+    # another of its market within w unless each of the n-1 others falls outside [t-w, t+w]:
+    # P = 1 - (1 - q)^(n-1), q = exp(-r max(t-w, 0)) - exp(-r min(t+w, H)) (H: end of the run)
+    n, rate, hours = 40, 0.25 / 3600, 8.0
+    H = hours * 3600.0
+    shares, expected = [], []
+    for seed in range(4):
+        t, m = reclaims(fleet_run(cat, SpotMarket("independent"), n=n, rate=rate, hours=hours, seed=seed))
+        q = np.exp(-rate * np.maximum(t - WINDOW, 0)) - np.exp(-rate * np.minimum(t + WINDOW, H))
+        shares.append(clustered_share(t, m, WINDOW) * t.size)
+        expected.append(float(np.sum(1 - (1 - q) ** (n - 1))))
+    total = sum(len(reclaims(fleet_run(cat, SpotMarket("independent"), n=n, rate=rate, hours=hours,
+                                       seed=s))[0]) for s in range(4))
+    share, poisson = sum(shares) / total, sum(expected) / total
+    assert abs(share - poisson) <= 0.05
+    # and the correlated model, same rates and fleet, is far above it
+    t, m = reclaims(fleet_run(cat, SpotMarket(), n=n, rate=rate, hours=hours))
+    assert clustered_share(t, m, WINDOW) > poisson + 0.2
+
+
+def test_mean_reclaim_rate_per_instance_is_the_zones_in_both_models(cat):
+    # correlated: the G-th wave (G geometric in the share s, waves at rate r/s) comes after
+    # E[G] s / r = 1 / r on average, plus half the spread; averaged over many markets' waves
+    rate = 1 / 3600.0
+    for model in ("correlated", "independent"):
+        t = np.concatenate([SpotMarket(model).schedule(cat, seed=k).reclaim_times(C8I, HZ, np.zeros(50), rate)
+                            for k in range(400)])
+        assert t.mean() == pytest.approx(3600.0, rel=0.05), model
+
+
+def test_a_protected_instance_is_never_reclaimed_in_its_first_hour(cat):
+    for model in ("correlated", "independent"):
+        res = fleet_run(cat, SpotMarket(model, option="protected-1h"), rate=2.0 / 3600, hours=4.0)
+        ins = res.instances
+        hit = np.isfinite(ins["notice"])
+        assert hit.sum() > 100  # at 2 reclaims per instance-hour most are reclaimed after the hour
+        assert (ins["notice"][hit] - ins["start"][hit]).min() >= 3600.0
+        # unprotected: many go within the hour
+        res0 = fleet_run(cat, SpotMarket(model), rate=2.0 / 3600, hours=4.0)
+        i0 = res0.instances
+        assert ((i0["notice"] - i0["start"]) < 3600.0).sum() > 50
+    # the schedule itself, over many grant times
+    s = SpotMarket(option="protected-1h").schedule(cat, seed=1)
+    g = np.linspace(0, 10 * 3600, 5000)
+    assert (s.reclaim_times(C8I, HZ, g, 5 / 3600.0) - g).min() >= 3600.0
+
+
+def test_protection_is_priced_by_its_option(cat):
+    a = fleet_run(cat, SpotMarket(), rate=0.0, hours=2.0)
+    b = fleet_run(cat, SpotMarket(option="protected-1h"), rate=0.0, hours=2.0)
+    factor = cat.spot_option("protected-1h").price_factor
+    assert factor > cat.spot_option("none").price_factor
+    assert float(b.bill["total_cost"]) == pytest.approx(factor * float(a.bill["total_cost"]), rel=1e-12)
+
+
+def test_price_path_is_seeded_bounded_and_mean_reverting(cat):
+    s1 = SpotMarket(prices="path").schedule(cat, seed=4)
+    s2 = SpotMarket(prices="path").schedule(cat, seed=4)
+    p1 = s1.price_path(C8I, HZ, 5000 * 3600.0)
+    p2 = s2.price_path(C8I, HZ, 100 * 3600.0)
+    assert np.array_equal(p1["price"].values[:101], p2["price"].values)  # lazily extended, same path
+    inst, m = cat.instance(C8I), cat.market("correlated")
+    share = p1["share"].values
+    assert share.min() >= m.price_floor - 1e-12 and share.max() <= 1.0
+    assert np.all(np.diff(p1["time"].values) == 3600.0)  # piecewise constant per hour
+    assert share.mean() == pytest.approx(inst.price_spot / inst.price_on_demand, abs=0.01)
+    # AR(1): one period's correlation is exp(-period / memory)
+    x = share - share.mean()
+    rho = float((x[1:] * x[:-1]).sum() / (x * x).sum())
+    assert rho == pytest.approx(math.exp(-3600.0 / m.price_memory), abs=0.05)
+    other = SpotMarket(prices="path").schedule(cat, seed=5).price_path(C8I, HZ, 100 * 3600.0)
+    assert not np.array_equal(other["price"].values, p2["price"].values)
+
+
+def test_bill_with_a_price_path_equals_an_independent_computation(cat):
+    market = SpotMarket(prices="path", option="protected-1h")
+    lim = PoolLimits(types=(C8I, C7), zones=(HZ, SH), quota_cores=800)
+    wl = make_workload(3000, duration="lognormal", mean=600.0, sigma=0.5, arrival="uniform",
+                       window=3 * 3600.0, seed=2)
+    res = simulate(P.make_policy("global-spot", catalog=cat, spot_share=0.7, target_duration=1800.0),
+                   wl, lim, catalog=cat, tick=60.0, reclaim_rate=0.3 / 3600, seed=2, market=market)
+    sched = market.schedule(cat, seed=2)  # a fresh schedule: the same seeded price path
+    factor = cat.spot_option("protected-1h").price_factor
+    T, expected = res.end_time, 0.0
+    for row in res.instances.itertuples():
+        inst = cat.instance(row.itype)
+        end = T if math.isnan(row.end) else row.end
+        secs = max(math.ceil(end - row.start - 1e-9), inst.min_charge)
+        if row.market == "spot":
+            path = sched.price_path(row.itype, row.zone, row.start + secs)
+            # each second at the price (USD/h, factor included) of the period it falls in
+            mid = row.start + np.arange(secs) + 0.5
+            k = np.searchsorted(path["time"].values, mid, side="right") - 1
+            expected += float(path["price"].values[k].sum()) / 3600.0
+        else:
+            expected += secs * inst.price_on_demand
+    assert (res.instances["market"] == "spot").sum() > 5
+    assert float(res.bill["total_cost"]) == pytest.approx(expected, rel=1e-9)
+    # the moving price changed the bill against the fixed catalog price
+    fixed = simulate(P.make_policy("global-spot", catalog=cat, spot_share=0.7, target_duration=1800.0),
+                     wl, lim, catalog=cat, tick=60.0, reclaim_rate=0.3 / 3600, seed=2,
+                     market=SpotMarket(option="protected-1h"))
+    assert float(fixed.bill["total_cost"]) != pytest.approx(expected, rel=1e-6)
+
+
+def test_path_cost_by_hand():
+    starts, prices = np.array([0.0, 10.0, 30.0]), np.array([1.0, 2.0, 4.0])
+    # [5, 35]: 5 s at 1 + 20 s at 2 + 5 s at 4 = 65
+    assert path_cost(np.array([5.0]), np.array([35.0]), starts, prices)[0] == pytest.approx(65.0)
+    assert path_cost(12.0, 12.0, starts, prices) == 0.0
+    with pytest.raises(HpclabError, match="starts must increase"):
+        path_cost(0.0, 1.0, [0.0, 0.0], [1.0, 2.0])
+
+
+def test_a_bid_below_the_market_price_reclaims_when_the_price_passes_it(cat):
+    s = SpotMarket(prices="path", bid=0.27).schedule(cat, seed=7)
+    g = np.array([0.0, 1800.0, 7200.5, 40_000.0])
+    t = s.reclaim_times(C8I, HZ, g, 0.0)  # no waves: only the price ends them
+    path = s.price_path(C8I, HZ, float(t[np.isfinite(t)].max()) + 3600.0)
+    od = cat.instance(C8I).price_on_demand
+    starts, share = path["time"].values, path["share"].values
+    for gi, ti in zip(g, t):
+        # independent: scan the periods for the first one above the bid at or after the grant
+        k = int(np.searchsorted(starts, gi, side="right") - 1)
+        while share[k] <= 0.27:
+            k += 1
+        assert ti == pytest.approx(max(starts[k], gi))
+    assert od > 0
+    # no bid: never reclaimed for price
+    assert np.all(np.isinf(SpotMarket(prices="path").schedule(cat, seed=7).reclaim_times(C8I, HZ, g, 0.0)))
+
+
+def test_price_history_file(cat, tmp_path):
+    p = tmp_path / "prices.csv"
+    p.write_text(f"time,itype,zone,price\n0,{C8I},{HZ},0.40\n3600,{C8I},{HZ},0.80\n")
+    s = SpotMarket(prices=str(p)).schedule(cat)
+    cost = s.spot_cost(C8I, HZ, np.array([1800.0]), np.array([5400.0]))
+    assert cost[0] == pytest.approx((0.40 * 1800 + 0.80 * 1800) / 3600)
+    # a market absent from the file: the catalog's spot price
+    assert s.spot_cost(C7, HZ, [0.0], [3600.0])[0] == pytest.approx(cat.instance(C7).price_spot * 3600)
+    p.write_text(f"time,itype,zone,price\n0,{C8I},{HZ},0.40\n3600,{C8I},{HZ},cheap\n")
+    with pytest.raises(HpclabError, match=r"prices.csv: line 3: time and price must be numbers"):
+        SpotMarket(prices=str(p)).schedule(cat)
+    p.write_text(f"time,itype,zone,price\n3600,{C8I},{HZ},0.40\n0,{C8I},{HZ},0.30\n")
+    with pytest.raises(HpclabError, match=r"line 3: times of .* must increase"):
+        SpotMarket(prices=str(p)).schedule(cat)
+    p.write_text("t,price\n")
+    with pytest.raises(HpclabError, match="line 1: price history needs columns"):
+        SpotMarket(prices=str(p)).schedule(cat)
+
+
+def test_both_clocks_call_one_seeded_schedule(cat):
+    res = fleet_run(cat, SpotMarket(), n=5, rate=1 / 3600, hours=3.0, seed=9)
+    # the engine's schedule recorded (type, zone, grant, reclaim) per call; a fresh schedule
+    # given the same grants in the same order answers the same
+    fresh = SpotMarket().schedule(cat, seed=9)
+    faults = SpotFaults(rate=1.0, seed=9, market=SpotMarket()).schedule(cat)
+    ins = res.instances
+    for row in ins.itertuples():
+        (a,) = fresh.reclaim_times(row.itype, row.zone, [row.start], 1 / 3600)
+        faults.on_granted(row.instance, row.itype, row.zone, "spot", row.start, 0.0)
+        assert faults._next.get(row.instance, (math.inf,))[0] == a  # the real pool's hook
+        notice = row.notice
+        if a < res.end_time:
+            assert notice == pytest.approx(a)
+        else:
+            assert math.isnan(notice)
+
+
+def test_real_pool_reclaims_follow_the_market_schedule(cat):
+    from distributed import Client
+
+    from hpclab.elastic.pool import ElasticPool
+
+    class Hold:
+        name = "hold"
+
+        def decide(self, state):
+            serving = [i for i in state.instances if i.state != "draining" and not i.notice]
+            k = 3 - len(serving)
+            return Decision(launch=(Launch(C8I, HZ, "spot", k),)) if k > 0 and state.time < 400 \
+                else Decision()
+
+    market = SpotMarket()
+    faults = SpotFaults(rate=30.0, seed=11, market=market)  # 30 reclaims per pool hour: waves
+    with ElasticPool(C8I, HZ, market="spot", time_scale=0.01, processes=False, faults=faults,
+                     policy=Hold(), interval=0.05, catalog=cat) as pool, Client(pool):
+        pool.wait_for(lambda p: sum(r.notice for r in p.records.values()) >= 3, 60)
+        log = pool.log.to_frame()
+        granted = list(pool._fault_schedule.market.granted)
+    fresh = market.schedule(cat, seed=11)
+    notices = log[(log.state == "draining") & (log.reason == "spot-notice")]
+    assert len(notices) >= 3
+    booting = log[log.state == "booting"].drop_duplicates("instance")
+    running = log[log.state == "running"].drop_duplicates("instance").set_index("instance")["time"]
+    for (itype, zone, grant, when), row in zip(granted, booting.itertuples()):
+        assert grant == pytest.approx(row.time)
+        (again,) = fresh.reclaim_times(itype, zone, [grant], 30.0 / 3600)
+        assert again == when  # the same seeded schedule as the virtual clock's
+        hit = notices[notices.instance == row.instance]
+        if len(hit):  # fired at the scheduled time (or once running), within a few ticks
+            due = max(when, running.get(row.instance, when))
+            assert due - 1e-6 <= float(hit.time.iloc[0]) <= due + 60.0
+
+
+def test_catalog_market_figures_have_sources_and_bad_ones_fail_in_one_line(cat, tmp_path):
+    for kind in ("market", "spot_option", "billing_rule", "unit_price", "exchange_rate"):
+        for name in cat.names(kind):
+            rec = getattr(cat, kind)(name)
+            for fname, fig in rec.figures.items():
+                assert fig.source.strip(), (kind, name, fname)
+    assert cat.billing_rule("alibaba-ecs").metering_unit == 1.0
+    assert cat.billing_rule("alibaba-ecs").bill_period == 3600.0
+    assert cat.billing_rule("alibaba-ecs").min_charge_amount == pytest.approx(0.01)  # CNY
+    assert cat.unit_price("alibaba-eci-cn").vcpu_price == pytest.approx(0.000049)
+    assert cat.unit_price("alibaba-eci-cn").memory_price == pytest.approx(0.00000613)
+    assert cat.spot_option("protected-1h").protection == 3600.0
+    p = tmp_path / "m.yaml"
+    p.write_text("markets:\n  correlated:\n    model: bursty\n")
+    with pytest.raises(CatalogError, match=r"m.yaml: market 'correlated': model must be one of "
+                                           r"correlated, independent, got 'bursty'") as e:
+        catalog.load(p)
+    assert "\n" not in str(e.value)
+    p.write_text("markets:\n  correlated:\n    wave_share: {value: 1.5, unit: '1', source: me}\n")
+    with pytest.raises(CatalogError, match=r"wave_share must be in \(0, 1\], got 1.5"):
+        catalog.load(p)
+    p.write_text("unit_prices:\n  alibaba-eci-cn:\n    vcpu_price: 0.1 USD/s\n")
+    with pytest.raises(CatalogError, match=r"vcpu_price has unit 'USD/s'; allowed: CNY/vCPU/s"):
+        catalog.load(p)
+
+
+def test_price_check_against_published_eci_prices(cat):
+    ds = price_check(cat)
+    inst = cat.instance(C8I)
+    fx = cat.exchange_rate("cny-usd").rate
+    by_hand = (32 * 0.000049 + 64 * 0.00000613) / fx * 3600  # USD/h for 32 vCPU, 64 GiB
+    assert float(ds["published"].sel(itype=C8I)) == pytest.approx(by_hand)
+    assert float(ds["ratio"].sel(itype=C8I)) == pytest.approx(inst.price_on_demand * 3600 / by_hand)
+    assert "gpu.8xh100" not in ds["itype"].values  # unit prices price CPU and memory only
+
+
+def test_bad_market_arguments_give_one_line():
+    with pytest.raises(HpclabError, match="model must be one of correlated, independent"):
+        SpotMarket("bursty")
+    with pytest.raises(HpclabError, match=r"bid must be a share of the on-demand price in \(0, 1\]"):
+        SpotMarket(bid=2.0)
+    with pytest.raises(HpclabError, match=r"wave_share must be a number in \(0, 1\]"):
+        SpotMarket(wave_share=0.0)
+    with pytest.raises(HpclabError, match="market must be a SpotMarket"):
+        SpotFaults(market="waves")
