@@ -331,3 +331,112 @@ def test_bad_market_arguments_give_one_line():
         SpotMarket(wave_share=0.0)
     with pytest.raises(HpclabError, match="market must be a SpotMarket"):
         SpotFaults(market="waves")
+
+
+# -- policies that know the market ----------------------------------------------------------------
+def _view(k, itype, zone, market="spot", state="running", notice=False, cores=16):
+    from hpclab.elastic.state import InstanceView
+
+    return InstanceView(id=f"i{k}", itype=itype, zone=zone, market=market, state=state, cores=cores,
+                        launched_at=0.0, running_tasks=cores, notice=notice)
+
+
+def _state(queued, limits, instances=(), time=100.0):
+    from hpclab.elastic.state import PoolState
+
+    return PoolState(time=time, queued=queued, running=0, instances=tuple(instances), limits=limits,
+                     mean_task_seconds=1.0)
+
+
+@pytest.mark.parametrize("name", ["spot-first", "global-spot"])
+def test_market_cap_spreads_spot_over_markets(cat, name):
+    lim = PoolLimits(types=(C8I, C7), zones=(HZ, SH))  # 4 markets
+    p = P.make_policy(name, catalog=cat, target_duration=1.0, market_cap=0.25)
+    d = p.decide(_state(16 * 40, lim))  # 640 slots: 40 instances of 16 slots, all spot
+    per = {}
+    for l in d.launch:
+        per[l.itype, l.zone, l.market] = per.get((l.itype, l.zone, l.market), 0) + l.count
+    spot = {k: v for k, v in per.items() if k[2] == "spot"}
+    assert len(spot) == 4 and max(spot.values()) == 10  # 0.25 x 40 instances per market
+    # without a cap the cheapest market takes it all
+    d = P.make_policy(name, catalog=cat, target_duration=1.0).decide(_state(16 * 40, lim))
+    assert len({(l.itype, l.zone) for l in d.launch if l.market == "spot"}) == 1
+    # what the cap turns away goes on-demand (two markets only: half the target)
+    lim2 = PoolLimits(types=(C8I,), zones=(HZ, SH))
+    d = P.make_policy(name, catalog=cat, target_duration=1.0, market_cap=0.25).decide(_state(16 * 40, lim2))
+    assert sum(l.count for l in d.launch if l.market == "spot") == 20
+    assert sum(l.count for l in d.launch if l.market == "on-demand") == 20
+    # existing spot instances count against their market's cap
+    held = [_view(k, C8I, HZ) for k in range(10)]
+    d = P.make_policy(name, catalog=cat, target_duration=1.0, market_cap=0.25).decide(
+        _state(16 * 40, lim, held))
+    assert sum(l.count for l in d.launch if (l.itype, l.zone, l.market) == (C8I, HZ, "spot")) == 0
+
+
+@pytest.mark.parametrize("name", ["spot-first", "global-spot"])
+def test_wave_fallback_goes_on_demand_while_a_wave_is_under_way(cat, name):
+    lim = PoolLimits(types=(C8I,), zones=(HZ, SH))
+    p = P.make_policy(name, catalog=cat, target_duration=1.0, wave_fallback=True)
+    hit = [_view(k, C8I, HZ, state="draining", notice=True) for k in range(4)]
+    d = p.decide(_state(16 * 4, lim, hit, time=100.0))
+    assert d.launch and all(l.market == "on-demand" for l in d.launch)
+    # once the notice is older than refusal_memory (300 s), spot again
+    d = p.decide(_state(16 * 4, lim, (), time=500.0))
+    assert d.launch and all(l.market == "spot" for l in d.launch)
+    # without the option, spot elsewhere (the other zone)
+    d = P.make_policy(name, catalog=cat, target_duration=1.0).decide(_state(16 * 4, lim, hit))
+    assert all(l.market == "spot" and l.zone == SH for l in d.launch)
+    with pytest.raises(HpclabError, match=r"market_cap must be a share of the spot target in \(0, 1\]"):
+        P.make_policy(name, catalog=cat, market_cap=0.0)
+
+
+# -- sweeps and the "third of the cost" map ---------------------------------------------------------
+def test_market_sweep_dataset(cat):
+    from hpclab.elastic.simulate import campaign_limits
+    from hpclab.elastic.sweep import market_sweep
+
+    wl = make_workload(2000, duration="lognormal", mean=1800.0, sigma=0.5, arrival="burst", seed=1)
+    lim = campaign_limits(2000, types=(C8I, C7), zones=(HZ, SH), catalog=cat)
+    ds = market_sweep(wl, lim, model=["independent", "correlated"], market_cap=[None, 0.25],
+                      deadline_hours=4.0, seeds=[0, 1], reclaim_scale=300.0, catalog=cat)
+    assert dict(ds.sizes) == {"model": 2, "option": 1, "spot_share": 1, "market_cap": 2,
+                              "wave_fallback": 1, "deadline": 1, "seed": 2}
+    assert ds["cost"].attrs["units"] == "USD" and np.all(ds["cost"] > 0)
+    assert list(ds["market_cap"].values) == [0.0, 0.25]
+    assert np.all(ds["reclaims"] > 0)
+    # the same run, repeated, gives the same numbers (one seed, one outcome)
+    again = market_sweep(wl, lim, model="correlated", market_cap=0.25, deadline_hours=4.0, seeds=[1],
+                         reclaim_scale=300.0, catalog=cat)
+    assert float(again["cost"].squeeze()) == float(ds["cost"].sel(model="correlated", market_cap=0.25,
+                                                                   seed=1).squeeze())
+
+
+def _synthetic_inputs():
+    """Measured-like inputs for the campaign model: 200 molecules, a 3D stage on a fifth."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    st = np.full((4, 200), np.nan)
+    st[:3] = rng.lognormal(np.log(0.002), 0.3, (3, 200))
+    st[3, :40] = rng.lognormal(np.log(0.05), 0.5, 40)
+    return xr.Dataset({"cost_seconds": ("sample", np.nansum(st, axis=0)),
+                       "stage_seconds": (("stage", "sample"), st)},
+                      coords={"stage": ["prepare", "filter", "2d", "3d"], "sample": np.arange(200)},
+                      attrs={"survivor_fraction": 0.2, "conformers": 3, "sample_speed": 1.0})
+
+
+def test_cost_map_where_a_third_holds(cat):
+    from hpclab.workloads import screening as scr
+
+    m = scr.cost_map(_synthetic_inputs(), cores_wanted=1000, deadline_hours=(1.5,), spot_share=(0.0, 0.9),
+                     option=("none",), model=("correlated",), seeds=(0,), max_tasks=2000, catalog=cat)
+    assert set(m.dims) == {"model", "option", "spot_share", "deadline"}
+    r = m["cost_ratio"].sel(model="correlated", option="none", deadline=1.5)
+    # no spot: only the cheaper-per-work generation helps; 90 % spot: "about a third"
+    assert 0.6 < float(r.sel(spot_share=0.0)) < 1.0
+    assert 0.2 <= float(r.sel(spot_share=0.9)) <= 0.45
+    assert bool(m["holds"].sel(model="correlated", option="none", deadline=1.5, spot_share=0.9))
+    assert not bool(m["holds"].sel(model="correlated", option="none", deadline=1.5, spot_share=0.0))
+    # the ratio is the elastic bill over the baseline's, by the attrs
+    assert float(m["cost"].sel(model="correlated", option="none", deadline=1.5, spot_share=0.9)) / \
+        m.attrs["baseline_cost"][0] == pytest.approx(float(r.sel(spot_share=0.9)))
