@@ -426,10 +426,13 @@ def cost_map(inputs: xr.Dataset, *, cores_wanted: float = 5_000, deadline_hours=
     seed (:func:`hpclab.elastic.sweep.market_sweep`); the baseline is on-demand in one zone on
     ``ecs.c7.8xlarge`` (:func:`campaign`, no reclaims there).
 
+    ``market_cap`` may be a list (``None`` for no cap): the result then has a ``market_cap`` dim
+    (0 = no cap).
+
     Returns
     -------
     xarray.Dataset
-        Dims ``model, option, spot_share, deadline``: ``cost_ratio`` (mean over seeds of the
+        Dims ``model, option, spot_share, deadline`` (and ``market_cap`` if a list): ``cost_ratio`` (mean over seeds of the
         elastic cost over the baseline's), ``met_deadline`` (share of seeds that finished by the
         deadline), ``holds`` (ratio within ``band`` and every seed on time), ``cost`` (USD),
         ``makespan`` (h, mean), ``reclaims`` (mean); attrs: ``n_molecules``, ``baseline_cost``,
@@ -451,7 +454,9 @@ def cost_map(inputs: xr.Dataset, *, cores_wanted: float = 5_000, deadline_hours=
     sweep = market_sweep(workload, limits, model=list(model), option=list(option),
                          spot_share=list(spot_share), market_cap=market_cap, deadline_hours=deadlines,
                          seeds=list(seeds), reclaim_scale=reclaim_scale, catalog=cat)
-    sweep = sweep.isel(market_cap=0, wave_fallback=0, drop=True)
+    sweep = sweep.isel(wave_fallback=0, drop=True)
+    if sweep.sizes["market_cap"] == 1:
+        sweep = sweep.isel(market_cap=0, drop=True)
     base = campaign(inputs, n, deadlines, 0.0, "one", types=["ecs.c7.8xlarge"], conformers=conformers,
                     survivor_fraction=survivor_fraction, batch_size=batch, catalog=cat)
     base_cost = base["cost"].isel(zones=0, n_molecules=0, spot_share=0).values  # per deadline
