@@ -440,3 +440,56 @@ def test_cost_map_where_a_third_holds(cat):
     # the ratio is the elastic bill over the baseline's, by the attrs
     assert float(m["cost"].sel(model="correlated", option="none", deadline=1.5, spot_share=0.9)) / \
         m.attrs["baseline_cost"][0] == pytest.approx(float(r.sel(spot_share=0.9)))
+
+
+# -- properties (Hypothesis) ---------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+_times = hs.floats(min_value=0.0, max_value=1e5, allow_nan=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(widths=hs.lists(hs.floats(min_value=1.0, max_value=5e3), min_size=1, max_size=8),
+       prices=hs.lists(hs.floats(min_value=0.0, max_value=10.0), min_size=8, max_size=8),
+       a=_times, b=_times, c=_times)
+def test_path_cost_is_additive_and_matches_a_fine_sum(widths, prices, a, b, c):
+    starts = np.concatenate([[0.0], np.cumsum(widths)])
+    p = np.array(prices[: starts.size] + [1.0] * max(0, starts.size - len(prices)))[: starts.size]
+    lo, mid, hi = sorted((a, b, c))
+    whole = float(path_cost(lo, hi, starts, p))
+    assert whole == pytest.approx(float(path_cost(lo, mid, starts, p)) + float(path_cost(mid, hi, starts, p)),
+                                  rel=1e-9, abs=1e-9)
+    # against an overlap sum period by period
+    ends = np.append(starts[1:], np.inf)
+    overlap = np.clip(np.minimum(ends, hi) - np.maximum(starts, lo), 0, None)
+    assert whole == pytest.approx(float((overlap * p).sum()), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(grants=hs.lists(hs.floats(min_value=0.0, max_value=2e5, allow_nan=False), min_size=1, max_size=30),
+       rate=hs.floats(min_value=0.0, max_value=1e-2), model=hs.sampled_from(["correlated", "independent"]),
+       seed=hs.integers(0, 2**16))
+def test_reclaims_never_come_inside_the_protection_and_batching_does_not_matter(grants, rate, model, seed):
+    cat = catalog.default()
+    m = SpotMarket(model, option="protected-1h")
+    g = np.array(grants)
+    together = m.schedule(cat, seed).reclaim_times(C8I, HZ, g, rate)
+    one = m.schedule(cat, seed)
+    apart = np.array([one.reclaim_times(C8I, HZ, [x], rate)[0] for x in g])
+    assert np.array_equal(together, apart)
+    assert np.all(together >= g + 3600.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=hs.lists(hs.tuples(hs.floats(min_value=0, max_value=1e6, allow_nan=False),
+                               hs.floats(min_value=0, max_value=100, allow_nan=False)),
+                     min_size=1, max_size=10, unique_by=lambda r: r[0]))
+def test_price_history_round_trips(rows, tmp_path_factory):
+    cat = catalog.default()
+    rows = sorted(rows)
+    p = tmp_path_factory.mktemp("hist") / "h.csv"
+    p.write_text("time,itype,zone,price\n" + "".join(f"{t!r},{C8I},{HZ},{v!r}\n" for t, v in rows))
+    starts, prices = SpotMarket(prices=str(p)).schedule(cat).path(C8I, HZ, 0.0)
+    assert np.array_equal(starts, [r[0] for r in rows])
+    assert np.allclose(prices * 3600.0, [r[1] for r in rows], rtol=1e-12)
