@@ -493,3 +493,9 @@ def test_price_history_round_trips(rows, tmp_path_factory):
     starts, prices = SpotMarket(prices=str(p)).schedule(cat).path(C8I, HZ, 0.0)
     assert np.array_equal(starts, [r[0] for r in rows])
     assert np.allclose(prices * 3600.0, [r[1] for r in rows], rtol=1e-12)
+
+
+def test_running_meter_pays_the_spot_option(cat):
+    # what the policy sees as spent at the end equals the bill (fixed prices, protected option)
+    res = fleet_run(cat, SpotMarket(option="protected-1h"), rate=0.0, hours=2.0)
+    assert float(res.timeseries["cost"][-1]) == pytest.approx(float(res.bill["total_cost"]), rel=1e-6)

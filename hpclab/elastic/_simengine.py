@@ -146,6 +146,7 @@ class Engine:
 
             market = SpotMarket()
         self.market = market.schedule(cat, int(seed))  # spot reclaims and prices, per market
+        self.t_price[:, 1] *= self.market.price_factor  # the running meter pays the spot option too
         # capacity multiplier: user curve x seeded noise, piecewise constant
         self.curve = capacity_curve
         self.noise_sigma, self.noise_interval = capacity_noise, capacity_interval
