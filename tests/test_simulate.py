@@ -511,7 +511,7 @@ def test_cli_prints_summary_and_one_line_errors(capsys):
 @pytest.mark.parametrize("args, match", [
     (["--cores", "-5"], "cores must be a finite number > 0"),
     (["--tasks", "0"], "tasks must be a finite number > 0"),
-    (["--policy", "nope"], "invalid choice: 'nope'"),
+    (["--policy", "nope"], "policy must be one of"),
     (["--mean-work", "nan"], "mean_work must be a finite number > 0"),
     (["--spot-share", "nan"], r"spot_share must be a number in \[0, 1\]"),
     (["--tick", "inf"], "tick must be a finite number > 0"),
