@@ -499,3 +499,37 @@ def test_running_meter_pays_the_spot_option(cat):
     # what the policy sees as spent at the end equals the bill (fixed prices, protected option)
     res = fleet_run(cat, SpotMarket(option="protected-1h"), rate=0.0, hours=2.0)
     assert float(res.timeseries["cost"][-1]) == pytest.approx(float(res.bill["total_cost"]), rel=1e-6)
+
+
+def test_real_pool_bills_spot_at_the_price_path(cat):
+    from hpclab.elastic.pool import ElasticPool
+
+    market = SpotMarket(prices="path", price_period=20.0)  # 20 pool-second periods: several per run
+    faults = SpotFaults(rate=0.0, seed=4, market=market)
+    lim = PoolLimits(types=(C8I, C7), zones=(HZ,))
+    with ElasticPool(limits=lim, time_scale=0.01, processes=False, faults=faults, catalog=cat) as pool:
+        pool.launch(C8I, HZ, "spot", 2)
+        pool.launch(C7, HZ, "on-demand", 1)
+        pool.wait_for(lambda p: all(r.state == "running" for r in p.alive()), 30)
+        time_ = pool.now()
+        pool.wait_for(lambda p: p.now() > time_ + 60.0, 30)
+        until = pool.now()
+        b = pool.bill(until=until)
+        log = pool.log.to_frame()
+        pool.scale(0)
+        pool.wait_for(lambda p: not p.alive(), 30)
+    sched = market.schedule(cat, seed=4)
+    expected = 0.0
+    first = log[log.state.isin(["booting", "running", "draining"])].groupby("instance").first()
+    for inst, row in first.iterrows():
+        rec = cat.instance(row.itype)
+        secs = max(math.ceil(until - row.time - 1e-9), rec.min_charge)
+        if row.market == "spot":
+            path = sched.price_path(row.itype, row.zone, row.time + secs)
+            edges = np.append(path["time"].values, np.inf)
+            lo, hi = row.time, row.time + secs
+            overlap = np.clip(np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo), 0, None)
+            expected += float((overlap * path["price"].values).sum()) / 3600.0
+        else:
+            expected += secs * rec.price_on_demand
+    assert float(b["total_cost"]) == pytest.approx(expected, rel=1e-9)
