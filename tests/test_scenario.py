@@ -50,9 +50,11 @@ def test_every_example_runs_on_the_virtual_clock(name, capsys, tmp_path):
 
 
 def _agree(a, b, keys, tol=0.15):
-    for k in keys:
-        x, y = a[k], b[k]
-        assert abs(x - y) <= tol * max(abs(x), abs(y)), (k, x, y)
+    from hpclab.testing import assert_summary_close, assert_valid_result
+
+    assert_valid_result(a)
+    assert_valid_result(b)
+    assert_summary_close(a, b, keys, rtol=tol)
 
 
 def test_burst_agrees_on_both_clocks():
@@ -249,3 +251,26 @@ def test_registered_policy_names(tmp_path, monkeypatch):
         assert P.make_policy("doubling", catalog=None).name == "doubling"
     finally:
         P._REGISTRY.pop("doubling", None)
+
+
+def test_testing_helpers_catch_a_damaged_result():
+    from hpclab.testing import assert_clocks_agree, assert_valid_result
+
+    r = Scenario.example("burst").run()
+    assert_valid_result(r)
+    r.summary["cost_usd"] = r.summary["cost_usd"] * 2
+    with pytest.raises(AssertionError, match="cost_usd"):
+        assert_valid_result(r)
+    with pytest.raises(AssertionError):
+        assert_clocks_agree(r, r)  # both virtual
+
+
+def test_one_event_loop():
+    """Only hpclab/elastic/clock.py runs an event loop (the simulator and the platform use it)."""
+    from pathlib import Path
+
+    import hpclab
+
+    root = Path(hpclab.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "heapq" in p.read_text())
+    assert users == ["elastic/clock.py"]

@@ -435,3 +435,21 @@ def test_allocation_matches_the_campaign_and_prefers_cheap_work(inputs):
     assert used.any() and (~used).any()
     assert float(per_work.where(used).max()) <= float(per_work.where(~used).min()) + 1e-12
     assert alloc.spot.attrs["units"] == "cores"
+
+
+def test_metrics_agree_with_rdkit_on_tie_free_scores():
+    """hpclab's ROC AUC and enrichment equal RDKit's (rdkit.ML.Scoring) when no scores tie (RDKit's
+    depend on the order of tied scores; hpclab's count a tie as half, by mid-ranks)."""
+    from rdkit.ML.Scoring import Scoring
+
+    rng = np.random.default_rng(7)
+    for n, n_act in ((200, 20), (1000, 13), (57, 5)):
+        labels = np.zeros(n, dtype=bool)
+        labels[rng.choice(n, n_act, replace=False)] = True
+        scores = rng.normal(size=n) + 1.5 * labels  # continuous: no ties
+        ranked = sorted(zip(scores.tolist(), labels.astype(int).tolist()), key=lambda r: -r[0])
+        assert scr.roc_auc(scores, labels) == pytest.approx(Scoring.CalcAUC(ranked, 1), rel=1e-12)
+        for f in (0.01, 0.05, 0.1):
+            rd = Scoring.CalcEnrichment(ranked, 1, [f])[0]
+            if int(np.ceil(f * n - 1e-9)) == int(f * n):  # RDKit takes int(f n) molecules; equal here
+                assert scr.enrichment_factor(scores, labels, f) == pytest.approx(rd, rel=1e-12)

@@ -52,6 +52,40 @@ EV_FINISH, EV_POD, EV_BOOT, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4
 BOOTING, UP, RETIRED = 1, 2, 3
 
 
+class _NodeViews:
+    """``PoolState.instances`` of a platform pool, built only when a policy walks them."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._views = None
+
+    def _build(self):
+        if self._views is None:
+            from hpclab.elastic.state import InstanceView
+
+            p = self._pool
+            G = p.G
+            views = []
+            for n in sorted(p.live_nodes):
+                up = p.nstate[n] == UP
+                free = p.nfree[n]
+                views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
+                                          state="running" if up else "booting", cores=G,
+                                          launched_at=p.nlaunch[n], running_tasks=G - free if up else 0,
+                                          idle_since=p.nidle[n] if up and free == G else None))
+            self._views = tuple(views)
+        return self._views
+
+    def __len__(self):
+        return len(self._pool.live_nodes)
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __getitem__(self, k):
+        return self._build()[k]
+
+
 class Pool:
     """Nodes of one instance type in segments (see the module docstring)."""
 
@@ -248,22 +282,33 @@ class Pool:
     def pool_state(self, t):
         """A :class:`hpclab.elastic.state.PoolState` snapshot of this pool: task slots are node
         slots (vCPUs or GPUs), queued = slots asked by queued jobs (whole nodes count all their
-        slots), one :class:`InstanceView` per node that is booting or up."""
-        from hpclab.elastic.state import InstanceView, PoolState
+        slots), one :class:`InstanceView` per node that is booting or up.
+
+        The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
+        nodes) come from the pool's counters as a :class:`StateSummary`, and the per-node views
+        are built only if a policy walks ``state.instances``."""
+        from hpclab.elastic.policies import StateSummary, attach_summary
+        from hpclab.elastic.state import PoolState
 
         G = self.G
-        views = []
-        for n in sorted(self.live_nodes):
-            up = self.nstate[n] == UP
-            free = self.nfree[n]
-            views.append(InstanceView(id=str(n), itype=self.itype, zone=self.name, market=self.market,
-                                      state="running" if up else "booting", cores=G,
-                                      launched_at=self.nlaunch[n], running_tasks=G - free if up else 0,
-                                      idle_since=self.nidle[n] if up and free == G else None))
+        serving = self.n_up + self.n_boot
+        idle = []
+        if self.n_idle:
+            nidle = self.nidle
+            for lst in self.idle:
+                for n in lst:
+                    idle.append((str(n), self.itype, self.market, G, nidle[n]))
+        place = (self.itype, self.name, self.market)
+        summary = StateSummary(count={self.itype: serving} if serving else {}, serving_cores=serving * G,
+                               spot_cores=serving * G if self.market == "spot" else 0,
+                               slots={self.itype: G} if serving else {}, noticed=frozenset(),
+                               idle=tuple(idle), places={place: serving} if serving else {})
         eng = self.eng
-        return PoolState(time=t, queued=self.q_whole * G + self.q_slots, running=self.n_up * G - self.free_slots,
-                         instances=tuple(views), limits=self.limits, slots={self.itype: G},
-                         mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
+        state = PoolState(time=t, queued=self.q_whole * G + self.q_slots,
+                          running=self.n_up * G - self.free_slots, instances=_NodeViews(self),
+                          limits=self.limits, slots={self.itype: G},
+                          mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
+        return attach_summary(state, summary)
 
     def policy_tick(self, t, _n=-1, _=0):
         """Ask the shared policy for a decision and apply it: launches of this pool's type (capped
