@@ -47,3 +47,80 @@ def test_single_host_answers_and_backfills_a_small_job_beside_a_large_one(slurm,
     assert start[c] < end[a], "the small job should run beside the large one (backfill)"
     assert start[c] - start[a] <= 5, "backfill (bf_interval=1) should start it within seconds"
     assert start[b] >= end[a], "the wide job waits for the cores"
+
+
+def _slow(x):
+    time.sleep(0.5)
+    return x
+
+
+def test_attached_pool_on_slurmcluster_one_job_per_instance_and_billed_as_slurm_records(
+        slurm, tmp_path, monkeypatch):
+    """A policy-driven burst on dask-jobqueue's SLURMCluster grows from 0 to 4 workers and back
+    to 0, twice: each instance is exactly one sbatch job, nothing is resubmitted after the
+    retirements (not even after distributed's lost-worker-timeout, which is when SpecCluster
+    re-creates a spec whose worker left), no worker joins unrequested, and hpclab's billed seconds
+    per instance equal Slurm's (jobcomp/filetxt StartTime..EndTime) within a second."""
+    if slurm.jobcomp is None:
+        pytest.skip("this Slurm writes no job-completion file (JobCompType=jobcomp/filetxt)")
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    import dask
+    from distributed import Client
+
+    from hpclab.elastic import AttachedPool
+    from hpclab.elastic.billing import charge, unit_price
+    from hpclab.elastic.policies import TargetDuration
+
+    if slurm.conf:
+        monkeypatch.setenv("SLURM_CONF", slurm.conf)
+    before = set(slurm.job_records())
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"}), \
+            dask_jobqueue.SLURMCluster(
+                cores=1, processes=1, memory="1GB", walltime="00:10:00",
+                scheduler_options={"host": "127.0.0.1", "dashboard_address": None},
+                worker_extra_args=["--host", "127.0.0.1"], log_directory=str(tmp_path)) as cluster, \
+            AttachedPool(cluster, policy=TargetDuration(target_duration=3), interval=0.5,
+                         time_scale=1.0, max_instances=4) as pool, \
+            Client(pool) as client:
+        epoch0 = time.time() - pool.log.wall()  # pool second 0 on the wall clock
+        for wave in range(2):
+            xs = range(30 * wave, 30 * wave + 30)
+            assert client.gather(client.map(_slow, xs)) == list(xs)
+            assert pool.wait_for(lambda p: not p.alive(), 90)
+        time.sleep(4)  # > lost-worker-timeout: a re-created spec would have been submitted now
+        assert not cluster.worker_spec and not client.scheduler_info()["workers"]
+        records = dict(pool.records)
+        job_ids = dict(pool.job_ids)
+        total = float(pool.bill()["total_cost"])
+        log = pool.log.to_frame()
+    slurm_jobs = {j: r for j, r in _wait_done(slurm, list(job_ids.values())).items()
+                  if j not in before and r.get("Name") == "dask-worker"}
+    assert 2 <= len(records) <= 8
+    assert all(i.startswith("i-") for i in records), "a worker joined that the pool did not ask for"
+    assert sorted(job_ids) == sorted(records), "every instance has its job"
+    assert sorted(slurm_jobs) == sorted(job_ids.values()), \
+        f"{len(slurm_jobs)} sbatch jobs for {len(records)} instances"
+    assert set(log.state) >= {"requested", "booting", "running", "draining", "terminated"}
+    inst = next(iter(records.values())).itype
+    from hpclab import catalog
+
+    rec_t = catalog.default().instance(inst)
+    price = unit_price(rec_t, "on-demand")
+    for i, rec in records.items():
+        r = slurm_jobs[job_ids[i]]
+        s_secs = _ts(r["EndTime"]) - _ts(r["StartTime"])  # whole seconds, as Slurm keeps them
+        h_secs = rec.terminated_at - rec.billed_from
+        # Slurm truncates both times to the second (its duration is within 1 s of the true
+        # one); hpclab sees a job's submission and its cancellation within a poll (0.5 s)
+        assert abs(h_secs - s_secs) <= 1.5, (i, h_secs, s_secs)
+        assert _ts(r["StartTime"]) - 1.5 <= epoch0 + rec.billed_from <= _ts(r["StartTime"]) + 1.5
+        assert _ts(r["EndTime"]) - 1.5 <= epoch0 + rec.terminated_at <= _ts(r["EndTime"]) + 1.5
+        assert abs(charge(h_secs, price, rec_t.min_charge)
+                   - charge(s_secs, price, rec_t.min_charge)) <= price * 1.0 + 1e-12
+    print(f"{len(records)} instances, {len(slurm_jobs)} Slurm jobs; billed s (hpclab, Slurm): "
+          + ", ".join(f"{records[i].terminated_at - records[i].billed_from:.2f}/"
+                      f"{_ts(slurm_jobs[j]['EndTime']) - _ts(slurm_jobs[j]['StartTime']):.0f}"
+                      for i, j in sorted(job_ids.items())))
+    slurm_total = sum(float(charge(_ts(r["EndTime"]) - _ts(r["StartTime"]), price, rec_t.min_charge))
+                      for r in slurm_jobs.values())
+    assert abs(total - slurm_total) <= price * len(records) + 1e-12
