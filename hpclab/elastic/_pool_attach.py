@@ -348,3 +348,96 @@ class AttachedPool(PoolAccounting, Cluster):
     def __repr__(self) -> str:
         return (f"<AttachedPool {self._address} as {self.limits.types[0]} in "
                 f"{self.limits.zones[0]}: {len(self.running())} running>")
+
+
+# -- pre-flight: what the workers of an attached cluster have -----------------------------------
+_PROBE_SOURCE = '''
+def probe(names):
+    import importlib
+    import sys
+    out = {"python": "%d.%d.%d" % sys.version_info[:3]}
+    for name in names:
+        try:
+            mod = importlib.import_module(name)
+        except Exception as exc:
+            out[name] = None
+            out[name + ":error"] = type(exc).__name__ + ": " + str(exc)
+        else:
+            out[name] = str(getattr(mod, "__version__", "unknown"))
+    return out
+'''
+
+
+def _probe():
+    """The probe function, compiled in a module no worker can import, so that cloudpickle sends
+    it by value: a worker without hpclab can still run it and say so."""
+    namespace = {"__name__": "__hpclab_preflight__"}
+    exec(compile(_PROBE_SOURCE, "<hpclab-preflight>", "exec"), namespace)  # noqa: S102
+    return namespace["probe"]
+
+
+def preflight(client, needs=(), *, timeout: float = 10.0, wait_for_workers: float = 10.0) -> dict:
+    """Check every worker of ``client``'s cluster before any work: the same hpclab version as
+    here and the packages in ``needs`` (``("rdkit",)`` for screening, ``("numba",)`` for CAE).
+
+    Returns ``{worker address: {package: version}}``. Raises one :class:`HpclabError` line
+    naming the first worker that lacks something and what (and how many others do), within
+    ``timeout`` seconds; or when no worker joins within ``wait_for_workers`` seconds.
+    """
+    import concurrent.futures
+
+    import hpclab
+
+    check_positive("timeout", timeout)
+    names = ("hpclab", *[n for n in needs if n != "hpclab"])
+    address = getattr(client.scheduler, "address", "the scheduler")
+    try:
+        client.wait_for_workers(1, timeout=wait_for_workers)
+    except (TimeoutError, asyncio.TimeoutError):
+        raise HpclabError(f"no Dask worker joined {address} within {wait_for_workers:g} s; start "
+                          f"workers (dask worker {address}) or check the address") from None
+    probe = _probe()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        fut = ex.submit(client.run, probe, names, on_error="return")
+        try:
+            found = fut.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise HpclabError(f"the workers of {address} did not answer the pre-flight check "
+                              f"within {timeout:g} s") from None
+    bad = []
+    for worker, got in sorted(found.items()):
+        if isinstance(got, BaseException):
+            bad.append((worker, f"cannot run the check ({type(got).__name__}: {got})"))
+            continue
+        missing = [n for n in names if got.get(n) is None]
+        if missing:
+            why = "; ".join(f"{n} ({got.get(n + ':error', 'not importable')})" for n in missing)
+            bad.append((worker, f"lacks {why}"))
+        elif got["hpclab"] != hpclab.__version__:
+            bad.append((worker, f"has hpclab {got['hpclab']}, this is hpclab {hpclab.__version__}"))
+    if bad:
+        worker, what = bad[0]
+        more = f" (and {len(bad) - 1} more of {len(found)} workers)" if len(bad) > 1 else ""
+        raise HpclabError(f"worker {worker} {what}{more}; install on every worker: "
+                          f"pip install hpclab=={hpclab.__version__} "
+                          f"{' '.join(n for n in names if n != 'hpclab')}".rstrip())
+    return found
+
+
+def connect(address: str, *, needs=(), timeout: float = 10.0):
+    """A ``distributed.Client`` on the scheduler at ``address`` whose workers passed
+    :func:`preflight` for ``needs``; an unreachable address is one :class:`HpclabError` line."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise HpclabError(f"cannot reach a Dask scheduler at {address} within {timeout:g} s "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                          ) from None
+    try:
+        preflight(client, needs, timeout=timeout, wait_for_workers=timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client
