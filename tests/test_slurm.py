@@ -124,3 +124,91 @@ def test_attached_pool_on_slurmcluster_one_job_per_instance_and_billed_as_slurm_
     slurm_total = sum(float(charge(_ts(r["EndTime"]) - _ts(r["StartTime"]), price, rec_t.min_charge))
                       for r in slurm_jobs.values())
     assert abs(total - slurm_total) <= price * len(records) + 1e-12
+
+
+# -- hpclab's Slurm-like queue against Slurm --------------------------------------------------
+def _replay_module():
+    """scripts/slurm_replay.py (the trace, the recording on Slurm, the comparison)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "_hpclab_slurm_replay"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "scripts" / "slurm_replay.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def _check_against(ref):
+    sr = _replay_module()
+    modelled = sr.compare(ref, **sr.slurm_options(ref))
+    easy = sr.compare(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
+    print(f"{len(ref)} jobs: mean |start - Slurm| = {modelled['mad_over_mean_run']:.3f} mean run "
+          f"times (EASY: {easy['mad_over_mean_run']:.3f}); mean wait {modelled['mean_wait_hpclab']:.1f} s"
+          f" (EASY {easy['mean_wait_hpclab']:.1f} s, Slurm {modelled['mean_wait_slurm']:.1f} s)")
+    assert modelled["mad_over_mean_run"] <= 0.25
+    assert abs(modelled["mean_wait_hpclab"] - modelled["mean_wait_slurm"]) \
+        <= 0.15 * modelled["mean_wait_slurm"]
+    assert easy["mad_over_mean_run"] > 2 * modelled["mad_over_mean_run"]  # the options matter
+
+
+def test_slurm_like_queue_starts_jobs_when_the_recorded_slurm_did():
+    """The 60-job trace as Slurm 22.05 ran it (data/reference/slurm_replay.csv, recorded by
+    scripts/slurm_replay.py --record) against hpclab's queue with the options that model it."""
+    import pandas as pd
+
+    sr = _replay_module()
+    ref = pd.read_csv(sr.REF_CSV, comment="#")
+    assert len(ref) >= 50 and ref["pods"].max() <= sr.CORES
+    assert (ref["slurm_state"] == "COMPLETED").all()
+    assert (ref["minutes"] == [max(1, -(-int(r) // 60)) for r in ref["req_time"]]).all()
+    _check_against(ref)
+
+
+def test_slurm_like_queue_against_a_live_slurm(slurm, tmp_path, monkeypatch):
+    """The first 50 jobs of the trace replayed now on the live Slurm (about 100 s)."""
+    if slurm.jobcomp is None:
+        pytest.skip("this Slurm writes no job-completion file (JobCompType=jobcomp/filetxt)")
+    sr = _replay_module()
+    if slurm.cpus != sr.CORES:
+        pytest.skip(f"the comparison needs one host of {sr.CORES} cores; this Slurm has "
+                    f"{slurm.cpus}")
+    if slurm.conf:
+        monkeypatch.setenv("SLURM_CONF", slurm.conf)
+    live = sr.record(sr.trace().head(50), slurm.jobcomp, workdir=str(tmp_path))
+    assert (live["slurm_state"] == "COMPLETED").all()
+    _check_against(live)
+
+
+def _queue(jobs, nodes, **opts):
+    from hpclab.platform.jobs import jobs_frame
+    from hpclab.platform.replay import replay
+
+    df = jobs_frame(**jobs)
+    res = replay(df, "separate", cpu_nodes=nodes, cpu_segment=nodes, data_nodes=1, gpu_nodes=1,
+                 elastic=False, slurm=opts)
+    return res.jobs["start"].tolist()
+
+
+def test_slurm_options_by_hand():
+    # 4 one-core nodes. A (2 nodes, limit 60) runs; B needs 3: reserved at 60, when 1 node is
+    # spare ("extra"); C (1 node, limit 120) would end after 60.
+    jobs = dict(submit=[0, 1, 2], pods=[2, 3, 1], run_time=[50, 10, 10], req_time=[60, 60, 120])
+    # EASY: C runs at once on the extra node
+    assert _queue(jobs, 4) == [0, 50, 2]
+    # Slurm on one host: B's reservation blocks the whole host from 60 and C would run past
+    # it, so C waits; at 50 A ends and the main scheduler starts B, then C (the new head) beside
+    assert _queue(jobs, 4, reserve="host", bf_interval=1.0) == [0, 50, 50]
+    # limits in whole minutes: C's 30 s limit is a minute, and a minute from t=2 ends after
+    # B's reservation at 60 (EASY, no extra node as B needs all 4)
+    jobs = dict(submit=[0, 1, 2], pods=[2, 4, 1], run_time=[50, 10, 10], req_time=[60, 60, 30])
+    assert _queue(jobs, 4) == [0, 50, 2]
+    assert _queue(jobs, 4, limit_unit=60.0) == [0, 50, 60]
+    # a launch latency holds the nodes longer: B starts 0.5 s after A's sleep ends
+    assert _queue(jobs, 4, launch_latency=0.5)[1] == 50.5
+    # backfill on its interval: C (submitted at 2.3) starts at the next pass, t=3
+    jobs = dict(submit=[0, 1, 2.3], pods=[2, 4, 1], run_time=[50, 10, 10], req_time=[60, 60, 30])
+    assert _queue(jobs, 4, bf_interval=1.0)[2] == 3.0
