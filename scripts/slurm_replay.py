@@ -101,27 +101,43 @@ def record(jobs: pd.DataFrame, jobcomp: Path, *, workdir: str = "/tmp") -> pd.Da
     return df
 
 
-def launch_latency(reference: pd.DataFrame) -> float:
-    """Seconds a job costs its cores beyond its sleep, measured on ``reference``: the mean of
-    Slurm's EndTime - StartTime - sleep (launch and completion of the batch script) plus the
-    mean gap between a waiting job's start and the last end before it (the main scheduler's
-    reaction to a completion)."""
-    held = reference["slurm_end"] - reference["slurm_start"] - reference["run_time"]
-    ends = np.sort(reference["slurm_end"].to_numpy())
-    gaps = []
-    for sub, start in zip(reference["slurm_submit"], reference["slurm_start"]):
-        k = np.searchsorted(ends, start, side="right")
-        if start > sub and k:
-            gaps.append(start - ends[k - 1])
-    return float(max(held.mean(), 0.0) + (np.mean(gaps) if gaps else 0.0))
+def measured_latency(reference: pd.DataFrame) -> float:
+    """Seconds a job costs its cores beyond its sleep, read off the records alone: for each job
+    that waited and was started by a completion, its start minus the start and sleep of the job
+    whose end freed it (the last to end before it); the mean over those jobs. Launch and end of
+    the batch script and the main scheduler's reaction, all in one; both starts are whole
+    seconds, so the truncation cancels on average."""
+    end = reference["slurm_end"].to_numpy()
+    start = reference["slurm_start"].to_numpy()
+    run = reference["run_time"].to_numpy()
+    out = []
+    for sub, st in zip(reference["slurm_submit"], start):
+        before = np.flatnonzero(end <= st)
+        if st > sub and before.size:
+            p = before[np.argmax(end[before])]
+            out.append(st - start[p] - run[p])
+    return float(max(np.mean(out), 0.0)) if out else 0.0
+
+
+LATENCY_GRID = np.round(np.arange(0.0, 2.0001, 0.05), 2)  # s, the fit's candidates
+
+
+def fit_latency(reference: pd.DataFrame, **options) -> float:
+    """The launch latency (the one fitted number of the model) that minimises the mean
+    absolute start difference on ``reference``, over :data:`LATENCY_GRID`, with ``options``."""
+    best = min(LATENCY_GRID, key=lambda lat: (compare(reference, **dict(options, launch_latency=lat))
+                                              ["mad_over_mean_run"], lat))
+    return float(best)
 
 
 def slurm_options(reference: pd.DataFrame | None = None) -> dict:
     """The Slurm-like queue's options that model this Slurm (``scripts/slurm-up.sh``'s
     configuration: time limits in minutes, bf_interval=1, reservations for every tested job on
-    one host); ``launch_latency`` measured on ``reference`` (else 0)."""
-    latency = 0.0 if reference is None else launch_latency(reference)
-    return dict(limit_unit=60.0, bf_interval=1.0, reserve="host", launch_latency=latency)
+    one host); ``launch_latency`` fitted on ``reference`` (else 0)."""
+    opts = dict(limit_unit=60.0, bf_interval=1.0, reserve="host", launch_latency=0.0)
+    if reference is not None:
+        opts["launch_latency"] = fit_latency(reference, **opts)
+    return opts
 
 
 def hpclab_starts(jobs: pd.DataFrame, *, cores: int = CORES, submit=None, **slurm) -> np.ndarray:
@@ -153,11 +169,58 @@ def compare(reference: pd.DataFrame, **slurm) -> dict:
             "mean_run": mean_run, "start": start, "slurm_start": s_start}
 
 
+def plot_svg(reference: pd.DataFrame, path) -> Path:
+    """Each job's start on hpclab's queue (y) against its start on Slurm (x), for the modelled
+    options and for EASY, as a small self-contained SVG (docs/img/slurm_starts.svg)."""
+    modelled = compare(reference, **slurm_options(reference))
+    easy = compare(reference, limit_unit=0.0)
+    x = reference["slurm_start"].to_numpy()
+    top = float(max(x.max(), modelled["start"].max(), easy["start"].max())) * 1.05
+    w, h, m = 520, 420, 50
+
+    def px(v):
+        return m + v / top * (w - 2 * m)
+
+    def py(v):
+        return h - m - v / top * (h - 2 * m)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(top)}" y2="{py(top)}" stroke="#999" '
+           f'stroke-dasharray="4 3"/>']
+    for k in range(0, int(top) + 1, 20):
+        out.append(f'<text x="{px(k)}" y="{h - m + 16}" text-anchor="middle">{k}</text>')
+        out.append(f'<text x="{m - 6}" y="{py(k) + 4}" text-anchor="end">{k}</text>')
+    out.append(f'<line x1="{m}" y1="{h - m}" x2="{w - m}" y2="{h - m}" stroke="black"/>')
+    out.append(f'<line x1="{m}" y1="{m}" x2="{m}" y2="{h - m}" stroke="black"/>')
+    for ys, colour, label, r in ((easy["start"], "#d95f02", "EASY at every event", 3),
+                                 (modelled["start"], "#1b9e77", "Slurm-modelled", 3)):
+        for xv, yv in zip(x, ys):
+            out.append(f'<circle cx="{px(xv):.1f}" cy="{py(yv):.1f}" r="{r}" fill="{colour}" '
+                       f'fill-opacity="0.7"/>')
+    out += [f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">start on Slurm 22.05 [s]</text>',
+            f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">'
+            f'start on hpclab\'s queue [s]</text>',
+            f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">Start of each of '
+            f'{len(x)} jobs on 64 cores: hpclab vs Slurm (diagonal: equal)</text>',
+            f'<circle cx="{m + 20}" cy="{m + 10}" r="4" fill="#1b9e77"/>',
+            f'<text x="{m + 30}" y="{m + 14}">Slurm-modelled: mean |diff| '
+            f'{modelled["mad_over_mean_run"]:.2f} mean run times</text>',
+            f'<circle cx="{m + 20}" cy="{m + 28}" r="4" fill="#d95f02"/>',
+            f'<text x="{m + 30}" y="{m + 32}">EASY at every event: mean |diff| '
+            f'{easy["mad_over_mean_run"]:.2f} mean run times</text>', "</svg>"]
+    path = Path(path)
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--record", action="store_true", help="run the trace on the Slurm of "
                     "SLURM_CONF and write data/reference/slurm_replay.csv")
     ap.add_argument("--jobcomp", default="/tmp/hpclab-slurm/jobcomp.txt")
+    ap.add_argument("--plot", metavar="SVG", help="also draw the starts into this SVG file")
     args = ap.parse_args(argv)
     jobs = trace()
     if args.record:
@@ -177,21 +240,24 @@ def main(argv=None) -> int:
         REF_CSV.write_text("\n".join(header) + "\n" + df.to_csv(index=False))
         print(f"wrote {REF_CSV} and {REF_SWF}")
     ref = pd.read_csv(REF_CSV, comment="#")
-    out = compare(ref)
-    for name, opts in (("EASY (hpclab default)", {}), ("Slurm-modelled", slurm_options(ref))):
-        r = compare(ref, **opts) if opts else _easy(ref)
-        print(f"{name:>22}: mean |start - Slurm start| = {r['mad_over_mean_run']:.3f} mean run "
-              f"times; mean wait {r['mean_wait_hpclab']:.1f} s (Slurm {r['mean_wait_slurm']:.1f} s)")
-    del out
+    full = slurm_options(ref)
+    print(f"{len(ref)} jobs, mean run {ref['run_time'].mean():.2f} s, Slurm's mean wait "
+          f"{(ref['slurm_start'] - ref['slurm_submit']).mean():.1f} s, makespan "
+          f"{ref['slurm_end'].max():.0f} s; launch latency fitted {full['launch_latency']:.2f} s "
+          f"(read off the records: {measured_latency(ref):.2f} s)")
+    for name, opts in (("EASY at every event", dict(limit_unit=0.0)),
+                       ("Slurm-modelled", full),
+                       ("  without whole minutes", dict(full, limit_unit=0.0)),
+                       ("  backfill at every event", dict(full, bf_interval=None)),
+                       ("  EASY reservations", dict(full, reserve="head")),
+                       ("  no launch latency", dict(full, launch_latency=0.0)),
+                       ("  latency read off records", dict(full, launch_latency=measured_latency(ref)))):
+        r = compare(ref, **opts)
+        print(f"{name:>26}: mean |start - Slurm start| = {r['mad_over_mean_run']:.3f} mean run "
+              f"times; mean wait {r['mean_wait_hpclab']:.1f} s")
+    if args.plot:
+        print(f"wrote {plot_svg(ref, args.plot)}")
     return 0
-
-
-def _easy(ref):
-    start = hpclab_starts(ref, submit=ref["slurm_submit"])
-    s = ref["slurm_start"].to_numpy()
-    sub = ref["slurm_submit"].to_numpy()
-    return {"mad_over_mean_run": float(np.mean(np.abs(start - s)) / ref["run_time"].mean()),
-            "mean_wait_hpclab": float(np.mean(start - sub)), "mean_wait_slurm": float(np.mean(s - sub))}
 
 
 if __name__ == "__main__":

@@ -142,17 +142,29 @@ def _replay_module():
     return sys.modules[name]
 
 
-def _check_against(ref):
+def _check_against(ref, ablations=False):
+    """hpclab's queue with the Slurm options (launch latency fitted on ``ref``, its one fitted
+    number) starts jobs when Slurm did; EASY does not; with ``ablations``, dropping any one
+    option fails the bound whatever latency is fitted to it."""
     sr = _replay_module()
-    modelled = sr.compare(ref, **sr.slurm_options(ref))
+    opts = sr.slurm_options(ref)
+    modelled = sr.compare(ref, **opts)
     easy = sr.compare(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
     print(f"{len(ref)} jobs: mean |start - Slurm| = {modelled['mad_over_mean_run']:.3f} mean run "
           f"times (EASY: {easy['mad_over_mean_run']:.3f}); mean wait {modelled['mean_wait_hpclab']:.1f} s"
-          f" (EASY {easy['mean_wait_hpclab']:.1f} s, Slurm {modelled['mean_wait_slurm']:.1f} s)")
+          f" (EASY {easy['mean_wait_hpclab']:.1f} s, Slurm {modelled['mean_wait_slurm']:.1f} s); "
+          f"latency fitted {opts['launch_latency']:.2f} s, read off the records "
+          f"{sr.measured_latency(ref):.2f} s")
     assert modelled["mad_over_mean_run"] <= 0.25
     assert abs(modelled["mean_wait_hpclab"] - modelled["mean_wait_slurm"]) \
         <= 0.15 * modelled["mean_wait_slurm"]
-    assert easy["mad_over_mean_run"] > 2 * modelled["mad_over_mean_run"]  # the options matter
+    assert easy["mad_over_mean_run"] > 2 * modelled["mad_over_mean_run"]
+    if ablations:
+        base = sr.slurm_options()
+        for change in (dict(limit_unit=0.0), dict(bf_interval=None), dict(reserve="head")):
+            o = dict(base, **change)
+            o["launch_latency"] = sr.fit_latency(ref, **o)
+            assert sr.compare(ref, **o)["mad_over_mean_run"] > 0.25, change
 
 
 def test_slurm_like_queue_starts_jobs_when_the_recorded_slurm_did():
@@ -165,7 +177,7 @@ def test_slurm_like_queue_starts_jobs_when_the_recorded_slurm_did():
     assert len(ref) >= 50 and ref["pods"].max() <= sr.CORES
     assert (ref["slurm_state"] == "COMPLETED").all()
     assert (ref["minutes"] == [max(1, -(-int(r) // 60)) for r in ref["req_time"]]).all()
-    _check_against(ref)
+    _check_against(ref, ablations=True)
 
 
 def test_slurm_like_queue_against_a_live_slurm(slurm, tmp_path, monkeypatch):
