@@ -61,16 +61,19 @@ fi
 
 # -- where the daemons bind ------------------------------------------------------------------
 HOST=$(hostname -s)
-ADDR=$(getent ahostsv4 "$HOST" 2>/dev/null | awk 'NR==1{print $1}')
+ADDR=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR==1{print $1}')
 WRAP=()
 NODE=$HOST
 if [[ "$ADDR" != 127.* ]]; then
     if unshare --uts true 2>/dev/null; then
         WRAP=(unshare --uts sh -c 'hostname localhost && exec "$0" "$@"')
         NODE=localhost
+    elif [ -z "$ADDR" ]; then
+        die "the host name $(hostname) does not resolve and unshare --uts is not allowed, so the" \
+            "daemons cannot bind 127.0.0.1; add '127.0.1.1 $(hostname)' to /etc/hosts"
     else
-        echo "slurm-up: $HOST resolves to ${ADDR:-nothing} and unshare --uts is not allowed;" \
-             "slurmctld and slurmd bind ${ADDR:-the address of $HOST}, not 127.0.0.1" >&2
+        echo "slurm-up: $(hostname) resolves to $ADDR and unshare --uts is not allowed;" \
+             "slurmctld and slurmd bind $ADDR, not 127.0.0.1" >&2
     fi
 fi
 
@@ -120,7 +123,9 @@ PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscr
 CONF
 
 if ! { [ -f "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null; }; then
-    rm -rf "${DIR:?}"/state/*   # a fresh controller: no jobs or node states from an earlier run
+    # a fresh controller: no jobs or node states from an earlier run, and job ids start at 1
+    # again, so the job-completion file starts empty too
+    rm -rf "${DIR:?}"/state/* "$DIR/jobcomp.txt"
     "${WRAP[@]}" slurmctld -f "$CONF" -i
 fi
 if ! { [ -f "$DIR/slurmd.pid" ] && kill -0 "$(cat "$DIR/slurmd.pid")" 2>/dev/null; }; then

@@ -119,7 +119,7 @@ def measured_latency(reference: pd.DataFrame) -> float:
     return float(max(np.mean(out), 0.0)) if out else 0.0
 
 
-LATENCY_GRID = np.round(np.arange(0.0, 2.0001, 0.05), 2)  # s, the fit's candidates
+LATENCY_GRID = np.round(np.arange(0.0, 2.0001, 0.1), 1)  # s, the fit's candidates
 
 
 def fit_latency(reference: pd.DataFrame, **options) -> float:

@@ -84,7 +84,7 @@ def test_attached_pool_on_slurmcluster_one_job_per_instance_and_billed_as_slurm_
             Client(pool) as client:
         epoch0 = time.time() - pool.log.wall()  # pool second 0 on the wall clock
         for wave in range(2):
-            xs = range(30 * wave, 30 * wave + 30)
+            xs = range(20 * wave, 20 * wave + 20)
             assert client.gather(client.map(_slow, xs)) == list(xs)
             assert pool.wait_for(lambda p: not p.alive(), 90)
         time.sleep(4)  # > lost-worker-timeout: a re-created spec would have been submitted now
