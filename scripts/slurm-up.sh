@@ -10,7 +10,8 @@
 #
 # Needs Debian's packages: apt-get install -y slurm-wlm munge. Everything it writes (config,
 # munge key and socket, state, spool, logs, pid files, the job-completion file) lives in
-# HPCLAB_SLURM_DIR (default /tmp/hpclab-slurm); nothing under /etc is changed.
+# HPCLAB_SLURM_DIR (default /tmp/hpclab-slurm); nothing under /etc is changed. HPCLAB_SLURM_UNSHARE=1
+# runs the daemons in their own UTS namespace even where the host name resolves to 127.0.0.1.
 #
 # Binding: CommunicationParameters=NoInAddrAny,NoCtldInAddrAny makes slurmd, the clients and
 # slurmctld bind the address the host's own name resolves to instead of 0.0.0.0 (Slurm 22.05
@@ -64,7 +65,7 @@ HOST=$(hostname -s)
 ADDR=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR==1{print $1}')
 WRAP=()
 NODE=$HOST
-if [[ "$ADDR" != 127.* ]]; then
+if [[ "$ADDR" != 127.* || "${HPCLAB_SLURM_UNSHARE:-0}" = 1 ]]; then
     if unshare --uts true 2>/dev/null; then
         WRAP=(unshare --uts sh -c 'hostname localhost && exec "$0" "$@"')
         NODE=localhost
