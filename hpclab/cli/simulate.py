@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 
 def register(sub) -> None:
-    from hpclab.elastic.policies import POLICY_NAMES
+    from hpclab.elastic.policies import policy_names
 
     p = sub.add_parser("simulate", help="run a policy on the virtual clock (100,000 cores in seconds)")
     p.add_argument("--cores", type=int, default=100_000, help="core quota of the pool (default 100000)")
     p.add_argument("--tasks", type=int, default=1_000_000, help="number of tasks (default 1000000)")
-    p.add_argument("--policy", default="global-spot", choices=POLICY_NAMES)
+    p.add_argument("--policy", default="global-spot", metavar="NAME",
+                   help=f"a policy ({', '.join(policy_names())}) or module:Class (default global-spot)")
     p.add_argument("--no-hysteresis", action="store_true", help="do not wrap the policy in hysteresis")
     p.add_argument("--mean-work", type=float, default=1800.0,
                    help="mean task work, reference core-seconds (default 1800)")
@@ -30,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--zones", nargs="+", default=None, help="zones (default: all in the catalog)")
     p.add_argument("--types", nargs="+", default=None, help="instance types (default: CPU types)")
     p.add_argument("--tick", type=float, default=60.0, help="policy tick, s (default 60)")
-    p.add_argument("--horizon", type=float, default=7 * 86400.0, help="stop at this virtual time, s")
+    p.add_argument("--horizon", type=float, default=None,
+                   help="stop at this virtual time, s (default: follows the work)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,6 +50,8 @@ def run(args) -> int:
                  capacity=args.capacity, capacity_noise=args.capacity_noise,
                  spot_capacity=args.spot_capacity, progress=not args.quiet)
     s = r.summary
+    if s.get("note"):
+        print(f"hpclab: note: {s['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                           for k, v in s.items()}, indent=2))

@@ -242,14 +242,14 @@ def pool_panel(initial=None, *, n_tasks: int = 2000, policy: str = "spot-first",
 
     from hpclab import catalog
     from hpclab.elastic import run_burst
-    from hpclab.elastic.policies import POLICY_NAMES
+    from hpclab.elastic.policies import policy_names
 
     cat = catalog.default()
     cpu_types = [n for n, i in cat.instances.items() if not i.gpus and
                  any(n in cat.zone(z).capacity for z in zones)]
     style = {"description_width": "initial"}
     controls = {
-        "policy": w.Dropdown(options=[p for p in POLICY_NAMES], value=policy,
+        "policy": w.Dropdown(options=list(policy_names()), value=policy,
                              description="policy"),
         "types": w.SelectMultiple(options=cpu_types, value=tuple(types), rows=4,
                                   description="instance mix", style=style),
