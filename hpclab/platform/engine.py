@@ -718,7 +718,7 @@ class Slurm:
         nxt = (math.floor(t / self.bf_interval + 1e-9) + 1) * self.bf_interval
         if nxt < self._tick_at:
             self._tick_at = nxt
-            heapq.heappush(self.eng.heap, (nxt, EV_TICK, next(self.eng.seq), self, -1, 0))
+            self.eng.clock.at(nxt, EV_TICK, self, -1, 0)
 
     def _main(self, t):
         """Start jobs from the head while they fit; with jobs left, set the head's reservation
