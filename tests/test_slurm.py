@@ -111,8 +111,9 @@ def test_attached_pool_on_slurmcluster_one_job_per_instance_and_billed_as_slurm_
         s_secs = _ts(r["EndTime"]) - _ts(r["StartTime"])  # whole seconds, as Slurm keeps them
         h_secs = rec.terminated_at - rec.billed_from
         # Slurm truncates both times to the second (its duration is within 1 s of the true
-        # one); hpclab sees a job's submission and its cancellation within a poll (0.5 s)
-        assert abs(h_secs - s_secs) <= 1.5, (i, h_secs, s_secs)
+        # one); hpclab bills from the job's submission (Slurm starts it at its next scheduling
+        # pass, bf_interval = 1 s later at most) to the return of its cancellation
+        assert abs(h_secs - s_secs) <= 2.0, (i, h_secs, s_secs)
         assert _ts(r["StartTime"]) - 1.5 <= epoch0 + rec.billed_from <= _ts(r["StartTime"]) + 1.5
         assert _ts(r["EndTime"]) - 1.5 <= epoch0 + rec.terminated_at <= _ts(r["EndTime"]) + 1.5
         assert abs(charge(h_secs, price, rec_t.min_charge)
