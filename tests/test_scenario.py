@@ -276,3 +276,18 @@ def test_one_event_loop():
     root = Path(hpclab.__file__).parent
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "heapq" in p.read_text())
     assert users == ["elastic/clock.py"]
+
+
+def test_a_scenario_runs_on_a_running_scheduler(capsys):
+    """cluster kind address (``hpclab run --scheduler``): the workers are checked, then billed."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None,
+                      host="127.0.0.1", protocol="tcp://") as lc:
+        s = Scenario.example("burst").replace(workload={"tasks": 12}, time_scale=0.002)
+        r = s.run("real", cluster={"kind": "address", "address": lc.scheduler_address})
+    assert r["tasks_done"] == 12 and r["instances"] == 1 and r["cost_usd"] > 0
+    assert main(["run", str(scenario_dir() / "burst.yaml"), "--clock", "real", "--scheduler",
+                 "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach a Dask scheduler" in err and err.count("\n") == 1

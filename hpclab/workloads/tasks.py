@@ -94,15 +94,19 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
     return from_simulation(s, sim, catalog=cat, data=data, extra=extra, units=units)
 
 
-def real_pool(s, limits, slots, policy, cat):
+def real_pool(s, limits, slots, policy, cat, needs=()):
     """The real pool of a scenario: an ElasticPool of emulated instances on this machine, or the
-    same accounting attached to the scheduler at ``cluster.address``."""
+    same accounting attached to the scheduler at ``cluster.address`` (whose workers are first
+    checked for this hpclab and the packages in ``needs``: one line and exit 2 within seconds)."""
     import logging
 
     from hpclab.elastic.pool import AttachedPool, ElasticPool
 
     c = s.cluster
     if c["kind"] == "address":
+        from hpclab.elastic._pool_attach import connect
+
+        connect(c["address"], needs=needs).close()  # reachable, and its workers can run the work
         if len(limits.types) != 1 or len(limits.zones) != 1:
             raise HpclabError(f"{s.source}: pool.types: a pool attached to a scheduler address is "
                               f"one instance type in one zone, got {len(limits.types)} types and "
