@@ -52,7 +52,7 @@ def local_client(n_workers: int = 2, *, processes: bool = True):
 
     n_workers = check_positive("workers", n_workers, integer=True)
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                           host="127.0.0.1", dashboard_address=":0")
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
     client = Client(cluster)
     try:
         yield client
