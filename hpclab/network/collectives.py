@@ -59,7 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hpclab._validate import HpclabError, check_choice, check_finite_array, check_positive
+from hpclab._validate import (MAX_NBYTES, MAX_RANKS, HpclabError, check_choice, check_finite_array,
+                              check_positive)
 from hpclab.network.fabrics import Fabric, fabric as _fabric
 
 __all__ = ["OPS", "ALGORITHMS", "collective_time", "best_algorithm", "algorithm_times",
@@ -418,8 +419,8 @@ def _options(options):
 
 
 def _inputs(nbytes, ranks):
-    n = check_finite_array("nbytes", nbytes, minimum=0)
-    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    n = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS)
     try:
         n, p = np.broadcast_arrays(n, p)
     except ValueError:
@@ -546,7 +547,7 @@ def busbw_factor(op, ranks):
     alltoall ``(p-1)/p``; broadcast, reduce ``1``; barrier NaN (NVIDIA/nccl-tests
     doc/PERFORMANCE.md)."""
     check_choice("op", op, OPS)
-    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS)
     if op == "allreduce":
         f = 2 * (p - 1) / p
     elif op in ("allgather", "reduce_scatter", "alltoall"):
@@ -561,7 +562,7 @@ def busbw_factor(op, ranks):
 def algbw(op, nbytes, seconds):
     """Algorithm bandwidth in bytes/s: ``nbytes / seconds`` (NaN for a barrier or 0 s)."""
     check_choice("op", op, OPS)
-    n = check_finite_array("nbytes", nbytes, minimum=0)
+    n = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES)
     t = check_finite_array("seconds", seconds, minimum=0, strict=False)
     with np.errstate(divide="ignore", invalid="ignore"):
         bw = np.where((t > 0) & (op != "barrier"), n / np.where(t > 0, t, 1.0), np.nan)
@@ -598,8 +599,8 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
     names = [f.name for f in fobjs]
     if len(set(names)) != len(names):
         names = [f"{nm}#{i}" for i, nm in enumerate(names)]
-    n1 = check_finite_array("nbytes", nbytes, minimum=0).ravel()
-    p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True).ravel()
+    n1 = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES).ravel()
+    p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS).ravel()
     ppn, intra, topo = _options(options)
     F, R, S = len(fobjs), p1.size, n1.size
     net = _Net.of(fobjs, intra, ppn, topo, axis_shape=(F, 1, 1))
