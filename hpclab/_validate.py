@@ -89,7 +89,7 @@ def check_finite_array(field: str, values, *, minimum: float | None = None, stri
 
 def _fmt(value) -> str:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{int(value):,}" if abs(int(value)) < 10**18 else f"{float(value):.3g}"
+        return f"{int(value):,}" if abs(int(value)) < 10**19 else f"{float(value):.3g}"
     if isinstance(value, (float, np.floating)):
         return f"{float(value):,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{float(value):.6g}"
     return repr(value)
@@ -123,14 +123,15 @@ def check_range(field: str, value, low, high, *, integer: bool = False, low_open
     return value
 
 
-def decode_utf8(data: bytes, source: str) -> str:
+def decode_utf8(data: bytes, source: str, *, first_line: int = 1) -> str:
     """Decode ``data`` as strict UTF-8 (a leading BOM is dropped); a bad byte raises one line
     naming ``source``, the line and the column: ``user.yaml:4: not UTF-8 text (byte 0xe9 at
-    column 12); save the file as UTF-8``."""
+    column 12); save the file as UTF-8``. ``first_line`` is the number of the data's first line
+    in the file (when decoding one line of it)."""
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + first_line
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise HpclabError(f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
                           f"{column}); save the file as UTF-8") from None

@@ -53,7 +53,7 @@ def test_gpu_csv_round_trip_and_errors(tmp_path):
     assert list(back["kind"]) == list(jobs["kind"])
     bad = tmp_path / "bad.csv"
     bad.write_text("job_id,submit,kind,pods,slots,run_time\n1,0,train,2,8,100\n2,5,train,two,8,100\n")
-    with pytest.raises(HpclabError, match=r"^bad\.csv:3: column 'pods' must be a whole number, got 'two'$"):
+    with pytest.raises(HpclabError, match=r"^bad\.csv:3: column 'pods' must be a whole number in \[1, 10,000,000\], got 'two'$"):
         P.read_gpu_csv(bad)
     bad.write_text("job_id,submit,kind,pods,slots,run_time\n1,0,training,2,8,100\n")
     with pytest.raises(HpclabError, match=r"^bad\.csv:2: column 'kind' must be one of"):

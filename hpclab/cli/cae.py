@@ -11,6 +11,7 @@ import json
 import math
 
 from hpclab._validate import HpclabError
+from hpclab.cli._args import check_bounds, connect
 
 
 def register(sub) -> None:
@@ -42,14 +43,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: option -> (low, high, whole[, low open]): grid points per axis from 3 (two boundary nodes and one
+#: interior); workers are processes on this machine; a real run holds at most MAX_CELLS cells.
+#: kappa and dt are checked by the solver (finite, > 0, dt within the stability limit).
+BOUNDS = {"grid": (3, 10**5, True), "steps": (1, 10**7, True), "workers": (1, 256, True),
+          "steps_per_exchange": (1, 10**7, True)}
+#: cells of one real run: 2^30 float64 = 8 GiB per field
+MAX_CELLS = 2**30
+
+
 def run(args) -> int:
     from hpclab.workloads import cae
 
-    for field in ("grid", "steps", "workers", "steps_per_exchange"):
-        value = getattr(args, field)
-        low = 3 if field == "grid" else 1  # two boundary nodes and one interior; 0 steps have no time per step
-        if value < low:
-            raise HpclabError(f"--{field.replace('_', '-')} must be a whole number >= {low}, got {value}")
+    check_bounds(args, BOUNDS)
+    cells = args.grid ** args.ndim
+    if cells > MAX_CELLS:
+        raise HpclabError(f"--grid {args.grid} in {args.ndim}-D is {cells:,} cells; a real run holds at most "
+                          f"{MAX_CELLS:,} (8 GiB per field): use a smaller grid, or the model (cae.scaling)")
     fabrics = cae.FABRICS
     if args.fabrics is not None:
         from hpclab.network import fabric
@@ -69,9 +79,7 @@ def run(args) -> int:
                 from None
     client = None
     if args.scheduler:
-        from distributed import Client
-
-        client = Client(args.scheduler)
+        client = connect(args.scheduler)
     try:
         ds = cae.run_heat(args.grid, args.ndim, steps=args.steps, kappa=args.kappa, dt=args.dt, subdomains=subdomains,
                           steps_per_exchange=args.steps_per_exchange, client=client, workers=args.workers)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hpclab._validate import MAX_TASKS, HpclabError
+from hpclab.cli._args import SEED_MAX, check_bounds, connect
+
 
 def register(sub) -> None:
     p = sub.add_parser("screen", help="run the real RDKit virtual screen on a Dask cluster "
@@ -31,13 +34,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: option -> (low, high, whole): workers are processes on this machine (or pool instances)
+BOUNDS = {"workers": (1, 256, True), "size": (1, MAX_TASKS, True), "batch_size": (1, 10**6, True),
+          "threshold_3d": (0, 1e3, False), "conformers": (1, 1000, True), "seed": (0, SEED_MAX, True)}
+
+
 def run(args) -> int:
     import pandas as pd
 
-    from hpclab._validate import check_positive
     from hpclab.workloads import screening as scr
 
-    check_positive("workers", args.workers, integer=True)  # even when every batch is read back
+    check_bounds(args, BOUNDS)  # first, even when every batch is read back
+    if args.out is not None and not str(args.out).strip():
+        raise HpclabError("--out must name a folder, got ''")
+    if args.scheduler and args.pool:
+        raise HpclabError("give --scheduler or --pool, not both")
+    if args.size is not None:  # before any cluster starts
+        scr.load_library(args.library, None, size=args.size, seed=args.seed)
     params = {}
     if args.threshold_3d is not None:
         params["threshold_3d"] = args.threshold_3d
@@ -46,14 +59,8 @@ def run(args) -> int:
     kwargs = dict(size=args.size, seed=args.seed, out=args.out, workers=args.workers,
                   batch_size=args.batch_size, progress=not args.no_progress, **params)
     bill = None
-    if args.scheduler and args.pool:
-        from hpclab._validate import HpclabError
-
-        raise HpclabError("give --scheduler or --pool, not both")
     if args.scheduler:
-        from distributed import Client
-
-        with Client(args.scheduler) as client:
+        with connect(args.scheduler) as client:
             ds = scr.screen(args.library, args.target, client=client, **kwargs)
     elif args.pool:
         ds, bill = _on_pool(args, kwargs)

@@ -144,6 +144,8 @@ def run_screen(molecules: pd.DataFrame, params: ScreenParams | None = None, *, o
                           f"{', '.join(sorted(missing))}")
     if len(molecules) == 0:
         raise HpclabError("molecules must not be empty")
+    if out is not None and not str(out).strip():
+        raise HpclabError("out must name a folder, got ''")
     batch_size = check_positive("batch_size", batch_size, integer=True)
     max_attempts = check_positive("max_attempts", max_attempts, integer=True)
     molecules = molecules.reset_index(drop=True)
