@@ -108,3 +108,37 @@ def test_missing_column_and_duplicates(cat):
           "market": ["spot"] * 2, "start": [0.0, 1.0], "end": [2.0, 3.0]}
     with pytest.raises(HpclabError, match="one row per instance"):
         bill(iv, cat)
+
+
+def test_charge_is_the_meter_by_hand():
+    from hpclab.elastic.billing import charge, meter
+
+    # 90.2 s -> 91 s; 10 s -> the 60 s minimum; not yet granted (negative) -> nothing
+    assert charge(90.2, 0.001, 60.0) == pytest.approx(0.091)
+    assert charge(10.0, 0.001, 60.0) == pytest.approx(0.060)
+    assert charge(-5.0, 0.001, 60.0) == 0.0
+    got = charge(np.array([[0.0, 59.0, 61.0000000001, 3600.0]]), 2.0, 60.0)
+    np.testing.assert_allclose(got, [[120.0, 120.0, 122.0, 7200.0]])
+    # meter: two instances, one ended at 100 s, one alive; billed up to now = 250 s
+    assert meter([0.0, 200.0], [100.0, np.inf], 250.0, 1.0, 60.0) == pytest.approx(100 + 60)
+    assert meter([0.0, 300.0], [100.0, np.nan], 250.0, 1.0, 60.0) == pytest.approx(100)
+
+
+def test_one_meter_everywhere(cat):
+    """The simulator's running spend, the view's cost curve and the bill are the same meter."""
+    from hpclab.elastic import simulate as sim
+    from hpclab.viz.pools import cost_data
+
+    from hpclab.elastic.policies import make_policy
+    from hpclab.elastic.state import PoolLimits
+
+    lim = PoolLimits(types=("ecs.c8i.8xlarge",), zones=("cn-hangzhou-h",), quota_cores=64)
+    wl = sim.make_workload(400, mean=300.0, seed=1)
+    res = sim.simulate(make_policy("target-duration", catalog=cat), wl, lim, catalog=cat, seed=3,
+                       reclaim_rate=0.0)
+    total = float(res.bill["total_cost"])
+    assert total > 0
+    # the policy saw the same meter: the last recorded spend is the bill (everything retired)
+    assert float(res.timeseries["cost"][-1]) == pytest.approx(total, rel=1e-9)
+    curve = cost_data(res.log, cat, now=res.end_time)
+    assert curve["y"][-1] == pytest.approx(total, rel=1e-9)

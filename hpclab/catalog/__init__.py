@@ -13,7 +13,7 @@ from hpclab.catalog._units import parse_size
 
 __all__ = ["Catalog", "CatalogError", "UnknownNameError", "load", "default_paths", "Figure",
            "FabricSpec", "Generation", "InstanceType", "Reliability", "Storage", "Zone", "parse_size",
-           "default"]
+           "default", "resolve"]
 
 _DEFAULT = None
 
@@ -24,3 +24,9 @@ def default() -> Catalog:
     if _DEFAULT is None:
         _DEFAULT = load()
     return _DEFAULT
+
+
+def resolve(catalog: Catalog | None = None) -> Catalog:
+    """``catalog`` itself, or the shipped catalog when it is ``None`` (the one place every
+    function taking an optional ``catalog=`` turns it into a catalog)."""
+    return default() if catalog is None else catalog

@@ -7,12 +7,13 @@ import math
 
 
 def register(sub) -> None:
-    from hpclab.elastic.policies import POLICY_NAMES
+    from hpclab.elastic.policies import policy_names
 
     p = sub.add_parser("simulate", help="run a policy on the virtual clock (100,000 cores in seconds)")
     p.add_argument("--cores", type=int, default=100_000, help="core quota of the pool (default 100000)")
     p.add_argument("--tasks", type=int, default=1_000_000, help="number of tasks (default 1000000)")
-    p.add_argument("--policy", default="global-spot", choices=POLICY_NAMES)
+    p.add_argument("--policy", default="global-spot", metavar="NAME",
+                   help=f"a policy ({', '.join(policy_names())}) or module:Class (default global-spot)")
     p.add_argument("--no-hysteresis", action="store_true", help="do not wrap the policy in hysteresis")
     p.add_argument("--mean-work", type=float, default=1800.0,
                    help="mean task work, reference core-seconds (default 1800)")

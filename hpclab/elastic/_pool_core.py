@@ -472,16 +472,17 @@ class PoolAccounting:
         from the instance records so that the policy loop does not re-read the whole log on
         every tick; ``bill()`` computes the same from the event log.
         """
+        from hpclab.elastic.billing import meter, unit_price
+
         now = self.now() if until is None else float(until)
-        total = 0.0
-        for rec in self.records.values():
-            if rec.billed_from is None or rec.billed_from > now:
-                continue
-            inst = self.catalog.instance(rec.itype)
-            end = now if rec.terminated_at is None else min(rec.terminated_at, now)
-            price = inst.price_spot if rec.market == "spot" else inst.price_on_demand
-            total += max(math.ceil(end - rec.billed_from - 1e-9), inst.min_charge) * price
-        return total
+        recs = [r for r in self.records.values() if r.billed_from is not None]
+        if not recs:
+            return 0.0
+        insts = [self.catalog.instance(r.itype) for r in recs]
+        return meter([r.billed_from for r in recs],
+                     [np.inf if r.terminated_at is None else r.terminated_at for r in recs], now,
+                     [unit_price(i, r.market) for i, r in zip(insts, recs)],
+                     [i.min_charge for i in insts])
 
     def bill(self, until: float | None = None):
         """The bill up to pool time ``until`` (default now): cost, billed seconds and instances

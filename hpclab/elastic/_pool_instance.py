@@ -42,6 +42,18 @@ class InstanceRecord:
     hold_until: float | None = None  # pool time before which a retirement is not retried
 
 
+def current_instance_type() -> str | None:
+    """The catalog instance type of the pool worker running the calling task (None outside a
+    pool's worker): what a task needs to know to run at its instance's speed."""
+    try:
+        from distributed import get_worker
+
+        w = get_worker()
+    except (ImportError, ValueError):
+        return os.environ.get("HPCLAB_INSTANCE_TYPE")
+    return getattr(w, "hpclab_instance_type", None) or os.environ.get("HPCLAB_INSTANCE_TYPE")
+
+
 class Instance(ProcessInterface):
     """A worker of the pool that behaves like a cloud instance.
 
@@ -75,7 +87,11 @@ class Instance(ProcessInterface):
         try:
             if self.boot_wall > 0:
                 await asyncio.sleep(self.boot_wall)
-            worker = self.worker_cls(self.scheduler_address, name=self.name, **self.worker_options)
+            options = dict(self.worker_options)
+            if self.worker_cls is Nanny:  # the worker process learns its type from its environment
+                options["env"] = {**options.get("env", {}), "HPCLAB_INSTANCE_TYPE": self.record.itype}
+            worker = self.worker_cls(self.scheduler_address, name=self.name, **options)
+            worker.hpclab_instance_type = self.record.itype  # in-process workers: an attribute
             self.worker = worker
             await worker
             self.address = worker.address

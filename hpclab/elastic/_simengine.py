@@ -28,6 +28,7 @@ from time import perf_counter
 import numpy as np
 
 from hpclab._validate import HpclabError
+from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.policies import StateSummary, attach_summary
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState
 
@@ -129,7 +130,7 @@ class Engine:
             k = self.types.index(t)
             self.t_boot[k], self.t_boot_sd[k] = b, 0.0
         self.t_notice = np.array([r.spot_notice for r in recs])
-        self.t_price = np.array([[r.price_on_demand, r.price_spot] for r in recs])  # USD/s
+        self.t_price = np.array([[unit_price(r, m) for m in MARKETS] for r in recs])  # USD/s
         self.t_minc = np.array([r.min_charge for r in recs])
         self.slots_map = {t: int(s) for t, s in zip(self.types, self.t_slots)}
         base = np.array([[z.capacity.get(t, 0) for t in self.types] for z in zrecs], dtype=float)
@@ -192,9 +193,7 @@ class Engine:
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
         self.alive_slots = 0  # the account quota counts every instance not terminated
-        self.rate_alive = 0.0  # USD/s of instances alive
-        self.rate_grant = 0.0  # sum of price * grant time over instances alive
-        self.closed_cost = 0.0  # billed cost of terminated instances
+        self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         self.done_sum = 0.0
         self.done_n = 0
         self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
@@ -326,9 +325,6 @@ class Engine:
         self.serv_count[it] += n
         self.serv_slots += n * ns
         self.alive_slots += n * ns
-        price = self.t_price[it, market]
-        self.rate_alive += n * price
-        self.rate_grant += n * price * t
         if market == 1:
             self.spot_use[iz, it] += n * cores
             rate = self.z_reclaim[iz]
@@ -359,10 +355,7 @@ class Engine:
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
-        price = self.t_price[it, ins.market[i]]
-        self.rate_alive -= price
-        self.rate_grant -= price * ins.grant[i]
-        self.closed_cost += price * max(math.ceil(t - ins.grant[i] - 1e-9), self.t_minc[it])
+        self.closed_cost += charge(t - ins.grant[i], self.t_price[it, ins.market[i]], self.t_minc[it])
         self.in_use[iz, it] -= self.t_cores[it]
         if ins.market[i] == 1:
             self.spot_use[iz, it] -= self.t_cores[it]
@@ -493,7 +486,7 @@ class Engine:
         mean = self.done_sum / self.done_n if self.done_n else None
         views = _Views(self, alive, code, run_a, idle_a)
         state = PoolState(time=float(T), queued=int(queued), running=nbusy, instances=views,
-                          limits=self.limits, spent=self.spent(T), mean_task_seconds=mean, done=int(done),
+                          limits=self.limits, spent=self.spent(T, alive), mean_task_seconds=mean, done=int(done),
                           refused=dict(self.refused), slots=self.slots_map)
         attach_summary(state, summary)
         return state, (alive, code, it_a, zn_a, mk_a, cnt)
@@ -520,9 +513,14 @@ class Engine:
         keep = same & ~fin
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
 
-    def spent(self, T: float) -> float:
-        """Billed cost of ended instances + running meter of live ones (O(1), kept incrementally)."""
-        return float(self.closed_cost + self.rate_alive * T - self.rate_grant)
+    def spent(self, T: float, alive=None) -> float:
+        """Billed cost of ended instances (kept as they end) + the meter of the live ones."""
+        ins = self.inst
+        if alive is None:
+            alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
+        it = ins.itype[alive]
+        live = charge(T - ins.grant[alive], self.t_price[it, ins.market[alive]], self.t_minc[it])
+        return float(self.closed_cost + np.sum(live))
 
     def apply(self, T: float, decision) -> None:
         ins = self.inst

@@ -29,7 +29,8 @@ import xarray as xr
 from hpclab._validate import HpclabError
 from hpclab.elastic.state import MARKETS
 
-__all__ = ["bill", "bill_instances", "intervals_from_log", "INTERVAL_COLUMNS"]
+__all__ = ["charge", "unit_price", "meter", "bill", "bill_instances", "intervals_from_log",
+           "INTERVAL_COLUMNS"]
 
 INTERVAL_COLUMNS = ("instance", "itype", "zone", "market", "start", "end")
 _BILLED_STATES = ("booting", "running", "draining")
@@ -37,11 +38,60 @@ _EPS = 1e-9  # float slack before rounding up to the next whole second
 
 
 def _catalog(catalog):
-    if catalog is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        return _c.default()
-    return catalog
+    return resolve(catalog)
+
+
+def charge(seconds, price, min_charge=0.0):
+    """The meter, the one place its rule is written: ``max(ceil(seconds), min_charge) * price``.
+
+    Every cost in hpclab comes from this function: the real pool, the virtual clock, the
+    platform replay, the views and the analytic models (on arrays where they need it).
+
+    Parameters
+    ----------
+    seconds : float or array
+        Pool seconds an instance has been billed for (from grant to now or to termination);
+        a negative value (an instance not yet granted at that time) costs nothing.
+    price : float or array
+        USD per second (:func:`unit_price`).
+    min_charge : float or array
+        The catalog's minimum billed seconds per instance.
+
+    Returns
+    -------
+    float or numpy.ndarray
+        USD, broadcast over the inputs.
+
+    Examples
+    --------
+    >>> float(charge(90.2, 0.001, 60.0))
+    0.091
+    >>> float(charge(10.0, 0.001, 60.0))
+    0.06
+    """
+    s = np.asarray(seconds, dtype=float)
+    billed = np.where(s >= 0, np.maximum(np.ceil(s - _EPS), min_charge), 0.0)
+    out = billed * np.asarray(price, dtype=float)
+    return float(out) if out.ndim == 0 else out
+
+
+def unit_price(instance, market: str = "on-demand") -> float:
+    """USD per second of an instance type (a catalog record) on ``market``."""
+    if market not in MARKETS:
+        raise HpclabError(f"market must be one of {', '.join(MARKETS)}; got {market!r}")
+    return instance.price_spot if market == "spot" else instance.price_on_demand
+
+
+def meter(start, end, now, price, min_charge=0.0) -> float:
+    """USD billed up to pool time ``now`` for instances granted at ``start`` (array) and
+    terminated at ``end`` (``inf`` or NaN while alive): :func:`charge` of
+    ``min(end, now) - start`` summed, instances granted after ``now`` costing nothing."""
+    start = np.asarray(start, dtype=float)
+    end = np.asarray(end, dtype=float)
+    stop = np.where(np.isnan(end), now, np.minimum(end, now))
+    return float(np.sum(charge(stop - start, price, min_charge)))
 
 
 def _frame(table) -> pd.DataFrame:
@@ -107,17 +157,16 @@ def bill_instances(intervals, catalog=None, *, until: float | None = None) -> pd
                           f"start {start[i]:g}, end {end[i]:g}")
     codes, types = pd.factorize(df["itype"], sort=True)
     recs = [cat.instance(t) for t in types]  # KeyError listing known types
-    od = np.array([r.price_on_demand for r in recs])[codes]
-    sp = np.array([r.price_spot for r in recs])[codes]
+    od = np.array([unit_price(r, "on-demand") for r in recs])[codes]
+    sp = np.array([unit_price(r, "spot") for r in recs])[codes]
     minc = np.array([r.min_charge for r in recs])[codes]
     seconds = end - start
-    billed = np.maximum(np.ceil(seconds - _EPS), minc)
     price = np.where(df["market"].to_numpy() == "spot", sp, od)
     df["end"] = end
     df["seconds"] = seconds
-    df["billed_seconds"] = billed
+    df["billed_seconds"] = charge(seconds, 1.0, minc)
     df["price"] = price
-    df["cost"] = billed * price
+    df["cost"] = charge(seconds, price, minc)
     return df
 
 

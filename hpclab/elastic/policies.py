@@ -55,10 +55,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab.elastic.billing import unit_price
 from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
-           "Hysteresis", "make_policy", "POLICY_NAMES", "price_per_work", "StateSummary",
+           "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
+           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "StateSummary",
            "summarise", "attach_summary"]
 
 #: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
@@ -70,11 +72,9 @@ _SERVING = ("requested", "booting", "running")
 
 
 def _catalog(catalog):
-    if catalog is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        return _c.default()
-    return catalog
+    return resolve(catalog)
 
 
 def price_per_work(itype: str, market: str = "on-demand", catalog=None) -> float:
@@ -87,7 +87,7 @@ def price_per_work(itype: str, market: str = "on-demand", catalog=None) -> float
     check_choice("market", market, MARKETS)
     inst = cat.instance(itype)
     speed = cat.generation(inst.generation).speed_factor
-    price = inst.price_spot if market == "spot" else inst.price_on_demand
+    price = unit_price(inst, market)
     return price / (inst.cores * speed)
 
 
@@ -628,7 +628,7 @@ class DeadlineBudget(_Base):
         itype = usable[0][0]
         inst = self.catalog.instance(itype)
         slots = _slots(state, itype, self.catalog)
-        price = (inst.price_spot if self.market == "spot" else inst.price_on_demand) / slots
+        price = unit_price(inst, self.market) / slots
         return inst, price
 
     def _money_left(self, state) -> float:
@@ -709,44 +709,132 @@ class Hysteresis:
         return f"<Hysteresis {self.name!r} wait={self.wait} cooldown={self.cooldown}>"
 
 
-POLICY_NAMES = ("target-duration", "single-zone", "spot-first", "global", "global-spot",
-                "deadline-budget")
+# -- the registry ---------------------------------------------------------------------------
+#: entry-point group through which installed packages offer policies (name -> class or factory)
+ENTRY_POINT_GROUP = "hpclab.policies"
+_REGISTRY: dict = {}
 
 
-def make_policy(name: str, *, hysteresis: bool = False, wait: float = 60.0, cooldown: float = 120.0,
+def register_policy(name: str, factory=None):
+    """Register ``factory`` (a policy class, or a function returning a policy) under ``name``.
+
+    Used as a decorator on a class (``@register_policy("my-policy")``) or called directly. A
+    user's policy needs nothing else: one class in one file, found by :func:`make_policy` by the
+    name it registered, by ``"module:Class"`` without registering, or through the
+    ``hpclab.policies`` entry-point group of an installed package.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise HpclabError(f"a policy name must be a non-empty string without ':', got {name!r}")
+
+    def deco(f):
+        if not callable(f):
+            raise HpclabError(f"policy {name!r}: the factory must be a class or function, got {f!r}")
+        _REGISTRY[name] = f
+        return f
+
+    return deco if factory is None else deco(factory)
+
+
+def _entry_points() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def policy_names() -> tuple[str, ...]:
+    """Every policy :func:`make_policy` knows by name: the built-in and registered ones, then
+    those of installed packages (entry points), in that order."""
+    names = list(_REGISTRY)
+    names += [n for n in sorted(_entry_points()) if n not in _REGISTRY]
+    return tuple(names)
+
+
+def resolve_policy(spec: str):
+    """The class or factory that ``spec`` names: a registered name, an entry point of the
+    ``hpclab.policies`` group, or ``"package.module:Class"`` (imported)."""
+    if not isinstance(spec, str):
+        raise HpclabError(f"policy must be a name or 'module:Class', got {spec!r}")
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    if ":" in spec:
+        import importlib
+
+        mod, _, attr = spec.partition(":")
+        try:
+            obj = importlib.import_module(mod)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise HpclabError(f"policy {spec!r}: cannot import it ({exc})") from None
+        if not callable(obj):
+            raise HpclabError(f"policy {spec!r} is not a class or function")
+        return obj
+    eps = _entry_points()
+    if spec in eps:
+        return eps[spec].load()
+    raise HpclabError(f"policy must be one of {', '.join(policy_names())} or 'module:Class', "
+                      f"got {spec!r}")
+
+
+def make_policy(name, *, hysteresis: bool = False, wait: float = 60.0, cooldown: float = 120.0,
                 **params):
-    """Build a policy by name (one of :data:`POLICY_NAMES`), optionally wrapped in :class:`Hysteresis`.
+    """Build a policy by name (see :func:`policy_names`) or ``"module:Class"``, optionally
+    wrapped in :class:`Hysteresis`. A ready policy object (anything with ``decide``) is
+    returned as it is (wrapped if asked).
 
     ``params`` go to the policy's constructor (e.g. ``target_duration``, ``spot_share``,
-    ``deadline`` and ``budget`` for ``"deadline-budget"``, ``catalog``).
+    ``deadline`` and ``budget`` for ``"deadline-budget"``, ``catalog``); a factory that takes
+    no ``catalog`` is called without it.
     """
-    check_choice("policy", name, POLICY_NAMES)
-    try:
-        p = _build(name, params)
-    except TypeError as exc:
-        raise HpclabError(f"policy {name}: {exc}") from None
+    if hasattr(name, "decide"):
+        p = name
+    else:
+        factory = resolve_policy(name)
+        if "catalog" in params and not _accepts(factory, "catalog"):
+            params = {k: v for k, v in params.items() if k != "catalog"}
+        try:
+            p = factory(**params)
+        except TypeError as exc:
+            raise HpclabError(f"policy {name}: {exc}") from None
+        if not hasattr(p, "decide"):
+            raise HpclabError(f"policy {name!r} built {p!r}, which has no decide(state) method")
     return Hysteresis(p, wait=wait, cooldown=cooldown) if hysteresis else p
 
 
-def _build(name, params):
-    if name == "target-duration":
-        p = TargetDuration(**params)
-    elif name == "single-zone":
-        p = SingleZone(**params)
-    elif name == "spot-first":
-        p = SpotFirst(**params)
-    elif name == "global":
-        params.setdefault("spot_share", 0.0)
-        p = GlobalPlacement(**params)
-    elif name == "global-spot":
-        params.setdefault("spot_share", 1.0)
-        if params["spot_share"] <= 0:
-            raise HpclabError(f"spot_share must be > 0 for global-spot (use 'global'), "
-                              f"got {params['spot_share']!r}")
-        p = GlobalPlacement(**params)
-    else:
-        missing = [k for k in ("deadline", "budget") if k not in params]
-        if missing:
-            raise HpclabError(f"deadline-budget needs {' and '.join(missing)} (pool seconds, USD)")
-        p = DeadlineBudget(**params)
-    return p
+def _accepts(factory, param: str) -> bool:
+    import inspect
+
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == param or p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _global(**params):
+    params.setdefault("spot_share", 0.0)
+    return GlobalPlacement(**params)
+
+
+def _global_spot(**params):
+    params.setdefault("spot_share", 1.0)
+    if params["spot_share"] <= 0:
+        raise HpclabError(f"spot_share must be > 0 for global-spot (use 'global'), "
+                          f"got {params['spot_share']!r}")
+    return GlobalPlacement(**params)
+
+
+def _deadline_budget(**params):
+    missing = [k for k in ("deadline", "budget") if k not in params]
+    if missing:
+        raise HpclabError(f"deadline-budget needs {' and '.join(missing)} (pool seconds, USD)")
+    return DeadlineBudget(**params)
+
+
+for _name, _factory in (("target-duration", TargetDuration), ("single-zone", SingleZone),
+                        ("spot-first", SpotFirst), ("global", _global), ("global-spot", _global_spot),
+                        ("deadline-budget", _deadline_budget)):
+    register_policy(_name, _factory)
+
+#: the built-in policy names (:func:`policy_names` adds registered and installed ones)
+POLICY_NAMES = tuple(_REGISTRY)

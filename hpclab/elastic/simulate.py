@@ -52,11 +52,9 @@ CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8x
 
 
 def _catalog(catalog):
-    if catalog is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        return _c.default()
-    return catalog
+    return resolve(catalog)
 
 
 @dataclass

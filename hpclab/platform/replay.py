@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab.elastic.billing import bill_instances, unit_price
 from hpclab.platform import _model
 from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
 from hpclab.platform.jobs import GANG_KINDS, KINDS, check_jobs
@@ -107,11 +108,9 @@ class PlatformResult:
 
 
 def _catalog(catalog):
-    if catalog is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        return _c.default()
-    return catalog
+    return resolve(catalog)
 
 
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
@@ -122,7 +121,7 @@ def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout,
     slots = rec.gpus if rec.gpus > 0 else rec.vcpus
     topo = node_topology(rec, topology, catalog)
     seg = topo.hosts_per_leaf if seg_nodes is None else seg_nodes
-    price = rec.price_spot if market == "spot" else rec.price_on_demand
+    price = unit_price(rec, market)
     return Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
                 idle_timeout=idle_timeout, boot_time=rec.boot_time, price=price,
                 min_charge=rec.min_charge, placement=placement, slowdown=slowdowns(rec, topo, catalog),
@@ -327,23 +326,10 @@ def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
     """Cost of each node (per-second billing with the catalog min_charge)."""
     if not len(inst):
         return np.zeros(0)
-    try:
-        from hpclab.elastic.billing import bill_instances
-    except ImportError:  # pragma: no cover - billing lives in hpclab.elastic
-        bill_instances = None
-    if bill_instances is not None:
-        table = pd.DataFrame({"instance": np.arange(len(inst)), "itype": inst["itype"].to_numpy(),
-                              "zone": inst["pool"].to_numpy(), "market": market,
-                              "start": inst["launch"].to_numpy(), "end": inst["end"].to_numpy()})
-        return bill_instances(table, catalog)["cost"].to_numpy()
-    # the same meter: max(ceil(seconds), min_charge) * price
-    out = np.empty(len(inst))
-    for itype, idx in inst.groupby("itype").indices.items():
-        rec = catalog.instance(itype)
-        price = rec.price_spot if market == "spot" else rec.price_on_demand
-        secs = inst["end"].to_numpy()[idx] - inst["launch"].to_numpy()[idx]
-        out[idx] = np.maximum(np.ceil(secs - 1e-9), rec.min_charge) * price
-    return out
+    table = pd.DataFrame({"instance": np.arange(len(inst)), "itype": inst["itype"].to_numpy(),
+                          "zone": inst["pool"].to_numpy(), "market": market,
+                          "start": inst["launch"].to_numpy(), "end": inst["end"].to_numpy()})
+    return bill_instances(table, catalog)["cost"].to_numpy()
 
 
 def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settings, catalog):

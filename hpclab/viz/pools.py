@@ -78,11 +78,9 @@ def cost_data(source, catalog=None, now: float | None = None, points: int = 200)
     from hpclab.elastic import billing
 
     df, pool_now, pool_cat = _events(source)
-    cat = catalog or pool_cat
-    if cat is None:
-        from hpclab import catalog as _c
+    from hpclab.catalog import resolve
 
-        cat = _c.default()
+    cat = resolve(catalog or pool_cat)
     now = pool_now if now is None else now
     if now is None:
         now = float(df["time"].max()) if len(df) else 0.0
@@ -98,8 +96,7 @@ def cost_data(source, catalog=None, now: float | None = None, points: int = 200)
     price = per["price"].to_numpy(float)
     t = np.linspace(0.0, max(now, 1e-9), points)
     elapsed = np.minimum(t[:, None], end[None, :]) - start[None, :]
-    billed = np.where(elapsed >= 0, np.maximum(np.ceil(elapsed - 1e-9), minc[None, :]), 0.0)
-    return {"x": t, "y": (billed * price[None, :]).sum(axis=1)}
+    return {"x": t, "y": billing.charge(elapsed, price[None, :], minc[None, :]).sum(axis=1)}
 
 
 def _timeline_fig(height=260, width=720):
@@ -245,14 +242,14 @@ def pool_panel(initial=None, *, n_tasks: int = 2000, policy: str = "spot-first",
 
     from hpclab import catalog
     from hpclab.elastic import run_burst
-    from hpclab.elastic.policies import POLICY_NAMES
+    from hpclab.elastic.policies import policy_names
 
     cat = catalog.default()
     cpu_types = [n for n, i in cat.instances.items() if not i.gpus and
                  any(n in cat.zone(z).capacity for z in zones)]
     style = {"description_width": "initial"}
     controls = {
-        "policy": w.Dropdown(options=[p for p in POLICY_NAMES], value=policy,
+        "policy": w.Dropdown(options=list(policy_names()), value=policy,
                              description="policy"),
         "types": w.SelectMultiple(options=cpu_types, value=tuple(types), rows=4,
                                   description="instance mix", style=style),

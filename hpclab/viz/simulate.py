@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from hpclab.elastic.policies import POLICY_NAMES
+from hpclab.elastic.policies import policy_names
 from hpclab.elastic.simulate import campaign
 from hpclab.viz._common import PALETTE, as_widget, legend
 
@@ -153,7 +153,7 @@ def simulate_panel(policy="global-spot", cores=2000, deadline_h=8.0, spot_share=
 
     scales = sorted(set(SCALES) | {int(cores)})
     controls = {
-        "policy": w.Dropdown(options=list(POLICY_NAMES), value=policy, description="policy"),
+        "policy": w.Dropdown(options=list(policy_names()), value=policy, description="policy"),
         "cores": w.SelectionSlider(options=[(f"{c:,}", c) for c in scales], value=int(cores),
                                    description="scale (cores)", continuous_update=False,
                                    style={"description_width": "initial"}),

@@ -40,6 +40,8 @@ import numpy as np
 import xarray as xr
 
 from hpclab._validate import HpclabError, check_choice, check_positive
+from hpclab.elastic.billing import charge, unit_price
+from hpclab.elastic.state import MARKETS
 from hpclab.workloads.screening.pipeline import STAGES
 
 __all__ = ["campaign_inputs", "campaign", "allocation", "pareto_front", "article_scenario",
@@ -155,8 +157,7 @@ def _offers(cat, types, zones):
                              speed=cat.generation(inst.generation).speed_factor,
                              boot=inst.boot_time, min_charge=inst.min_charge,
                              reclaim=zone.spot_reclaim_rate,
-                             price={"spot": inst.price_spot / inst.cores,
-                                    "on-demand": inst.price_on_demand / inst.cores}))
+                             price={m: unit_price(inst, m) / inst.cores for m in MARKETS}))
     return rows
 
 
@@ -270,14 +271,17 @@ def campaign(inputs: xr.Dataset, n_molecules=1e6, deadline_hours=24.0, spot_shar
         makespan = boot + W / np.maximum(got, 1e-300) + tail
         cores = sum(t_spot) + sum(t_od)
         min_charge = max(o["min_charge"] for o in offers)
-        billed = np.maximum(makespan - tail, min_charge) + _TAIL_SHARE * tail
-        cost = (r_spot + r_od) * billed
         od_rate = sum(tk * o["price"]["on-demand"] for tk, o in zip(t_spot, offers)) + r_od
+
+        def billed_at(rate):  # the meter: the whole pool until the work is done, then the tail
+            return charge(makespan - tail, rate, min_charge) + _TAIL_SHARE * charge(tail, rate)
+
+        cost = billed_at(r_spot + r_od)
         out["cores"].append(cores)
         out["cores_spot"].append(sum(t_spot))
         out["makespan"].append(makespan / 3600.0)
         out["cost"].append(cost)
-        out["cost_on_demand_same"].append(od_rate * billed)
+        out["cost_on_demand_same"].append(billed_at(od_rate))
         out["feasible"].append(feasible)
     dims = ("zones", "n_molecules", "deadline", "spot_share")
     units = {"cores": "cores", "cores_spot": "cores", "makespan": "h", "cost": "USD",

@@ -1,0 +1,97 @@
+"""``hpclab run``: run a scenario file headless on either clock; ``--example NAME`` writes one."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    from hpclab.scenario import CLOCKS, example_names
+
+    p = sub.add_parser("run", help="run a scenario file on the virtual or the real clock",
+                       description="Run SCENARIO.yaml headless and print its summary. "
+                                   f"Shipped examples: {', '.join(example_names())}.")
+    p.add_argument("scenario", nargs="?", help="a scenario file (YAML)")
+    p.add_argument("--example", metavar="NAME",
+                   help="write the shipped example NAME to NAME.yaml (never overwrites) and stop")
+    p.add_argument("--clock", choices=CLOCKS, default=None, help="override the scenario's clock")
+    p.add_argument("--scheduler", metavar="ADDR", default=None,
+                   help="run real work on the Dask scheduler at ADDR (overrides cluster)")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="write result.nc, summary.json and scenario.yaml into DIR")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _fmt(v, unit: str) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        if unit == "USD":
+            return f"{v:,.2f} USD"
+        if unit == "s":
+            return f"{v:,.1f} s" if abs(v) < 3600 else f"{v:,.0f} s ({v / 3600:.2f} h)"
+        if unit == "1":
+            return f"{v:.3g}"
+        return f"{v:,.4g} {unit}"
+    if isinstance(v, int) and unit not in ("1", ""):
+        return f"{v:,} {unit}"
+    return str(v)
+
+
+def run(args) -> int:
+    from hpclab._validate import HpclabError
+    from hpclab.scenario import Scenario
+
+    if args.example:
+        if args.scenario:
+            raise HpclabError("give either a scenario file or --example NAME, not both")
+        s = Scenario.example(args.example)
+        target = Path(f"{args.example}.yaml")
+        s.save(target, overwrite=False)
+        print(f"wrote {target} (run it with: hpclab run {target})")
+        return 0
+    if not args.scenario:
+        raise HpclabError("run needs a scenario file (or --example NAME to write one)")
+    if args.seed is not None and args.seed < 0:
+        raise HpclabError(f"--seed must be a whole number >= 0, got {args.seed}")
+    s = Scenario.load(args.scenario)
+    out = Path(args.out) if args.out else None
+    if out is not None:  # checked before any work
+        if out.exists() and not out.is_dir():
+            raise HpclabError(f"--out {out}: exists and is not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".hpclab-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise HpclabError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+    changes = {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if changes:
+        s = s.replace(**changes)
+    cluster = {"kind": "address", "address": args.scheduler} if args.scheduler else None
+    result = s.run(args.clock, progress=not args.quiet and not args.json, cluster=cluster, out=out)
+    notes = result.summary.attrs.get("notes", "")
+    if notes:
+        print(f"hpclab: note: {notes}", file=sys.stderr)
+    if out is not None:
+        result.save(out)
+    if args.json:
+        print(result.to_json())
+        return 0
+    units = result.units()
+    rows = [(k, _fmt(result[k], units[k])) for k in result.summary.data_vars]
+    width = max(len(k) for k, _ in rows)
+    print(f"{s.name} ({s.workload['kind']}) on the {result.clock} clock")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    if out is not None:
+        print(f"wrote {out / 'result.nc'}, {out / 'summary.json'}, {out / 'scenario.yaml'}")
+    return 0
