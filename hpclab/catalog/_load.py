@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -35,6 +36,23 @@ def default_paths() -> list[Path]:
     return sorted((data_dir() / "catalog").glob("*.yaml"))
 
 
+def _parse(path: Path):
+    """The file's YAML document; the shipped files are parsed once per process (keyed by size and
+    modification time, so an edited file is read again). The documents are never modified."""
+    if path.parent == data_dir() / "catalog":
+        try:
+            st = path.stat()
+        except OSError:
+            return load_yaml(path, source=str(path))
+        return _parse_cached(str(path), st.st_mtime_ns, st.st_size)
+    return load_yaml(path, source=str(path))
+
+
+@lru_cache(maxsize=32)
+def _parse_cached(path: str, mtime_ns: int, size: int):
+    return load_yaml(Path(path), source=path)
+
+
 class _Raw:
     """Raw entries merged across files, remembering which file set each field."""
 
@@ -44,7 +62,7 @@ class _Raw:
 
     def add_file(self, path: Path) -> None:
         try:
-            doc = load_yaml(Path(path), source=str(path))
+            doc = _parse(Path(path))
         except HpclabError as exc:
             raise CatalogError(str(exc)) from None
         if doc is None:
@@ -109,6 +127,8 @@ def _figure(where: str, fname: str, raw: Any, dimension: str, default_source: st
         value = _number(where, fname, number)
     elif dimension == "count" or dimension == "ratio":
         value, unit = raw, "count" if dimension == "count" else "1"
+        if isinstance(value, str):  # YAML 1.1 reads 1e9 (no dot) as text
+            value = _number(where, fname, value)
     else:
         raise CatalogError(f"{where}: {fname} must be '<number> <unit>' or "
                            f"{{value, unit, source}} with unit one of {allowed}; got {raw!r}")

@@ -78,7 +78,7 @@ def run(args) -> int:
             raise HpclabError(f"--subdomains must be whole numbers separated by commas, got {args.subdomains!r}") \
                 from None
     client = None
-    if args.scheduler:
+    if args.scheduler is not None:
         client = connect(args.scheduler)
     try:
         ds = cae.run_heat(args.grid, args.ndim, steps=args.steps, kappa=args.kappa, dt=args.dt, subdomains=subdomains,

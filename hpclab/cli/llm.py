@@ -3,6 +3,9 @@ against published runs."""
 
 from __future__ import annotations
 
+from hpclab._validate import MAX_GPUS, MAX_TASKS
+from hpclab.cli._args import check_bounds
+
 
 def register(sub) -> None:
     p = sub.add_parser("llm", help="LLM pretraining: best parallel layouts, step time, goodput")
@@ -26,6 +29,9 @@ def run_plan(args) -> int:
     import pandas as pd
 
     from hpclab.workloads import llm
+
+    check_bounds(args, {"gpus": (1, MAX_GPUS, True), "global_batch": (1, MAX_TASKS, True),
+                        "top": (1, 1000, True), "efficiency": (0, 1, False, True)})
 
     res = llm.plan(args.model, args.gpus, fabric=args.fabric, node=args.node,
                    global_batch=args.global_batch, top=args.top, efficiency=args.efficiency)

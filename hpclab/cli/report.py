@@ -18,7 +18,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from hpclab.cli._args import check_writable_file
     from hpclab.report import write_report
+
+    check_writable_file("--out", args.out)  # before building the report
 
     report = write_report(args.out, only=args.only, progress=not args.no_progress)
     print(report.summary())

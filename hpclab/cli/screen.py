@@ -34,9 +34,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-#: option -> (low, high, whole): workers are processes on this machine (or pool instances)
+#: option -> (low, high, whole): workers are processes on this machine (or pool instances); --size
+#: is also checked against the library (nci5k: 4,999); --threshold-3d and --conformers by ScreenParams
 BOUNDS = {"workers": (1, 256, True), "size": (1, MAX_TASKS, True), "batch_size": (1, 10**6, True),
-          "threshold_3d": (0, 1e3, False), "conformers": (1, 1000, True), "seed": (0, SEED_MAX, True)}
+          "seed": (0, SEED_MAX, True)}
 
 
 def run(args) -> int:
@@ -47,19 +48,20 @@ def run(args) -> int:
     check_bounds(args, BOUNDS)  # first, even when every batch is read back
     if args.out is not None and not str(args.out).strip():
         raise HpclabError("--out must name a folder, got ''")
-    if args.scheduler and args.pool:
+    if args.scheduler is not None and args.pool:
         raise HpclabError("give --scheduler or --pool, not both")
-    if args.size is not None:  # before any cluster starts
-        scr.load_library(args.library, None, size=args.size, seed=args.seed)
     params = {}
     if args.threshold_3d is not None:
         params["threshold_3d"] = args.threshold_3d
     if args.conformers is not None:
         params["n_conformers"] = args.conformers
+    scr.ScreenParams(target=args.target, **params)  # checked before any cluster starts
+    if args.size is not None:
+        scr.load_library(args.library, None, size=args.size, seed=args.seed)
     kwargs = dict(size=args.size, seed=args.seed, out=args.out, workers=args.workers,
                   batch_size=args.batch_size, progress=not args.no_progress, **params)
     bill = None
-    if args.scheduler:
+    if args.scheduler is not None:
         with connect(args.scheduler) as client:
             ds = scr.screen(args.library, args.target, client=client, **kwargs)
     elif args.pool:
@@ -71,7 +73,9 @@ def run(args) -> int:
     print(f"screened {a['n_molecules']} molecules against {a['target']}: "
           f"{a['n_invalid_smiles']} invalid SMILES, {a['n_3d']} reached the 3D stage, "
           f"{a['n_embed_failed']} failed to embed")
-    print(f"batches: {len(run_stats['computed'])} computed, {len(run_stats['skipped'])} read back "
+    damaged = (f" ({len(run_stats['recomputed'])} of them found damaged or stale in {args.out} and "
+               "recomputed)" if run_stats.get("recomputed") else "")
+    print(f"batches: {len(run_stats['computed'])} computed{damaged}, {len(run_stats['skipped'])} read back "
           f"from {args.out or '(memory)'}, {len(run_stats['resubmitted'])} resubmitted; "
           f"{run_stats['wall_seconds']:.1f} s on {run_stats['n_workers']} workers")
     q = scr.quality(ds)
