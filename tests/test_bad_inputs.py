@@ -355,6 +355,13 @@ def _cli_rows():
         add((cls, ["screen", "--no-progress", "--size", "10", *argv] if "--size" not in argv
              else ["screen", "--no-progress", *argv], needle))
 
+    # scenario files (hpclab run) go through the same YAML loader
+    for name, needle in [("dup_key.yaml", "duplicate key 'alpha'"), ("bomb.yaml", "alias bomb"),
+                         ("deep.yaml", "nested deeper than 64"), ("latin1.yaml", "latin1.yaml:3: not UTF-8"),
+                         ("big.yaml", "YAML files are read up to"), ("python.yaml", "python.yaml: not valid YAML"),
+                         ("list.yaml", "list.yaml: must be a mapping of scenario keys"),
+                         ("nope.yaml", "no such scenario file")]:
+        add(("yaml", ["run", f"{{d}}/{name}"], needle))
     for out, needle in [("/dev/full", "--out '/dev/full' is not writable (No space left on device)"),
                         ("", "--out must be a file name, got ''"),
                         ("{d}", "is a folder; give a file name"),
