@@ -267,13 +267,13 @@ def _cli_rows():
         (["--gpus", "1000000000000"], "--gpus must be a whole number in [1, 10,000,000], got 1,000,000,000,000"),
         (["--gpus", "1e300"], "argument --gpus: invalid int value"),
         (["--gpus", "12"], "gpus must be a multiple of"),
-        (["--global-batch", "0"], "--global-batch must be a whole number in [1,"),
-        (["--global-batch", BIG], "--global-batch must be a whole number in [1,"),
-        (["--top", "0"], "--top must be a whole number in [1, 1,000]"),
-        (["--top", "1000000"], "--top must be a whole number in [1, 1,000]"),
-        (["--efficiency", "0"], "--efficiency must be a number in (0, 1]"),
-        (["--efficiency", "1.5"], "--efficiency must be a number in (0, 1]"),
-        (["--efficiency", "nan"], "--efficiency must be a number in (0, 1]"),
+        (["--global-batch", "0"], "global_batch must be a whole number in [1, 1,000,000,000]"),
+        (["--global-batch", BIG], "global_batch must be a whole number in [1, 1,000,000,000], got 1e+32"),
+        (["--top", "0"], "top must be a whole number in [1, 1,000]"),
+        (["--top", "1000000"], "top must be a whole number in [1, 1,000]"),
+        (["--efficiency", "0"], "efficiency must be in (0, 1]"),
+        (["--efficiency", "1.5"], "efficiency must be in (0, 1]"),
+        (["--efficiency", "nan"], "efficiency must be in (0, 1]"),
         (["--model", "gpt-9"], "gpt-9"),
         (["--fabric", "moon"], "unknown fabric 'moon'"),
         (["--node", "ecs.nope"], "unknown instance 'ecs.nope'"),
@@ -363,9 +363,9 @@ def _cli_rows():
                          ("nope.yaml", "no such scenario file")]:
         add(("yaml", ["run", f"{{d}}/{name}"], needle))
     for out, needle in [("/dev/full", "--out '/dev/full' is not writable (No space left on device)"),
-                        ("", "--out must be a file name, got ''"),
-                        ("{d}", "is a folder; give a file name"),
-                        ("{d}/missing/report.html", "folder '{d}/missing' does not exist")]:
+                        ("", "out must be a file path, got the folder ."),
+                        ("{d}", "out must be a file path, got the folder {d}"),
+                        ("{d}/missing/report.html", "out must be in an existing folder; {d}/missing does not exist")]:
         add(("path", ["report", "--no-progress", "--out", out], needle))
     return rows
 

@@ -3,7 +3,7 @@ against published runs."""
 
 from __future__ import annotations
 
-from hpclab._validate import MAX_GPUS, MAX_TASKS
+from hpclab._validate import MAX_GPUS, MAX_TASKS, check_range
 from hpclab.cli._args import check_bounds
 
 
@@ -30,8 +30,10 @@ def run_plan(args) -> int:
 
     from hpclab.workloads import llm
 
-    check_bounds(args, {"gpus": (1, MAX_GPUS, True), "global_batch": (1, MAX_TASKS, True),
-                        "top": (1, 1000, True), "efficiency": (0, 1, False, True)})
+    check_bounds(args, {"gpus": (1, MAX_GPUS, True)})  # before any layout is enumerated
+    for field, high in (("global_batch", MAX_TASKS), ("top", 1000)):  # named as llm.plan names them
+        if getattr(args, field) is not None:
+            check_range(field, getattr(args, field), 1, high, integer=True)
 
     res = llm.plan(args.model, args.gpus, fabric=args.fabric, node=args.node,
                    global_batch=args.global_batch, top=args.top, efficiency=args.efficiency)
