@@ -158,6 +158,9 @@ def files(tmp_path_factory):
     (d / "folder.yaml").mkdir()
     (d / "a_file").write_text("")
     (d / "ok.swf").write_text("; Version: 2.2\n" + _SWF_OK + "\n")
+    from hpclab.scenario import scenario_dir
+
+    (d / "ok_scenario.yaml").write_text((scenario_dir() / "burst.yaml").read_text())
     return d
 
 
@@ -260,6 +263,7 @@ def _cli_rows():
                          ("tcp://host.invalid:8786", "unknown host 'host.invalid'")]:
         add(("address", ["cae", "--grid", "64", "--scheduler", addr], needle))
         add(("address", ["screen", "--size", "10", "--no-progress", "--scheduler", addr], needle))
+        add(("address", ["run", "{d}/ok_scenario.yaml", "--clock", "real", "--quiet", "--scheduler", addr], needle))
 
     for argv, needle in [
         (["--gpus", "0"], "--gpus must be a whole number in [1, 10,000,000]"),

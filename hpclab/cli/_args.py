@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hpclab._validate import HpclabError, check_range
 
-__all__ = ["check_bounds", "connect", "check_writable_file", "SEED_MAX", "CONNECT_TIMEOUT"]
+__all__ = ["check_bounds", "check_scheduler", "connect", "check_writable_file", "SEED_MAX", "CONNECT_TIMEOUT"]
 
 #: seeds: any whole number numpy's generators take
 SEED_MAX = 2**63 - 1
@@ -55,10 +55,9 @@ def _parse(address: str) -> tuple[str, str, int]:
     return scheme, host, int(port)
 
 
-def connect(address: str, *, timeout: float = CONNECT_TIMEOUT):
-    """A ``distributed.Client`` on ``address``, or one line saying why not within ``timeout`` s
-    (bad address, unknown host, nothing listening, not a Dask scheduler)."""
-    from distributed import Client
+def check_scheduler(address: str, *, timeout: float = CONNECT_TIMEOUT) -> str:
+    """``address`` as ``scheme://host:port`` if it parses and accepts a TCP connection within
+    ``timeout`` s; else one line (bad address, unknown host, nothing listening)."""
     from distributed.comm.addressing import unparse_host_port
 
     scheme, host, port = _parse(address)
@@ -71,8 +70,17 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT):
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
         raise HpclabError(f"--scheduler {address}: cannot connect ({reason}); is a Dask scheduler "
                           "running there?") from None
+    return f"{scheme}://{unparse_host_port(host, port)}"
+
+
+def connect(address: str, *, timeout: float = CONNECT_TIMEOUT):
+    """A ``distributed.Client`` on ``address``, or one line saying why not within ``timeout`` s
+    (bad address, unknown host, nothing listening, not a Dask scheduler)."""
+    from distributed import Client
+
+    checked = check_scheduler(address, timeout=timeout)
     try:
-        return Client(f"{scheme}://{unparse_host_port(host, port)}", timeout=max(timeout, 5.0))
+        return Client(checked, timeout=max(timeout, 5.0))
     except Exception as exc:  # noqa: BLE001 - whatever answered there, it is not a scheduler
         raise HpclabError(f"--scheduler {address}: not a Dask scheduler or not answering "
                           f"({type(exc).__name__})") from None
