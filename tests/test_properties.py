@@ -22,7 +22,7 @@ from hpclab.cli import build_parser as _build_parser  # noqa: E402
 _catalog.load()
 _build_parser()
 
-SETTINGS = settings(deadline=2000, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(deadline=2000, max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def one_line(exc: BaseException) -> None:
@@ -214,7 +214,7 @@ def _collect():
 _collect()
 
 
-@settings(deadline=2000, max_examples=400)
+@settings(deadline=2000, max_examples=250)
 @given(case=st.sampled_from(CLI_OPTIONS), value=number_text)
 def test_cli_numeric_options_are_in_their_domain_or_exit_2(case, value):
     """Each bounded option, parsed as the CLI parses it and checked as the CLI checks it before any
