@@ -209,11 +209,7 @@ def from_simulation(scenario, sim, *, catalog=None, data: dict | None = None,
               "end_time_s": s["end_time_s"], "wall_s": s["wall_s"],
               "finished": s["completed"] == s["tasks"], "policy": s["policy"]}
     values.update(extra or {})
-    notes = []
-    if s["completed"] < s["tasks"]:
-        notes.append(f"the virtual clock stopped at {s['end_time_s']:,.0f} s with "
-                     f"{s['completed']:,} of {s['tasks']:,} tasks done (raise horizon or the pool's limits)")
-    summary = summary_dataset(values, {**POOL_UNITS, **(units or {})}, {"notes": "; ".join(notes)})
+    summary = summary_dataset(values, {**POOL_UNITS, **(units or {})}, {"notes": s.get("note", "")})
     return Result(scenario=scenario, clock="virtual", summary=summary, events=sim.log,
                   instances=inst, bill=the_bill,
                   data={"timeseries": sim.timeseries, **(data or {})})

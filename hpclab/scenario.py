@@ -326,10 +326,11 @@ class Scenario:
     topology: str | None = None
     description: str = ""
     source: str = field(default="scenario", compare=False, repr=False)
+    base: str = field(default="", compare=False, repr=False)  # folder of the file it came from
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data, *, source: str = "scenario") -> "Scenario":
+    def from_dict(cls, data, *, source: str = "scenario", base: str = "") -> "Scenario":
         """Validate ``data`` (as read from YAML) into a scenario; errors name ``source``."""
         top = validate_section(source, "", TOP, data)
         kind_name = top["workload"].get("kind")
@@ -351,7 +352,7 @@ class Scenario:
         s = cls(name=top["name"], workload=workload, pool=pool, policy=pol, cluster=cluster,
                 clock=top["clock"], seed=top["seed"], time_scale=top["time_scale"], tick=top["tick"],
                 horizon=top["horizon"], fabric=top["fabric"], topology=top["topology"],
-                description=top["description"], source=source)
+                description=top["description"], source=source, base=base)
         s._check_facts(kind)
         return s
 
@@ -393,7 +394,7 @@ class Scenario:
     def load(cls, path) -> "Scenario":
         """Read and validate a scenario file (YAML, safe loader)."""
         path = Path(path)
-        return cls.from_dict(_read_yaml(path), source=path.name)
+        return cls.from_dict(_read_yaml(path), source=path.name, base=str(path.resolve().parent))
 
     @classmethod
     def example(cls, name: str) -> "Scenario":
@@ -445,7 +446,7 @@ class Scenario:
                 d[k] = {**d[k], **v}
             else:
                 d[k] = v
-        return Scenario.from_dict(d, source=self.source)
+        return Scenario.from_dict(d, source=self.source, base=self.base)
 
     # -- pieces the workloads use ------------------------------------------------------------
     @property

@@ -374,7 +374,7 @@ def burst():
     from hpclab.viz.pools import PoolView
 
     view = PoolView()
-    run = run_burst(300, 0.01, zones=("cn-hangzhou-h", "cn-shanghai-m"), preemptions=2,
+    run = run_burst(300, 1.0, zones=("cn-hangzhou-h", "cn-shanghai-m"), preemptions=2,
                     on_update=view.update)
     return run, view
 

@@ -511,7 +511,7 @@ def test_cli_prints_summary_and_one_line_errors(capsys):
 @pytest.mark.parametrize("args, match", [
     (["--cores", "-5"], r"--cores must be a whole number in \[1, 100,000,000\], got -5"),
     (["--tasks", "0"], r"--tasks must be a whole number in \[1, 1,000,000,000\], got 0"),
-    (["--policy", "nope"], "nope"),
+    (["--policy", "nope"], "policy must be one of"),
     (["--mean-work", "nan"], r"--mean-work must be a number in \(0, 315,576,000\], got nan"),
     (["--spot-share", "nan"], r"--spot-share must be a number in \[0, 1\]"),
     (["--tick", "inf"], r"--tick must be a number in \(0, 315,576,000\], got inf"),
@@ -529,3 +529,20 @@ def test_cli_bad_inputs_one_line_exit_2(capsys, args, match):
     out, err = capsys.readouterr()
     assert rc == 2 and out == ""
     assert err.count("\n") == 1 and re.search(match, err) and "Traceback" not in err, err
+
+
+def test_the_horizon_follows_the_work():
+    """10 days of work for a small pool: finished (the old fixed 7-day horizon stopped it at 70%),
+    and a horizon set too short is said in one line."""
+    from hpclab.elastic import policies as P
+    from hpclab.elastic.simulate import make_workload, simulate
+    from hpclab.elastic.state import PoolLimits
+
+    lim = PoolLimits(types=("ecs.c7.8xlarge",), zones=("cn-hangzhou-h",), quota_cores=32)
+    wl = make_workload(8_000, duration="fixed", mean=3600.0)  # 8,000 core-hours on 32 cores
+    r = simulate(P.make_policy("target-duration"), wl, lim, reclaim_rate=0.0)
+    assert r.summary["completed"] == 8_000 and r.summary["note"] == ""
+    assert r.summary["makespan_s"] > 9 * 86400
+    short = simulate(P.make_policy("target-duration"), wl, lim, reclaim_rate=0.0, horizon=86400.0)
+    assert short.summary["completed"] < 8_000
+    assert "stopped at the horizon" in short.summary["note"] and "\n" not in short.summary["note"]

@@ -12,8 +12,8 @@ def register(sub) -> None:
                                         "is preempted and shrinks to zero; prints the bill and "
                                         "the event counts")
     demo.add_argument("--tasks", type=int, default=2000, help="number of tasks (default 2000)")
-    demo.add_argument("--task-seconds", type=float, default=0.002,
-                      help="wall seconds per task (default 0.002)")
+    demo.add_argument("--task-seconds", type=float, default=0.2,
+                      help="pool seconds per task (default 0.2: 2 ms of wall time at time scale 0.01)")
     demo.add_argument("--policy", default="spot-first",
                       help="target-duration, single-zone, spot-first, global, global-spot, "
                            "deadline-budget (default spot-first)")

@@ -34,6 +34,8 @@ def _fmt(v, unit: str) -> str:
         if unit == "USD":
             return f"{v:,.2f} USD"
         if unit == "s":
+            if v != 0 and abs(v) < 10:
+                return f"{v:.4g} s"
             return f"{v:,.1f} s" if abs(v) < 3600 else f"{v:,.0f} s ({v / 3600:.2f} h)"
         if unit == "1":
             return f"{v:.3g}"

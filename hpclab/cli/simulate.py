@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from hpclab._validate import MAX_CORES, MAX_SECONDS, MAX_TASKS
 from hpclab.cli._args import SEED_MAX, check_bounds
@@ -34,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--zones", nargs="+", default=None, help="zones (default: all in the catalog)")
     p.add_argument("--types", nargs="+", default=None, help="instance types (default: CPU types)")
     p.add_argument("--tick", type=float, default=60.0, help="policy tick, s (default 60)")
-    p.add_argument("--horizon", type=float, default=7 * 86400.0, help="stop at this virtual time, s")
+    p.add_argument("--horizon", type=float, default=None,
+                   help="stop at this virtual time, s (default: follows the work)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -63,6 +65,8 @@ def run(args) -> int:
                  capacity=args.capacity, capacity_noise=args.capacity_noise,
                  spot_capacity=args.spot_capacity, progress=not args.quiet)
     s = r.summary
+    if s.get("note"):
+        print(f"hpclab: note: {s['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                           for k, v in s.items()}, indent=2))

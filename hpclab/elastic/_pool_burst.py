@@ -107,7 +107,7 @@ class BurstRun:
         }, attrs={"correct": int(self.correct)})
 
 
-def run_burst(n_tasks: int = 2000, task_seconds: float = 0.002, *,
+def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
               policy: str = "spot-first", types=("ecs.c8i.8xlarge",), zones=("cn-hangzhou-h",),
               spot_share: float = 0.5, preemptions: int = 2, fault_rate: float = 0.0,
               notice: float | None = None, max_instances: int = 2, threads: int = 1,
@@ -126,7 +126,9 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.002, *,
     Parameters
     ----------
     n_tasks, task_seconds : int, float
-        The burst: tasks of ``task_seconds`` wall seconds each.
+        The burst: tasks of ``task_seconds`` pool seconds each (``task_seconds * time_scale``
+        wall seconds), as on every clock of hpclab (``simulate.real_burst`` and the scenarios'
+        ``tasks`` workload too).
     policy : str
         A name of :data:`hpclab.elastic.policies.POLICY_NAMES`.
     types, zones : sequence of str
@@ -200,7 +202,7 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.002, *,
 
         thread = threading.Thread(target=watcher, name="hpclab-burst", daemon=True)
         t0 = time.perf_counter()
-        futures = client.map(burst_task, range(n_tasks), seconds=task_seconds,
+        futures = client.map(burst_task, range(n_tasks), seconds=task_seconds * time_scale,
                              key=[f"burst-{i}" for i in range(n_tasks)])
         def count(_future):
             done_count[0] += 1

@@ -1,7 +1,7 @@
 """The virtual-clock engine behind :func:`hpclab.elastic.simulate.simulate`.
 
-Control events (policy ticks, spot notices and hard kills, drains, capacity changes) go through a
-``heapq``; tasks do not. Between two control events the set of open task slots is fixed, and the
+Control events (policy ticks, spot notices and hard kills, drains, capacity changes) go through
+the one event loop of :class:`hpclab.elastic.clock.Clock`; tasks do not. Between two control events the set of open task slots is fixed, and the
 engine assigns queued tasks to slots in vectorised batches that are *exact* greedy first-in
 first-out list scheduling (each task, in submission order, goes to the slot that frees first):
 
@@ -20,7 +20,6 @@ checked on the result.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from time import perf_counter
@@ -29,6 +28,7 @@ import numpy as np
 
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
+from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import StateSummary, attach_summary
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState
 
@@ -183,8 +183,7 @@ class Engine:
         self.n_refused = self.n_refusal_events = self.n_notices = self.n_kills = 0
         self.n_quota_clipped = self.limit_violations = 0
         self.work_redone = 0.0
-        self.heap: list = []
-        self.seq = 0
+        self.clock = Clock()
         self.events = 0
         self.pend_task = np.zeros(0, dtype=np.int64)
         self.pend_start = np.zeros(0)
@@ -213,8 +212,7 @@ class Engine:
 
     # -- events ----------------------------------------------------------------------------------
     def push(self, t: float, kind: int, arg: int = -1) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, kind, self.seq, arg))
+        self.clock.at(t, kind, arg)
 
     # -- tasks ------------------------------------------------------------------------------------
     def advance(self, T: float) -> None:
@@ -570,6 +568,51 @@ class Engine:
         self.rec["cost"].append(state.spent)
         self.rec["refused"].append(self.n_refused)
 
+    # -- event handlers (the clock calls them in time order) ---------------------------------------
+    def _on_end(self, t, i):
+        self.events += 1
+        if self.inst.end[i] == np.inf:
+            self.terminate(i, t, 2 if self.inst.notice[i] else 1)
+
+    def _on_kill(self, t, i):
+        self.events += 1
+        self.kill(i, t)
+
+    def _on_notice(self, t, i):
+        self.events += 1
+        self.notice(i, t)
+
+    def _on_capacity(self, t, _):
+        self.events += 1
+        self.capacity_change(t)
+
+    def _on_tick(self, t, _):
+        self.events += 1
+        state, parts = self.snapshot(t)
+        decision = self.policy.decide(state)
+        self.apply(t, decision)
+        self.check_limits()
+        if self._nticks % self.record_every == 0:
+            self.record(t, state, parts)
+        self._nticks += 1
+        bar = self._bar
+        if bar is not None and state.done > self._last_done:
+            bar.update(state.done - self._last_done)
+            self._last_done = state.done
+        if state.done >= self.ntasks:
+            alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
+            finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
+            if not alive or t - finished >= self.linger:
+                self._end_time = t
+                return STOP
+        nxt = t + self.tick
+        if nxt > self.horizon:
+            self._end_time = self.horizon
+            self.advance(self.horizon)
+            return STOP
+        self.push(nxt, _TICK)
+        return None
+
     # -- main loop ----------------------------------------------------------------------------------
     def run(self):
         wall0 = perf_counter()
@@ -590,51 +633,20 @@ class Engine:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.ntasks, unit="task", desc="virtual clock", leave=False)
-        end_time, last_done = None, 0
-        nticks = 0
+        self._bar, self._last_done, self._nticks, self._end_time = bar, 0, 0, None
+        clock = self.clock
+        clock.on(_END, self._on_end)
+        clock.on(_KILL, self._on_kill)
+        clock.on(_NOTICE, self._on_notice)
+        clock.on(_CAPACITY, self._on_capacity)
+        clock.on(_TICK, self._on_tick)
         try:
-            while self.heap:
-                t, kind, _, arg = heapq.heappop(self.heap)
-                if t > self.horizon:
-                    end_time = self.horizon
-                    break
-                self.advance(t)
-                self.events += 1
-                if kind == _END:
-                    if self.inst.end[arg] == np.inf:
-                        self.terminate(arg, t, 2 if self.inst.notice[arg] else 1)
-                elif kind == _KILL:
-                    self.kill(arg, t)
-                elif kind == _NOTICE:
-                    self.notice(arg, t)
-                elif kind == _CAPACITY:
-                    self.capacity_change(t)
-                else:
-                    state, parts = self.snapshot(t)
-                    decision = self.policy.decide(state)
-                    self.apply(t, decision)
-                    self.check_limits()
-                    if nticks % self.record_every == 0:
-                        self.record(t, state, parts)
-                    nticks += 1
-                    if bar is not None and state.done > last_done:
-                        bar.update(state.done - last_done)
-                        last_done = state.done
-                    if state.done >= self.ntasks:
-                        alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
-                        finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
-                        if not alive or t - finished >= self.linger:
-                            end_time = t
-                            break
-                    nxt = t + self.tick
-                    if nxt > self.horizon:
-                        end_time = self.horizon
-                        self.advance(self.horizon)
-                        break
-                    self.push(nxt, _TICK)
+            how = clock.run(until=self.horizon, before=self.advance)
         finally:
             if bar is not None:
                 bar.close()
+        end_time = self.horizon if how == "horizon" else self._end_time
+        nticks = self._nticks
         if end_time is None:
             end_time = self.horizon
         self.end_time = float(end_time)

@@ -44,7 +44,7 @@ from hpclab.elastic.billing import bill
 from hpclab.elastic.state import MARKETS, PoolLimits
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
-           "real_burst", "replay", "compare", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
+           "real_burst", "replay", "compare", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
 
 #: CPU instance types a campaign may use by default (the GPU and training nodes are left out)
 CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8xlarge",
@@ -151,8 +151,25 @@ def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=Non
     return PoolLimits(types=types, zones=zones, quota_cores=int(check_positive("cores", cores, integer=True)))
 
 
+def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, int] | None = None,
+                    catalog=None) -> float:
+    """A horizon that follows the work: the last arrival, plus four times the work divided by the
+    slowest capacity the pool may hold (its quota, else its zones' capacity, in task slots at the
+    slowest type's speed), plus a day. A run that still reaches it says so in its summary."""
+    cat = _catalog(catalog)
+    slots = dict(slots or {})
+    speed = min(cat.generation(cat.instance(t).generation).speed_factor for t in limits.types)
+    cap = limits.quota_cores
+    if cap is None:
+        cap = sum(cat.zone(z).capacity.get(t, 0) for z in limits.zones for t in limits.types)
+        cap = cap * min(slots.get(t, cat.instance(t).cores) / cat.instance(t).cores for t in limits.types)
+    cap = max(float(cap), 1.0)
+    work = float(np.sum(workload.work))
+    return float(np.max(workload.arrival, initial=0.0)) + 4.0 * work / (cap * speed) + 86400.0
+
+
 def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, tick: float = 60.0,
-             horizon: float = 7 * 86400.0, seed: int = 0, slots: Mapping[str, int] | None = None,
+             horizon: float | None = None, seed: int = 0, slots: Mapping[str, int] | None = None,
              capacity: float | Mapping[str, float] = 1.0, capacity_curve=None,
              capacity_noise: float = 0.0, capacity_interval: float = 3600.0, spot_capacity: float = 1.0,
              reclaim_scale: float = 1.0, reclaim_rate: float | None = None, linger: float = 3600.0,
@@ -171,8 +188,9 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
         Types, zones, per-type bounds and core quota (see :func:`campaign_limits`).
     tick : float
         Pool seconds between policy ticks (the real pool's ``Adaptive`` interval / time_scale).
-    horizon : float
-        Stop at this pool time at the latest.
+    horizon : float, optional
+        Stop at this pool time at the latest (default :func:`default_horizon`: it follows the
+        work). A run that reaches it with tasks left says so in ``summary["note"]``.
     seed : int
         Seed of boots, reclaims and capacity noise.
     slots : mapping, optional
@@ -227,7 +245,8 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     for z in limits.zones:
         cat.zone(z)
     check_positive("tick", tick)
-    check_positive("horizon", horizon)
+    if horizon is not None:
+        check_positive("horizon", horizon)
     check_nonnegative("linger", linger)
     check_nonnegative("capacity_noise", capacity_noise)
     check_positive("capacity_interval", capacity_interval)
@@ -269,6 +288,8 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
         if times.shape != factors.shape or times.ndim != 1 or np.any(np.diff(times) < 0):
             raise HpclabError("capacity_curve must be two equal-length 1-D arrays, times non-decreasing")
         curve = (times, factors)
+    if horizon is None:
+        horizon = default_horizon(workload, limits, slots, cat)
     eng = Engine(policy, workload, limits, cat, tick=float(tick), horizon=float(horizon), seed=seed,
                  slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),
@@ -342,6 +363,9 @@ def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
         "events": events,
         "wall_s": float(eng.wall),
         "events_per_s": events / eng.wall if eng.wall > 0 else math.inf,
+        "note": "" if all_done else (f"stopped at the horizon ({T:,.0f} s of virtual time) with "
+                                     f"{completed:,} of {eng.ntasks:,} tasks done; raise horizon or "
+                                     "the pool's limits"),
     }
     nt, nz = len(eng.types), len(eng.zones)
     inst_ts = np.array(rec["inst"]) if rec["inst"] else np.zeros((0, 3, nt, nz), dtype=np.int64)

@@ -1,8 +1,8 @@
 """The job-level discrete-event engine: pools of nodes, a Slurm-like and a Kubernetes-like queue.
 
-One heap of events on a virtual clock (job and pod completions, node boot completions, idle
-checks), arrivals read in order from the sorted job table, and after each instant one scheduling
-pass per queue. Everything is plain Python lists and counters: a pass touches only the head of
+The one event loop of :class:`hpclab.elastic.clock.Clock` (job and pod completions, node boot
+completions, idle checks, policy ticks), arrivals read in order from the sorted job table as its
+arrival stream, and after each instant's arrivals one scheduling pass per queue. Everything is plain Python lists and counters: a pass touches only the head of
 the queue and at most ``depth`` jobs behind it (as Slurm's ``bf_max_job_test``).
 
 Pools
@@ -37,18 +37,53 @@ Topology-aware placement
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left, insort
 from collections import deque
 
 import numpy as np
 
+from hpclab.elastic.clock import Clock
+
 INF = float("inf")
 
 # event types; at equal times finishes and boots come before idle checks
 EV_FINISH, EV_POD, EV_BOOT, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4
 BOOTING, UP, RETIRED = 1, 2, 3
+
+
+class _NodeViews:
+    """``PoolState.instances`` of a platform pool, built only when a policy walks them."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._views = None
+
+    def _build(self):
+        if self._views is None:
+            from hpclab.elastic.state import InstanceView
+
+            p = self._pool
+            G = p.G
+            views = []
+            for n in sorted(p.live_nodes):
+                up = p.nstate[n] == UP
+                free = p.nfree[n]
+                views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
+                                          state="running" if up else "booting", cores=G,
+                                          launched_at=p.nlaunch[n], running_tasks=G - free if up else 0,
+                                          idle_since=p.nidle[n] if up and free == G else None))
+            self._views = tuple(views)
+        return self._views
+
+    def __len__(self):
+        return len(self._pool.live_nodes)
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __getitem__(self, k):
+        return self._build()[k]
 
 
 class Pool:
@@ -104,8 +139,7 @@ class Pool:
         self.guard_shadow = INF
         self.guard_extra = 0
         self.eng = None  # the engine (set by it)
-        self.events = None  # the engine's heap (set by the engine)
-        self.seq = None
+        self.clock = None  # the engine's clock (set by the engine)
         # optional: a shared hpclab.elastic policy asked at ticks instead of the built-in rule
         self.scaler = None
         self.tick = 60.0
@@ -153,7 +187,7 @@ class Pool:
     def _arm(self, when):
         """One pending idle sweep per pool."""
         self.timer = True
-        heapq.heappush(self.events, (when, EV_IDLE, next(self.seq), self, -1, 0))
+        self.clock.at(when, EV_IDLE, self, -1, 0)
 
     def launch(self, t, count):
         """Request ``count`` nodes now; they are usable after the boot time."""
@@ -176,7 +210,7 @@ class Pool:
                 self.eng.live += 1
                 ready = t + self.boot_time
                 self.booting.append((ready, n))
-                heapq.heappush(self.events, (ready, EV_BOOT, next(self.seq), self, n, 0))
+                self.clock.at(ready, EV_BOOT, self, n, 0)
             room[s] -= k
             self.boot[s] += k
             self.n_boot += k
@@ -243,27 +277,38 @@ class Pool:
     # -- a shared policy at ticks ---------------------------------------------------------------
     def _arm_tick(self, when):
         self.ticking = True
-        heapq.heappush(self.events, (when, EV_TICK, next(self.seq), self, -1, 0))
+        self.clock.at(when, EV_TICK, self, -1, 0)
 
     def pool_state(self, t):
         """A :class:`hpclab.elastic.state.PoolState` snapshot of this pool: task slots are node
         slots (vCPUs or GPUs), queued = slots asked by queued jobs (whole nodes count all their
-        slots), one :class:`InstanceView` per node that is booting or up."""
-        from hpclab.elastic.state import InstanceView, PoolState
+        slots), one :class:`InstanceView` per node that is booting or up.
+
+        The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
+        nodes) come from the pool's counters as a :class:`StateSummary`, and the per-node views
+        are built only if a policy walks ``state.instances``."""
+        from hpclab.elastic.policies import StateSummary, attach_summary
+        from hpclab.elastic.state import PoolState
 
         G = self.G
-        views = []
-        for n in sorted(self.live_nodes):
-            up = self.nstate[n] == UP
-            free = self.nfree[n]
-            views.append(InstanceView(id=str(n), itype=self.itype, zone=self.name, market=self.market,
-                                      state="running" if up else "booting", cores=G,
-                                      launched_at=self.nlaunch[n], running_tasks=G - free if up else 0,
-                                      idle_since=self.nidle[n] if up and free == G else None))
+        serving = self.n_up + self.n_boot
+        idle = []
+        if self.n_idle:
+            nidle = self.nidle
+            for lst in self.idle:
+                for n in lst:
+                    idle.append((str(n), self.itype, self.market, G, nidle[n]))
+        place = (self.itype, self.name, self.market)
+        summary = StateSummary(count={self.itype: serving} if serving else {}, serving_cores=serving * G,
+                               spot_cores=serving * G if self.market == "spot" else 0,
+                               slots={self.itype: G} if serving else {}, noticed=frozenset(),
+                               idle=tuple(idle), places={place: serving} if serving else {})
         eng = self.eng
-        return PoolState(time=t, queued=self.q_whole * G + self.q_slots, running=self.n_up * G - self.free_slots,
-                         instances=tuple(views), limits=self.limits, slots={self.itype: G},
-                         mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
+        state = PoolState(time=t, queued=self.q_whole * G + self.q_slots,
+                          running=self.n_up * G - self.free_slots, instances=_NodeViews(self),
+                          limits=self.limits, slots={self.itype: G},
+                          mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
+        return attach_summary(state, summary)
 
     def policy_tick(self, t, _n=-1, _=0):
         """Ask the shared policy for a decision and apply it: launches of this pool's type (capped
@@ -359,7 +404,7 @@ class Pool:
                 got = lst[-k:]
                 del lst[-k:]
             else:  # linear: the lowest-numbered idle nodes
-                got = heapq.nsmallest(k, lst)
+                got = sorted(lst)[:k]
                 taken = set(got)
                 lst[:] = [n for n in lst if n not in taken]
             nodes.extend(got)
@@ -531,7 +576,7 @@ class Slurm:
         insort(self.ends, (t + req, j))
         eng.started(j, t, dur, nodes, len(plan), f, pool)
         eng.live += 1
-        heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
+        eng.clock.at(t + dur, EV_FINISH, self, j, 0)
 
     def finish(self, j, t):
         eng = self.eng
@@ -726,7 +771,7 @@ class Kube:
             self._dequeue(pi, i, j, pool, g, len(nodes))
             eng.started(j, t, dur, nodes, nseg, f, pool, g)
             eng.live += 1
-            heapq.heappush(eng.heap, (t + dur, EV_FINISH, next(eng.seq), self, j, 0))
+            eng.clock.at(t + dur, EV_FINISH, self, j, 0)
             return True
         left = self.left[j]
         nodes, _ = pool.place_pods(left, g, False)
@@ -737,7 +782,7 @@ class Kube:
         eng.pod_started(j, t, dur, nodes, pool, g)
         eng.live += k
         for n in nodes:
-            heapq.heappush(eng.heap, (t + dur, EV_POD, next(eng.seq), self, j, n))
+            eng.clock.at(t + dur, EV_POD, self, j, n)
         if k == left:
             self._dequeue(pi, i, j, pool, g, k)
             return True
@@ -856,8 +901,7 @@ class Engine:
         self.finished = [0] * n
         self.pods_done = [0] * n
         self.alloc: list = [None] * n
-        self.heap: list = []
-        self.seq = iter(range(1 << 62))
+        self.clock = Clock()
         self.record = [] if record else None
         self.t = 0.0
         self.live = 0  # completions and boots still in the heap
@@ -906,55 +950,56 @@ class Engine:
 
     def run_all(self, routes, rejected, progress=None):
         """Replay every job: ``routes`` is a :class:`Router`; ``rejected[j]`` jobs are skipped."""
-        heap = self.heap
-        submit = self.submit
         n = self.n
-        a = 0
-        pop = heapq.heappop
         tick = max(1, n // 100)
-        draining = False
         pools = routes.pools
         self.routes = routes
-        while a < n or heap:
-            ta = submit[a] if a < n else INF
-            th = heap[0][0] if heap else INF
-            t = ta if ta < th else th
-            # completions and boots at t
-            while heap and heap[0][0] == t and heap[0][1] < EV_IDLE:
-                _, et, _, obj, x, y = pop(heap)
-                self.live -= 1
-                if et == EV_FINISH:
-                    obj.finish(x, t)
-                    self.finished[x] += 1
-                elif et == EV_POD:
-                    obj.pod_finish(x, y, t)
-                else:
-                    obj.boot_done(t, x)
-            # arrivals at t
-            while a < n and submit[a] == t:
-                if not rejected[a]:
-                    self.req_sum += self.req[a]
-                    self.n_seen += 1
-                    routes[self.kind[a]].submit(a, t)
-                a += 1
-                if progress is not None and a % tick == 0:
-                    progress.update(tick)
+        self._draining = False
+        self._arrived = 0
+        clock = self.clock
+
+        def finish(t, obj, j, _):
+            self.live -= 1
+            obj.finish(j, t)
+            self.finished[j] += 1
+
+        def pod(t, obj, j, node):
+            self.live -= 1
+            obj.pod_finish(j, node, t)
+
+        def boot(t, pool, node, _):
+            self.live -= 1
+            pool.boot_done(t, node)
+
+        clock.on(EV_FINISH, finish)
+        clock.on(EV_POD, pod)
+        clock.on(EV_BOOT, boot)
+        clock.on(EV_IDLE, lambda t, pool, _n, _x: pool.idle_check(t))
+        clock.on(EV_TICK, lambda t, pool, _n, _x: pool.policy_tick(t))
+
+        def arrive(a, t):
+            if not rejected[a]:
+                self.req_sum += self.req[a]
+                self.n_seen += 1
+                routes[self.kind[a]].submit(a, t)
+            self._arrived = a + 1
+            if progress is not None and self._arrived % tick == 0:
+                progress.update(tick)
+
+        def after_arrivals(t):
             # a pass for every queue whose pools freed or gained capacity
             for q in routes.unique:
                 q.poll(t)
-            if a >= n and not self.live and not draining:
+            if self._arrived >= n and not self.live and not self._draining:
                 # nothing can change any more: idle nodes retire when due, queued jobs (if any)
                 # stay unfinished
-                draining = True
+                self._draining = True
                 for p in pools:
                     p.draining = True
-            while heap and heap[0][0] == t and heap[0][1] >= EV_IDLE:
-                ev = pop(heap)
-                if ev[1] == EV_IDLE:
-                    ev[3].idle_check(t)
-                else:
-                    ev[3].policy_tick(t)
-            self.t = t
+
+        clock.run(arrivals=self.submit, on_arrival=arrive, after_arrivals=after_arrivals,
+                  arrival_kind=EV_IDLE)
+        self.t = clock.now
         if progress is not None:
             progress.update(n - progress.n)
         return self.t

@@ -271,8 +271,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
     for pool in pools:
         pool.eng = eng
-        pool.events = eng.heap
-        pool.seq = eng.seq
+        pool.clock = eng.clock
         pool.start_fixed(t0, pool.min_nodes if pool.elastic else pool.max_nodes)
     bar = None
     if progress:

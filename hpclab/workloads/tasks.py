@@ -76,21 +76,6 @@ def slots_of(s, cat) -> dict:
     return {t: int(s.pool["slots"].get(t, cat.instance(t).cores)) for t in s.pool["types"]}
 
 
-def horizon_for(s, wl, limits, slots, cat) -> float:
-    """The scenario's horizon, or one that follows the work: the last arrival plus four times the
-    work divided by the slowest capacity the pool may hold, plus a day."""
-    if s.horizon is not None:
-        return float(s.horizon)
-    speed = min(cat.generation(cat.instance(t).generation).speed_factor for t in limits.types)
-    cap = limits.quota_cores
-    if cap is None:
-        cap = sum(cat.zone(z).capacity.get(t, 0) for z in limits.zones for t in limits.types)
-        cap = cap * min(slots[t] / cat.instance(t).cores for t in limits.types)
-    cap = max(float(cap), 1.0)
-    work = float(np.sum(wl.work))
-    return float(np.max(wl.arrival, initial=0.0)) + 4.0 * work / (cap * speed) + 86400.0
-
-
 def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=None, units=None):
     """Run workload ``wl`` on the scenario's pool on the virtual clock; a :class:`Result`."""
     from hpclab.catalog import resolve
@@ -101,7 +86,7 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
     limits = s.limits(catalog=cat)
     slots = slots_of(s, cat)
     pol = policy or s.make_policy("target-duration", catalog=cat)
-    sim = simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=horizon_for(s, wl, limits, slots, cat),
+    sim = simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
                    seed=s.seed, slots=slots, capacity=s.pool["capacity"],
                    spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
                    boot=s.pool["boot"] or None, progress=progress)

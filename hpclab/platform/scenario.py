@@ -1,0 +1,118 @@
+"""An HPC + AI job trace as a scenario (``kind: trace``), on the virtual clock.
+
+The jobs come from a trace file (SWF or the GPU CSV; a relative name is looked up next to the
+scenario file, then in ``data/traces/``) or a generator (``mixed``: Lublin-Feitelson HPC jobs with
+AI training, inference and data pods at an offered ``load``). They are replayed on the platform
+(:func:`hpclab.platform.replay.replay`): the Slurm-like queue for HPC gangs and the
+Kubernetes-like queue for AI pods over shared elastic pools (``platform: unified``) or separate
+clusters. ``pool.types`` names the CPU type then the GPU type, ``pool.max_per_type`` their node
+counts. The scenario's policy, if it names one, sizes every elastic pool: the very policy class
+that drives a real pool (a fresh object per pool); without one the built-in rule (launch for the
+queued deficit, retire after ``pool.idle_timeout``) does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpclab._validate import HpclabError
+from hpclab.scenario import Field
+
+__all__ = ["JobTrace"]
+
+_DEFAULT_TYPES = ("ecs.c8i.32xlarge", "ecs.ebmgn8is.32xlarge")
+
+
+class JobTrace:
+    """``kind: trace`` — see the module docstring."""
+
+    name = "trace"
+    clocks = ("virtual",)
+    fields = {
+        "trace": Field("str", None, optional=True, help="an SWF or CSV file"),
+        "generator": Field("str", "mixed", choices=("mixed",)),
+        "jobs": Field("int", 2000, lo=1, hi=10**8, help="jobs of the generator"),
+        "load": Field("float", 0.7, lo=0, lo_open=True, hi=10.0, help="offered load of the generator"),
+        "ai_share": Field("float", 0.3, lo=0, hi=1.0),
+        "procs_per_node": Field("int", 64, lo=1, hi=10**6, help="SWF processors per node"),
+        "platform": Field("str", "unified", choices=("unified", "separate")),
+        "backfill": Field("bool", True),
+        "placement": Field("str", "topology", choices=("topology", "linear")),
+        "depth": Field("int", 100, lo=1, hi=10**6),
+    }
+
+    @staticmethod
+    def check(s) -> None:
+        types = s.pool["types"]
+        if types and len(types) != 2:
+            raise HpclabError(f"{s.source}: pool.types: a trace needs two types (CPU, then GPU), "
+                              f"got {len(types)}")
+
+    def _types(self, s):
+        return tuple(s.pool["types"]) or _DEFAULT_TYPES
+
+    def jobs(self, s):
+        from hpclab.platform.generate import mixed_workload
+        from hpclab.platform.traces import read_trace, sample_traces
+
+        p = s.workload
+        cpu_t, gpu_t = self._types(s)
+        cpu_n, gpu_n = self._nodes(s)
+        if p["trace"]:
+            path = Path(p["trace"])
+            if not path.is_absolute():
+                near = Path(s.base or ".") / path
+                path = near if near.exists() else sample_traces().get(path.name, near)
+            if not path.is_file():
+                raise HpclabError(f"{s.source}: workload.trace: no such file {p['trace']!r} (next to the "
+                                  f"scenario or in data/traces: {', '.join(sample_traces())})")
+            kw = {"procs_per_node": p["procs_per_node"]} if path.suffix.lower() == ".swf" else {}
+            return read_trace(path, **kw)
+        from hpclab import catalog
+
+        cat = catalog.default()
+        return mixed_workload(p["jobs"], ai_share=p["ai_share"], cpu_nodes=cpu_n, gpu_nodes=gpu_n,
+                              load=p["load"], seed=s.seed, cores_per_node=cat.instance(cpu_t).vcpus,
+                              gpus_per_node=max(cat.instance(gpu_t).gpus, 1))
+
+    def _nodes(self, s):
+        cpu_t, gpu_t = self._types(s)
+        m = s.pool["max_per_type"]
+        return m.get(cpu_t, 128), m.get(gpu_t, 16)
+
+    def run(self, s, *, progress: bool = False, out=None):
+        import numpy as np
+
+        from hpclab.catalog import resolve
+        from hpclab.platform.replay import replay
+        from hpclab.result import POOL_UNITS, Result, pool_sections, summary_dataset
+
+        p = s.workload
+        cat = resolve()
+        cpu_t, gpu_t = self._types(s)
+        cpu_n, gpu_n = self._nodes(s)
+        jobs = self.jobs(s)
+        scaler = s.make_policy(catalog=cat) if s.policy is not None else None
+        r = replay(jobs, p["platform"], cpu_type=cpu_t, gpu_type=gpu_t, cpu_nodes=cpu_n, gpu_nodes=gpu_n,
+                   backfill=p["backfill"], placement=p["placement"], depth=p["depth"],
+                   idle_timeout=s.pool["idle_timeout"], market=s.pool["market"], seed=s.seed,
+                   scaler=scaler, tick=s.tick, progress=progress, catalog=cat)
+        inst = r.instances
+        iv = inst.assign(instance=np.arange(len(inst)).astype(str), zone=inst["pool"],
+                         market=s.pool["market"], start=inst["launch"])
+        instances, the_bill, totals = pool_sections(iv, None, r.makespan, cat)
+        df = r.jobs
+        done = df["status"] == "done"
+        values = {"tasks": int(len(df)), "tasks_done": int(done.sum()),
+                  "rejected": int((df["status"] == "rejected").sum()),
+                  "makespan_s": float(r.makespan), **totals,
+                  "wait_mean_s": float(df.loc[done, "wait"].mean()) if done.any() else float("nan"),
+                  "bsld_mean": float(df.loc[done, "bsld"].mean()) if done.any() else float("nan"),
+                  "policy": r.settings["scaler"] or "built-in (deficit / idle timeout)",
+                  "platform": p["platform"]}
+        units = {**POOL_UNITS, "rejected": "jobs", "wait_mean_s": "s", "bsld_mean": "1",
+                 "tasks": "jobs", "tasks_done": "jobs"}
+        jobs_ds = df.drop(columns=[c for c in ("reason",) if c in df]).to_xarray().rename(index="job")
+        return Result(scenario=s, clock="virtual", summary=summary_dataset(values, units, {"notes": ""}),
+                      instances=instances, bill=the_bill,
+                      data={"jobs": jobs_ds, "metrics": r.summary()})

@@ -1,0 +1,276 @@
+"""Scenarios: one description, saved to a file, run on either clock, with one Result type."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from hpclab import HpclabError
+from hpclab.cli import main
+from hpclab.result import open_result
+from hpclab.scenario import Scenario, example_names, scenario_dir
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    # measured screening costs go to a per-session cache, not the user's
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_every_example_round_trips(tmp_path):
+    names = example_names()
+    assert {"burst", "campaign_100k", "screening_campaign", "screening_small", "cae_scaling", "llm_16k",
+            "platform"} <= set(names)
+    for name in names:
+        s = Scenario.example(name)
+        path = s.save(tmp_path / f"{name}.yaml")
+        again = Scenario.load(path)
+        assert again == s
+        assert again.to_yaml() == s.to_yaml()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in scenario_dir().glob("*.yaml")))
+def test_every_example_runs_on_the_virtual_clock(name, capsys, tmp_path):
+    assert main(["run", str(scenario_dir() / f"{name}.yaml"), "--clock", "virtual", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["scenario"] == name and out["clock"] == "virtual"
+    if "tasks" in out:
+        assert out["tasks_done"] == out["tasks"] > 0
+    if "cost_usd" in out:
+        assert out["cost_usd"] > 0
+    files = open_result(tmp_path / "out" / "result.nc")
+    assert "summary" in files
+    assert Scenario.load(tmp_path / "out" / "scenario.yaml") == Scenario.example(name)
+
+
+def _agree(a, b, keys, tol=0.15):
+    from hpclab.testing import assert_summary_close, assert_valid_result
+
+    assert_valid_result(a)
+    assert_valid_result(b)
+    assert_summary_close(a, b, keys, rtol=tol)
+
+
+def test_burst_agrees_on_both_clocks():
+    """The same file on the two clocks: tasks, instance-seconds and cost within 15%."""
+    s = Scenario.example("burst")
+    real = s.run("real")
+    virtual = s.run("virtual")
+    assert real["tasks_done"] == virtual["tasks_done"] == s.workload["tasks"]
+    _agree(real, virtual, ("instance_seconds", "cost_usd", "makespan_s"))
+    assert real["instances"] == virtual["instances"]
+
+
+def test_small_screening_campaign_agrees_on_both_clocks(tmp_path):
+    s = Scenario.example("screening_small")
+    real = s.run("real", out=tmp_path / "screen")
+    assert real["roc_auc_2d"] > 0.5
+    virtual = s.replace(workload={"costs_from": str(tmp_path / "screen")}).run("virtual")
+    assert real["tasks_done"] == virtual["tasks_done"] == real["tasks"]
+    assert real["molecules"] == virtual["molecules"]
+    _agree(real, virtual, ("instance_seconds", "cost_usd"))
+
+
+def test_result_netcdf_round_trip(tmp_path):
+    r = Scenario.example("burst").run()
+    path = r.to_netcdf(tmp_path / "r.nc")
+    got = open_result(path)
+    assert set(got) >= {"summary", "events", "instances", "bill", "timeseries", "tasks"}
+    assert float(got["summary"]["cost_usd"]) == pytest.approx(r["cost_usd"])
+    assert got["summary"]["cost_usd"].attrs["units"] == "USD"
+    xr.testing.assert_allclose(got["bill"]["cost"], r.bill["cost"])
+    assert Scenario.from_dict(__import__("yaml").safe_load(got["/"].attrs["scenario"])) == r.scenario
+
+
+def test_cae_scaling_writes_netcdf(tmp_path):
+    from hpclab.workloads import cae
+
+    ds = cae.scaling(cores=[1, 4, 16], grid=256, cost_per_cell=1e-8)
+    ds.to_netcdf(tmp_path / "c.nc")
+    back = xr.open_dataset(tmp_path / "c.nc")
+    assert back.attrs["mode"] == "strong"
+    np.testing.assert_allclose(back["time_per_step"].values, ds["time_per_step"].values)
+
+
+BAD = [
+    ("workload: {kind: tasks, tasks: 5}\n", "name: is required"),
+    ("name: x\nworkload: {kind: nope}\n", "workload.kind: must be one of"),
+    ("name: x\nworkload: {kind: tasks, tasks: -3}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "workload.tasks: must be a whole number in [1, 1,000,000,000], got -3"),
+    ("name: x\nworkload: {kind: tasks, tasks: 2.5}\npool: {types: [ecs.c8i.8xlarge]}\n", "workload.tasks"),
+    ("name: x\nworkload: {kind: tasks, tasks: 1e30}\npool: {types: [ecs.c8i.8xlarge]}\n", "workload.tasks"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5, mean: .nan}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "workload.mean"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5, colour: red}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "workload.colour: is not a known key"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.nope]}\n",
+     "pool.types[0]: must be a catalog instance type"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge], zones: [mars-1]}\n",
+     "pool.zones[0]: must be a catalog zone"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge], quota_cores: 0}\n",
+     "pool.quota_cores"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge], slots: {ecs.c7.8xlarge: 2}}\n",
+     "pool.slots.ecs.c7.8xlarge: names a type not in pool.types"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\npolicy: {name: nope}\n",
+     "policy: policy must be one of"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\n"
+     "policy: {name: target-duration, params: {colour: 1}}\n", "policy: policy target-duration:"),
+    ("name: x\nclock: sideways\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "clock: must be one of virtual, real"),
+    ("name: x\nclock: real\nworkload: {kind: llm}\n", "clock: a llm workload runs on virtual only"),
+    ("name: x\nworkload: {kind: llm, model: gpt-99}\n", "workload.model: must be one of"),
+    ("name: x\nworkload: {kind: llm, gpus: 100000000000}\n", "workload.gpus"),
+    ("name: x\nworkload: {kind: cae, fabrics: [carrier-pigeon]}\n", "workload.fabrics[0]"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\nfabric: smoke\n", "fabric:"),
+    ("name: x\nworkload: {kind: trace}\npool: {types: [ecs.c8i.32xlarge]}\n", "pool.types: a trace needs two"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\ncluster: {kind: address}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "cluster.address: is required"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5, arrival: uniform}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "workload.window: must be > 0"),
+    ("name: x\nclock: real\nworkload: {kind: screening, molecules: 100000000}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "library has 4,999 molecules"),
+    ("- just\n- a list\n", "must be a mapping of scenario keys"),
+    ("name: [unclosed\n", "not valid YAML"),
+    ("name: x\nworkload: !!python/object:os.system {}\n", "not valid YAML"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\nseed: -1\n", "seed:"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge]}\ntime_scale: 0\n", "time_scale:"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_bad_scenarios_are_one_line_errors(text, message, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(HpclabError) as err:
+        Scenario.load(path)
+    assert message in str(err.value)
+    assert str(err.value).startswith("bad.yaml")
+    assert "\n" not in str(err.value)
+    assert main(["run", str(path)]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.count("\n") == 1 and "Traceback" not in cap.err
+
+
+def test_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes(b"name: x\n# caf\xe9\nworkload: {kind: tasks, tasks: 5}\n")
+    with pytest.raises(HpclabError, match=r"latin.yaml:2: not UTF-8"):
+        Scenario.load(path)
+
+
+def test_example_is_written_and_never_overwritten(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--example", "burst"]) == 0
+    assert Scenario.load(tmp_path / "burst.yaml") == Scenario.example("burst")
+    before = (tmp_path / "burst.yaml").read_text()
+    assert main(["run", "--example", "burst"]) == 2
+    assert "not overwritten" in capsys.readouterr().err
+    assert (tmp_path / "burst.yaml").read_text() == before
+    assert main(["run", "--example", "nope"]) == 2
+
+
+def test_unwritable_out_fails_before_the_run(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", str(scenario_dir() / "burst.yaml"), "--out", str(blocker)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+USER_POLICY = '''
+import math
+from hpclab.elastic.state import Decision, Launch
+
+
+class Doubling:
+    """Doubles the pool while work waits; retires every idle instance when nothing waits."""
+
+    name = "doubling"
+
+    def __init__(self, per_instance=2):
+        self.per_instance = per_instance
+        self.calls = 0
+
+    def decide(self, state):
+        self.calls += 1
+        lim = state.limits
+        itype, zone = lim.types[0], lim.zones[0]
+        serving = state.count()
+        slots = state.slots.get(itype, self.per_instance)
+        want = math.ceil((state.queued + state.running) / slots)
+        cap = lim.max_per_type.get(itype)
+        if cap is not None:
+            want = min(want, cap)
+        if lim.quota_cores is not None:
+            want = min(want, lim.quota_cores // slots)
+        grow = min(max(want - serving, 0), max(serving, 1))
+        if grow:
+            return Decision(launch=(Launch(itype, zone, "on-demand", grow),), reason="doubling")
+        if state.queued == 0:
+            idle = tuple(i.id for i in state.instances if i.state == "running" and i.running_tasks == 0)
+            return Decision(retire=idle, reason="doubling: idle")
+        return Decision()
+'''
+
+
+def test_a_user_policy_runs_on_all_three(tmp_path, monkeypatch):
+    """One class in one file, found as module:Class, unchanged on the real pool, the virtual clock
+    and the platform."""
+    (tmp_path / "my_policies.py").write_text(textwrap.dedent(USER_POLICY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("my_policies", None)
+    s = Scenario.example("burst").replace(policy={"name": "my_policies:Doubling", "params": {},
+                                                  "hysteresis": False})
+    virtual = s.run("virtual")
+    real = s.run("real")
+    assert virtual["tasks_done"] == real["tasks_done"] == 96
+    assert virtual["policy"] == real["policy"] == "doubling"
+    _agree(real, virtual, ("instance_seconds", "cost_usd"), tol=0.2)
+    p = Scenario.example("platform").replace(workload={"jobs": 300},
+                                             policy={"name": "my_policies:Doubling", "params": {},
+                                                     "hysteresis": False})
+    plat = p.run()
+    assert plat["tasks_done"] == 300 and plat["policy"] == "doubling"
+
+
+def test_registered_policy_names(tmp_path, monkeypatch):
+    from hpclab.elastic import policies as P
+
+    (tmp_path / "reg_policy.py").write_text(textwrap.dedent(USER_POLICY) +
+                                           "\nfrom hpclab.elastic.policies import register_policy\n"
+                                           "register_policy('doubling', Doubling)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("reg_policy")
+    try:
+        assert "doubling" in P.policy_names()
+        assert P.make_policy("doubling", catalog=None).name == "doubling"
+    finally:
+        P._REGISTRY.pop("doubling", None)
+
+
+def test_testing_helpers_catch_a_damaged_result():
+    from hpclab.testing import assert_clocks_agree, assert_valid_result
+
+    r = Scenario.example("burst").run()
+    assert_valid_result(r)
+    r.summary["cost_usd"] = r.summary["cost_usd"] * 2
+    with pytest.raises(AssertionError, match="cost_usd"):
+        assert_valid_result(r)
+    with pytest.raises(AssertionError):
+        assert_clocks_agree(r, r)  # both virtual
+
+
+def test_one_event_loop():
+    """Only hpclab/elastic/clock.py runs an event loop (the simulator and the platform use it)."""
+    from pathlib import Path
+
+    import hpclab
+
+    root = Path(hpclab.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "heapq" in p.read_text())
+    assert users == ["elastic/clock.py"]
