@@ -150,7 +150,7 @@ def load_yaml(path_or_text, *, source: str | None = None):
         One line: ``user.yaml: not valid YAML (line 3, column 7): duplicate key 'alpha' (first at
         line 2)``; ``user.yaml:4: not UTF-8 ...``; ``user.yaml: cannot read (No such file ...)``.
     """
-    if isinstance(path_or_text, (os.PathLike,)):
+    if isinstance(path_or_text, os.PathLike):
         path = Path(path_or_text)
         source = source or str(path)
         try:

@@ -8,7 +8,6 @@ schedulers are parsed and a TCP connection is tried (a few seconds at most) befo
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -100,21 +99,15 @@ def check_writable_file(field: str, path) -> Path:
         raise HpclabError(f"{field} {text!r}: folder {str(parent)!r} does not exist")
     existed = p.exists()
     try:
-        with open(p, "ab") as fh:  # append: an existing file is not truncated by the check
-            fh.write(b"")
-            fh.flush()
-            os.fsync(fh.fileno()) if p.is_file() else None
-        if p.exists() and not p.is_file() and p.is_char_device():
-            _probe_device(p)
+        if existed and p.is_char_device():  # /dev/full takes an open but not a byte
+            with open(p, "wb", buffering=0) as fh:
+                fh.write(b"\n")
+        else:
+            with open(p, "ab"):  # append: an existing file is not truncated by the check
+                pass
     except OSError as exc:
         raise HpclabError(f"{field} {text!r} is not writable ({exc.strerror or type(exc).__name__})") from None
     finally:
         if not existed and p.is_file() and p.stat().st_size == 0:
             p.unlink(missing_ok=True)
     return p
-
-
-def _probe_device(p: Path) -> None:
-    """A character device (``/dev/full``, ``/dev/null``): write one byte to see if it takes it."""
-    with open(p, "wb", buffering=0) as fh:
-        fh.write(b"\n")
