@@ -135,6 +135,8 @@ BAD = [
      "workload.window: must be > 0"),
     ("name: x\nclock: real\nworkload: {kind: screening, molecules: 100000000}\npool: {types: [ecs.c8i.8xlarge]}\n",
      "library has 4,999 molecules"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge], spot_market: {model: sideways}}\n",
+     "pool.spot_market: model must be one of"),
     ("- just\n- a list\n", "must be a mapping of scenario keys"),
     ("name: [unclosed\n", "not valid YAML"),
     ("name: x\nworkload: !!python/object:os.system {}\n", "not valid YAML"),

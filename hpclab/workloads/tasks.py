@@ -89,7 +89,7 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
     sim = simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
                    seed=s.seed, slots=slots, capacity=s.pool["capacity"],
                    spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
-                   boot=s.pool["boot"] or None, progress=progress)
+                   boot=s.pool["boot"] or None, progress=progress, market=s.spot_market())
     data = {"tasks": sim.tasks, **(data or {})}
     return from_simulation(s, sim, catalog=cat, data=data, extra=extra, units=units)
 
@@ -115,7 +115,7 @@ def real_pool(s, limits, slots, policy, cat):
                           "emulated pools yet; use local or address")
     return ElasticPool(limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
                        policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
-                       silence_logs=logging.CRITICAL)
+                       faults=s.spot_faults(), silence_logs=logging.CRITICAL)
 
 
 def run_real(s, wl, *, progress: bool = False):
