@@ -11,7 +11,7 @@ import json
 import math
 
 from hpclab._validate import HpclabError
-from hpclab.cli._args import check_bounds, connect
+from hpclab.cli._args import check_bounds, check_scheduler, connect
 
 
 def register(sub) -> None:
@@ -53,13 +53,15 @@ MAX_CELLS = 2**30
 
 
 def run(args) -> int:
-    from hpclab.workloads import cae
-
     check_bounds(args, BOUNDS)
     cells = args.grid ** args.ndim
     if cells > MAX_CELLS:
         raise HpclabError(f"--grid {args.grid} in {args.ndim}-D is {cells:,} cells; a real run holds at most "
                           f"{MAX_CELLS:,} (8 GiB per field): use a smaller grid, or the model (cae.scaling)")
+    if args.scheduler is not None:  # before the solver's compiled kernels are imported
+        args.scheduler = check_scheduler(args.scheduler)
+
+    from hpclab.workloads import cae
     fabrics = cae.FABRICS
     if args.fabrics is not None:
         from hpclab.network import fabric
