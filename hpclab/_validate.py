@@ -11,7 +11,24 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["HpclabError", "check_choice", "check_positive", "check_nonnegative", "check_finite_array"]
+__all__ = ["HpclabError", "check_choice", "check_positive", "check_nonnegative", "check_finite_array",
+           "check_range", "decode_utf8", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
+           "MAX_SECONDS", "MAX_INSTANCES"]
+
+# Bounds of the inputs: what a real system could reach, with headroom (docs/bounds.md). A value
+# beyond one is a typo or an attack, not a study, and would make a model overflow or a loop hang.
+#: ranks of a collective, GPUs of a training run
+MAX_RANKS = MAX_GPUS = 10**7
+#: message, checkpoint or file sizes: 1 PiB
+MAX_NBYTES = 2**50
+#: cores of a pool or a cluster
+MAX_CORES = 10**8
+#: tasks of a campaign, jobs of a trace, molecules of a screen
+MAX_TASKS = 10**9
+#: instances (nodes, pods) of one pool or one job
+MAX_INSTANCES = 10**7
+#: durations and times (run times, deadlines, horizons, submit times): 10 years in seconds
+MAX_SECONDS = 10 * 365.25 * 86400.0
 
 
 class HpclabError(ValueError):
@@ -47,8 +64,9 @@ def check_nonnegative(field: str, value, *, integer: bool = False):
 
 
 def check_finite_array(field: str, values, *, minimum: float | None = None, strict: bool = True,
-                       integer: bool = False) -> np.ndarray:
-    """Coerce ``values`` to a float array and check it is finite (and > or >= ``minimum``)."""
+                       integer: bool = False, maximum: float | None = None) -> np.ndarray:
+    """Coerce ``values`` to a float array and check it is finite (and > or >= ``minimum``, and
+    <= ``maximum``)."""
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -62,6 +80,59 @@ def check_finite_array(field: str, values, *, minimum: float | None = None, stri
         if np.any(bad):
             op = ">" if strict else ">="
             raise HpclabError(f"{field} must be {op} {minimum:g}, got {arr[bad].flat[0]:g}")
+    if maximum is not None and np.any(arr > maximum):
+        raise HpclabError(f"{field} must be <= {_fmt(maximum)}, got {arr[arr > maximum].flat[0]:g}")
     if integer and np.any(arr != np.round(arr)):
         raise HpclabError(f"{field} must be whole numbers, got {arr[arr != np.round(arr)].flat[0]:g}")
     return arr
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}" if abs(int(value)) < 10**19 else f"{float(value):.3g}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{float(value):.6g}"
+    return repr(value)
+
+
+def check_range(field: str, value, low, high, *, integer: bool = False, low_open: bool = False):
+    """Return ``value`` if it is a finite number in ``[low, high]`` (``(low, high]`` when
+    ``low_open``), a whole one if ``integer`` (returned as ``int``); else one line naming the
+    field, the value and the range: ``ranks must be a whole number in [1, 10,000,000], got 1e+300``.
+    """
+    kind = "a whole number" if integer else "a number"
+    span = f"{'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}]"
+    if isinstance(value, str):
+        try:
+            value = float(value) if not value.strip().lstrip("+-").isdigit() else int(value)
+        except ValueError:
+            raise HpclabError(f"{field} must be {kind} in {span}, got {value!r}") from None
+    if not _is_number(value):
+        raise HpclabError(f"{field} must be {kind} in {span}, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or value > high or value < low or (low_open and value == low):
+        shown = repr(value) if isinstance(value, float) and not math.isfinite(value) else _fmt(value)
+        raise HpclabError(f"{field} must be {kind} in {span}, got {shown}")
+    if integer:
+        if int(value) != value:
+            raise HpclabError(f"{field} must be {kind} in {span}, got {value!r}")
+        return int(value)
+    return value
+
+
+def decode_utf8(data: bytes, source: str, *, first_line: int = 1) -> str:
+    """Decode ``data`` as strict UTF-8 (a leading BOM is dropped); a bad byte raises one line
+    naming ``source``, the line and the column: ``user.yaml:4: not UTF-8 text (byte 0xe9 at
+    column 12); save the file as UTF-8``. ``first_line`` is the number of the data's first line
+    in the file (when decoding one line of it)."""
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + first_line
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise HpclabError(f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                          f"{column}); save the file as UTF-8") from None
+    return text[1:] if text.startswith("\ufeff") else text

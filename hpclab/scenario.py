@@ -286,28 +286,11 @@ def _kind(name: str, where: str = "scenario"):
 
 
 def _read_yaml(path: Path):
-    import yaml
+    from hpclab._yaml import load_yaml
 
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise HpclabError(f"{path}: no such scenario file") from None
-    except OSError as exc:
-        raise HpclabError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(raw) > 1 << 20:
-        raise HpclabError(f"{path.name}: is {len(raw):,} bytes; a scenario file is at most 1 MiB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise HpclabError(f"{path.name}:{line}: not UTF-8 (byte {raw[exc.start]:#04x})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HpclabError(f"{path.name}{line}: not valid YAML ({problem})") from None
+    if not path.exists():
+        raise HpclabError(f"{path}: no such scenario file")
+    data = load_yaml(path, source=path.name)  # size, UTF-8, duplicate keys, aliases, depth
     if not isinstance(data, Mapping):
         raise HpclabError(f"{path.name}: must be a mapping of scenario keys (name, workload, pool, "
                           f"policy, ...), got {type(data).__name__}")

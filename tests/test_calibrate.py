@@ -174,7 +174,7 @@ def test_pingpong_reuses_a_given_client():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         ds = pingpong(sizes=(8, 65536), client=client, budget=0.02, max_repeats=10)
         assert ds["repeats"].values.min() >= 3
         assert client.status == "running"  # not closed by pingpong

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hpclab import catalog
+from hpclab import HpclabError, catalog
 from hpclab.catalog import CatalogError, UnknownNameError
 
 
@@ -129,3 +129,65 @@ def test_parse_size():
     assert catalog.parse_size("1MiB") == 2**20
     assert catalog.parse_size("8") == 8
     assert catalog.parse_size("1.5 GB") == 1_500_000_000
+
+
+# -- the one YAML loader ---------------------------------------------------------------------------
+
+def test_load_yaml_keeps_what_yaml_allows():
+    from hpclab._yaml import load_yaml
+
+    doc = load_yaml("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 5\nlist: [*b, *b]\n")
+    assert doc["c"] == {"x": 5, "y": 2}  # a merge key may be overridden: not a duplicate
+    assert doc["list"] == [{"x": 1, "y": 2}] * 2
+    assert load_yaml("\ufeffa: 1\n") == {"a": 1} and load_yaml(b"\xef\xbb\xbfa: 1\n") == {"a": 1}  # BOM
+    assert load_yaml("") is None and load_yaml("a: caf\u00e9\n") == {"a": "café"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: 1\nb: 2\na: 3\n", r"^t\.yaml: not valid YAML \(line 3, column 1\): duplicate key 'a' \(first at line 1\)$"),
+    ("a: &a [1, *a]\n", r"^t\.yaml: not valid YAML \(line 1, column \d+\): has a recursive alias"),
+    ("[" * 100, r"^t\.yaml: not valid YAML \(line 1, column 65\): nested deeper than 64 levels$"),
+    ("".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9 if i else ["lol"] * 9) + "]\n" for i in range(9)),
+     r"^t\.yaml: not valid YAML \(line \d+, column \d+\): expands to more than 1,000,000 nodes"),
+    ("a: &a '" + "x" * 100_000 + "'\nb: [" + ", ".join(["*a"] * 1000) + "]\n",
+     r"expands to more than 67,108,864 characters"),
+])
+def test_load_yaml_refuses_in_one_line(text, expected):
+    import time
+
+    from hpclab._yaml import load_yaml
+
+    t0 = time.perf_counter()
+    with pytest.raises(HpclabError, match=expected) as info:
+        load_yaml(text, source="t.yaml")
+    assert "\n" not in str(info.value) and time.perf_counter() - t0 < 5
+
+
+def test_duplicate_key_in_a_catalog_file_is_refused_not_last_wins(tmp_path):
+    p = write(tmp_path, "fabrics:\n  erdma:\n    alpha: 500 s\n    alpha: 8 us\n")
+    with pytest.raises(CatalogError, match=r"user\.yaml: not valid YAML \(line 4, column 5\): duplicate key 'alpha'"):
+        catalog.load(p)
+
+
+@pytest.mark.parametrize("figure, expected", [
+    ("alpha: 1.2.3 us", r"alpha must be '<number> <unit>' with a number such as 5, 1.5 or 2e-6, got '1.2.3'"),
+    ("alpha: e us", r"alpha must be '<number> <unit>'"),
+    ("alpha: 1e300 us", r"alpha must be at most 3.15576e\+08 s \(10 years\), got 1e\+300 us"),
+    ("bandwidth: 1e30 GB/s", r"bandwidth must be at most 1e\+15 B/s \(1 PB/s\)"),
+])
+def test_catalog_numbers_out_of_domain_get_one_line(tmp_path, figure, expected):
+    p = write(tmp_path, f"fabrics:\n  erdma:\n    {figure}\n")
+    with pytest.raises(CatalogError, match=expected):
+        catalog.load(p)
+
+
+def test_catalog_accepts_exponents_yaml_reads_as_text(tmp_path):
+    p = write(tmp_path, "fabrics:\n  erdma:\n    alpha: {value: 8e-6, unit: s, source: x}\n")
+    assert catalog.load(p).fabric("erdma").alpha == pytest.approx(8e-6)
+
+
+def test_parse_size_domain():
+    assert catalog.parse_size("1PiB") == 2**50
+    for bad in ("2PiB", "1e300", -1, "nan", "1.2.3"):
+        with pytest.raises(HpclabError, match=r"size"):
+            catalog.parse_size(bad)

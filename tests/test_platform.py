@@ -53,7 +53,7 @@ def test_gpu_csv_round_trip_and_errors(tmp_path):
     assert list(back["kind"]) == list(jobs["kind"])
     bad = tmp_path / "bad.csv"
     bad.write_text("job_id,submit,kind,pods,slots,run_time\n1,0,train,2,8,100\n2,5,train,two,8,100\n")
-    with pytest.raises(HpclabError, match=r"^bad\.csv:3: column 'pods' must be a whole number, got 'two'$"):
+    with pytest.raises(HpclabError, match=r"^bad\.csv:3: column 'pods' must be a whole number in \[1, 10,000,000\], got 'two'$"):
         P.read_gpu_csv(bad)
     bad.write_text("job_id,submit,kind,pods,slots,run_time\n1,0,training,2,8,100\n")
     with pytest.raises(HpclabError, match=r"^bad\.csv:2: column 'kind' must be one of"):
@@ -627,3 +627,41 @@ def test_shared_elastic_policy_scales_the_pools_at_ticks():
         P.replay(few, policy="unified", cpu_nodes=4, scaler=42)
     with pytest.raises(HpclabError, match="policy must be one of"):
         P.replay(few, policy="unified", cpu_nodes=4, scaler="fastest")
+
+
+def test_swf_latin1_header_comment_is_read(tmp_path):
+    """SWF header comments are free text: a Latin-1 byte there is read; in a job line it is not."""
+    body = b"1 0 10 100 4 -1 -1 4 200 -1 1 1 1 1 1 1 -1 -1\n"
+    p = tmp_path / "latin1.swf"
+    p.write_bytes(b"; Version: 2.2\n; Installation: Universit\xe9 de Gen\xe8ve\n" + body)
+    df, header = P.read_swf(p, return_header=True)
+    assert len(df) == 1 and header["Installation"] == "Université de Genève"
+    p.write_bytes(b"; Version: 2.2\n" + body.replace(b"-1\n", b"\xe9\n"))
+    with pytest.raises(HpclabError, match=r"^latin1\.swf:2: not UTF-8 text \(byte 0xe9 at column \d+\)"):
+        P.read_swf(p)
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("1e30 0 10 100 4 -1 -1 4 200 -1 1 1 1 1 1 1 -1 -1", r"field 1 \(job number\) must be at most 10\^9"),
+    ("1 0 10 1e300 4 -1 -1 4 200 -1 1 1 1 1 1 1 -1 -1", r"field 4 \(run time\) must be at most 10 years"),
+    ("1 0 10 100 1e15 -1 -1 1e15 200 -1 1 1 1 1 1 1 -1 -1", r"field 5 \(allocated processors\) must be at most 10\^8"),
+])
+def test_swf_values_outside_the_domain_name_file_line_and_field(tmp_path, row, expected):
+    p = tmp_path / "t.swf"
+    p.write_text("; Version: 2.2\n" + row + "\n")
+    with pytest.raises(HpclabError, match=r"^t\.swf:2: " + expected):
+        P.read_swf(p)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("job_id,submit,kind,pods,pods,slots,run_time\n1,0,train,1,1,8,10\n", r"^t\.csv:1: header repeats column\(s\) 'pods'$"),
+    ("job_id,submit,kind,pods,slots,run_time\n1,-5,train,1,8,10\n", r"^t\.csv:2: column 'submit' must be a number in \[0,"),
+    ("job_id,submit,kind,pods,slots,run_time\n1,0,train,1e18,8,10\n", r"^t\.csv:2: column 'pods' must be a whole number in \[1, 10,000,000\]"),
+    ("job_id,submit,kind,pods,slots,run_time\n1,0,infer,1,100000,10\n", r"^t\.csv:2: column 'slots' must be a whole number in \[0, 4,096\]"),
+    ("job_id,submit,kind,pods,slots,run_time\n1,0,data,1,0,10\n", r"^t\.csv:2: column 'slots' must be >= 1"),
+])
+def test_gpu_csv_values_outside_the_domain(tmp_path, text, expected):
+    p = tmp_path / "t.csv"
+    p.write_text(text)
+    with pytest.raises(HpclabError, match=expected):
+        P.read_gpu_csv(p)

@@ -229,6 +229,76 @@ def test_resume_redoes_no_finished_batch(client, tmp_path):
         scr.run_screen(lib, params, out=tmp_path, client=client, batch_size=25, progress=False)
 
 
+def test_resume_catches_and_recomputes_truncated_altered_and_stale_batches(client, tmp_path, caplog):
+    """A truncated, a zero-byte, an altered (valid Parquet, other scores), a cut (3 rows) and a
+    stale (other RDKit) batch are each found on resume and recomputed; the result equals the
+    untouched run's, row for row."""
+    import json
+
+    import pandas as pd
+
+    lib = scr.load_library("nci5k", "cdk2", size=100)
+    params = scr.ScreenParams(threshold_3d=1.01)
+    kw = dict(out=tmp_path, client=client, batch_size=20, progress=False)
+    first = scr.run_screen(lib, params, **kw)
+    n_batches = json.loads(first.attrs["run"])["n_batches"]
+    assert n_batches >= 6
+    records = [json.loads(line) for line in (tmp_path / "batches.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == list(range(n_batches))
+    rec0 = next(r for r in records if r["index"] == 0)
+    assert rec0["rows"] == 20 and rec0["slice"] == [0, 20] and len(rec0["sha256"]) == 64
+    assert rec0["rdkit"] and rec0["hpclab"]
+
+    def path(i):
+        return tmp_path / "batches" / f"batch-{i:06d}.parquet"
+
+    data = path(0).read_bytes()
+    path(0).write_bytes(data[: len(data) // 2])  # truncated
+    path(1).write_bytes(b"")  # zero bytes
+    altered = pd.read_parquet(path(2))
+    altered["score_2d"] = 1.0 - altered["score_2d"]  # a valid file with other scores
+    altered.to_parquet(path(2), index=False)
+    pd.read_parquet(path(3)).head(3).to_parquet(path(3), index=False)  # cut to 3 rows
+    lines = (tmp_path / "batches.jsonl").read_text().splitlines()
+    stale = [json.loads(line) for line in lines]
+    for r in stale:
+        if r["index"] == 4:
+            r["rdkit"] = "2001.01.1"  # computed by another RDKit
+    (tmp_path / "batches.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale if r["index"] != 5))
+    stamp = path(6).stat().st_mtime_ns if n_batches > 6 else None
+
+    with caplog.at_level("WARNING", logger="hpclab.screening"):
+        again = scr.run_screen(lib, params, **kw)
+    run = json.loads(again.attrs["run"])
+    why = {int(k): v for k, v in run["recomputed"].items()}
+    assert sorted(why) == [0, 1, 2, 3, 4, 5]
+    assert why[0].startswith("truncated") and why[1].startswith("truncated")
+    assert why[2] == "altered (checksum differs from the manifest)" and why[3] == "altered (3 rows for 20 molecules)"
+    assert "rdkit 2001.01.1" in why[4] and why[5] == "not in the manifest"
+    assert sorted(run["computed"]) == [0, 1, 2, 3, 4, 5]
+    assert sorted(run["skipped"]) == list(range(6, n_batches))
+    if stamp is not None:
+        assert path(6).stat().st_mtime_ns == stamp  # intact batches are not rewritten
+    lines = [r.getMessage() for r in caplog.records if "failed verification" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "recomputing 6 stored batch(es)" in lines[0]
+    for var in ("score_2d", "status", "to_3d", "is_active"):
+        np.testing.assert_array_equal(again[var].values, first[var].values)
+    assert scr.quality(again).roc_auc.equals(scr.quality(first).roc_auc)
+    # the third run finds everything intact
+    third = json.loads(scr.run_screen(lib, params, **kw).attrs["run"])
+    assert third["computed"] == [] and third["recomputed"] == {}
+
+
+def test_screen_refuses_an_empty_out_and_a_size_beyond_the_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HpclabError, match="out must name a folder, got ''"):
+        scr.run_screen(scr.load_library("nci5k", "cdk2", size=5), out="")
+    assert not list(tmp_path.iterdir())  # nothing written into the current folder
+    with pytest.raises(HpclabError, match=r"size must be at most 4,999 \(the molecules of library 'nci5k'\), "
+                                          r"got 100,000,000"):
+        scr.load_library("nci5k", "cdk2", size=100_000_000)
+
+
 def test_preempted_instance_of_an_elastic_pool_loses_no_molecule():
     """The screen on an ElasticPool of spot instances; one busy instance is reclaimed with no
     notice (its worker process is killed mid-batch); every molecule comes back exactly once."""

@@ -509,13 +509,13 @@ def test_cli_prints_summary_and_one_line_errors(capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--cores", "-5"], "cores must be a finite number > 0"),
-    (["--tasks", "0"], "tasks must be a finite number > 0"),
+    (["--cores", "-5"], r"--cores must be a whole number in \[1, 100,000,000\], got -5"),
+    (["--tasks", "0"], r"--tasks must be a whole number in \[1, 1,000,000,000\], got 0"),
     (["--policy", "nope"], "policy must be one of"),
-    (["--mean-work", "nan"], "mean_work must be a finite number > 0"),
-    (["--spot-share", "nan"], r"spot_share must be a number in \[0, 1\]"),
-    (["--tick", "inf"], "tick must be a finite number > 0"),
-    (["--capacity", "-1"], "capacity must be a finite number >= 0"),
+    (["--mean-work", "nan"], r"--mean-work must be a number in \(0, 315,576,000\], got nan"),
+    (["--spot-share", "nan"], r"--spot-share must be a number in \[0, 1\]"),
+    (["--tick", "inf"], r"--tick must be a number in \(0, 315,576,000\], got inf"),
+    (["--capacity", "-1"], r"--capacity must be a number in \[0, 1,000,000\]"),
 ])
 def test_cli_bad_inputs_one_line_exit_2(capsys, args, match):
     import re

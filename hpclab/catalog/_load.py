@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
-from hpclab.catalog._schema import MARKET_MODELS, SCHEMA, SCOPES, Figure
+from hpclab._yaml import load_yaml
+from hpclab.catalog._schema import (MARKET_MODELS, MAX_BY_DIMENSION, MAX_CAPACITY, MAX_INT, MAX_LABEL,
+                                    MAX_WHOLE, SCHEMA, SCOPES, Figure)
 from hpclab.catalog._units import BASE_UNIT, UNITS
 
 __all__ = ["Catalog", "CatalogError", "UnknownNameError", "load", "default_paths"]
@@ -36,6 +37,23 @@ def default_paths() -> list[Path]:
     return sorted((data_dir() / "catalog").glob("*.yaml"))
 
 
+def _parse(path: Path):
+    """The file's YAML document; the shipped files are parsed once per process (keyed by size and
+    modification time, so an edited file is read again). The documents are never modified."""
+    if path.parent == data_dir() / "catalog":
+        try:
+            st = path.stat()
+        except OSError:
+            return load_yaml(path, source=str(path))
+        return _parse_cached(str(path), st.st_mtime_ns, st.st_size)
+    return load_yaml(path, source=str(path))
+
+
+@lru_cache(maxsize=32)
+def _parse_cached(path: str, mtime_ns: int, size: int):
+    return load_yaml(Path(path), source=path)
+
+
 class _Raw:
     """Raw entries merged across files, remembering which file set each field."""
 
@@ -45,16 +63,9 @@ class _Raw:
 
     def add_file(self, path: Path) -> None:
         try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise CatalogError(f"{path}: cannot read catalog file ({exc.strerror})") from None
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise CatalogError(f"{path}: not valid YAML{where}: {problem}") from None
+            doc = _parse(Path(path))
+        except HpclabError as exc:
+            raise CatalogError(str(exc)) from None
         if doc is None:
             return
         if not isinstance(doc, dict):
@@ -109,12 +120,16 @@ def _figure(where: str, fname: str, raw: Any, dimension: str, default_source: st
         if "value" not in raw or "unit" not in raw:
             raise CatalogError(f"{where}: {fname} needs 'value' and 'unit' (unit one of {allowed})")
         value, unit = raw["value"], str(raw["unit"])
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as text
+            value = _number(where, fname, value)
         source = raw.get("source", source)
     elif isinstance(raw, str) and _COMPACT.match(raw):
         number, unit = _COMPACT.match(raw).groups()
-        value = float(number)
+        value = _number(where, fname, number)
     elif dimension == "count" or dimension == "ratio":
         value, unit = raw, "count" if dimension == "count" else "1"
+        if isinstance(value, str):  # YAML 1.1 reads 1e9 (no dot) as text
+            value = _number(where, fname, value)
     else:
         raise CatalogError(f"{where}: {fname} must be '<number> <unit>' or "
                            f"{{value, unit, source}} with unit one of {allowed}; got {raw!r}")
@@ -124,13 +139,43 @@ def _figure(where: str, fname: str, raw: Any, dimension: str, default_source: st
         raise CatalogError(f"{where}: {fname} must be a number, got {value!r}")
     if not source:
         raise CatalogError(f"{where}: {fname} has no source (give 'source' on the figure or the entry)")
-    return Figure(value=float(value) * UNITS[dimension][unit], unit=unit, source=str(source),
-                  written=float(value))
+    try:
+        written = float(value)
+    except OverflowError:
+        raise CatalogError(f"{where}: {fname} must be at most {_limit(fname, dimension)}, got "
+                           f"{_show(value)}") from None
+    return Figure(value=written * UNITS[dimension][unit], unit=unit, source=str(source), written=written)
 
 
-def _check_constraint(where: str, fname: str, value: float, constraint: str | None) -> None:
+def _number(where: str, fname: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise CatalogError(f"{where}: {fname} must be '<number> <unit>' with a number such as 5, 1.5 or 2e-6, "
+                           f"got {text!r}") from None
+
+
+def _limit(fname: str, dimension: str) -> str:
+    if dimension == "int":
+        return f"{MAX_INT.get(fname, MAX_WHOLE):,}"
+    high, label = MAX_BY_DIMENSION[dimension], MAX_LABEL[dimension]
+    return f"{high:g} {BASE_UNIT[dimension]}" + (f" ({label})" if label else "")
+
+
+def _show(value) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}" if abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"
+    return f"{value:g}"
+
+
+def _check_constraint(where: str, fname: str, value: float, constraint: str | None,
+                      dimension: str, written: str | None = None) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise CatalogError(f"{where}: {fname} must be finite, got {value}")
+    high = MAX_INT.get(fname, MAX_WHOLE) if dimension == "int" else MAX_BY_DIMENSION.get(dimension)
+    if high is not None and abs(value) > high:
+        raise CatalogError(f"{where}: {fname} must be at most {_limit(fname, dimension)}, "
+                           f"got {written or _show(value)}")
     if constraint == ">0" and not value > 0:
         raise CatalogError(f"{where}: {fname} must be > 0, got {value:g}")
     if constraint == ">=0" and not value >= 0:
@@ -172,7 +217,7 @@ def _build(kind: str, name: str, raw: dict[str, Any], raw_all: _Raw):
         elif dimension == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise CatalogError(f"{where_f}: {fname} must be a whole number, got {value!r}")
-            _check_constraint(where_f, fname, value, constraint)
+            _check_constraint(where_f, fname, value, constraint, dimension)
             if default_source is None:
                 raise CatalogError(f"{where_f}: {fname} has no source (give 'source' on the entry)")
         elif dimension == "list":
@@ -183,13 +228,15 @@ def _build(kind: str, name: str, raw: dict[str, Any], raw_all: _Raw):
             if not isinstance(value, dict):
                 raise CatalogError(f"{where_f}: capacity must map instance types to core counts")
             for itype, cores in value.items():
-                if isinstance(cores, bool) or not isinstance(cores, int) or cores < 0:
-                    raise CatalogError(f"{where_f}: capacity[{itype}] must be a whole number >= 0, "
-                                       f"got {cores!r}")
+                if isinstance(cores, bool) or not isinstance(cores, int) or not 0 <= cores <= MAX_CAPACITY:
+                    shown = _show(cores) if isinstance(cores, int) else repr(cores)
+                    raise CatalogError(f"{where_f}: capacity[{itype}] must be a whole number of cores in "
+                                       f"[0, {MAX_CAPACITY:,}], got {shown}")
             value = MappingProxyType(dict(value))
         else:
             fig = _figure(where_f, fname, value, dimension, default_source)
-            _check_constraint(where_f, fname, fig.value, constraint)
+            _check_constraint(where_f, fname, fig.value, constraint, dimension,
+                              written=f"{fig.written:g} {fig.unit}")
             figures[fname] = fig
             value = fig.value
         kwargs[fname] = value

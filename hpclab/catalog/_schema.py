@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from hpclab._validate import MAX_CORES, MAX_NBYTES, MAX_SECONDS
+
 # A field spec: (dimension, required, constraint) where constraint is ">0", ">=0", "0..1" (0 < x <= 1)
 # or None.
 # Non-numeric fields: dimension "str", "bool", "int", "list".
@@ -134,6 +136,33 @@ class Provisioning(_Record):
 
     lead_time: float = 0.0
     launch_rate: float = 0.0
+
+
+# Bounds: the largest value a figure may take, in SI base units, per dimension (a real system's
+# figure with headroom; beyond is a typo and would overflow the models). docs/bounds.md lists them.
+MAX_BY_DIMENSION = {
+    "time": MAX_SECONDS,     # 10 years
+    "bytes": MAX_NBYTES,     # 1 PiB
+    "bandwidth": 1e15,       # 1 PB/s (HBM3e: 8 TB/s per GPU)
+    "rate": 1e12,            # 10^12 messages or operations per second
+    "frequency": 1.0,        # one event per second (spot reclaims, node failures)
+    "price": 100.0,          # 100 USD/s = 360,000 USD/h per instance
+    "flops": 1e18,           # 1 EFLOP/s per GPU (H800: 2e15 FP8)
+    "ratio": 1e3,            # speed factors, efficiencies
+    "count": 1e9,
+    "cny": 1e9,              # a published charge in CNY
+    "cny_per_vcpu": 1.0,     # 1 CNY per vCPU-second = 3,600 CNY/vCPU/h
+    "cny_per_gib": 1.0,      # 1 CNY per GiB-second
+    "exchange": 1e4,         # CNY per USD
+}
+MAX_LABEL = {"time": "10 years", "bytes": "1 PiB", "bandwidth": "1 PB/s", "rate": "", "frequency": "",
+             "price": "360,000 USD/h", "flops": "1 EFLOP/s", "ratio": "", "count": "", "cny": "",
+             "cny_per_vcpu": "3,600 CNY/vCPU/h", "cny_per_gib": "3,600 CNY/GiB/h", "exchange": ""}
+#: whole-number fields: largest value (MAX_WHOLE for any other whole-number field)
+MAX_INT = {"vcpus": 10**5, "gpus": 10**3, "links_per_host": 10**3, "nics": 10**3}
+MAX_WHOLE = 10**9
+#: cores of one instance type in one zone
+MAX_CAPACITY = MAX_CORES
 
 
 @dataclass(frozen=True)

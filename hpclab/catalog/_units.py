@@ -9,8 +9,8 @@ from __future__ import annotations
 # dimension -> {unit: factor to the base unit}
 UNITS: dict[str, dict[str, float]] = {
     "time": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0, "day": 86400.0},
-    "bytes": {"B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-              "KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30, "TiB": 2.0**40},
+    "bytes": {"B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15,
+              "KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30, "TiB": 2.0**40, "PiB": 2.0**50},
     "bandwidth": {"B/s": 1.0, "MB/s": 1e6, "GB/s": 1e9, "TB/s": 1e12, "GiB/s": 2.0**30,
                   "bit/s": 1 / 8, "Mbit/s": 1e6 / 8, "Gbit/s": 1e9 / 8, "Tbit/s": 1e12 / 8},
     "rate": {"1/s": 1.0, "k/s": 1e3, "M/s": 1e6},  # messages, packets or I/O operations per second
@@ -37,20 +37,38 @@ def to_base(dimension: str, value: float, unit: str) -> float:
     return float(value) * UNITS[dimension][unit]
 
 
-def parse_size(text: str | int | float) -> int:
-    """Parse a byte size such as ``8``, ``"1MiB"``, ``"1.5GB"`` or ``"64 KiB"`` into bytes."""
-    from hpclab._validate import HpclabError
+def parse_size(text: str | int | float, *, field: str = "size") -> int:
+    """Parse a byte size such as ``8``, ``"1MiB"``, ``"1.5GB"`` or ``"64 KiB"`` into bytes.
 
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return int(text)
-    s = str(text).strip()
-    factor, number = 1.0, s
-    for unit in sorted(UNITS["bytes"], key=len, reverse=True):
-        if s.endswith(unit):
-            factor, number = UNITS["bytes"][unit], s[: -len(unit)].strip()
-            break
+    Domain: a finite number of bytes in [0, 1 PiB] (:data:`hpclab._validate.MAX_NBYTES`), rounded
+    to a whole byte; anything else raises one :class:`hpclab.HpclabError` line naming ``field``.
+    """
+    import math
+
+    from hpclab._validate import MAX_NBYTES, HpclabError
+
+    units = ", ".join(UNITS["bytes"])
+    if isinstance(text, bool):
+        raise HpclabError(f"{field} must be a byte size, got {text!r}")
+    if isinstance(text, (int, float)):
+        number, factor = text, 1.0
+    else:
+        s = str(text).strip()
+        factor, number = 1.0, s
+        for unit in sorted(UNITS["bytes"], key=len, reverse=True):
+            if s.endswith(unit):
+                factor, number = UNITS["bytes"][unit], s[: -len(unit)].strip()
+                break
+        try:
+            number = float(number)
+        except ValueError:
+            raise HpclabError(f"{field} {text!r} is not a byte size; write a number with an optional "
+                              f"unit ({units}), e.g. 8, 64KiB, 1GiB") from None
     try:
-        return int(round(float(number) * factor))
-    except ValueError:
-        raise HpclabError(f"size {text!r} is not a byte size; write a number with an optional unit "
-                          f"({', '.join(UNITS['bytes'])}), e.g. 8, 64KiB, 1GiB") from None
+        value = float(number) * factor
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value) or not 0 <= value <= MAX_NBYTES:
+        raise HpclabError(f"{field} must be a byte size in [0, 1 PiB] (1 PiB = {MAX_NBYTES:,} B), "
+                          f"got {text!r}")
+    return int(round(value))

@@ -11,6 +11,7 @@ import json
 import math
 
 from hpclab._validate import HpclabError
+from hpclab.cli._args import check_bounds, check_scheduler
 
 
 def register(sub) -> None:
@@ -42,14 +43,25 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from hpclab.workloads import cae
+#: option -> (low, high, whole[, low open]): grid points per axis from 3 (two boundary nodes and one
+#: interior); workers are processes on this machine; a real run holds at most MAX_CELLS cells.
+#: kappa and dt are checked by the solver (finite, > 0, dt within the stability limit).
+BOUNDS = {"grid": (3, 10**5, True), "steps": (1, 10**7, True), "workers": (1, 256, True),
+          "steps_per_exchange": (1, 10**7, True)}
+#: cells of one real run: 2^30 float64 = 8 GiB per field
+MAX_CELLS = 2**30
 
-    for field in ("grid", "steps", "workers", "steps_per_exchange"):
-        value = getattr(args, field)
-        low = 3 if field == "grid" else 1  # two boundary nodes and one interior; 0 steps have no time per step
-        if value < low:
-            raise HpclabError(f"--{field.replace('_', '-')} must be a whole number >= {low}, got {value}")
+
+def run(args) -> int:
+    check_bounds(args, BOUNDS)
+    cells = args.grid ** args.ndim
+    if cells > MAX_CELLS:
+        raise HpclabError(f"--grid {args.grid} in {args.ndim}-D is {cells:,} cells; a real run holds at most "
+                          f"{MAX_CELLS:,} (8 GiB per field): use a smaller grid, or the model (cae.scaling)")
+    if args.scheduler is not None:  # before the solver's compiled kernels are imported
+        args.scheduler = check_scheduler(args.scheduler)
+
+    from hpclab.workloads import cae
     fabrics = cae.FABRICS
     if args.fabrics is not None:
         from hpclab.network import fabric
@@ -68,7 +80,7 @@ def run(args) -> int:
             raise HpclabError(f"--subdomains must be whole numbers separated by commas, got {args.subdomains!r}") \
                 from None
     client = None
-    if args.scheduler:
+    if args.scheduler is not None:
         from hpclab.elastic._pool_attach import connect
 
         # the workers are checked first: one line naming a worker without what the solver needs

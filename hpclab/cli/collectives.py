@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from hpclab._validate import HpclabError
+from hpclab._validate import MAX_RANKS, HpclabError, check_range
 
 
 def register(sub) -> None:
@@ -29,17 +29,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _ints(field: str, text: str) -> list[int]:
+def _ints(field: str, text: str, high: int = MAX_RANKS) -> list[int]:
     out = []
     for tok in str(text).split(","):
-        tok = tok.strip()
-        try:
-            value = float(tok)
-        except ValueError:
-            raise HpclabError(f"{field} must be whole numbers >= 1 separated by commas, got {tok!r}") from None
-        if not value.is_integer() or value < 1:
-            raise HpclabError(f"{field} must be whole numbers >= 1 separated by commas, got {tok!r}")
-        out.append(int(value))
+        out.append(check_range(field, tok.strip(), 1, high, integer=True))
     return out
 
 
@@ -48,16 +41,9 @@ def _sizes(text: str) -> list[int]:
 
     out = []
     for tok in str(text).split(","):
-        if tok.strip().lower().lstrip("+-") == "nan":
-            raise HpclabError(f"nbytes must be finite (no NaN), got {tok.strip()!r}")
-        try:
-            n = parse_size(tok.strip())
-        except OverflowError:
-            raise HpclabError(f"nbytes must be finite, got {tok.strip()!r}") from None
-        except HpclabError as exc:
-            raise HpclabError(f"nbytes: {exc}") from None
+        n = parse_size(tok.strip(), field="nbytes")
         if n <= 0:
-            raise HpclabError(f"nbytes must be > 0, got {tok.strip()!r}")
+            raise HpclabError(f"nbytes must be > 0 (at most 1 PiB), got {tok.strip()!r}")
         out.append(n)
     return out
 

@@ -3,6 +3,9 @@ against published runs."""
 
 from __future__ import annotations
 
+from hpclab._validate import MAX_GPUS, MAX_TASKS, check_range
+from hpclab.cli._args import check_bounds
+
 
 def register(sub) -> None:
     p = sub.add_parser("llm", help="LLM pretraining: best parallel layouts, step time, goodput")
@@ -27,6 +30,11 @@ def run_plan(args) -> int:
     import pandas as pd
 
     from hpclab.workloads import llm
+
+    check_bounds(args, {"gpus": (1, MAX_GPUS, True)})  # before any layout is enumerated
+    for field, high in (("global_batch", MAX_TASKS), ("top", 1000)):  # named as llm.plan names them
+        if getattr(args, field) is not None:
+            check_range(field, getattr(args, field), 1, high, integer=True)
 
     res = llm.plan(args.model, args.gpus, fabric=args.fabric, node=args.node,
                    global_batch=args.global_batch, top=args.top, efficiency=args.efficiency)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from hpclab._validate import MAX_CORES, MAX_INSTANCES, MAX_SECONDS, HpclabError
+from hpclab.cli._args import SEED_MAX, check_bounds, check_writable_file
+
 
 def register(sub) -> None:
     p = sub.add_parser("platform", help="replay HPC + AI job traces (SWF, GPU CSV) on Slurm-like and "
@@ -49,11 +52,31 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+#: option -> (low, high, whole[, low open]): nodes and pods up to 10^7, times up to 10 years
+REPLAY_BOUNDS = {"cpu_nodes": (1, MAX_INSTANCES, True), "gpu_nodes": (1, MAX_INSTANCES, True),
+                 "data_nodes": (1, MAX_INSTANCES, True), "procs_per_node": (1, MAX_CORES, True),
+                 "idle_timeout": (0, MAX_SECONDS, False), "min_nodes": (0, MAX_INSTANCES, True),
+                 "tick": (0, MAX_SECONDS, False, True)}
+#: jobs of a synthetic trace: 10^7 (a year of a large centre is ~10^6)
+GENERATE_BOUNDS = {"jobs": (1, 10**7, True), "seed": (0, SEED_MAX, True),
+                   "max_nodes": (1, MAX_INSTANCES, True), "mean_interarrival": (0, MAX_SECONDS, False, True)}
+
+
 def run_replay(args) -> int:
     import numpy as np
     import pandas as pd
 
+    from hpclab import catalog
     from hpclab import platform as P
+
+    check_bounds(args, REPLAY_BOUNDS)
+    cat = catalog.default()
+    cpu, gpu = cat.instance(args.cpu_type), cat.instance(args.gpu_type)  # unknown: the known names
+    if gpu.gpus < 1:
+        with_gpus = ", ".join(n for n, r in cat.instances.items() if r.gpus > 0)
+        raise HpclabError(f"--gpu-type {args.gpu_type} has no GPUs; GPU types: {with_gpus}")
+    if cpu.vcpus < 1:  # pragma: no cover - the catalog requires vcpus > 0
+        raise HpclabError(f"--cpu-type {args.cpu_type} has no vCPUs")
 
     parts = []
     for path in args.traces:
@@ -61,8 +84,6 @@ def run_replay(args) -> int:
         parts.append(P.read_trace(path, **kw))
     jobs = pd.concat(parts, ignore_index=True)
     if not len(jobs):
-        from hpclab._validate import HpclabError
-
         skipped = sum(int(p.attrs.get("skipped", 0)) for p in parts)
         raise HpclabError(f"{', '.join(map(str, args.traces))}: no job to replay ({skipped} job lines "
                           f"without a run time or size)")
@@ -99,17 +120,17 @@ def run_replay(args) -> int:
 def run_generate(args) -> int:
     from hpclab import platform as P
 
+    check_bounds(args, GENERATE_BOUNDS)
     out = str(args.out)
+    if not out.lower().endswith((".swf", ".csv")):
+        raise HpclabError(f"OUT must end in .swf or .csv, got {out!r}")
+    check_writable_file("OUT", out)  # a folder named x.swf, a missing folder: before generating
     if out.lower().endswith(".swf"):
         jobs = P.lublin_feitelson(args.jobs, max_nodes=args.max_nodes, seed=args.seed)
         P.write_swf(jobs, out, header={"Note": f"Lublin-Feitelson 2003 model, seed {args.seed}, "
                                                f"max nodes {args.max_nodes} (hpclab platform generate)"})
-    elif out.lower().endswith(".csv"):
+    else:
         jobs = P.gpu_jobs(args.jobs, seed=args.seed, mean_interarrival=args.mean_interarrival)
         P.write_gpu_csv(jobs, out)
-    else:
-        from hpclab._validate import HpclabError
-
-        raise HpclabError(f"OUT must end in .swf or .csv, got {out!r}")
     print(f"wrote {len(jobs)} jobs to {out}")
     return 0

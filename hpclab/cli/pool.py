@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hpclab.cli._args import SEED_MAX, check_bounds
+
 
 def register(sub) -> None:
     p = sub.add_parser("pool", help="elastic pools on real Dask workers")
@@ -37,8 +39,16 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+#: option -> (low, high, whole[, low open]): real tasks and real workers on this machine
+BOUNDS = {"tasks": (1, 10**6, True), "task_seconds": (0, 3600, False), "spot_share": (0, 1, False),
+          "preemptions": (0, 1000, True), "fault_rate": (0, 3600, False), "max_instances": (1, 64, True),
+          "time_scale": (0, 1e3, False, True), "seed": (0, SEED_MAX, True)}
+
+
 def run_demo(args) -> int:
     import pandas as pd
+
+    check_bounds(args, BOUNDS)
 
     from hpclab.elastic._pool_burst import run_burst
 

@@ -18,7 +18,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from hpclab.cli._args import check_writable_file
     from hpclab.report import write_report
+
+    out = Path(args.out)
+    if not out.is_dir() and out.parent.is_dir():  # (write_report refuses a folder, a missing folder)
+        check_writable_file("--out", out)  # /dev/full, a read-only folder: before building the report
 
     report = write_report(args.out, only=args.only, progress=not args.no_progress)
     print(report.summary())

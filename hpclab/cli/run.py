@@ -78,6 +78,10 @@ def run(args) -> int:
         changes["seed"] = args.seed
     if changes:
         s = s.replace(**changes)
+    if args.scheduler is not None:  # a wrong address fails in seconds, not after Dask's 30 s
+        from hpclab.cli._args import check_scheduler
+
+        args.scheduler = check_scheduler(args.scheduler)
     cluster = {"kind": "address", "address": args.scheduler} if args.scheduler else None
     result = s.run(args.clock, progress=not args.quiet and not args.json, cluster=cluster, out=out)
     notes = result.summary.attrs.get("notes", "")

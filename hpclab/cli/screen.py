@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hpclab._validate import MAX_TASKS, HpclabError
+from hpclab.cli._args import SEED_MAX, check_bounds
+
 
 def register(sub) -> None:
     p = sub.add_parser("screen", help="run the real RDKit virtual screen on a Dask cluster "
@@ -31,26 +34,38 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: option -> (low, high, whole): workers are processes on this machine (or pool instances); --size
+#: is also checked against the library (nci5k: 4,999); --threshold-3d and --conformers by ScreenParams
+BOUNDS = {"workers": (1, 256, True), "size": (1, MAX_TASKS, True), "batch_size": (1, 10**6, True),
+          "seed": (0, SEED_MAX, True)}
+
+
 def run(args) -> int:
     import pandas as pd
 
-    from hpclab._validate import check_positive
     from hpclab.workloads import screening as scr
 
-    check_positive("workers", args.workers, integer=True)  # even when every batch is read back
+    check_bounds(args, BOUNDS)  # first, even when every batch is read back
+    if args.out is not None and not str(args.out).strip():
+        raise HpclabError("--out must name a folder, got ''")
+    if args.scheduler is not None and args.pool:
+        raise HpclabError("give --scheduler or --pool, not both")
     params = {}
     if args.threshold_3d is not None:
         params["threshold_3d"] = args.threshold_3d
     if args.conformers is not None:
         params["n_conformers"] = args.conformers
+    scr.ScreenParams(target=args.target, **params)  # checked before any cluster starts
+    if args.size is not None:
+        scr.load_library(args.library, None, size=args.size, seed=args.seed)
     kwargs = dict(size=args.size, seed=args.seed, out=args.out, workers=args.workers,
                   batch_size=args.batch_size, progress=not args.no_progress, **params)
     bill = None
-    if args.scheduler and args.pool:
+    if args.scheduler is not None and args.pool:
         from hpclab._validate import HpclabError
 
         raise HpclabError("give --scheduler or --pool, not both")
-    if args.scheduler:
+    if args.scheduler is not None:
         from hpclab.elastic._pool_attach import connect
 
         # the workers are checked first: one line naming a worker without what screening needs
@@ -65,7 +80,9 @@ def run(args) -> int:
     print(f"screened {a['n_molecules']} molecules against {a['target']}: "
           f"{a['n_invalid_smiles']} invalid SMILES, {a['n_3d']} reached the 3D stage, "
           f"{a['n_embed_failed']} failed to embed")
-    print(f"batches: {len(run_stats['computed'])} computed, {len(run_stats['skipped'])} read back "
+    damaged = (f" ({len(run_stats['recomputed'])} of them found damaged or stale in {args.out} and "
+               "recomputed)" if run_stats.get("recomputed") else "")
+    print(f"batches: {len(run_stats['computed'])} computed{damaged}, {len(run_stats['skipped'])} read back "
           f"from {args.out or '(memory)'}, {len(run_stats['resubmitted'])} resubmitted; "
           f"{run_stats['wall_seconds']:.1f} s on {run_stats['n_workers']} workers")
     q = scr.quality(ds)

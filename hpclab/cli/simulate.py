@@ -6,6 +6,9 @@ import json
 import math
 import sys
 
+from hpclab._validate import MAX_CORES, MAX_SECONDS, MAX_TASKS
+from hpclab.cli._args import SEED_MAX, check_bounds
+
 
 def register(sub) -> None:
     from hpclab.elastic.policies import policy_names
@@ -40,8 +43,20 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: option -> (low, high, whole[, low open]): cores up to 10^8, tasks up to 10^9, times up to 10 years
+BOUNDS = {"cores": (1, MAX_CORES, True), "tasks": (1, MAX_TASKS, True),
+          "mean_work": (0, MAX_SECONDS, False, True), "sigma": (0, 10, False),
+          "window": (0, MAX_SECONDS, False), "target_duration": (0, MAX_SECONDS, False, True),
+          "spot_share": (0, 1, False), "deadline": (0, MAX_SECONDS, False, True),
+          "budget": (0, 1e12, False, True), "capacity": (0, 1e6, False), "capacity_noise": (0, 10, False),
+          "spot_capacity": (0, 1, False), "tick": (0, MAX_SECONDS, False, True),
+          "horizon": (0, MAX_SECONDS, False, True), "seed": (0, SEED_MAX, True)}
+
+
 def run(args) -> int:
     from hpclab.elastic.simulate import campaign
+
+    check_bounds(args, BOUNDS)
 
     r = campaign(args.cores, args.tasks, policy=args.policy, mean_work=args.mean_work, sigma=args.sigma,
                  window=args.window, hysteresis=not args.no_hysteresis, spot_share=args.spot_share,

@@ -426,9 +426,13 @@ def preflight(client, needs=(), *, timeout: float = 10.0, wait_for_workers: floa
 
 def connect(address: str, *, needs=(), timeout: float = 10.0):
     """A ``distributed.Client`` on the scheduler at ``address`` whose workers passed
-    :func:`preflight` for ``needs``; an unreachable address is one :class:`HpclabError` line."""
+    :func:`preflight` for ``needs``; a malformed or unreachable address is one
+    :class:`HpclabError` line within a few seconds (:func:`~hpclab.elastic._address.check_scheduler`)."""
     from distributed import Client
 
+    from hpclab.elastic._address import check_scheduler
+
+    address = check_scheduler(address)
     try:
         client = Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError, ValueError) as exc:

@@ -384,7 +384,7 @@ def pingpong(sizes=PINGPONG_SIZES, client=None, min_repeats: int = 3, max_repeat
         from distributed import Client, LocalCluster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=":0", worker_dashboard_address=None)
+                               dashboard_address="127.0.0.1:0", worker_dashboard_address=None)
         client = Client(cluster)
     try:
         client.wait_for_workers(2, timeout=60)

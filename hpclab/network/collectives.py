@@ -61,7 +61,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from hpclab._validate import HpclabError, check_choice, check_finite_array, check_positive
+from hpclab._validate import (MAX_NBYTES, MAX_RANKS, HpclabError, check_choice, check_finite_array,
+                              check_positive)
 from hpclab.network.fabrics import Fabric, fabric as _fabric
 
 __all__ = ["OPS", "ALGORITHMS", "collective_time", "best_algorithm", "algorithm_times",
@@ -423,8 +424,8 @@ def _options(options):
 
 
 def _inputs(nbytes, ranks):
-    n = check_finite_array("nbytes", nbytes, minimum=0)
-    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    n = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS)
     try:
         n, p = np.broadcast_arrays(n, p)
     except ValueError:
@@ -568,7 +569,7 @@ def busbw_factor(op, ranks):
     alltoall ``(p-1)/p``; broadcast, reduce ``1``; barrier NaN (NVIDIA/nccl-tests
     doc/PERFORMANCE.md)."""
     check_choice("op", op, OPS)
-    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True)
+    p = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS)
     if op == "allreduce":
         f = 2 * (p - 1) / p
     elif op in ("allgather", "reduce_scatter", "alltoall"):
@@ -583,7 +584,7 @@ def busbw_factor(op, ranks):
 def algbw(op, nbytes, seconds):
     """Algorithm bandwidth in bytes/s: ``nbytes / seconds`` (NaN for a barrier or 0 s)."""
     check_choice("op", op, OPS)
-    n = check_finite_array("nbytes", nbytes, minimum=0)
+    n = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES)
     t = check_finite_array("seconds", seconds, minimum=0, strict=False)
     with np.errstate(divide="ignore", invalid="ignore"):
         bw = np.where((t > 0) & (op != "barrier"), n / np.where(t > 0, t, 1.0), np.nan)
@@ -620,8 +621,8 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
     names = [f.name for f in fobjs]
     if len(set(names)) != len(names):
         names = [f"{nm}#{i}" for i, nm in enumerate(names)]
-    n1 = check_finite_array("nbytes", nbytes, minimum=0).ravel()
-    p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True).ravel()
+    n1 = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES).ravel()
+    p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS).ravel()
     ppn, intra, topo = _options(options)
     F, R, S = len(fobjs), p1.size, n1.size
     net = _Net.of(fobjs, intra, ppn, topo, axis_shape=(F, 1, 1))
@@ -685,11 +686,10 @@ _GENERATIONS = ("volta", "ampere", "hopper", "blackwell")
 @lru_cache(maxsize=1)
 def _nccl_constants() -> dict:
     """NCCL's tuner constants (``data/reference/collectives.yaml``, ``nccl_tuning``)."""
-    import yaml
-
     from hpclab._paths import data_dir
+    from hpclab._yaml import load_yaml
 
-    doc = yaml.safe_load((data_dir() / "reference" / "collectives.yaml").read_text())
+    doc = load_yaml(data_dir() / "reference" / "collectives.yaml")
     return doc["nccl_tuning"]
 
 

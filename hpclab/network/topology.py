@@ -141,12 +141,12 @@ _PRESETS: dict | None = None
 def _presets() -> dict:
     global _PRESETS
     if _PRESETS is None:
-        import yaml
+        from hpclab._yaml import load_yaml
 
         from hpclab._paths import data_dir
 
         path = data_dir() / "reference" / "topologies.yaml"
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = load_yaml(path) or {}
         out = {}
         for name, e in (doc.get("topologies") or {}).items():
             if not str(e.get("source", "")).strip():

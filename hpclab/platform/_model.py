@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import yaml
-
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
+from hpclab._yaml import load_yaml
 
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "B": 1.0, "KiB": 1024.0, "MiB": 1024.0 ** 2,
           "GiB": 1024.0 ** 3, "1": 1.0, "count": 1.0, "GPU": 1.0, "host": 1.0, "switch": 1.0,
@@ -26,8 +25,7 @@ def model_path():
 def model() -> dict:
     """The parsed parameter file (cached)."""
     path = model_path()
-    with open(path) as fh:
-        doc = yaml.safe_load(fh)
+    doc = load_yaml(path)
     if not isinstance(doc, dict):
         raise HpclabError(f"{path}: expected a mapping of sections")
     return doc

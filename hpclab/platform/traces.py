@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpclab._validate import HpclabError
+from hpclab._validate import (MAX_CORES, MAX_INSTANCES, MAX_SECONDS, MAX_TASKS, HpclabError,
+                              check_range, decode_utf8)
 from hpclab.platform.jobs import JOB_COLUMNS, check_jobs
 
 __all__ = ["SWF_FIELDS", "read_swf", "write_swf", "read_gpu_csv", "write_gpu_csv", "read_trace", "sample_traces"]
@@ -39,6 +40,42 @@ SWF_FIELDS = ("job number", "submit time", "wait time", "run time", "allocated p
 _USED = (0, 1, 3, 4, 7, 8)
 #: fields that count things: job number and processors
 _WHOLE = (0, 4, 7)
+#: the largest value each used field may take (SWF 2.2 gives the meaning, these the bound): job
+#: numbers up to 10^9, times (submit, run, requested) up to 10 years, processors up to 10^8
+_HIGH = {0: MAX_TASKS, 1: MAX_SECONDS, 3: MAX_SECONDS, 4: MAX_CORES, 7: MAX_CORES, 8: MAX_SECONDS}
+_HIGH_COLS = np.array(list(_HIGH))
+_HIGH_VALS = np.array(list(_HIGH.values()), dtype=float)
+
+
+def _bound_text(k: int) -> str:
+    return {0: "10^9", 1: "10 years (315,576,000 s)", 3: "10 years (315,576,000 s)", 4: "10^8",
+            7: "10^8", 8: "10 years (315,576,000 s)"}[k]
+
+
+def _read_text(path: Path, *, free_comments: str | None = None) -> str:
+    """The file's text: strict UTF-8, except lines starting with ``free_comments`` (SWF's ``;``
+    header comments are free text, often Latin-1), which fall back to Latin-1."""
+    try:
+        if path.is_dir():
+            raise HpclabError(f"{path}: is a folder, not a trace file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HpclabError(f"{path}: cannot read trace ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return decode_utf8(data, path.name)
+    except HpclabError:
+        if free_comments is None:
+            raise
+    marker = free_comments.encode()
+    lines = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            if not raw.lstrip().startswith(marker):
+                decode_utf8(raw, path.name, first_line=lineno)  # raises naming the line and column
+            lines.append(raw.decode("latin-1"))
+    return "\n".join(lines)
 
 
 def _parse_swf_lines(path: Path, text: str) -> tuple[np.ndarray, dict]:
@@ -72,6 +109,9 @@ def _parse_swf_lines(path: Path, text: str) -> tuple[np.ndarray, dict]:
             if k in _USED and v < 0 and v != -1:
                 raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be >= 0, or -1 "
                                   f"if unknown; got {tok!r}")
+            if k in _HIGH and v > _HIGH[k]:
+                raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be at most "
+                                  f"{_bound_text(k)}, got {tok!r}")
             if k in _WHOLE and v != int(v):
                 raise HpclabError(f"{name}:{lineno}: field {k + 1} ({SWF_FIELDS[k]}) must be a whole number, "
                                   f"got {tok!r}")
@@ -101,6 +141,8 @@ def _fast_parse(text: str) -> np.ndarray | None:
     used = arr[:, _USED]
     whole = arr[:, _WHOLE]
     if np.any((used < 0) & (used != -1)) or np.any(whole != np.round(whole)):
+        return None
+    if np.any(arr[:, _HIGH_COLS] > _HIGH_VALS):
         return None
     return arr
 
@@ -138,12 +180,8 @@ def read_swf(path, *, procs_per_node: int = 1, kind: str = "hpc", keep_failed: b
         processors); ``file: empty trace (no job lines)`` for a file with no job line.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise HpclabError(f"{path}: cannot read trace ({exc.strerror})") from None
-    if procs_per_node < 1 or int(procs_per_node) != procs_per_node:
-        raise HpclabError(f"procs_per_node must be a whole number >= 1, got {procs_per_node!r}")
+    procs_per_node = check_range("procs_per_node", procs_per_node, 1, MAX_CORES, integer=True)
+    text = _read_text(path, free_comments=";")
     arr = _fast_parse(text)
     arr_checked, header = _parse_swf_lines(path, text) if arr is None else (arr, _header(text))
     arr = arr_checked
@@ -214,62 +252,83 @@ def _fmt(v: float) -> str:
 
 _CSV_REQUIRED = ("job_id", "submit", "kind", "pods", "slots", "run_time")
 _CSV_INT = {"job_id", "pods", "slots", "priority"}
+#: GPUs or cores of one pod: a pod runs on one node (the largest nodes have ~2,000 vCPUs)
+MAX_SLOTS = 4096
+#: the domain of each numeric column: (low, high, whole); submit, run and requested times up to
+#: 10 years, pods up to 10^7, priorities within +-10^9
+_CSV_DOMAIN = {"job_id": (0, MAX_TASKS, True), "submit": (0, MAX_SECONDS, False),
+               "pods": (1, MAX_INSTANCES, True), "slots": (0, MAX_SLOTS, True),
+               "run_time": (0, MAX_SECONDS, False), "req_time": (0, MAX_SECONDS, False),
+               "priority": (-MAX_TASKS, MAX_TASKS, True)}
 
 
 def read_gpu_csv(path) -> pd.DataFrame:
     """Read a GPU job trace in the simple CSV form (see the module docstring).
+
+    Domains: ``job_id`` a whole number in [0, 10^9]; ``submit``, ``run_time``, ``req_time`` in
+    [0, 10 years] s; ``pods`` in [1, 10^7]; ``slots`` in [1, 4096] for train, infer and data
+    jobs (0 for hpc); ``priority`` a whole number within +-10^9. Strict UTF-8.
 
     Raises
     ------
     HpclabError
         ``file:line: column 'pods' must be a whole number, got 'x'`` for a malformed line.
     """
+    import io
+
     path = Path(path)
     name = path.name
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    cols: dict[str, list] = {}
     try:
-        fh = open(path, newline="")
-    except OSError as exc:
-        raise HpclabError(f"{path}: cannot read trace ({exc.strerror})") from None
-    with fh:
-        reader = csv.reader(fh)
-        header = None
-        cols: dict[str, list] = {}
-        for lineno, row in enumerate(reader, start=1):
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+        rows = list(enumerate(reader, start=1))
+    except csv.Error as exc:
+        raise HpclabError(f"{name}:{reader.line_num}: not valid CSV ({exc})") from None
+    for lineno, row in rows:
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if header is None:
+            header = [h.strip() for h in row]
+            repeated = sorted({h for h in header if header.count(h) > 1})
+            if repeated:
+                raise HpclabError(f"{name}:{lineno}: header repeats column(s) {', '.join(map(repr, repeated))}")
+            missing = [c for c in _CSV_REQUIRED if c not in header]
+            if missing:
+                raise HpclabError(f"{name}:{lineno}: header lacks column(s) {', '.join(missing)}; "
+                                  f"need {', '.join(_CSV_REQUIRED)} (+ req_time, priority)")
+            cols = {h: [] for h in header}
+            continue
+        if len(row) != len(header):
+            raise HpclabError(f"{name}:{lineno}: expected {len(header)} columns, got {len(row)}")
+        kind = None
+        for h, tok in zip(header, row):
+            tok = tok.strip()
+            if h == "kind":
+                if tok not in ("train", "infer", "data", "hpc"):
+                    raise HpclabError(f"{name}:{lineno}: column 'kind' must be one of train, infer, "
+                                      f"data, hpc; got {tok!r}")
+                kind = tok
+                cols[h].append(tok)
                 continue
-            if header is None:
-                header = [h.strip() for h in row]
-                missing = [c for c in _CSV_REQUIRED if c not in header]
-                if missing:
-                    raise HpclabError(f"{name}:{lineno}: header lacks column(s) {', '.join(missing)}; "
-                                      f"need {', '.join(_CSV_REQUIRED)} (+ req_time, priority)")
-                cols = {h: [] for h in header}
+            if h not in JOB_COLUMNS:
+                cols[h].append(tok)
                 continue
-            if len(row) != len(header):
-                raise HpclabError(f"{name}:{lineno}: expected {len(header)} columns, got {len(row)}")
-            for h, tok in zip(header, row):
-                tok = tok.strip()
-                if h == "kind":
-                    if tok not in ("train", "infer", "data", "hpc"):
-                        raise HpclabError(f"{name}:{lineno}: column 'kind' must be one of train, infer, "
-                                          f"data, hpc; got {tok!r}")
-                    cols[h].append(tok)
-                    continue
-                if h not in JOB_COLUMNS:
-                    cols[h].append(tok)
-                    continue
-                try:
-                    v = float(tok)
-                except ValueError:
-                    what = "a whole number" if h in _CSV_INT else "a number"
-                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what}, got {tok!r}") from None
-                if not math.isfinite(v) or (h in _CSV_INT and v != int(v)):
-                    what = "a whole number" if h in _CSV_INT else "a finite number"
-                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what}, got {tok!r}")
-                if h in ("pods",) and v < 1 or h in ("slots", "run_time", "req_time") and v < 0:
-                    raise HpclabError(f"{name}:{lineno}: column {h!r} must be "
-                                      f"{'>= 1' if h == 'pods' else '>= 0'}, got {tok!r}")
-                cols[h].append(v)
+            low, high, whole = _CSV_DOMAIN[h]
+            what = "a whole number" if whole else "a number"
+            try:
+                v = float(tok)
+            except ValueError:
+                raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what} in "
+                                  f"[{low:,}, {high:,.0f}], got {tok!r}") from None
+            if not math.isfinite(v) or not low <= v <= high or (whole and v != int(v)):
+                raise HpclabError(f"{name}:{lineno}: column {h!r} must be {what} in "
+                                  f"[{low:,}, {high:,.0f}], got {tok!r}")
+            cols[h].append(v)
+        if kind != "hpc" and cols["slots"][-1] < 1:
+            raise HpclabError(f"{name}:{lineno}: column 'slots' must be >= 1 (GPUs or cores per pod) "
+                              f"for a {kind} job, got {cols['slots'][-1]:g}")
     if header is None:
         raise HpclabError(f"{name}: empty trace (no header line)")
     df = pd.DataFrame(cols)

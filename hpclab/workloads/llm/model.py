@@ -18,10 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
-import yaml
-
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError, check_positive
+from hpclab._yaml import load_yaml
 
 __all__ = ["Transformer", "transformer", "model_names"]
 
@@ -260,7 +259,7 @@ _FIELDS = {f.name for f in fields(Transformer)} - {"name", "source"}
 @lru_cache(maxsize=1)
 def _presets() -> dict:
     path = data_dir() / "models.yaml"
-    doc = yaml.safe_load(path.read_text())
+    doc = load_yaml(path)
     sources = doc.get("sources", {})
     out = {}
     for name, entry in doc["models"].items():

@@ -17,10 +17,9 @@ from functools import lru_cache
 
 import numpy as np
 import xarray as xr
-import yaml
-
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
+from hpclab._yaml import load_yaml
 
 __all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "calibration_rows",
            "generation_of", "generations",
@@ -31,7 +30,7 @@ __all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "cal
 def reference() -> dict:
     """The parsed ``data/reference/llm_training.yaml`` (sources resolved)."""
     path = data_dir() / "reference" / "llm_training.yaml"
-    doc = yaml.safe_load(path.read_text())
+    doc = load_yaml(path)
     sources = doc.get("sources", {})
 
     def resolve(obj):

@@ -99,6 +99,7 @@ def load_target(name: str = "cdk2", n_queries: int = 1) -> Target:
                   query_molblocks=tuple(Chem.MolToMolBlock(m) for m in mols[:n_queries]))
 
 
+@lru_cache(maxsize=4)
 def _read_library(name: str) -> pd.DataFrame:
     path = data_file(LIBRARIES[name])
     rows = []
@@ -122,7 +123,8 @@ def load_library(library: str = "nci5k", target: str | None = "cdk2", *, size: i
     target : {'cdk2', 'egfr'} or None
         Whose hidden actives to add (None: the library only).
     size : int, optional
-        Keep a random subset of ``size`` library molecules (seeded); all hidden actives are kept.
+        Keep a random subset of ``size`` library molecules (seeded), 1 to the library's size (nci5k:
+        4,999); all hidden actives are kept.
     n_queries : int
         Reference ligands held out of the library (see :func:`load_target`).
     seed : int
@@ -140,6 +142,9 @@ def load_library(library: str = "nci5k", target: str | None = "cdk2", *, size: i
     decoys = _read_library(library)
     if size is not None:
         size = check_positive("size", size, integer=True)
+        if size > len(decoys):
+            raise HpclabError(f"size must be at most {len(decoys):,} (the molecules of library "
+                              f"{library!r}), got {size:,}")
         if size < len(decoys):
             pick = np.sort(np.random.default_rng(seed).choice(len(decoys), size, replace=False))
             decoys = decoys.iloc[pick]

@@ -30,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
+from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive, check_range
 from hpclab.workloads.screening.library import TARGETS, load_target
 
 __all__ = ["ScreenParams", "STAGES", "screen_batch", "prepare", "properties", "similarity_2d",
@@ -55,7 +55,7 @@ class ScreenParams:
     n_queries : int
         Reference ligands (the first ones in the target's file).
     fp_radius, fp_size : int
-        Morgan fingerprint radius and length (2 and 2048: ECFP4-like).
+        Morgan fingerprint radius (1 to 16) and length (1 to 2^20 bits); 2 and 2048: ECFP4-like.
     filters : bool
         Run the property-filter stage (rule of five, PAINS, TPSA). Without it every parsed
         molecule may reach the 3D stage on its 2D score alone.
@@ -66,11 +66,11 @@ class ScreenParams:
     threshold_3d : float
         Minimum max-Tanimoto for a molecule to go on to the 3D stage (above 1: no 3D stage).
     n_conformers : int
-        ETKDG conformers per molecule in the 3D stage.
+        ETKDG conformers per molecule in the 3D stage, 1 to 1,000.
     mmff_iterations : int
-        MMFF minimisation steps per conformer.
+        MMFF minimisation steps per conformer, 1 to 10^5.
     seed : int
-        ETKDG random seed (the 3D stage is reproducible).
+        ETKDG random seed, 0 to 2^31 - 1 (the 3D stage is reproducible).
     """
 
     target: str = "cdk2"
@@ -88,17 +88,17 @@ class ScreenParams:
     def __post_init__(self):
         check_choice("target", self.target, TARGETS)
         check_positive("n_queries", self.n_queries, integer=True)
-        check_positive("fp_radius", self.fp_radius, integer=True)
-        check_positive("fp_size", self.fp_size, integer=True)
+        check_range("fp_radius", self.fp_radius, 1, 16, integer=True)
+        check_range("fp_size", self.fp_size, 1, 2**20, integer=True)
         check_nonnegative("max_ro5_violations", self.max_ro5_violations, integer=True)
         if not isinstance(self.filters, bool):
             raise HpclabError(f"filters must be true or false, got {self.filters!r}")
         if not isinstance(self.reject_pains, bool):
             raise HpclabError(f"reject_pains must be true or false, got {self.reject_pains!r}")
         check_nonnegative("threshold_3d", self.threshold_3d)
-        check_positive("n_conformers", self.n_conformers, integer=True)
-        check_positive("mmff_iterations", self.mmff_iterations, integer=True)
-        check_nonnegative("seed", self.seed, integer=True)
+        check_range("n_conformers", self.n_conformers, 1, 1000, integer=True)
+        check_range("mmff_iterations", self.mmff_iterations, 1, 10**5, integer=True)
+        check_range("seed", self.seed, 0, 2**31 - 1, integer=True)  # RDKit seeds are 32-bit ints
 
     def as_dict(self) -> dict:
         return asdict(self)

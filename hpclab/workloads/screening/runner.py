@@ -6,6 +6,15 @@ atomic ``os.replace``), so a file that exists is complete. Run again with the sa
 finished batches are read back, not recomputed; ``<out>/manifest.json`` records the library's
 fingerprint and the parameters, and a resume that does not match them is refused.
 
+Integrity: for each finished batch the manifest's batch table ``<out>/batches.jsonl`` (one JSON
+line per batch, appended after the batch file is in place, so it costs the same for the 1st and
+the 10,000th batch) records the SHA-256 of its file, its row count, the slice of the library it
+covers (``[lo, hi)``) and the hpclab and RDKit versions that computed it; a torn last line is
+ignored (that batch is recomputed). A resume verifies every batch against its record
+and recomputes any that is missing from the manifest, whose file is missing, truncated, altered
+(checksum, rows or molecule ids differ) or unreadable, or that another hpclab or RDKit version
+computed; it says so in one line (logged, and in ``RunStats.recomputed``).
+
 A batch whose worker dies (a preempted spot instance, a killed process) is rescheduled by the
 Dask scheduler; if the scheduler gives up on it (``KilledWorker``) or the result is lost, the
 runner submits it again, up to ``max_attempts`` times. No molecule is lost or counted twice.
@@ -13,7 +22,9 @@ runner submits it again, up to ``max_attempts`` times. No molecule is lost or co
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -30,7 +41,9 @@ from hpclab.workloads.screening.pipeline import STAGES, ScreenParams, screen_bat
 
 __all__ = ["run_screen", "screen", "RunStats", "to_dataset", "local_client"]
 
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2
+_RECORDS = "batches.jsonl"  # the manifest's table of finished batches
+_log = logging.getLogger("hpclab.screening")
 
 
 @dataclass
@@ -41,6 +54,7 @@ class RunStats:
     computed: list[int] = field(default_factory=list)  # batches computed by this call
     skipped: list[int] = field(default_factory=list)  # finished earlier, read back
     resubmitted: list[int] = field(default_factory=list)  # failed attempts submitted again
+    recomputed: dict[int, str] = field(default_factory=dict)  # found damaged in out: why
     wall_seconds: float = 0.0
     n_workers: int = 0
 
@@ -52,7 +66,7 @@ def local_client(n_workers: int = 2, *, processes: bool = True):
 
     n_workers = check_positive("workers", n_workers, integer=True)
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                           host="127.0.0.1", dashboard_address=":0")
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
     client = Client(cluster)
     try:
         yield client
@@ -71,7 +85,31 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _prepare_out(out: Path, manifest: dict) -> None:
+def _write_json_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    """The versions that make a batch's numbers: hpclab's and RDKit's."""
+    from rdkit import __version__ as rdkit_version
+
+    from hpclab import __version__
+
+    return {"hpclab": __version__, "rdkit": rdkit_version}
+
+
+def _prepare_out(out: Path, manifest: dict) -> dict:
+    """Create or check ``out``; return the manifest's batch records (``{index: record}``)."""
     try:
         (out / "batches").mkdir(parents=True, exist_ok=True)
         probe = out / "batches" / f".write-probe.{os.getpid()}.tmp"
@@ -83,20 +121,73 @@ def _prepare_out(out: Path, manifest: dict) -> None:
     path = out / "manifest.json"
     if path.exists():
         try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict):
+                raise ValueError
+        except (OSError, ValueError):
             raise HpclabError(f"out {out} has an unreadable manifest.json; use a new folder") from None
         for key in ("library_fingerprint", "n_molecules", "batch_size", "params"):
             if old.get(key) != manifest[key]:
                 raise HpclabError(f"out {out} holds a different screen ({key} differs: "
                                   f"{old.get(key)!r} there, {manifest[key]!r} now); use a new folder "
                                   "or remove it")
-    else:
-        tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp, path)
+    _write_json_atomic(dict(manifest, batch_records=_RECORDS), path)
+    records: dict = {}
+    table = out / _RECORDS
+    if table.exists():
+        for line in table.read_bytes().splitlines():
+            try:
+                rec = json.loads(line)
+                records[int(rec["index"])] = rec  # a later line (a recomputed batch) wins
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or edited line: its batch fails verification
     for stale in (out / "batches").glob(".*.tmp"):  # a write interrupted before its rename
         stale.unlink(missing_ok=True)
+    return records
+
+
+def _verify_batch(path: Path, record: dict | None, lo: int, hi: int, ids: list, versions: dict):
+    """The stored batch as a frame if it is intact and current, else ``(None, reason)``."""
+    if record is None:
+        return None, "not in the manifest"
+    if not path.exists():
+        return None, "file missing"
+    if record.get("slice") != [lo, hi]:
+        return None, f"covers {record.get('slice')}, expected [{lo}, {hi}]"
+    for name, version in versions.items():
+        if record.get(name) != version:
+            return None, f"computed by {name} {record.get(name)}, this is {version}"
+    intact = _sha256(path) == record.get("sha256")
+    size = path.stat().st_size
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged file vary
+        damage = "truncated" if size < record.get("bytes", 0) else "damaged"
+        return None, f"{damage} ({size:,} of {record.get('bytes', 0):,} bytes; unreadable: {type(exc).__name__})"
+    if len(frame) != hi - lo or record.get("rows") != hi - lo:
+        return None, f"altered ({len(frame)} rows for {hi - lo} molecules)"
+    if "id" not in frame or frame["id"].tolist() != ids[lo:hi]:
+        return None, "altered (molecule ids differ from the library slice)"
+    if not intact:
+        return None, "altered (checksum differs from the manifest)"
+    return frame, None
+
+
+class _Manifest:
+    """Appends one finished batch's record to the manifest's batch table (after its file is in
+    place)."""
+
+    def __init__(self, out: Path, versions: dict):
+        self.path = out / _RECORDS
+        self.versions = versions
+
+    def add(self, index: int, path: Path, lo: int, hi: int) -> None:
+        rec = {"index": index, "file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+               "rows": hi - lo, "slice": [lo, hi], **self.versions}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def run_screen(molecules: pd.DataFrame, params: ScreenParams | None = None, *, out=None,
@@ -144,6 +235,8 @@ def run_screen(molecules: pd.DataFrame, params: ScreenParams | None = None, *, o
                           f"{', '.join(sorted(missing))}")
     if len(molecules) == 0:
         raise HpclabError("molecules must not be empty")
+    if out is not None and not str(out).strip():
+        raise HpclabError("out must name a folder, got ''")
     batch_size = check_positive("batch_size", batch_size, integer=True)
     max_attempts = check_positive("max_attempts", max_attempts, integer=True)
     molecules = molecules.reset_index(drop=True)
@@ -153,32 +246,51 @@ def run_screen(molecules: pd.DataFrame, params: ScreenParams | None = None, *, o
     fingerprint = library_fingerprint(molecules)
     frames: dict[int, pd.DataFrame] = {}
     out_path = Path(out) if out is not None else None
+    manifest = None
     if out_path is not None:
-        _prepare_out(out_path, {"version": _MANIFEST_VERSION, "library_fingerprint": fingerprint,
-                                "n_molecules": n, "batch_size": batch_size,
-                                "params": params.as_dict()})
-        for index in range(len(bounds)):
+        versions = _versions()
+        records = _prepare_out(out_path, {"version": _MANIFEST_VERSION, "library_fingerprint": fingerprint,
+                                          "n_molecules": n, "batch_size": batch_size,
+                                          "params": params.as_dict()})
+        ids = molecules["id"].tolist()
+        manifest = _Manifest(out_path, versions)
+        for index, (lo, hi) in enumerate(bounds):
             path = _batch_path(out_path, index)
-            if path.exists():
-                frames[index] = pd.read_parquet(path)
+            if not path.exists() and index not in records:
+                continue  # not run yet
+            frame, why = _verify_batch(path, records.get(index), lo, hi, ids, versions)
+            if frame is None:
+                stats.recomputed[index] = why
+            else:
+                frames[index] = frame
                 stats.skipped.append(index)
+        if stats.recomputed:
+            _log.warning(recompute_line(out_path, stats.recomputed))
     todo = [i for i in range(len(bounds)) if i not in frames]
     t_start = time.perf_counter()
     if todo:
         if client is None:
             with local_client(workers) as own:
                 _compute(own, molecules, bounds, todo, params, frames, stats, out_path, progress,
-                         max_attempts, on_batch, fingerprint)
+                         max_attempts, on_batch, fingerprint, manifest)
         else:
             _compute(client, molecules, bounds, todo, params, frames, stats, out_path, progress,
-                     max_attempts, on_batch, fingerprint)
+                     max_attempts, on_batch, fingerprint, manifest)
     stats.wall_seconds = time.perf_counter() - t_start
     table = pd.concat([frames[i] for i in range(len(bounds))], ignore_index=True)
     return to_dataset(table, params, stats, fingerprint)
 
 
+def recompute_line(out, recomputed: dict) -> str:
+    """One line saying which stored batches were found damaged or stale, and why."""
+    shown = "; ".join(f"{i} {why}" for i, why in sorted(recomputed.items())[:5])
+    more = f"; {len(recomputed) - 5} more" if len(recomputed) > 5 else ""
+    return (f"{out}: recomputing {len(recomputed)} stored batch(es) that failed verification: "
+            f"{shown}{more}")
+
+
 def _compute(client, molecules, bounds, todo, params, frames, stats, out_path, progress,
-             max_attempts, on_batch, fingerprint) -> None:
+             max_attempts, on_batch, fingerprint, manifest=None) -> None:
     from distributed import as_completed
 
     stats.n_workers = len(client.scheduler_info().get("workers", {}))
@@ -221,7 +333,9 @@ def _compute(client, molecules, bounds, todo, params, frames, stats, out_path, p
                 raise HpclabError(f"batch {index} returned {len(frame)} rows for {hi - lo} molecules")
             frame.insert(1, "batch", index)
             if out_path is not None:
-                _write_atomic(frame, _batch_path(out_path, index))
+                path = _batch_path(out_path, index)
+                _write_atomic(frame, path)
+                manifest.add(index, path, lo, hi)
             frames[index] = frame
             stats.computed.append(index)
             if bar is not None:
@@ -284,6 +398,7 @@ def to_dataset(table: pd.DataFrame, params: ScreenParams, stats: RunStats | None
     if stats is not None:
         ds.attrs["run"] = json.dumps({"n_batches": stats.n_batches, "computed": stats.computed,
                                       "skipped": stats.skipped, "resubmitted": stats.resubmitted,
+                                      "recomputed": {str(k): v for k, v in stats.recomputed.items()},
                                       "wall_seconds": stats.wall_seconds,
                                       "n_workers": stats.n_workers})
     return ds
