@@ -157,7 +157,8 @@ def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, 
                     catalog=None) -> float:
     """A horizon that follows the work: the last arrival, plus four times the work divided by the
     slowest capacity the pool may hold (its quota, else its zones' capacity, in task slots at the
-    slowest type's speed), plus a day. A run that still reaches it says so in its summary."""
+    slowest type's speed), plus the longest task at that speed, plus a day. A run that still
+    reaches it says so in its summary."""
     cat = _catalog(catalog)
     slots = dict(slots or {})
     speed = min(cat.generation(cat.instance(t).generation).speed_factor for t in limits.types)
@@ -167,7 +168,8 @@ def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, 
         cap = cap * min(slots.get(t, cat.instance(t).cores) / cat.instance(t).cores for t in limits.types)
     cap = max(float(cap), 1.0)
     work = float(np.sum(workload.work))
-    return float(np.max(workload.arrival, initial=0.0)) + 4.0 * work / (cap * speed) + 86400.0
+    longest = float(np.max(workload.work, initial=0.0)) / speed
+    return float(np.max(workload.arrival, initial=0.0)) + 4.0 * work / (cap * speed) + longest + 86400.0
 
 
 def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, tick: float = 60.0,
