@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpclab._validate import HpclabError
+from hpclab._validate import MAX_CORES, MAX_GPUS, MAX_SECONDS, MAX_TASKS, HpclabError  # the bounds (docs/bounds.md)
 
 __all__ = ["Scenario", "Field", "register_workload", "workload_kinds", "example_names",
            "scenario_dir", "CLOCKS"]
@@ -44,11 +44,6 @@ __all__ = ["Scenario", "Field", "register_workload", "workload_kinds", "example_
 CLOCKS = ("virtual", "real")
 _REQUIRED = object()
 
-# bounds a real system could reach, with headroom (see docs/scenarios.md)
-MAX_CORES = 10**8
-MAX_TASKS = 10**9
-MAX_GPUS = 10**7
-MAX_SECONDS = 10 * 365 * 86400.0  # ten years
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,6 @@ def run(args) -> int:
     kwargs = dict(size=args.size, seed=args.seed, out=args.out, workers=args.workers,
                   batch_size=args.batch_size, progress=not args.no_progress, **params)
     bill = None
-    if args.scheduler is not None and args.pool:
-        from hpclab._validate import HpclabError
-
-        raise HpclabError("give --scheduler or --pool, not both")
     if args.scheduler is not None:
         from hpclab.elastic._pool_attach import connect
 

@@ -654,8 +654,9 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
 # --- layout enumeration and search ------------------------------------------------------------
 
 
-#: Largest GPU count the layout search accepts (a real system could reach 10^6; headroom x10).
-MAX_GPUS = 10_000_000
+#: Largest GPU count the layout search accepts (a real system could reach 10^6; headroom x10):
+#: the one bound of hpclab._validate
+from hpclab._validate import MAX_GPUS  # noqa: E402
 
 
 def check_gpus(gpus) -> int:
