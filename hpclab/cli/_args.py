@@ -13,7 +13,8 @@ from pathlib import Path
 from hpclab._validate import HpclabError, check_range
 from hpclab.elastic._address import CONNECT_TIMEOUT, check_scheduler
 
-__all__ = ["check_bounds", "check_scheduler", "check_writable_file", "SEED_MAX", "CONNECT_TIMEOUT"]
+__all__ = ["check_bounds", "check_scheduler", "check_writable_file", "print_json", "SEED_MAX",
+           "CONNECT_TIMEOUT"]
 
 #: seeds: any whole number numpy's generators take
 SEED_MAX = 2**63 - 1
@@ -57,3 +58,33 @@ def check_writable_file(field: str, path) -> Path:
         if not existed and p.is_file() and p.stat().st_size == 0:
             p.unlink(missing_ok=True)
     return p
+
+
+def _plain(v):
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(v, pd.DataFrame):
+        return [{str(k): _plain(x) for k, x in row.items()} for row in v.reset_index().to_dict("records")]
+    if isinstance(v, pd.Series):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def print_json(obj) -> int:
+    """Print ``obj`` (dicts, lists, DataFrames, numpy scalars) as JSON (what every ``--json`` of
+    the command line prints: NaN and inf as null) and return 0."""
+    import json
+
+    print(json.dumps(_plain(obj), indent=2))
+    return 0

@@ -4,7 +4,7 @@ against published runs."""
 from __future__ import annotations
 
 from hpclab._validate import MAX_GPUS, MAX_TASKS, check_range
-from hpclab.cli._args import check_bounds
+from hpclab.cli._args import check_bounds, print_json
 
 
 def register(sub) -> None:
@@ -18,10 +18,12 @@ def register(sub) -> None:
     pl.add_argument("--global-batch", type=int, default=None,
                     help="sequences per step (default: about max(4M, 1,024 x GPUs) tokens, as published runs)")
     pl.add_argument("--top", type=int, default=5, help="layouts to print (default 5)")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
     pl.add_argument("--efficiency", type=float, default=None,
                     help="share of peak FLOP/s in matrix products (default: calibrated)")
     pl.set_defaults(func=run_plan)
     va = lsub.add_parser("validate", help="compare the model with published training runs")
+    va.add_argument("--json", action="store_true", help="print the rows as JSON")
     va.set_defaults(func=run_validate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -39,11 +41,12 @@ def run_plan(args) -> int:
     res = llm.plan(args.model, args.gpus, fabric=args.fabric, node=args.node,
                    global_batch=args.global_batch, top=args.top, efficiency=args.efficiency)
     lay, good, cl = res["layouts"], res["goodput"], res["cluster"]
-    print(f"{args.model} on {args.gpus} GPUs: {cl.describe()}")
+    say = (lambda *a, **k: None) if args.json else print
+    say(f"{args.model} on {args.gpus} GPUs: {cl.describe()}")
     how = ("default: about max(4M, 1,024 x GPUs) tokens, as published runs scale it"
            if res["default_batch"] else "--global-batch")
     tokens = res["global_batch"] * llm.transformer(args.model).seq_length
-    print(f"global batch {res['global_batch']:,} sequences ({tokens / 1e6:.1f}M tokens; {how}); "
+    say(f"global batch {res['global_batch']:,} sequences ({tokens / 1e6:.1f}M tokens; {how}); "
           f"{lay.attrs['layouts_evaluated']} layouts evaluated; efficiency "
           f"{lay.attrs['efficiency']:.3f} of peak FLOP/s in matrix products, "
           f"{lay.attrs['memory_efficiency']:.3f} of HBM bandwidth in element-wise kernels")
@@ -57,9 +60,18 @@ def run_plan(args) -> int:
             (lay.tp_comm + lay.cp_comm + lay.ep_comm + lay.pp_comm + lay.dp_comm).values.round(3),
         "memory [GB]": (lay.total_memory.values / 1e9).round(1)})
     df.index = pd.RangeIndex(1, len(df) + 1, name="rank")
+    strag = res["stragglers"]
+    if args.json:
+        good_rows = {str(s): {"checkpoint_s": float(good.sel(storage=s).checkpoint_time),
+                              "optimal_interval_s": float(good.sel(storage=s).optimal_interval),
+                              "goodput": float(good.sel(storage=s).optimal_goodput)}
+                     for s in good.storage.values}
+        return print_json({"model": args.model, "gpus": args.gpus, "cluster": cl.describe(),
+                           "global_batch": res["global_batch"], "default_batch": bool(res["default_batch"]),
+                           "layouts": df, "step_with_stragglers_s": float(strag.expected_step[0]),
+                           "mtbf_s": float(good.attrs["mtbf"]), "goodput": good_rows})
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df.to_string())
-    strag = res["stragglers"]
     slow = float(strag.expected_step[0])
     print(f"\nwith stragglers (jitter {100 * strag.attrs['jitter']:.0f}% per rank, a rank "
           f"{100 * strag.attrs['slowdown']:.0f}% slow with probability {strag.attrs['slow_probability']:g} "
@@ -96,6 +108,11 @@ def run_validate(args) -> int:
     ds = llm.validate()
     df = ds.to_dataframe()[["metric", "layout", "published", "predicted", "relative_error",
                             "within_tolerance", "calibration"]]
+    misses = [m for m in ds.attrs["known_misses"].split(", ") if m]
+    outside = set(ds.row.values[~ds.within_tolerance.values])
+    if getattr(args, "json", False):
+        print_json({"rows": df, "tolerance": float(ds.attrs["tolerance"]), "known_misses": misses})
+        return 0 if outside <= set(misses) else 1
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df.round(3).to_string())
     for src in dict.fromkeys(ds.source.values):

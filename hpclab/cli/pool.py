@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpclab.cli._args import SEED_MAX, check_bounds
+from hpclab.cli._args import SEED_MAX, check_bounds, print_json
 
 
 def register(sub) -> None:
@@ -31,6 +31,7 @@ def register(sub) -> None:
                       help="workers in their own processes (default: threads in this process)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--progress", action="store_true", help="Dask's progress bar")
+    demo.add_argument("--json", action="store_true", help="print the run, bill and events as JSON")
     demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run the burst on the workers of this Dask scheduler (each billed as "
                            "one instance of the first --types; checked for hpclab first; no "
@@ -63,6 +64,12 @@ def run_demo(args) -> int:
                     fault_rate=args.fault_rate, max_instances=args.max_instances,
                     time_scale=args.time_scale, processes=args.processes, seed=args.seed,
                     progress=args.progress, scheduler=args.scheduler)
+    if args.json:
+        print_json({"tasks": run.n_tasks, "correct": bool(run.correct), "wall_s": run.wall_seconds,
+                    "pool_s": run.pool_seconds, "instances": run.instances, "preemptions": run.preemptions,
+                    "cost_usd": float(run.bill["total_cost"]), "bill": run.bill_table(),
+                    "events_by_state": run.event_counts(), "ended_by": run.end_reasons()})
+        return 0 if run.correct else 1
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"{run.n_tasks} tasks in {run.wall_seconds:.2f} s wall "
               f"({run.tasks_per_second:.0f} tasks/s), {run.pool_seconds:.0f} pool s; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from hpclab._validate import MAX_TASKS, HpclabError
-from hpclab.cli._args import SEED_MAX, check_bounds
+from hpclab.cli._args import SEED_MAX, check_bounds, print_json
 
 
 def register(sub) -> None:
@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--conformers", type=int, default=None, help="ETKDG conformers in the 3D stage")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset and of the shuffle")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the screen's summary as JSON")
     p.set_defaults(func=run)
 
 
@@ -73,6 +74,15 @@ def run(args) -> int:
         ds = scr.screen(args.library, args.target, **kwargs)
     run_stats = json.loads(ds.attrs["run"])
     a = ds.attrs
+    if args.json:
+        q = scr.quality(ds)
+        c = scr.stage_costs(ds)
+        return print_json({
+            "molecules": a["n_molecules"], "target": a["target"], "invalid_smiles": a["n_invalid_smiles"],
+            "reached_3d": a["n_3d"], "embed_failed": a["n_embed_failed"], "batches": run_stats,
+            "roc_auc": q.roc_auc.to_series(), "ef_1pct": q.ef.sel(fraction=0.01).to_series(),
+            "stage_mean_s": c.mean_seconds.to_series(),
+            "pool_cost_usd": None if bill is None else float(bill.total_cost)})
     print(f"screened {a['n_molecules']} molecules against {a['target']}: "
           f"{a['n_invalid_smiles']} invalid SMILES, {a['n_3d']} reached the 3D stage, "
           f"{a['n_embed_failed']} failed to embed")
