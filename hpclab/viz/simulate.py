@@ -36,6 +36,11 @@ def _fig(title, y_label, **kw):
 
 
 
+def _width(i: int) -> float:
+    """Line width of the i-th result: 5, 3, 1.5, 1.5... (a later line never covers an earlier one)."""
+    return (5.0, 3.0)[i] if i < 2 else 1.5
+
+
 def _label(r, labels, i):
     return labels[i] if labels is not None else r.policy
 
@@ -52,8 +57,10 @@ def cores_figure(results, labels=None):
         x = ts["time"].values / 3600.0
         c = colors[i]
         name = _label(r, labels, i)
+        # each later result a thinner line: where two results coincide (global and global-spot
+        # often do) the earlier one shows as a border around the later one, not hidden under it
         fig.line("x", "y", source=ColumnDataSource({"x": x, "y": ts["cores"].sum("market").values}),
-                 color=c, line_width=2.5, legend_label=name, name=name)
+                 color=c, line_width=_width(i), legend_label=name, name=name)
         fig.line("x", "y", source=ColumnDataSource({"x": x, "y": ts["cores"].sel(market="spot").values}),
                  color=c, line_width=1.5, line_dash="dashed", name=f"{name} (spot)")
     format_axis(fig.yaxis, "si")
@@ -71,7 +78,7 @@ def cost_figure(results, labels=None):
         ts = r.timeseries
         name = _label(r, labels, i)
         fig.line("x", "y", source=ColumnDataSource({"x": ts["time"].values / 3600.0, "y": ts["cost"].values}),
-                 color=colors[i], line_width=2.5, legend_label=name, name=name)
+                 color=colors[i], line_width=_width(i), legend_label=name, name=name)
     format_axis(fig.yaxis, "usd")
     return outside_legend(fig, "below", ncols=2)
 
