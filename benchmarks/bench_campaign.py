@@ -46,8 +46,9 @@ def work_of(n, seed=0):
 
 def run_hpclab(work, limits, cat):
     wl = Workload(work=work, arrival=np.zeros(work.size))
+    # "ample capacity": the zone's catalog capacity times 100 (the baselines have no capacity)
     r = simulate(policy(cat), wl, limits, catalog=cat, tick=TICK, boot={ITYPE: BOOT}, reclaim_rate=0.0,
-                 seed=0, progress=False, linger=0.0)
+                 seed=0, progress=False, linger=0.0, capacity=100.0)
     s = r.summary
     return {"makespan_s": s["makespan_s"], "cost_usd": s["cost_usd"], "instances": s["instances"],
             "tasks_done": s["completed"]}
@@ -79,6 +80,7 @@ def main(argv=None):
         tq, q = best(lambda: run_heapq(policy(cat), work, limits, cat), args.repeat)
         ts, s = best(lambda: run_simpy(policy(cat), work, limits, cat), 1 if scale >= 1 else args.repeat)
         diff = max(abs(h[k] - s[k]) / max(abs(s[k]), 1e-12) for k in ("makespan_s", "cost_usd", "instances"))
+        diff = diff if diff == diff else float("inf")  # NaN: hpclab did not finish
         worst_simpy = min(worst_simpy, ts / th)
         worst_heapq = max(worst_heapq, th / tq)
         worst_diff = max(worst_diff, diff)

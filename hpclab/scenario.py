@@ -232,6 +232,8 @@ POOL = {
                           help="spot reclaims per instance-second (default: the zones' rates)"),
     "idle_timeout": Field("float", 300.0, lo=0, hi=MAX_SECONDS,
                           help="platform pools: idle seconds before retirement"),
+    "spot_market": Field("mapping", None, optional=True,
+                         help="hpclab.elastic.faults.SpotMarket fields (model, option, prices, bid, ...)"),
 }
 
 POLICY = {
@@ -392,6 +394,11 @@ class Scenario:
                 if t not in self.pool["types"]:
                     raise HpclabError(f"{where}: pool.{sect}.{t}: names a type not in pool.types "
                                       f"({', '.join(self.pool['types']) or 'none'})")
+        if self.pool["spot_market"] is not None:
+            try:
+                self.spot_market()
+            except (HpclabError, TypeError) as exc:
+                raise HpclabError(f"{where}: pool.spot_market: {exc}") from None
         if self.fabric is not None and self.fabric not in cat.fabrics:
             raise HpclabError(f"{where}: fabric: must be a catalog fabric "
                               f"({', '.join(sorted(cat.fabrics))}), got {self.fabric!r}")
@@ -491,6 +498,23 @@ class Scenario:
                                   f"{', '.join(types)}")
         return PoolLimits(types=types, zones=zones, min_per_type=self.pool["min_per_type"],
                           max_per_type=self.pool["max_per_type"], quota_cores=self.pool["quota_cores"])
+
+    def spot_market(self):
+        """The pool's :class:`~hpclab.elastic.faults.SpotMarket` (reclaims and spot prices), the
+        same seeded schedule on both clocks (default: the catalog's market model)."""
+        from hpclab.elastic.faults import SpotMarket
+
+        return SpotMarket(**(self.pool["spot_market"] or {}))
+
+    def spot_faults(self):
+        """The real pool's fault model: reclaims from :meth:`spot_market` at the pool's rate."""
+        from hpclab.elastic.faults import SpotFaults
+
+        r = self.pool["reclaim_rate"]
+        if r == 0:
+            return None
+        return SpotFaults(rate="catalog" if r is None else r * 3600.0, market=self.spot_market(),
+                          seed=self.seed)
 
     def make_policy(self, default: str | None = None, *, catalog=None, **defaults):
         """A fresh policy object from the policy section (or ``default`` with ``defaults`` when the

@@ -513,3 +513,94 @@ def test_figures_build_from_datasets():
     for fig in (alpha_beta_figure(), time_figure(ds), busbw_figure(ds, ranks=[256]),
                 crossover_figure("allreduce", "erdma", 48)):
         assert fig.renderers
+
+
+# --- NCCL model (NVIDIA/nccl src/graph/tuning.cc) ---------------------------------------------
+
+NCCL_TOLERANCE = 0.25
+
+
+def test_nccl_model_lands_on_every_published_nccl_tests_point():
+    from hpclab.network import nccl_time
+
+    points = _reference()["nccl_tests_points"]
+    assert any(r["nbytes"] == 8 for r in points)  # an 8-byte allreduce is among them
+    for r in points:
+        kw = dict(ranks_per_node=r["ranks_per_node"], intra_fabric=r["intra_fabric"],
+                  nvls=r.get("nvls", False), algorithm=r.get("algorithm", "auto"),
+                  cpu=r.get("cpu", "intel"))
+        t = nccl_time(r["op"], r["nbytes"], r["ranks"], r.get("fabric", "rdma-hpn7"), **kw)
+        if "time_us" in r:
+            got, want = t * 1e6, r["time_us"]
+        else:
+            got, want = busbw(r["op"], r["nbytes"], r["ranks"], t) / 1e9, r["busbw_GBps"]
+        assert abs(got / want - 1) <= NCCL_TOLERANCE, (r["id"], got, want)
+
+
+def test_nccl_small_allreduce_is_latency_bound_and_uses_ll_on_trees():
+    from hpclab.network import nccl_time
+
+    # 2 hosts x 8 A100, 8 B: NCCL's tuner picks the tree with LL: base 6.8 us +
+    # 2 ((8 - 1) x 0.6 us NVLink + log2(2) x 5.0 us network) = 25.2 us, + 4 us launch
+    t, alg, proto = nccl_time("allreduce", 8, 16, "rdma-hpn7", ranks_per_node=8,
+                              intra_fabric="nvlink3", choice=True)
+    assert (str(alg), str(proto)) == ("tree", "LL")
+    assert t * 1e6 == pytest.approx(6.8 + 2 * (7 * 0.6 + 1 * 5.0) + 4.0, rel=1e-3)
+    # the MPI forms (recursive doubling on InfiniBand) miss NCCL's protocol and launch costs
+    mpi = collective_time("allreduce", 8, 16, "ib-hdr200", ranks_per_node=8, intra_fabric="nvlink3")
+    assert mpi < 0.5 * t
+
+
+def test_nccl_large_messages_use_simple_and_the_host_links():
+    from hpclab.network import nccl_time
+
+    # on more than 2 hosts the ring's bus bandwidth is the host's links (8 x 47 GB/s on HPN)
+    # capped by NVLink (349 GB/s on H100): allreduce busbw = C bwInter (p/nsteps) 2(p-1)/p
+    t, alg, proto = nccl_time("allreduce", 2**34, 128, "rdma-hpn7", ranks_per_node=8,
+                              intra_fabric="nvlink", algorithm="ring", choice=True)
+    assert str(proto) == "Simple"
+    want = min(8 * fabric("rdma-hpn7").bandwidth, fabric("nvlink").bandwidth)
+    assert busbw("allreduce", 2**34, 128, t) == pytest.approx(want, rel=0.05)
+    # with 1 NIC per host (eRDMA) the host's one link is the ring's bandwidth
+    t1 = nccl_time("allreduce", 2**34, 128, "erdma", ranks_per_node=8, intra_fabric="nvlink",
+                   algorithm="ring")
+    assert busbw("allreduce", 2**34, 128, t1) == pytest.approx(fabric("erdma").bandwidth, rel=0.05)
+    # on 2 hosts NCCL's model takes the intra-node bandwidth: the NIC figures do not enter
+    a = nccl_time("allreduce", 2**30, 16, "rdma-hpn7", ranks_per_node=8, intra_fabric="nvlink3")
+    b = nccl_time("allreduce", 2**30, 16, "tcp-vpc", ranks_per_node=8, intra_fabric="nvlink3")
+    assert a == pytest.approx(b)
+    # NVLS (NVLink SHARP) beats the ring on one H100 host at 1 GiB, and is Hopper-only
+    ring = nccl_time("allreduce", 2**30, 8, intra_fabric="nvlink", ranks_per_node=8, algorithm="ring")
+    nvls = nccl_time("allreduce", 2**30, 8, intra_fabric="nvlink", ranks_per_node=8, nvls=True)
+    assert nvls < ring
+    assert nccl_time("allreduce", 2**30, 8, intra_fabric="nvlink3", ranks_per_node=8, nvls=True) == \
+        pytest.approx(nccl_time("allreduce", 2**30, 8, intra_fabric="nvlink3", ranks_per_node=8))
+
+
+def test_nccl_through_collective_time_and_bad_input():
+    from hpclab.network import nccl_time
+
+    kw = dict(ranks_per_node=8, intra_fabric="nvlink")
+    assert collective_time("allreduce", [8, 2**20], 64, "rdma-hpn7", library="nccl", **kw) == \
+        pytest.approx(nccl_time("allreduce", [8, 2**20], 64, "rdma-hpn7", **kw))
+    with pytest.raises(HpclabError, match="library must be one of"):
+        collective_time("allreduce", 8, 64, "rdma-hpn7", library="gloo")
+    with pytest.raises(HpclabError, match="op must be one of"):
+        nccl_time("alltoall", 8, 64)
+    with pytest.raises(HpclabError, match="protocol must be one of"):
+        nccl_time("allreduce", 8, 64, protocol="LL64")
+    with pytest.raises(HpclabError, match="no NCCL algorithm runs allgather"):
+        nccl_time("allgather", 8, 64, algorithm="tree")
+
+
+def test_sweep_of_one_algorithm_costs_only_that_algorithm():
+    import time as _time
+
+    n = np.geomspace(8, 2**30, 1000)
+    p = np.unique(np.geomspace(2, 4096, 1000).astype(int))
+    t0 = _time.perf_counter()
+    ds = sweep(op="allreduce", algorithm="ring", fabric="erdma", ranks=p, nbytes=n)
+    one = _time.perf_counter() - t0
+    want = collective_time("allreduce", n[None, :], p[:, None], "erdma", algorithm="ring")
+    assert np.allclose(ds["time"].sel(op="allreduce", algorithm="ring", fabric="erdma").values, want)
+    assert (ds["chosen"].values == "").all()  # nothing was chosen: auto was not asked for

@@ -135,6 +135,8 @@ BAD = [
      "workload.window: must be > 0"),
     ("name: x\nclock: real\nworkload: {kind: screening, molecules: 100000000}\npool: {types: [ecs.c8i.8xlarge]}\n",
      "library has 4,999 molecules"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\npool: {types: [ecs.c8i.8xlarge], spot_market: {model: sideways}}\n",
+     "pool.spot_market: model must be one of"),
     ("- just\n- a list\n", "must be a mapping of scenario keys"),
     ("name: [unclosed\n", "not valid YAML"),
     ("name: x\nworkload: !!python/object:os.system {}\n", "not valid YAML"),
@@ -263,3 +265,29 @@ def test_testing_helpers_catch_a_damaged_result():
         assert_valid_result(r)
     with pytest.raises(AssertionError):
         assert_clocks_agree(r, r)  # both virtual
+
+
+def test_one_event_loop():
+    """Only hpclab/elastic/clock.py runs an event loop (the simulator and the platform use it)."""
+    from pathlib import Path
+
+    import hpclab
+
+    root = Path(hpclab.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "heapq" in p.read_text())
+    assert users == ["elastic/clock.py"]
+
+
+def test_a_scenario_runs_on_a_running_scheduler(capsys):
+    """cluster kind address (``hpclab run --scheduler``): the workers are checked, then billed."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, dashboard_address=None,
+                      host="127.0.0.1", protocol="tcp://") as lc:
+        s = Scenario.example("burst").replace(workload={"tasks": 12}, time_scale=0.002)
+        r = s.run("real", cluster={"kind": "address", "address": lc.scheduler_address})
+    assert r["tasks_done"] == 12 and r["instances"] == 1 and r["cost_usd"] > 0
+    assert main(["run", str(scenario_dir() / "burst.yaml"), "--clock", "real", "--scheduler",
+                 "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach a Dask scheduler" in err and err.count("\n") == 1

@@ -12,7 +12,7 @@ import yaml
 
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
-from hpclab.catalog._schema import SCHEMA, SCOPES, Figure
+from hpclab.catalog._schema import MARKET_MODELS, SCHEMA, SCOPES, Figure
 from hpclab.catalog._units import BASE_UNIT, UNITS
 
 __all__ = ["Catalog", "CatalogError", "UnknownNameError", "load", "default_paths"]
@@ -163,6 +163,9 @@ def _build(kind: str, name: str, raw: dict[str, Any], raw_all: _Raw):
                 raise CatalogError(f"{where_f}: {fname} must be text, got {value!r}")
             if kind == "fabric" and fname == "scope" and value not in SCOPES:
                 raise CatalogError(f"{where_f}: scope must be one of {', '.join(SCOPES)}, got {value!r}")
+            if kind == "market" and fname == "model" and value not in MARKET_MODELS:
+                raise CatalogError(f"{where_f}: model must be one of {', '.join(MARKET_MODELS)}, "
+                                   f"got {value!r}")
         elif dimension == "bool":
             if not isinstance(value, bool):
                 raise CatalogError(f"{where_f}: {fname} must be true or false, got {value!r}")
@@ -233,6 +236,26 @@ class Catalog:
 
     def provisioning(self, name: str):
         return self._get("provisioning", name)
+
+    def market(self, name: str):
+        """A spot market model (``markets`` in ``data/catalog/markets.yaml``)."""
+        return self._get("market", name)
+
+    def spot_option(self, name: str):
+        """A way to buy spot: protection period and price factor (``spot_options``)."""
+        return self._get("spot_option", name)
+
+    def billing_rule(self, name: str):
+        """A provider's metering unit, bill period and minimum charge (``billing_rules``)."""
+        return self._get("billing_rule", name)
+
+    def unit_price(self, name: str):
+        """Published per-vCPU and per-GiB prices in their currency (``unit_prices``)."""
+        return self._get("unit_price", name)
+
+    def exchange_rate(self, name: str):
+        """A dated exchange rate (``exchange_rates``)."""
+        return self._get("exchange_rate", name)
 
     def names(self, kind: str) -> list[str]:
         if kind not in self._records:

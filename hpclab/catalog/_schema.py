@@ -60,6 +60,7 @@ class InstanceType(_Record):
     nvlink_bandwidth: float = 0.0
     network_bandwidth: float = 0.0
     rdma_bandwidth: float = 0.0
+    nics: int = 1
     erdma: bool = False
     fabrics: tuple[str, ...] = ()
     boot_time: float = 0.0
@@ -135,6 +136,65 @@ class Provisioning(_Record):
     launch_rate: float = 0.0
 
 
+@dataclass(frozen=True)
+class MarketModel(_Record):
+    """How spot capacity of a (type, zone) market comes and goes, and how its price moves.
+
+    ``model``: ``correlated`` (reclaims in waves) or ``independent`` (each instance on its own).
+    A wave reclaims each spot instance of the market with probability ``wave_share``, within
+    ``wave_spread`` seconds of the wave's start. The price is a mean-reverting path (memory
+    ``price_memory`` s, standard deviation ``price_volatility`` as a share of on-demand) clipped to
+    ``[price_floor, 1]`` x on-demand, constant over each ``price_period`` (s).
+    """
+
+    model: str = "correlated"
+    wave_share: float = 1.0
+    wave_spread: float = 0.0
+    price_period: float = 3600.0
+    price_floor: float = 0.1
+    price_volatility: float = 0.0
+    price_memory: float = 3600.0
+
+
+@dataclass(frozen=True)
+class SpotOption(_Record):
+    """A way to buy spot: a protection period (s) without reclaims, at ``price_factor`` x the
+    spot price."""
+
+    protection: float = 0.0
+    price_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class BillingRule(_Record):
+    """A provider's meter: metering unit and bill period (s), minimum charge per instance
+    lifecycle (in CNY, as published) and any minimum billed time (s)."""
+
+    provider: str = ""
+    metering_unit: float = 1.0
+    bill_period: float = 3600.0
+    min_charge_amount: float = 0.0
+    min_charge_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class UnitPrice(_Record):
+    """Published per-resource prices in their currency (CNY): per vCPU-second, per GiB-second."""
+
+    provider: str = ""
+    date: str = ""
+    vcpu_price: float = 0.0
+    memory_price: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExchangeRate(_Record):
+    """One dated exchange rate (CNY per USD)."""
+
+    date: str = ""
+    rate: float = 0.0
+
+
 # kind -> (yaml section, record class, {field: (dimension, required, constraint)})
 SCHEMA = {
     "generation": ("generations", Generation, {
@@ -154,6 +214,7 @@ SCHEMA = {
         "nvlink_bandwidth": ("bandwidth", False, ">=0"),
         "network_bandwidth": ("bandwidth", True, ">0"),
         "rdma_bandwidth": ("bandwidth", False, ">=0"),
+        "nics": ("int", False, ">0"),  # backend NICs (links) per host; a fabric describes one
         "erdma": ("bool", True, None),
         "fabrics": ("list", True, None),
         "boot_time": ("time", True, ">0"),
@@ -194,6 +255,38 @@ SCHEMA = {
         "lead_time": ("time", True, ">=0"),
         "launch_rate": ("rate", False, ">=0"),
     }),
+    "market": ("markets", MarketModel, {
+        "model": ("str", True, None),
+        "wave_share": ("ratio", True, "0..1"),
+        "wave_spread": ("time", True, ">=0"),
+        "price_period": ("time", True, ">0"),
+        "price_floor": ("ratio", True, "0..1"),
+        "price_volatility": ("ratio", True, ">=0"),
+        "price_memory": ("time", True, ">0"),
+    }),
+    "spot_option": ("spot_options", SpotOption, {
+        "protection": ("time", True, ">=0"),
+        "price_factor": ("ratio", True, ">0"),
+    }),
+    "billing_rule": ("billing_rules", BillingRule, {
+        "provider": ("str", True, None),
+        "metering_unit": ("time", True, ">0"),
+        "bill_period": ("time", True, ">0"),
+        "min_charge_amount": ("cny", False, ">=0"),
+        "min_charge_time": ("time", False, ">=0"),
+    }),
+    "unit_price": ("unit_prices", UnitPrice, {
+        "provider": ("str", True, None),
+        "date": ("str", True, None),
+        "vcpu_price": ("cny_per_vcpu", True, ">0"),
+        "memory_price": ("cny_per_gib", True, ">0"),
+    }),
+    "exchange_rate": ("exchange_rates", ExchangeRate, {
+        "date": ("str", True, None),
+        "rate": ("exchange", True, ">0"),
+    }),
 }
+
+MARKET_MODELS = ("correlated", "independent")
 
 SCOPES = ("same-host", "intra-node", "inter-node")

@@ -19,10 +19,17 @@ UNITS: dict[str, dict[str, float]] = {
     "flops": {"FLOP/s": 1.0, "TFLOP/s": 1e12, "PFLOP/s": 1e15},
     "ratio": {"1": 1.0, "%": 0.01},
     "count": {"count": 1.0},
+    # published prices kept in their own currency (converted with the catalog's exchange rate)
+    "cny": {"CNY": 1.0},
+    "cny_per_vcpu": {"CNY/vCPU/s": 1.0, "CNY/vCPU/h": 1 / 3600.0},
+    "cny_per_gib": {"CNY/GiB/s": 1.0, "CNY/GiB/h": 1 / 3600.0},
+    "exchange": {"CNY/USD": 1.0},
 }
 
 BASE_UNIT = {"time": "s", "bytes": "B", "bandwidth": "B/s", "rate": "1/s", "frequency": "1/s",
-             "price": "USD/s", "flops": "FLOP/s", "ratio": "1", "count": "count"}
+             "price": "USD/s", "flops": "FLOP/s", "ratio": "1", "count": "count",
+             "cny": "CNY", "cny_per_vcpu": "CNY/vCPU/s",
+             "cny_per_gib": "CNY/GiB/s", "exchange": "CNY/USD"}
 
 
 def to_base(dimension: str, value: float, unit: str) -> float:

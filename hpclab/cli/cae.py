@@ -69,9 +69,10 @@ def run(args) -> int:
                 from None
     client = None
     if args.scheduler:
-        from distributed import Client
+        from hpclab.elastic._pool_attach import connect
 
-        client = Client(args.scheduler)
+        # the workers are checked first: one line naming a worker without what the solver needs
+        client = connect(args.scheduler, needs=("numba",))
     try:
         ds = cae.run_heat(args.grid, args.ndim, steps=args.steps, kappa=args.kappa, dt=args.dt, subdomains=subdomains,
                           steps_per_exchange=args.steps_per_exchange, client=client, workers=args.workers)

@@ -8,7 +8,8 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("catalog", help="list instance types, fabrics, storage, zones")
     p.add_argument("kind", nargs="?", default="instance",
-                   choices=["instance", "fabric", "storage", "zone", "generation", "reliability"])
+                   choices=["instance", "fabric", "storage", "zone", "generation", "reliability",
+                            "market", "spot_option", "billing_rule", "unit_price", "exchange_rate"])
     p.add_argument("--file", action="append", default=[], metavar="YAML",
                    help="your own catalog file, loaded over the defaults (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

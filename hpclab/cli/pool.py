@@ -29,6 +29,10 @@ def register(sub) -> None:
                       help="workers in their own processes (default: threads in this process)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--progress", action="store_true", help="Dask's progress bar")
+    demo.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="run the burst on the workers of this Dask scheduler (each billed as "
+                           "one instance of the first --types; checked for hpclab first; no "
+                           "policy or reclaims: the workers are not the pool's)")
     demo.set_defaults(func=run_demo)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -40,11 +44,15 @@ def run_demo(args) -> int:
 
     types = tuple(t.strip() for t in args.types.split(",") if t.strip())
     zones = tuple(z.strip() for z in args.zones.split(",") if z.strip())
+    preemptions = args.preemptions
+    if args.scheduler and preemptions:
+        print(f"(--scheduler: no reclaims; ignoring --preemptions {preemptions})")
+        preemptions = 0
     run = run_burst(args.tasks, args.task_seconds, policy=args.policy, types=types, zones=zones,
-                    spot_share=args.spot_share, preemptions=args.preemptions,
+                    spot_share=args.spot_share, preemptions=preemptions,
                     fault_rate=args.fault_rate, max_instances=args.max_instances,
                     time_scale=args.time_scale, processes=args.processes, seed=args.seed,
-                    progress=args.progress)
+                    progress=args.progress, scheduler=args.scheduler)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"{run.n_tasks} tasks in {run.wall_seconds:.2f} s wall "
               f"({run.tasks_per_second:.0f} tasks/s), {run.pool_seconds:.0f} pool s; "

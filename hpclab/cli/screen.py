@@ -51,9 +51,10 @@ def run(args) -> int:
 
         raise HpclabError("give --scheduler or --pool, not both")
     if args.scheduler:
-        from distributed import Client
+        from hpclab.elastic._pool_attach import connect
 
-        with Client(args.scheduler) as client:
+        # the workers are checked first: one line naming a worker without what screening needs
+        with connect(args.scheduler, needs=("rdkit",)) as client:
             ds = scr.screen(args.library, args.target, client=client, **kwargs)
     elif args.pool:
         ds, bill = _on_pool(args, kwargs)

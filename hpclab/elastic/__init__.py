@@ -9,7 +9,9 @@ per-second billing, faults, and the virtual-clock simulator that runs the same p
 - :mod:`~hpclab.elastic.simulate` — the virtual clock: the same policies at 100,000 cores
   (``simulate.simulate``, ``campaign``, ``SimResult``).
 - :mod:`~hpclab.elastic.events` — the lifecycle event log; :mod:`~hpclab.elastic.faults` — the
-  seeded spot-reclaim / failure model.
+  seeded spot market both clocks share (:class:`SpotMarket`: reclaim waves, protection, bids,
+  moving prices) and the real pool's faults; :mod:`~hpclab.elastic.sweep` — one workload over
+  markets and market-aware policies.
 - :func:`run_burst` — a burst of short tasks on a pool that grows from zero, is preempted and
   shrinks to zero (the demo of ``hpclab pool demo`` and the pools notebook).
 
@@ -20,13 +22,14 @@ stay light.
 from hpclab.elastic import billing, events, faults, policies, simulate
 from hpclab.elastic.billing import bill
 from hpclab.elastic.events import EventLog
-from hpclab.elastic.faults import Preemption, SpotFaults
+from hpclab.elastic.faults import Preemption, SpotFaults, SpotMarket
 from hpclab.elastic.policies import make_policy
 from hpclab.elastic.simulate import SimResult, campaign
 from hpclab.elastic.state import (LIFECYCLE, MARKETS, Decision, InstanceView, Launch, PoolLimits,
                                   PoolState)
 
-__all__ = ["ElasticPool", "AttachedPool", "PolicyAdaptive", "EventLog", "SpotFaults", "Preemption",
+__all__ = ["ElasticPool", "AttachedPool", "PolicyAdaptive", "EventLog", "SpotFaults", "SpotMarket",
+           "Preemption",
            "PoolState", "PoolLimits", "InstanceView", "Launch", "Decision", "LIFECYCLE", "MARKETS",
            "make_policy", "bill", "billing", "events", "faults", "policies", "simulate",
            "SimResult", "campaign", "run_burst", "BurstRun"]

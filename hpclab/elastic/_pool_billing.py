@@ -16,7 +16,9 @@ def bill(pool, until: float | None = None):
     """Totals by type, zone and market (an ``xarray.Dataset``, see :func:`billing.bill`) of
     everything billed up to pool time ``until`` (default: now)."""
     until = pool.now() if until is None else float(until)
-    ds = billing.bill(intervals(pool, until), pool.catalog, until=until)
+    sched = getattr(pool, "_fault_schedule", None)
+    ds = billing.bill(intervals(pool, until), pool.catalog, until=until,
+                      market=getattr(sched, "market", None))
     ds.attrs["until"] = until
     ds.attrs["time_scale"] = pool.time_scale
     return ds

@@ -114,7 +114,7 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
               time_scale: float = 0.01, target_duration: float = 5.0, hysteresis: bool = True,
               processes: bool = False, interval: float = 0.1, seed: int = 0,
               progress: bool = False, on_update=None, drain_timeout: float = 60.0,
-              pool_kwargs: dict | None = None) -> BurstRun:
+              pool_kwargs: dict | None = None, scheduler: str | None = None) -> BurstRun:
     """Run ``n_tasks`` short tasks on a pool that starts empty; return what happened.
 
     The pool grows as its policy says, gets ``preemptions`` spot reclaims (with ``notice`` pool
@@ -141,6 +141,11 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
         Called with the pool about every ``interval`` wall seconds while work runs (live views).
     progress : bool
         Show Dask's progress bar for the work.
+    scheduler : str, optional
+        Run the burst on the workers of a running Dask scheduler instead (an
+        :class:`~hpclab.elastic.AttachedPool`: each worker billed as one instance of
+        ``types[0]`` in ``zones[0]``); they are checked first (:func:`preflight`). The pool
+        cannot add workers to it and does not retire or reclaim them: no policy, no reclaims.
     """
     from distributed import Client
 
@@ -175,7 +180,18 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
     stop = threading.Event()
     injected: list[str] = []
 
-    with ElasticPool(**kwargs) as pool, Client(pool) as client:
+    if scheduler is not None:
+        from hpclab.elastic._pool_attach import AttachedPool, connect
+
+        if preemptions or fault_rate:
+            raise HpclabError("a burst on a running scheduler takes no reclaims (its workers "
+                              "are not the pool's to end): give preemptions=0, fault_rate=0")
+        connect(scheduler).close()  # reachable, and its workers have this hpclab
+        pool_cm = AttachedPool(scheduler, itype=types[0], zone=zones[0], time_scale=time_scale,
+                               interval=interval, seed=seed)
+    else:
+        pool_cm = ElasticPool(**kwargs)
+    with pool_cm as pool, Client(pool) as client:
         pool.drain_timeout = drain_timeout
 
         def watcher():
@@ -224,7 +240,8 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
             wall = time.perf_counter() - t0
             del futures
             try:
-                pool.wait_for(lambda p: not p.alive(), drain_timeout)
+                if scheduler is None:  # an attached cluster keeps its workers
+                    pool.wait_for(lambda p: not p.alive(), drain_timeout)
             except TimeoutError:
                 pass
         finally:

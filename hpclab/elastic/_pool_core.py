@@ -150,7 +150,7 @@ class PoolAccounting:
         if faults is not None and not isinstance(faults, SpotFaults):
             raise HpclabError(f"faults must be a SpotFaults or None, got {type(faults).__name__}")
         self.faults = faults
-        self._fault_schedule = faults.schedule() if faults is not None else None
+        self._fault_schedule = faults.schedule(self.catalog) if faults is not None else None
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise HpclabError(f"seed must be a whole number, got {seed!r}")
         self.seed = int(seed)
@@ -175,6 +175,9 @@ class PoolAccounting:
         event = self.log.record(None, rec.id, rec.itype, rec.zone, rec.market, state, reason)
         if state in ("booting", "running", "draining") and rec.billed_from is None:
             rec.billed_from = event.time
+            if self._fault_schedule is not None:  # granted: the market schedules its reclaim
+                rate = self.catalog.zone(rec.zone).spot_reclaim_rate * 3600.0
+                self._fault_schedule.on_granted(rec.id, rec.itype, rec.zone, rec.market, event.time, rate)
         elif state == "terminated":
             rec.terminated_at = event.time
 

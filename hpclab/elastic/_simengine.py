@@ -112,7 +112,7 @@ def _segments(ufunc, values, starts, lengths):
 class Engine:
     def __init__(self, policy, workload, limits, cat, *, tick, horizon, seed, slots, capacity,
                  capacity_curve, capacity_noise, capacity_interval, spot_capacity, reclaim_scale,
-                 reclaim_rate, linger, progress, record_every, boot=None):
+                 reclaim_rate, linger, progress, record_every, boot=None, market=None):
         self.policy, self.limits, self.cat = policy, limits, cat
         self.tick, self.horizon, self.linger = tick, horizon, linger
         self.progress, self.record_every = progress, record_every
@@ -141,6 +141,12 @@ class Engine:
         ss = np.random.SeedSequence([int(seed), 0x51AC])
         r_boot, r_reclaim, r_cap = (np.random.default_rng(s) for s in ss.spawn(3))
         self.rng_boot, self.rng_reclaim = r_boot, r_reclaim
+        if market is None:
+            from hpclab.elastic.faults import SpotMarket
+
+            market = SpotMarket()
+        self.market = market.schedule(cat, int(seed))  # spot reclaims and prices, per market
+        self.t_price[:, 1] *= self.market.price_factor  # the running meter pays the spot option too
         # capacity multiplier: user curve x seeded noise, piecewise constant
         self.curve = capacity_curve
         self.noise_sigma, self.noise_interval = capacity_noise, capacity_interval
@@ -325,12 +331,11 @@ class Engine:
         self.alive_slots += n * ns
         if market == 1:
             self.spot_use[iz, it] += n * cores
-            rate = self.z_reclaim[iz]
-            if rate > 0:
-                when = t + self.rng_reclaim.exponential(1.0 / rate, n)
-                for i, w in zip(ids, when):
-                    if w < self.horizon:
-                        self.push(float(w), _NOTICE, int(i))
+            when = self.market.reclaim_times(self.types[it], self.zones[iz], np.full(n, t),
+                                             float(self.z_reclaim[iz]))
+            for i, w in zip(ids, when):
+                if w < self.horizon:
+                    self.push(float(w), _NOTICE, int(i))
         return n
 
     def _stop_serving(self, i: int) -> None:

@@ -14,6 +14,11 @@ The meter (Alibaba Cloud ECS "Pay-as-you-go": billed per second, with the catalo
     billed_seconds = max(ceil(end - start), min_charge[itype])
     cost           = billed_seconds * price[itype, market]          # USD, price in USD/s
 
+With a spot market (:class:`hpclab.elastic.faults.SpotMarket`, ``market=`` its schedule) the
+spot price moves: each billed second of a spot instance costs the price of its period,
+``cost = integral of price(t) over [start, start + billed_seconds]`` (:func:`path_cost`) times the
+spot option's price factor (protection period).
+
 Times are pool seconds (virtual seconds, or wall seconds / time_scale in the real pool).
 A lifecycle log (``time, instance, itype, zone, market, state``) becomes such a table with
 :func:`intervals_from_log`: an instance is billed from the moment the cloud granted it (its first
@@ -30,7 +35,7 @@ from hpclab._validate import HpclabError
 from hpclab.elastic.state import MARKETS
 
 __all__ = ["charge", "unit_price", "meter", "bill", "bill_instances", "intervals_from_log",
-           "INTERVAL_COLUMNS"]
+           "path_cost", "INTERVAL_COLUMNS"]
 
 INTERVAL_COLUMNS = ("instance", "itype", "zone", "market", "start", "end")
 _BILLED_STATES = ("booting", "running", "draining")
@@ -105,7 +110,33 @@ def _frame(table) -> pd.DataFrame:
                       f"({', '.join(INTERVAL_COLUMNS)}), got {type(table).__name__}")
 
 
-def bill_instances(intervals, catalog=None, *, until: float | None = None) -> pd.DataFrame:
+def path_cost(start, end, starts, prices) -> np.ndarray:
+    """Cost of ``[start, end]`` (arrays, s) at a piecewise-constant price.
+
+    ``prices[k]`` (USD/s) holds from ``starts[k]`` to ``starts[k+1]`` (the last one on; the
+    first one also before ``starts[0]``). With ``C(t)`` the cumulative cost up to ``t`` (a
+    cumulative sum over whole periods plus the part of the current one)::
+
+        C(t) = sum_{j<k} prices[j] (starts[j+1] - starts[j]) + prices[k] (t - starts[k]),
+        starts[k] <= t < starts[k+1];      cost = C(end) - C(start)
+    """
+    starts = np.asarray(starts, dtype=float)
+    prices = np.asarray(prices, dtype=float)
+    if starts.ndim != 1 or starts.shape != prices.shape or starts.size == 0:
+        raise HpclabError("starts and prices must be equal-length, non-empty 1-D arrays")
+    if np.any(np.diff(starts) <= 0):
+        raise HpclabError("starts must increase")
+    cum = np.concatenate([[0.0], np.cumsum(prices[:-1] * np.diff(starts))])
+
+    def C(t):
+        k = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, None)
+        return cum[k] + prices[k] * (t - starts[k])
+
+    return C(np.asarray(end, dtype=float)) - C(np.asarray(start, dtype=float))
+
+
+def bill_instances(intervals, catalog=None, *, until: float | None = None,
+                   market=None) -> pd.DataFrame:
     """The cost of each instance.
 
     Parameters
@@ -117,6 +148,9 @@ def bill_instances(intervals, catalog=None, *, until: float | None = None) -> pd
         Prices and ``min_charge`` per instance type (default: the shipped catalog).
     until : float, optional
         Pool time at which open instances are billed (needed if any ``end`` is NaN).
+    market : hpclab.elastic.faults.MarketSchedule, optional
+        Spot seconds priced by the market's price path and spot option (default: the
+        catalog's fixed ``price_spot``).
 
     Returns
     -------
@@ -164,13 +198,24 @@ def bill_instances(intervals, catalog=None, *, until: float | None = None) -> pd
     price = np.where(df["market"].to_numpy() == "spot", sp, od)
     df["end"] = end
     df["seconds"] = seconds
-    df["billed_seconds"] = charge(seconds, 1.0, minc)
+    billed = charge(seconds, 1.0, minc)
+    cost = charge(seconds, price, minc)
+    if market is not None:  # spot seconds at the price of their period (and the option's factor)
+        spot = df["market"].to_numpy() == "spot"
+        if spot.any():
+            zones = df["zone"].to_numpy()
+            for k, t in enumerate(types):
+                for z in np.unique(zones[spot & (codes == k)]):
+                    m = spot & (codes == k) & (zones == z)
+                    cost[m] = market.spot_cost(t, z, start[m], start[m] + billed[m])
+            price = np.where(spot, cost / np.where(billed > 0, billed, 1.0), price)
+    df["billed_seconds"] = billed
     df["price"] = price
-    df["cost"] = charge(seconds, price, minc)
+    df["cost"] = cost
     return df
 
 
-def bill(intervals, catalog=None, *, until: float | None = None) -> xr.Dataset:
+def bill(intervals, catalog=None, *, until: float | None = None, market=None) -> xr.Dataset:
     """Totals by instance type, zone and market (see the module docstring for the meter).
 
     Returns
@@ -179,7 +224,7 @@ def bill(intervals, catalog=None, *, until: float | None = None) -> xr.Dataset:
         Dims ``itype``, ``zone``, ``market``; variables ``cost`` (USD), ``billed_seconds`` and
         ``instance_seconds`` (s), ``instances`` (count); ``total_cost`` (USD, scalar).
     """
-    per = bill_instances(intervals, catalog, until=until)
+    per = bill_instances(intervals, catalog, until=until, market=market)
     ti, itypes = pd.factorize(per["itype"], sort=True)
     tz, zones = pd.factorize(per["zone"], sort=True)
     tm = per["market"].map({m: k for k, m in enumerate(MARKETS)}).to_numpy(dtype=int)

@@ -449,13 +449,20 @@ class SingleZone(TargetDuration):
 class _Placement(_Base):
     """Spot for ``spot_share`` of the target, on-demand for the rest and as fallback."""
 
-    def __init__(self, *, spot_share: float = 1.0, fallback: bool = True, **kw):
+    def __init__(self, *, spot_share: float = 1.0, fallback: bool = True,
+                 market_cap: float | None = None, wave_fallback: bool = False, **kw):
         super().__init__(**kw)
         if isinstance(spot_share, bool) or not isinstance(spot_share, (int, float)) \
                 or not 0 <= spot_share <= 1:
             raise HpclabError(f"spot_share must be a number in [0, 1], got {spot_share!r}")
         self.spot_share = float(spot_share)
         self.fallback = bool(fallback)
+        if market_cap is not None and (isinstance(market_cap, bool) or not isinstance(market_cap, (int, float))
+                                       or not 0 < market_cap <= 1):
+            raise HpclabError(f"market_cap must be a share of the spot target in (0, 1] or None, "
+                              f"got {market_cap!r}")
+        self.market_cap = None if market_cap is None else float(market_cap)
+        self.wave_fallback = bool(wave_fallback)
         self._notices: dict[tuple[str, str], float] = {}
         self._last_time = -math.inf
 
@@ -489,10 +496,41 @@ class _Placement(_Base):
         self._learn_refusals(state)
         return self._act(state, self.target_cores(state))
 
+    def _wave_recent(self, state) -> bool:
+        """A spot reclaim notice came within ``refusal_memory`` (a wave may be under way)."""
+        return any(state.time - t < self.refusal_memory for t in self._notices.values())
+
+    def _cap_markets(self, state, plan, spot_target: int) -> None:
+        """Diversification: spot launches keep each (type, zone) market within ``market_cap``
+        of the spot target (whole instances); what a cap turns away goes elsewhere or on-demand."""
+        summary = summarise(state)
+        cap = self.market_cap * spot_target
+        held = {(t, z): n * plan.slots(t) for (t, z, m), n in summary.places.items() if m == "spot"}
+        launch = plan.launch
+
+        def capped(itype, zone, market, need_cores):
+            if market != "spot":
+                return launch(itype, zone, market, need_cores)
+            s = plan.slots(itype)
+            room = int((cap - held.get((itype, zone), 0) + 1e-9) // s) * s
+            if room <= 0:
+                return None
+            out = launch(itype, zone, market, min(need_cores, room))
+            if out is not None:
+                held[itype, zone] = held.get((itype, zone), 0) + out.count * s
+            return out
+
+        plan.launch = capped
+
     def _fill(self, state, plan, need):
         spot_cores = summarise(state).spot_cores
         total_target = plan.serving_cores + need
-        spot_want = min(need, max(0, math.ceil(self.spot_share * total_target - 1e-9) - spot_cores))
+        spot_target = math.ceil(self.spot_share * total_target - 1e-9)
+        spot_want = min(need, max(0, spot_target - spot_cores))
+        if self.wave_fallback and self._wave_recent(state):
+            spot_want = 0  # a wave hit: replace and grow on-demand until it has passed
+        if self.market_cap is not None and spot_want > 0:
+            self._cap_markets(state, plan, spot_target)
         cands = self.candidates(state)
         spot = [c for c in cands if c[2] == "spot"]
         ondemand = [c for c in cands if c[2] == "on-demand"]
@@ -515,6 +553,11 @@ class SpotFirst(_Placement):
     order); a place that refused capacity (``state.refused``) or sent a spot reclaim notice within
     ``refusal_memory`` seconds is skipped. Whatever spot cannot supply, and the ``1 - spot_share``
     part of the target, is launched on-demand in the same order.
+
+    Knowing the market (both here and in :class:`GlobalPlacement`): ``market_cap`` (a share of
+    the spot target, e.g. 0.25) keeps any one (type, zone) market from holding more of the spot
+    capacity, so that one reclaim wave takes at most that share; ``wave_fallback=True`` launches
+    on-demand only while a reclaim notice is younger than ``refusal_memory`` (a wave is under way).
     """
 
     name = "spot-first"
@@ -541,6 +584,7 @@ class GlobalPlacement(_Placement):
     speed_factor)`` (:func:`price_per_work`) on the market being filled; after a capacity
     refusal or a spot reclaim at a place the next cheapest is used (E-HPC Instant). With
     ``spot_share=0`` it is on-demand only (policy name ``"global"``), else ``"global-spot"``.
+    ``market_cap`` and ``wave_fallback`` as in :class:`SpotFirst`.
     """
 
     def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, spot_share: float = 1.0, **kw):

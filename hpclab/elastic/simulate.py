@@ -10,10 +10,12 @@
   time and/or a seeded random shortage process; a request beyond it is partly or wholly refused,
   the refusal shows in ``PoolState.refused`` and the policy may look elsewhere; when capacity
   shrinks below use, spot instances are reclaimed (newest first);
-- **spot reclaims** arrive per instance as a Poisson process with the zone's
-  ``spot_reclaim_rate``; a reclaim is a notice (the instance takes no new task) and a hard kill
-  ``spot_notice`` seconds later if tasks are still running; killed tasks go back to the front of
-  the queue and their lost work is counted as *work redone*;
+- **spot reclaims** come from the run's :class:`~hpclab.elastic.faults.SpotMarket`: by default
+  in waves per (type, zone) market at the zone's mean ``spot_reclaim_rate`` per instance (or each
+  instance on its own, ``SpotMarket("independent")``), after any protection period; a reclaim is
+  a notice (the instance takes no new task) and a hard kill ``spot_notice`` seconds later if
+  tasks are still running; killed tasks go back to the front of the queue and their lost work is
+  counted as *work redone*;
 - **tasks** carry work in normalised compute units (seconds on a core of speed factor 1) and run
   ``work / speed_factor`` seconds on a core of a generation (catalog ``generations``); they are
   served first in, first out by the slot that frees first (exact greedy list scheduling,
@@ -174,7 +176,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
              capacity_noise: float = 0.0, capacity_interval: float = 3600.0, spot_capacity: float = 1.0,
              reclaim_scale: float = 1.0, reclaim_rate: float | None = None, linger: float = 3600.0,
              record_every: int = 1, progress: bool | None = None,
-             boot: Mapping[str, float] | None = None) -> SimResult:
+             boot: Mapping[str, float] | None = None, market=None) -> SimResult:
     """Run ``policy`` on the virtual clock.
 
     Parameters
@@ -219,6 +221,9 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     boot : mapping itype -> float, optional
         A fixed boot time (pool seconds, request to running) per type instead of the catalog's
         lognormal, e.g. the boots measured on a real run (:func:`replay`).
+    market : hpclab.elastic.faults.SpotMarket, optional
+        How spot reclaims come (default ``SpotMarket()``: in waves per (type, zone) market, at
+        the zones' mean rates) and how spot is priced (protection option, price path, bid).
 
     Returns
     -------
@@ -259,6 +264,11 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
             or not 0 <= spot_capacity <= 1:
         raise HpclabError(f"spot_capacity must be a number in [0, 1], got {spot_capacity!r}")
+    if market is not None:
+        from hpclab.elastic.faults import SpotMarket
+
+        if not isinstance(market, SpotMarket):
+            raise HpclabError(f"market must be a SpotMarket, got {type(market).__name__}")
     boot = dict(boot or {})
     for t, b in boot.items():
         if t not in limits.types:
@@ -294,7 +304,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
                  slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),
                  reclaim_scale=float(reclaim_scale), reclaim_rate=reclaim_rate, linger=float(linger),
-                 progress=progress, record_every=record_every, boot=boot).run()
+                 progress=progress, record_every=record_every, boot=boot, market=market).run()
     return _result(eng, cat, workload, getattr(policy, "name", type(policy).__name__))
 
 
@@ -312,7 +322,8 @@ def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
     instances = pd.DataFrame({"instance": ids, "itype": itype, "zone": zone, "market": market,
                               "start": grant, "ready": ready, "drain": ins.drain[:n],
                               "notice": ins.notice_t[:n], "end": end, "reason": reason})
-    the_bill = bill(instances[["instance", "itype", "zone", "market", "start", "end"]], cat, until=T)
+    the_bill = bill(instances[["instance", "itype", "zone", "market", "start", "end"]], cat, until=T,
+                    market=eng.market)
     log = _log(instances, T)
     # attempts and tasks
     na = att.n

@@ -55,7 +55,9 @@ sub-collective per local rank, each on its rail) and a final intra-node phase.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,7 +65,7 @@ from hpclab._validate import HpclabError, check_choice, check_finite_array, chec
 from hpclab.network.fabrics import Fabric, fabric as _fabric
 
 __all__ = ["OPS", "ALGORITHMS", "collective_time", "best_algorithm", "algorithm_times",
-           "busbw", "algbw", "busbw_factor", "sweep"]
+           "busbw", "algbw", "busbw_factor", "sweep", "nccl_time", "NCCL_ALGORITHMS", "NCCL_PROTOCOLS"]
 
 OPS = ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "alltoall", "barrier")
 
@@ -79,6 +81,9 @@ ALGORITHMS = {
 }
 ALL_ALGORITHMS = tuple(dict.fromkeys(a for algs in ALGORITHMS.values() for a in algs))
 OPTIONS = ("ranks_per_node", "intra_fabric", "topology")
+#: Options of ``library="nccl"`` (see :func:`nccl_time`).
+NCCL_OPTIONS = ("ranks_per_node", "intra_fabric", "nvls", "generation", "channels", "cpu", "launch",
+                "protocol", "topology")
 
 _RING_LIKE = {"ring"}
 
@@ -511,6 +516,12 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         reduce: intra + inter reduce(n); alltoall: intra alltoall(n, g) + inter alltoall(n, N);
         barrier: 2 intra + 1 inter barrier.
 
+    library : {"mpi", "nccl"}, optional
+        ``"mpi"`` (default): the MPI forms above. ``"nccl"``: NCCL's ring/tree/NVLS model with its
+        protocols and its own choice per size (:func:`nccl_time`; options ``nvls``,
+        ``protocol``, ``generation``, ``channels``, ``cpu``, ``launch``; ``algorithm`` then is
+        ``auto``, ``ring``, ``tree``, ``nvls`` or ``nvls_tree``; ``topology`` is ignored).
+
     Examples
     --------
     >>> from hpclab.network import Fabric, collective_time
@@ -518,6 +529,17 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
     >>> round(collective_time("allreduce", 1e6, 4, f, algorithm="ring") * 1e6, 3)  # 6 a + 1.5 n b
     1506.0
     """
+    library = options.pop("library", "mpi")
+    check_choice("library", library, ("mpi", "nccl"))
+    if library == "nccl":
+        unknown = set(options) - set(NCCL_OPTIONS)
+        if unknown:
+            raise HpclabError(f"unknown option {sorted(unknown)[0]!r} for library='nccl'; allowed: "
+                              f"{', '.join(NCCL_OPTIONS)}")
+        options.pop("topology", None)
+        options.setdefault("ranks_per_node", 1)
+        options.setdefault("intra_fabric", "nvlink")
+        return nccl_time(op, nbytes, ranks, fabric, algorithm=algorithm, **options)
     _check_op_alg(op, algorithm)
     n, p = _inputs(nbytes, ranks)
     ppn, intra, topo = _options(options)
@@ -607,33 +629,41 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
     p = p1.reshape(1, R, 1)
     shape = (len(ops), len(algs), F, R, S)
     time = np.full(shape, np.nan)
-    chosen = np.empty((len(ops), F, R, S), dtype=object)
+    width = max(len(a) for a in ALL_ALGORITHMS)
+    chosen = np.zeros((len(ops), F, R, S), dtype=f"<U{width}")  # "" unless auto is asked for
+    want_auto = "auto" in algs
     for i, o in enumerate(ops):
-        per = {a: np.broadcast_to(_time(o, a, n, p, net), (F, R, S)) for a in ALGORITHMS[o]}
-        stack = np.stack(list(per.values()))
-        idx = np.argmin(stack, axis=0)
-        chosen[i] = np.array(list(per), dtype=object)[idx]
-        best = np.take_along_axis(stack, idx[None], axis=0)[0]
+        # every algorithm only when "auto" is asked for (it picks among them); else just those asked
+        wanted = ALGORITHMS[o] if want_auto else [a for a in algs if a in ALGORITHMS[o]]
+        per = {a: np.broadcast_to(_time(o, a, n, p, net), (F, R, S)) for a in wanted}
+        if want_auto:
+            stack = np.stack(list(per.values()))
+            idx = np.argmin(stack, axis=0)
+            chosen[i] = np.array(list(per), dtype=chosen.dtype)[idx]
+            best = np.take_along_axis(stack, idx[None], axis=0)[0]
         for j, a in enumerate(algs):
             if a == "auto":
                 time[i, j] = best
             elif a in per:
                 time[i, j] = per[a]
-        time[i] = np.where((p <= 1) & ~np.isnan(time[i]), 0.0, time[i])
-    factor = np.stack([np.broadcast_to(np.asarray(busbw_factor(o, p1), dtype=float).reshape(1, R, 1),
-                                       (F, R, S)) for o in ops])[:, None]
+        if np.any(p1 <= 1):
+            time[i][:, :, p1 <= 1, :] = np.where(np.isnan(time[i][:, :, p1 <= 1, :]), np.nan, 0.0)
+    factor = np.stack([np.asarray(busbw_factor(o, p1), dtype=float).reshape(1, R, 1)
+                       for o in ops])[:, None]  # (op, 1, 1, R, 1): broadcasts, never copied out
     with np.errstate(divide="ignore", invalid="ignore"):
-        alg_bw = np.where(time > 0, n / time, np.nan)
-    isbar = np.array([o == "barrier" for o in ops]).reshape(-1, 1, 1, 1, 1)
-    alg_bw = np.where(isbar, np.nan, alg_bw)
+        alg_bw = n / time
+    alg_bw[~(time > 0)] = np.nan
+    for i, o in enumerate(ops):
+        if o == "barrier":
+            alg_bw[i] = np.nan
     coords = {"op": ops, "algorithm": algs, "fabric": names, "ranks": p1.astype(int), "nbytes": n1}
     dims = ("op", "algorithm", "fabric", "ranks", "nbytes")
     ds = xr.Dataset(
         {"time": (dims, time, {"units": "s", "long_name": "collective time"}),
          "algbw": (dims, alg_bw, {"units": "B/s", "long_name": "algorithm bandwidth (nccl-tests)"}),
          "busbw": (dims, alg_bw * factor, {"units": "B/s", "long_name": "bus bandwidth (nccl-tests)"}),
-         "chosen": (("op", "fabric", "ranks", "nbytes"), chosen.astype(str),
-                    {"long_name": "algorithm picked by auto"})},
+         "chosen": (("op", "fabric", "ranks", "nbytes"), chosen,
+                    {"long_name": "algorithm picked by auto (empty unless 'auto' was asked for)"})},
         coords=coords,
         attrs={"model": "Hockney alpha-beta-gamma, Thakur, Rabenseifner & Gropp 2005",
                "ranks_per_node": ppn, "intra_fabric": intra.name,
@@ -641,3 +671,213 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
     ds["nbytes"].attrs["units"] = "B"
     ds["ranks"].attrs["units"] = "1"
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# NCCL: ring / tree / NVLS with the LL, LL128 and Simple protocols, as NCCL's tuner models them
+
+NCCL_OPS = ("allreduce", "allgather", "reduce_scatter", "broadcast", "reduce")
+NCCL_ALGORITHMS = ("tree", "ring", "nvls", "nvls_tree")
+NCCL_PROTOCOLS = ("LL", "LL128", "Simple")
+_GENERATIONS = ("volta", "ampere", "hopper", "blackwell")
+
+
+@lru_cache(maxsize=1)
+def _nccl_constants() -> dict:
+    """NCCL's tuner constants (``data/reference/collectives.yaml``, ``nccl_tuning``)."""
+    import yaml
+
+    from hpclab._paths import data_dir
+
+    doc = yaml.safe_load((data_dir() / "reference" / "collectives.yaml").read_text())
+    return doc["nccl_tuning"]
+
+
+def _nccl_table(op, p, nodes, ppn, b_intra, b_inter, gen, channels, cpu, nvls):
+    """NCCL's (latency us, algorithm bandwidth GB/s) per (algorithm, protocol) for one
+    communicator: ``ncclTopoTuneModel`` of NVIDIA/nccl src/graph/tuning.cc, with the graph's
+    ``nChannels x bwIntra`` = the intra-node bus bandwidth ``b_intra`` and ``nChannels x bwInter`` =
+    the host's links times one link's bandwidth ``b_inter`` (GB/s). Returns {(alg, proto): (lat, bw)}
+    with bw 0 where NCCL does not run that pair."""
+    k = _nccl_constants()
+    gi = _GENERATIONS.index(gen)
+    col = 0 if nodes <= 1 else (1 if nodes == 2 else 2)
+    C = float(channels)
+    ll_max = (k["ll_max_bw"]["single_node"][gen] if nodes == 1 else k["ll_max_bw"][cpu][col])
+    tree_max = k["per_channel_max_tree_bw"][gen][col]
+    ring_ll128_max = k["per_channel_max_ring_ll128_bw"][gen][col]
+    tree_ll128_max = k["per_channel_max_tree_ll128_bw"][gen][col]
+    nvls_tree_max = k["per_channel_max_nvls_tree_bw"][gen][col]
+    nsteps = {"allreduce": 2 * (p - 1), "reduce_scatter": p - 1, "allgather": p - 1}.get(op, p)
+    out = {}
+    for a in NCCL_ALGORITHMS:
+        if op in ("broadcast", "reduce") and a != "ring":
+            continue
+        if op in ("allgather", "reduce_scatter") and a not in ("ring", "nvls"):
+            continue
+        if a in ("nvls", "nvls_tree") and (not nvls or gen not in ("hopper", "blackwell")):
+            continue
+        if a == "nvls" and nodes > 1:  # NVLS across nodes needs CollNet (SHARP); not modelled
+            continue
+        if a == "nvls_tree" and (nodes == 1 or op != "allreduce"):
+            continue
+        if a == "tree" and op != "allreduce":
+            continue
+        for pi, proto in enumerate(NCCL_PROTOCOLS):
+            if a in ("nvls", "nvls_tree") and proto != "Simple":
+                continue
+            per_ch = (b_intra if nodes <= 2 else min(b_intra, b_inter)) / C
+            if a in ("nvls", "nvls_tree"):
+                intra = b_intra / C * k["nvls_efficiency"][gen] * (C - 1) / C
+                intra *= 2.0 if op == "allreduce" else (ppn - 1) / ppn
+                inter = (b_inter / C) * (2 if (nodes <= 2 and a == "nvls_tree") else 1) if nodes > 1 else intra
+                per_ch = min(intra, inter, nvls_tree_max if a == "nvls_tree" else np.inf)
+            bus = C * per_ch
+            if a == "ring" and proto == "LL":
+                bus = min(ll_max, bus * 0.5)
+            if a == "ring" and proto == "LL128":
+                bus = min(bus * 0.92, C * ring_ll128_max)
+            if a == "tree" and op == "allreduce":
+                bus = min(bus * 0.92, C * tree_max)
+            if a == "tree" and proto == "LL":
+                bus = min(bus / 3.8, ll_max)
+            if a == "tree" and proto == "LL128":
+                bus = min(bus * (7.0 / 9.0 if nodes == 1 else 120.0 / 128.0), C * tree_ll128_max)
+            ratio = p / nsteps if a in ("ring", "nvls", "nvls_tree") else 0.5
+            bw = bus * ratio
+            lat = k["base_latency_us"][a][pi]
+            hw_intra = k["hw_latency_us"]["nvlink"][a][pi]
+            inter_lat = k["hw_latency_us"]["net"]["tree" if ppn == 1 else a][pi]
+            if a == "ring":
+                if op in ("broadcast", "reduce"):
+                    lat += nsteps * k["hw_latency_us"]["nvlink" if nodes == 1 else "net"]["tree" if proto == "Simple" else a][pi]
+                else:
+                    overhead = 0.0
+                    if nodes > 1:
+                        overhead = k["net_overhead_us"][cpu] * (3 if proto == "Simple" else 1)
+                    intra_lat = max(hw_intra, overhead)
+                    n_inter = 0 if nodes == 1 else (2 * (nodes - 1) if op == "allreduce" else nodes - 1)
+                    lat += (nsteps - n_inter) * intra_lat + n_inter * inter_lat
+            elif a == "tree":
+                lat += 2 * ((ppn - 1) * hw_intra + math.floor(math.log2(nodes)) * inter_lat)
+            elif a == "nvls":
+                lat = hw_intra + (inter_lat if nodes > 1 else 0.0)
+            elif a == "nvls_tree":
+                lat += hw_intra + 2 * math.floor(math.log2(nodes)) * inter_lat
+            out[(a, proto)] = (lat, bw)
+    return out
+
+
+def nccl_time(op, nbytes, ranks, fabric="rdma-hpn7", *, ranks_per_node=8, intra_fabric="nvlink",
+              algorithm="auto", protocol="auto", nvls=False, generation=None, channels=None,
+              cpu="intel", launch=True, choice=False):
+    """Seconds one NCCL collective takes on GPU hosts, by NCCL's own tuning model.
+
+    NCCL runs rings and trees (and, on Hopper and later with NVLink SHARP, NVLS in the switch)
+    over ``C`` channels, each pipelining its intra-node (NVLink) and network legs in chunks, with
+    one of three protocols: LL (8-byte flag+data stores, lowest latency, half the bandwidth at
+    most), LL128 (128-byte lines, about 92% of it) and Simple (full bandwidth, highest latency).
+    For each (algorithm, protocol) its tuner (``ncclTopoTuneModel``, NVIDIA/nccl
+    src/graph/tuning.cc) sets a latency ``L`` (a base plus per-step NVLink and network
+    latencies: ring ``(nsteps - k) l_intra + k l_net`` with ``k = 2 (N - 1)`` inter-node steps for
+    an allreduce; tree ``2 ((g - 1) l_intra + floor(lg N) l_net)``) and a bus bandwidth ``B``
+    (``C x`` the per-channel bandwidth of the graph, intra-node on up to 2 hosts, else the
+    host's links; capped per protocol), converted to algorithm bandwidth (ring ``p / nsteps``,
+    tree 1/2); then ``t = L + n / B`` (``ncclTopoGetAlgoTime``, with its tree correction
+    factors and the ring plateau factor) and NCCL picks the fastest pair. hpclab adds one kernel
+    launch (``launch_overhead_us``, an assumption) to what an nccl-tests iteration measures.
+
+    Parameters
+    ----------
+    op : {"allreduce", "allgather", "reduce_scatter", "broadcast", "reduce"}
+    nbytes, ranks : array_like
+        nccl-tests ``size`` convention (module docstring) and GPUs; broadcast together.
+    fabric : Fabric or str
+        One link between hosts; its bandwidth times ``links_per_host`` is the host's.
+    ranks_per_node : int
+        GPUs per host (``g``).
+    intra_fabric : Fabric or str
+        NVLink (``nvlink`` H100-class, ``nvlink3`` A100): its bandwidth is the intra-node bus
+        bandwidth; its name gives the GPU generation unless ``generation`` is given.
+    algorithm : {"auto", "ring", "tree", "nvls", "nvls_tree"}
+    protocol : {"auto", "LL", "LL128", "Simple"}
+    nvls : bool
+        NVLink SHARP (in-switch reduction) available (Hopper, Blackwell).
+    generation : {"volta", "ampere", "hopper", "blackwell"}, optional
+    channels : int, optional
+        NCCL channels (default ``data/reference/collectives.yaml``: 16).
+    cpu : {"intel", "amd"}
+        Host CPU vendor (NCCL's network overhead and LL bandwidth caps depend on it).
+    launch : bool
+        Add the kernel launch overhead.
+    choice : bool
+        Also return the (algorithm, protocol) chosen per point, as arrays of names.
+
+    Returns
+    -------
+    float or numpy.ndarray (and, with ``choice``, two arrays of names)
+    """
+    check_choice("op", op, NCCL_OPS)
+    check_choice("algorithm", algorithm, ("auto",) + NCCL_ALGORITHMS)
+    check_choice("protocol", protocol, ("auto",) + NCCL_PROTOCOLS)
+    check_choice("cpu", cpu, ("intel", "amd"))
+    n, p = _inputs(nbytes, ranks)
+    ppn = check_positive("ranks_per_node", ranks_per_node, integer=True)
+    k = _nccl_constants()
+    intra = _fabric(intra_fabric)
+    inter = _fabric(fabric)
+    gen = generation or k["generation_of_intra_fabric"].get(intra.name, "hopper")
+    check_choice("generation", gen, _GENERATIONS)
+    C = int(channels or k["channels"]["value"])
+    check_positive("channels", C, integer=True)
+    b_intra = intra.bandwidth / 1e9
+    b_inter = inter.bandwidth * inter.links_per_host / 1e9
+    launch_us = float(k["launch_overhead_us"]["value"]) if launch else 0.0
+    corr = np.asarray(k["tree_correction"], dtype=float)
+    plateau = k["ring_simple_plateau"]["ampere_and_later" if gen != "volta" else "pre_ampere"]
+    out = np.full(n.shape, np.inf)
+    best_a = np.full(n.shape, "", dtype=object)
+    best_p = np.full(n.shape, "", dtype=object)
+    for pv in np.unique(p):
+        sel = p == pv
+        pv = int(pv)
+        if pv <= 1:
+            out[sel] = 0.0
+            continue
+        g = min(ppn, pv)
+        nodes = int(math.ceil(pv / g))
+        table = _nccl_table(op, pv, nodes, g, b_intra, b_inter, gen, C, cpu, nvls)
+        nb = n[sel]
+        log_size = np.floor(np.log2(np.maximum(nb, 64) / 64)).astype(int)
+        best = np.full(nb.shape, np.inf)
+        ba = np.full(nb.shape, "", dtype=object)
+        bp = np.full(nb.shape, "", dtype=object)
+        for (a, proto), (lat, bw) in table.items():
+            if algorithm != "auto" and a != algorithm:
+                continue
+            if protocol != "auto" and proto != protocol:
+                continue
+            if bw <= 0:
+                continue
+            pi = NCCL_PROTOCOLS.index(proto)
+            bwv = np.full(nb.shape, bw)
+            if a == "tree" and op == "allreduce":
+                inside = (log_size >= 0) & (log_size < 23)
+                bwv = np.where(inside, bw * corr[pi][np.clip(log_size, 0, 23)], bwv)
+            latv = np.full(nb.shape, lat)
+            if a == "ring" and proto == "Simple" and nodes > 1 and op == "allreduce":
+                latv = np.where(nb / (C * pv) >= 64, lat * plateau, latv)
+            t = latv + nb / (1000.0 * bwv)  # us (NCCL: bytes / (1000 x GB/s) = us)
+            better = t < best
+            best = np.where(better, t, best)
+            ba = np.where(better, a, ba)
+            bp = np.where(better, proto, bp)
+        if not np.all(np.isfinite(best)):
+            raise HpclabError(f"no NCCL algorithm runs {op} with algorithm={algorithm!r}, "
+                              f"protocol={protocol!r} on {pv} ranks (nvls={nvls}, generation {gen})")
+        out[sel] = (best + launch_us) * 1e-6
+        best_a[sel], best_p[sel] = ba, bp
+    t = _out(out)
+    if choice:
+        return t, best_a.astype(str), best_p.astype(str)
+    return t

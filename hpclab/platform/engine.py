@@ -527,18 +527,58 @@ class Pool:
 
 
 class Slurm:
-    """Priority + FIFO queue with EASY backfill on one pool (whole nodes)."""
+    """Priority + FIFO queue with backfill on one pool (whole nodes).
 
-    def __init__(self, eng, pool, *, backfill=True, depth=100):
+    The defaults are EASY backfill at every event (module docstring). The other options model
+    a real Slurm (``sched/backfill``) on this point, as measured against Slurm 22.05 on one host
+    (``docs/platform.md``, ``data/reference/slurm_replay.csv``):
+
+    limit_unit : float
+        Time limits are whole multiples of this many seconds (Slurm: 60, limits are minutes);
+        the queue plans (reservations, backfill) and kills at ``ceil(req / limit_unit)``
+        units. 0: the requested time as it is.
+    bf_interval : float or None
+        None: backfill at every event. Else Slurm's split: at each submit and completion only
+        the main scheduler runs (priority order, starting jobs from the head while they fit,
+        stopping at the first that does not); backfill passes run every ``bf_interval``
+        seconds (at its multiples) while jobs wait.
+    reserve : {"head", "host"}
+        "head": only the head job holds a reservation (EASY). "host": every waiting job a
+        backfill pass examines and cannot start reserves the whole pool from its earliest start
+        (by the limits of the running jobs) for its limit: Slurm's backfill reserves for every
+        pending job it tests, and its reservations are whole nodes, so on one host (a pool of
+        one-core nodes standing for its cores) they block the host. A later job then starts
+        only if it fits now and ends, by its limit, before every reservation.
+    launch_latency : float
+        Seconds a job holds its nodes beyond its run time (Slurm: launch and completion of the
+        batch script).
+    """
+
+    RESERVE = ("head", "host")
+
+    def __init__(self, eng, pool, *, backfill=True, depth=100, limit_unit=0.0, bf_interval=None,
+                 reserve="head", launch_latency=0.0):
+        from hpclab._validate import check_choice, check_nonnegative, check_positive
+
         self.eng = eng
         self.pool = pool
         self.backfill = backfill
         self.depth = depth
         self.queue: list[int] = []
         self.qkeys: list[tuple] = []
-        self.ends: list[tuple] = []  # (estimated end, job) of running jobs, sorted
+        self.ends: list[tuple] = []  # (planned end: start + limit, job) of running jobs, sorted
+        self.planned: dict = {}  # job -> its entry's planned end
         self.cache = None  # (pool version, shadow, extra) while the head is blocked
         self.first_shadow = {}  # job -> the first reservation it was given as head
+        self.limit_unit = check_nonnegative("limit_unit", limit_unit)
+        self.bf_interval = None if bf_interval is None else check_positive("bf_interval",
+                                                                           bf_interval)
+        self.reserve = check_choice("reserve", reserve, self.RESERVE)
+        self.launch_latency = check_nonnegative("launch_latency", launch_latency)
+        u = self.limit_unit
+        # the time limit each job is planned and killed with
+        self.lim = eng.req if u <= 0 else [max(math.ceil(r / u - 1e-9), 1) * u for r in eng.req]
+        self._tick_at = INF
 
     def submit(self, j, t):
         eng = self.eng
@@ -556,8 +596,10 @@ class Slurm:
         c = self.cache
         if idx > 0 and c is not None and c[0] == self.pool.version:
             # nothing was freed since the last pass and the head is unchanged: only the newcomer
-            # may start, by backfill
-            if self.backfill and idx < self.depth:
+            # may start, by backfill (at the next backfill pass, with a bf_interval)
+            if self.bf_interval is not None:
+                self._arm(t)
+            elif self.backfill and idx < self.depth:
                 self._try_backfill(idx, t, c)
             self.pool.autoscale(t)
             return
@@ -568,20 +610,20 @@ class Slurm:
         pool = self.pool
         nodes = pool.take_whole(plan)
         f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
-        req = eng.req[j] * f
-        dur = min(eng.run[j] * f, req)
+        req = self.lim[j] * f
+        dur = min(eng.run[j] * f + self.launch_latency, req)
         del self.queue[idx]
         del self.qkeys[idx]
         pool.q_whole -= eng.pods[j]
         insort(self.ends, (t + req, j))
+        self.planned[j] = t + req
         eng.started(j, t, dur, nodes, len(plan), f, pool)
         eng.live += 1
         eng.clock.at(t + dur, EV_FINISH, self, j, 0)
 
     def finish(self, j, t):
         eng = self.eng
-        est = eng.est_end[j]
-        i = bisect_left(self.ends, (est, j))
+        i = bisect_left(self.ends, (self.planned.pop(j), j))
         del self.ends[i]
         eng.released(j, t, self.pool, eng.alloc[j], self.pool.G)
         self.pool.release_whole(t, eng.alloc[j])
@@ -618,7 +660,7 @@ class Slurm:
 
     def _try_backfill(self, i, t, cache):
         """Start queue[i] now if it fits and does not delay the head's reservation: it ends (by
-        its request, slowed by its placement) before the shadow time, or it uses only extra
+        its limit, slowed by its placement) before the shadow time, or it uses only extra
         nodes."""
         shadow = cache[1]
         eng = self.eng
@@ -628,7 +670,7 @@ class Slurm:
         k = eng.pods[j]
         if k > pool.n_idle:
             return False
-        req = eng.req[j]
+        req = self.lim[j]
         if t + req <= shadow:  # may end in time (the placement may still slow it down)
             plan = pool.plan_whole(k)
             f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
@@ -655,6 +697,32 @@ class Slurm:
             self.schedule(t)
 
     def schedule(self, t):
+        """The main scheduler (start from the head while jobs fit), then a backfill pass unless
+        backfill runs on its own interval."""
+        if self._main(t) and self.backfill and self.bf_interval is None:
+            self._backfill(t)
+
+    def policy_tick(self, t, _n=-1, _=0):
+        """A backfill pass (every ``bf_interval`` seconds while jobs wait)."""
+        if t != self._tick_at:
+            return  # superseded by an earlier tick
+        self._tick_at = INF
+        if self._main(t) and self.backfill:
+            self._backfill(t)
+        if self.queue:
+            self._arm(t)
+
+    def _arm(self, t):
+        if not self.backfill:
+            return
+        nxt = (math.floor(t / self.bf_interval + 1e-9) + 1) * self.bf_interval
+        if nxt < self._tick_at:
+            self._tick_at = nxt
+            self.eng.clock.at(nxt, EV_TICK, self, -1, 0)
+
+    def _main(self, t):
+        """Start jobs from the head while they fit; with jobs left, set the head's reservation
+        and return True."""
         eng = self.eng
         pool = self.pool
         q = self.queue
@@ -668,17 +736,30 @@ class Slurm:
         if not q:
             self.cache = None
             pool.guard_shadow, pool.guard_extra = INF, 0
-            return
+            return False
         pool.autoscale(t)
         head = q[0]
         shadow, extra = self._shadow(t, pods[head])
         if head not in self.first_shadow and self.reachable:
             self.first_shadow[head] = shadow
+        if self.reserve == "host":
+            extra = 0  # the head's reservation holds the whole host
         self.cache = (pool.version, shadow, extra)
         pool.guard_shadow, pool.guard_extra = shadow, extra
-        if not self.backfill:
+        if self.bf_interval is not None:
+            self._arm(t)
+        return True
+
+    def _backfill(self, t):
+        if self.reserve == "host":
+            self._backfill_host(t)
             return
-        req = eng.req
+        eng = self.eng
+        pool = self.pool
+        q = self.queue
+        pods = eng.pods
+        shadow, extra = self.cache[1], self.cache[2]
+        lim = self.lim
         depth = self.depth
         n_idle = pool.n_idle
         i = 1
@@ -686,11 +767,39 @@ class Slurm:
             j = q[i]
             k = pods[j]
             # cheap necessary conditions before the full check (which plans the placement)
-            if k <= n_idle and (k <= extra or t + req[j] <= shadow) and self._try_backfill(i, t, self.cache):
+            if k <= n_idle and (k <= extra or t + lim[j] <= shadow) and self._try_backfill(i, t, self.cache):
                 n_idle = pool.n_idle
                 extra = pool.guard_extra
                 continue
             i += 1
+
+    def _backfill_host(self, t):
+        """Every examined job that cannot start reserves the whole pool from its earliest start
+        for its limit; a job starts now if it fits and ends before the earliest reservation."""
+        eng = self.eng
+        pool = self.pool
+        q = self.queue
+        pods = eng.pods
+        lim = self.lim
+        first = INF  # earliest start of a reservation (each blocks the pool)
+        i = 1  # the head (queue[0]) does not fit: _main started every head that did
+        e, _ = self._shadow(t, pods[q[0]])
+        if self.reachable:
+            first = e
+        while i < len(q) and i < self.depth:
+            j = q[i]
+            k = pods[j]
+            if k <= pool.n_idle and t + lim[j] <= first:
+                self._start(j, t, pool.plan_whole(k), i)
+                eng.backfilled[j] = True
+                continue
+            if k > pool.n_idle:
+                e, _ = self._shadow(t, k)
+                if self.reachable and e + lim[j] <= first:
+                    first = e  # its reservation comes before every other
+            i += 1
+        self.cache = (pool.version, first, 0)
+        pool.guard_shadow, pool.guard_extra = first, 0
 
 
 class Kube:

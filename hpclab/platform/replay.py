@@ -135,7 +135,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            min_nodes: int = 0, cpu_segment: int | None = None, gpu_segment: int | None = None,
            cpu_topology=None, gpu_topology=None,
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
-           scaler=None, tick: float = 60.0,
+           scaler=None, tick: float = 60.0, slurm: dict | None = None,
            record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
@@ -186,6 +186,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         queued work or nodes (slots are task slots; see :meth:`engine.Pool.pool_state`).
     tick : float
         Seconds of virtual time between two policy decisions (with ``scaler``).
+    slurm : dict, optional
+        Options of the Slurm-like queue that model a real Slurm (:class:`engine.Slurm`:
+        ``limit_unit``, ``bf_interval``, ``reserve``, ``launch_latency``; docs/platform.md).
     record : bool
         Keep a per-node log of pod starts and releases (for checks; slower).
     progress : bool
@@ -216,12 +219,13 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     kw = dict(elastic=elastic, catalog=cat, placement=placement, idle_timeout=idle_timeout,
               min_nodes=min_nodes, market=market, rng=rng)
     eng = Engine(jobs, record=record)
+    slurm_opts = dict(slurm or {})
     if policy == "unified":
         cpu = _make_pool("cpu", cpu_type, cpu_nodes + data_nodes, seg_nodes=cpu_segment, topology=cpu_topology,
                          **kw)
         gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
         pools = [cpu, gpu]
-        slurm = Slurm(eng, cpu, backfill=backfill, depth=depth)
+        slurm = Slurm(eng, cpu, backfill=backfill, depth=depth, **slurm_opts)
         kube = Kube(eng, {"train": gpu, "infer": gpu, "data": cpu}, depth=depth, strategy=kube_strategy)
         by_kind = {"hpc": cpu, "train": gpu, "infer": gpu, "data": cpu}
     else:
@@ -229,7 +233,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
         dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, topology=cpu_topology, **kw)
         pools = [hpc, gpu, dat]
-        slurm = Slurm(eng, hpc, backfill=backfill, depth=depth)
+        slurm = Slurm(eng, hpc, backfill=backfill, depth=depth, **slurm_opts)
         kube = Kube(eng, {"train": gpu, "infer": gpu, "data": dat}, depth=depth, strategy=kube_strategy)
         by_kind = {"hpc": hpc, "train": gpu, "infer": gpu, "data": dat}
     router = Router({"hpc": slurm, "train": kube, "infer": kube, "data": kube}, pools)

@@ -16,7 +16,7 @@ __all__ = ["breakdown_figure", "memory_figure", "straggler_figure", "goodput_fig
            "requirements_figure", "validation_figure", "panel_model", "llm_panel", "report_part",
            "layout_labels"]
 
-_PART_LABELS = {"compute_time": "compute", "tp_comm": "TP comm (NVLink)", "cp_comm": "CP comm",
+_PART_LABELS = {"compute_time": "compute", "tp_comm": "TP comm (NVLink)", "cp_comm": "CP comm", "ep_comm": "EP all-to-all",
                 "bubble": "pipeline bubble", "pp_comm": "PP p2p", "dp_comm": "DP comm (exposed)",
                 "optimizer_step": "optimizer"}
 _MEM_PARTS = ("weights", "gradients", "optimizer_mem", "activations", "reserve")
@@ -197,15 +197,16 @@ def requirements_figure(ds, target=0.99, title=None):
 
 
 def validation_figure(ds, title=None):
-    """Predicted against published (one point per reference row, the calibration row starred),
+    """Predicted against published (one point per reference row, the calibration rows starred),
     with y = x and the tolerance band; MFU rows and TFLOP/s rows both shown as % of peak-like
     ratios to the published value."""
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.plotting import figure
 
     tol = ds.attrs["tolerance"]
-    title = title or (f"Model vs published runs (efficiency {ds.attrs['efficiency']:.3f} calibrated "
-                      f"on {ds.attrs['calibration_row']}; band ±{100 * tol:.0f}%)")
+    title = title or (f"Model vs published runs (FLOP/s efficiency {ds.attrs['efficiency_by_generation']}, "
+                      f"HBM {ds.attrs['memory_efficiency']:.3f}, fitted on "
+                      f"{int(ds.calibration.sum())} rows; band ±{100 * tol:.0f}%)")
     fig = figure(title=title, width=760, height=380, x_axis_label="reference row",
                  y_axis_label="predicted / published", x_range=list(ds.row.values),
                  tools="save,reset")
@@ -344,6 +345,6 @@ def report_part():
         "goodput OSS [%]": round(100 * float(good.optimal_goodput.sel(storage="oss")), 2)})
     text = (f"GPT-3 175B on 1,024 H800 GPUs, global batch {fab.attrs['global_batch']} sequences; "
             f"{int(val.within_tolerance.sum())}/{val.sizes['row']} published runs within "
-            f"±{100 * val.attrs['tolerance']:.0f}% after calibrating one efficiency factor.")
+            f"±{100 * val.attrs['tolerance']:.0f}% after fitting three efficiencies on three rows.")
     return Part(figures=[breakdown_figure(fab, by="fabric", title="Best layout per fabric"),
                          goodput_figure(good), validation_figure(val)], table=table, text=text)

@@ -89,20 +89,24 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
     sim = simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
                    seed=s.seed, slots=slots, capacity=s.pool["capacity"],
                    spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
-                   boot=s.pool["boot"] or None, progress=progress)
+                   boot=s.pool["boot"] or None, progress=progress, market=s.spot_market())
     data = {"tasks": sim.tasks, **(data or {})}
     return from_simulation(s, sim, catalog=cat, data=data, extra=extra, units=units)
 
 
-def real_pool(s, limits, slots, policy, cat):
+def real_pool(s, limits, slots, policy, cat, needs=()):
     """The real pool of a scenario: an ElasticPool of emulated instances on this machine, or the
-    same accounting attached to the scheduler at ``cluster.address``."""
+    same accounting attached to the scheduler at ``cluster.address`` (whose workers are first
+    checked for this hpclab and the packages in ``needs``: one line and exit 2 within seconds)."""
     import logging
 
     from hpclab.elastic.pool import AttachedPool, ElasticPool
 
     c = s.cluster
     if c["kind"] == "address":
+        from hpclab.elastic._pool_attach import connect
+
+        connect(c["address"], needs=needs).close()  # reachable, and its workers can run the work
         if len(limits.types) != 1 or len(limits.zones) != 1:
             raise HpclabError(f"{s.source}: pool.types: a pool attached to a scheduler address is "
                               f"one instance type in one zone, got {len(limits.types)} types and "
@@ -115,7 +119,7 @@ def real_pool(s, limits, slots, policy, cat):
                           "emulated pools yet; use local or address")
     return ElasticPool(limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
                        policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
-                       silence_logs=logging.CRITICAL)
+                       faults=s.spot_faults(), silence_logs=logging.CRITICAL)
 
 
 def run_real(s, wl, *, progress: bool = False):

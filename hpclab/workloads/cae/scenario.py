@@ -82,9 +82,9 @@ class CAEScaling:
         rows = []
         wall0 = time.perf_counter()
         if c["kind"] == "address":
-            from distributed import Client
+            from hpclab.elastic._pool_attach import connect
 
-            with Client(c["address"], timeout="10s") as client:
+            with connect(c["address"], needs=("numba",)) as client:
                 n = len(client.scheduler_info()["workers"])
                 rows.append((n, run_heat(p["real_grid"], p["ndim"], steps=p["steps"], client=client,
                                          steps_per_exchange=p["steps_per_exchange"])))

@@ -10,7 +10,7 @@ from hpclab.workloads.llm.model import Transformer, model_names, transformer
 from hpclab.workloads.llm.parallel import (RECOMPUTE, ZERO_STAGES, check_layout, default_efficiency,
                                            layouts, memory, search, step_time)
 from hpclab.workloads.llm.plan import (BREAKDOWN, compare_fabrics, default_global_batch,
-                                       goodput_requirements, plan)
+                                       goodput_requirements, network_separation, plan)
 from hpclab.workloads.llm.reliability import (checkpoint_bytes, checkpoint_time, goodput,
                                               goodput_at_optimum, goodput_curve, interruptions, mtbf,
                                               simulate_goodput, young_daly)
@@ -22,4 +22,5 @@ __all__ = ["Transformer", "transformer", "model_names", "Cluster", "cluster", "D
            "default_efficiency", "calibrate", "validate", "reference", "interruption_reference",
            "straggler_step_time", "checkpoint_bytes", "checkpoint_time", "mtbf", "young_daly",
            "goodput", "goodput_at_optimum", "simulate_goodput", "goodput_curve", "interruptions",
-           "BREAKDOWN", "compare_fabrics", "default_global_batch", "goodput_requirements", "plan"]
+           "BREAKDOWN", "compare_fabrics", "default_global_batch", "goodput_requirements", "plan",
+           "network_separation"]

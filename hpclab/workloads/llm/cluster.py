@@ -18,7 +18,8 @@ class Cluster:
     node : hpclab.catalog.InstanceType
         The GPU node (``gpus``, ``gpu_peak_flops``, ``gpu_memory``, ``gpu_memory_bandwidth``).
     fabric : hpclab.network.Fabric
-        The backend (GPU-to-GPU, inter-node) network, one rail as the catalog states it.
+        The backend (GPU-to-GPU, inter-node) network, one rail as the catalog states it, with
+        ``links_per_host`` set from the node's NIC count.
     intra : hpclab.network.Fabric
         The fabric inside a node (NVLink).
     storage : hpclab.catalog.Storage
@@ -98,7 +99,8 @@ def cluster(node: str = "lingjun.8xh800", fabric: str = "rdma-hpn7", *, intra: s
 
     ``intra`` defaults to the node's NVLink fabric (``nvlink`` or ``nvlink3``, whichever the node
     lists), with the node's own NVLink bandwidth. ``fabric`` need not be one the node lists:
-    planning "this node on eRDMA" is allowed. ``topology="auto"`` takes
+    planning "this node on eRDMA" is allowed. The backend's links per host are the node's
+    ``nics`` (instance type), capped by the fabric's ``links_per_host`` (1 for VPC fabrics). ``topology="auto"`` takes
     ``DEFAULT_TOPOLOGY[fabric]`` (HPN 7.0 segments for ``rdma-hpn7``, a placement group on a
     3:1 Clos for ``erdma``/``tcp-vpc``, a non-blocking fat tree for InfiniBand); None for none.
     """
@@ -121,6 +123,11 @@ def cluster(node: str = "lingjun.8xh800", fabric: str = "rdma-hpn7", *, intra: s
         from hpclab.network import topology as _topology
 
         topology = _topology(topology)
-    return Cluster(node=inst, fabric=_fabric(fabric, cat), intra=intra_fab,
+    backend = _fabric(fabric, cat)
+    # the host owns its link count: a fabric describes one link and may drive up to
+    # links_per_host of the host's NICs (1 for the VPC fabrics)
+    links = max(1, min(int(backend.links_per_host), int(getattr(inst, "nics", 1))))
+    backend = backend.with_(links_per_host=links)
+    return Cluster(node=inst, fabric=backend, intra=intra_fab,
                    storage=cat.storage(storage), reliability=cat.reliability(reliability),
                    topology=topology)

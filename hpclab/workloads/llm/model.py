@@ -48,6 +48,15 @@ class Transformer:
     dropout : bool
         Dropout after attention and FFN (GPT, Megatron's default 0.1): its masks are stored for
         the backward pass (1 byte per element, Korthikanti et al. 2022). Llama trains without.
+    experts, top_k : int, optional
+        Mixture of experts: routed experts per MoE layer (0: a dense model) and experts each
+        token is routed to (default 2).
+    expert_ffn, shared_experts, dense_layers : int, optional
+        FFN inner size of one expert (default ``ffn``), experts every token also goes through
+        (DeepSeek's shared experts), and leading layers that keep a dense FFN of size ``ffn``.
+    attention_params : int, optional
+        Matrix weights of one attention block when it is not the GQA form ``2h^2 + 2h kv``
+        (DeepSeek's multi-head latent attention); 0 = the GQA form.
     """
 
     name: str
@@ -63,7 +72,14 @@ class Transformer:
     tied_embeddings: bool = True
     learned_positions: bool = True
     dropout: bool = True
+    experts: int = 0
+    top_k: int = 0
+    expert_ffn: int = 0
+    shared_experts: int = 0
+    dense_layers: int = 0
+    attention_params: int = 0
     published_params: float = 0.0
+    published_active_params: float = 0.0
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -75,6 +91,21 @@ class Transformer:
             object.__setattr__(self, "ffn", 4 * self.hidden)
         check_positive("kv_heads", self.kv_heads, integer=True)
         check_positive("ffn", self.ffn, integer=True)
+        for f in ("experts", "top_k", "expert_ffn", "shared_experts", "dense_layers", "attention_params"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise HpclabError(f"{f} must be a whole number >= 0, got {v!r}")
+        if self.experts:
+            if self.top_k == 0:
+                object.__setattr__(self, "top_k", 2)
+            if self.expert_ffn == 0:
+                object.__setattr__(self, "expert_ffn", self.ffn)
+            if self.top_k > self.experts:
+                raise HpclabError(f"top_k ({self.top_k}) must not exceed experts ({self.experts})")
+            if self.dense_layers >= self.layers:
+                raise HpclabError(f"dense_layers ({self.dense_layers}) must be below layers ({self.layers})")
+        elif self.top_k or self.shared_experts or self.dense_layers or self.expert_ffn:
+            raise HpclabError("top_k, expert_ffn, shared_experts and dense_layers need experts > 0")
         if self.hidden % self.heads:
             raise HpclabError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if self.heads % self.kv_heads:
@@ -94,20 +125,69 @@ class Transformer:
     def ffn_matrices(self) -> int:
         return 3 if self.gated_ffn else 2
 
-    # --- parameters --------------------------------------------------------------------------
+    # --- mixture of experts -----------------------------------------------------------------
     @property
-    def layer_matmul_params(self) -> int:
-        """Weights of one layer that take part in matrix products."""
-        h, kv, f = self.hidden, self.kv_dim, self.ffn
-        return 2 * h * h + 2 * h * kv + self.ffn_matrices * h * f
+    def is_moe(self) -> bool:
+        return self.experts > 0
 
     @property
-    def layer_params(self) -> int:
-        """All parameters of one layer: matrices, biases (GPT) and the two norms."""
+    def moe_layers(self) -> int:
+        """Layers whose FFN is a mixture of experts (``layers - dense_layers``; 0 if dense)."""
+        return self.layers - self.dense_layers if self.experts else 0
+
+    @property
+    def expert_params(self) -> int:
+        """Matrix weights of one expert: ``m_f h f_e``."""
+        return self.ffn_matrices * self.hidden * self.expert_ffn if self.experts else 0
+
+    @property
+    def routed_expert_params(self) -> int:
+        """Weights of all routed experts of the model (the part expert parallelism shards)."""
+        return self.moe_layers * self.experts * self.expert_params
+
+    # --- parameters --------------------------------------------------------------------------
+    @property
+    def attention_matmul_params(self) -> int:
+        """Matrix weights of one attention block: ``2 h^2 + 2 h kv`` (or ``attention_params``)."""
+        if self.attention_params:
+            return self.attention_params
+        h, kv = self.hidden, self.kv_dim
+        return 2 * h * h + 2 * h * kv
+
+    def _ffn_mean(self, active: bool) -> float:
+        """FFN matrix weights per layer, averaged over the layers (dense and MoE)."""
+        dense = self.ffn_matrices * self.hidden * self.ffn
+        if not self.experts:
+            return dense
+        router = self.hidden * self.experts
+        n = (self.top_k if active else self.experts) + self.shared_experts
+        moe = n * self.expert_params + router
+        return (self.dense_layers * dense + self.moe_layers * moe) / self.layers
+
+    @property
+    def layer_matmul_params(self):
+        """Weights of one layer that take part in each token's matrix products (for a MoE model
+        the active ones: top-k routed and shared experts and the router, averaged over the
+        layers)."""
+        ffn = self._ffn_mean(active=True)
+        total = self.attention_matmul_params + ffn
+        return total if self.experts else int(total)
+
+    @property
+    def layer_params(self):
+        """All parameters of one layer: matrices (every expert), biases (GPT) and the two norms,
+        averaged over the layers of a MoE model."""
         h, kv, f = self.hidden, self.kv_dim, self.ffn
         norms = 2 * (2 * h if self.bias else h)  # LayerNorm has a gain and a bias, RMSNorm a gain
         biases = (h + 2 * kv + h + (self.ffn_matrices - 1) * f + h) if self.bias else 0
-        return self.layer_matmul_params + biases + norms
+        total = self.attention_matmul_params + self._ffn_mean(active=False) + biases + norms
+        return total if self.experts else int(total)
+
+    @property
+    def active_params(self):
+        """Parameters each token uses (all of them for a dense model)."""
+        return self.params - (self.routed_expert_params
+                              - self.moe_layers * self.top_k * self.expert_params)
 
     @property
     def embedding_params(self) -> int:
@@ -121,10 +201,10 @@ class Transformer:
     @property
     def params(self) -> int:
         """Total parameters ``l * layer_params + embedding_params``."""
-        return self.layers * self.layer_params + self.embedding_params
+        return int(round(self.layers * self.layer_params + self.embedding_params))
 
     @property
-    def matmul_params(self) -> int:
+    def matmul_params(self):
         """Weights in matrix products per token: the layers and the output projection."""
         return self.layers * self.layer_matmul_params + self.vocab * self.hidden
 
@@ -139,19 +219,26 @@ class Transformer:
         s = self.seq_length if seq_length is None else seq_length
         return 2.0 * self.layer_matmul_params + 4.0 * s * self.hidden
 
-    def activation_bytes_per_token(self) -> float:
+    def activation_bytes_per_token(self, capacity_factor: float = 1.0) -> float:
         """Bytes of activations one layer stores per token for the backward pass, excluding the
         attention-score term: Korthikanti et al. 2022 (section 4.1) count ``34 s b h`` for GPT;
         the same bookkeeping for grouped-query attention and a gated FFN gives
         ``(7 + 4 kv/h) h`` (attention) ``+ (3 + 2 m' f/h) h`` (FFN) ``+ 4 h`` (norms), with
         ``m' = 3`` (gate, up, product) for SwiGLU and 2 (GeLU input and output) for GeLU.
         For GPT (kv = h, f = 4h) this is exactly 34 h. Without dropout the two 1-byte masks
-        (``h`` each, after attention and after the FFN) are not stored: ``32 h`` for GPT."""
+        (``h`` each, after attention and after the FFN) are not stored: ``32 h`` for GPT.
+        A MoE layer stores, for each of the ``top_k`` routed copies of a token (padded by
+        ``capacity_factor``), its dispatched input (2h) and its expert's FFN activations, plus the
+        shared experts' (averaged over the dense and MoE layers)."""
         h = self.hidden
         mask = 1 if self.dropout else 0
         attention = (6 + mask) * h + 4 * self.kv_dim
         mprime = 3 if self.gated_ffn else 2
         mlp = (2 + mask) * h + 2 * mprime * self.ffn
+        if self.experts:  # routed tokens: expert FFN activations k times, the dispatched input
+            moe = (2 + mask) * h + capacity_factor * self.top_k * (2 * h + 2 * mprime * self.expert_ffn) \
+                + self.shared_experts * 2 * mprime * self.expert_ffn
+            mlp = (self.dense_layers * mlp + self.moe_layers * moe) / self.layers
         return float(attention + mlp + 4 * h)
 
     @property

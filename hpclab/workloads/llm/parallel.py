@@ -1,8 +1,8 @@
-"""3D(+context)-parallel training: layouts, memory per GPU, step time, and the layout search.
+"""3D(+context, +expert)-parallel training: layouts, memory per GPU, step time, the layout search.
 
-Everything is vectorised: the layout arguments (``tp``, ``pp``, ``dp``, ``cp``, ``micro_batch``,
-``interleave``, ``zero``, ``recompute``) broadcast as numpy arrays, so thousands of layouts are
-evaluated in one call and come back as an ``xarray.Dataset`` along a ``layout`` dimension.
+Everything is vectorised: the layout arguments (``tp``, ``pp``, ``dp``, ``cp``, ``ep``,
+``micro_batch``, ``interleave``, ``zero``, ``recompute``) broadcast as numpy arrays, so thousands
+of layouts are evaluated in one call and come back as an ``xarray.Dataset`` along ``layout``.
 
 Step time (seconds) of one optimizer step with ``m = global_batch / (dp * micro_batch)``
 micro-batches on ``pp`` stages with ``v`` interleaved chunks per stage (Narayanan et al. 2021,
@@ -10,22 +10,26 @@ section 2.2)::
 
     T = (m + (pp - 1) / v) * t_mb  +  T_pp,exposed  +  T_dp,exposed  +  T_optimizer
 
-``t_mb`` is the time of one micro-batch on the slowest (last) stage: its layers' matrix FLOPs at
-``efficiency * peak``, their element-wise memory traffic at HBM bandwidth, their tensor-parallel
-collectives on NVLink (all-reduces, or all-gather + reduce-scatter with sequence parallelism: 4 per
-layer, 6 with full recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather,
-and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble of 1F1B (v = 1) and of the
-interleaved schedule (bubble fraction ``(pp - 1) / (v m)``). Data-parallel gradient
-reduce-scatter + parameter all-gather (ZeRO >= 1) or all-reduce (ZeRO 0) run on the backend fabric
-and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers parameters for every
-micro-batch. All communication times come from :func:`hpclab.network.collective_time` and
-:func:`hpclab.network.p2p_time`.
+``t_mb`` is the time of one micro-batch on the slowest stage: its layers' dense matrix FLOPs at
+``efficiency * peak`` (one fitted figure per GPU generation), the attention core on a roofline
+(memory-bound when unfused), their element-wise memory traffic at ``memory_efficiency * HBM``,
+their tensor-parallel collectives on NVLink (all-reduces, or all-gather + reduce-scatter with
+sequence parallelism: 4 per layer, 5 with sequence parallelism's backward all-gather, 6 with full
+recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather, a MoE layer's
+expert-parallel all-to-alls, and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble
+of 1F1B (v = 1) and of the interleaved schedule (bubble fraction ``(pp - 1) / (v m)``).
+Data-parallel gradient reduce-scatter + parameter all-gather (ZeRO 1-2) or all-reduce (ZeRO 0) run
+on the backend fabric and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers
+each layer's parameters for every micro-batch (twice, three times with full recomputation) and
+reduce-scatters its gradients, hidden only behind that micro-batch's compute. All communication
+times come from :func:`hpclab.network.collective_time` and :func:`hpclab.network.p2p_time`.
 
 Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
-bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage) and Korthikanti
-et al. 2022 for activations (``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no
-recomputation; the ``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h
-/ t`` with full recomputation), times the micro-batches in flight on the first stage.
+bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage; routed experts
+over ``ep`` and their ZeRO shards over ``dp / ep``) and Korthikanti et al. 2022 for activations
+(``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no recomputation; the
+``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h / t`` with full
+recomputation), times the micro-batches in flight on the first stage.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ ADAM_TRAFFIC_BYTES = 28  # optimizer step reads p32, g, m, v (14 B) and writes p
 
 
 def _collective(op, nbytes, ranks, fabric, **options):
-    """Seconds for one collective from the network layer; 0 where ranks == 1."""
+    """Seconds for one collective from the network layer; 0 where ranks == 1. A layout grid
+    repeats a few (bytes, ranks) pairs many times: each distinct pair is costed once."""
     from hpclab.network import collective_time
 
     nbytes = np.asarray(nbytes, dtype=float)
@@ -60,7 +65,10 @@ def _collective(op, nbytes, ranks, fabric, **options):
     out = np.zeros(nb.shape)
     live = (rk > 1) & (nb > 0)
     if np.any(live):
-        out[live] = collective_time(op, nb[live], rk[live].astype(int), fabric, **options)
+        key = nb[live] + 1j * rk[live]  # one sortable number per (bytes, ranks) pair
+        uniq, inverse = np.unique(key, return_inverse=True)
+        t = collective_time(op, uniq.real, uniq.imag.astype(int), fabric, **options)
+        out[live] = np.asarray(t).reshape(-1)[inverse.reshape(-1)]
     return out
 
 
@@ -94,12 +102,20 @@ def memory_reserve() -> float:
     return assumption("memory_reserve")
 
 
-def default_efficiency() -> float:
-    """The achievable share of peak FLOP/s in matrix products, calibrated on the one published
-    row named in ``data/reference/llm_training.yaml`` (see :func:`hpclab.workloads.llm.calibrate`)."""
-    from hpclab.workloads.llm.validation import calibrated_efficiency
+def default_efficiency(kind: str = "matmul", gpu: str | None = None) -> float:
+    """A fitted efficiency: ``"matmul"``, the achieved share of peak FLOP/s in compute-bound
+    matrix products on ``gpu`` (a catalog ``gpu_model``; one figure per GPU generation,
+    ``calibration.generations``; default the A100's), or ``"memory"``, the achieved share of HBM
+    bandwidth in memory-bound kernels; all fitted on the rows named in
+    ``data/reference/llm_training.yaml`` (``calibration.rows``, see
+    :func:`hpclab.workloads.llm.calibrate`), once, and cached."""
+    from hpclab.workloads.llm.validation import calibrated_efficiency, generation_of
 
-    return calibrated_efficiency()
+    check_choice("kind", kind, ("matmul", "memory"))
+    cal = calibrated_efficiency()
+    if kind == "memory":
+        return cal["memory_efficiency"]
+    return cal[f"matmul_efficiency_{generation_of(gpu)}"]
 
 
 _REASONS = (
@@ -113,12 +129,13 @@ _REASONS = (
     "interleave > 1 needs pp > 1 and micro-batches a multiple of pp",
     "zero must be one of 0, 1, 2, 3",
     "gpus must equal tp * cp * pp * dp",
+    "ep must divide experts and dp (1 for a dense model)",
 )
 
 
-def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb):
+def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb, ep=1):
     """First failing rule per layout (0 = valid), vectorised."""
-    code = np.zeros(np.broadcast(tp, pp, dp, cp, b, v, zero, gb).shape, dtype=int)
+    code = np.zeros(np.broadcast(tp, pp, dp, cp, b, v, zero, gb, ep).shape, dtype=int)
 
     def mark(cond, k):
         np.copyto(code, k, where=(code == 0) & cond)
@@ -134,7 +151,19 @@ def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb):
     mark((zero < 0) | (zero > 3), 8)
     if gpus is not None:
         mark(tp * cp * pp * dp != gpus, 9)
+    mark((dp % ep != 0) | (max(model.experts, 1) % ep != 0), 10)
     return code
+
+
+def _capacity(value) -> float:
+    """A capacity factor: a finite number in [1, 16]."""
+    try:
+        cf = float(value)
+    except (TypeError, ValueError):
+        raise HpclabError(f"capacity_factor must be a number in [1, 16], got {value!r}") from None
+    if not (1.0 <= cf <= 16.0):
+        raise HpclabError(f"capacity_factor must be a number in [1, 16], got {value!r}")
+    return cf
 
 
 def _ints(name, value):
@@ -156,20 +185,23 @@ def _ints(name, value):
 
 
 def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch,
-                 interleave=1, zero=1, gpus=None):
+                 interleave=1, zero=1, ep=1, gpus=None):
     """Raise :class:`hpclab.HpclabError` (one line) if any layout is invalid; return the codes.
 
     Rules: ``tp`` divides ``heads`` (and ``kv_heads`` or is a multiple of it) and the GPUs per
     node; ``pp * interleave <= layers``; ``cp`` divides ``seq_length``; ``global_batch`` is a
     multiple of ``dp * micro_batch``; interleaving needs ``pp > 1`` and micro-batches a multiple
-    of ``pp`` (Megatron-LM); ``gpus == tp * cp * pp * dp`` when ``gpus`` is given.
+    of ``pp`` (Megatron-LM); ``gpus == tp * cp * pp * dp`` when ``gpus`` is given; the expert-
+    parallel size ``ep`` divides ``experts`` and ``dp`` (expert-parallel groups are carved out of
+    the data-parallel ranks, as in Megatron-Core).
     """
     model = transformer(model)
     args = {k: _ints(k, val) for k, val in dict(tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=micro_batch,
-                                                  interleave=interleave, zero=zero,
+                                                  interleave=interleave, zero=zero, ep=ep,
                                                   global_batch=global_batch).items()}
     codes = _layout_codes(model, cluster, gpus, args["tp"], args["pp"], args["dp"], args["cp"],
-                          args["micro_batch"], args["interleave"], args["zero"], args["global_batch"])
+                          args["micro_batch"], args["interleave"], args["zero"], args["global_batch"],
+                          args["ep"])
     bad = np.flatnonzero(codes.ravel())
     if bad.size:
         i = bad[0]
@@ -182,7 +214,8 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
                   6: f"global_batch={b['global_batch']}, dp*micro_batch={b['dp'] * b['micro_batch']}",
                   7: f"pp={b['pp']}, micro-batches={b['global_batch'] // (b['dp'] * b['micro_batch'])}",
                   8: f"zero={b['zero']}",
-                  9: f"gpus={gpus}, tp*cp*pp*dp={b['tp'] * b['cp'] * b['pp'] * b['dp']}"}[codes.ravel()[i]]
+                  9: f"gpus={gpus}, tp*cp*pp*dp={b['tp'] * b['cp'] * b['pp'] * b['dp']}",
+                  10: f"ep={b['ep']}, experts={model.experts}, dp={b['dp']}"}[codes.ravel()[i]]
         raise HpclabError(f"invalid layout: {_REASONS[codes.ravel()[i]]} ({detail})")
     return codes
 
@@ -190,9 +223,28 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
 # --- memory ---------------------------------------------------------------------------------
 
 
-def _stage_params(model, tp, pp, v):
-    """Parameters held by one GPU of the first stage: its layers and the embedding, over tp."""
-    layers_stage = np.ceil(model.layers / (pp * v)) * v
+def _stage_layers(model, pp, v, bal=False):
+    """Layers of a middle (the fullest) stage and of the first stage. With ``bal`` (Llama 3,
+    section 3.3.2: one layer fewer on the first and on the last stage, which hold the embedding
+    and the output layer) the middle stages share ``l + 2`` layer slots."""
+    extra = np.where(bal & (pp > 1), 2, 0)
+    middle = np.ceil((model.layers + extra) / (pp * v)) * v
+    return middle, middle - extra / 2
+
+
+def _expert_share(model, layers_stage, tp, ep):
+    """Routed-expert parameters of one GPU's stage (sharded over tp and ep) and the part of the
+    unsharded count they replace (the stage's routed experts over tp)."""
+    if not model.experts:
+        return 0.0, 0.0
+    full = layers_stage * (model.moe_layers / model.layers) * model.experts * model.expert_params / tp
+    return full / ep, full
+
+
+def _stage_params(model, tp, pp, v, bal=False):
+    """Parameters held by one GPU of the first stage: its layers and the embedding, over tp
+    (a MoE model's routed experts counted whole here; see :func:`_expert_share`)."""
+    layers_stage = _stage_layers(model, pp, v, bal)[1]
     emb = model.vocab * model.hidden
     emb_stage = np.where((pp == 1) & (not model.tied_embeddings), 2 * emb, emb)
     if model.learned_positions:
@@ -200,24 +252,33 @@ def _stage_params(model, tp, pp, v):
     return (layers_stage * model.layer_params + emb_stage) / tp, layers_stage
 
 
-def _per_token_activations(model, tp, sp):
+def _per_token_activations(model, tp, sp, cf=1.0):
     """Stored activation bytes per token and layer on one tensor-parallel rank (Korthikanti et al.
     2022): all of them split over ``tp`` with sequence parallelism, else the ``10 h`` that tensor
     parallelism replicates (two norm inputs 4h, the attention and FFN inputs 4h, two dropout masks
     2h; 8h without dropout) stay whole: ``34h/t`` or ``10h + 24h/t`` for GPT."""
-    act_tok = model.activation_bytes_per_token()
+    act_tok = model.activation_bytes_per_token(capacity_factor=cf)
     whole = (10.0 if model.dropout else 8.0) * model.hidden
     return np.where(sp | (tp == 1), act_tok / tp, whole + (act_tok - whole) / tp)
 
 
-def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True):
-    params_gpu, layers_stage = _stage_params(model, tp, pp, v)
-    weights = BF16 * params_gpu / np.where(zero >= 3, dp, 1)
-    grads = BF16 * params_gpu / np.where(zero >= 2, dp, 1)
-    optimizer = ADAM_STATE_BYTES * params_gpu / np.where(zero >= 1, dp, 1)
+def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True, bal=False,
+                   ep=1, cf=1.0):
+    params_all, layers_stage = _stage_params(model, tp, pp, v, bal)
+    # routed experts: sharded over ep, their ZeRO shards over the dp / ep expert-data-parallel ranks
+    expert, replaced = _expert_share(model, layers_stage, tp, ep)
+    params_gpu = params_all - replaced
+    edp = dp // ep
+
+    def sharded(stage):
+        return params_gpu / np.where(zero >= stage, dp, 1) + expert / np.where(zero >= stage, edp, 1)
+
+    weights = BF16 * sharded(3)
+    grads = BF16 * sharded(2)
+    optimizer = ADAM_STATE_BYTES * sharded(1)
     s, h, a = model.seq_length, model.hidden, model.heads
     tokens = b * s / cp  # tokens of one micro-batch on one GPU group
-    per_tok = _per_token_activations(model, tp, sp)
+    per_tok = _per_token_activations(model, tp, sp, cf)
     # Korthikanti's 5as/h attention-score term (bytes per token); FlashAttention never stores it
     scores = 0.0 if flash else model.score_bytes_per_element * a * (s / cp) / tp
     full_layer = tokens * (per_tok + scores)
@@ -242,32 +303,51 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
-                 overlap_pp, flash=True):
+                 overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
     m = gb // (dp * b)
     tokens = b * s / cp  # tokens per micro-batch per (tp) group
-    lc = np.ceil(model.layers / (pp * v))  # layers per chunk
-    layers_stage = lc * v
+    layers_stage = _stage_layers(model, pp, v, bal)[0]  # the fullest (middle or last) stage
 
-    # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation
-    fwd = tokens * model.layer_forward_flops_per_token()
-    # selective recomputation re-runs the attention core (QK^T and the weighted sum, 4 s h per
-    # token); FlashAttention's backward always does, so with it "none" costs what "selective" does
+    # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation.
+    # Dense projections (QKV, output, FFN: 2 x layer_matmul_params per token) run at
+    # ``eff x peak``; the attention core (QK^T and the weighted sum, 4 s h per token) is a batched
+    # GEMM with inner size head_dim: unfused, it reads and writes the s x s scores, so it runs at
+    # the roofline min(eff x peak, AI x mem_eff x HBM) with AI = s d / (s + 2 d) FLOP/B;
+    # FlashAttention keeps the scores on chip (compute-bound).
+    # a MoE layer computes its routed experts on capacity-padded buffers: cf x top_k tokens each
+    routed = (model.moe_layers / model.layers) * model.top_k * model.expert_params
+    dense_fwd = tokens * 2.0 * (model.layer_matmul_params + (cf - 1.0) * routed)
+    attn_fwd = tokens * 4.0 * s * h
+    # selective recomputation re-runs the attention core; FlashAttention's backward always does,
+    # so with it "none" costs what "selective" does; full recomputation re-runs the whole forward
     attn_again = (rc == 1) | (flash & (rc == 0))
-    extra = np.select([rc == 2, attn_again], [fwd, tokens * 4.0 * s * h], 0.0)
-    layer_flops = (3.0 * fwd + extra) / tp
-    gemm_layer = layer_flops / (peak * eff)
+    dense_mult = np.where(rc == 2, 4.0, 3.0)
+    attn_mult = np.where((rc == 2) | attn_again, 4.0, 3.0)
+    rate = peak * eff
+    if not flash and hbm > 0:
+        d_head = model.head_dim
+        intensity = s * d_head / (s + 2.0 * d_head)
+        rate_attn = min(rate, intensity * mem_eff * hbm)
+    else:
+        rate_attn = rate
+    gemm_layer = dense_mult * dense_fwd / tp / rate + attn_mult * attn_fwd / tp / rate_attn
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
-    # their gradients written in backward (3x), once more when fully recomputed
-    per_tok = _per_token_activations(model, tp, sp)
+    # their gradients written in backward (3x), once more when fully recomputed, at mem_eff x HBM
+    per_tok = _per_token_activations(model, tp, sp, cf)
     if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
         per_tok = per_tok + model.score_bytes_per_element * model.heads * s / tp
     passes = np.where(rc == 2, 4.0, 3.0)
-    elem_layer = tokens * per_tok * passes / hbm if hbm > 0 else np.zeros_like(gemm_layer)
-    # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer
-    n_tp = np.where(rc == 2, 6.0, 4.0)
+    elem_layer = (tokens * per_tok * passes / (hbm * mem_eff) if hbm > 0
+                  else np.zeros_like(gemm_layer))
+    # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer,
+    # counted in all-reduce equivalents (an all-gather + reduce-scatter pair costs one). With
+    # sequence parallelism and no full recomputation the backward pass all-gathers the two
+    # layer-norm outputs again instead of storing the gathered tensors (Korthikanti et al. 2022,
+    # section 4.2.2; Megatron's default): two more all-gathers, half an all-reduce each
+    n_tp = np.where(rc == 2, 6.0, np.where(sp & (tp > 1), 5.0, 4.0))
     tp_one = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
     tp_layer = n_tp * tp_one * (1.0 - overlap_tp)
     # context parallel: all-gather K and V forward, reduce-scatter their gradients backward
@@ -279,10 +359,34 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     cp_layer = n_cp * np.where(cp_inside, cp_intra, cp_inter)
     # output layer (logits + loss) on the last stage
     logits_flops = tokens * 6.0 * V * h / tp
-    logits = logits_flops / (peak * eff) + (tokens * V * 4.0 * 3 / tp / hbm if hbm > 0 else 0.0)
+    logits = logits_flops / rate + (tokens * V * 4.0 * 3 / tp / (hbm * mem_eff) if hbm > 0 else 0.0)
+
+    # expert parallelism: each MoE layer dispatches its tokens to the experts' ranks and combines
+    # them back with an all-to-all, forward and backward (+ again when the forward is
+    # recomputed): cf x top_k copies of the GPU's 1/tp share of the tokens, h bf16 each, over the
+    # ep ranks (placed after tp and cp: inside a node while tp cp ep <= G, else on the fabric)
+    ep_layer = np.zeros(np.broadcast(tp, cp, ep, b).shape)
+    if model.experts and np.any(ep > 1):
+        a2a_bytes = np.broadcast_to(tokens * cf * model.top_k * h * BF16 / tp, ep_layer.shape)
+        epb = np.broadcast_to(ep, ep_layer.shape)
+        block = np.broadcast_to(tp * cp, ep_layer.shape)
+        inside = block * epb <= G
+        sel = (epb > 1) & inside
+        if np.any(sel):
+            ep_layer[sel] = _collective("alltoall", a2a_bytes[sel], epb[sel], cl.intra)
+        out = (epb > 1) & ~inside
+        for r in np.unique(np.maximum(1, G // np.minimum(block[out], G))) if np.any(out) else ():
+            sel = out & (np.maximum(1, G // np.minimum(block, G)) == r)
+            opts = dict(cl.network_options)
+            if r > 1:
+                opts.update(ranks_per_node=int(r), intra_fabric=cl.intra)
+            share = cl.nic_share / max(1.0, r / float(cl.fabric.links_per_host))
+            ep_layer[sel] = _collective("alltoall", a2a_bytes[sel] * share, epb[sel], cl.fabric, **opts)
+        n_a2a = np.where(rc == 2, 6.0, 4.0)
+        ep_layer = n_a2a * ep_layer * (model.moe_layers / model.layers)
 
     compute_mb = layers_stage * (gemm_layer + elem_layer) + logits
-    t_mb = compute_mb + layers_stage * (tp_layer + cp_layer)
+    t_mb = compute_mb + layers_stage * (tp_layer + cp_layer + ep_layer)
     bubble = (pp - 1) / v * t_mb
     pipeline = m * t_mb
 
@@ -296,8 +400,13 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     pp_comm = np.where(pp > 1, 2.0 * v * (pp - 1) * p2p + (1.0 - overlap_pp) * 2.0 * m * v * p2p, 0.0)
 
     # data parallel on the backend fabric (hierarchical when several dp ranks share a node)
-    params_gpu, _ = _stage_params(model, tp, pp, v)
+    params_all, first_layers = _stage_params(model, tp, pp, v, bal)
+    expert, replaced = _expert_share(model, first_layers, tp, ep)
+    params_gpu = params_all - replaced
     grad_bytes = params_gpu * BF16
+    # routed experts' gradients reduce over the dp / ep ranks holding the same experts
+    expert_bytes = np.broadcast_to(expert * BF16 * np.ones(np.shape(t_mb)), np.shape(t_mb))
+    edp = np.broadcast_to(dp // ep, np.shape(t_mb))
     dp_comm = np.zeros(np.shape(t_mb))
     block = tp * cp * pp
     rpn = np.where(block < G, G // np.minimum(block, G), 1)
@@ -317,38 +426,69 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
         rs = _collective("reduce_scatter", nb, d, cl.fabric, **opts)
         ag = _collective("allgather", nb, d, cl.fabric, **opts)
         dp_comm[sel] = np.where(z == 0, all_red, rs + ag)
+        if model.experts:
+            eb, ed = expert_bytes[sel] * extra, edp[sel]
+            e_ar = _collective("allreduce", eb, ed, cl.fabric, **opts)
+            e_rsag = (_collective("reduce_scatter", eb, ed, cl.fabric, **opts)
+                      + _collective("allgather", eb, ed, cl.fabric, **opts))
+            dp_comm[sel] += np.where(z == 0, e_ar, e_rsag)
     mb = np.broadcast_to(m, dp_comm.shape)
     z3 = np.broadcast_to(zero, dp_comm.shape) >= 3
-    # ZeRO-3: parameters gathered for forward and backward and gradients reduce-scattered for
-    # every micro-batch (1.5x the all-gather + reduce-scatter volume, m times)
-    dp_total = np.where(z3, 1.5 * mb * dp_comm, dp_comm)
+    # ZeRO-3 (DeepSpeed stage 3, FSDP full sharding): each layer's parameters are all-gathered
+    # over the data-parallel group for every micro-batch's forward pass, again for its backward
+    # pass (and once more for the recomputed forward under full recomputation), and its
+    # gradients reduce-scattered: per micro-batch ``l_stage (g AG + RS)`` of one layer's bf16
+    # parameters, g = 2 (3 with full recomputation). The gathers are issued per layer on the
+    # whole group, flat (each GPU on its own share of the NICs, not the node-aware two-level
+    # scheme), and prefetched behind the compute of that micro-batch only.
+    z3_comm = np.zeros(dp_comm.shape)
+    if np.any(z3):
+        sel = z3 & (np.broadcast_to(dp, dp_comm.shape) > 1)
+        if np.any(sel):
+            ls = np.broadcast_to(layers_stage, sel.shape)[sel]
+            per_layer = np.broadcast_to(grad_bytes, sel.shape)[sel] / ls * cl.nic_share
+            d = np.broadcast_to(dp, sel.shape)[sel]
+            g = np.where(np.broadcast_to(rc, sel.shape)[sel] == 2, 3.0, 2.0)
+            flat = dict(cl.network_options, algorithm="ring")
+            ag = _collective("allgather", per_layer, d, cl.fabric, **flat)
+            rs = _collective("reduce_scatter", per_layer, d, cl.fabric, **flat)
+            z3_comm[sel] = ls * (g * ag + rs)
+            if model.experts:
+                pe = expert_bytes[sel] / ls * cl.nic_share
+                ed = edp[sel]
+                z3_comm[sel] += ls * (g * _collective("allgather", pe, ed, cl.fabric, **flat)
+                                      + _collective("reduce_scatter", pe, ed, cl.fabric, **flat))
+    dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
-    dp_exposed = np.where(z3, mb * np.maximum(0.0, 1.5 * dp_comm - window),
+    dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
                           np.maximum(0.0, dp_comm - window))
     dp_exposed = np.where(np.broadcast_to(dp, dp_comm.shape) > 1, dp_exposed, 0.0)
 
-    opt_params = params_gpu / np.where(zero >= 1, dp, 1)
+    opt_params = params_gpu / np.where(zero >= 1, dp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
     optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
 
     step = pipeline + bubble + pp_comm + dp_exposed + optimizer
     compute = m * compute_mb
     tp_total = m * layers_stage * tp_layer
     cp_total = m * layers_stage * cp_layer
+    ep_total = m * layers_stage * ep_layer
     gpus = tp * cp * pp * dp
     tokens_step = gb * s
     model_flops = model.flops_per_token() * tokens_step
-    return dict(step_time=step, compute_time=compute, tp_comm=tp_total, cp_comm=cp_total, bubble=bubble,
+    return dict(step_time=step, compute_time=compute, tp_comm=tp_total, cp_comm=cp_total,
+                ep_comm=ep_total, bubble=bubble,
                 pp_comm=pp_comm, dp_comm=dp_exposed, dp_comm_total=dp_total, optimizer_step=optimizer,
                 microbatches=m * 1.0, mfu=model_flops / (step * gpus * peak),
                 tokens_per_s=tokens_step / step, microbatch_time=t_mb)
 
 
-_UNITS = dict(step_time="s", compute_time="s", tp_comm="s", cp_comm="s", bubble="s", pp_comm="s",
+_UNITS = dict(step_time="s", compute_time="s", tp_comm="s", cp_comm="s", ep_comm="s", bubble="s", pp_comm="s",
               dp_comm="s", dp_comm_total="s", optimizer_step="s", microbatches="1", mfu="1",
               tokens_per_s="1/s", microbatch_time="s", weights="B", gradients="B", optimizer_mem="B",
               activations="B", reserve="B", total_memory="B", fits="1")
 _DESC = dict(step_time="time of one optimizer step", compute_time="matrix and element-wise compute",
              tp_comm="exposed tensor-parallel collectives (NVLink)", cp_comm="context-parallel K/V exchange",
+             ep_comm="expert-parallel all-to-all (dispatch and combine)",
              bubble="pipeline bubble", pp_comm="exposed pipeline point-to-point",
              dp_comm="exposed data-parallel gradient/parameter communication",
              dp_comm_total="data-parallel communication before overlap", optimizer_step="optimizer step",
@@ -360,12 +500,12 @@ _DESC = dict(step_time="time of one optimizer step", compute_time="matrix and el
 
 
 def _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave, zero, recompute,
-             gpus, check):
+             gpus, check, ep=1):
     model = transformer(model)
     if global_batch is None:
         raise HpclabError("global_batch (sequences per optimizer step) is required")
     args = {k: _ints(k, val) for k, val in dict(tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=micro_batch,
-                                                  interleave=interleave, zero=zero,
+                                                  interleave=interleave, zero=zero, ep=ep,
                                                   global_batch=global_batch).items()}
     rc = _recompute_codes(recompute)
     if check:
@@ -395,29 +535,37 @@ def _dataset(arrs, rc, values, model, cluster, attrs=None):
 
 
 def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
-           interleave=1, zero=1, recompute="selective", sequence_parallel=True,
-           flash_attention=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
+           interleave=1, zero=1, recompute="selective", ep=1, capacity_factor=1.0,
+           sequence_parallel=True, flash_attention=True, balanced_ends=False, reserve=None,
+           gpus=None, check=True) -> xr.Dataset:
     """Memory per GPU of the first pipeline stage (the fullest), in bytes, and whether it fits.
+
+    ``balanced_ends``: the first and the last stage hold one layer fewer (Llama 3, section
+    3.3.2), the middle stages ``ceil((l + 2)/(p v)) v`` layers. ``ep``, ``capacity_factor``: see
+    :func:`step_time`.
 
     Returns a Dataset along ``layout`` with ``weights``, ``gradients``, ``optimizer_mem``,
     ``activations``, ``reserve``, ``total_memory`` (bytes) and ``fits``; formulas in the module
     docstring.
     """
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
-                            zero, recompute, gpus, check)
+                            zero, recompute, gpus, check, ep)
+    cf = _capacity(capacity_factor)
     reserve = memory_reserve() if reserve is None else float(reserve)
     vals = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                           a["interleave"], a["zero"], rc, a["global_batch"], bool(sequence_parallel),
-                          reserve, bool(flash_attention))
+                          reserve, bool(flash_attention), bool(balanced_ends), a["ep"], cf)
     ds = _dataset(a, rc, vals, model, cluster)
     ds.attrs["gpu_memory"] = cluster.gpu_memory
     return ds
 
 
 def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch=None,
-              interleave=1, zero=1, recompute="selective", sequence_parallel=True,
-              flash_attention=True, efficiency=None, overlap_dp=1.0, overlap_tp=0.0, overlap_pp=1.0,
-              reserve=None, gpus=None, check=True) -> xr.Dataset:
+              interleave=1, zero=1, recompute="selective", ep=1, capacity_factor=1.0,
+              sequence_parallel=True,
+              flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
+              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, reserve=None, gpus=None,
+              check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -436,6 +584,13 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         ZeRO stage: 0 (replicated), 1 (optimizer states sharded), 2 (+ gradients), 3 (+ weights).
     recompute : {"none", "selective", "full"} or array
         Activation recomputation (Korthikanti et al. 2022).
+    ep : int or array
+        Expert-parallel size (mixture-of-experts models): the routed experts of each MoE layer
+        are spread over ``ep`` of the data-parallel ranks; must divide ``experts`` and ``dp``.
+    capacity_factor : float in [1, 16]
+        Expert capacity as a multiple of the balanced load ``top_k x tokens / experts``: buffers,
+        expert FLOPs and all-to-all volumes are padded to it (Fedus et al. 2022, Switch
+        Transformer; 1.0 = dropless and perfectly balanced).
     sequence_parallel : bool
         Shard layer-norm and dropout activations over the tp ranks.
     flash_attention : bool
@@ -444,10 +599,16 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         layer of ``"selective"``); False adds their memory (Korthikanti's ``5as/h`` term) and
         their HBM traffic.
     efficiency : float, optional
-        Achieved share of peak FLOP/s in matrix products; default :func:`default_efficiency`.
+        Achieved share of peak FLOP/s in compute-bound matrix products; default
+        :func:`default_efficiency` (fitted, cached).
+    memory_efficiency : float, optional
+        Achieved share of peak HBM bandwidth in element-wise kernels and memory-bound matrix
+        products (the roofline's floor); default :func:`default_efficiency` ``(kind="memory")``.
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
         Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
         parallel communication hidden, and of steady-state pipeline sends hidden.
+    balanced_ends : bool
+        First and last pipeline stages one layer lighter (Llama 3): see :func:`memory`.
 
     Returns
     -------
@@ -457,49 +618,73 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         variables of :func:`memory`. The formula is in the module docstring.
     """
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
-                            zero, recompute, gpus, check)
-    eff = default_efficiency() if efficiency is None else float(efficiency)
+                            zero, recompute, gpus, check, ep)
+    cf = _capacity(capacity_factor)
+    eff = (default_efficiency("matmul", cluster.node.gpu_model) if efficiency is None
+           else float(efficiency))
     if not 0 < eff <= 1:
         raise HpclabError(f"efficiency must be in (0, 1], got {efficiency!r}")
+    mem_eff = (default_efficiency("memory") if memory_efficiency is None
+               else float(memory_efficiency))
+    if not 0 < mem_eff <= 1:
+        raise HpclabError(f"memory_efficiency must be in (0, 1], got {memory_efficiency!r}")
     for name, val in (("overlap_dp", overlap_dp), ("overlap_tp", overlap_tp), ("overlap_pp", overlap_pp)):
         if not 0 <= float(val) <= 1:
             raise HpclabError(f"{name} must be in [0, 1], got {val!r}")
     sp = bool(sequence_parallel)
     vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
-                        float(overlap_tp), float(overlap_pp), bool(flash_attention))
+                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
+                        bool(balanced_ends), a["ep"], cf)
     reserve = memory_reserve() if reserve is None else float(reserve)
     mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                          a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
-                         bool(flash_attention))
+                         bool(flash_attention), bool(balanced_ends), a["ep"], cf)
     vals.update(mem)
-    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff))
+    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff, memory_efficiency=mem_eff))
     ds.attrs["gpu_memory"] = cluster.gpu_memory
-    ds["reason"] = ("layout", np.where(ds["fits"].values > 0, "",
-                                       [f"needs {t / 1e9:.1f} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB"
-                                        for t in ds["total_memory"].values]))
+    gb = np.round(ds["total_memory"].values / 1e9, 1)
+    shown, idx = np.unique(gb, return_inverse=True)  # one message per distinct figure
+    text = np.array([f"needs {t:.1f} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB" for t in shown],
+                    dtype=object)
+    ds["reason"] = ("layout", np.where(ds["fits"].values > 0, "", text[idx.reshape(-1)]).astype(str))
     return ds
 
 
 # --- layout enumeration and search ------------------------------------------------------------
 
 
+#: Largest GPU count the layout search accepts (a real system could reach 10^6; headroom x10).
+MAX_GPUS = 10_000_000
+
+
+def check_gpus(gpus) -> int:
+    """``gpus`` as a whole number in ``[1, MAX_GPUS]``, else a one-line error."""
+    g = check_positive("gpus", gpus, integer=True)
+    if g > MAX_GPUS:
+        raise HpclabError(f"gpus must be at most {MAX_GPUS:,} (10^7), got {g:,}")
+    return int(g)
+
+
 def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of ``n`` in increasing order (trial division up to sqrt n)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
 
 
 def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, micro_batch=None,
-            interleave=None, zero=None, recompute=None):
+            interleave=None, zero=None, recompute=None, ep=None):
     """All valid layouts for ``gpus`` GPUs as a dict of equal-length arrays.
 
     Each keyword restricts one axis (a value or a list); by default ``tp`` ranges over the
     divisors of the GPUs per node, ``pp`` over divisors of the rest up to ``layers``, ``cp`` over
     1, 2, 4, 8, 16, ``micro_batch`` over 1, 2, 4, 8, ``interleave`` over 1, 2, 4, ``zero`` over
-    0-3 and ``recompute`` over none/selective/full. Invalid combinations are removed with the
-    rules of :func:`check_layout`.
+    0-3, ``recompute`` over none/selective/full and, for a mixture-of-experts model, ``ep`` over
+    the powers of two dividing ``experts`` up to 64 (1 for a dense model). Invalid combinations
+    are removed with the rules of :func:`check_layout`.
     """
     model = transformer(model)
-    gpus = check_positive("gpus", gpus, integer=True)
+    gpus = check_gpus(gpus)
     global_batch = check_positive("global_batch", global_batch, integer=True)
 
     def axis(val, default):
@@ -512,20 +697,23 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     vs = axis(interleave, [1, 2, 4])
     zs = axis(zero, [0, 1, 2, 3])
     rcs = _recompute_codes(axis(recompute, list(RECOMPUTE)))
-    grid = np.meshgrid(tps, cps, pps, bs, vs, zs, rcs, indexing="ij")
-    t, c, p, b, v, z, r = (g.ravel().astype(np.int64) for g in grid)
+    default_ep = [e for e in (1, 2, 4, 8, 16, 32, 64) if model.experts and model.experts % e == 0] or [1]
+    eps = axis(ep, default_ep)
+    grid = np.meshgrid(tps, cps, pps, bs, vs, zs, rcs, eps, indexing="ij")
+    t, c, p, b, v, z, r, e = (g.ravel().astype(np.int64) for g in grid)
     keep = gpus % (t * c * p) == 0
-    t, c, p, b, v, z, r = (x[keep] for x in (t, c, p, b, v, z, r))
+    t, c, p, b, v, z, r, e = (x[keep] for x in (t, c, p, b, v, z, r, e))
     d = gpus // (t * c * p)
     gb = np.full(t.shape, int(global_batch), dtype=np.int64)
-    codes = _layout_codes(model, cluster, gpus, t, p, d, c, b, v, z, gb)
+    codes = _layout_codes(model, cluster, gpus, t, p, d, c, b, v, z, gb, e)
     ok = codes == 0
     return dict(tp=t[ok], pp=p[ok], dp=d[ok], cp=c[ok], micro_batch=b[ok], interleave=v[ok],
-                zero=z[ok], recompute=r[ok], global_batch=gb[ok])
+                zero=z[ok], recompute=r[ok], ep=e[ok], global_batch=gb[ok])
 
 
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
-           sequence_parallel=True, flash_attention=True, overlap_dp=1.0, overlap_tp=0.0,
+           memory_efficiency=None, capacity_factor=1.0, sequence_parallel=True,
+           flash_attention=True, balanced_ends=False, overlap_dp=1.0, overlap_tp=0.0,
            overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
@@ -545,7 +733,9 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
     if lay["tp"].size == 0:
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
                           f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
-    ds = step_time(model, cluster, efficiency=efficiency, sequence_parallel=sequence_parallel,
+    ds = step_time(model, cluster, efficiency=efficiency, memory_efficiency=memory_efficiency,
+                   capacity_factor=capacity_factor,
+                   sequence_parallel=sequence_parallel, balanced_ends=balanced_ends,
                    flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
                    reserve=reserve, check=False, **lay)
     ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])

@@ -10,28 +10,43 @@ import xarray as xr
 from hpclab._validate import HpclabError, check_positive
 from hpclab.workloads.llm.cluster import cluster as _cluster
 from hpclab.workloads.llm.model import transformer
-from hpclab.workloads.llm.parallel import search
+from hpclab.workloads.llm.parallel import MAX_GPUS, check_gpus, search
 from hpclab.workloads.llm.reliability import (checkpoint_bytes, checkpoint_time, goodput_at_optimum,
                                               goodput_curve, mtbf)
 
-__all__ = ["default_global_batch", "compare_fabrics", "goodput_requirements", "plan", "BREAKDOWN"]
+__all__ = ["default_global_batch", "compare_fabrics", "goodput_requirements", "plan", "BREAKDOWN",
+           "MAX_GPUS", "check_gpus", "network_separation"]
 
 #: The parts of a step, in the order views stack them.
-BREAKDOWN = ("compute_time", "tp_comm", "cp_comm", "bubble", "pp_comm", "dp_comm", "optimizer_step")
+BREAKDOWN = ("compute_time", "tp_comm", "cp_comm", "ep_comm", "bubble", "pp_comm", "dp_comm",
+             "optimizer_step")
 
 
-def default_global_batch(model) -> int:
-    """Sequences per step giving about 4M tokens (a power of two): GPT-3 175B trained with 3.2M
-    tokens per batch (Brown et al. 2020, Table 2.1), Llama 3 405B with 4M to 16M (section 3.4.1)."""
+def default_global_batch(model, gpus=None) -> int:
+    """Sequences per step as published runs choose them: about ``max(4M, 1,024 x gpus)`` tokens.
+
+    GPT-3 175B trained with 3.2M tokens per batch (Brown et al. 2020, Table 2.1); Llama 3 405B
+    with 16M tokens on 16,384 GPUs, 1,024 tokens per GPU (Dubey et al. 2024, Table 4); the
+    Megatron-LM README strong-scales GPT-3 at 1,152 x 4,096 = 4.7M tokens on up to 4,608 GPUs.
+    Without ``gpus`` the batch is the 4M-token power of two; with ``gpus`` it is the odd part of
+    the GPU count times a power of two, so that every data-parallel size dividing ``gpus`` with
+    a power-of-two remainder divides the batch (``plan --gpus 100000`` finds layouts).
+    """
     m = transformer(model)
-    return int(2 ** round(math.log2(4.0e6 / m.seq_length)))
+    if gpus is None:
+        return int(2 ** round(math.log2(4.0e6 / m.seq_length)))
+    g = check_gpus(gpus)
+    target = max(4.0e6, 1024.0 * g) / m.seq_length
+    odd = g // (g & -g)
+    return int(odd * 2 ** max(0, round(math.log2(max(target / odd, 1.0)))))
 
 
 def compare_fabrics(model, gpus, global_batch=None, *, fabrics=("rdma-hpn7", "erdma", "tcp-vpc"),
                     node="lingjun.8xh800", efficiency=None, **search_options) -> xr.Dataset:
     """The best layout on each backend fabric and its step-time breakdown (dim ``fabric``)."""
     model = transformer(model)
-    gb = default_global_batch(model) if global_batch is None else int(global_batch)
+    gpus = check_gpus(gpus)
+    gb = default_global_batch(model, gpus) if global_batch is None else int(global_batch)
     rows = []
     for fab in fabrics:
         best = search(model, _cluster(node, fab), gpus, gb, top=1, efficiency=efficiency,
@@ -94,17 +109,74 @@ def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, 
                "catalog_restart": cluster.restart_time, "target": float(target)})
 
 
+NETWORKS = ("separate", "shared")
+
+
+def network_separation(model, cluster, gpus, step_time, global_batch, *, storage="cpfs",
+                       catalog=None) -> xr.Dataset:
+    """Checkpoints and data loading on a separate front-end network, or on the back-end NICs the
+    collectives use (dim ``network``: ``separate``, ``shared``).
+
+    By volume only (the alpha-beta model has no congestion): a checkpoint of
+    :func:`checkpoint_bytes` leaves each host at ``min(storage client throughput, NIC)``, the NIC
+    being the host's front-end NIC (``network_bandwidth``) or its back-end links (``links x``
+    one link); data loading reads ``token_bytes`` per token (an assumption) per step, which on a
+    separate network is prefetched (it costs only what exceeds a step) and on a shared one takes
+    its bytes' time from the back-end links (added to the step: no priority). Returns
+    ``step_time``, ``data_load_time``, ``checkpoint_time``, ``optimal_interval`` (Young/Daly),
+    ``goodput`` there and ``tokens_per_s`` (effective, after goodput).
+    """
+    from hpclab.catalog import default
+    from hpclab.workloads.llm.validation import assumption
+
+    cat = catalog or default()
+    gpus = check_gpus(gpus)
+    step = float(step_time)
+    nodes = int(np.ceil(gpus / cluster.gpus_per_node))
+    model = transformer(model)
+    ck = checkpoint_bytes(model)
+    front = float(cluster.node.network_bandwidth)
+    back = float(cluster.fabric.bandwidth * cluster.fabric.links_per_host)
+    data_node = int(global_batch) * model.seq_length * assumption("token_bytes") / nodes
+    M, R = mtbf(cluster, nodes), cluster.restart_time
+    st = cat.storage(storage)
+    rows = {k: [] for k in ("step", "data", "ck", "tau", "good", "tok")}
+    for net in NETWORKS:
+        nic = front if net == "separate" else back
+        data = data_node / nic
+        extra = max(0.0, data - step) if net == "separate" else data
+        d = checkpoint_time(ck, st, nodes, nic_bandwidth=nic)
+        tau, g = goodput_at_optimum(d, M, R)
+        s_net = step + extra
+        for k, v in zip(rows, (s_net, data, d, tau, g,
+                               int(global_batch) * model.seq_length / s_net * g)):
+            rows[k].append(float(v))
+    dims = ("network",)
+    return xr.Dataset(
+        {"step_time": (dims, rows["step"], {"units": "s", "long_name": "step with data loading"}),
+         "data_load_time": (dims, rows["data"], {"units": "s", "long_name": "data bytes per host / NIC"}),
+         "checkpoint_time": (dims, rows["ck"], {"units": "s"}),
+         "optimal_interval": (dims, rows["tau"], {"units": "s", "long_name": "Young/Daly interval"}),
+         "goodput": (dims, rows["good"], {"units": "1"}),
+         "tokens_per_s": (dims, rows["tok"], {"units": "1/s", "long_name": "effective tokens/s"})},
+        coords={"network": list(NETWORKS)},
+        attrs={"nodes": nodes, "frontend_nic": front, "backend_nics": back, "storage": storage,
+               "checkpoint_bytes": ck, "model": "volumes only: no congestion or incast"})
+
+
 def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh800",
          global_batch=None, top=5, storages=("cpfs", "oss"), efficiency=None) -> dict:
     """Best layouts, stragglers and goodput for one model on one cluster: ``{"layouts": Dataset,
     "stragglers": Dataset (the best layout's step at this scale), "goodput": Dataset,
-    "cluster": Cluster, "global_batch": int}``."""
-    check_positive("gpus", gpus, integer=True)
+    "cluster": Cluster, "global_batch": int, "default_batch": bool, "networks": Dataset
+    (:func:`network_separation` on the first storage)}``. Without ``global_batch`` the batch scales
+    with the GPUs (:func:`default_global_batch`)."""
+    gpus = check_gpus(gpus)
     model = transformer(model)
     cl = _cluster(node, fabric)
     if gpus % cl.gpus_per_node and gpus > cl.gpus_per_node:
         raise HpclabError(f"gpus must be a multiple of the {cl.gpus_per_node} GPUs per node, got {gpus}")
-    gb = default_global_batch(model) if global_batch is None else check_positive(
+    gb = default_global_batch(model, gpus) if global_batch is None else check_positive(
         "global_batch", global_batch, integer=True)
     top = check_positive("top", top, integer=True)
     best = search(model, cl, gpus, gb, top=top, efficiency=efficiency)
@@ -112,4 +184,7 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     from hpclab.workloads.llm.stragglers import straggler_step_time
 
     strag = straggler_step_time(float(best.step_time[0]), gpus)
-    return {"layouts": best, "stragglers": strag, "goodput": good, "cluster": cl, "global_batch": gb}
+    # the expected step with stragglers, as the goodput lines of the plan use it
+    nets = network_separation(model, cl, gpus, float(strag.expected_step[0]), gb, storage=storages[0])
+    return {"layouts": best, "stragglers": strag, "goodput": good, "cluster": cl, "global_batch": gb,
+            "default_batch": global_batch is None, "networks": nets}

@@ -37,12 +37,15 @@ def checkpoint_bytes(model) -> float:
     return assumption("checkpoint_bytes_per_param") * transformer(model).params
 
 
-def checkpoint_time(nbytes, storage, nodes):
+def checkpoint_time(nbytes, storage, nodes, nic_bandwidth=None):
     """Seconds to write ``nbytes`` from ``nodes`` hosts to ``storage`` (a catalog Storage):
-    ``latency + nbytes / min(throughput, nodes * client_throughput)``."""
+    ``latency + nbytes / min(throughput, nodes * min(client_throughput, nic_bandwidth))``
+    (``nic_bandwidth``, B/s per host: the NICs the writes leave by; default no limit)."""
     n = check_finite_array("nbytes", nbytes, minimum=0)
     k = check_finite_array("nodes", nodes, minimum=0)
     per_client = storage.client_throughput or storage.throughput
+    if nic_bandwidth is not None:
+        per_client = np.minimum(per_client, check_finite_array("nic_bandwidth", nic_bandwidth, minimum=0))
     bw = np.minimum(storage.throughput, k * per_client)
     t = storage.latency + n / bw
     return t if t.ndim else float(t)
@@ -79,7 +82,8 @@ def goodput(interval, checkpoint, mtbf_, restart):
     d = check_finite_array("checkpoint", checkpoint, minimum=0, strict=False)
     M = check_finite_array("mtbf", mtbf_, minimum=0)
     R = check_finite_array("restart", restart, minimum=0, strict=False)
-    expected = M * np.exp(R / M) * np.expm1((tau + d) / M)
+    with np.errstate(over="ignore"):  # failures far more often than a segment: E[T] = inf, goodput 0
+        expected = M * np.exp(R / M) * np.expm1((tau + d) / M)
     g = tau / expected
     return g if g.ndim else float(g)
 

@@ -1,11 +1,14 @@
-"""Published training measurements (``data/reference/llm_training.yaml``): calibration of the one
-efficiency factor on one row, and prediction of every other row.
+"""Published training measurements (``data/reference/llm_training.yaml``): the fit of the model's
+three efficiencies on three rows, once and cached, and the prediction of every other row.
 
-The calibration solves ``predicted(row_c, efficiency) = published(row_c)`` for the single row
-named under ``calibration.row``; every other row is then predicted with that efficiency and
-compared with its published value within ``calibration.tolerance`` (relative). The trend across
-rows (model size, scale, batch per data-parallel group, sequence length) therefore comes from the
-model: bubble, exposed communication, element-wise memory traffic, not from per-row fitting.
+The fit solves ``predicted(row_i; e_ampere, e_hopper, e_memory) = published(row_i)`` for the rows
+named under ``calibration.rows`` (each row's matrix-product efficiency is its GPU generation's,
+``calibration.generations``); the result is cached as JSON keyed by a hash of the rows, the
+catalog and the model code (:mod:`hpclab.workloads.llm.fitcache`). Every other row is predicted
+and compared with its published value within ``calibration.tolerance`` (relative); rows listed in
+``calibration.known_misses`` say why they miss. The trend across rows (model size, scale, batch
+per data-parallel group, sequence length, ZeRO-3's fall) comes from the model: bubble, exposed
+communication, element-wise memory traffic, not from per-row fitting.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import yaml
 from hpclab._paths import data_dir
 from hpclab._validate import HpclabError
 
-__all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "predict_row",
-           "validate", "interruption_reference"]
+__all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "calibration_rows",
+           "generation_of", "generations",
+           "predict_row", "validate", "interruption_reference"]
 
 
 @lru_cache(maxsize=1)
@@ -68,12 +72,19 @@ def _family(row):
     return row["id"].split("-")[0]
 
 
+_LAYOUT_KEYS = ("tp", "pp", "cp", "micro_batch", "interleave")
+_SWITCHES = ("recompute", "sequence_parallel", "zero")
+
+
 def _row_setup(row):
-    """(model, cluster, settings, fixed layout axes) for one reference row."""
+    """(model, cluster, settings, fixed layout axes) for one reference row: the source's settings
+    (``settings[family]``) with the row's own switches (recompute, sequence parallelism, ZeRO)
+    on top, and the layout axes the row publishes."""
     from hpclab.workloads.llm.cluster import cluster
     from hpclab.workloads.llm.model import Transformer, transformer
 
     settings = dict(reference()["settings"][_family(row)])
+    settings.update({k: row[k] for k in _SWITCHES if k in row})
     if "model" in row:
         model = transformer(row["model"])
         changes = {k: row[k] for k in ("vocab", "seq_length") if k in row}
@@ -81,92 +92,175 @@ def _row_setup(row):
             changes["seq_length"] = settings["seq_length"]
         if changes:
             model = model.with_(**changes)
-    else:  # Narayanan et al.: GPT shapes, vocabulary 51,200, sequence 2,048
+    else:  # Narayanan et al. and Korthikanti et al.: GPT shapes, vocabulary 51,200, sequence 2,048
         model = Transformer(name=row["id"], layers=row["layers"], hidden=row["hidden"],
                             heads=row["heads"], vocab=51200, seq_length=2048,
                             published_params=row["params"] * 1e9)
     cl = cluster(settings["node"], settings["fabric"])
-    axes = {k: row[k] for k in ("tp", "pp", "cp") if k in row}
+    axes = {k: row[k] for k in _LAYOUT_KEYS if k in row}
+    if "tp" in row and "cp" not in row:  # rows before context parallelism existed (2021-2022)
+        axes["cp"] = 1
     return model, cl, settings, axes
 
 
-def _best(row, efficiency):
-    """The model's best layout for a row (published axes fixed, the rest searched)."""
+def _best(row, efficiency, memory_efficiency=None):
+    """The model's layout for a row: the published one where the row gives micro-batch and
+    interleaving too; otherwise the published axes fixed and the rest searched."""
     from hpclab.workloads.llm.parallel import search
 
     model, cl, st, axes = _row_setup(row)
     known_layout = "tp" in row
+    grid = dict(micro_batch=[1, 2, 4, 8], interleave=[1, 2, 4, 8])
+    grid.update(axes)
     ds = search(model, cl, row["gpus"], row["global_batch"], top=1, feasible_only=not known_layout,
-                efficiency=efficiency, sequence_parallel=st["sequence_parallel"],
-                flash_attention=st["flash_attention"],
-                overlap_dp=st["overlap_dp"], recompute=st["recompute"], zero=st["zero"],
-                micro_batch=[1, 2, 4, 8], interleave=[1, 2, 4, 8], **axes)
+                efficiency=efficiency, memory_efficiency=memory_efficiency,
+                sequence_parallel=st["sequence_parallel"],
+                flash_attention=st["flash_attention"], balanced_ends=st.get("balanced_ends", False),
+                overlap_dp=st["overlap_dp"], recompute=st["recompute"], zero=st["zero"], **grid)
     return model, ds.isel(layout=0)
 
 
 def _metric(row, model, best):
     if row["metric"] == "mfu":
         return float(best["mfu"])
+    if row["metric"] == "iteration_time":
+        return float(best["step_time"])
     # Narayanan et al. Eq. 3: F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)) per iteration
     B, s, l, h, V = row["global_batch"], model.seq_length, model.layers, model.hidden, model.vocab
     flops = 96.0 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))
     return flops / (float(best["step_time"]) * row["gpus"]) / 1e12
 
 
-def predict_row(row_id: str, efficiency: float | None = None) -> tuple[float, xr.Dataset]:
+def predict_row(row_id: str, efficiency: float | None = None,
+                memory_efficiency: float | None = None) -> tuple[float, xr.Dataset]:
     """The model's prediction of a reference row's metric, and the layout it used."""
     row = _row(row_id)
-    model, best = _best(row, efficiency)
+    model, best = _best(row, efficiency, memory_efficiency)
     return _metric(row, model, best), best
 
 
-def calibrate(row_id: str | None = None) -> float:
-    """Solve for the efficiency at which the model reproduces one published row exactly."""
-    from scipy.optimize import brentq
+def generations() -> list[str]:
+    """GPU generations with their own matrix-product efficiency (``calibration.generations``)."""
+    return list(dict.fromkeys(reference()["calibration"]["generations"].values()))
 
-    row_id = row_id or reference()["calibration"]["row"]
-    target = float(_row(row_id)["value"])
 
-    def gap(eff):
-        return predict_row(row_id, eff)[0] - target
+def generation_of(gpu) -> str:
+    """The efficiency group of a catalog ``gpu_model`` (A100: ampere, H100 and H800: hopper);
+    GPUs no published row was fitted on use ``calibration.default_generation``."""
+    cal = reference()["calibration"]
+    return cal["generations"].get(gpu, cal["default_generation"])
 
-    lo, hi = 0.05, 1.0
-    if gap(hi) < 0:
-        raise HpclabError(f"row {row_id}: even efficiency 1.0 predicts less than the published {target}")
-    return float(brentq(gap, lo, hi, xtol=1e-6))
+
+def names() -> tuple:
+    """The fitted numbers: one matrix-product efficiency per generation and one memory one."""
+    return tuple(f"matmul_efficiency_{g}" for g in generations()) + ("memory_efficiency",)
+
+
+def calibration_rows() -> list[str]:
+    """The published rows the efficiencies are fitted on (``calibration.rows``)."""
+    return list(reference()["calibration"]["rows"])
+
+
+def _row_generation(row_id) -> str:
+    from hpclab.catalog import default
+
+    node = reference()["settings"][_family(_row(row_id))]["node"]
+    return generation_of(default().instance(node).gpu_model)
+
+
+def calibrate(rows=None) -> dict:
+    """Fit the efficiencies so that the model reproduces the calibration rows: as many rows as
+    numbers (the default, ``calibration.rows``) gives an exact solution; more rows, least squares
+    on the relative errors. Each row's matrix-product efficiency is its GPU generation's. Returns
+    ``{"matmul_efficiency_ampere": ..., "matmul_efficiency_hopper": ..., "memory_efficiency": ...}``.
+
+    This is the only fit in the LLM model; :func:`calibrated_efficiency` caches its result.
+    """
+    from scipy.optimize import least_squares
+
+    rows = calibration_rows() if rows is None else [str(r) for r in rows]
+    if not rows:
+        raise HpclabError("calibrate needs at least one published row")
+    gens = generations()
+    targets = np.array([float(_row(r)["value"]) for r in rows])
+    index = [gens.index(_row_generation(r)) for r in rows]
+
+    def residual(x):
+        pred = np.array([predict_row(r, float(x[i]), float(x[-1]))[0] for r, i in zip(rows, index)])
+        return pred / targets - 1.0
+
+    n = len(gens) + 1
+    fit = least_squares(residual, x0=[0.7] * len(gens) + [0.5], bounds=([0.05] * n, [1.0] * n),
+                        xtol=1e-7, ftol=1e-9, diff_step=1e-4)
+    return dict(zip(names(), (float(v) for v in fit.x)))
+
+
+def _fit_key() -> str:
+    """Hash of everything the fit depends on: the reference rows, the catalog, the model
+    presets and the source of the LLM and network models."""
+    from pathlib import Path
+
+    from hpclab._paths import data_dir
+    from hpclab.workloads.llm.fitcache import fingerprint
+
+    here = Path(__file__).resolve().parent
+    files = ([data_dir() / "reference" / "llm_training.yaml", data_dir() / "models.yaml",
+              data_dir() / "reference" / "topologies.yaml"]
+             + sorted((data_dir() / "catalog").glob("*.yaml"))
+             + sorted(here.glob("*.py")) + sorted((here.parent.parent / "network").glob("*.py")))
+    return fingerprint([f for f in files if f.exists()],
+                       extra="calibrate:" + ",".join(calibration_rows()) + ":" + ",".join(names()))
 
 
 @lru_cache(maxsize=1)
-def calibrated_efficiency() -> float:
-    """The default efficiency: :func:`calibrate` on ``calibration.row`` (computed once)."""
-    return calibrate()
+def calibrated_efficiency() -> dict:
+    """The default efficiencies: :func:`calibrate` on ``calibration.rows``, fitted once and kept
+    in the user cache (:mod:`hpclab.workloads.llm.fitcache`), keyed by a hash of the rows, the
+    catalog and the model code: a warm cache never fits."""
+    from hpclab.workloads.llm.fitcache import cached
+
+    return cached("llm-efficiency", _fit_key(), names(), lambda: calibrate())
 
 
-def validate(efficiency: float | None = None) -> xr.Dataset:
+def validate(efficiency: float | None = None, memory_efficiency: float | None = None) -> xr.Dataset:
     """Predict every reference row; Dataset along ``row`` with ``published``, ``predicted``,
-    ``relative_error`` and ``within_tolerance`` (the calibration row is marked)."""
+    ``relative_error`` and ``within_tolerance`` (the calibration rows are marked). Without
+    ``efficiency`` each row uses its GPU generation's fitted figure."""
     ref = reference()
-    eff = calibrated_efficiency() if efficiency is None else float(efficiency)
-    ids, pub, pred, metric, lay = [], [], [], [], []
+    cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
+    mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
+    ids, pub, pred, metric, lay, group = [], [], [], [], [], []
     for row in ref["throughput"]:
-        p, best = predict_row(row["id"], eff)
+        eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
+               else float(efficiency))
+        p, best = predict_row(row["id"], eff, mem)
         ids.append(row["id"])
         pub.append(float(row["value"]))
         pred.append(p)
         metric.append(row["metric"])
+        group.append(_family(row))
         lay.append(f"tp{int(best['tp'])} cp{int(best['cp'])} pp{int(best['pp'])} dp{int(best['dp'])} "
-                   f"mb{int(best['micro_batch'])} v{int(best['interleave'])}")
+                   f"mb{int(best['micro_batch'])} v{int(best['interleave'])} z{int(best['zero'])}")
     pub, pred = np.array(pub), np.array(pred)
     rel = (pred - pub) / pub
     tol = float(ref["calibration"]["tolerance"])
+    cal_rows = calibration_rows()
     return xr.Dataset(
-        {"published": ("row", pub, {"long_name": "published value (MFU or TFLOP/s per GPU)"}),
+        {"published": ("row", pub, {"long_name": "published value (MFU, TFLOP/s per GPU or s)"}),
          "predicted": ("row", pred, {"long_name": "model prediction"}),
          "relative_error": ("row", rel, {"units": "1"}),
          "within_tolerance": ("row", np.abs(rel) <= tol)},
         coords={"row": ids, "metric": ("row", metric), "layout": ("row", lay),
-                "calibration": ("row", [i == ref["calibration"]["row"] for i in ids])},
-        attrs={"efficiency": eff, "tolerance": tol, "calibration_row": ref["calibration"]["row"],
+                "source": ("row", group),
+                "calibration": ("row", [i in cal_rows for i in ids])},
+        attrs={"efficiency": (cal["matmul_efficiency_ampere"] if efficiency is None
+                              else float(efficiency)),
+               "efficiency_by_generation": ", ".join(
+                   f"{g} {cal[f'matmul_efficiency_{g}']:.3f}" for g in generations())
+               if efficiency is None else f"all {float(efficiency):.3f}",
+               "memory_efficiency": mem, "tolerance": tol,
+               "known_misses": ", ".join(ref["calibration"].get("known_misses", {})),
+               "calibration_rows": ", ".join(cal_rows),
                "tolerance_reason": ref["calibration"]["tolerance_reason"]})
 
 

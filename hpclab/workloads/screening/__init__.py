@@ -14,8 +14,8 @@ campaign: cores, makespan and cost by a deadline, spot versus on-demand, one zon
 from hpclab.workloads.screening.analysis import (SCORING_STAGES, quality, stage_costs, stage_scores,
                                                  throughput)
 from hpclab.workloads.screening.campaign import (ZONE_SCOPES, allocation, article_scenario,
-                                                 campaign, campaign_inputs, cpu_types, pareto_front,
-                                                 simulate_campaign)
+                                                 campaign, campaign_inputs, cost_map, cpu_types,
+                                                 pareto_front, simulate_campaign)
 from hpclab.workloads.screening.library import (LIBRARIES, TARGETS, Target, data_file, load_library,
                                                 load_target, tpsa_reference)
 from hpclab.workloads.screening.metrics import (enrichment_curve, enrichment_factor, roc_auc,
@@ -29,5 +29,5 @@ __all__ = ["LIBRARIES", "TARGETS", "Target", "data_file", "load_library", "load_
            "overlay_3d", "screen_batch", "run_screen", "screen", "RunStats", "to_dataset",
            "local_client", "roc_auc", "enrichment_factor", "enrichment_curve", "roc_curve",
            "SCORING_STAGES", "stage_scores", "quality", "stage_costs", "throughput",
-           "campaign_inputs", "campaign", "simulate_campaign", "allocation", "pareto_front", "article_scenario",
+           "campaign_inputs", "campaign", "simulate_campaign", "cost_map", "allocation", "pareto_front", "article_scenario",
            "cpu_types", "ZONE_SCOPES"]

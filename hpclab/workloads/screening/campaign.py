@@ -45,7 +45,7 @@ from hpclab.elastic.state import MARKETS
 from hpclab.workloads.screening.pipeline import STAGES
 
 __all__ = ["campaign_inputs", "campaign", "allocation", "pareto_front", "article_scenario",
-           "simulate_campaign", "cpu_types", "ZONE_SCOPES"]
+           "simulate_campaign", "cost_map", "cpu_types", "ZONE_SCOPES"]
 
 ZONE_SCOPES = ("one", "global")
 _TAIL_SHARE = 0.01  # share of the pool still running during the tail (tasks above the p99)
@@ -399,6 +399,89 @@ def article_scenario(inputs: xr.Dataset, *, cores_wanted: float = 150_000,
     return ds
 
 
+def _campaign_workload(inputs, n_molecules, batch_size, max_tasks, conformers, survivor_fraction, seed):
+    """The campaign's tasks for the virtual clock: batches of ``batch_size`` molecules, their work
+    a bootstrap of measured batch costs (reference core-seconds), all submitted at time 0."""
+    from hpclab.elastic.simulate import make_workload
+
+    n_tasks = int(np.ceil(n_molecules / batch_size))
+    if n_tasks > max_tasks:
+        raise HpclabError(f"n_molecules / batch_size gives {n_tasks:,} tasks, more than max_tasks "
+                          f"({max_tasks:,}); raise batch_size")
+    cheap, t3, f = _per_molecule(inputs, conformers, survivor_fraction)
+    rng = np.random.default_rng(seed)
+    pool = _task_times(cheap, t3, f, batch_size, rng, draws=min(n_tasks, 20_000))
+    work = pool[rng.integers(0, pool.size, n_tasks)] if n_tasks > pool.size else pool[:n_tasks]
+    return make_workload(duration="empirical", samples=work, arrival="burst", seed=seed), work
+
+
+def cost_map(inputs: xr.Dataset, *, cores_wanted: float = 5_000, deadline_hours=(1.5, 6.0),
+             spot_share=(0.5, 0.8, 0.95), option=("none", "protected-1h"),
+             model=("independent", "correlated"), seeds=(0, 1), reclaim_scale: float = 1.0,
+             market_cap=None, conformers: int = 300, survivor_fraction: float | None = 1.0,
+             max_tasks: int = 20_000, band=(0.2, 0.45), catalog=None) -> xr.Dataset:
+    """Where "about a third of the cost" holds: the article's comparison on the virtual clock
+    over spot share, protection period, reclaim correlation and deadline.
+
+    The library is sized as in :func:`article_scenario` so that the first deadline takes
+    ``cores_wanted`` reference cores (the ratio hardly depends on the scale; smaller runs are
+    faster); the elastic setup (every CPU type and zone, ``global-spot`` with scale-down
+    hysteresis, ``market_cap`` if given) runs on the virtual clock for every combination and
+    seed (:func:`hpclab.elastic.sweep.market_sweep`); the baseline is on-demand in one zone on
+    ``ecs.c7.8xlarge`` (:func:`campaign`, no reclaims there).
+
+    ``market_cap`` may be a list (``None`` for no cap): the result then has a ``market_cap`` dim
+    (0 = no cap).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``model, option, spot_share, deadline`` (and ``market_cap`` if a list): ``cost_ratio`` (mean over seeds of the
+        elastic cost over the baseline's), ``met_deadline`` (share of seeds that finished by the
+        deadline), ``holds`` (ratio within ``band`` and every seed on time), ``cost`` (USD),
+        ``makespan`` (h, mean), ``reclaims`` (mean); attrs: ``n_molecules``, ``baseline_cost``,
+        ``reclaim_scale``, ``band``.
+    """
+    from hpclab.elastic.simulate import campaign_limits
+    from hpclab.elastic.sweep import market_sweep
+
+    cat = catalog or _catalog()
+    deadlines = [float(d) for d in np.atleast_1d(deadline_hours)]
+    art = article_scenario(inputs, cores_wanted=cores_wanted, deadline_hours=min(deadlines),
+                           conformers=conformers, survivor_fraction=survivor_fraction, catalog=cat)
+    n = art.attrs["n_molecules"]
+    batch = max(int(np.ceil(n / max_tasks)), 1)
+    workload, _ = _campaign_workload(inputs, n, batch, max_tasks, conformers, survivor_fraction, 0)
+    types = cpu_types(cat)
+    quota = int(sum(cat.zone(z).capacity.get(t, 0) for z in cat.zones for t in types))
+    limits = campaign_limits(quota, types=types, zones=list(cat.zones), catalog=cat)
+    sweep = market_sweep(workload, limits, model=list(model), option=list(option),
+                         spot_share=list(spot_share), market_cap=market_cap, deadline_hours=deadlines,
+                         seeds=list(seeds), reclaim_scale=reclaim_scale, catalog=cat)
+    sweep = sweep.isel(wave_fallback=0, drop=True)
+    if sweep.sizes["market_cap"] == 1:
+        sweep = sweep.isel(market_cap=0, drop=True)
+    base = campaign(inputs, n, deadlines, 0.0, "one", types=["ecs.c7.8xlarge"], conformers=conformers,
+                    survivor_fraction=survivor_fraction, batch_size=batch, catalog=cat)
+    base_cost = base["cost"].isel(zones=0, n_molecules=0, spot_share=0).values  # per deadline
+    ratio = sweep["cost"] / xr.DataArray(base_cost, dims="deadline", coords={"deadline": sweep["deadline"]})
+    met = sweep["met_deadline"].mean("seed")
+    r = ratio.mean("seed")
+    ds = xr.Dataset({
+        "cost_ratio": (r.dims, r.values, {"units": "1", "long_name": "elastic cost / baseline cost"}),
+        "met_deadline": (met.dims, met.values, {"units": "1", "long_name": "share of seeds on time"}),
+        "holds": (r.dims, ((r >= band[0]) & (r <= band[1]) & (met >= 1.0)).values,
+                  {"units": "1", "long_name": f"cost ratio in {band} and on time"}),
+        "cost": (r.dims, sweep["cost"].mean("seed").values, {"units": "USD"}),
+        "makespan": (r.dims, sweep["makespan"].mean("seed").values, {"units": "h"}),
+        "reclaims": (r.dims, sweep["reclaims"].mean("seed").values, {"units": "count"}),
+    }, coords={k: sweep[k] for k in r.dims})
+    ds.attrs.update({"n_molecules": float(n), "batch_size": batch, "tasks": int(workload.tasks),
+                     "baseline_cost": [float(c) for c in base_cost], "reclaim_scale": float(reclaim_scale),
+                     "band": list(band), "seeds": len(list(seeds)), "cores_wanted": float(cores_wanted)})
+    return ds
+
+
 def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hours: float = 1.5,
                       spot_share: float = 0.9, zones: str = "global", *, policy=None,
                       types=None, batch_size: int | None = 100, conformers: int | None = None,
@@ -438,18 +521,11 @@ def simulate_campaign(inputs: xr.Dataset, n_molecules: float = 1e8, deadline_hou
     deadline_hours = check_positive("deadline_hours", deadline_hours)
     if not 0 <= spot_share <= 1:
         raise HpclabError(f"spot_share must be in [0, 1], got {spot_share!r}")
-    n_tasks = int(np.ceil(n_molecules / batch_size))
-    if n_tasks > max_tasks:
-        raise HpclabError(f"n_molecules / batch_size gives {n_tasks:,} tasks, more than max_tasks "
-                          f"({max_tasks:,}); raise batch_size")
     types = list(types) if types is not None else cpu_types(cat)
     home = home_zone or next(iter(cat.zones))
     zlist = [home] if zones == "one" else list(cat.zones)
-    cheap, t3, f = _per_molecule(inputs, conformers, survivor_fraction)
-    rng = np.random.default_rng(seed)
-    pool = _task_times(cheap, t3, f, batch_size, rng, draws=min(n_tasks, 20_000))
-    work = pool[rng.integers(0, pool.size, n_tasks)] if n_tasks > pool.size else pool[:n_tasks]
-    workload = make_workload(duration="empirical", samples=work, arrival="burst", seed=seed)
+    workload, work = _campaign_workload(inputs, n_molecules, batch_size, max_tasks, conformers,
+                                        survivor_fraction, seed)
     boot = max(cat.instance(t).boot_time for t in types)
     target = max(deadline_hours * 3600.0 - boot - float(np.max(work)), 60.0)
     if quota_cores is None:

@@ -141,7 +141,7 @@ class ScreeningCampaign:
         slots = slots_of(s, cat)
         policy = s.make_policy("target-duration", catalog=cat)
         n_tasks = -(-len(mols) // p["batch_size"])
-        with real_pool(s, limits, slots, policy, cat) as pool, Client(pool) as client:
+        with real_pool(s, limits, slots, policy, cat, needs=("rdkit",)) as pool, Client(pool) as client:
             wall0 = time.perf_counter()
             t0 = pool.now()
             ds = run_screen(mols, ScreenParams(target=p["target"]), out=out, client=client,
