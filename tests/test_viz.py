@@ -360,3 +360,13 @@ def test_js_tick_formatters_print_what_a_person_reads():
     assert run(C.usd_formatter(), [0, 0.02, 0.5, 12, 120_000, 1.2e6, 2.417e5]) == \
         ["$0", "$0.02", "$0.50", "$12", "$120k", "$1.2M", "$242k"]
     assert run(C.bytes_formatter(), [8, 1024, 2**20, 8 * 2**30]) == ["8 B", "1 KiB", "1 MiB", "8 GiB"]
+
+
+def test_llm_step_parts_keep_the_colours_of_the_map(figures):
+    from hpclab.workloads.llm import BREAKDOWN
+
+    fig = figures["llm.breakdown"][0]
+    drawn = {r.name: str(r.glyph.fill_color).lower() for r in fig.renderers if r.name in BREAKDOWN}
+    assert set(drawn) == set(BREAKDOWN)
+    for part, colour in drawn.items():
+        assert colour == C.COLORS[part].lower(), part

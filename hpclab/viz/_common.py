@@ -51,8 +51,8 @@ COLORS: dict[str, str] = {
     # screening stages and zone scopes
     "prepare": _GREY, "filter": _OLIVE, "2d": _BLUE, "filters+2d": _CYAN, "3d": _PURPLE,
     # LLM step-time parts (the order hpclab.viz.llm draws them in)
-    "compute_time": _BLUE, "tp_comm": _RED, "cp_comm": _GREEN, "bubble": _ORANGE,
-    "pp_comm": _PURPLE, "dp_comm": _BROWN, "optimizer_step": _PINK,
+    "compute_time": _BLUE, "tp_comm": _RED, "cp_comm": _GREEN, "ep_comm": _ORANGE,
+    "bubble": _PURPLE, "pp_comm": _BROWN, "dp_comm": _PINK, "optimizer_step": _GREY,
     # LLM memory parts
     "weights": _ORANGE, "gradients": _PURPLE, "optimizer_mem": _BROWN, "activations": _PINK,
     "reserve": _GREY,
