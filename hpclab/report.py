@@ -341,8 +341,11 @@ def _table_html(table) -> str:
         table = table.to_frame()
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"a report table must be a pandas DataFrame, got {type(table).__name__}")
-    return table.to_html(classes="hpclab-table", border=0, float_format=lambda v: f"{v:,.4g}",
-                         index=not isinstance(table.index, pd.RangeIndex))
+    from hpclab.viz._common import readable
+
+    # the notebooks' table style: thousands separators, 3 significant figures, $ for money, yes/no
+    styler = readable(table, index=not isinstance(table.index, pd.RangeIndex))
+    return styler.set_table_attributes('class="hpclab-table"').to_html()
 
 
 def render_html(report: Report, title: str = "hpclab report") -> str:

@@ -231,7 +231,11 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
             if progress:
                 from distributed import progress as dask_progress
 
-                dask_progress(futures)
+                bar = dask_progress(futures)
+                if bar is not None:  # in a notebook progress() returns its widget: show it
+                    from IPython.display import display
+
+                    display(bar)
             results = client.gather(futures)
             wall = time.perf_counter() - t0
             del futures

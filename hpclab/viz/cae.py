@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import COLORS, as_widget, colors_for, format_axis, outside_legend
 from hpclab.workloads import cae
 from hpclab.workloads.cae import model
 
 __all__ = ["field_figure", "scaling_figure", "breakdown_figure", "panel_model", "scaling_panel", "report_part",
            "FABRIC_COLORS"]
 
-FABRIC_COLORS = {"tcp-vpc": PALETTE[1], "erdma": PALETTE[0], "rdma-hpn7": PALETTE[2]}
+FABRIC_COLORS = {f: COLORS[f] for f in ("tcp-vpc", "erdma", "rdma-hpn7")}
 _GRIDS = (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 _CORES = tuple(int(c) for c in model.smooth_cores(1, 100_000, 41))
 
 
 def _color(name, i):
-    return FABRIC_COLORS.get(name, PALETTE[(i + 3) % len(PALETTE)])
+    return FABRIC_COLORS.get(name) or colors_for([name])[0]
 
 
 def field_figure(ds, width: int = 330):
@@ -50,6 +50,7 @@ def field_figure(ds, width: int = 330):
                      x_axis_label="x", y_axis_label="y", tools="pan,wheel_zoom,reset,save,hover",
                      tooltips=[("x", "$x"), ("y", "$y"), (var, "@image{0.000e}")])
         fig.image(image=[img], x=x[0], y=y[0], dw=x[-1] - x[0], dh=y[-1] - y[0], color_mapper=mapper)
+        format_axis([fig.xaxis[0], fig.yaxis[0]], "plain")
         fig.add_layout(ColorBar(color_mapper=mapper, width=8), "right")
         figs.append(fig)
     return row(*figs)
@@ -94,13 +95,17 @@ def scaling_figure(ds, y: str = "efficiency", width: int = 720, height: int = 36
     fig.multi_line("xs", "ys", source=curves, line_color="color", line_width=3, legend_field="name")
     fig.scatter("x", "y", source=marks, color="color", size=12, marker="diamond")
     fig.add_tools(HoverTool(tooltips=[("fabric", "@name"), ("cores", "$x{0,0}"), (label, "$y{0.000}")]))
+    cores = ds.cores.values.astype(float)
+    format_axis(fig.xaxis, "count", lo=float(cores.min()), hi=float(cores.max()))
     if y == "efficiency":
         fig.y_range.start, fig.y_range.end = 0, 1.05
         fig.add_layout(Span(location=0.5, dimension="width", line_dash="dashed", line_color="gray"))
-        fig.legend.location = "bottom_left"
+        format_axis(fig.yaxis, "fraction")
+    elif y == "time_per_step":
+        format_axis(fig.yaxis, "seconds", lo=1e-8, hi=1e3)
     else:
-        fig.legend.location = "top_left"
-    fig.legend.label_text_font_size = "9pt"
+        format_axis(fig.yaxis, "si", lo=1.0, hi=max(float(cores.max()), 10.0))
+    outside_legend(fig, "right")
     fig._hpclab_sources = {"curves": curves, "marks": marks}
     return fig
 
@@ -116,7 +121,8 @@ def _breakdown(ds, fabric):
     return {"xs": [x] * 4, "ys": [clean(sel.time_per_step), clean(sel.compute_time), clean(sel.halo_time),
                                   clean(sel.reduction_time)],
             "name": ["total", "compute", "halo exchange", "allreduce"],
-            "color": ["black", PALETTE[3], PALETTE[4], PALETTE[5]], "dash": ["solid", "dashed", "dashed", "dotted"]}
+            "color": colors_for(["total", "compute", "halo exchange", "allreduce"]),
+            "dash": ["solid", "dashed", "dashed", "dotted"]}
 
 
 def breakdown_figure(ds, fabric="erdma", width: int = 720, height: int = 300):
@@ -129,8 +135,10 @@ def breakdown_figure(ds, fabric="erdma", width: int = 720, height: int = 300):
                  tools="pan,wheel_zoom,box_zoom,reset,save")
     src = ColumnDataSource(_breakdown(ds, fabric))
     fig.multi_line("xs", "ys", source=src, line_color="color", line_dash="dash", line_width=2, legend_field="name")
-    fig.legend.location = "bottom_left"
-    fig.legend.label_text_font_size = "9pt"
+    cores = ds.cores.values.astype(float)
+    format_axis(fig.xaxis, "count", lo=float(cores.min()), hi=float(cores.max()))
+    format_axis(fig.yaxis, "seconds", lo=1e-9, hi=1e3)
+    outside_legend(fig, "right")
     fig._hpclab_sources = {"breakdown": src}
     return fig
 
@@ -151,11 +159,13 @@ def panel_model(grid=4096, cores=1024, fabric="erdma", steps_per_exchange=1, pla
     t = float(one.time_per_step)
     sat = ", ".join(f"<b>{f}</b> {int(ds.saturation_cores.sel(fabric=f)):,}" for f in ds.fabric.values)
     if np.isfinite(t):
+        red = float(one.reduction_time)
+        reduction = (f", allreduce {red * 1e6:,.1f} us ({reductions_per_step:g} per step)" if red > 0 else
+                     " (no allreduce: reductions per step = 0, as for an explicit solver)")
         point = (f"On <b>{cores:,}</b> cores over <b>{fabric}</b> a step takes <b>{t * 1e6:,.1f} us</b>: compute "
                  f"{float(one.compute_time) * 1e6:,.1f} us ({int(one.cells_per_core):,} cells per core), halo "
                  f"{float(one.halo_time) * 1e6:,.1f} us ({int(one.halo_messages)} messages, "
-                 f"{int(one.halo_nbytes):,} B per exchange, every {int(steps_per_exchange)} step(s)), allreduce "
-                 f"{float(one.reduction_time) * 1e6:,.1f} us.")
+                 f"{int(one.halo_nbytes):,} B per exchange, every {int(steps_per_exchange)} step(s)){reduction}.")
     else:
         point = (f"On <b>{cores:,}</b> cores a sub-domain of a {g}-point grid is thinner than the halo of "
                  f"{int(steps_per_exchange)}: not feasible.")

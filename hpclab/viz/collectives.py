@@ -12,7 +12,7 @@ import numpy as np
 
 from hpclab.network import (ALGORITHMS, OPS, algorithm_times, best_algorithm, busbw, collective_time,
                             fabric as _fabric, p2p_time)
-from hpclab.viz._common import PALETTE, as_widget, legend
+from hpclab.viz._common import as_widget, colors_for, format_axis, outside_legend
 
 __all__ = ["alpha_beta_figure", "time_figure", "busbw_figure", "crossover_figure", "pingpong_figure",
            "panel_model", "collectives_panel", "report_part", "DEFAULT_FABRICS", "human_bytes"]
@@ -40,6 +40,10 @@ def _fig(title, y_label, y_log=True, x_label="message size nbytes [B]", **kw):
                  width=kw.pop("width", 720), height=kw.pop("height", 380), x_axis_label=x_label,
                  y_axis_label=y_label, tools="pan,wheel_zoom,box_zoom,reset,save", **kw)
     fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("x", "@x{0.[000]a}"), ("y", "@y{0.000a}")]))
+    if x_label.startswith("message size"):
+        format_axis(fig.xaxis, "bytes", lo=float(_SIZES[0]), hi=float(_SIZES[-1]))
+    if y_log and y_label.endswith("[s]"):  # labelled decades from 10 ns to 1,000 s
+        format_axis(fig.yaxis, "seconds", lo=1e-8, hi=1e3)
     return fig
 
 
@@ -53,9 +57,10 @@ def alpha_beta_figure(fabrics=DEFAULT_FABRICS, nbytes=_SIZES):
     fig = _fig("Point-to-point time t(n) = alpha + n beta (dashed: alpha and n beta alone)",
                "one-way time [s]")
     n = np.asarray(nbytes, dtype=float)
+    colors = colors_for([_fabric(x).name for x in fabrics])
     for i, name in enumerate(fabrics):
         f = _fabric(name)
-        c = PALETTE[i % len(PALETTE)]
+        c = colors[i]
         t = p2p_time(n, f)
         fig.line("x", "y", source=ColumnDataSource({"x": n, "y": t}), color=c, line_width=3,
                  legend_label=f"{f.name}: alpha {f.alpha * 1e6:.3g} us, {f.bandwidth / 1e9:.3g} GB/s",
@@ -65,7 +70,7 @@ def alpha_beta_figure(fabrics=DEFAULT_FABRICS, nbytes=_SIZES):
         knee = f.alpha / f.beta
         fig.scatter([knee], [2 * f.alpha], color=c, size=9, marker="diamond")
     fig.y_range.start = float(np.min([_fabric(x).alpha for x in fabrics])) / 3
-    return legend(fig, "top_left")
+    return outside_legend(fig, "below", ncols=1)
 
 
 def _select(ds, **sel):
@@ -80,20 +85,22 @@ def time_figure(ds, op="allreduce", algorithm="auto", ranks=None, variable="time
 
     sub = _select(ds, op=op, algorithm=algorithm)
     ranks = list(sub["ranks"].values) if ranks is None else list(np.atleast_1d(ranks))
-    label = {"time": "time [s]", "busbw": "bus bandwidth [GB/s]", "algbw": "algorithm bandwidth [GB/s]"}
+    label = {"time": "time [s]", "busbw": "bus bandwidth [B/s]", "algbw": "algorithm bandwidth [B/s]"}
     fig = _fig(f"{op} ({algorithm}): {variable} vs message size", label.get(variable, variable),
                y_log=(variable == "time"))
     dashes = ["solid", "dashed", "dotted", "dotdash", "dashdot"]
-    for i, fab in enumerate(sub["fabric"].values):
+    fabs = [str(f) for f in sub["fabric"].values]
+    colors = colors_for(fabs)
+    for i, fab in enumerate(fabs):
         for j, r in enumerate(ranks):
             y = sub[variable].sel(fabric=fab, ranks=r).values
-            if variable != "time":
-                y = y / 1e9
             src = ColumnDataSource({"x": sub["nbytes"].values, "y": y})
-            fig.line("x", "y", source=src, color=PALETTE[i % len(PALETTE)], line_width=2.5,
+            fig.line("x", "y", source=src, color=colors[i], line_width=2.5,
                      line_dash=dashes[j % len(dashes)], legend_label=f"{fab}, {int(r)} ranks",
                      name=f"{fab} {int(r)}")
-    return legend(fig, "top_left")
+    if variable != "time":
+        format_axis(fig.yaxis, "si", unit="B/s")
+    return outside_legend(fig, "below", ncols=3)
 
 
 def busbw_figure(ds, op="allreduce", algorithm="auto", ranks=None):
@@ -112,16 +119,22 @@ def crossover_figure(op="allreduce", fabric="erdma", ranks=64, nbytes=_SIZES, **
     chosen = best_algorithm(op, n, ranks, fabric, **options)
     fig = _fig(f"{op} on {_fabric(fabric).name}, {ranks} ranks: time / fastest (1 = picked by auto)",
                "time relative to the fastest algorithm")
+    colors = colors_for(list(times))
+    top = 1.0
     for i, (alg, t) in enumerate(times.items()):
-        c = PALETTE[i % len(PALETTE)]
+        c = colors[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = t / best
+        finite = rel[np.isfinite(rel)]
+        top = max(top, float(finite.max()) if finite.size else 1.0)
         fig.line("x", "y", source=ColumnDataSource({"x": n, "y": rel}), color=c, line_width=2.5,
                  legend_label=alg, name=alg)
         mask = chosen == alg
         if mask.any():
             fig.scatter(n[mask], np.ones(mask.sum()), color=c, size=8)
-    return legend(fig, "top_left")
+    # labelled ticks between 1 and 10 (1, 2, 5, ...): where the curves cross matters most
+    format_axis(fig.yaxis, "plain", lo=1.0, hi=max(top, 10.0) if top <= 1e3 else top)
+    return outside_legend(fig, "right")
 
 
 def pingpong_figure(live, fabrics=DEFAULT_FABRICS, fitted=None):
@@ -140,11 +153,12 @@ def pingpong_figure(live, fabrics=DEFAULT_FABRICS, fitted=None):
         fig.line("x", "y", source=ColumnDataSource({"x": n, "y": y}), color="black", line_width=2,
                  legend_label=f"fit: alpha {a * 1e6:.0f} us, {1 / b / 1e9:.2f} GB/s", name="fit")
     grid = np.geomspace(max(n.min(), 1.0), n.max(), 60)
+    colors = colors_for([_fabric(x).name for x in fabrics])
     for i, name in enumerate(fabrics):
         f = _fabric(name)
         fig.line("x", "y", source=ColumnDataSource({"x": grid, "y": p2p_time(grid, f)}),
-                 color=PALETTE[i % len(PALETTE)], line_width=2, legend_label=f"catalog {f.name}", name=f.name)
-    return legend(fig, "top_left")
+                 color=colors[i], line_width=2, legend_label=f"catalog {f.name}", name=f.name)
+    return outside_legend(fig, "below", ncols=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +184,7 @@ def panel_model(op, fabric, algorithm, ranks, nbytes, sizes=_SIZES, **options) -
     xs = [n] * (len(names) + 1)
     ys = [times[a] for a in names] + [best]
     labels = names + ["auto (fastest)"]
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(names))] + ["black"]
+    colors = colors_for(names + ["auto (fastest)"])
     widths = [5.0 if a == used else 2.0 for a in names] + [1.5]
     alphas = [1.0 if a == used else 0.45 for a in names] + [0.9]
     bw = busbw(op, nbytes, ranks, t_sel) if t_sel > 0 else float("nan")
@@ -234,8 +248,7 @@ def collectives_panel(op="allreduce", fabric="erdma", algorithm="auto", ranks=64
     fig.multi_line("xs", "ys", source=curves, line_color="color", line_width="width", line_alpha="alpha",
                    legend_field="name")
     fig.scatter("x", "y", source=point, size=14, color="black", marker="circle_x", fill_alpha=0.2)
-    fig.legend.location = "top_left"
-    fig.legend.label_text_font_size = "9pt"
+    outside_legend(fig, "right")
     summary = w.HTML(first["summary"])
 
     def update(_change=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import PALETTE, as_widget, outside_legend
 
 __all__ = ["breakdown_figure", "memory_figure", "straggler_figure", "goodput_figure",
            "requirements_figure", "validation_figure", "panel_model", "llm_panel", "report_part",
@@ -61,15 +61,15 @@ def _breakdown(ds, by="layout", title="Step time breakdown"):
 
     data = _breakdown_data(ds, by)
     source = ColumnDataSource(data)
-    fig = figure(title=title, y_range=list(reversed(data["label"])), height=70 + 36 * len(data["label"]),
+    # 60 px more for the legend below the bars (two rows of four entries)
+    fig = figure(title=title, y_range=list(reversed(data["label"])), height=130 + 36 * len(data["label"]),
                  width=760, x_axis_label="seconds per step", tools="save,reset")
     fig.hbar_stack(list(BREAKDOWN), y="label", height=0.7, source=source,
                    color=[PALETTE[i] for i in range(len(BREAKDOWN))],
                    legend_label=[_PART_LABELS[p] for p in BREAKDOWN])
     fig.add_tools(HoverTool(tooltips=[("", "@label"), ("step", "@step_time{0.000} s"),
                                       ("MFU", "@mfu{0.0} %")]))
-    fig.legend.location = "bottom_right"
-    fig.legend.label_text_font_size = "8pt"
+    outside_legend(fig, "below", ncols=4, font_size="8pt")  # never over the bars: every entry shows
     return fig, source
 
 
@@ -90,7 +90,7 @@ def memory_figure(ds, by="layout", title="Memory per GPU (first pipeline stage)"
 
     data = _memory_data(ds, by)
     source = ColumnDataSource(data)
-    fig = figure(title=title, y_range=list(reversed(data["label"])), height=70 + 36 * len(data["label"]),
+    fig = figure(title=title, y_range=list(reversed(data["label"])), height=130 + 36 * len(data["label"]),
                  width=760, x_axis_label="GB per GPU", tools="save,reset")
     fig.hbar_stack(list(_MEM_PARTS), y="label", height=0.7, source=source,
                    color=[PALETTE[i + 3] for i in range(len(_MEM_PARTS))],
@@ -100,8 +100,7 @@ def memory_figure(ds, by="layout", title="Memory per GPU (first pipeline stage)"
         fig.add_layout(Span(location=cap / 1e9, dimension="height", line_color="black",
                             line_dash="dashed", line_width=2))
     fig.add_tools(HoverTool(tooltips=[("", "@label"), ("total", "@total{0.0} GB")]))
-    fig.legend.location = "bottom_right"
-    fig.legend.label_text_font_size = "8pt"
+    outside_legend(fig, "below", ncols=5, font_size="8pt")
     return fig
 
 
@@ -127,7 +126,7 @@ def _straggler(ds, title="Synchronous step vs scale: the slowest rank sets the p
         pts = ColumnDataSource({"x": ds.ranks.values.astype(float), "y": s, "lo": s - e, "hi": s + e})
         fig.scatter("x", "y", source=pts, size=8, color=PALETTE[1], legend_label="sampled (±2 s.e.)")
         fig.add_layout(Whisker(source=pts, base="x", lower="lo", upper="hi", line_color=PALETTE[1]))
-    fig.legend.location = "top_left"
+    outside_legend(fig, "right")
     return fig, src
 
 
@@ -175,8 +174,7 @@ def _goodput(ds, title="Effective training time vs checkpoint interval", target=
     fig.add_layout(Span(location=100 * target, dimension="width", line_dash="dashed", line_color="black"))
     fig.y_range.start = max(0.0, 100 * float(np.nanmin(ds.goodput.values)) - 1)
     fig.y_range.end = 100.5
-    fig.legend.location = "bottom_left"
-    fig.legend.label_text_font_size = "8pt"
+    outside_legend(fig, "below", ncols=2, font_size="8pt")
     return fig, (lsrc, msrc)
 
 
@@ -194,8 +192,7 @@ def requirements_figure(ds, target=0.99, title=None):
         fig.line(ds.restart.values, 100 * ds.goodput.sel(failure_scale=f).values, line_width=3,
                  color=PALETTE[i % len(PALETTE)], legend_label=f"failure rate x {f:g}")
     fig.add_layout(Span(location=100 * target, dimension="width", line_dash="dashed", line_color="black"))
-    fig.legend.location = "bottom_left"
-    fig.legend.label_text_font_size = "8pt"
+    outside_legend(fig, "right", font_size="8pt")
     return fig
 
 

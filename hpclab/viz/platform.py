@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import COLORS, as_widget, colors_for, format_axis, outside_legend
 
 __all__ = ["wait_figure", "cost_figure", "nodes_figure", "panel_model", "platform_panel", "report_part",
            "SCENARIO_COLORS"]
 
-SCENARIO_COLORS = {"separate": PALETTE[1], "unified": PALETTE[0]}
+SCENARIO_COLORS = {"separate": COLORS["separate"], "unified": COLORS["unified"]}
 _KINDS = ("hpc", "train", "infer", "data")
+#: waiting times are drawn on a log axis from this floor (hours; 0.36 s): a zero wait is a stub
+_WAIT_FLOOR_H = 1e-4
 
 
 def _color(name, i):
-    return SCENARIO_COLORS.get(name, PALETTE[(i + 2) % len(PALETTE)])
+    return SCENARIO_COLORS.get(name) or colors_for([name])[0]
 
 
 def _wait_data(ds):
     scen = [str(s) for s in ds["scenario"].values]
-    x, mean, p90, color, jobs = [], [], [], [], []
+    x, mean, p90, color, jobs, names = [], [], [], [], [], []
     for k in _KINDS:
         for i, s in enumerate(scen):
+            names.append(s)
             d = ds.sel(scenario=s, kind=k)
             x.append((k, s))
             m = float(d["wait_mean"])
@@ -38,25 +41,34 @@ def _wait_data(ds):
             p90.append(q / 3600.0 if np.isfinite(q) else 0.0)
             color.append(_color(s, i))
             jobs.append(int(d["jobs"]))
-    return {"x": x, "mean": mean, "p90": p90, "color": color, "jobs": jobs}
+    floor = _WAIT_FLOOR_H
+    return {"x": x, "mean": mean, "p90": p90, "color": color, "jobs": jobs, "scenario": names,
+            "top": [max(m, floor) for m in mean], "p90_top": [max(q, floor) for q in p90],
+            "bottom": [floor] * len(x)}
 
 
 def wait_figure(ds, width: int = 720, height: int = 300):
-    """Mean waiting time per job kind and scenario (bars; ticks: 90th percentile), in hours."""
+    """Mean waiting time per job kind and scenario (bars; dashes: 90th percentile), in hours on a
+    log axis (waits span seconds to hours: every job kind stays visible). A wait below 0.36 s
+    (including none) is drawn as a stub at that floor."""
     from bokeh.models import ColumnDataSource, FactorRange
     from bokeh.plotting import figure
 
     data = _wait_data(ds)
     src = ColumnDataSource(data)
-    fig = figure(title="Waiting time per job kind (bar: mean, dash: 90th percentile)", width=width,
-                 height=height, x_range=FactorRange(*data["x"]), y_axis_label="hours",
-                 tools="pan,wheel_zoom,reset,save,hover",
-                 tooltips=[("kind, scenario", "@x"), ("mean [h]", "@mean{0.00}"), ("p90 [h]", "@p90{0.00}"),
+    fig = figure(title="Waiting time per job kind (bar: mean, dash: 90th percentile; log axis)", width=width,
+                 height=height, x_range=FactorRange(*data["x"]), y_axis_type="log",
+                 y_axis_label="waiting time [h]", tools="pan,wheel_zoom,reset,save,hover",
+                 tooltips=[("kind, scenario", "@x"), ("mean [h]", "@mean{0.000}"), ("p90 [h]", "@p90{0.000}"),
                            ("jobs", "@jobs")])
-    fig.vbar(x="x", top="mean", width=0.8, source=src, fill_color="color", line_color="color")
-    fig.scatter(x="x", y="p90", source=src, marker="dash", size=20, color="black")
+    fig.vbar(x="x", top="top", bottom="bottom", width=0.8, source=src, fill_color="color", line_color="color",
+             legend_field="scenario")
+    fig.scatter(x="x", y="p90_top", source=src, marker="dash", size=20, color="black",
+                legend_label="90th percentile")
     fig.xaxis.major_label_orientation = 0.6
-    fig.y_range.start = 0
+    # fixed decade ticks from 0.36 s to 1,000 h: the panel's new data stays labelled
+    format_axis(fig.yaxis, "plain", lo=_WAIT_FLOOR_H, hi=1e3)
+    outside_legend(fig, "right")
     fig._hpclab_sources = {"wait": src}
     return fig
 
@@ -64,13 +76,13 @@ def wait_figure(ds, width: int = 720, height: int = 300):
 def _cost_data(ds):
     scen = [str(s) for s in ds["scenario"].values]
     return {"scenario": scen,
-            "cost": [float(ds["total_cost"].sel(scenario=s)) / 1000.0 for s in scen],
+            "cost": [float(ds["total_cost"].sel(scenario=s)) for s in scen],
             "util": [float(ds["utilisation_total"].sel(scenario=s)) for s in scen],
             "color": [_color(s, i) for i, s in enumerate(scen)]}
 
 
 def cost_figure(ds, width: int = 720, height: int = 260):
-    """Total bill (k USD) and utilisation (busy / paid capacity, weighted by cost) per scenario."""
+    """Total bill (USD) and utilisation (busy / paid capacity, weighted by cost) per scenario."""
     from bokeh.layouts import row
     from bokeh.models import ColumnDataSource
     from bokeh.plotting import figure
@@ -79,13 +91,15 @@ def cost_figure(ds, width: int = 720, height: int = 260):
     src = ColumnDataSource(data)
     w = width // 2
     cost = figure(title="Cost of the replay", x_range=data["scenario"], width=w, height=height,
-                  y_axis_label="k USD", tools="save,hover", tooltips=[("k USD", "@cost{0,0.0}")])
+                  y_axis_label="cost [USD]", tools="save,hover", tooltips=[("USD", "@cost{$0,0}")])
     cost.vbar(x="scenario", top="cost", width=0.7, source=src, fill_color="color", line_color="color")
     util = figure(title="Utilisation of paid nodes", x_range=data["scenario"], width=w, height=height,
                   y_range=(0, 1.05), y_axis_label="busy / paid", tools="save,hover",
                   tooltips=[("utilisation", "@util{0.00}")])
     util.vbar(x="scenario", top="util", width=0.7, source=src, fill_color="color", line_color="color")
     cost.y_range.start = 0
+    format_axis(cost.yaxis, "usd")
+    format_axis(util.yaxis, "fraction")
     lay = row(cost, util)
     lay._hpclab_sources = {"cost": src}
     lay._hpclab_figures = (cost, util)
@@ -111,7 +125,7 @@ def _nodes_data(results: dict, max_points: int = 1500):
             xs.append(((t - t0) / 86400.0).tolist())
             ys.append(n.tolist())
             names.append(f"{label}: {pool}")
-            colors.append(PALETTE[(2 * i + j) % len(PALETTE)])
+    colors = colors_for(names)
     return {"xs": xs, "ys": ys, "name": names, "color": colors}
 
 
@@ -125,8 +139,9 @@ def nodes_figure(results: dict, width: int = 720, height: int = 280):
     fig = figure(title="Nodes paid for over time", width=width, height=height, x_axis_label="days",
                  y_axis_label="nodes", tools="pan,wheel_zoom,box_zoom,reset,save")
     fig.multi_line("xs", "ys", source=src, line_color="color", line_width=2, legend_field="name")
-    fig.legend.location = "top_left"
-    fig.legend.label_text_font_size = "8pt"
+    format_axis(fig.xaxis, "plain")
+    format_axis(fig.yaxis, "count")
+    outside_legend(fig, "right")
     fig._hpclab_sources = {"nodes": src}
     return fig
 

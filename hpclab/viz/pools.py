@@ -14,14 +14,13 @@ import numpy as np
 
 from hpclab.elastic.events import events_from_dataset
 from hpclab.elastic.state import LIFECYCLE
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import COLORS, as_widget, format_axis, outside_legend
 
 __all__ = ["timeline_data", "cost_data", "timeline_figure", "cost_figure", "PoolView",
            "pool_panel", "STATE_COLORS"]
 
 #: colour of each lifecycle state on the timeline
-STATE_COLORS = {"requested": "#c7c7c7", "booting": PALETTE[3], "running": PALETTE[2],
-                "draining": PALETTE[1], "terminated": "#ffffff"}
+STATE_COLORS = {s: COLORS[s] for s in LIFECYCLE}
 _SHOWN = ("requested", "booting", "running", "draining")
 
 
@@ -106,6 +105,11 @@ def _timeline_fig(height=260, width=720):
     fig = figure(title="Instances by lifecycle state (faded: spot)", width=width, height=height,
                  x_axis_label="pool time [s]", y_axis_label="instance (launch order)",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
+    format_axis(fig.xaxis, "plain")
+    format_axis(fig.yaxis, "count")
+    # an invisible anchor at (0, 0): the ranges have a start before the first event arrives
+    # (an empty plot would log bokeh's "could not set initial ranges")
+    fig.scatter([0.0], [0.0], alpha=0.0, size=1)
     fig.add_tools(HoverTool(tooltips=[("instance", "@instance"), ("type", "@itype"),
                                       ("zone", "@zone"), ("market", "@market"),
                                       ("state", "@state"), ("from", "@left{0.0} s"),
@@ -120,10 +124,7 @@ def _draw_timeline(fig, src):
     for s in _SHOWN:
         fig.scatter([np.nan], [np.nan], color=STATE_COLORS[s], marker="square", size=10,
                     legend_label=s)
-    fig.legend.location = "top_left"
-    fig.legend.orientation = "horizontal"
-    fig.legend.label_text_font_size = "9pt"
-    return fig
+    return outside_legend(fig, "right")
 
 
 def timeline_figure(source, now: float | None = None):
@@ -142,8 +143,10 @@ def cost_figure(source, catalog=None, now: float | None = None):
     fig = figure(title="Cost accrued (per-second billing, minimum charge)", width=720, height=200,
                  x_axis_label="pool time [s]", y_axis_label="cost [USD]",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
-    fig.line("x", "y", source=ColumnDataSource(cost_data(source, catalog, now)), color=PALETTE[0],
+    fig.line("x", "y", source=ColumnDataSource(cost_data(source, catalog, now)), color=COLORS["spot"],
              line_width=2.5)
+    format_axis(fig.xaxis, "plain")
+    format_axis(fig.yaxis, "usd")
     return fig
 
 
@@ -169,18 +172,22 @@ class PoolView:
 
         empty_t = {k: [] for k in ("y", "left", "right", "state", "color", "instance", "itype",
                                    "zone", "market", "reason", "alpha")}
-        self.sources = {"timeline": ColumnDataSource(empty_t),
-                        "cost": ColumnDataSource({"x": [], "y": []})}
+        # filled at construction when a run is given (the plots show it on first render)
+        self.sources = {"timeline": ColumnDataSource(empty_t if source is None else timeline_data(source)),
+                        "cost": ColumnDataSource({"x": [0.0], "y": [0.0]} if source is None else
+                                                 cost_data(source))}
         self.timeline = _draw_timeline(_timeline_fig(width=width), self.sources["timeline"])
         self.cost = figure(title="Cost accrued (per-second billing)", width=width, height=190,
                            x_axis_label="pool time [s]", y_axis_label="cost [USD]",
                            x_range=self.timeline.x_range, tools="pan,wheel_zoom,box_zoom,reset,save")
-        self.cost.line("x", "y", source=self.sources["cost"], color=PALETTE[0], line_width=2.5)
+        self.cost.line("x", "y", source=self.sources["cost"], color=COLORS["spot"], line_width=2.5)
+        format_axis(self.cost.xaxis, "plain")
+        format_axis(self.cost.yaxis, "usd")
+        # the cost frame lines up with the timeline's (whose legend sits on the right)
+        self.cost.min_border_right = 110
         self.figure = column(self.timeline, self.cost)
-        self.updates = 0
+        self.updates = 0 if source is None else 1
         self._widget = None
-        if source is not None:
-            self.update(source)
 
     @property
     def widget(self):
@@ -264,7 +271,8 @@ def pool_panel(initial=None, *, n_tasks: int = 2000, policy: str = "spot-first",
                                continuous_update=False),
     }
     button = w.Button(description="run", button_style="primary", icon="play")
-    view = PoolView()
+    # built with the run already shown, so that its plots have data on first render
+    view = PoolView(initial.events if initial is not None else None)
     summary = w.HTML("press <b>run</b>")
     bill = w.HTML("")
     output = w.Output()
@@ -306,5 +314,7 @@ def pool_panel(initial=None, *, n_tasks: int = 2000, policy: str = "spot-first",
     button.on_click(on_run)
     box.run = on_run
     if initial is not None:
-        show(initial)
+        box.last = initial
+        summary.value = _summary_html(initial)
+        bill.value = _bill_html(initial)
     return box

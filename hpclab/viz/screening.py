@@ -14,14 +14,14 @@ from bokeh.core.property.vectorization import value
 from bokeh.models import ColumnDataSource, HoverTool, Span
 from bokeh.plotting import figure
 
-from hpclab.viz._common import PALETTE, as_widget
+from hpclab.viz._common import COLORS, as_widget, colors_for, format_axis, outside_legend
 from hpclab.workloads import screening as scr
 
 __all__ = ["throughput_figure", "stage_cost_figure", "enrichment_figure", "cost_deadline_figure",
            "campaign_timeline_figure", "campaign_panel", "screen_panel", "report_part"]
 
-_STAGE_COLOURS = dict(zip(scr.STAGES, PALETTE))
-_SCORE_COLOURS = dict(zip(scr.SCORING_STAGES, PALETTE))
+_STAGE_COLOURS = dict(zip(scr.STAGES, colors_for(scr.STAGES)))
+_SCORE_COLOURS = dict(zip(scr.SCORING_STAGES, colors_for(scr.SCORING_STAGES)))
 
 
 def throughput_figure(tp: xr.Dataset, *, title: str = "Screen throughput") -> figure:
@@ -29,14 +29,15 @@ def throughput_figure(tp: xr.Dataset, *, title: str = "Screen throughput") -> fi
     fig = figure(title=title, height=300, width=620, x_axis_label="time since first result (s)",
                  y_axis_label="molecules / s", tools="pan,wheel_zoom,box_zoom,reset,save")
     t = tp["time"].values
-    for i, w in enumerate(tp["worker"].values):
+    workers = [str(w) for w in tp["worker"].values]
+    for w, c in zip(workers, colors_for([f"worker {w}" for w in workers])):
         fig.step(t, tp["per_worker"].sel(worker=w).values, mode="center", alpha=0.6,
-                 color=PALETTE[(i + 1) % len(PALETTE)], legend_label=f"worker {w}")
-    fig.step(t, tp["molecules_per_second"].values, mode="center", line_width=2, color="black",
-             legend_label="total")
-    fig.legend.location = "top_right"
-    fig.legend.click_policy = "hide"
-    return fig
+                 color=c, legend_label=f"worker {w}")
+    fig.step(t, tp["molecules_per_second"].values, mode="center", line_width=2, color=COLORS["total"],
+             legend_label="total")  # black: COLORS["total"]
+    format_axis(fig.xaxis, "plain")
+    format_axis(fig.yaxis, "plain")
+    return outside_legend(fig, "right")
 
 
 def _log_hist(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -60,9 +61,9 @@ def stage_cost_figure(costs: xr.Dataset, *, title: str = "Per-molecule cost of e
         label = f"{stage}: mean {mean * 1e3:.2f} ms, {float(costs['ran_fraction'].sel(stage=stage)):.0%} ran"
         fig.quad(left=edges[:-1], right=edges[1:], bottom=0, top=h, alpha=0.45,
                  color=_STAGE_COLOURS.get(str(stage), "grey"), legend_label=label)
-    fig.legend.location = "top_left"
-    fig.legend.click_policy = "hide"
-    return fig
+    format_axis(fig.xaxis, "seconds", lo=float(edges[0]), hi=float(edges[-1]))
+    format_axis(fig.yaxis, "fraction")
+    return outside_legend(fig, "below", ncols=2)
 
 
 def _enrichment_data(q: xr.Dataset) -> dict:
@@ -91,7 +92,9 @@ def enrichment_figure(q: xr.Dataset, *, title: str | None = None):
         fig.line("x", "y", source=src, line_width=2, color=_SCORE_COLOURS.get(stage, "black"),
                  legend_label=data["label"][0], name=f"curve-{stage}")
     fig.add_layout(Span(location=1.0, dimension="height", line_dash="dotted", line_color="grey"))
-    fig.legend.location = "top_left"
+    format_axis(fig.xaxis, "plain", lo=0.1, hi=100.0)
+    format_axis(fig.yaxis, "plain")
+    outside_legend(fig, "right")
     fig.add_tools(HoverTool(tooltips=[("screened %", "@x{0.0}"), ("found %", "@y{0.0}")]))
     return fig
 
@@ -99,7 +102,7 @@ def enrichment_figure(q: xr.Dataset, *, title: str | None = None):
 def _campaign_points(camp: xr.Dataset) -> dict:
     """Flatten a campaign Dataset to one row per (zones, n_molecules, deadline, spot_share)."""
     df = camp[["makespan", "cost", "cores", "feasible"]].to_dataframe().reset_index()
-    df["series"] = [f"{z}, {s:.0%} spot" for z, s in zip(df["zones"], df["spot_share"])]
+    df["series"] = [f"{z} zone{'s' if z != 'one' else ''}, {s:.0%} spot" for z, s in zip(df["zones"], df["spot_share"])]
     return df
 
 
@@ -110,11 +113,12 @@ def cost_deadline_figure(camp: xr.Dataset, *, title: str = "Campaign cost agains
     fig = figure(title=title, height=340, width=620, x_axis_type="log", y_axis_type="log",
                  x_axis_label="makespan (h)", y_axis_label="cost (USD)",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
-    for i, (name, g) in enumerate(df.groupby("series", sort=False)):
+    groups = list(df.groupby("series", sort=False))
+    colours = colors_for([name for name, _ in groups])
+    for (name, g), colour in zip(groups, colours):
         src = ColumnDataSource(dict(x=g["makespan"].values, y=g["cost"].values, cores=g["cores"].values,
                                     deadline=g["deadline"].values,
                                     feasible=np.where(g["feasible"].values, "yes", "no")))
-        colour = PALETTE[i % len(PALETTE)]
         fig.scatter("x", "y", source=src, size=6, color=colour, legend_label=name, alpha=0.8)
     front = scr.pareto_front(df["makespan"].values, df["cost"].values)
     fig.line(df["makespan"].values[front], df["cost"].values[front], color="black", line_width=2,
@@ -122,15 +126,15 @@ def cost_deadline_figure(camp: xr.Dataset, *, title: str = "Campaign cost agains
     fig.add_tools(HoverTool(tooltips=[("makespan h", "@x{0.00}"), ("cost USD", "@y{0,0}"),
                                       ("cores", "@cores{0,0}"), ("deadline h", "@deadline{0.00}"),
                                       ("met", "@feasible")]))
-    fig.legend.location = "top_right"
-    fig.legend.click_policy = "hide"
-    return fig
+    format_axis(fig.xaxis, "hours", lo=float(np.nanmin(df["makespan"])), hi=float(np.nanmax(df["makespan"])))
+    format_axis(fig.yaxis, "usd", lo=float(np.nanmin(df["cost"])), hi=float(np.nanmax(df["cost"])))
+    return outside_legend(fig, "right")
 
 
 def campaign_timeline_figure(sim: xr.Dataset, *, title: str | None = None):
     """A simulated campaign (:func:`~.simulate_campaign`) over time: cores by market and
     molecules screened per second, with the deadline marked."""
-    from bokeh.models import LinearAxis, Range1d
+    from bokeh.models import DataRange1d, LinearAxis, Range1d
 
     a = sim.attrs
     title = title or (f"Simulated campaign ({a['policy']}): makespan {a['makespan_h']:.2f} h, "
@@ -139,19 +143,25 @@ def campaign_timeline_figure(sim: xr.Dataset, *, title: str | None = None):
     fig = figure(title=title, height=320, width=620, x_axis_label="time (h)",
                  y_axis_label="cores running", tools="pan,wheel_zoom,box_zoom,reset,save")
     bottom = np.zeros_like(t, dtype=float)
-    for i, m in enumerate(sim["market"].values):
+    areas = []
+    for m in sim["market"].values:
         top = bottom + sim["cores"].sel(market=m).values
-        fig.varea(x=t, y1=bottom, y2=top, alpha=0.4, color=PALETTE[i], legend_label=f"{m} cores")
+        areas.append(fig.varea(x=t, y1=bottom, y2=top, alpha=0.4, color=COLORS.get(str(m), "grey"),
+                               legend_label=f"{m} cores"))
         bottom = top
+    fig.y_range = DataRange1d(renderers=areas, start=0)  # the cores axis scales to the cores only
     peak = float(np.nanmax(sim["throughput"].values)) if sim["throughput"].size else 1.0
     fig.extra_y_ranges = {"rate": Range1d(0, max(peak, 1.0) * 1.1)}
-    fig.add_layout(LinearAxis(y_range_name="rate", axis_label="molecules / s"), "right")
+    right = LinearAxis(y_range_name="rate", axis_label="molecules / s")
+    format_axis(right, "si")
+    fig.add_layout(right, "right")
     fig.line(t, sim["throughput"].values, y_range_name="rate", color="black", line_width=1.5,
              legend_label="molecules / s")
     fig.add_layout(Span(location=a["deadline_h"], dimension="height", line_dash="dashed",
-                        line_color=PALETTE[1]))
-    fig.legend.location = "top_right"
-    return fig
+                        line_color=COLORS["tcp-vpc"]))
+    format_axis(fig.xaxis, "hours")
+    format_axis(fig.yaxis[0], "si")
+    return outside_legend(fig, "below", ncols=3)
 
 
 # ------------------------------------------------------------------------------------- panels
@@ -185,11 +195,13 @@ def campaign_panel(inputs: xr.Dataset, *, n_molecules: float = 1e8, deadline_hou
     fig = figure(title="Cost of the campaign against its deadline", height=320, width=620,
                  x_axis_type="log", y_axis_type="log", x_axis_label="deadline (h)",
                  y_axis_label="cost (USD)", tools="pan,wheel_zoom,box_zoom,reset,save")
-    fig.line("x", "y", source=src_sel, line_width=2, color=PALETTE[0], legend_label="chosen setup")
-    fig.line("x", "y", source=src_base, line_width=2, color=PALETTE[1], line_dash="dashed",
+    fig.line("x", "y", source=src_sel, line_width=2, color=COLORS["global-spot"], legend_label="chosen setup")
+    fig.line("x", "y", source=src_base, line_width=2, color=COLORS["on-demand"], line_dash="dashed",
              legend_label="on-demand, one zone")
     fig.scatter("x", "y", source=src_pt, size=10, color="black", legend_label="chosen deadline")
-    fig.legend.location = "top_right"
+    format_axis(fig.xaxis, "hours", lo=0.1, hi=168.0)
+    format_axis(fig.yaxis, "usd")
+    outside_legend(fig, "below", ncols=3)
 
     def update(*_):
         kw = dict(conformers=int(confs.value), survivor_fraction=survivor_fraction)

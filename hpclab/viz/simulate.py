@@ -13,7 +13,7 @@ import numpy as np
 
 from hpclab.elastic.policies import policy_names
 from hpclab.elastic.simulate import campaign
-from hpclab.viz._common import PALETTE, as_widget, legend
+from hpclab.viz._common import COLORS, as_widget, colors_for, format_axis, outside_legend
 
 __all__ = ["cores_figure", "cost_figure", "instances_figure", "panel_model", "simulate_panel",
            "summary_html", "SCALES"]
@@ -31,8 +31,14 @@ def _fig(title, y_label, **kw):
                  x_axis_label="virtual time [h]", y_axis_label=y_label,
                  tools="pan,wheel_zoom,box_zoom,reset,save", **kw)
     fig.add_tools(HoverTool(tooltips=[("series", "$name"), ("t [h]", "@x{0.00}"), ("y", "@y{0,0.[00]}")]))
+    format_axis(fig.xaxis, "hours")
     return fig
 
+
+
+def _width(i: int) -> float:
+    """Line width of the i-th result: 5, 3, 1.5, 1.5... (a later line never covers an earlier one)."""
+    return (5.0, 3.0)[i] if i < 2 else 1.5
 
 
 def _label(r, labels, i):
@@ -45,16 +51,20 @@ def cores_figure(results, labels=None):
 
     results = results if isinstance(results, (list, tuple)) else [results]
     fig = _fig("Cores running over virtual time (dashed: on spot)", "cores")
+    colors = colors_for([r.policy for r in results])
     for i, r in enumerate(results):
         ts = r.timeseries
         x = ts["time"].values / 3600.0
-        c = PALETTE[i % len(PALETTE)]
+        c = colors[i]
         name = _label(r, labels, i)
+        # each later result a thinner line: where two results coincide (global and global-spot
+        # often do) the earlier one shows as a border around the later one, not hidden under it
         fig.line("x", "y", source=ColumnDataSource({"x": x, "y": ts["cores"].sum("market").values}),
-                 color=c, line_width=2.5, legend_label=name, name=name)
+                 color=c, line_width=_width(i), legend_label=name, name=name)
         fig.line("x", "y", source=ColumnDataSource({"x": x, "y": ts["cores"].sel(market="spot").values}),
                  color=c, line_width=1.5, line_dash="dashed", name=f"{name} (spot)")
-    return legend(fig, "top_right")
+    format_axis(fig.yaxis, "si")
+    return outside_legend(fig, "below", ncols=2)
 
 
 def cost_figure(results, labels=None):
@@ -63,32 +73,42 @@ def cost_figure(results, labels=None):
 
     results = results if isinstance(results, (list, tuple)) else [results]
     fig = _fig("Cost accrued over virtual time", "cost [USD]")
+    colors = colors_for([r.policy for r in results])
     for i, r in enumerate(results):
         ts = r.timeseries
         name = _label(r, labels, i)
         fig.line("x", "y", source=ColumnDataSource({"x": ts["time"].values / 3600.0, "y": ts["cost"].values}),
-                 color=PALETTE[i % len(PALETTE)], line_width=2.5, legend_label=name, name=name)
-    fig.legend.location = "top_left"
-    return fig
+                 color=colors[i], line_width=_width(i), legend_label=name, name=name)
+    format_axis(fig.yaxis, "usd")
+    return outside_legend(fig, "below", ncols=2)
 
 
 def instances_figure(result):
-    """Instances by lifecycle state (booting, running, draining) and queued tasks (right axis)."""
-    from bokeh.models import ColumnDataSource, LinearAxis, Range1d
+    """Instances by lifecycle state (booting, running, draining) on the left axis and queued tasks
+    on the right axis; each axis is scaled to its own series only (the instance counts are never
+    drawn on the scale of the queue)."""
+    from bokeh.models import ColumnDataSource, DataRange1d, LinearAxis, Range1d
 
     ts = result.timeseries
     x = ts["time"].values / 3600.0
-    fig = _fig(f"{result.policy}: instances by state, queued tasks (grey, right axis)", "instances")
+    fig = _fig(f"{result.policy}: instances by state (left axis), queued tasks (grey, right axis)",
+               "instances")
     by_state = ts["instances"].sum(("itype", "zone"))
-    for i, state in enumerate(by_state["state"].values):
-        fig.line("x", "y", source=ColumnDataSource({"x": x, "y": by_state.sel(state=state).values}),
-                 color=PALETTE[i], line_width=2.5, legend_label=str(state), name=str(state))
+    states = [str(s) for s in by_state["state"].values]
+    lines = []
+    for state, c in zip(states, colors_for(states)):
+        lines.append(fig.line("x", "y", source=ColumnDataSource({"x": x, "y": by_state.sel(state=state).values}),
+                              color=c, line_width=2.5, legend_label=state, name=state))
+    fig.y_range = DataRange1d(renderers=lines, start=0)
     q = ts["queued"].values
     fig.extra_y_ranges = {"tasks": Range1d(0, max(1.0, float(q.max()) * 1.05))}
-    fig.add_layout(LinearAxis(y_range_name="tasks", axis_label="queued tasks"), "right")
-    fig.line("x", "y", source=ColumnDataSource({"x": x, "y": q}), y_range_name="tasks", color="grey",
-             line_width=1.5, legend_label="queued tasks", name="queued")
-    return legend(fig, "top_right")
+    right = LinearAxis(y_range_name="tasks", axis_label="queued tasks")
+    format_axis(right, "si")
+    fig.add_layout(right, "right")
+    fig.line("x", "y", source=ColumnDataSource({"x": x, "y": q}), y_range_name="tasks", color=COLORS["single-zone"],
+             line_width=1.5, line_dash="dashed", legend_label="queued tasks (right axis)", name="queued")
+    format_axis(fig.yaxis[0], "count")
+    return outside_legend(fig, "below", ncols=4)
 
 
 def summary_html(s: dict, deadline_h: float | None = None) -> str:
@@ -169,15 +189,18 @@ def simulate_panel(policy="global-spot", cores=2000, deadline_h=8.0, spot_share=
     src = {"cores": ColumnDataSource(first["cores"]), "cost": ColumnDataSource(first["cost"]),
            "deadline": ColumnDataSource(first["deadline"])}
     f_cores = _fig("Cores running (dashed: on spot; red: deadline)", "cores", height=280)
-    f_cores.line("x", "total", source=src["cores"], color=PALETTE[0], line_width=2.5, legend_label="all",
-                 name="all")
-    f_cores.line("x", "spot", source=src["cores"], color=PALETTE[2], line_width=2, line_dash="dashed",
+    f_cores.line("x", "total", source=src["cores"], color=COLORS["on-demand"], line_width=2.5,
+                 legend_label="all markets", name="all")
+    f_cores.line("x", "spot", source=src["cores"], color=COLORS["spot"], line_width=2, line_dash="dashed",
                  legend_label="spot", name="spot")
-    f_cores.line("x", "y", source=src["deadline"], color=PALETTE[1], line_width=2, line_dash="dotted",
-                 name="deadline")
-    legend(f_cores, "top_right")
+    f_cores.line("x", "y", source=src["deadline"], color=COLORS["tcp-vpc"], line_width=2, line_dash="dotted",
+                 legend_label="deadline", name="deadline")
+    format_axis(f_cores.yaxis, "si")
+    outside_legend(f_cores, "right")
     f_cost = _fig("Cost accrued", "cost [USD]", height=240)
-    f_cost.line("x", "y", source=src["cost"], color=PALETTE[3], line_width=2.5, name="cost")
+    f_cost.line("x", "y", source=src["cost"], color=COLORS["on-demand"], line_width=2.5, name="cost")
+    format_axis(f_cost.yaxis, "usd")
+    f_cost.min_border_right = 120  # lines its frame up with the cores figure (legend on the right)
     summary = w.HTML(first["summary"])
     box = w.VBox([w.HBox([controls["policy"], controls["cores"]]),
                   w.HBox([controls["deadline_h"], controls["spot_share"], controls["capacity"]]),
