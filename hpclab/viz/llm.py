@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpclab.viz._common import PALETTE, as_widget, outside_legend
+from hpclab.viz._common import PALETTE, as_widget, format_axis, outside_legend
 
 __all__ = ["breakdown_figure", "memory_figure", "straggler_figure", "goodput_figure",
            "requirements_figure", "validation_figure", "panel_model", "llm_panel", "report_part",
@@ -63,7 +63,8 @@ def _breakdown(ds, by="layout", title="Step time breakdown"):
     source = ColumnDataSource(data)
     # 60 px more for the legend below the bars (two rows of four entries)
     fig = figure(title=title, y_range=list(reversed(data["label"])), height=130 + 36 * len(data["label"]),
-                 width=760, x_axis_label="seconds per step", tools="save,reset")
+                 width=760, x_axis_label="step time", tools="save,reset")
+    format_axis(fig.xaxis, "seconds")
     fig.hbar_stack(list(BREAKDOWN), y="label", height=0.7, source=source,
                    color=[PALETTE[i] for i in range(len(BREAKDOWN))],
                    legend_label=[_PART_LABELS[p] for p in BREAKDOWN])
@@ -92,6 +93,7 @@ def memory_figure(ds, by="layout", title="Memory per GPU (first pipeline stage)"
     source = ColumnDataSource(data)
     fig = figure(title=title, y_range=list(reversed(data["label"])), height=130 + 36 * len(data["label"]),
                  width=760, x_axis_label="GB per GPU", tools="save,reset")
+    format_axis(fig.xaxis, "plain")
     fig.hbar_stack(list(_MEM_PARTS), y="label", height=0.7, source=source,
                    color=[PALETTE[i + 3] for i in range(len(_MEM_PARTS))],
                    legend_label=[_MEM_LABELS[p] for p in _MEM_PARTS])
@@ -115,7 +117,9 @@ def _straggler(ds, title="Synchronous step vs scale: the slowest rank sets the p
     from bokeh.plotting import figure
 
     fig = figure(title=title, x_axis_type="log", width=760, height=360, x_axis_label="ranks (GPUs)",
-                 y_axis_label="expected step time [s]", tools="pan,wheel_zoom,box_zoom,reset,save")
+                 y_axis_label="expected step time", tools="pan,wheel_zoom,box_zoom,reset,save")
+    format_axis(fig.xaxis, "count")  # decades (the panel's ranks span 3-5 of them)
+    format_axis(fig.yaxis, "seconds")
     src = ColumnDataSource({"x": ds.ranks.values.astype(float), "y": ds.expected_step.values})
     fig.line("x", "y", source=src, line_width=3, color=PALETTE[0], legend_label="analytic E[max]")
     fig.line([float(ds.ranks.min()), float(ds.ranks.max())], [ds.attrs["step_time"]] * 2,
@@ -162,6 +166,9 @@ def _goodput(ds, title="Effective training time vs checkpoint interval", target=
     fig = figure(title=title, x_axis_type="log", width=760, height=380,
                  x_axis_label="checkpoint interval [min]", y_axis_label="goodput [%]",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
+    iv = ds.interval.values / 60.0
+    format_axis(fig.xaxis, "plain", lo=float(iv.min()), hi=float(iv.max()))
+    format_axis(fig.yaxis, "percent")
     lsrc, msrc = ColumnDataSource(lines), ColumnDataSource(marks)
     fig.multi_line("xs", "ys", source=lsrc, line_color="color", line_width=3, legend_field="name")
     r = fig.scatter("x", "y", source=msrc, size=13, marker="star", color="color")
@@ -186,8 +193,10 @@ def requirements_figure(ds, target=0.99, title=None):
 
     title = title or (f"What it takes: goodput at the optimum ({ds.attrs['nodes']} nodes, "
                       f"checkpoint {ds.attrs['checkpoint_time']:.1f} s on {ds.attrs['storage']})")
-    fig = figure(title=title, x_axis_type="log", width=760, height=360, x_axis_label="restart time [s]",
+    fig = figure(title=title, x_axis_type="log", width=760, height=360, x_axis_label="restart time",
                  y_axis_label="goodput [%]", tools="pan,wheel_zoom,box_zoom,reset,save")
+    format_axis(fig.xaxis, "seconds", lo=float(ds.restart.min()), hi=float(ds.restart.max()))
+    format_axis(fig.yaxis, "percent")
     for i, f in enumerate(ds.failure_scale.values):
         fig.line(ds.restart.values, 100 * ds.goodput.sel(failure_scale=f).values, line_width=3,
                  color=PALETTE[i % len(PALETTE)], legend_label=f"failure rate x {f:g}")
@@ -210,6 +219,7 @@ def validation_figure(ds, title=None):
     fig = figure(title=title, width=760, height=380, x_axis_label="reference row",
                  y_axis_label="predicted / published", x_range=list(ds.row.values),
                  tools="save,reset")
+    format_axis(fig.yaxis, "fraction")
     ratio = ds.predicted.values / ds.published.values
     src = ColumnDataSource({"row": list(ds.row.values), "ratio": ratio, "layout": list(ds.layout.values),
                             "published": ds.published.values, "predicted": ds.predicted.values})
