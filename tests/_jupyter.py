@@ -242,10 +242,12 @@ def cell_errors(page) -> list[str]:
 
 
 def execution_counts(page) -> list[str]:
+    """``[n]:`` per code cell, from the notebook's model (cells whose input is collapsed, such as
+    the exercises' solutions, show no prompt in the page but run all the same)."""
     return page.evaluate(
-        "() => Array.from(window.jupyterapp.shell.currentWidget.node"
-        ".querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt'))"
-        ".map(e => e.textContent.trim())")
+        "() => window.jupyterapp.shell.currentWidget.content.widgets"
+        ".filter(c => c.model.type === 'code')"
+        ".map(c => c.model.executionCount == null ? '' : `[${c.model.executionCount}]:`)")
 
 
 # --- one default report per test session ---------------------------------------------------------
