@@ -16,20 +16,18 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from hpclab._cache import cache_root, write_json
 
 __all__ = ["cache_dir", "cached", "fingerprint"]
 
 
 def cache_dir() -> Path:
     """Where fitted numbers are kept: ``$HPCLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/hpclab/fits``,
-    else ``~/.cache/hpclab/fits``."""
-    explicit = os.environ.get("HPCLAB_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hpclab" / "fits"
+    else ``~/.cache/hpclab/fits`` (:mod:`hpclab._cache`)."""
+    root = cache_root()
+    return root if os.environ.get("HPCLAB_CACHE_DIR") else root / "fits"
 
 
 def fingerprint(files, extra: str = "") -> str:
@@ -68,12 +66,5 @@ def cached(name: str, key: str, names, fit) -> dict:
     if hit is not None:
         return hit
     values = {k: float(v) for k, v in fit().items()}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"name": name, "key": key, "values": values}, fh, indent=1)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_json(path, {"name": name, "key": key, "values": values})
     return values

@@ -22,25 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from hpclab._cache import cache_root, write_json
 from hpclab._validate import HpclabError
 from hpclab.scenario import MAX_TASKS, Field
 
 __all__ = ["ScreeningCampaign", "measured_costs"]
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hpclab"
-
-
 def measured_costs(library: str, target: str, sample: int, seed: int, *, refresh: bool = False) -> np.ndarray:
     """Per-molecule stage seconds (stage, molecule) of a seeded sample, measured once here and
-    cached as JSON (keyed by the library, target, sample, seed, pipeline parameters and the
+    cached as JSON in :func:`hpclab._cache.cache_root` (keyed by the library, target, sample, seed, pipeline parameters and the
     versions of hpclab and RDKit)."""
     import rdkit
 
@@ -53,7 +48,7 @@ def measured_costs(library: str, target: str, sample: int, seed: int, *, refresh
                       "params": params.as_dict(), "hpclab": hpclab.__version__,
                       "rdkit": rdkit.__version__}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = _cache_dir() / f"screening-costs-{digest}.json"
+    path = cache_root() / f"screening-costs-{digest}.json"
     if path.is_file() and not refresh:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -67,14 +62,7 @@ def measured_costs(library: str, target: str, sample: int, seed: int, *, refresh
                 batch_size=max(sample // 4, 10))
     t = np.vstack([ds[f"t_{s}"].values.astype(float) for s in STAGES])
     t = t[:, np.isfinite(t[0])]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "stage_seconds": np.where(np.isfinite(t), t, None).tolist()}),
-                       encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # no cache: measured again next time
+    write_json(path, {"key": key, "stage_seconds": np.where(np.isfinite(t), t, None).tolist()})
     return t
 
 
