@@ -184,14 +184,14 @@ POOL_UNITS = {"tasks": "tasks", "tasks_done": "tasks", "makespan_s": "s", "cost_
               "tasks_redone": "count", "end_time_s": "s", "wall_s": "s", "finished": "1"}
 
 
-def pool_sections(intervals: pd.DataFrame, events: xr.Dataset | None, until: float, catalog):
-    """(instances, bill, totals) of a pool from its instance lifetimes, through the one meter."""
-    from hpclab.elastic.billing import bill, bill_instances
+def pool_sections(per: pd.DataFrame, the_bill: xr.Dataset | None = None):
+    """(instances, bill, totals) of a pool from its per-instance bill
+    (:func:`hpclab.elastic.billing.bill_instances`: the one meter), with its totals unless the
+    caller holds them."""
+    from hpclab.elastic.billing import bill_totals
 
-    cols = ["instance", "itype", "zone", "market", "start", "end"]
-    iv = intervals[cols]
-    per = bill_instances(iv, catalog, until=until)
-    the_bill = bill(iv, catalog, until=until)
+    if the_bill is None:
+        the_bill = bill_totals(per)
     totals = {"cost_usd": float(the_bill["total_cost"]), "instances": int(len(per)),
               "instance_seconds": float(per["seconds"].sum()),
               "billed_seconds": float(per["billed_seconds"].sum())}
@@ -201,8 +201,11 @@ def pool_sections(intervals: pd.DataFrame, events: xr.Dataset | None, until: flo
 def from_simulation(scenario, sim, *, catalog=None, data: dict | None = None,
                     extra: dict | None = None, units: dict | None = None) -> Result:
     """A :class:`Result` from a virtual-clock run (:class:`hpclab.elastic.simulate.SimResult`)."""
+    from hpclab.elastic.billing import INTERVAL_COLUMNS, bill_instances
+
     s = sim.summary
-    inst, the_bill, totals = pool_sections(sim.instances, sim.log, sim.end_time, catalog)
+    per = bill_instances(sim.instances[list(INTERVAL_COLUMNS)], catalog, until=sim.end_time, market=sim.market)
+    inst, the_bill, totals = pool_sections(per, sim.bill)
     values = {"tasks": s["tasks"], "tasks_done": s["completed"], "makespan_s": s["makespan_s"],
               **totals, "peak_cores": s["peak_cores"], "utilisation": s["utilisation"],
               "reclaims": s["reclaims"], "refusals": s["refusals"], "tasks_redone": s["tasks_redone"],
@@ -219,11 +222,11 @@ def from_pool(scenario, pool, *, until: float, tasks: int, tasks_done: int, make
               wall_s: float, data: dict | None = None, extra: dict | None = None,
               units: dict | None = None) -> Result:
     """A :class:`Result` from a real pool (an ElasticPool or AttachedPool) after its run."""
-    from hpclab.elastic.billing import intervals_from_log
+    from hpclab.elastic import _pool_billing
 
     events = pool.events()
-    iv = intervals_from_log(events.to_dataframe().reset_index(drop=True))
-    inst, the_bill, totals = pool_sections(iv, events, until, pool.catalog)
+    iv = _pool_billing.instances(pool, until)  # the pool's own bill, its spot market included
+    inst, the_bill, totals = pool_sections(iv, _pool_billing.bill(pool, until, per=iv))
     ev = events.to_dataframe()
     reclaims = int(np.sum((ev["state"] == "draining") & (ev["reason"] == "spot-notice"))) if len(ev) else 0
     granted = set(iv["instance"])

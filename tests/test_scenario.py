@@ -291,3 +291,23 @@ def test_a_scenario_runs_on_a_running_scheduler(capsys):
                  "tcp://127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "cannot connect" in err and err.count("\n") == 1
+
+
+def test_a_price_path_prices_the_result_as_the_simulator_bills():
+    """The Result's bill is the run's own bill: spot seconds at the market's moving price."""
+    from hpclab.catalog import default
+    from hpclab.elastic.billing import bill
+    from hpclab.elastic.faults import SpotMarket
+    from hpclab.testing import assert_valid_result
+
+    s = Scenario.example("burst").replace(pool={"spot_market": {"prices": "path"}},
+                                          policy={"name": "spot-first", "params": {"spot_share": 1.0},
+                                                  "hysteresis": False})
+    r = s.run("virtual")
+    assert_valid_result(r)
+    per = r.instances.to_dataframe().reset_index()
+    assert set(per["market"]) == {"spot"}
+    priced = bill(per, default(), market=SpotMarket(prices="path").schedule(default(), s.seed))
+    fixed = bill(per, default())
+    assert r["cost_usd"] == pytest.approx(float(priced["total_cost"]), rel=1e-12)
+    assert abs(float(fixed["total_cost"]) - r["cost_usd"]) > 1e-6 * r["cost_usd"]

@@ -12,13 +12,20 @@ def intervals(pool, until: float):
     return billing.intervals_from_log(df[df["time"] <= until])
 
 
-def bill(pool, until: float | None = None):
-    """Totals by type, zone and market (an ``xarray.Dataset``, see :func:`billing.bill`) of
-    everything billed up to pool time ``until`` (default: now)."""
-    until = pool.now() if until is None else float(until)
+def instances(pool, until: float):
+    """The per-instance bill (:func:`billing.bill_instances`) of everything billed up to pool
+    time ``until``, spot seconds priced by the pool's spot market if it has one."""
     sched = getattr(pool, "_fault_schedule", None)
-    ds = billing.bill(intervals(pool, until), pool.catalog, until=until,
-                      market=getattr(sched, "market", None))
+    return billing.bill_instances(intervals(pool, until), pool.catalog, until=until,
+                                  market=getattr(sched, "market", None))
+
+
+def bill(pool, until: float | None = None, *, per=None):
+    """Totals by type, zone and market (an ``xarray.Dataset``, see :func:`billing.bill`) of
+    everything billed up to pool time ``until`` (default: now); ``per`` is the pool's
+    :func:`instances` bill at ``until`` if the caller already holds it."""
+    until = pool.now() if until is None else float(until)
+    ds = billing.bill_totals(instances(pool, until) if per is None else per)
     ds.attrs["until"] = until
     ds.attrs["time_scale"] = pool.time_scale
     return ds

@@ -34,7 +34,7 @@ import xarray as xr
 from hpclab._validate import HpclabError
 from hpclab.elastic.state import MARKETS
 
-__all__ = ["charge", "unit_price", "meter", "bill", "bill_instances", "intervals_from_log",
+__all__ = ["charge", "unit_price", "meter", "bill", "bill_totals", "bill_instances", "intervals_from_log",
            "path_cost", "INTERVAL_COLUMNS"]
 
 INTERVAL_COLUMNS = ("instance", "itype", "zone", "market", "start", "end")
@@ -224,7 +224,12 @@ def bill(intervals, catalog=None, *, until: float | None = None, market=None) ->
         Dims ``itype``, ``zone``, ``market``; variables ``cost`` (USD), ``billed_seconds`` and
         ``instance_seconds`` (s), ``instances`` (count); ``total_cost`` (USD, scalar).
     """
-    per = bill_instances(intervals, catalog, until=until, market=market)
+    return bill_totals(bill_instances(intervals, catalog, until=until, market=market))
+
+
+def bill_totals(per: pd.DataFrame) -> xr.Dataset:
+    """The totals of :func:`bill` from a per-instance bill (:func:`bill_instances`), for a caller
+    that already holds one."""
     ti, itypes = pd.factorize(per["itype"], sort=True)
     tz, zones = pd.factorize(per["zone"], sort=True)
     tm = per["market"].map({m: k for k, m in enumerate(MARKETS)}).to_numpy(dtype=int)

@@ -96,6 +96,7 @@ class SimResult:
     end_time: float = 0.0
     policy: str = ""
     _extra: dict = field(default_factory=dict, repr=False)
+    market: object = field(default=None, repr=False)  # the run's spot market (prices the bill)
 
     def __repr__(self) -> str:
         s = self.summary
@@ -399,7 +400,7 @@ def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
         attrs={k: (v if not isinstance(v, bool) else int(v)) for k, v in summary.items()},
     )
     return SimResult(timeseries=ts, summary=summary, tasks=tasks, attempts=attempts, instances=instances,
-                     log=log, bill=the_bill, end_time=T, policy=name)
+                     log=log, bill=the_bill, end_time=T, policy=name, market=eng.market)
 
 
 def _log(inst: pd.DataFrame, T: float) -> xr.Dataset:

@@ -84,6 +84,7 @@ class JobTrace:
         import numpy as np
 
         from hpclab.catalog import resolve
+        from hpclab.elastic.billing import bill_instances
         from hpclab.platform.replay import replay
         from hpclab.result import POOL_UNITS, Result, pool_sections, summary_dataset
 
@@ -100,7 +101,7 @@ class JobTrace:
         inst = r.instances
         iv = inst.assign(instance=np.arange(len(inst)).astype(str), zone=inst["pool"],
                          market=s.pool["market"], start=inst["launch"])
-        instances, the_bill, totals = pool_sections(iv, None, r.makespan, cat)
+        instances, the_bill, totals = pool_sections(bill_instances(iv, cat, until=r.makespan))
         df = r.jobs
         done = df["status"] == "done"
         values = {"tasks": int(len(df)), "tasks_done": int(done.sum()),
