@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["HpclabError", "check_choice", "check_positive", "check_nonnegative", "check_finite_array",
+__all__ = ["HpclabError", "check_writable_folder", "check_choice", "check_positive", "check_nonnegative", "check_finite_array",
            "check_range", "decode_utf8", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
            "MAX_SECONDS", "MAX_INSTANCES"]
 
@@ -136,3 +136,21 @@ def decode_utf8(data: bytes, source: str, *, first_line: int = 1) -> str:
         raise HpclabError(f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
                           f"{column}); save the file as UTF-8") from None
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def check_writable_folder(field: str, path):
+    """Create the folder ``path`` if needed and check that a file can be written in it, before
+    any work; else one line naming ``field``. Returns it as a ``Path``."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HpclabError(f"{field} must be a writable folder, got {str(path)!r} "
+                          f"({exc.strerror or type(exc).__name__})") from None
+    return folder

@@ -46,7 +46,7 @@ def _fmt(v, unit: str) -> str:
 
 
 def run(args) -> int:
-    from hpclab._validate import HpclabError
+    from hpclab._validate import HpclabError, check_writable_folder
     from hpclab.scenario import Scenario
 
     if args.example:
@@ -64,15 +64,7 @@ def run(args) -> int:
     s = Scenario.load(args.scenario)
     out = Path(args.out) if args.out else None
     if out is not None:  # checked before any work
-        if out.exists() and not out.is_dir():
-            raise HpclabError(f"--out {out}: exists and is not a folder")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".hpclab-write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise HpclabError(f"--out {out}: not writable ({exc.strerror or exc})") from None
+        check_writable_folder("--out", out)
     changes = {}
     if args.seed is not None:
         changes["seed"] = args.seed

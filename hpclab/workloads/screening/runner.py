@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hpclab._validate import HpclabError, check_positive
+from hpclab._validate import HpclabError, check_positive, check_writable_folder
 from hpclab.workloads.screening.library import library_fingerprint, load_library
 from hpclab.workloads.screening.pipeline import STAGES, ScreenParams, screen_batch
 
@@ -110,14 +110,8 @@ def _versions() -> dict:
 
 def _prepare_out(out: Path, manifest: dict) -> dict:
     """Create or check ``out``; return the manifest's batch records (``{index: record}``)."""
-    try:
-        (out / "batches").mkdir(parents=True, exist_ok=True)
-        probe = out / "batches" / f".write-probe.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise HpclabError(f"out must be a writable folder, got {str(out)!r} "
-                          f"({exc.strerror or type(exc).__name__})") from None
+    check_writable_folder("out", out)
+    check_writable_folder("out", out / "batches")
     path = out / "manifest.json"
     if path.exists():
         try:
