@@ -213,7 +213,8 @@ class MarketSchedule:
         else:
             e = -np.log1p(-uu[:, 0])
             if rate > 0:
-                out = t0 + e / rate
+                with np.errstate(over="ignore"):  # a vanishing rate: never (inf)
+                    out = t0 + e / rate
         if self.bid is not None and self.config.prices != "fixed":
             out = np.minimum(out, self._bid_crossing(itype, zone, t0))
         self.granted.extend(zip([itype] * n, [zone] * n, grant.tolist(), out.tolist()))

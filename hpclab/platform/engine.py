@@ -13,6 +13,14 @@ Pools
     queued job needs it. Nodes are billed per second from launch to retirement, at least the
     catalog ``min_charge``.
 
+Zones and spot
+    A pool in a catalog zone launches only what the zone's capacity grants
+    (:class:`hpclab.elastic.capacity.ZoneCapacity`; the rest is refused and asked again when
+    capacity frees). Spot nodes get their reclaim times from the run's
+    :class:`hpclab.elastic.faults.MarketSchedule` at each grant (the simulator's); a reclaim
+    notice retires a booting or idle node at once and stops a busy one taking work; at the hard
+    kill (``spot_notice`` later) its jobs are killed and re-queued (a gang loses all its nodes).
+
 Slurm-like queue (HPC gangs of whole nodes)
     Priority, then FIFO; EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001): when the head job
     cannot start, its *reservation* (shadow time) is the earliest time enough nodes are free by
@@ -47,9 +55,13 @@ from hpclab.elastic.clock import Clock
 
 INF = float("inf")
 
-# event types; at equal times finishes and boots come before idle checks
-EV_FINISH, EV_POD, EV_BOOT, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4
-BOOTING, UP, RETIRED = 1, 2, 3
+# event types; at equal times finishes and boots come before reclaims, and those before idle checks
+EV_FINISH, EV_POD, EV_BOOT, EV_NOTICE, EV_KILL, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4, 5, 6
+# node states; NOTICED: a spot node under reclaim notice (up, takes no new work, killed at the end
+# of the notice)
+BOOTING, UP, RETIRED, NOTICED = 1, 2, 3, 4
+# why a node ended (the task-bag simulator's reasons, hpclab.elastic._simengine.REASONS)
+END_RUNNING, END_RETIRED, END_DRAINED, END_KILLED, END_BOOT_RECLAIMED = 0, 1, 2, 3, 4
 
 
 class _NodeViews:
@@ -69,8 +81,9 @@ class _NodeViews:
             for n in sorted(p.live_nodes):
                 up = p.nstate[n] == UP
                 free = p.nfree[n]
+                state = "running" if up else "draining" if p.nstate[n] == NOTICED else "booting"
                 views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
-                                          state="running" if up else "booting", cores=G,
+                                          state=state, cores=G,
                                           launched_at=p.nlaunch[n], running_tasks=G - free if up else 0,
                                           idle_since=p.nidle[n] if up and free == G else None))
             self._views = tuple(views)
@@ -147,6 +160,21 @@ class Pool:
         self.market = "on-demand"
         self.live_nodes: set = set()
         self.quiet_ticks = 0
+        # the zone: its capacity limits launches, its spot market reclaims spot nodes (set by
+        # the replay; None: no zone, launches always granted, no reclaims)
+        self.zone = None
+        self.capacity = None  # the run's shared hpclab.elastic.capacity.ZoneCapacity
+        self.cores = 0  # catalog cores per node (what zone capacity counts)
+        self.spot = False
+        self.schedule = None  # the run's hpclab.elastic.faults.MarketSchedule (spot reclaims)
+        self.reclaim_rate = 0.0  # mean reclaims per instance-second
+        self.notice = 0.0  # seconds from a reclaim notice to the hard kill (catalog spot_notice)
+        self.njobs = None  # spot only: per node {job: [start of each of its pods on the node]}
+        self.nreason: list[int] = []
+        self.refused: dict = {}  # (itype, zone[, "spot"]) -> time of the last refusal
+        self.n_reclaims = self.n_kills = self.n_refused = self.n_refusal_events = 0
+        self.lost = 0.0  # slot-seconds of work lost to hard kills
+        self._refused_at = None  # (capacity version, nodes refused) of the last refusal
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _new_node(self, t, seg, state):
@@ -158,13 +186,19 @@ class Pool:
         self.nready.append(t if state == UP else t + self.boot_time)
         self.nend.append(math.nan)
         self.nidle.append(t)
+        self.nreason.append(END_RUNNING)
+        if self.njobs is not None:
+            self.njobs.append({})
         self.live_nodes.add(n)
         return n
 
     def start_fixed(self, t, count):
         """Bring ``count`` nodes up at ``t`` with no boot delay (a fixed cluster, or a warm
-        minimum), filling segments in order."""
+        minimum), filling segments in order (up to what the zone grants)."""
+        if self.capacity is not None:
+            count = self._grant(t, count)
         s = 0
+        first = len(self.nseg)
         for _ in range(count):
             while self.up[s] + self.boot[s] >= self.seg_cap[s]:
                 s += 1
@@ -172,8 +206,13 @@ class Pool:
             self.up[s] += 1
             self.n_up += 1
             self._set_idle(t, n)
+        if self.spot and count > 0:
+            self._granted(t, range(first, len(self.nseg)))
 
     def _set_idle(self, t, n):
+        if self.nstate[n] == NOTICED:  # under reclaim notice: it leaves instead
+            self._leave(t, n, END_DRAINED)
+            return
         s = self.nseg[n]
         self.nfree[n] = self.G
         self.idle[s].append(n)  # each idle list stays in idle-since order
@@ -190,7 +229,13 @@ class Pool:
         self.clock.at(when, EV_IDLE, self, -1, 0)
 
     def launch(self, t, count):
-        """Request ``count`` nodes now; they are usable after the boot time."""
+        """Request ``count`` nodes now; they are usable after the boot time (in a zone, as many
+        as it grants: the rest is refused)."""
+        if self.capacity is not None:
+            count = self._grant(t, count)
+            if count <= 0:
+                return
+        first = len(self.nseg)
         room = [self.seg_cap[s] - self.up[s] - self.boot[s] for s in range(self.S)]
         if self.topology:
             order = sorted(range(self.S), key=lambda s: (-(len(self.idle[s]) + self.boot[s]), s))
@@ -216,8 +261,122 @@ class Pool:
             self.n_boot += k
             left -= k
         self.version += 1
+        if self.spot:
+            self._granted(t, range(first, len(self.nseg)))
+
+    # -- zone capacity and the spot market ------------------------------------------------------
+    def _grant(self, t, count):
+        """Nodes of ``count`` the zone grants (:class:`hpclab.elastic.capacity.ZoneCapacity`); the
+        rest is refused and counted. A request no larger than the last refused one is not asked
+        again until the zone's capacity of this type frees (its answer would be the same)."""
+        if count <= 0:
+            return 0
+        cap = self.capacity
+        ver = cap.version.get((self.zone, self.itype), 0)
+        last = self._refused_at
+        if last is not None and last[0] == ver and count <= last[1]:
+            return 0
+        n = cap.grant(self.zone, self.itype, self.cores, count, spot=self.spot)
+        if n < count:
+            self.n_refused += count - n
+            self.n_refusal_events += 1
+            self.refused[(self.itype, self.zone)] = t
+            self._refused_at = (ver, count - n)
+        else:
+            self._refused_at = None
+        return n
+
+    def _granted(self, t, nodes):
+        """Spot nodes granted at ``t``: their reclaim times from the run's market schedule (the
+        simulator's :class:`hpclab.elastic.faults.MarketSchedule`, in grant order)."""
+        nodes = list(nodes)
+        when = self.schedule.reclaim_times(self.itype, self.zone, [t] * len(nodes), self.reclaim_rate)
+        for n, w in zip(nodes, when.tolist()):
+            if w < INF:
+                self.clock.at(w, EV_NOTICE, self, n, 0)
+
+    def _gone(self, t, n, reason):
+        """Node ``n`` has left (its counters already updated): its end, the zone's cores back,
+        and a fixed pool asks for a replacement."""
+        self.nstate[n] = RETIRED
+        self.nend[n] = t
+        self.nreason[n] = reason
+        self.live_nodes.discard(n)
+        if self.capacity is not None:
+            self.capacity.release(self.zone, self.itype, self.cores, spot=self.spot)
+            self._wake(t)
+        if reason >= END_DRAINED:
+            self.version += 1
+            if not self.elastic and not self.draining:
+                self.launch(t, 1)  # a fixed cluster keeps its size
+
+    def _wake(self, t):
+        """Cores of this zone and type came free: a pool of the same type the zone refused asks
+        again now (nothing else may run a pass on its queue)."""
+        eng = self.eng
+        for p in eng.routes.pools:
+            if p is not self and p._refused_at is not None and p.zone == self.zone and p.itype == self.itype:
+                booting = p.n_boot
+                if p.elastic:
+                    p.autoscale(t)
+                else:
+                    p.launch(t, p.max_nodes - p.n_up - p.n_boot)
+                if p.n_boot > booting and eng._draining:  # there is work again
+                    eng._draining = False
+                    for q in eng.routes.pools:
+                        q.draining = False
+
+    def _leave(self, t, n, reason):
+        """A node under notice whose last job ended (or was killed) leaves."""
+        s = self.nseg[n]
+        self.up[s] -= 1
+        self.n_up -= 1
+        self.nfree[n] = 0
+        self._gone(t, n, reason)
+
+    def reclaim_notice(self, t, n):
+        """The market reclaims node ``n``: a booting node goes at once, an idle one too; a busy one
+        takes no new work and is killed ``notice`` seconds later unless its jobs end first."""
+        st = self.nstate[n]
+        if st == RETIRED or st == NOTICED or self.draining:
+            return  # gone already, or the replay is over (nothing left to run)
+        self.n_reclaims += 1
+        s = self.nseg[n]
+        if st == BOOTING:
+            self.boot[s] -= 1
+            self.n_boot -= 1
+            self.booting = deque(b for b in self.booting if b[1] != n)
+            self._gone(t, n, END_BOOT_RECLAIMED)
+            return
+        self.nstate[n] = NOTICED
+        if self.nfree[n] == self.G:  # idle
+            self.idle[s].remove(n)
+            self.n_idle -= 1
+            self.free_slots -= self.G
+            self._leave(t, n, END_DRAINED)
+            return
+        self.partial[s].discard(n)
+        self.free_slots -= self.nfree[n]
+        self.version += 1  # what the queues planned with changed
+        self.clock.at(t + self.notice, EV_KILL, self, n, 0)
+
+    def hard_kill(self, t, n):
+        """The notice ran out: the jobs still on node ``n`` are killed and re-queued (a gang
+        loses every node it holds), then the node leaves."""
+        if self.nstate[n] != NOTICED:
+            return
+        self.n_kills += 1
+        jobs = self.njobs[n]
+        for j in sorted(jobs):
+            if j in jobs:
+                self.eng.kill(j, t, self, n)
+        if self.nstate[n] == NOTICED:  # pragma: no cover - the last release made it leave
+            self._leave(t, n, END_KILLED)
+        self.nreason[n] = END_KILLED
 
     def boot_done(self, t, n):
+        if self.nstate[n] != BOOTING:
+            return  # reclaimed while booting
         s = self.nseg[n]
         self.nstate[n] = UP
         self.boot[s] -= 1
@@ -351,9 +510,13 @@ class Pool:
         self.free_slots -= self.G
         self.up[s] -= 1
         self.n_up -= 1
-        self.nstate[n] = RETIRED
-        self.nend[n] = t
-        self.live_nodes.discard(n)
+        if self.capacity is None:
+            self.nstate[n] = RETIRED
+            self.nend[n] = t
+            self.nreason[n] = END_RETIRED
+            self.live_nodes.discard(n)
+        else:
+            self._gone(t, n, END_RETIRED)
 
     def factor(self, kind, plan):
         """Run-time factor of a gang placed on the segments of ``plan`` [(segment, nodes)]:
@@ -508,6 +671,11 @@ class Pool:
 
     def release_pod(self, t, n, g):
         s = self.nseg[n]
+        if self.nstate[n] == NOTICED:  # under reclaim notice: its slots take no new pod
+            self.nfree[n] += g
+            if self.nfree[n] == self.G:
+                self._leave(t, n, END_DRAINED)
+            return
         self.nfree[n] += g
         self.free_slots += g
         if self.nfree[n] == self.G:
@@ -521,7 +689,7 @@ class Pool:
     def close(self, t_end):
         """End every node still alive at ``t_end``; return the instance intervals."""
         for n, st in enumerate(self.nstate):
-            if st in (UP, BOOTING):
+            if st in (UP, BOOTING, NOTICED):
                 self.nend[n] = t_end
         return self.nlaunch, self.nready, self.nend
 
@@ -580,7 +748,8 @@ class Slurm:
         self.lim = eng.req if u <= 0 else [max(math.ceil(r / u - 1e-9), 1) * u for r in eng.req]
         self._tick_at = INF
 
-    def submit(self, j, t):
+    def _enqueue(self, j):
+        """Queue job ``j`` in priority, then arrival order; its index in the queue."""
         eng = self.eng
         key = (-eng.prio[j], j)
         self.pool.q_whole += eng.pods[j]
@@ -588,11 +757,14 @@ class Slurm:
         if not q or key > self.qkeys[-1]:
             q.append(j)
             self.qkeys.append(key)
-            idx = len(q) - 1
-        else:
-            idx = bisect_left(self.qkeys, key)
-            q.insert(idx, j)
-            self.qkeys.insert(idx, key)
+            return len(q) - 1
+        idx = bisect_left(self.qkeys, key)
+        q.insert(idx, j)
+        self.qkeys.insert(idx, key)
+        return idx
+
+    def submit(self, j, t):
+        idx = self._enqueue(j)
         c = self.cache
         if idx > 0 and c is not None and c[0] == self.pool.version:
             # nothing was freed since the last pass and the head is unchanged: only the newcomer
@@ -619,7 +791,7 @@ class Slurm:
         self.planned[j] = t + req
         eng.started(j, t, dur, nodes, len(plan), f, pool)
         eng.live += 1
-        eng.clock.at(t + dur, EV_FINISH, self, j, 0)
+        eng.clock.at(t + dur, EV_FINISH, self, j, eng.attempt[j])
 
     def finish(self, j, t):
         eng = self.eng
@@ -628,6 +800,21 @@ class Slurm:
         eng.released(j, t, self.pool, eng.alloc[j], self.pool.G)
         self.pool.release_whole(t, eng.alloc[j])
         eng.alloc[j] = None
+
+    def kill(self, j, t, requeue=True):
+        """A reclaim killed a node of running job ``j``: it loses all its nodes and goes back to
+        the queue in its place (priority, then arrival); the next pass may restart it."""
+        eng = self.eng
+        pool = self.pool
+        i = bisect_left(self.ends, (self.planned.pop(j), j))
+        del self.ends[i]
+        nodes = eng.alloc[j]
+        eng.lose(j, t, pool, nodes, pool.G)
+        eng.alloc[j] = None
+        pool.release_whole(t, nodes)
+        if requeue:
+            self._enqueue(j)
+        self.cache = None
 
     def _shadow(self, t, need):
         """Earliest time ``need`` nodes are free, and the nodes left over then."""
@@ -831,7 +1018,9 @@ class Kube:
     def queue(self):
         return [j for q in self.queues for j in q]
 
-    def submit(self, j, t):
+    def _enqueue(self, j, npods):
+        """Queue ``npods`` pods of job ``j`` on its pool's queue (priority, then arrival order);
+        the pool index, the pool and the job's index in the queue."""
         eng = self.eng
         pi = self.pidx[eng.kind[j]]
         pool = self.plist[pi]
@@ -840,23 +1029,26 @@ class Kube:
         self.jp[j] = pi
         self.jg[j] = g
         if g == pool.G:
-            pool.q_whole += eng.pods[j]
+            pool.q_whole += npods
         else:
-            pool.q_slots += eng.pods[j] * g
-        self.left[j] = eng.pods[j]
+            pool.q_slots += npods * g
+        self.left[j] = npods
         key = (-eng.prio[j], j)
         q, qk = self.queues[pi], self.qkeys[pi]
         if not q or key > qk[-1]:
             q.append(j)
             qk.append(key)
-            idx = len(q) - 1
-        else:
-            idx = bisect_left(qk, key)
-            q.insert(idx, j)
-            qk.insert(idx, key)
+            return pi, pool, len(q) - 1
+        idx = bisect_left(qk, key)
+        q.insert(idx, j)
+        qk.insert(idx, key)
+        return pi, pool, idx
+
+    def submit(self, j, t):
+        pi, pool, idx = self._enqueue(j, self.eng.pods[j])
         if self.seen[pi] == pool.version:
             # nothing freed on its pool since the last pass: only the newcomer may start
-            if idx < self.depth and (not self.strict or len(q) == 1):
+            if idx < self.depth and (not self.strict or len(self.queues[pi]) == 1):
                 self._try(pi, idx, t)
             pool.autoscale(t)
             self.seen[pi] = pool.version
@@ -880,7 +1072,7 @@ class Kube:
             self._dequeue(pi, i, j, pool, g, len(nodes))
             eng.started(j, t, dur, nodes, nseg, f, pool, g)
             eng.live += 1
-            eng.clock.at(t + dur, EV_FINISH, self, j, 0)
+            eng.clock.at(t + dur, EV_FINISH, self, j, eng.attempt[j])
             return True
         left = self.left[j]
         nodes, _ = pool.place_pods(left, g, False)
@@ -924,6 +1116,53 @@ class Kube:
                 pool.release_pod(t, n, g)
         eng.alloc[j] = None
         del self.jp[j], self.jg[j]
+
+    def kill(self, j, t, requeue=True):
+        """A reclaim killed a node of running gang ``j``: every pod goes back to the queue."""
+        eng = self.eng
+        pool = self.plist[self.jp[j]]
+        g = self.jg[j]
+        nodes = eng.alloc[j]
+        eng.lose(j, t, pool, nodes, g)
+        eng.alloc[j] = None
+        if g == pool.G:
+            pool.release_whole(t, nodes)
+        else:
+            for n in nodes:
+                pool.release_pod(t, n, g)
+        if requeue:
+            self._enqueue(j, eng.pods[j])
+        else:
+            del self.jp[j], self.jg[j]
+
+    def kill_pods(self, j, t, pool, n, requeue=True):
+        """A reclaim killed node ``n``: the pods of independent-pod job ``j`` on it are lost and
+        queued again (the job's other pods run on)."""
+        eng = self.eng
+        g = self.jg[j]
+        starts = pool.njobs[n][j]
+        c = len(starts)
+        dur = min(eng.run[j], eng.req[j])
+        pool.lost += sum(t - s for s in starts) * g
+        pool.busy -= sum(s + dur - t for s in starts) * g
+        eng.dead_pods.add((j, n))  # their completion events are void
+        eng.live -= c
+        eng.released(j, t, pool, [n] * c, g)
+        if g == pool.G:
+            pool.release_whole(t, [n])
+        else:
+            for _ in range(c):
+                pool.release_pod(t, n, g)
+        if not requeue:
+            return
+        if j in self.left:  # some of its pods still wait
+            self.left[j] += c
+            if g == pool.G:
+                pool.q_whole += c
+            else:
+                pool.q_slots += c * g
+        else:
+            self._enqueue(j, c)
 
     def pod_finish(self, j, n, t):
         eng = self.eng
@@ -1010,6 +1249,12 @@ class Engine:
         self.finished = [0] * n
         self.pods_done = [0] * n
         self.alloc: list = [None] * n
+        self.attempt = [0] * n  # runs of a gang started (a killed run's completion is void)
+        self.reruns = [0] * n  # times a reclaim killed the job (or pods of it) and it was re-queued
+        self.dead_pods: set = set()  # (job, node) of pods killed by a reclaim
+        self.failed = [False] * n  # killed more than max_reruns times: given up
+        self.max_reruns = 6
+        self._draining = False
         self.clock = Clock()
         self.record = [] if record else None
         self.t = 0.0
@@ -1032,6 +1277,8 @@ class Engine:
         self.alloc[j] = nodes
         g = pool.G if g is None else g
         pool.busy += dur * g * len(nodes)
+        if pool.njobs is not None:
+            self._track(j, t, pool, nodes)
         if self.record is not None:
             for n in nodes:
                 self.record.append((t, j, pool.name, n, g))
@@ -1043,14 +1290,54 @@ class Engine:
         if math.isnan(self.end[j]) or e > self.end[j]:
             self.end[j] = e
         pool.busy += dur * g * len(nodes)
+        if pool.njobs is not None:
+            self._track(j, t, pool, nodes)
         if self.record is not None:
             for n in nodes:
                 self.record.append((t, j, pool.name, n, g))
 
     def released(self, j, t, pool, nodes, g):
+        if pool.njobs is not None:
+            njobs = pool.njobs
+            for n in nodes:  # one entry per pod; the earliest pod of a job on a node ends first
+                lst = njobs[n][j]
+                del lst[0]
+                if not lst:
+                    del njobs[n][j]
         if self.record is not None:
             for n in nodes:
                 self.record.append((t, j, pool.name, n, -g))
+
+    @staticmethod
+    def _track(j, t, pool, nodes):
+        """Spot pools: which jobs run on each node (one start per pod), for reclaims."""
+        njobs = pool.njobs
+        for n in nodes:
+            njobs[n].setdefault(j, []).append(t)
+
+    def kill(self, j, t, pool, n):
+        """A reclaim's hard kill of node ``n`` hits job ``j``: the queue that runs it re-queues
+        the whole gang, or the job's pods on that node."""
+        q = self.routes[self.kind[j]]
+        requeue = self.reruns[j] < self.max_reruns
+        if requeue:
+            self.reruns[j] += 1
+        else:
+            self.failed[j] = True
+        if self.gang[j]:
+            q.kill(j, t, requeue)
+        else:
+            q.kill_pods(j, t, pool, n, requeue)
+
+    def lose(self, j, t, pool, nodes, g):
+        """Gang ``j``'s run ends at ``t`` by a kill: its work so far is lost, its completion void."""
+        k = len(nodes)
+        pool.lost += (t - self.start[j]) * g * k
+        pool.busy -= (self.end[j] - t) * g * k
+        self.attempt[j] += 1
+        self.live -= 1  # its completion event no longer counts
+        self.released(j, t, pool, nodes, g)
+        self.start[j] = self.end[j] = math.nan
 
     def pod_done(self, j, t):
         self.pods_done[j] += 1
@@ -1067,12 +1354,16 @@ class Engine:
         self._arrived = 0
         clock = self.clock
 
-        def finish(t, obj, j, _):
+        def finish(t, obj, j, attempt):
+            if attempt != self.attempt[j]:
+                return  # the run a reclaim killed
             self.live -= 1
             obj.finish(j, t)
             self.finished[j] += 1
 
         def pod(t, obj, j, node):
+            if self.dead_pods and (j, node) in self.dead_pods:
+                return  # killed by a reclaim
             self.live -= 1
             obj.pod_finish(j, node, t)
 
@@ -1083,6 +1374,8 @@ class Engine:
         clock.on(EV_FINISH, finish)
         clock.on(EV_POD, pod)
         clock.on(EV_BOOT, boot)
+        clock.on(EV_NOTICE, lambda t, pool, node, _x: pool.reclaim_notice(t, node))
+        clock.on(EV_KILL, lambda t, pool, node, _x: pool.hard_kill(t, node))
         clock.on(EV_IDLE, lambda t, pool, _n, _x: pool.idle_check(t))
         clock.on(EV_TICK, lambda t, pool, _n, _x: pool.policy_tick(t))
 

@@ -26,6 +26,10 @@ from hpclab._validate import HpclabError, check_choice, check_nonnegative, check
 from hpclab.elastic.billing import bill_instances, unit_price
 from hpclab.platform import _model
 from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
+
+#: why a node ended (``instances.reason``), the task-bag simulator's words
+END_REASONS = ("running at end", "retired by policy", "drained after notice", "spot reclaimed (hard kill)",
+               "reclaimed while booting")
 from hpclab.platform.jobs import GANG_KINDS, KINDS, check_jobs
 
 __all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "compare", "bounded_slowdown"]
@@ -75,6 +79,7 @@ class PlatformResult:
     makespan: float
     settings: dict
     record: pd.DataFrame | None = None
+    market: object = None  # the run's hpclab.elastic.faults.MarketSchedule (spot), else None
 
     @property
     def cost(self) -> float:
@@ -114,7 +119,7 @@ def _catalog(catalog):
 
 
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
-               topology, market, rng):
+               topology, market, rng, zone=None, capacity=None, schedule=None, reclaim_rate=None):
     from hpclab.platform.placement import node_topology, slowdowns
 
     rec = catalog.instance(itype)
@@ -122,10 +127,47 @@ def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout,
     topo = node_topology(rec, topology, catalog)
     seg = topo.hosts_per_leaf if seg_nodes is None else seg_nodes
     price = unit_price(rec, market)
-    return Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
+    pool = Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
                 idle_timeout=idle_timeout, boot_time=rec.boot_time, price=price,
                 min_charge=rec.min_charge, placement=placement, slowdown=slowdowns(rec, topo, catalog),
                 segments_per_pod=topo.leaves_per_pod, rng=rng)
+    pool.market = market
+    if zone is not None:
+        pool.zone = zone
+        pool.capacity = capacity
+        pool.cores = rec.cores
+        if market == "spot":
+            pool.spot = True
+            pool.schedule = schedule
+            pool.reclaim_rate = (catalog.zone(zone).spot_reclaim_rate if reclaim_rate is None
+                                 else float(reclaim_rate))
+            pool.notice = float(rec.spot_notice)
+            pool.njobs = []
+    return pool
+
+
+def _zones(zone, market, types, catalog):
+    """The catalog zone of the CPU and of the GPU pools: ``zone`` (one name or a pair), else for
+    spot the first catalog zone offering each type (as a scenario's pool), else None (no zone)."""
+    from hpclab.catalog import UnknownNameError
+
+    if zone is None:
+        if market != "spot":
+            return None, None
+        out = []
+        for t in types:
+            z = next((z for z, rec in catalog.zones.items() if rec.capacity.get(t, 0)), None)
+            if z is None:
+                raise HpclabError(f"no catalog zone offers {t} (spot needs a zone: pass zone=)")
+            out.append(z)
+        return tuple(out)
+    zones = (zone, zone) if isinstance(zone, str) else tuple(zone)
+    if len(zones) != 2 or not all(isinstance(z, str) for z in zones):
+        raise HpclabError(f"zone must be a catalog zone name or a pair (CPU zone, GPU zone), got {zone!r}")
+    for z in zones:
+        if z not in catalog.zones:
+            raise UnknownNameError(f"unknown zone {z!r}; known: {', '.join(sorted(catalog.zones))}")
+    return zones
 
 
 def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
@@ -136,6 +178,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            cpu_topology=None, gpu_topology=None,
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
            scaler=None, tick: float = 60.0, slurm: dict | None = None,
+           zone=None, spot_market=None, reclaim_rate: float | None = None, capacity: float = 1.0,
+           spot_capacity: float = 1.0, max_reruns: int = 6,
            record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
@@ -171,7 +215,29 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         ``hpn7``); gives segment sizes, hops and oversubscription
         (:func:`hpclab.platform.placement.cross_segment_slowdown`).
     market : {"on-demand", "spot"}
-        Price of the nodes (no reclaims are modelled here).
+        How the nodes are bought. Spot nodes are billed at the spot price (its path, with
+        ``spot_market``) and reclaimed by the spot market of their zone: a notice (the node takes
+        no new job; an idle or booting node goes at once), then after the catalog ``spot_notice``
+        a hard kill of the jobs still on it, which go back to their queue (a gang loses all its
+        nodes; independent pods only those on the node). A fixed pool asks for a replacement node.
+    zone : str or (str, str), optional
+        Catalog zone of the pools (one for both, or the CPU pool's and the GPU pool's). Its
+        capacity per type (cores, times ``capacity``) limits launches, shared by the pools of one
+        type: a launch beyond it is refused (counted in ``pools.refused``) and asked again when
+        capacity frees. Default: no zone (launches always granted), or for spot the first zone
+        offering each type.
+    spot_market : hpclab.elastic.faults.SpotMarket, optional
+        The spot market (reclaim waves or independent reclaims, protection, bid, price path;
+        default ``SpotMarket()``): the same seeded schedule as the task-bag simulator's for the
+        same ``seed`` and grants.
+    reclaim_rate : float, optional
+        Mean reclaims per spot instance-second (default: the zone's catalog ``spot_reclaim_rate``).
+    capacity, spot_capacity : float
+        Factor on the zones' capacities; the share of it open to spot.
+    max_reruns : int
+        Times a job killed by reclaims is queued again; killed once more it is given up
+        (``status == "failed"``), as a Kubernetes Job stops after ``backoffLimit`` (default 6)
+        failed pods: a job longer than the market's time between reclaims would never end.
     kube_strategy : {"best-effort", "strict"}
         Kubernetes-like queue order: a job that fits may pass one that does not (Kueue
         ``BestEffortFIFO``), or the first waiting job blocks its pool (``StrictFIFO``).
@@ -202,6 +268,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     check_choice("placement", placement, PLACEMENTS)
     check_choice("market", market, ("on-demand", "spot"))
     check_choice("kube_strategy", kube_strategy, ("best-effort", "strict"))
+    if reclaim_rate is not None:
+        check_nonnegative("reclaim_rate", reclaim_rate)
     cpu_nodes = check_positive("cpu_nodes", cpu_nodes, integer=True)
     gpu_nodes = check_positive("gpu_nodes", gpu_nodes, integer=True)
     data_nodes = max(1, cpu_nodes // 8) if data_nodes is None else check_positive("data_nodes", data_nodes,
@@ -216,22 +284,41 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     cat = _catalog(catalog)
     elastic = (policy == "unified") if elastic is None else bool(elastic)
     rng = np.random.default_rng(seed)
+    cpu_zone, gpu_zone = _zones(zone, market, (cpu_type, gpu_type), cat)
+    schedule = zone_cap = None
+    if cpu_zone is not None:
+        from hpclab.elastic.capacity import ZoneCapacity
+
+        zone_cap = ZoneCapacity(cat, factor=check_positive("capacity", capacity),
+                                spot_capacity=spot_capacity)
+    if market == "spot":
+        from hpclab.elastic.faults import SpotMarket
+
+        if spot_market is not None and not isinstance(spot_market, SpotMarket):
+            raise HpclabError(f"spot_market must be a SpotMarket, got {type(spot_market).__name__}")
+        schedule = (spot_market or SpotMarket()).schedule(cat, seed)
     kw = dict(elastic=elastic, catalog=cat, placement=placement, idle_timeout=idle_timeout,
-              min_nodes=min_nodes, market=market, rng=rng)
+              min_nodes=min_nodes, market=market, rng=rng, capacity=zone_cap, schedule=schedule,
+              reclaim_rate=reclaim_rate)
     eng = Engine(jobs, record=record)
+    eng.max_reruns = check_nonnegative("max_reruns", max_reruns, integer=True)
     slurm_opts = dict(slurm or {})
     if policy == "unified":
         cpu = _make_pool("cpu", cpu_type, cpu_nodes + data_nodes, seg_nodes=cpu_segment, topology=cpu_topology,
-                         **kw)
-        gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
+                         zone=cpu_zone, **kw)
+        gpu = _make_pool("gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology,
+                         zone=gpu_zone, **kw)
         pools = [cpu, gpu]
         slurm = Slurm(eng, cpu, backfill=backfill, depth=depth, **slurm_opts)
         kube = Kube(eng, {"train": gpu, "infer": gpu, "data": cpu}, depth=depth, strategy=kube_strategy)
         by_kind = {"hpc": cpu, "train": gpu, "infer": gpu, "data": cpu}
     else:
-        hpc = _make_pool("hpc-cpu", cpu_type, cpu_nodes, seg_nodes=cpu_segment, topology=cpu_topology, **kw)
-        gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology, **kw)
-        dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, topology=cpu_topology, **kw)
+        hpc = _make_pool("hpc-cpu", cpu_type, cpu_nodes, seg_nodes=cpu_segment, topology=cpu_topology,
+                         zone=cpu_zone, **kw)
+        gpu = _make_pool("ai-gpu", gpu_type, gpu_nodes, seg_nodes=gpu_segment, topology=gpu_topology,
+                         zone=gpu_zone, **kw)
+        dat = _make_pool("ai-cpu", cpu_type, data_nodes, seg_nodes=cpu_segment, topology=cpu_topology,
+                         zone=cpu_zone, **kw)
         pools = [hpc, gpu, dat]
         slurm = Slurm(eng, hpc, backfill=backfill, depth=depth, **slurm_opts)
         kube = Kube(eng, {"train": gpu, "infer": gpu, "data": dat}, depth=depth, strategy=kube_strategy)
@@ -300,7 +387,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
                         min_nodes=min_nodes, market=market, kube_strategy=kube_strategy,
                         scaler=None if scaler is None else getattr(pools[0].scaler, "name", str(scaler)),
-                        tick=tick), cat)
+                        tick=tick, zone=None if cpu_zone is None else f"{cpu_zone},{gpu_zone}",
+                        reclaim_rate=reclaim_rate, capacity=capacity, spot_capacity=spot_capacity),
+                   cat, schedule)
 
 
 def _scaler(spec, idle_timeout, catalog):
@@ -325,17 +414,18 @@ def _scaler(spec, idle_timeout, catalog):
                       f"returning one; got {spec!r}")
 
 
-def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
-    """Cost of each node (per-second billing with the catalog min_charge)."""
+def _bill(inst: pd.DataFrame, market: str, catalog, schedule=None) -> np.ndarray:
+    """Cost of each node: the one meter (per-second billing with the catalog min_charge; spot
+    seconds at the market schedule's price path)."""
     if not len(inst):
         return np.zeros(0)
     table = pd.DataFrame({"instance": np.arange(len(inst)), "itype": inst["itype"].to_numpy(),
-                          "zone": inst["pool"].to_numpy(), "market": market,
+                          "zone": inst["zone"].to_numpy(), "market": market,
                           "start": inst["launch"].to_numpy(), "end": inst["end"].to_numpy()})
-    return bill_instances(table, catalog)["cost"].to_numpy()
+    return bill_instances(table, catalog, market=schedule)["cost"].to_numpy()
 
 
-def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settings, catalog):
+def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settings, catalog, schedule=None):
     df = jobs.copy()
     start = np.array(eng.start)
     end = np.array(eng.end)
@@ -349,8 +439,10 @@ def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settin
     df["slowdown"] = np.array(eng.factor)
     df["backfilled"] = np.array(eng.backfilled)
     df["finished"] = np.array(eng.finished)
-    df["status"] = np.where(rejected, "rejected", np.where(df["finished"] > 0, "done", "unfinished"))
+    df["status"] = np.where(rejected, "rejected", np.where(
+        df["finished"] > 0, "done", np.where(np.array(eng.failed), "failed", "unfinished")))
     df["reason"] = reason
+    df["reruns"] = np.array(eng.reruns, dtype=np.int64)
     # a job that runs past its requested time is killed at the limit (as Slurm does)
     df["killed"] = (df["finished"].to_numpy() > 0) & (df["run_time"].to_numpy() > df["req_time"].to_numpy())
     df["reservation"] = np.nan
@@ -365,10 +457,13 @@ def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settin
         rows.append(pd.DataFrame({"pool": [pool.name] * k, "itype": [pool.itype] * k,
                                   "launch": np.array(launch, dtype=float),
                                   "ready": np.array(ready, dtype=float),
-                                  "end": np.array(endn, dtype=float)}))
+                                  "end": np.array(endn, dtype=float),
+                                  "zone": [pool.zone or pool.name] * k, "market": [pool.market] * k,
+                                  "reason": np.asarray(END_REASONS, dtype=object)[
+                                      np.array(pool.nreason, dtype=np.int64)] if k else []}))
     inst = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     inst["end"] = np.maximum(inst["end"], inst["launch"])
-    inst["cost"] = _bill(inst, settings["market"], catalog)
+    inst["cost"] = _bill(inst, settings["market"], catalog, schedule)
     for pool in pools:
         sel = inst["pool"] == pool.name
         up = np.clip(inst.loc[sel, "end"] - inst.loc[sel, "ready"], 0, None).sum()
@@ -377,12 +472,16 @@ def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settin
                      "segments": pool.S, "elastic": pool.elastic, "launched": int(sel.sum()),
                      "node_hours": billed / 3600.0,
                      "utilisation": pool.busy / (up * pool.G) if up > 0 else 0.0,
-                     "cost": float(inst.loc[sel, "cost"].sum())})
+                     "cost": float(inst.loc[sel, "cost"].sum()),
+                     "zone": pool.zone or "", "market": pool.market, "reclaims": pool.n_reclaims,
+                     "hard_kills": pool.n_kills, "lost_slot_seconds": pool.lost,
+                     "refused": pool.n_refused, "refusal_events": pool.n_refusal_events})
     record = None
     if eng.record is not None:
         record = pd.DataFrame(eng.record, columns=["time", "job", "pool", "node", "slots"])
     return PlatformResult(jobs=df, instances=inst, pools=pd.DataFrame(prow).set_index("pool"),
-                          policy=policy, makespan=t_end - t0, settings=settings, record=record)
+                          policy=policy, makespan=t_end - t0, settings=settings, record=record,
+                          market=schedule)
 
 
 def summarise(result: PlatformResult) -> xr.Dataset:
@@ -437,11 +536,23 @@ def summarise(result: PlatformResult) -> xr.Dataset:
             "node_hours": ("pool", p["node_hours"].to_numpy(), {"units": "h", "long_name": "billed node-hours"}),
             "cost": ("pool", p["cost"].to_numpy(), {"units": "USD"}),
             "launched": ("pool", p["launched"].to_numpy(), {"units": "count", "long_name": "nodes launched"}),
+            "reclaims": ("pool", p["reclaims"].to_numpy(), {"units": "count",
+                         "long_name": "spot nodes reclaimed (notices)"}),
+            "hard_kills": ("pool", p["hard_kills"].to_numpy(), {"units": "count",
+                           "long_name": "reclaimed nodes killed with jobs on them"}),
+            "lost_slot_seconds": ("pool", p["lost_slot_seconds"].to_numpy(), {"units": "slot s",
+                                  "long_name": "work lost to hard kills (GPU-s on GPU pools, vCPU-s on CPU pools)"}),
+            "refused": ("pool", p["refused"].to_numpy(), {"units": "count",
+                        "long_name": "node launches the zone refused (capacity)"}),
         },
         coords={"kind": list(KINDS), "quantile": q, "pool": list(p.index)},
         attrs={"policy": result.policy, **{k: str(v) for k, v in result.settings.items()}},
     )
     ds["total_cost"] = xr.DataArray(float(p["cost"].sum()), attrs={"units": "USD"})
+    ds["rerun_jobs"] = xr.DataArray(int((df["reruns"] > 0).sum()), attrs={
+        "units": "count", "long_name": "jobs killed by a reclaim and run again"})
+    ds["failed"] = xr.DataArray(int((df["status"] == "failed").sum()), attrs={
+        "units": "count", "long_name": "jobs given up after max_reruns reclaims"})
     ds["makespan"] = xr.DataArray(float(result.makespan), attrs={"units": "s"})
     ds["utilisation_total"] = xr.DataArray(
         float(_total_util(result)), attrs={"units": "1", "long_name": "busy / available, all pools (by cost share)"})

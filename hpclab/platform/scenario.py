@@ -9,6 +9,12 @@ clusters. ``pool.types`` names the CPU type then the GPU type, ``pool.max_per_ty
 counts. The scenario's policy, if it names one, sizes every elastic pool: the very policy class
 that drives a real pool (a fresh object per pool); without one the built-in rule (launch for the
 queued deficit, retire after ``pool.idle_timeout``) does.
+
+``pool.zones`` (one zone for both pools, or the CPU zone then the GPU zone) puts the pools in
+catalog zones whose capacity (times ``pool.capacity``) limits launches; ``pool.market: spot``
+buys spot nodes, reclaimed by the pool's ``spot_market`` (the simulator's seeded schedule) at
+``pool.reclaim_rate`` or the zone's rate, with the jobs on a reclaimed node killed and re-queued
+(without ``pool.zones``, spot pools are in the first zone offering each type).
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class JobTrace:
         if types and len(types) != 2:
             raise HpclabError(f"{s.source}: pool.types: a trace needs two types (CPU, then GPU), "
                               f"got {len(types)}")
+        zones = s.pool["zones"]
+        if len(zones) > 2:
+            raise HpclabError(f"{s.source}: pool.zones: a trace takes one zone (both pools) or two "
+                              f"(CPU, then GPU), got {len(zones)}")
 
     def _types(self, s):
         return tuple(s.pool["types"]) or _DEFAULT_TYPES
@@ -94,25 +104,38 @@ class JobTrace:
         cpu_n, gpu_n = self._nodes(s)
         jobs = self.jobs(s)
         scaler = s.make_policy(catalog=cat) if s.policy is not None else None
+        pl = s.pool
+        zones = pl["zones"]
+        spot = pl["market"] == "spot"
         r = replay(jobs, p["platform"], cpu_type=cpu_t, gpu_type=gpu_t, cpu_nodes=cpu_n, gpu_nodes=gpu_n,
                    backfill=p["backfill"], placement=p["placement"], depth=p["depth"],
-                   idle_timeout=s.pool["idle_timeout"], market=s.pool["market"], seed=s.seed,
-                   scaler=scaler, tick=s.tick, progress=progress, catalog=cat)
+                   idle_timeout=pl["idle_timeout"], market=pl["market"], seed=s.seed,
+                   scaler=scaler, tick=s.tick, progress=progress, catalog=cat,
+                   zone=(zones[0] if len(zones) == 1 else tuple(zones)) if zones else None,
+                   spot_market=s.spot_market() if spot else None, reclaim_rate=pl["reclaim_rate"],
+                   capacity=pl["capacity"], spot_capacity=pl["spot_capacity"])
         inst = r.instances
-        iv = inst.assign(instance=np.arange(len(inst)).astype(str), zone=inst["pool"],
-                         market=s.pool["market"], start=inst["launch"])
-        instances, the_bill, totals = pool_sections(bill_instances(iv, cat, until=r.makespan))
+        iv = inst.assign(instance=np.arange(len(inst)).astype(str), start=inst["launch"])
+        instances, the_bill, totals = pool_sections(bill_instances(iv, cat, until=r.makespan, market=r.market))
         df = r.jobs
         done = df["status"] == "done"
+        pools = r.pools
+        gpu = np.array([cat.instance(t).gpus > 0 for t in pools["itype"]], dtype=bool)
+        lost = pools["lost_slot_seconds"].to_numpy(dtype=float)
         values = {"tasks": int(len(df)), "tasks_done": int(done.sum()),
                   "rejected": int((df["status"] == "rejected").sum()),
                   "makespan_s": float(r.makespan), **totals,
+                  "reclaims": int(pools["reclaims"].sum()), "refusals": int(pools["refused"].sum()),
+                  "rerun_jobs": int((df["reruns"] > 0).sum()), "reruns": int(df["reruns"].sum()),
+                  "failed": int((df["status"] == "failed").sum()),
+                  "lost_gpu_seconds": float(lost[gpu].sum()), "lost_cpu_seconds": float(lost[~gpu].sum()),
                   "wait_mean_s": float(df.loc[done, "wait"].mean()) if done.any() else float("nan"),
                   "bsld_mean": float(df.loc[done, "bsld"].mean()) if done.any() else float("nan"),
                   "policy": r.settings["scaler"] or "built-in (deficit / idle timeout)",
                   "platform": p["platform"]}
         units = {**POOL_UNITS, "rejected": "jobs", "wait_mean_s": "s", "bsld_mean": "1",
-                 "tasks": "jobs", "tasks_done": "jobs"}
+                 "tasks": "jobs", "tasks_done": "jobs", "rerun_jobs": "jobs", "reruns": "count",
+                 "failed": "jobs", "lost_gpu_seconds": "GPU s", "lost_cpu_seconds": "vCPU s"}
         jobs_ds = df.drop(columns=[c for c in ("reason",) if c in df]).to_xarray().rename(index="job")
         return Result(scenario=s, clock="virtual", summary=summary_dataset(values, units, {"notes": ""}),
                       instances=instances, bill=the_bill,

@@ -1,0 +1,265 @@
+"""The platform's pools on spot and in zones: reclaims kill and re-queue jobs, zone capacity refuses
+launches, the bill follows the spot price path; and the on-demand path is unchanged."""
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+from hpclab import HpclabError
+from hpclab import catalog as _catalog
+from hpclab import platform as P
+from hpclab.elastic.faults import SpotMarket
+
+# -- the on-demand path is unchanged -------------------------------------------------------------
+
+JOB_COLS = ("start", "end", "segments", "slowdown", "backfilled", "finished", "killed", "reservation")
+INST_COLS = ("launch", "ready", "end", "cost")
+POOL_COLS = ("launched", "node_hours", "utilisation", "cost")
+
+
+def digest(res):
+    """A fingerprint of what a replay decided (times rounded to a microsecond)."""
+    h = hashlib.sha256()
+    for frame, cols in ((res.jobs, JOB_COLS), (res.instances, INST_COLS), (res.pools, POOL_COLS)):
+        for c in cols:
+            v = np.round(frame[c].to_numpy(dtype=float), 6)
+            h.update(np.nan_to_num(v, nan=-1.0).tobytes())
+    h.update(",".join(res.jobs["status"]).encode())
+    h.update(",".join(res.instances["pool"]).encode())
+    h.update(repr(round(res.makespan, 6)).encode())
+    return h.hexdigest()[:16]
+
+
+# measured on main's code before pools had zones, capacity and reclaims (commit f355952)
+BEFORE = {
+    "unified": "d236d08e18057efe",
+    "separate": "41466c0c845fcc92",
+    "linear": "1566ce44284b232d",
+    "strict-spot-price": "f1e24d737c7a0630",
+    "overloaded": "bae87bd04702694d",
+    "overloaded-separate": "484041b007bf71b1",
+    "fixed-unified": "4b8d20d38e0ccd39",
+    "slurm-real": "ae4068c52a4b7d24",
+    "no-backfill": "fb558d708839bc1a",
+}
+
+
+@pytest.fixture(scope="module")
+def traces():
+    return {"mixed": P.mixed_workload(3000, ai_share=0.3, cpu_nodes=32, gpu_nodes=8, load=0.9, seed=3),
+            "over": P.mixed_workload(3000, ai_share=0.3, cpu_nodes=32, gpu_nodes=8, load=2.5, seed=4),
+            "lf": P.lublin_feitelson(400, max_nodes=64, seed=5)}
+
+
+def _case(name, tr):
+    kw = dict(cpu_nodes=32, gpu_nodes=8)
+    mixed, over, lf = tr["mixed"], tr["over"], tr["lf"]
+    return {
+        "unified": lambda: P.replay(mixed, "unified", **kw),
+        "separate": lambda: P.replay(mixed, "separate", **kw),
+        "linear": lambda: P.replay(mixed, "unified", placement="linear", seed=2, **kw),
+        # spot nodes never reclaimed, in a zone with room: what the spot price alone gave before
+        "strict-spot-price": lambda: P.replay(mixed, "unified", kube_strategy="strict", market="spot",
+                                              reclaim_rate=0.0, **kw),
+        "overloaded": lambda: P.replay(over, "unified", **kw),
+        "overloaded-separate": lambda: P.replay(over, "separate", **kw),
+        "fixed-unified": lambda: P.replay(over, "unified", elastic=False, min_nodes=2, **kw),
+        "slurm-real": lambda: P.replay(lf, "separate", cpu_nodes=64, cpu_segment=64, slurm=dict(
+            limit_unit=60, bf_interval=1, reserve="host", launch_latency=0.7)),
+        "no-backfill": lambda: P.replay(lf, "unified", cpu_nodes=64, backfill=False, idle_timeout=0),
+    }[name]
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_on_demand_replays_are_bit_identical_to_before(name, traces):
+    assert digest(_case(name, traces)()) == BEFORE[name]
+
+
+def test_the_fingerprint_sees_a_one_second_change(traces):
+    res = _case("unified", traces)()
+    res.jobs.loc[17, "start"] += 1.0
+    assert digest(res) != BEFORE["unified"]
+
+
+# -- reclaims ------------------------------------------------------------------------------------
+
+def _one_gang(run=3 * 3600.0, pods=2, submit=0.0):
+    import pandas as pd
+
+    return pd.DataFrame({"job_id": [1], "kind": ["hpc"], "submit": [submit], "pods": [pods],
+                         "slots": [0], "run_time": [run], "req_time": [run], "priority": [0]})
+
+
+RATE = 1 / (3 * 3600)
+
+
+def _spot_gang_run(seed):
+    # one 2-node gang of 90 min on a fixed spot cluster of 2 nodes, each reclaimed about every 3 h
+    return P.replay(_one_gang(run=5400.0), "separate", cpu_nodes=2, gpu_nodes=1, data_nodes=1,
+                    market="spot", reclaim_rate=RATE, spot_market=SpotMarket("independent"), seed=seed,
+                    record=True, max_reruns=50)
+
+
+def test_a_reclaim_kills_the_gang_requeues_it_and_it_completes():
+    cat = _catalog.default()
+    hit = 0
+    for seed in range(20):
+        r = _spot_gang_run(seed)
+        job = r.jobs.iloc[0]
+        assert job["status"] == "done" and job["finished"] == 1
+        hit += job["reruns"] >= 1  # the market reclaimed a node under it at least once
+        assert math.isclose(job["end"] - job["start"], 5400.0)  # the last run ran in full
+        rec = r.record[r.record["pool"] == "hpc-cpu"].sort_values("time", kind="stable")
+        G = int(r.pools.loc["hpc-cpu", "slots"])
+        starts = rec[rec["slots"] > 0].groupby("time")["node"].apply(sorted)
+        ends = rec[rec["slots"] < 0].groupby("time")["node"].apply(sorted)
+        assert len(starts) == len(ends) == job["reruns"] + 1  # one run per attempt
+        inst = r.instances[r.instances["pool"] == "hpc-cpu"]
+        killed_at = set(inst.loc[inst["reason"] == "spot reclaimed (hard kill)", "end"])
+        lost = 0.0
+        for (t0, n0), (t1, n1) in zip(starts.items(), ends.items()):
+            assert n0 == n1 and len(n0) == 2  # the whole gang starts and stops together
+            if t1 in killed_at:  # a kill: the gang's work so far is lost
+                lost += (t1 - t0) * G * 2
+        assert len(killed_at) == job["reruns"]
+        assert r.pools.loc["hpc-cpu", "lost_slot_seconds"] == pytest.approx(lost, rel=1e-12)
+        assert r.pools.loc["hpc-cpu", "hard_kills"] == job["reruns"]
+        # a killed node ends one spot_notice after its notice, and the fixed cluster replaces it
+        notice = cat.instance("ecs.c8i.32xlarge").spot_notice
+        reclaims = sorted(w for it, z, g, w in r.market.granted if it == "ecs.c8i.32xlarge")
+        for t in killed_at:
+            assert any(math.isclose(t, w + notice) for w in reclaims)
+        assert (inst["reason"] != "running at end").sum() == len(inst) - 2  # two still up at the end
+        if hit >= 3:
+            break
+    assert hit >= 3
+
+
+def test_reclaim_times_come_from_the_simulators_market_schedule():
+    r = _spot_gang_run(1)
+    cat = _catalog.default()
+    fresh = SpotMarket("independent").schedule(cat, 1)
+    assert r.market.granted
+    for itype, zone, grant, when in r.market.granted:
+        rate = RATE
+        assert fresh.reclaim_times(itype, zone, [grant], rate)[0] == when
+
+
+def test_a_job_killed_too_often_is_given_up():
+    r = P.replay(_one_gang(run=20 * 3600.0), "separate", cpu_nodes=2, gpu_nodes=1, data_nodes=1,
+                 market="spot", reclaim_rate=1 / 3600, spot_market=SpotMarket("independent"),
+                 max_reruns=2)
+    job = r.jobs.iloc[0]
+    assert job["status"] == "failed" and job["reruns"] == 2 and job["finished"] == 0
+    assert r.summary()["failed"] == 1
+
+
+def test_spot_pods_on_a_mixed_trace_keep_every_node_within_its_slots():
+    jobs = P.mixed_workload(1500, ai_share=0.4, cpu_nodes=16, gpu_nodes=8, load=0.8, seed=7)
+    for policy in ("unified", "separate"):
+        r = P.replay(jobs, policy, cpu_nodes=16, gpu_nodes=8, market="spot", reclaim_rate=1 / (12 * 3600),
+                     record=True)
+        assert r.pools["reclaims"].sum() > 0 and r.pools["hard_kills"].sum() > 0
+        assert (r.jobs["reruns"] > 0).sum() > 0
+        assert set(r.jobs["status"]) <= {"done", "failed"}
+        assert r.summary()["rerun_jobs"] == (r.jobs["reruns"] > 0).sum()
+        for (pool, node), d in r.record.groupby(["pool", "node"]):
+            d = d.assign(o=(d["slots"] > 0).astype(int)).sort_values(["time", "o"], kind="stable")
+            used = d["slots"].cumsum()
+            assert used.max() <= r.pools.loc[pool, "slots"] and used.iloc[-1] == 0
+        # pods: every finished job ran all its pods once more than the reclaims took from it
+        done = r.jobs[r.jobs["status"] == "done"]
+        starts = r.record[r.record["slots"] > 0].groupby("job").size()
+        pods = done["pods"].to_numpy()
+        assert (starts.reindex(done.index).to_numpy() >= pods).all()
+
+
+# -- zone capacity --------------------------------------------------------------------------------
+
+def test_capacity_zero_refuses_every_launch_in_that_zone():
+    jobs = P.mixed_workload(400, ai_share=0.4, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=2)
+    # cn-hangzhou-j offers no ecs.ebmgn8is.32xlarge (capacity 0): every GPU launch is refused
+    for policy in ("unified", "separate"):
+        r = P.replay(jobs, policy, cpu_nodes=8, gpu_nodes=4, zone=("cn-hangzhou-h", "cn-hangzhou-j"))
+        gpu = "gpu" if policy == "unified" else "ai-gpu"
+        assert r.pools.loc[gpu, "launched"] == 0 and r.pools.loc[gpu, "refused"] > 0
+        gpu_jobs = r.jobs["kind"].isin(["train", "infer"])
+        assert (r.jobs.loc[gpu_jobs, "status"] == "unfinished").all()
+        assert (r.jobs.loc[~gpu_jobs, "status"] == "done").all()
+        assert int(r.summary()["refused"].sel(pool=gpu)) == r.pools.loc[gpu, "refused"]
+
+
+def test_zone_capacity_caps_the_nodes_alive_and_is_shared_by_pools_of_a_type():
+    cat = _catalog.default()
+    cores = cat.instance("ecs.c8i.32xlarge").cores
+    cap = cat.zone("cn-hangzhou-h").capacity["ecs.c8i.32xlarge"]
+    factor = 3 * cores / cap  # room for 3 CPU nodes
+    jobs = P.mixed_workload(600, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=1.2, seed=4,
+                            max_hpc_nodes=2)
+    jobs = jobs[jobs["kind"].isin(["hpc", "data"])].reset_index(drop=True)  # CPU jobs only
+    for policy in ("unified", "separate"):
+        r = P.replay(jobs, policy, cpu_nodes=8, gpu_nodes=4, data_nodes=2, zone="cn-hangzhou-h",
+                     capacity=factor, elastic=True)
+        inst = r.instances[r.instances["itype"] == "ecs.c8i.32xlarge"]
+        edges = np.r_[inst["launch"], inst["end"]]
+        step = np.r_[np.ones(len(inst)), -np.ones(len(inst))]
+        order = np.lexsort((step, edges))  # an end before a launch at the same time
+        assert np.cumsum(step[order]).max() == 3
+        cpu_pools = [p for p in r.pools.index if r.pools.loc[p, "itype"] == "ecs.c8i.32xlarge"]
+        assert r.pools.loc[cpu_pools, "refused"].sum() > 0
+        assert (r.jobs["status"] == "done").all()
+
+
+# -- the bill ------------------------------------------------------------------------------------
+
+def test_spot_nodes_are_billed_on_the_price_path():
+    jobs = P.mixed_workload(400, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=0.6, seed=9)
+    r = P.replay(jobs, "unified", cpu_nodes=8, gpu_nodes=4, market="spot", reclaim_rate=0.0,
+                 spot_market=SpotMarket(prices="path"), seed=3)
+    fixed = P.replay(jobs, "unified", cpu_nodes=8, gpu_nodes=4, market="spot", reclaim_rate=0.0)
+    cat = _catalog.default()
+    total = 0.0
+    for row in r.instances.itertuples():
+        rec = cat.instance(row.itype)
+        billed = max(math.ceil(row.end - row.launch - 1e-9), rec.min_charge)
+        starts, prices = r.market.path(row.itype, row.zone, row.launch + billed)
+        cost = 0.0  # the integral of the piecewise-constant price, period by period
+        bounds = list(starts[1:]) + [math.inf]
+        for s0, s1, p in zip(starts, bounds, prices):
+            lo, hi = max(s0, row.launch), min(s1, row.launch + billed)
+            if hi > lo:
+                cost += (hi - lo) * p
+        total += cost
+        assert row.cost == pytest.approx(cost, rel=1e-9)
+    assert r.cost == pytest.approx(total, rel=1e-9)
+    assert r.cost != pytest.approx(fixed.cost, rel=1e-3)  # the path moved the price
+    assert (r.jobs["start"].to_numpy() == fixed.jobs["start"].to_numpy()).all()
+
+
+def test_bad_zone_and_market_options_are_one_line_errors():
+    jobs = _one_gang()
+    with pytest.raises(KeyError, match="unknown zone 'mars-1'"):
+        P.replay(jobs, zone="mars-1")
+    with pytest.raises(HpclabError, match="zone must be a catalog zone name or a pair"):
+        P.replay(jobs, zone=("cn-hangzhou-h",) * 3)
+    with pytest.raises(HpclabError, match="reclaim_rate"):
+        P.replay(jobs, market="spot", reclaim_rate=-1.0)
+    with pytest.raises(HpclabError, match="spot_market must be a SpotMarket"):
+        P.replay(jobs, market="spot", spot_market={"model": "independent"})
+
+
+# -- the scenario file ---------------------------------------------------------------------------
+
+def test_the_spot_platform_scenario_reports_reclaims_and_reruns():
+    from hpclab.scenario import Scenario
+
+    s = Scenario.example("platform_spot").replace(workload={"jobs": 600})
+    res = s.run()
+    summ = res.summary
+    assert int(summ["reclaims"]) > 0 and int(summ["rerun_jobs"]) > 0
+    assert float(summ["lost_cpu_seconds"]) + float(summ["lost_gpu_seconds"]) > 0
+    assert float(summ["cost_usd"]) == pytest.approx(float(res.bill["total_cost"]))
+    on_demand = s.replace(pool={"market": "on-demand"}).run()
+    assert int(on_demand.summary["reclaims"]) == 0 and int(on_demand.summary["rerun_jobs"]) == 0
