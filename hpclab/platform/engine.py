@@ -33,13 +33,14 @@ Kubernetes-like queue (AI pods)
     all-or-nothing (as Volcano/Kueue gang scheduling); independent pods (inference, data) one by
     one. Pods are bin-packed: the fullest node that fits (``MostAllocated`` scoring).
 
-Topology-aware placement
+Topology-aware placement (:mod:`hpclab.elastic.placement`, below the queues: each queue asks
+its pool's placement for nodes)
     ``placement="topology"``: a gang goes into one segment if any has room (the one with the
     least room that fits, best fit), else spreads over the fewest segments; elastic scale-out
     launches new nodes in the segment that already holds the most free and booting nodes.
     ``placement="linear"``: nodes are taken in index order (what a scheduler without topology
     knowledge does) and new nodes land in a random segment with room. A gang spanning segments
-    runs ``slowdown`` times longer (:func:`hpclab.platform.placement.cross_segment_slowdown`, from
+    runs ``slowdown`` times longer (:func:`hpclab.network.placement.cross_segment_slowdown`, from
     the network layer's topology: extra hops and oversubscription of the tier it crosses).
 """
 
@@ -118,7 +119,9 @@ class Pool:
         self.boot_time = float(boot_time)
         self.price = float(price)
         self.min_charge = float(min_charge)
-        self.topology = placement == "topology"
+        from hpclab.elastic.placement import make_placement
+
+        self.placement = make_placement(placement)  # which nodes a job gets, where nodes land
         self.slowdown = slowdown or {}  # kind -> run-time factor per tier (one segment, one pod, pods)
         self.L = int(segments_per_pod)
         self.rng = rng if rng is not None else np.random.default_rng(0)
@@ -236,30 +239,15 @@ class Pool:
             if count <= 0:
                 return
         first = len(self.nseg)
-        room = [self.seg_cap[s] - self.up[s] - self.boot[s] for s in range(self.S)]
-        if self.topology:
-            order = sorted(range(self.S), key=lambda s: (-(len(self.idle[s]) + self.boot[s]), s))
-        left = count
-        while left > 0:
-            if self.topology:
-                s = next((s for s in order if room[s] > 0), None)
-            else:
-                cand = [s for s in range(self.S) if room[s] > 0]
-                s = cand[int(self.rng.integers(len(cand)))] if cand else None
-            if s is None:
-                break
-            k = left if self.topology else 1
-            k = min(k, room[s])
+        for s, k in self.placement.launch_plan(self, count):
             for _ in range(k):
                 n = self._new_node(t, s, BOOTING)
                 self.eng.live += 1
                 ready = t + self.boot_time
                 self.booting.append((ready, n))
                 self.clock.at(ready, EV_BOOT, self, n, 0)
-            room[s] -= k
             self.boot[s] += k
             self.n_boot += k
-            left -= k
         self.version += 1
         if self.spot:
             self._granted(t, range(first, len(self.nseg)))
@@ -524,69 +512,12 @@ class Pool:
         f = self.slowdown.get(kind)
         if f is None or len(plan) < 2:
             return 1.0
-        L = self.L
-        pod = plan[0][0] // L
-        for s, _ in plan:
-            if s // L != pod:
-                return f[2]
-        return f[1]
+        return f[self.placement.tier(self, [s for s, _ in plan])]
 
-    # -- whole nodes -------------------------------------------------------------------------
-    def plan_whole(self, k):
-        """Segments to take ``k`` idle nodes from: a list of (segment, count), or None."""
-        if k > self.n_idle:
-            return None
-        idle = self.idle
-        if self.topology:
-            best, best_len = -1, 1 << 60
-            for s in range(self.S):
-                m = len(idle[s])
-                if k <= m < best_len:
-                    best, best_len = s, m
-            if best >= 0:
-                return [(best, k)]
-            order = sorted(range(self.S), key=lambda s: -len(idle[s]))
-        else:
-            order = range(self.S)
-        plan, left = [], k
-        for s in order:
-            m = len(idle[s])
-            if m:
-                take = m if m < left else left
-                plan.append((s, take))
-                left -= take
-                if not left:
-                    break
-        return plan
-
-    def take_whole(self, plan):
-        nodes = []
-        for s, k in plan:
-            lst = self.idle[s]
-            if self.topology:
-                got = lst[-k:]
-                del lst[-k:]
-            else:  # linear: the lowest-numbered idle nodes
-                got = sorted(lst)[:k]
-                taken = set(got)
-                lst[:] = [n for n in lst if n not in taken]
-            nodes.extend(got)
-            for n in got:
-                self.nfree[n] = 0
-        k = len(nodes)
-        self.n_idle -= k
-        self.free_slots -= k * self.G
-        return nodes
-
+    # -- whole nodes and pods: chosen by the placement (hpclab.elastic.placement) -------------
     def release_whole(self, t, nodes):
         for n in nodes:
             self._set_idle(t, n)
-
-    # -- pods --------------------------------------------------------------------------------
-    def pod_capacity(self, s, g):
-        G = self.G
-        nfree = self.nfree
-        return sum(nfree[n] // g for n in self.partial[s]) + len(self.idle[s]) * (G // g)
 
     def _idle_ok(self):
         """May a pod take an idle node without delaying the Slurm-like queue's reservation on
@@ -596,66 +527,6 @@ class Pool:
             self.guard_extra -= 1
             return True
         return False
-
-    def place_pods(self, count, g, gang):
-        """Nodes for ``count`` pods of ``g`` slots (one entry per pod), bin-packed, and the
-        segments they use; for a gang all or None, preferring one segment; else as many as fit
-        (possibly none). While the Slurm-like queue's head waits for nodes of this pool,
-        independent pods take idle nodes only as its reservation allows (:meth:`_idle_ok`);
-        partly used nodes they may always fill."""
-        if g >= self.G:  # whole-node pods
-            if gang:
-                plan = self.plan_whole(count)
-                return None if plan is None else (self.take_whole(plan), [s for s, _ in plan])
-            k = min(count, self.n_idle)
-            if k and self.guard_shadow < INF:
-                k = min(k, self.guard_extra)
-                self.guard_extra -= k
-            if not k:
-                return [], []
-            plan = self.plan_whole(k)
-            return self.take_whole(plan), [s for s, _ in plan]
-        if self.free_slots < (count * g if gang else g):
-            return (None if gang else ([], []))
-        segs = range(self.S)
-        if gang:
-            caps = [self.pod_capacity(s, g) for s in segs]
-            if sum(caps) < count:
-                return None
-            if self.topology:
-                fit = [s for s in segs if caps[s] >= count]
-                order = [min(fit, key=lambda s: caps[s])] if fit else sorted(segs, key=lambda s: -caps[s])
-            else:
-                order = list(segs)
-        else:
-            order = list(segs)
-        nodes = []
-        used = set()
-        left = count
-        guarded = not gang and self.guard_shadow < INF
-        for s in order:
-            if not left:
-                break
-            # fullest partial nodes first, then idle nodes
-            cand = sorted((n for n in self.partial[s] if self.nfree[n] >= g), key=lambda n: self.nfree[n])
-            for n in cand:
-                while left and self.nfree[n] >= g:
-                    self._occupy(n, g)
-                    nodes.append(n)
-                    used.add(s)
-                    left -= 1
-                if not left:
-                    break
-            while left and self.idle[s]:
-                if guarded and not self._idle_ok():
-                    break
-                n = self.idle[s][-1]
-                while left and self.nfree[n] >= g:
-                    self._occupy(n, g)
-                    nodes.append(n)
-                    used.add(s)
-                    left -= 1
-        return nodes, list(used)
 
     def _occupy(self, n, g):
         s = self.nseg[n]
@@ -780,7 +651,7 @@ class Slurm:
     def _start(self, j, t, plan, idx):
         eng = self.eng
         pool = self.pool
-        nodes = pool.take_whole(plan)
+        nodes = pool.placement.take_whole(pool, plan)
         f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
         req = self.lim[j] * f
         dur = min(eng.run[j] * f + self.launch_latency, req)
@@ -859,7 +730,7 @@ class Slurm:
             return False
         req = self.lim[j]
         if t + req <= shadow:  # may end in time (the placement may still slow it down)
-            plan = pool.plan_whole(k)
+            plan = pool.placement.plan_whole(pool, k)
             f = pool.factor(eng.kind[j], plan) if len(plan) > 1 else 1.0
             if t + req * f <= shadow:
                 self._start(j, t, plan, i)
@@ -869,7 +740,7 @@ class Slurm:
         elif k > extra:
             return False
         else:
-            plan = pool.plan_whole(k)
+            plan = pool.placement.plan_whole(pool, k)
         if k > extra:
             return False
         self._start(j, t, plan, i)
@@ -914,9 +785,10 @@ class Slurm:
         pool = self.pool
         q = self.queue
         pods = eng.pods
+        place = pool.placement
         while q:
             j = q[0]
-            plan = pool.plan_whole(pods[j])
+            plan = place.plan_whole(pool, pods[j])
             if plan is None:
                 break
             self._start(j, t, plan, 0)
@@ -977,7 +849,7 @@ class Slurm:
             j = q[i]
             k = pods[j]
             if k <= pool.n_idle and t + lim[j] <= first:
-                self._start(j, t, pool.plan_whole(k), i)
+                self._start(j, t, pool.placement.plan_whole(pool, k), i)
                 eng.backfilled[j] = True
                 continue
             if k > pool.n_idle:
@@ -1062,7 +934,7 @@ class Kube:
         pool = self.plist[pi]
         g = self.jg[j]
         if eng.gang[j]:
-            got = pool.place_pods(eng.pods[j], g, True)
+            got = pool.placement.place_pods(pool, eng.pods[j], g, True)
             if got is None:
                 return False
             nodes, segs = got
@@ -1075,7 +947,7 @@ class Kube:
             eng.clock.at(t + dur, EV_FINISH, self, j, eng.attempt[j])
             return True
         left = self.left[j]
-        nodes, _ = pool.place_pods(left, g, False)
+        nodes, _ = pool.placement.place_pods(pool, left, g, False)
         if not nodes:
             return False
         dur = min(eng.run[j], eng.req[j])

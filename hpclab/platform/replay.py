@@ -200,8 +200,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         Elastic pools (default: True for unified, False for separate).
     backfill : bool
         EASY backfill in the Slurm-like queue (else strict priority/FIFO).
-    placement : {"topology", "linear"}
-        Topology-aware placement and scale-out, or nodes in index order / random segments.
+    placement : {"topology", "linear"} or hpclab.elastic.placement.Placement
+        Topology-aware placement and scale-out, or nodes in index order / random segments, or
+        a placement object of one's own (each pool gets it).
     depth : int
         Queued jobs a pass looks at (Slurm's ``bf_max_job_test``).
     idle_timeout : float
@@ -213,7 +214,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     cpu_topology, gpu_topology : str or hpclab.network.Topology, optional
         Network topology of the CPU and GPU hosts (default presets ``vpc-placement-group`` and
         ``hpn7``); gives segment sizes, hops and oversubscription
-        (:func:`hpclab.platform.placement.cross_segment_slowdown`).
+        (:func:`hpclab.network.placement.cross_segment_slowdown`).
     market : {"on-demand", "spot"}
         How the nodes are bought. Spot nodes are billed at the spot price (its path, with
         ``spot_market``) and reclaimed by the spot market of their zone: a notice (the node takes
@@ -265,7 +266,12 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     PlatformResult
     """
     check_choice("policy", policy, POLICIES)
-    check_choice("placement", placement, PLACEMENTS)
+    if isinstance(placement, str):
+        check_choice("placement", placement, PLACEMENTS)
+    else:
+        from hpclab.elastic.placement import make_placement
+
+        make_placement(placement)  # one line if it is not a placement
     check_choice("market", market, ("on-demand", "spot"))
     check_choice("kube_strategy", kube_strategy, ("best-effort", "strict"))
     if reclaim_rate is not None:

@@ -1,5 +1,6 @@
-"""The platform's pools on spot and in zones: reclaims kill and re-queue jobs, zone capacity refuses
-launches, the bill follows the spot price path; and the on-demand path is unchanged."""
+"""The platform's pools: on spot and in zones (reclaims kill and re-queue jobs, zone capacity refuses
+launches, the bill follows the spot price path), placement as a piece below the queues, and the
+on-demand path unchanged."""
 
 import hashlib
 import math
@@ -263,3 +264,48 @@ def test_the_spot_platform_scenario_reports_reclaims_and_reruns():
     assert float(summ["cost_usd"]) == pytest.approx(float(res.bill["total_cost"]))
     on_demand = s.replace(pool={"market": "on-demand"}).run()
     assert int(on_demand.summary["reclaims"]) == 0 and int(on_demand.summary["rerun_jobs"]) == 0
+
+
+# -- placement below the queues ------------------------------------------------------------------
+
+def test_placement_is_a_piece_below_the_queues_that_any_queue_asks(traces):
+    from hpclab.elastic.placement import Linear, Placement
+
+    class Counting(Linear):
+        def __init__(self):
+            self.calls = {}
+
+        def _count(self, name):
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+        def plan_whole(self, pool, k):
+            self._count("plan_whole")
+            return super().plan_whole(pool, k)
+
+        def place_pods(self, pool, count, g, gang):
+            self._count("place_pods")
+            return super().place_pods(pool, count, g, gang)
+
+        def launch_plan(self, pool, count):
+            self._count("launch_plan")
+            return super().launch_plan(pool, count)
+
+    mine = Counting()
+    res = P.replay(traces["mixed"], "unified", cpu_nodes=32, gpu_nodes=8, placement=mine, seed=2)
+    # the same decisions as the named placement, from before placement moved below the queues
+    assert digest(res) == BEFORE["linear"]
+    assert mine.calls["plan_whole"] > 0 and mine.calls["place_pods"] > 0 and mine.calls["launch_plan"] > 0
+    assert digest(P.replay(traces["mixed"], "unified", cpu_nodes=32, gpu_nodes=8,
+                           placement=Placement())) == BEFORE["unified"]
+    with pytest.raises(HpclabError, match="placement must be one of topology, linear or an object"):
+        P.replay(traces["mixed"], placement=42)
+
+
+def test_the_slowdown_model_lives_in_the_network_layer():
+    import hpclab.network as N
+    from hpclab.network import placement as net
+
+    assert P.cross_segment_slowdown is N.cross_segment_slowdown is net.cross_segment_slowdown
+    one = net.tier_slowdowns("ecs.c8i.32xlarge", {"hpc": (0.3, 256 * 1024)})
+    assert one["hpc"][0] == 1.0 and one["hpc"][1] == pytest.approx(
+        N.cross_segment_slowdown("erdma", share=0.3, nbytes=256 * 1024, tier="pod"))
