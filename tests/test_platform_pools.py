@@ -309,3 +309,20 @@ def test_the_slowdown_model_lives_in_the_network_layer():
     one = net.tier_slowdowns("ecs.c8i.32xlarge", {"hpc": (0.3, 256 * 1024)})
     assert one["hpc"][0] == 1.0 and one["hpc"][1] == pytest.approx(
         N.cross_segment_slowdown("erdma", share=0.3, nbytes=256 * 1024, tier="pod"))
+
+
+def test_the_cli_replays_on_spot_in_a_zone(capsys):
+    import json
+
+    from hpclab.cli import main
+    from hpclab.platform import sample_traces
+
+    trace = str(sample_traces()["lublin_feitelson_1000.swf"])
+    assert main(["platform", "replay", trace, "--market", "spot", "--reclaim-rate", "2e-5",
+                 "--cpu-nodes", "64"]) == 0
+    assert "spot reclaims" in capsys.readouterr().out
+    assert main(["platform", "replay", trace, "--zone", "cn-hangzhou-j", "--cpu-nodes", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sum(out["data_vars"]["refused"]["data"]) == 0
+    assert main(["platform", "replay", trace, "--zone", "mars"]) == 2
+    assert "unknown zone 'mars'" in capsys.readouterr().err

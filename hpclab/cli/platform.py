@@ -31,7 +31,12 @@ def register(sub) -> None:
     r.add_argument("--placement", choices=["topology", "linear"], default="topology")
     r.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle node is retired")
     r.add_argument("--min-nodes", type=int, default=0, help="nodes an elastic pool keeps warm (default 0)")
-    r.add_argument("--market", choices=["on-demand", "spot"], default="on-demand", help="node prices")
+    r.add_argument("--market", choices=["on-demand", "spot"], default="on-demand",
+                   help="how nodes are bought (spot: priced and reclaimed by the zone's spot market)")
+    r.add_argument("--zone", default=None, metavar="ZONE[,GPU_ZONE]",
+                   help="catalog zone of the pools (its capacity limits launches; default: none)")
+    r.add_argument("--reclaim-rate", type=float, default=None, metavar="PER_S",
+                   help="spot reclaims per node-second (default: the zone's catalog rate)")
     r.add_argument("--kube-strategy", choices=["best-effort", "strict"], default="best-effort",
                    help="AI queue order: a fitting job may pass a waiting one, or not")
     r.add_argument("--scaler", default=None, metavar="POLICY",
@@ -95,7 +100,8 @@ def run_replay(args) -> int:
                    elastic=elastic, backfill=not args.no_backfill, placement=args.placement,
                    idle_timeout=args.idle_timeout, min_nodes=args.min_nodes, market=args.market,
                    kube_strategy=args.kube_strategy, scaler=args.scaler, tick=args.tick,
-                   progress=sys.stderr.isatty())
+                   zone=None if args.zone is None else tuple(args.zone.split(",")) if "," in args.zone
+                   else args.zone, reclaim_rate=args.reclaim_rate, progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(res.summary().to_dict(data="list"), indent=1, default=str))
         return 0
@@ -114,6 +120,12 @@ def run_replay(args) -> int:
         pools = pools.rename(columns={"node_hours": "node_hours [h]", "cost": "cost [USD]"})
         print(pools.to_string())
         print(f"total cost [USD]: {res.cost:.2f}")
+        p = res.pools
+        if p["reclaims"].sum() or p["refused"].sum():
+            print(f"spot reclaims {int(p['reclaims'].sum())} ({int(p['hard_kills'].sum())} hard kills of "
+                  f"busy nodes), jobs re-run {int(ds['rerun_jobs'])}, given up {int(ds['failed'])}, "
+                  f"work lost {p['lost_slot_seconds'].sum() / 3600:,.0f} slot-hours; launches refused "
+                  f"{int(p['refused'].sum())}")
     return 0
 
 
