@@ -9,6 +9,12 @@ Reported: wall and CPU time and jobs per second of each replay (target: 20,000 j
 thousands"; the ratio uses the CPU time of this process, since the wall time on a shared machine
 also counts other processes), plus the time to read the same HPC jobs back from an SWF file.
 
+Linearity (issue 12): a trace that overloads the cluster (offered load 1.5, so queues grow
+without bound) replayed on the unified platform at 100,000 and 1,000,000 jobs; the CPU time of
+the larger over the smaller (target <= 12 for 10x the jobs). Before the queues became deques it
+was 34x: every start removed its job from the front of a Python list as long as the queue.
+``--linear-only`` runs just this check.
+
 The machine's 2 cores are shared with whatever else runs: every figure is the best of two
 repeats, and the load average is printed so that the noise can be judged.
 """
@@ -22,6 +28,9 @@ from pathlib import Path
 
 N_JOBS = 100_000
 TARGET_JOBS_PER_S = 20_000
+LINEAR_JOBS = (100_000, 1_000_000)
+LINEAR_LOAD = 1.5  # offered load: the queues grow for the whole replay
+TARGET_LINEAR = 12.0  # CPU time at 10x the jobs, at most this many times
 
 
 def best_of(fn, repeats=2):
@@ -35,8 +44,33 @@ def best_of(fn, repeats=2):
     return best, best_cpu, out
 
 
-def main():
+def linearity():
+    """CPU time of the overloaded unified replay at the two sizes, and their ratio."""
     from hpclab import platform as P
+
+    cpu = {}
+    for n in LINEAR_JOBS:
+        jobs = P.mixed_workload(n, ai_share=0.3, cpu_nodes=128, gpu_nodes=16, load=LINEAR_LOAD, seed=1)
+        _, c, res = best_of(lambda: P.replay(jobs, policy="unified", cpu_nodes=128, gpu_nodes=16), 1)
+        cpu[n] = c
+        waiting = float(res.jobs["wait"].mean())
+        print(f"overloaded unified replay, {n:>9,} jobs (load {LINEAR_LOAD}): CPU {c:7.2f} s = "
+              f"{n / c:8,.0f} jobs/s  (mean wait {waiting:,.0f} s)", flush=True)
+    a, b = LINEAR_JOBS
+    ratio = cpu[b] / cpu[a]
+    print(f"linearity: time({b:,}) / time({a:,}) = {ratio:.1f} for {b // a}x the jobs "
+          f"(target <= {TARGET_LINEAR:g}; ratio to target {ratio / TARGET_LINEAR:.2f})")
+    return ratio
+
+
+def main():
+    import sys
+
+    from hpclab import platform as P
+
+    if "--linear-only" in sys.argv[1:]:
+        linearity()
+        return
 
     print(f"platform replay of {N_JOBS:,} jobs (load average before: {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} cores)")
@@ -67,6 +101,7 @@ def main():
     print(f"target: {TARGET_JOBS_PER_S:,} jobs/s per replay (the slower of the two)")
     print(f"ratio to target on wall time: {worst_wall:.2f} (inflated when other work shares the cores)")
     print(f"ratio to target: {worst:.2f} (target <= 1; on the CPU time of this process)")
+    linearity()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -2,8 +2,10 @@
 
 The one event loop of :class:`hpclab.elastic.clock.Clock` (job and pod completions, node boot
 completions, idle checks, policy ticks), arrivals read in order from the sorted job table as its
-arrival stream, and after each instant's arrivals one scheduling pass per queue. Everything is plain Python lists and counters: a pass touches only the head of
-the queue and at most ``depth`` jobs behind it (as Slurm's ``bf_max_job_test``).
+arrival stream, and after each instant's arrivals one scheduling pass per queue. Everything is plain Python lists, deques and counters: a pass touches only the head
+of the queue and at most ``depth`` jobs behind it (as Slurm's ``bf_max_job_test``), and a queue is
+a deque (jobs leave near its head and arrive at its tail), so a replay's cost grows linearly in
+its jobs even when the queues grow without bound.
 
 Pools
     Nodes of one catalog instance type with ``slots`` each (GPUs for GPU types, cores for CPU
@@ -603,8 +605,10 @@ class Slurm:
         self.pool = pool
         self.backfill = backfill
         self.depth = depth
-        self.queue: list[int] = []
-        self.qkeys: list[tuple] = []
+        # the queue in (-priority, arrival) order, and its keys; deques, since jobs leave near the
+        # head (O(position)) and arrive at the tail, so an overloaded queue costs O(1) per job
+        self.queue: deque = deque()
+        self.qkeys: deque = deque()
         self.ends: list[tuple] = []  # (planned end: start + limit, job) of running jobs, sorted
         self.planned: dict = {}  # job -> its entry's planned end
         self.cache = None  # (pool version, shadow, extra) while the head is blocked
@@ -879,8 +883,8 @@ class Kube:
         self.pidx = {kind: self.plist.index(p) for kind, p in pools_by_kind.items()}
         self.depth = depth
         self.strict = strategy == "strict"
-        self.queues: list[list[int]] = [[] for _ in self.plist]
-        self.qkeys: list[list[tuple]] = [[] for _ in self.plist]
+        self.queues: list[deque] = [deque() for _ in self.plist]  # as the Slurm-like queue's
+        self.qkeys: list[deque] = [deque() for _ in self.plist]
         self.left = {}  # job -> pods not yet started
         self.jp = {}  # job -> pool index
         self.jg = {}  # job -> slots per pod on its pool
