@@ -29,7 +29,7 @@ import numpy as np
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.clock import STOP, Clock
-from hpclab.elastic.policies import StateSummary, attach_summary
+from hpclab.elastic.policies import Aggregates, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState
 
 # event kinds (ties at one time run in this order: drains and kills before the policy looks)
@@ -479,7 +479,7 @@ class Engine:
                          minlength=len(self.types) * nz * nm2)
         places = {(self.types[k // (nz * nm2)], self.zones[(k // nm2) % nz], MARKETS[k % nm2]): int(pc[k])
                   for k in np.flatnonzero(pc)}
-        summary = StateSummary(count=count, serving_cores=int(cores_a[serving].sum()),
+        summary = Aggregates(count=count, serving_cores=int(cores_a[serving].sum()),
                                spot_cores=int(cores_a[serving & (mk_a == 1)].sum()), slots=seen,
                                noticed=noticed, idle=idle, places=places)
         r = self.rq.n - self.rq_pos
@@ -491,7 +491,7 @@ class Engine:
         state = PoolState(time=float(T), queued=int(queued), running=nbusy, instances=views,
                           limits=self.limits, spent=self.spent(T, alive), mean_task_seconds=mean, done=int(done),
                           refused=dict(self.refused), slots=self.slots_map)
-        attach_summary(state, summary)
+        attach_aggregates(state, summary)
         return state, (alive, code, it_a, zn_a, mk_a, cnt)
 
     def _update_mean(self, T: float) -> None:

@@ -54,14 +54,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from hpclab._deprecated import ALIASES, deprecated, warn
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import unit_price
 from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
            "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
-           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "StateSummary",
-           "summarise", "attach_summary"]
+           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "Aggregates",
+           "aggregate", "attach_aggregates"]
 
 #: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
 DASK_UNKNOWN_TASK_SECONDS = 0.5
@@ -96,11 +97,11 @@ def _serving(i: InstanceView) -> bool:
 
 
 @dataclass(frozen=True)
-class StateSummary:
+class Aggregates:
     """What every policy reads from a snapshot's instances, gathered in one pass.
 
     A clock that already holds these aggregates (the simulator keeps them as arrays) may attach
-    them with :func:`attach_summary`, so that policies need not walk thousands of
+    them with :func:`attach_aggregates`, so that policies need not walk thousands of
     :class:`InstanceView` objects at each tick; :meth:`of` is the reference computation.
     """
 
@@ -114,7 +115,7 @@ class StateSummary:
     places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, state: PoolState) -> "StateSummary":
+    def of(cls, state: PoolState) -> "Aggregates":
         count: dict[str, int] = {}
         slots: dict[str, int] = {}
         serving = spot = 0
@@ -141,26 +142,42 @@ class StateSummary:
 _SUMMARY_ATTR = "_hpclab_policy_summary"
 
 
-def attach_summary(state: PoolState, summary: StateSummary) -> PoolState:
-    """Attach precomputed aggregates to ``state`` (must equal ``StateSummary.of(state)``)."""
+def attach_aggregates(state: PoolState, summary: Aggregates) -> PoolState:
+    """Attach precomputed aggregates to ``state`` (must equal ``Aggregates.of(state)``)."""
     object.__setattr__(state, _SUMMARY_ATTR, summary)
     return state
 
 
-def summarise(state: PoolState) -> StateSummary:
-    """The snapshot's :class:`StateSummary` (computed once per snapshot, then cached on it)."""
+def aggregate(state: PoolState) -> Aggregates:
+    """The snapshot's :class:`Aggregates` (computed once per snapshot, then cached on it)."""
     s = state.__dict__.get(_SUMMARY_ATTR)
     if s is None:
-        s = StateSummary.of(state)
+        s = Aggregates.of(state)
         object.__setattr__(state, _SUMMARY_ATTR, s)
     return s
+
+
+summarise = deprecated("hpclab.elastic.policies", "summarise", "hpclab.elastic.policies.aggregate",
+                       aggregate)
+attach_summary = deprecated("hpclab.elastic.policies", "attach_summary",
+                            "hpclab.elastic.policies.attach_aggregates", attach_aggregates)
+
+
+ALIASES.append(("hpclab.elastic.policies", "StateSummary", "hpclab.elastic.policies.Aggregates"))
+
+
+def __getattr__(name):  # the deprecated StateSummary, one release
+    if name == "StateSummary":
+        warn("hpclab.elastic.policies.StateSummary", "hpclab.elastic.policies.Aggregates")
+        return Aggregates
+    raise AttributeError(f"module 'hpclab.elastic.policies' has no attribute {name!r}")
 
 
 def _slots(state: PoolState, itype: str, cat) -> int:
     slots = getattr(state, "slots", None) or {}
     if slots.get(itype):
         return int(slots[itype])
-    seen = summarise(state).slots.get(itype)
+    seen = aggregate(state).slots.get(itype)
     if seen:
         return int(seen)
     return int(cat.instance(itype).cores)
@@ -272,7 +289,7 @@ class _Base:
 
 
     @staticmethod
-    def _held(summary: StateSummary, key: tuple) -> int:
+    def _held(summary: Aggregates, key: tuple) -> int:
         """Our serving instances at a refusal key's place: ``(itype, zone)`` counts every market,
         ``(itype, zone, "spot")`` spot only."""
         if len(key) == 3:
@@ -281,7 +298,7 @@ class _Base:
 
     def _learn_refusals(self, state: PoolState) -> None:
         """For each refusal not seen before: when it came and how many instances we held there."""
-        summary = summarise(state)
+        summary = aggregate(state)
         for key, t in (state.refused or {}).items():
             seen = self._full.get(key)
             if seen is None or seen[0] != t:
@@ -290,7 +307,7 @@ class _Base:
     def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
         """Time of a refusal here after which our count here did not change (None: not known
         full; fewer means we released some, more means a probe was granted)."""
-        summary = summarise(state)
+        summary = aggregate(state)
         keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
         when = None
         for k in keys:
@@ -311,7 +328,7 @@ class _Plan:
         self.state, self.cat = state, cat
         self.limits = state.limits
         self._slots: dict[str, int] = {}
-        self.summary = summarise(state)
+        self.summary = aggregate(state)
         self.count = {t: 0 for t in self.limits.types}
         self.count.update(self.summary.count)
         self.serving_cores = self.summary.serving_cores
@@ -491,7 +508,7 @@ class _Placement(_Base):
         if state.time < self._last_time:
             self.reset()
         self._last_time = state.time
-        for place in summarise(state).noticed:  # spot reclaimed here: look elsewhere for a while
+        for place in aggregate(state).noticed:  # spot reclaimed here: look elsewhere for a while
             self._notices[place] = state.time
         self._learn_refusals(state)
         return self._act(state, self.target_cores(state))
@@ -503,7 +520,7 @@ class _Placement(_Base):
     def _cap_markets(self, state, plan, spot_target: int) -> None:
         """Diversification: spot launches keep each (type, zone) market within ``market_cap``
         of the spot target (whole instances); what a cap turns away goes elsewhere or on-demand."""
-        summary = summarise(state)
+        summary = aggregate(state)
         cap = self.market_cap * spot_target
         held = {(t, z): n * plan.slots(t) for (t, z, m), n in summary.places.items() if m == "spot"}
         launch = plan.launch
@@ -523,7 +540,7 @@ class _Placement(_Base):
         plan.launch = capped
 
     def _fill(self, state, plan, need):
-        spot_cores = summarise(state).spot_cores
+        spot_cores = aggregate(state).spot_cores
         total_target = plan.serving_cores + need
         spot_target = math.ceil(self.spot_share * total_target - 1e-9)
         spot_want = min(need, max(0, spot_target - spot_cores))
@@ -679,7 +696,7 @@ class DeadlineBudget(_Base):
         """Budget minus spent minus what the serving instances will cost while they drain (a
         draining instance is billed whole until its longest task ends: ``drain_tasks`` mean tasks)."""
         _, price = self._cheapest(state)
-        in_flight = summarise(state).serving_cores * self.drain_tasks * self._task_seconds(state) * price
+        in_flight = aggregate(state).serving_cores * self.drain_tasks * self._task_seconds(state) * price
         return self.budget - state.spent - in_flight
 
     def target_cores(self, state):
@@ -737,7 +754,7 @@ class Hysteresis:
         d = self.inner.decide(state)
         retire = ()
         if d.retire:
-            since = {row[0]: row[4] for row in summarise(state).idle}
+            since = {row[0]: row[4] for row in aggregate(state).idle}
             cooled = state.time - self._last_change >= self.cooldown
             # idle instances: only after wait and cooldown; others (busy, booting) are a
             # deliberate stop of the inner policy (e.g. a spent budget) and pass at once

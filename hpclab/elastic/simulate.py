@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_finite_array, check_nonnegative, check_positive
 from hpclab.elastic._simengine import REASONS, Engine
 from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
@@ -46,7 +47,7 @@ from hpclab.elastic.billing import bill
 from hpclab.elastic.state import MARKETS, PoolLimits
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
-           "real_burst", "replay", "compare", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
+           "real_burst", "replay", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
 
 #: CPU instance types a campaign may use by default (the GPU and training nodes are left out)
 CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8xlarge",
@@ -131,15 +132,17 @@ class SimResult:
         return pd.Series(self.summary, name=self.policy)
 
 
-def compare(results, labels=None) -> pd.DataFrame:
-    """The summaries of several runs side by side (one row per run, one column per figure)."""
+def _compare_frame(results, labels=None) -> pd.DataFrame:
+    """The old ``compare``: :func:`hpclab.result.compare` as a DataFrame of a few figures."""
+    from hpclab.result import compare as tabulate
+
     results = list(results)
-    labels = labels or [r.policy for r in results]
     keys = ["completed", "makespan_s", "cost_usd", "core_hours", "utilisation", "peak_cores",
             "instances", "refusals", "reclaims", "hard_kills", "work_redone", "wall_s"]
-    df = pd.DataFrame([{k: r.summary[k] for k in keys} for r in results], index=list(labels))
-    df.index.name = "run"
-    return df
+    return tabulate(results, labels or [r.policy for r in results]).to_dataframe()[keys]
+
+
+compare = deprecated("hpclab.elastic.simulate", "compare", "hpclab.result.compare", _compare_frame)
 
 
 def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=None) -> PoolLimits:

@@ -285,9 +285,9 @@ class Pool:
         slots), one :class:`InstanceView` per node that is booting or up.
 
         The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
-        nodes) come from the pool's counters as a :class:`StateSummary`, and the per-node views
+        nodes) come from the pool's counters as a :class:`Aggregates`, and the per-node views
         are built only if a policy walks ``state.instances``."""
-        from hpclab.elastic.policies import StateSummary, attach_summary
+        from hpclab.elastic.policies import Aggregates, attach_aggregates
         from hpclab.elastic.state import PoolState
 
         G = self.G
@@ -299,7 +299,7 @@ class Pool:
                 for n in lst:
                     idle.append((str(n), self.itype, self.market, G, nidle[n]))
         place = (self.itype, self.name, self.market)
-        summary = StateSummary(count={self.itype: serving} if serving else {}, serving_cores=serving * G,
+        summary = Aggregates(count={self.itype: serving} if serving else {}, serving_cores=serving * G,
                                spot_cores=serving * G if self.market == "spot" else 0,
                                slots={self.itype: G} if serving else {}, noticed=frozenset(),
                                idle=tuple(idle), places={place: serving} if serving else {})
@@ -308,7 +308,7 @@ class Pool:
                           running=self.n_up * G - self.free_slots, instances=_NodeViews(self),
                           limits=self.limits, slots={self.itype: G},
                           mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
-        return attach_summary(state, summary)
+        return attach_aggregates(state, summary)
 
     def policy_tick(self, t, _n=-1, _=0):
         """Ask the shared policy for a decision and apply it: launches of this pool's type (capped

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import bill_instances, unit_price
 from hpclab.platform import _model
 from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
 from hpclab.platform.jobs import GANG_KINDS, KINDS, check_jobs
 
-__all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "compare", "bounded_slowdown"]
+__all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "replay_each", "bounded_slowdown"]
 
 POLICIES = ("unified", "separate")
 PLACEMENTS = ("topology", "linear")
@@ -83,8 +84,8 @@ class PlatformResult:
 
     def summary(self) -> xr.Dataset:
         """Metrics as a Dataset: wait and bounded-slowdown percentiles per job kind, jobs placed
-        in one segment, utilisation and cost per pool (see :func:`summarise`)."""
-        return summarise(self)
+        in one segment, utilisation and cost per pool (see :func:`_summary`)."""
+        return _summary(self)
 
     def table(self) -> pd.DataFrame:
         """The per-kind metrics as a readable DataFrame (what the CLI prints)."""
@@ -385,7 +386,7 @@ def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settin
                           policy=policy, makespan=t_end - t0, settings=settings, record=record)
 
 
-def summarise(result: PlatformResult) -> xr.Dataset:
+def _summary(result: PlatformResult) -> xr.Dataset:
     """Metrics of a replay as an ``xarray.Dataset``.
 
     Dims ``kind`` (hpc, train, infer, data), ``quantile`` (0.5, 0.9, 0.99) and ``pool``.
@@ -455,21 +456,20 @@ def _total_util(result):
     return float((p["utilisation"] * p["cost"]).sum() / p["cost"].sum())
 
 
-def compare(jobs, scenarios: dict | None = None, **common) -> xr.Dataset:
-    """Replay the same jobs under several settings and stack the summaries along ``scenario``.
+def replay_each(jobs, settings: dict | None = None, **common) -> xr.Dataset:
+    """Replay the same jobs once per setting and compare the results along ``run``
+    (:func:`hpclab.result.compare` of the summaries).
 
-    ``scenarios`` maps a label to keyword arguments of :func:`replay` (default: the separate
+    ``settings`` maps a label to keyword arguments of :func:`replay` (default: the separate
     fixed clusters and the unified elastic platform).
     """
-    scenarios = scenarios or {"separate": {"policy": "separate"}, "unified": {"policy": "unified"}}
-    out = []
-    for label, kw in scenarios.items():
-        res = replay(jobs, **{**common, **kw})
-        ds = res.summary()
-        ds.attrs = {}
-        out.append(ds.expand_dims(scenario=[label]))
-    pools = sorted({str(p) for d in out for p in d["pool"].values})
-    out = [d.reindex(pool=pools) for d in out]
-    ds = xr.concat(out, dim="scenario", combine_attrs="override")
-    ds.attrs = {}
-    return ds
+    from hpclab.result import compare
+
+    settings = settings or {"separate": {"policy": "separate"}, "unified": {"policy": "unified"}}
+    return compare({label: replay(jobs, **{**common, **kw}) for label, kw in settings.items()})
+
+
+summarise = deprecated("hpclab.platform.replay", "summarise", "PlatformResult.summary()", _summary)
+compare = deprecated("hpclab.platform.replay", "compare", "hpclab.platform.replay_each",
+                     lambda jobs, scenarios=None, **common:
+                     replay_each(jobs, scenarios, **common).rename(run="scenario"))
