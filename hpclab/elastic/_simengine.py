@@ -30,7 +30,7 @@ from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import StateSummary, attach_summary
-from hpclab.elastic.state import MARKETS, InstanceView, PoolState
+from hpclab.elastic.state import MARKETS, InstanceView, PoolState, fast
 
 # event kinds (ties at one time run in this order: drains and kills before the policy looks)
 _END, _KILL, _NOTICE, _CAPACITY, _TICK = 0, 1, 2, 3, 4
@@ -522,18 +522,15 @@ class Engine:
         count, serving, spot, seen, noticed, places = self._aggregates()
         booting = ins.ready[alive] > T
         booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
-        summary = StateSummary(count=count, serving_cores=serving, spot_cores=spot, slots=seen,
-                               noticed=noticed, idle=idle, places=places, booting_cores=booting,
-                               idle_cores=int(ins.nslots[idle_i].sum()) if idle_i.size else 0)
+        summary = fast(StateSummary, count, serving, spot, seen, noticed, idle, places, booting,
+                       int(ins.nslots[idle_i].sum()) if idle_i.size else 0)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy
         self._update_mean(T)
         mean = self.done_sum / self.done_n if self.done_n else None
-        state = PoolState(time=float(T), queued=int(queued), running=nbusy,
-                          instances=_Views(self, alive, T), limits=self.limits,
-                          spent=self.spent(T, alive), mean_task_seconds=mean, done=int(done),
-                          refused=dict(self.refused), slots=self.slots_map)
+        state = fast(PoolState, float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
+                     self.spent(T, alive), mean, int(done), dict(self.refused), self.slots_map, 0)
         attach_summary(state, summary)
         return state, alive
 

@@ -56,7 +56,7 @@ from typing import Iterable, Mapping
 
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import unit_price
-from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState, fast
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
            "Shortfall", "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
@@ -770,7 +770,7 @@ class Shortfall:
             if limits.quota_cores is not None:
                 count = min(count, (limits.quota_cores - s.serving_cores) // G)
             if count > 0:
-                launch = (Launch(itype, zone, self.market, int(count)),)
+                launch = (fast(Launch, itype, zone, self.market, int(count)),)
         retire = []
         queued = state.queued > 0
         if s.idle and not (queued and need >= 0):
@@ -784,7 +784,7 @@ class Shortfall:
                 retire.append(iid)
                 serving -= 1
                 need += 1
-        return Decision(launch, tuple(retire), "shortfall")
+        return fast(Decision, launch, tuple(retire), "shortfall")
 
     def __repr__(self) -> str:
         return f"<Shortfall idle_timeout={self.idle_timeout:g}>"

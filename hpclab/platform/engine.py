@@ -47,7 +47,7 @@ import numpy as np
 
 from hpclab.elastic.clock import Clock
 from hpclab.elastic.policies import StateSummary, attach_summary
-from hpclab.elastic.state import PoolState
+from hpclab.elastic.state import PoolState, fast
 
 INF = float("inf")
 _NOTHING = frozenset()
@@ -103,9 +103,8 @@ class _IdleRows(Sequence):
 
     def _build(self):
         if self._rows is None:
-            p = self._pool
-            nidle, G, itype, market = p.nidle, p.G, p.itype, p.market
-            self._rows = tuple((str(n), itype, market, G, nidle[n]) for lst in p.idle for n in lst)
+            rows = self._pool.idle_rows
+            self._rows = tuple([rows[n] for lst in self._pool.idle for n in lst])
         return self._rows
 
     def __len__(self):
@@ -182,6 +181,7 @@ class Pool:
         self.live_nodes: set = set()
         self.quiet_ticks = 0
         self._agg = None  # (serving count, its StateSummary mappings), see pool_state
+        self.idle_rows: dict[int, tuple] = {}  # node -> its row in StateSummary.idle while idle
         self._slots_map = MappingProxyType({itype: self.G})
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -217,6 +217,7 @@ class Pool:
         self.free_slots += self.G
         self.version += 1
         self.nidle[n] = t
+        self.idle_rows[n] = (str(n), self.itype, self.market, self.G, t)  # its StateSummary row
         if self.elastic and not self.timer and self.event_driven:
             self._arm(t + self.idle_timeout)
 
@@ -331,16 +332,16 @@ class Pool:
             place = (self.itype, self.name, self.market)
             agg = self._agg = (serving, {self.itype: serving} if serving else {},
                                {self.itype: G} if serving else {}, {place: serving} if serving else {})
-        summary = StateSummary(agg[1], serving * G, serving * G if self.market == "spot" else 0, agg[2],
-                               _NOTHING, _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G)
+        summary = fast(StateSummary, agg[1], serving * G, serving * G if self.market == "spot" else 0,
+                       agg[2], _NOTHING, _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G)
         eng = self.eng
         # once nothing can change any more (draining), queued jobs that can never run do not
         # hold nodes: the policy sees no queue
         whole = 0 if self.draining else self.q_whole * G
-        state = PoolState(t, 0 if self.draining else whole + self.q_slots, self.n_up * G - self.free_slots,
-                          _NodeViews(self), self.limits, 0.0,
-                          eng.req_sum / eng.n_seen if eng.n_seen else None, 0, _NO_REFUSALS,
-                          self._slots_map, whole)
+        state = fast(PoolState, t, 0 if self.draining else whole + self.q_slots,
+                     self.n_up * G - self.free_slots, _NodeViews(self), self.limits, 0.0,
+                     eng.req_sum / eng.n_seen if eng.n_seen else None, 0, _NO_REFUSALS,
+                     self._slots_map, whole)
         return attach_summary(state, summary)
 
     def policy_tick(self, t, _n=-1, _=0):
@@ -362,11 +363,14 @@ class Pool:
         """Apply a decision: launches of this pool's type (capped at its maximum), retirements
         of idle nodes (never below ``min_nodes``, never while queued jobs need them). Returns
         (nodes launched, nodes retired)."""
-        count = sum(la.count for la in d.launch if la.itype == self.itype)
-        count = min(count, self.max_nodes - self.n_up - self.n_boot)
+        count = retired = 0
+        for la in d.launch:
+            if la.itype == self.itype:
+                count += la.count
         if count > 0:
-            self.launch(t, count)
-        retired = 0
+            count = min(count, self.max_nodes - self.n_up - self.n_boot)
+            if count > 0:
+                self.launch(t, count)
         for rid in d.retire:
             n = int(rid)
             if self.n_up + self.n_boot <= self.min_nodes or self._retire_blocked():
