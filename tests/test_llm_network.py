@@ -136,6 +136,11 @@ def test_without_storage_traffic_the_set_ups_are_equal(h800, best1k):
                                       nets[var].sel(setup="separate").values, err_msg=var)
     assert float(nets.collective_share.min()) == 1.0
     assert float(nets.data_load_stall.max()) == 0.0
+    # data loading alone: no checkpoint window, so an async checkpoint costs nothing either way
+    data_only = llm.network_separation("gpt3-175b", h800, 1024, layout=best1k, checkpoint_bytes=0,
+                                       token_bytes=4e4)
+    assert float(data_only.checkpoint_cost.sel(checkpoint="async").max()) == 0.0
+    assert float(data_only.step_time.sel(setup="shared")[0]) > float(data_only.step_time.sel(setup="separate")[0])
 
 
 @settings(max_examples=20, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate),

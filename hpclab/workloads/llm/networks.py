@@ -78,33 +78,27 @@ def fair_share(link, storage_demand, collective_flows=1, storage_flows=1):
     return (s if s.ndim else float(s)), (c if c.ndim else float(c))
 
 
-def _assumption(name, value, *, integer=False):
+def _assumption(name, value, *, integer=False, minimum_zero=False):
+    """An assumption of ``data/reference/llm_training.yaml``, or the caller's value checked."""
     from hpclab.workloads.llm.validation import assumption
 
     if value is None:
         return assumption(name)
-    return check_positive(name, value, integer=integer) if name != "token_bytes" else float(
-        check_finite_array(name, value, minimum=0, strict=False))
+    if minimum_zero:
+        return float(check_finite_array(name, value, minimum=0, strict=False))
+    return check_positive(name, value, integer=integer)
 
 
-def _step(model, cluster, layout, phi):
-    """The layout's step at the back-end share ``phi``: (step, NIC busy time at that share)."""
+def _step_at(model, cluster, layout, share=1.0):
+    """One layout's step (a Dataset row) with the back-end bandwidth times ``share``."""
     from hpclab.workloads.llm.parallel import step_time
 
-    def at(share):
-        cl = cluster if share == 1.0 else replace(
-            cluster, fabric=cluster.fabric.with_(beta=cluster.fabric.beta / share))
-        kw = {k: (str(layout[k].values) if k == "recompute" else int(layout[k])) for k in _LAYOUT}
-        return step_time(model, cl, global_batch=int(layout.global_batch), check=False,
-                         efficiency=float(layout.attrs["efficiency"]),
-                         memory_efficiency=float(layout.attrs["memory_efficiency"]), **kw).isel(layout=0)
-
-    full, half = at(1.0), at(0.5)
-    # the bandwidth term of each inter-node part: X(beta / 0.5) - X(beta) = beta-part
-    busy = sum(float(half[k]) - float(full[k]) for k in _INTER)
-    if phi == 1.0:
-        return float(full.step_time), busy
-    return float(at(phi).step_time), busy / phi
+    cl = cluster if share == 1.0 else replace(
+        cluster, fabric=cluster.fabric.with_(beta=cluster.fabric.beta / share))
+    kw = {k: (str(layout[k].values) if k == "recompute" else int(layout[k])) for k in _LAYOUT}
+    return step_time(model, cl, global_batch=int(layout.global_batch), check=False,
+                     efficiency=float(layout.attrs["efficiency"]),
+                     memory_efficiency=float(layout.attrs["memory_efficiency"]), **kw).isel(layout=0)
 
 
 def network_separation(model, cluster, gpus, global_batch=None, *, layout=None, storage="cpfs",
@@ -162,7 +156,7 @@ def network_separation(model, cluster, gpus, global_batch=None, *, layout=None, 
     k = min(int(_assumption("storage_nics", storage_nics, integer=True)), links)
     nc = _assumption("collective_flows_per_nic", collective_flows, integer=True)
     ns = _assumption("storage_flows_per_nic", storage_flows, integer=True)
-    tok_b = _assumption("token_bytes", token_bytes)
+    tok_b = _assumption("token_bytes", token_bytes, minimum_zero=True)
     st = cat.storage(storage) if isinstance(storage, str) else storage
     ck = _ckb(model) if checkpoint_bytes is None else float(
         check_finite_array("checkpoint_bytes", checkpoint_bytes, minimum=0, strict=False))
@@ -172,19 +166,24 @@ def network_separation(model, cluster, gpus, global_batch=None, *, layout=None, 
     data = gb * model.seq_length * tok_b / nodes  # bytes per host per step
     M, R = mtbf(cluster, nodes), cluster.restart_time
 
-    S0, busy0 = _step(model, cluster, layout, 1.0)
+    full, half = _step_at(model, cluster, layout), _step_at(model, cluster, layout, 0.5)
+    S0 = float(full.step_time)
+    # the NICs' busy time: the bandwidth term of each inter-node part, X(beta / 0.5) - X(beta);
+    # at a share phi of the bandwidth it is busy0 / phi
+    busy0 = sum(float(half[v]) - float(full[v]) for v in _INTER)
     u0 = min(1.0, busy0 / S0) if S0 > 0 else 0.0
     out = {v: np.zeros((len(SETUPS), len(modes))) for v in (
         "step_time", "data_load_stall", "step_time_checkpointing", "collective_share",
         "storage_rate", "checkpoint_time", "checkpoint_cost", "optimal_interval", "goodput",
         "tokens_per_s")}
     for i, setup in enumerate(SETUPS):
+        S_data = S0  # the step with the data loader's flow beside the collectives, before stalls
         if setup == "separate":
             S, stall = S0, max(0.0, data / min(c, F) - S0) if data > 0 else 0.0
         else:
             # data loading: a background flow of data / S per host on the storage NICs
             g_d, _ = fair_share(L, min(c, data / S0) / k, nc, ns)
-            S, _ = _step(model, cluster, layout, 1.0 - g_d / L) if g_d > 0 else (S0, busy0)
+            S = S_data = float(_step_at(model, cluster, layout, 1.0 - g_d / L).step_time) if g_d > 0 else S0
             # prefetching reads at the storage flows' share while collectives are on the wire
             avail = u0 * k * fair_share(L, c / k, nc, ns)[0] + (1 - u0) * min(c, k * L)
             stall = max(0.0, data / avail - S) if data > 0 else 0.0
@@ -197,9 +196,10 @@ def network_separation(model, cluster, gpus, global_batch=None, *, layout=None, 
             else:  # the checkpoint flow wants all the storage gives a host (none without bytes)
                 g, _ = fair_share(L, (c if ck > 0 else 0.0) / k, nc, ns)
                 phi = 1.0 - g / L
-                S_raw, busy = _step(model, cluster, layout, phi)
+                # the data flow goes on during the write: never faster than outside it
+                S_raw = max(float(_step_at(model, cluster, layout, phi).step_time) if phi < 1 else S0, S_data)
                 S_ck = (S_raw + stall) * slow
-                u = min(1.0, busy / S_raw) if S_raw > 0 else 0.0
+                u = min(1.0, busy0 / phi / S_raw) if S_raw > 0 else 0.0
                 rate = u * k * g + (1.0 - u) * min(c, k * L)
             d = checkpoint_time(ck, st, nodes, nic_bandwidth=rate)
             rate = rate if ck > 0 else np.nan  # no checkpoint flow
@@ -235,7 +235,7 @@ def network_separation(model, cluster, gpus, global_batch=None, *, layout=None, 
                "storage_per_host": c, "checkpoint_bytes": ck, "data_bytes_per_host": data,
                "backend_busy": u0, "mtbf": M, "restart": R, "slowdown": slow,
                "not_modelled": "tail latency of collectives from storage incast; fabric congestion "
-                               "beyond the host's links"})
+                               "beyond the host's links; the async snapshot copy to host memory"})
 
 
 def network_setups(model="gpt3-175b", cluster=None, gpus=(1024, 16384), **options) -> xr.Dataset:
