@@ -95,6 +95,7 @@ class PoolState:
     slots: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # itype -> task slots one new instance of that type gives (if the pool scales vCPUs down);
     # policies fall back to running instances of the type, then to the catalog's cores
+    queued_whole: int = 0  # of ``queued``, slots asked by jobs that take whole instances (gangs)
 
     def count(self, *, itype: str | None = None, zone: str | None = None, market: str | None = None,
               states: tuple[str, ...] = ("requested", "booting", "running")) -> int:
