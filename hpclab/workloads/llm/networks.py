@@ -20,7 +20,8 @@ credits the split with keeping storage traffic from disturbing training. Two set
     is re-evaluated by :func:`hpclab.workloads.llm.step_time` at the layout with the back-end
     bandwidth scaled by ``phi`` (which keeps its overlap and exposure rules). Storage, for its
     part, gets ``k g`` while the collectives are on the wire (a share ``u`` of the step: the
-    bandwidth term of the inter-node communication, before overlap, over the step) and
+    bandwidth term of the inter-node communication, before overlap, over the step; the pipeline's
+    hidden steady-state sends are not counted) and
     ``min(c, k L)`` while they are not: ``r = u k g + (1 - u) min(c, k L)``.
 
 Sharing in time. Data loading is a background flow of ``D = batch x seq x token_bytes / nodes``
