@@ -126,7 +126,7 @@ def network_lines(nets) -> list:
                       f"(collectives keep {100 * float(n.collective_share):.1f}%)"
                       if mode == "async" else "training paused while it writes")
             out.append(f"  {mode:>8} checkpoint, {setup:>8}: step {float(n.step_time):.3f} s, {during}; "
-                       f"write {float(n.checkpoint_time):.1f} s costs {float(n.checkpoint_cost):.2f} s; "
+                       f"write {float(n.checkpoint_time):.1f} s costs {float(n.checkpoint_cost):.3f} s; "
                        f"goodput {100 * float(n.goodput):.2f}% every {float(n.optimal_interval) / 60:.1f} min, "
                        f"{float(n.tokens_per_s):,.0f} tokens/s")
     for mode in nets.checkpoint.values:
