@@ -16,7 +16,8 @@ interleaved (target: ratio >= 1.0), and the results must be identical.
 Linearity (issue 12): a trace that overloads the cluster (offered load 1.5, so queues grow
 without bound) replayed on the unified platform at 100,000 and 1,000,000 jobs; the CPU time of
 the larger over the smaller (target <= 12 for 10x the jobs). Before the queues became deques it
-was 34x: every start removed its job from the front of a Python list as long as the queue.
+was 23x here (the issue measured 34x): every start removed its job from the front of a Python
+list as long as the queue.
 ``--linear-only`` runs just this check.
 
 The machine's 2 cores are shared with whatever else runs: every figure is the best of two

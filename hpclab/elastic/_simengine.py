@@ -28,6 +28,7 @@ import numpy as np
 
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
+from hpclab.elastic.capacity import grantable
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import Aggregates, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState, fast
@@ -296,15 +297,10 @@ class Engine:
     def grant(self, t: float, it: int, iz: int, market: int, count: int) -> int:
         """Grant up to ``count`` instances; returns how many the zone had capacity for."""
         cores = self.t_cores[it]
-        fit = int((self.cap_now[iz, it] - self.in_use[iz, it]) // cores)
-        n = min(count, max(fit, 0))
-        key = (self.types[it], self.zones[iz]) if n < count else None
-        if market == 1:
-            sfit = int((math.floor(self.spot_capacity * self.cap_now[iz, it] + 1e-9)
-                        - self.spot_use[iz, it]) // cores)
-            if sfit < n:
-                n = max(sfit, 0)
-                key = key or (self.types[it], self.zones[iz], "spot")
+        n, why = grantable(count, self.cap_now[iz, it], self.in_use[iz, it], cores,
+                           spot=market == 1, spot_capacity=self.spot_capacity, spot_use=self.spot_use[iz, it])
+        key = None if why is None else (self.types[it], self.zones[iz]) if why == "zone" else \
+            (self.types[it], self.zones[iz], "spot")
         if key is not None:  # the cloud said no (the policy sees it in state.refused)
             self.refused[key] = t
             self.n_refused += count - n

@@ -23,13 +23,18 @@ __all__ = ["ZoneCapacity", "grantable"]
 
 
 def grantable(count: int, capacity: float, in_use: float, cores: int, *, spot: bool = False,
-              spot_capacity: float = 1.0, spot_use: float = 0.0) -> int:
-    """Instances of ``cores`` cores each that a zone grants of ``count`` asked (module docstring)."""
+              spot_capacity: float = 1.0, spot_use: float = 0.0) -> tuple[int, str | None]:
+    """Instances of ``cores`` cores each that a zone grants of ``count`` asked (module docstring),
+    and what refused the rest: ``"zone"`` (its capacity), ``"spot"`` (its spot share) or None.
+    The one rule of both clocks' engines (the task-bag simulator's ``grant``, the platform's pools)."""
     n = min(int(count), max(int((capacity - in_use) // cores), 0))
+    why = "zone" if n < count else None
     if spot:
         sfit = int((math.floor(spot_capacity * capacity + 1e-9) - spot_use) // cores)
-        n = min(n, max(sfit, 0))
-    return n
+        if sfit < n:
+            n = max(sfit, 0)
+            why = why or "spot"
+    return n, why
 
 
 class ZoneCapacity:
@@ -59,16 +64,17 @@ class ZoneCapacity:
             c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor + 1e-9)
         return c
 
-    def grant(self, zone: str, itype: str, cores: int, count: int, *, spot: bool = False) -> int:
-        """Take up to ``count`` instances; returns how many were granted."""
+    def grant(self, zone: str, itype: str, cores: int, count: int, *, spot: bool = False):
+        """Take up to ``count`` instances; how many were granted and what refused the rest
+        (:func:`grantable`)."""
         key = (zone, itype)
-        n = grantable(count, self.capacity(zone, itype), self.in_use.get(key, 0), cores, spot=spot,
-                      spot_capacity=self.spot_capacity, spot_use=self.spot_use.get(key, 0))
+        n, why = grantable(count, self.capacity(zone, itype), self.in_use.get(key, 0), cores, spot=spot,
+                           spot_capacity=self.spot_capacity, spot_use=self.spot_use.get(key, 0))
         if n > 0:
             self.in_use[key] = self.in_use.get(key, 0) + n * cores
             if spot:
                 self.spot_use[key] = self.spot_use.get(key, 0) + n * cores
-        return n
+        return n, why
 
     def release(self, zone: str, itype: str, cores: int, *, spot: bool = False) -> None:
         """One instance of the type terminated: its cores are free again."""

@@ -303,11 +303,11 @@ class Pool:
         last = self._refused_at
         if last is not None and last[0] == ver and count <= last[1]:
             return 0
-        n = cap.grant(self.zone, self.itype, self.cores, count, spot=self.spot)
+        n, why = cap.grant(self.zone, self.itype, self.cores, count, spot=self.spot)
         if n < count:
             self.n_refused += count - n
             self.n_refusal_events += 1
-            self.refused[(self.itype, self.zone)] = t
+            self.refused[(self.itype, self.zone) if why == "zone" else (self.itype, self.zone, "spot")] = t
             self._refused_at = (ver, count - n)
         else:
             self._refused_at = None
