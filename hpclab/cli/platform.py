@@ -63,7 +63,8 @@ def register(sub) -> None:
 REPLAY_BOUNDS = {"cpu_nodes": (1, MAX_INSTANCES, True), "gpu_nodes": (1, MAX_INSTANCES, True),
                  "data_nodes": (1, MAX_INSTANCES, True), "procs_per_node": (1, MAX_CORES, True),
                  "idle_timeout": (0, MAX_SECONDS, False), "min_nodes": (0, MAX_INSTANCES, True),
-                 "tick": (0, MAX_SECONDS, False, True)}
+                 "tick": (0, MAX_SECONDS, False, True),
+                 "reclaim_rate": (0, 1.0, False)}  # per node-second: 1 = a reclaim every second
 #: jobs of a synthetic trace: 10^7 (a year of a large centre is ~10^6)
 GENERATE_BOUNDS = {"jobs": (1, 10**7, True), "seed": (0, SEED_MAX, True),
                    "max_nodes": (1, MAX_INSTANCES, True), "mean_interarrival": (0, MAX_SECONDS, False, True)}
