@@ -303,7 +303,8 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
-                 overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0):
+                 overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0, async_tp=True,
+                 grad_fusion=True):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
@@ -315,7 +316,7 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     # Dense projections (QKV, output, FFN: 2 x layer_matmul_params per token) run at
     # ``eff x peak``; the attention core (QK^T and the weighted sum, 4 s h per token) is a batched
     # GEMM with inner size head_dim: unfused, it reads and writes the s x s scores, so it runs at
-    # the roofline min(eff x peak, AI x mem_eff x HBM) with AI = s d / (s + 2 d) FLOP/B;
+    # the roofline min(eff x peak, AI x HBM) with AI = s d / (s + 2 d) FLOP/B;
     # FlashAttention keeps the scores on chip (compute-bound).
     # a MoE layer computes its routed experts on capacity-padded buffers: cf x top_k tokens each
     routed = (model.moe_layers / model.layers) * model.top_k * model.expert_params
@@ -330,17 +331,23 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     if not flash and hbm > 0:
         d_head = model.head_dim
         intensity = s * d_head / (s + 2.0 * d_head)
-        rate_attn = min(rate, intensity * mem_eff * hbm)
+        # a GEMM's bytes are exact (read Q and K, write the scores) and stream at the HBM's
+        # bandwidth; memory_efficiency is the fitted share for the element-wise kernels, whose
+        # bytes are Korthikanti's stored-activation count, an approximation of their traffic
+        rate_attn = min(rate, intensity * hbm)
     else:
         rate_attn = rate
     gemm_layer = dense_mult * dense_fwd / tp / rate + attn_mult * attn_fwd / tp / rate_attn
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
     # their gradients written in backward (3x), once more when fully recomputed, at mem_eff x HBM
     per_tok = _per_token_activations(model, tp, sp, cf)
-    if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
-        per_tok = per_tok + model.score_bytes_per_element * model.heads * s / tp
     passes = np.where(rc == 2, 4.0, 3.0)
-    elem_layer = (tokens * per_tok * passes / (hbm * mem_eff) if hbm > 0
+    elem_bytes = per_tok * passes
+    if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti),
+        # again when the attention core is recomputed (selective or full recomputation)
+        score_tok = model.score_bytes_per_element * model.heads * s / tp
+        elem_bytes = elem_bytes + score_tok * np.where(rc >= 1, 4.0, 3.0)
+    elem_layer = (tokens * elem_bytes / (hbm * mem_eff) if hbm > 0
                   else np.zeros_like(gemm_layer))
     # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer,
     # counted in all-reduce equivalents (an all-gather + reduce-scatter pair costs one). With
@@ -349,7 +356,20 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     # section 4.2.2; Megatron's default): two more all-gathers, half an all-reduce each
     n_tp = np.where(rc == 2, 6.0, np.where(sp & (tp > 1), 5.0, 4.0))
     tp_one = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
-    tp_layer = n_tp * tp_one * (1.0 - overlap_tp)
+    tp_sum = n_tp * tp_one
+    if async_tp:
+        # Megatron-LM's asynchronous tensor-parallel communication (since September 2021;
+        # LinearWithGradAccumulationAndAsyncCommunication): in the backward pass of the two
+        # column-parallel linears (QKV, FFN up/gate) the input-gradient all-reduce runs beside
+        # the weight-gradient GEMM; with sequence parallelism the re-all-gather of the input
+        # beside the input-gradient GEMM and the reduce-scatter beside the weight-gradient GEMM.
+        # Two all-reduce equivalents per layer, each hidden up to the GEMM it runs beside.
+        ffn_col = model._ffn_mean(active=True) * (model.ffn_matrices - 1) / model.ffn_matrices
+        col_gemm = tokens * 2.0 * (model.attention_matmul_params - h * h + ffn_col) / tp / rate
+        hidden_tp = np.where(sp, 2.0 * np.minimum(tp_one, col_gemm),
+                             np.minimum(2.0 * tp_one, col_gemm))
+        tp_sum = tp_sum - hidden_tp
+    tp_layer = tp_sum * (1.0 - overlap_tp)
     # context parallel: all-gather K and V forward, reduce-scatter their gradients backward
     kv_bytes = b * s * 2 * model.kv_dim * BF16 / np.minimum(tp, model.kv_heads)
     cp_inside = tp * cp <= G
@@ -467,8 +487,18 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     opt_params = params_gpu / np.where(zero >= 1, dp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
     optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
 
-    step = pipeline + bubble + pp_comm + dp_exposed + optimizer
-    compute = m * compute_mb
+    # gradient accumulation over the micro-batches: fused into the weight-gradient GEMM's
+    # epilogue (Megatron-LM's gradient_accumulation_fusion, 2022 on; FSDP/DeepSpeed buckets) it
+    # costs nothing apart; without it (Megatron-LM 2021: autograd adds each micro-batch's 16-bit
+    # gradient into .grad) every micro-batch after the first reads the sum and the new gradient
+    # and writes the sum, 3 x 2 bytes per local parameter at mem_eff x HBM
+    if grad_fusion or hbm <= 0:
+        grad_acc = np.zeros(np.shape(t_mb))
+    else:
+        grad_acc = np.maximum(m - 1, 0) * (params_gpu + expert) * 3.0 * BF16 / (hbm * mem_eff)
+
+    step = pipeline + bubble + pp_comm + dp_exposed + optimizer + grad_acc
+    compute = m * compute_mb + grad_acc
     tp_total = m * layers_stage * tp_layer
     cp_total = m * layers_stage * cp_layer
     ep_total = m * layers_stage * ep_layer
@@ -564,8 +594,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
               interleave=1, zero=1, recompute="selective", ep=1, capacity_factor=1.0,
               sequence_parallel=True,
               flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
-              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, reserve=None, gpus=None,
-              check=True) -> xr.Dataset:
+              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, async_tp=True,
+              grad_accumulation_fusion=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -602,13 +632,23 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         Achieved share of peak FLOP/s in compute-bound matrix products; default
         :func:`default_efficiency` (fitted, cached).
     memory_efficiency : float, optional
-        Achieved share of peak HBM bandwidth in element-wise kernels and memory-bound matrix
-        products (the roofline's floor); default :func:`default_efficiency` ``(kind="memory")``.
+        Effective share of peak HBM bandwidth in element-wise kernels, over their stored-
+        activation byte count (the unfused attention core's GEMMs use the full bandwidth on their
+        exact bytes); default :func:`default_efficiency` ``(kind="memory")``.
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
         Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
         parallel communication hidden, and of steady-state pipeline sends hidden.
     balanced_ends : bool
         First and last pipeline stages one layer lighter (Llama 3): see :func:`memory`.
+    async_tp : bool
+        The backward collectives of the column-parallel linears run beside their gradient
+        GEMMs (Megatron-LM since September 2021, ``--async-tensor-model-parallel-allreduce``;
+        with sequence parallelism the re-all-gather and the reduce-scatter): two all-reduce
+        equivalents per layer hidden up to the GEMM time. False: Megatron-LM of the SC'21 paper.
+    grad_accumulation_fusion : bool
+        Gradients accumulate across micro-batches inside the weight-gradient GEMM (Megatron-LM
+        2022 on). False: a separate add of each micro-batch's 16-bit gradient (Megatron-LM 2021,
+        autograd accumulation), ``6 B`` per local parameter per micro-batch after the first.
 
     Returns
     -------
@@ -635,7 +675,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
                         float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
-                        bool(balanced_ends), a["ep"], cf)
+                        bool(balanced_ends), a["ep"], cf, bool(async_tp),
+                        bool(grad_accumulation_fusion))
     reserve = memory_reserve() if reserve is None else float(reserve)
     mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                          a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
@@ -715,7 +756,8 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
            memory_efficiency=None, capacity_factor=1.0, sequence_parallel=True,
            flash_attention=True, balanced_ends=False, overlap_dp=1.0, overlap_tp=0.0,
-           overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
+           overlap_pp=1.0, async_tp=True, grad_accumulation_fusion=True, reserve=None,
+           **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
 
@@ -737,8 +779,10 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
     ds = step_time(model, cluster, efficiency=efficiency, memory_efficiency=memory_efficiency,
                    capacity_factor=capacity_factor,
                    sequence_parallel=sequence_parallel, balanced_ends=balanced_ends,
-                   flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
-                   reserve=reserve, check=False, **lay)
+                   flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp,
+                   overlap_pp=overlap_pp, async_tp=async_tp,
+                   grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve,
+                   check=False, **lay)
     ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])
     if feasible_only:
         ds = ds.isel(layout=np.flatnonzero(ds["fits"].values > 0))
