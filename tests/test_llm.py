@@ -453,6 +453,41 @@ def test_published_rows_within_tolerance(validation):
     assert validation.sizes["row"] >= 30
 
 
+@pytest.mark.parametrize("name, gpus, batch", [("gpt3-175b", 1024, 2048), ("mixtral-8x7b", 24, 96),
+                                               ("deepseek-v3", 256, 1024), ("llama3-405b", 96, 1152)])
+def test_layouts_pruned_in_stages_equal_the_full_grid(name, gpus, batch):
+    # layouts() prunes stage by stage; the result (and its order) is the full meshgrid of the axes
+    # filtered by check_layout's rules
+    from hpclab.workloads.llm.parallel import _divisors, _layout_codes
+
+    cl = llm.cluster("lingjun.8xh800", "rdma-hpn7")
+    model = llm.transformer(name)
+    eps = [e for e in (1, 2, 4, 8, 16, 32, 64) if model.experts and model.experts % e == 0] or [1]
+    grid = np.meshgrid(_divisors(8), [1, 2, 4, 8, 16], [p for p in _divisors(gpus) if p <= model.layers],
+                       [1, 2, 4, 8], [1, 2, 4], [0, 1, 2, 3], [0, 1, 2], eps, indexing="ij")
+    t, c, p, b, v, z, r, e = (g.ravel().astype(np.int64) for g in grid)
+    keep = gpus % (t * c * p) == 0
+    t, c, p, b, v, z, r, e = (x[keep] for x in (t, c, p, b, v, z, r, e))
+    d = gpus // (t * c * p)
+    ok = _layout_codes(model, cl, gpus, t, p, d, c, b, v, z, np.full(t.shape, batch), e) == 0
+    want = dict(tp=t, pp=p, dp=d, cp=c, micro_batch=b, interleave=v, zero=z, recompute=r, ep=e)
+    got = llm.layouts(model, cl, gpus, batch)
+    assert got["tp"].size == int(ok.sum()) > 0
+    for k, val in want.items():
+        assert np.array_equal(got[k], val[ok]), k
+
+
+def test_search_prunes_what_does_not_fit_before_timing(gpt3, h800):
+    # feasible_only times only the layouts that fit; the ranking is the same as timing them all
+    full = llm.search(gpt3, h800, 256, 512, efficiency=0.5, memory_efficiency=0.5, feasible_only=False)
+    fit = llm.search(gpt3, h800, 256, 512, efficiency=0.5, memory_efficiency=0.5)
+    assert fit.attrs["layouts_evaluated"] == full.attrs["layouts_evaluated"]
+    kept = full.isel(layout=np.flatnonzero(full.fits.values > 0))
+    assert fit.sizes["layout"] == kept.sizes["layout"] > 0
+    assert np.array_equal(fit.step_time.values, kept.step_time.values)
+    assert (fit.reason.values == "").all() and (full.reason.values[full.fits.values == 0] != "").all()
+
+
 def test_every_row_says_how_its_layout_is_known(validation):
     # a row with a published layout states or assumes micro-batch and interleaving (never searched
     # per row); the one source without a layout is searched and marked so
