@@ -630,8 +630,10 @@ def _dataset(arrs, rc, values, model, cluster, attrs=None):
     data = {}
     for k, val in values.items():
         name = {"optimizer": "optimizer_mem", "total": "total_memory"}.get(k, k)
-        data[name] = (dims, np.broadcast_to(np.asarray(val, dtype=float), shape).reshape(n).copy(),
-                      {"units": _UNITS.get(name, ""), "long_name": _DESC.get(name, name)})
+        arr = np.asarray(val, dtype=float)
+        # a fresh 1-D array (a search's sorted columns) is used as it is; views are copied
+        arr = arr if arr.shape == (n,) and arr.base is None else np.broadcast_to(arr, shape).reshape(n).copy()
+        data[name] = (dims, arr, {"units": _UNITS.get(name, ""), "long_name": _DESC.get(name, name)})
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(model=model.name, cluster=cluster.describe(), **(attrs or {}))
     return ds
@@ -789,12 +791,13 @@ def _finish(model, cluster, a, rc, vals, attrs, index=None):
     ds = _dataset(a, rc, vals, model, cluster, attrs=attrs)
     ds.attrs["gpu_memory"] = cluster.gpu_memory
     fits = ds["fits"].values > 0
-    reason = np.zeros(fits.shape, dtype="<U40")
-    if not fits.all():  # one message per distinct figure among the layouts that do not fit
-        shown, idx = np.unique(np.round(ds["total_memory"].values[~fits] / 1e9, 1), return_inverse=True)
-        cap = cluster.gpu_memory / 1e9
-        text = np.array([f"needs {t:.1f} GB per GPU > {cap:.0f} GB" for t in shown])
-        reason[~fits] = text[idx.reshape(-1)]
+    if fits.all():
+        reason = np.zeros(fits.shape, dtype="<U1")
+    else:  # one message per distinct figure (0.1 GB) among the layouts that do not fit
+        tenths = np.where(fits, -1, np.round(ds["total_memory"].values / 1e8)).astype(np.int64)
+        codes, shown = _distinct(tenths)
+        text = f"needs {{:.1f}} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB".format
+        reason = np.array([text(t / 10) if t >= 0 else "" for t in shown.tolist()])[codes]
     ds["reason"] = ("layout", reason)
     return ds
 
