@@ -325,10 +325,17 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 def _classes(*arrays):
     """Codes (one per element) and first indices of the distinct rows of equal-shape integer
     arrays, by hashing (one O(n) factorisation per array)."""
-    codes = np.zeros(arrays[0].size, dtype=np.int64)
-    for arr in arrays:
-        c, uniq = pd.factorize(arr.ravel(), sort=False)
-        codes, _ = pd.factorize(codes * len(uniq) + c, sort=False)
+    radix = [int(a.max()) + 1 if a.size else 1 for a in arrays]
+    if all(a.size == 0 or a.min() >= 0 for a in arrays) and math.prod(radix) < 2 ** 62:
+        key = np.zeros(arrays[0].size, dtype=np.int64)  # mixed-radix number of the row
+        for arr, r in zip(arrays, radix):
+            key = key * r + arr.ravel()
+        codes, _ = pd.factorize(key, sort=False)
+    else:
+        codes = np.zeros(arrays[0].size, dtype=np.int64)
+        for arr in arrays:
+            c, uniq = pd.factorize(arr.ravel(), sort=False)
+            codes, _ = pd.factorize(codes * len(uniq) + c, sort=False)
     first = np.full(int(codes.max()) + 1 if codes.size else 0, -1, dtype=np.int64)
     first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # first occurrence of each code
     return codes, first
@@ -412,13 +419,15 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
         # the other GPUs of each node run their own dp groups at the same time on the same links
         extra = cl.nic_share / max(1.0, r / links)
         nb, d = grad_bytes[sel] * extra, dp[sel]
+        k = nb.size
+        if model.experts:  # the experts' gradients in the same calls, over their own groups
+            nb = np.concatenate([nb, expert_bytes[sel] * extra])
+            d = np.concatenate([d, edp[sel]])
         ar, rs, ag = _collectives(("allreduce", "reduce_scatter", "allgather"), nb, d, cl.fabric, **opts)
-        dp_ar[sel], dp_rsag[sel] = ar, rs + ag
+        dp_ar[sel], dp_rsag[sel] = ar[:k], rs[:k] + ag[:k]
         if model.experts:
-            ar, rs, ag = _collectives(("allreduce", "reduce_scatter", "allgather"),
-                                      expert_bytes[sel] * extra, edp[sel], cl.fabric, **opts)
-            dp_ar[sel] += ar
-            dp_rsag[sel] += rs + ag
+            dp_ar[sel] += ar[k:]
+            dp_rsag[sel] += rs[k:] + ag[k:]
     out["dp_ar"], out["dp_rsag"] = dp_ar, dp_rsag
     # ZeRO-3: one layer's bf16 parameters gathered (and its gradients reduce-scattered) over the
     # whole data-parallel group as flat rings, each GPU on its own share of the NICs
@@ -428,14 +437,16 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
         if np.any(sel):
             ls = _stage_layers(model, pp, v, bal)[0][sel]
             flat = dict(cl.network_options, algorithm="ring")
-            ag, rs = _collectives(("allgather", "reduce_scatter"), grad_bytes[sel] / ls * cl.nic_share,
-                                  dp[sel], cl.fabric, **flat)
+            nb, d = grad_bytes[sel] / ls * cl.nic_share, dp[sel]
+            k = nb.size
             if model.experts:
-                e_ag, e_rs = _collectives(("allgather", "reduce_scatter"),
-                                          expert_bytes[sel] / ls * cl.nic_share, edp[sel],
-                                          cl.fabric, **flat)
-                ag, rs = ag + e_ag, rs + e_rs
-            z3_ag[sel], z3_rs[sel] = ag, rs
+                nb = np.concatenate([nb, expert_bytes[sel] / ls * cl.nic_share])
+                d = np.concatenate([d, edp[sel]])
+            ag, rs = _collectives(("allgather", "reduce_scatter"), nb, d, cl.fabric, **flat)
+            z3_ag[sel], z3_rs[sel] = ag[:k], rs[:k]
+            if model.experts:
+                z3_ag[sel] += ag[k:]
+                z3_rs[sel] += rs[k:]
     out["z3_ag"], out["z3_rs"] = z3_ag, z3_rs
     return out
 
@@ -796,8 +807,9 @@ def _finish(model, cluster, a, rc, vals, attrs, index=None):
     else:  # one message per distinct figure (0.1 GB) among the layouts that do not fit
         tenths = np.where(fits, -1, np.round(ds["total_memory"].values / 1e8)).astype(np.int64)
         codes, shown = _distinct(tenths)
-        text = f"needs {{:.1f}} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB".format
-        reason = np.array([text(t / 10) if t >= 0 else "" for t in shown.tolist()])[codes]
+        tail = f" GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB"
+        reason = np.array([f"needs {t // 10}.{t % 10}{tail}" if t >= 0 else ""
+                           for t in shown.tolist()])[codes]
     ds["reason"] = ("layout", reason)
     return ds
 
