@@ -973,3 +973,22 @@ def test_goodput_is_zero_without_overflow_warnings_when_failures_outpace_segment
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert llm.goodput(3600.0, 10.0, 1.0, 600.0) == 0.0  # MTBF 1 s: no segment ever finishes
+
+
+@pytest.mark.parametrize("high", [8, 2 ** 40])
+def test_layout_classes_identify_equal_rows(high):
+    # the search costs communication once per distinct row of layout axes: codes must give equal
+    # rows one code and different rows different codes (mixed-radix key, or the fallback when
+    # the radices would overflow int64)
+    from hpclab.workloads.llm.parallel import _classes
+
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(0, 3, 500) * (high // 3 + 1) for _ in range(5)]
+    codes, first = _classes(*arrays)
+    rows = np.stack(arrays, axis=1)
+    _, inverse = np.unique(rows, axis=0, return_inverse=True)
+    assert len(first) == inverse.max() + 1
+    # same partition as np.unique's, and each class's first row is its representative
+    assert np.array_equal(codes[first][codes], codes)
+    assert np.array_equal(rows[first][codes], rows)
+    assert len(np.unique(codes)) == len(np.unique(inverse))
