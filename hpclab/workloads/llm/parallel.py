@@ -15,8 +15,11 @@ section 2.2)::
 (memory-bound when unfused), their element-wise memory traffic at ``memory_efficiency * HBM``,
 their tensor-parallel collectives on NVLink (all-reduces, or all-gather + reduce-scatter with
 sequence parallelism: 4 per layer, 5 with sequence parallelism's backward all-gather, 6 with full
-recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather, a MoE layer's
-expert-parallel all-to-alls, and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble
+recomputation; Korthikanti et al. 2022; with ``async_tp`` the two column-parallel linears'
+backward collectives hidden behind their gradient GEMMs, as Megatron-LM does since 2021), the
+context-parallel K/V all-gather, a MoE layer's expert-parallel all-to-alls, and the output layer;
+without ``grad_accumulation_fusion`` (Megatron-LM 2021) a separate gradient-accumulation pass per
+micro-batch. ``(pp - 1) / v * t_mb`` is the pipeline bubble
 of 1F1B (v = 1) and of the interleaved schedule (bubble fraction ``(pp - 1) / (v m)``).
 Data-parallel gradient reduce-scatter + parameter all-gather (ZeRO 1-2) or all-reduce (ZeRO 0) run
 on the backend fabric and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers

@@ -9,6 +9,12 @@ and compared with its published value within ``calibration.tolerance`` (relative
 ``calibration.known_misses`` say why they miss. The trend across rows (model size, scale, batch
 per data-parallel group, sequence length, ZeRO-3's fall) comes from the model: bubble, exposed
 communication, element-wise memory traffic, not from per-row fitting.
+
+Each row runs at its published layout; axes a source does not state are assumed on the row
+(``assumed:``) and never searched per row, and only rows without any layout use the search
+(:func:`layout_source` says which). A source's software generation (``settings[...].software``,
+described in the file's ``software:`` table from the code of the commit the paper used) sets the
+model's switches ``async_tp``, ``grad_accumulation_fusion`` and ``overlap_pp``.
 """
 
 from __future__ import annotations
