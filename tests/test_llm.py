@@ -865,30 +865,3 @@ def test_goodput_is_zero_without_overflow_warnings_when_failures_outpace_segment
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert llm.goodput(3600.0, 10.0, 1.0, 600.0) == 0.0  # MTBF 1 s: no segment ever finishes
-
-
-def test_front_end_against_back_end_network_by_hand(h800):
-    # 1,024 H800 (128 hosts), GPT-3 175B, batch 2,048 x 2,048 tokens of 4 B: 131,072 B per host
-    # per step; front-end NIC 200 Gbit/s, back-end 8 x 400 Gbit/s x 0.94
-    from hpclab.catalog import default
-
-    nets = llm.network_separation("gpt3-175b", h800, 1024, 8.0, 2048)
-    front, back = 25e9, 8 * 50e9 * 0.94
-    data = 2048 * 2048 * 4 / 128
-    assert float(nets.data_load_time.sel(network="separate")) == pytest.approx(data / front)
-    assert float(nets.data_load_time.sel(network="shared")) == pytest.approx(data / back)
-    # prefetched on its own network (costs nothing within a step); on the shared links it is added
-    assert float(nets.step_time.sel(network="separate")) == 8.0
-    assert float(nets.step_time.sel(network="shared")) == pytest.approx(8.0 + data / back)
-    cpfs = default().storage("cpfs")
-    ck = llm.checkpoint_bytes("gpt3-175b")
-    for net, nic in (("separate", front), ("shared", back)):
-        want = cpfs.latency + ck / min(cpfs.throughput, 128 * min(cpfs.client_throughput, nic))
-        assert float(nets.checkpoint_time.sel(network=net)) == pytest.approx(want)
-    # a front-end NIC slower than the storage client: the separate network's checkpoint is slower
-    from dataclasses import replace
-
-    slow = replace(h800.node, network_bandwidth=1.25e9)
-    nets2 = llm.network_separation("gpt3-175b", replace(h800, node=slow), 1024, 8.0, 2048)
-    assert float(nets2.checkpoint_time.sel(network="separate")) > float(nets2.checkpoint_time.sel(network="shared"))
-    assert float(nets2.goodput.sel(network="separate")) < float(nets2.goodput.sel(network="shared"))

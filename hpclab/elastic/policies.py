@@ -57,10 +57,10 @@ from typing import Iterable, Mapping
 from hpclab._deprecated import ALIASES, deprecated, warn
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import unit_price
-from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState, fast
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
-           "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
+           "Shortfall", "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
            "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "Aggregates",
            "aggregate", "attach_aggregates"]
 
@@ -113,12 +113,14 @@ class Aggregates:
     idle: tuple  # (id, itype, market, cores, idle_since) of running, idle instances without notice
     #: serving instances per (itype, zone, market)
     places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    booting_cores: int = 0  # slots of serving instances still booting
+    idle_cores: int = 0  # slots of the ``idle`` instances
 
     @classmethod
     def of(cls, state: PoolState) -> "Aggregates":
         count: dict[str, int] = {}
         slots: dict[str, int] = {}
-        serving = spot = 0
+        serving = spot = booting = idle_cores = 0
         noticed, idle = set(), []
         places: dict[tuple[str, str, str], int] = {}
         for i in state.instances:
@@ -134,9 +136,12 @@ class Aggregates:
                 serving += i.cores
                 if i.market == "spot":
                     spot += i.cores
-                if i.state == "running" and i.running_tasks == 0:
+                if i.state != "running":
+                    booting += i.cores
+                elif i.running_tasks == 0:
                     idle.append((i.id, i.itype, i.market, int(i.cores), i.idle_since))
-        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places)
+                    idle_cores += i.cores
+        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places, booting, idle_cores)
 
 
 _SUMMARY_ATTR = "_hpclab_policy_summary"
@@ -718,6 +723,90 @@ class DeadlineBudget(_Base):
         return max(0, min(c_d, c_b, tasks))
 
 
+class Shortfall:
+    """Launch at once what the queued work lacks; retire an instance once it has been idle for
+    ``idle_timeout`` and no queued work needs it (the HPC+AI platform's rule, usable on every clock).
+
+    The shortfall, in instances of the launch type with ``G`` slots each: the instances asked
+    whole by queued gangs (``state.queued_whole / G``), plus the other queued slots beyond the free
+    slots of partly busy instances (rounded up to instances), minus the idle and the booting
+    instances. Idle instances are retired in the order ``state`` lists them, as long as the pool
+    keeps its minimum and the queued work (if any) still has no shortfall after each one.
+
+    It declares :attr:`triggers`: its decision can be non-empty only when there is a shortfall or
+    an instance has been idle for ``idle_timeout``. A clock may therefore ask it only then (the
+    platform does); a clock that asks it every tick (the real pool, the task-bag simulator) gets
+    empty decisions in between.
+    """
+
+    name = "shortfall"
+    #: the only states in which :meth:`decide` may act (see the policy contract in docs/architecture.md)
+    triggers = frozenset({"shortfall", "idle"})
+
+    def __init__(self, *, idle_timeout: float = 300.0, itype: str | None = None, zone: str | None = None,
+                 market: str = "on-demand", catalog=None):
+        self.idle_timeout = check_nonnegative("idle_timeout", idle_timeout)
+        self.itype, self.zone = itype, zone
+        self.market = check_choice("market", market, MARKETS)
+        self.catalog = _catalog(catalog)
+        self._resolved = None
+
+    def reset(self) -> None:
+        """Nothing is remembered between decisions."""
+
+    def _place(self, state: PoolState):
+        """(itype, zone, slots of one instance) of the launches, resolved once per pool limits."""
+        c = self._resolved
+        if c is None or c[0] is not state.limits:
+            limits = state.limits
+            itype = _pick(self.itype, limits.types, "itype")
+            c = self._resolved = (limits, itype, _pick(self.zone, limits.zones, "zone"))
+        return c[1], c[2], _slots(state, c[1], self.catalog)
+
+    def shortfall(self, state: PoolState) -> int:
+        """Instances the queued work lacks beyond what is idle or booting (may be negative)."""
+        return self._shortfall(state, aggregate(state), self._place(state)[2])
+
+    @staticmethod
+    def _shortfall(state, s, G):
+        whole = state.queued_whole
+        partial_free = s.serving_cores - s.booting_cores - state.running - s.idle_cores
+        pods = state.queued - whole - partial_free
+        return whole // G + (-(-pods // G) if pods > 0 else 0) - len(s.idle) - s.booting_cores // G
+
+    def decide(self, state: PoolState) -> Decision:
+        s = aggregate(state)
+        limits = state.limits
+        itype, zone, G = self._place(state)
+        need = self._shortfall(state, s, G)
+        launch = ()
+        serving = s.count.get(itype, 0)
+        if need > 0:
+            hi = limits.max_per_type.get(itype)
+            count = need if hi is None else min(need, hi - serving)
+            if limits.quota_cores is not None:
+                count = min(count, (limits.quota_cores - s.serving_cores) // G)
+            if count > 0:
+                launch = (fast(Launch, itype, zone, self.market, int(count)),)
+        retire = []
+        queued = state.queued > 0
+        if s.idle and not (queued and need >= 0):
+            keep = limits.min_per_type.get(itype, 0)
+            timeout, now = self.idle_timeout, state.time
+            for iid, it, _m, _c, since in s.idle:
+                if since is None or since + timeout > now or it != itype:
+                    continue
+                if serving <= keep or (queued and need >= 0):
+                    break
+                retire.append(iid)
+                serving -= 1
+                need += 1
+        return fast(Decision, launch, tuple(retire), "shortfall")
+
+    def __repr__(self) -> str:
+        return f"<Shortfall idle_timeout={self.idle_timeout:g}>"
+
+
 class Hysteresis:
     """Scale-down hysteresis around any policy.
 
@@ -894,7 +983,7 @@ def _deadline_budget(**params):
 
 for _name, _factory in (("target-duration", TargetDuration), ("single-zone", SingleZone),
                         ("spot-first", SpotFirst), ("global", _global), ("global-spot", _global_spot),
-                        ("deadline-budget", _deadline_budget)):
+                        ("deadline-budget", _deadline_budget), ("shortfall", Shortfall)):
     register_policy(_name, _factory)
 
 #: the built-in policy names (:func:`policy_names` adds registered and installed ones)

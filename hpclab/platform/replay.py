@@ -179,14 +179,17 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     seed : int
         Seed for random segment choice (``placement="linear"``).
     scaler : str, policy or callable, optional
-        Scale the elastic pools with a shared :mod:`hpclab.elastic.policies` policy instead of the
-        built-in rule (launch for the queued deficit at once, retire after ``idle_timeout``): a
-        policy name for :func:`hpclab.elastic.policies.make_policy` (wrapped in ``Hysteresis``
-        with ``wait=idle_timeout``), a policy object (copied per pool) or a function returning
-        one. The policy's ``decide(PoolState)`` is called every ``tick`` seconds while a pool has
-        queued work or nodes (slots are task slots; see :meth:`engine.Pool.pool_state`).
+        The :mod:`hpclab.elastic.policies` policy that scales each elastic pool (default
+        ``"shortfall"``, :class:`~hpclab.elastic.policies.Shortfall` with ``idle_timeout``: launch
+        for the queued shortfall at once, retire after ``idle_timeout``): a policy name for
+        :func:`hpclab.elastic.policies.make_policy` (a policy without ``triggers`` is wrapped in
+        ``Hysteresis`` with ``wait=idle_timeout``), a policy object (copied per pool) or a
+        function returning one. A policy that declares ``triggers`` is asked when they hold (a
+        shortfall after a scheduling pass, an idle node due); any other is asked every ``tick``
+        seconds while a pool has queued work or nodes (slots are task slots; see
+        :meth:`engine.Pool.pool_state`).
     tick : float
-        Seconds of virtual time between two policy decisions (with ``scaler``).
+        Seconds of virtual time between two decisions of a policy without ``triggers``.
     slurm : dict, optional
         Options of the Slurm-like queue that model a real Slurm (:class:`engine.Slurm`:
         ``limit_unit``, ``bf_interval``, ``reserve``, ``launch_latency``; docs/platform.md).
@@ -262,12 +265,15 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         for i in np.flatnonzero(wide):
             reason[i] = f"asks {slots[i]} slots per pod; a {pool.itype} node has {pool.G}"
 
-    if scaler is not None and elastic:
+    if elastic:
         check_positive("tick", tick)
         from hpclab.elastic.state import PoolLimits
 
         for pool in pools:
-            pool.scaler = _scaler(scaler, idle_timeout, cat)
+            pool.scaler = _scaler("shortfall" if scaler is None else scaler, idle_timeout, cat)
+            pool.event_driven = _event_driven(pool.scaler)
+            if pool.event_driven:  # its idle wakes come from its own timeout
+                pool.idle_timeout = float(pool.scaler.idle_timeout)
             pool.tick = float(tick)
             pool.market = market
             pool.limits = PoolLimits(types=(pool.itype,), zones=(pool.name,),
@@ -300,7 +306,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
                         min_nodes=min_nodes, market=market, kube_strategy=kube_strategy,
-                        scaler=None if scaler is None else getattr(pools[0].scaler, "name", str(scaler)),
+                        scaler=getattr(pools[0].scaler, "name", str(scaler)) if elastic else None,
+                        scaler_triggers=bool(elastic and pools[0].event_driven),
                         tick=tick), cat)
 
 
@@ -311,6 +318,10 @@ def _scaler(spec, idle_timeout, catalog):
     from hpclab.elastic.policies import make_policy
 
     if isinstance(spec, str):
+        from hpclab.elastic.policies import resolve_policy
+
+        if getattr(resolve_policy(spec), "triggers", None):  # it keeps its own idle timeout
+            return make_policy(spec, idle_timeout=idle_timeout, catalog=catalog)
         return make_policy(spec, hysteresis=True, wait=idle_timeout, cooldown=0.0, catalog=catalog)
     if hasattr(spec, "decide"):
         memo = {id(catalog): catalog}
@@ -324,6 +335,13 @@ def _scaler(spec, idle_timeout, catalog):
             return p
     raise HpclabError(f"scaler must be a policy name, a policy with decide(state) or a function "
                       f"returning one; got {spec!r}")
+
+
+def _event_driven(policy) -> bool:
+    """A policy that declares when it may act (``triggers``) and an ``idle_timeout`` for its
+    idle wakes is asked only then; any other is asked at ticks."""
+    trig = getattr(policy, "triggers", None)
+    return bool(trig) and set(trig) <= {"shortfall", "idle"} and hasattr(policy, "idle_timeout")
 
 
 def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
