@@ -491,12 +491,16 @@ def test_cli_screen_runs_and_resumes(tmp_path, capsys):
 
 def test_allocation_matches_the_campaign_and_prefers_cheap_work(inputs):
     kw = dict(conformers=300, survivor_fraction=1.0)
-    # sized from the measured cost (it varies with the machine's load): about 20,000 reference
-    # cores for 4 h, so that some offers are used and some are not
-    c = scr.estimate_campaign(inputs, 1.0, 4.0, 0.9, "global", **kw).attrs["cost_per_molecule_s"]
-    n = 2e4 * 4 * 3600 / c
-    alloc = scr.allocation(inputs, n, 4.0, 0.9, "global", **kw)
-    camp = scr.estimate_campaign(inputs, n, 4.0, 0.9, "global", **kw).squeeze()
+    # sized from the measured cost (it varies with the machine's load): a deadline of three
+    # times the longest task (a task of 100 molecules with 300 conformers each takes hours), and
+    # as many molecules as need about 20,000 cores by then, so that some offers are used and
+    # some are not (the cores grow linearly with the molecules at a fixed deadline)
+    one = scr.estimate_campaign(inputs, 1.0, 4.0, 0.9, "global", **kw)
+    hours = 3 * one.attrs["task_p99_s"] / 3600
+    n0 = 1e5
+    n = n0 * 2e4 / float(scr.estimate_campaign(inputs, n0, hours, 0.9, "global", **kw).squeeze().cores)
+    alloc = scr.allocation(inputs, n, hours, 0.9, "global", **kw)
+    camp = scr.estimate_campaign(inputs, n, hours, 0.9, "global", **kw).squeeze()
     assert float(alloc.spot.sum() + alloc.on_demand.sum()) == float(camp.cores)
     assert float(alloc.spot.sum()) == float(camp.cores_spot)
     # spot goes first to the offers cheapest per unit of work (price / speed)

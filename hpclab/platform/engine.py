@@ -278,7 +278,9 @@ class Pool:
         self.timer = False
         timeout = self.idle_timeout
         nidle = self.nidle
-        if any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle):  # its trigger holds
+        # its trigger holds (a node is due) and a retirement could be applied
+        if (self.n_up + self.n_boot > self.min_nodes and not self._retire_blocked()
+                and any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle)):
             self._apply(t, self.scaler.decide(self.pool_state(t)))
         nxt = INF
         for lst in self.idle:
