@@ -149,8 +149,8 @@ def _check_against(ref, ablations=False):
     option fails the bound whatever latency is fitted to it."""
     sr = _replay_module()
     opts = sr.slurm_options(ref)
-    modelled = sr.compare(ref, **opts)
-    easy = sr.compare(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
+    modelled = sr.replay_against_slurm(ref, **opts)
+    easy = sr.replay_against_slurm(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
     print(f"{len(ref)} jobs: mean |start - Slurm| = {modelled['mad_over_mean_run']:.3f} mean run "
           f"times (EASY: {easy['mad_over_mean_run']:.3f}); mean wait {modelled['mean_wait_hpclab']:.1f} s"
           f" (EASY {easy['mean_wait_hpclab']:.1f} s, Slurm {modelled['mean_wait_slurm']:.1f} s); "
@@ -165,7 +165,7 @@ def _check_against(ref, ablations=False):
         for change in (dict(limit_unit=0.0), dict(bf_interval=None), dict(reserve="head")):
             o = dict(base, **change)
             o["launch_latency"] = sr.fit_latency(ref, **o)
-            assert sr.compare(ref, **o)["mad_over_mean_run"] > 0.25, change
+            assert sr.replay_against_slurm(ref, **o)["mad_over_mean_run"] > 0.25, change
 
 
 def test_slurm_like_queue_starts_jobs_when_the_recorded_slurm_did():
