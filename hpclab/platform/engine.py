@@ -474,7 +474,7 @@ class Pool:
         slots), one :class:`InstanceView` per node that is booting or up.
 
         The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
-        nodes) come from the pool's counters as a :class:`Aggregates`, and the per-node views
+        nodes) come from the pool's counters as :class:`Aggregates`, and the per-node views
         are built only if a policy walks ``state.instances``."""
         G = self.G
         serving = self.n_up + self.n_boot
