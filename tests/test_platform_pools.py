@@ -326,3 +326,23 @@ def test_the_cli_replays_on_spot_in_a_zone(capsys):
     assert sum(out["data_vars"]["refused"]["data"]) == 0
     assert main(["platform", "replay", trace, "--zone", "mars"]) == 2
     assert "unknown zone 'mars'" in capsys.readouterr().err
+
+
+def test_a_policy_sees_the_zone_refusals_under_its_pool():
+    """A refused launch reaches the pool's policy in ``state.refused``, keyed by the place its
+    limits name (the pool), as on the other clocks."""
+    from hpclab.elastic.policies import Shortfall
+
+    seen = []
+
+    class Watching(Shortfall):
+        def decide(self, state):
+            seen.append(dict(state.refused))
+            return super().decide(state)
+
+    jobs = P.mixed_workload(300, ai_share=0.4, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=2)
+    r = P.replay(jobs, "unified", cpu_nodes=8, gpu_nodes=4, zone=("cn-hangzhou-h", "cn-hangzhou-j"),
+                 scaler=Watching(idle_timeout=300.0))
+    assert r.pools.loc["gpu", "refused"] > 0
+    keys = {k for s in seen for k in s}
+    assert ("ecs.ebmgn8is.32xlarge", "gpu") in keys

@@ -491,7 +491,10 @@ class Pool:
         whole = 0 if self.draining else self.q_whole * G
         state = fast(PoolState, t, 0 if self.draining else whole + self.q_slots,
                      self.n_up * G - self.free_slots, _NodeViews(self), self.limits, 0.0,
-                     eng.req_sum / eng.n_seen if eng.n_seen else None, 0, _NO_REFUSALS,
+                     eng.req_sum / eng.n_seen if eng.n_seen else None, 0,
+                     # the zone's refusals, under the place the policy's limits name (the pool)
+                     {(k[0], self.name) + k[2:]: v for k, v in self.refused.items()} if self.refused
+                     else _NO_REFUSALS,
                      self._slots_map, whole)
         return attach_aggregates(state, summary)
 
