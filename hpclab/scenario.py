@@ -242,7 +242,8 @@ POLICY = {
 CLUSTER = {
     "kind": Field("str", "local", choices=("local", "address", "file")),
     "address": Field("str", None, optional=True, help="a Dask scheduler address (kind: address)"),
-    "file": Field("str", None, optional=True, help="a cluster spec YAML (kind: file)"),
+    "file": Field("str", None, optional=True,
+                  help="a cluster spec YAML (kind: file; hpclab.elastic._cluster_spec), next to the scenario"),
     "workers": Field("int", 2, lo=1, hi=1024, help="local workers (CAE, screening)"),
     "processes": Field("bool", False, help="local pool workers as processes (else threads)"),
     "interval": Field("float", 0.1, lo=0, hi=60.0, lo_open=True,
@@ -346,6 +347,8 @@ class Scenario:
             raise HpclabError(f"{source}: cluster.address: is required with cluster.kind: address")
         if cluster["kind"] == "file" and not cluster["file"]:
             raise HpclabError(f"{source}: cluster.file: is required with cluster.kind: file")
+        if cluster["kind"] == "file":  # checked now, before any work
+            cls._cluster_spec(source, base, cluster["file"])
         s = cls(name=top["name"], workload=workload, pool=pool, policy=pol, cluster=cluster,
                 clock=top["clock"], seed=top["seed"], time_scale=top["time_scale"], tick=top["tick"],
                 horizon=top["horizon"], fabric=top["fabric"], topology=top["topology"],
@@ -383,9 +386,9 @@ class Scenario:
         if self.clock not in kind.clocks:
             raise HpclabError(f"{where}: clock: a {kind.name} workload runs on "
                               f"{' or '.join(kind.clocks)} only, got {self.clock!r}")
-        if self.policy is not None:
+        if self.policy is not None:  # built once to check it, and kept for the first run
             try:
-                self.make_policy()
+                object.__setattr__(self, "_checked_policy", self.make_policy())
             except HpclabError as exc:
                 raise HpclabError(f"{where}: policy: {exc}") from None
         check = getattr(kind, "check", None)
@@ -477,6 +480,30 @@ class Scenario:
         return PoolLimits(types=types, zones=zones, min_per_type=self.pool["min_per_type"],
                           max_per_type=self.pool["max_per_type"], quota_cores=self.pool["quota_cores"])
 
+    @staticmethod
+    def _cluster_spec(source: str, base: str, file: str):
+        from hpclab.elastic._cluster_spec import load_cluster_spec
+
+        path = Path(file)
+        if not path.is_absolute() and base:
+            path = Path(base) / path
+        if not path.is_file():
+            raise HpclabError(f"{source}: cluster.file: no such cluster spec file, got {file!r}")
+        return load_cluster_spec(path)
+
+    def cluster_spec(self):
+        """Where a real run's workers come from: None (emulated instances on this machine) or a
+        :class:`~hpclab.elastic._cluster_spec.ClusterSpec` (a scheduler address, or a
+        dask-jobqueue cluster from the ``cluster.file`` spec, a path next to the scenario)."""
+        from hpclab.elastic._cluster_spec import ClusterSpec
+
+        c = self.cluster
+        if c["kind"] == "local":
+            return None
+        if c["kind"] == "address":
+            return ClusterSpec("address", address=c["address"], source=self.source)
+        return self._cluster_spec(self.source, self.base, c["file"])
+
     def spot_market(self):
         """The pool's :class:`~hpclab.elastic.faults.SpotMarket` (reclaims and spot prices), the
         same seeded schedule on both clocks (default: the catalog's market model)."""
@@ -496,11 +523,17 @@ class Scenario:
 
     def make_policy(self, default: str | None = None, *, catalog=None, **defaults):
         """A fresh policy object from the policy section (or ``default`` with ``defaults`` when the
-        scenario names none): the same object type drives every clock."""
+        scenario names none): the same object type drives every clock. Each call gives a new
+        object (the first one is the object built when the scenario was checked, never used), so
+        no state passes from one run to the next."""
         from hpclab.catalog import resolve
         from hpclab.elastic.policies import make_policy
 
         p = self.policy
+        if p is not None and resolve(catalog) is resolve(None):
+            checked = self.__dict__.pop("_checked_policy", None)
+            if checked is not None:
+                return checked
         if p is None:
             if default is None:
                 return None

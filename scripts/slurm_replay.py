@@ -125,8 +125,8 @@ LATENCY_GRID = np.round(np.arange(0.0, 2.0001, 0.1), 1)  # s, the fit's candidat
 def fit_latency(reference: pd.DataFrame, **options) -> float:
     """The launch latency (the one fitted number of the model) that minimises the mean
     absolute start difference on ``reference``, over :data:`LATENCY_GRID`, with ``options``."""
-    best = min(LATENCY_GRID, key=lambda lat: (compare(reference, **dict(options, launch_latency=lat))
-                                              ["mad_over_mean_run"], lat))
+    best = min(LATENCY_GRID, key=lambda lat: (
+        replay_against_slurm(reference, **dict(options, launch_latency=lat))["mad_over_mean_run"], lat))
     return float(best)
 
 
@@ -155,9 +155,10 @@ def hpclab_starts(jobs: pd.DataFrame, *, cores: int = CORES, submit=None, **slur
     return res.jobs.set_index("job_id").loc[jobs["job_id"], "start"].to_numpy()
 
 
-def compare(reference: pd.DataFrame, **slurm) -> dict:
-    """hpclab's starts against the recorded Slurm starts: mean absolute difference in units
-    of the mean run time, and mean waits (s)."""
+def replay_against_slurm(reference: pd.DataFrame, **slurm) -> dict:
+    """Replay the trace on hpclab's queue (``slurm`` options) and set its starts against the
+    recorded Slurm starts: mean absolute difference in units of the mean run time, and mean
+    waits (s)."""
     opts = slurm_options(reference) if not slurm else slurm
     start = hpclab_starts(reference, submit=reference["slurm_submit"], **opts)
     s_start = reference["slurm_start"].to_numpy()
@@ -172,8 +173,8 @@ def compare(reference: pd.DataFrame, **slurm) -> dict:
 def plot_svg(reference: pd.DataFrame, path) -> Path:
     """Each job's start on hpclab's queue (y) against its start on Slurm (x), for the modelled
     options and for EASY, as a small self-contained SVG (docs/img/slurm_starts.svg)."""
-    modelled = compare(reference, **slurm_options(reference))
-    easy = compare(reference, limit_unit=0.0)
+    modelled = replay_against_slurm(reference, **slurm_options(reference))
+    easy = replay_against_slurm(reference, limit_unit=0.0)
     x = reference["slurm_start"].to_numpy()
     top = float(max(x.max(), modelled["start"].max(), easy["start"].max())) * 1.05
     w, h, m = 520, 420, 50
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
                        ("  EASY reservations", dict(full, reserve="head")),
                        ("  no launch latency", dict(full, launch_latency=0.0)),
                        ("  latency read off records", dict(full, launch_latency=measured_latency(ref)))):
-        r = compare(ref, **opts)
+        r = replay_against_slurm(ref, **opts)
         print(f"{name:>26}: mean |start - Slurm start| = {r['mad_over_mean_run']:.3f} mean run "
               f"times; mean wait {r['mean_wait_hpclab']:.1f} s")
     if args.plot:

@@ -7,20 +7,38 @@ os.environ.setdefault("BOKEH_RESOURCES", "inline")
 import pytest
 
 
-@pytest.fixture(scope="session")
-def slurm():
-    """A real Slurm (tests/_slurm.py): the one that answers, or one started on 127.0.0.1 by
-    scripts/slurm-up.sh for this session and stopped after it; skips when neither can be had."""
+def _helper(file: str):
+    """A helper module of tests/ (``_slurm.py``, ``_dask.py``), loaded once by its path (tests/
+    is no package)."""
     import importlib.util
     import sys
     from pathlib import Path
 
-    name = "_hpclab_test_slurm"  # tests/ is no package: load tests/_slurm.py by its path
+    name = f"_hpclab_test{Path(file).stem}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_slurm.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
-    gen = sys.modules[name].slurm_session()
+    return sys.modules[name]
+
+
+@pytest.fixture
+def dask_processes(tmp_path):
+    """A real ``dask scheduler`` process on 127.0.0.1 (tests/_dask.py); ``.add(name)`` starts a
+    worker process, ``.wait(n)`` waits for n; every process is stopped after the test."""
+    procs = _helper("_dask.py").DaskProcesses(tmp_path)
+    try:
+        procs.start()
+        yield procs
+    finally:
+        procs.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A real Slurm (tests/_slurm.py): the one that answers, or one started on 127.0.0.1 by
+    scripts/slurm-up.sh for this session and stopped after it; skips when neither can be had."""
+    gen = _helper("_slurm.py").slurm_session()
     host, reason = next(gen)
     if host is None:
         pytest.skip(reason)

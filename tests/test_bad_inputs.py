@@ -142,13 +142,48 @@ CSVS = {
     "empty.csv": ("", "empty.csv: empty trace (no header line)"),
     "dup_id.csv": (_CSV_HEAD + "1,0,train,1,8,10\n1,5,train,1,8,10\n", "job_id must be unique"),
 }
+_JOB = "kind: slurm\noptions:\n  cores: 1\n  memory: 1GB\n"
+CLUSTERS = {  # cluster spec files (hpclab run --cluster FILE): name -> (content, needle)
+    "cl_kind.yaml": ("kind: slrum\noptions: {cores: 1, memory: 1GB}\n",
+                     "cl_kind.yaml: kind: must be one of address, slurm, pbs"),
+    "cl_nokind.yaml": ("options: {cores: 1, memory: 1GB}\n", "cl_nokind.yaml: kind: must be one of"),
+    "cl_list.yaml": ("- slurm\n", "cl_list.yaml: must be a mapping with kind"),
+    "cl_option.yaml": (_JOB + "  walltme: '00:10:00'\n",
+                       "cl_option.yaml: options.walltme: is not a SLURMCluster option (account,"),
+    "cl_cores.yaml": ("kind: slurm\noptions: {cores: 0, memory: 1GB}\n",
+                      "cl_cores.yaml: options.cores: must be a whole number in [1, 1,000,000], got 0"),
+    "cl_cores_text.yaml": ("kind: slurm\noptions: {cores: many, memory: 1GB}\n",
+                           "options.cores: must be a whole number in [1, 1,000,000], got 'many'"),
+    "cl_no_memory.yaml": ("kind: slurm\noptions: {cores: 1}\n", "cl_no_memory.yaml: options.memory: is required"),
+    "cl_memory.yaml": ("kind: slurm\noptions: {cores: 1, memory: 1000}\n",
+                       "options.memory: must be a size such as 1GB, got 1000"),
+    "cl_processes.yaml": (_JOB + "  processes: 4\n", "options.processes: must be 1 (one worker per job"),
+    "cl_key.yaml": (_JOB + "queue: work\n", "cl_key.yaml: queue: is not a known key with kind: slurm"),
+    "cl_options.yaml": ("kind: slurm\noptions: [1, 2]\n", "options: must be a mapping of SLURMCluster keywords"),
+    "cl_sched.yaml": (_JOB + "  scheduler_options: [host]\n", "options.scheduler_options: must be a mapping"),
+    "cl_address.yaml": ("kind: address\n", "cl_address.yaml: address: is required with kind: address"),
+    "cl_address_udp.yaml": ("kind: address\naddress: udp://10.0.0.5:8786\n",
+                            "cl_address_udp.yaml: address: must be a tcp:// or tls:// address"),
+    "cl_address_port.yaml": ("kind: address\naddress: tcp://10.0.0.5:99999\n", "cl_address_port.yaml: address:"),
+    "cl_address_key.yaml": ("kind: address\naddress: tcp://10.0.0.5:8786\noptions: {}\n",
+                            "options: is not a known key with kind: address"),
+    "cl_jobqueue_two.yaml": ("jobqueue: {slurm: {cores: 1}, pbs: {cores: 1}}\n",
+                             "cl_jobqueue_two.yaml: jobqueue: must name one queue system"),
+    "cl_jobqueue_option.yaml": ("jobqueue:\n  slurm:\n    cores: 1\n    memory: 1GB\n    job-extra-directivs: []\n",
+                                "jobqueue.slurm.job-extra-directivs: is not a SLURMCluster option"),
+    "cl_jobqueue_key.yaml": ("jobqueue:\n  slurm: {cores: 1, memory: 1GB}\nkind: pbs\n",
+                             "kind: is not a known key beside jobqueue"),
+    "cl_python.yaml": ("kind: slurm\noptions: !!python/object/apply:os.system ['echo pwned']\n",
+                       "cl_python.yaml: not valid YAML"),
+    "cl_dup.yaml": ("kind: slurm\nkind: pbs\n", "duplicate key 'kind'"),
+}
 CSV_BYTES = {"latin1.csv": (_CSV_HEAD.encode() + b"1,0,train,1,8,10\n# caf\xe9\n", "latin1.csv:3: not UTF-8 text")}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad")
-    for table in (CATALOGS, SWFS, CSVS):
+    for table in (CATALOGS, SWFS, CSVS, CLUSTERS):
         for name, (text, _) in table.items():
             (d / name).write_text(text, encoding="utf-8")
     for table in (BINARY, SWF_BYTES, CSV_BYTES):
@@ -169,6 +204,14 @@ def files(tmp_path_factory):
 def _cli_rows():
     rows = []
     add = rows.append
+    run_real = ["run", "{d}/ok_scenario.yaml", "--clock", "real", "--quiet"]
+    for name, (_, needle) in CLUSTERS.items():
+        add(("yaml", [*run_real, "--cluster", f"{{d}}/{name}"], needle))
+    add(("path", [*run_real, "--cluster", "{d}/nope_cluster.yaml"],
+         "--cluster {d}/nope_cluster.yaml: no such cluster spec file"))
+    add(("path", [*run_real, "--cluster", "{d}/folder.yaml"], "folder.yaml: no such cluster spec file"))
+    add(("name", [*run_real, "--cluster", "{d}/cl_kind.yaml", "--scheduler", "tcp://127.0.0.1:1"],
+         "give either --scheduler ADDR or --cluster FILE, not both"))
     for name, (_, needle) in {**CATALOGS, **BINARY}.items():
         add(("yaml", ["catalog", "--file", f"{{d}}/{name}"], needle))
     add(("yaml", ["catalog", "--file", "{d}/folder.yaml"], "folder.yaml: is a folder"))

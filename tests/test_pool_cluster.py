@@ -3,12 +3,7 @@ processes on 127.0.0.1 (random ports, cleaned up), and a ``LocalCluster`` object
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
@@ -17,8 +12,6 @@ from hpclab.elastic import AttachedPool, SpotFaults
 from hpclab.elastic.state import LIFECYCLE
 
 pytestmark = pytest.mark.timeout(180)
-
-DASK = str(Path(sys.executable).with_name("dask"))
 
 
 def inc(x):
@@ -32,43 +25,17 @@ def square(x):
 
 
 @pytest.fixture
-def dask_processes(tmp_path):
-    """A `dask scheduler` and two `dask worker` processes (with nannies) on 127.0.0.1."""
-    procs = []
-    env = dict(os.environ, DASK_DISTRIBUTED__LOGGING__DISTRIBUTED="warning")
-    sched_file = tmp_path / "scheduler.json"
-    try:
-        procs.append(subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(sched_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        end = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < end:
-            time.sleep(0.1)
-        time.sleep(0.2)
-        address = json.loads(sched_file.read_text())["address"]
-        for k in range(2):
-            procs.append(subprocess.Popen(
-                [DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                 "--name", f"wk-{k}", "--no-dashboard", "--memory-limit", "1GiB"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        with Client(address, timeout=60) as c:
-            c.wait_for_workers(2, timeout=120)
-        yield address, procs
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+def two_workers(dask_processes):
+    """A `dask scheduler` and two `dask worker` processes (with nannies) on 127.0.0.1
+    (conftest.py ``dask_processes``): the address and the processes, scheduler first."""
+    for k in range(2):
+        dask_processes.add(f"wk-{k}")
+    dask_processes.wait(2)
+    return dask_processes.address, dask_processes.procs
 
 
-def test_attached_pool_over_real_scheduler_and_worker_processes(dask_processes):
-    address, procs = dask_processes
+def test_attached_pool_over_real_scheduler_and_worker_processes(two_workers):
+    address, procs = two_workers
     with AttachedPool(address, itype="ecs.c7.8xlarge", zone="cn-beijing-l", market="spot",
                       time_scale=0.01) as pool, Client(pool) as client:
         assert client.scheduler.address == address

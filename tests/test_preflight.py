@@ -5,12 +5,7 @@ its PYTHONPATH whose package of that name fails to import (or reports another ve
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,56 +13,12 @@ from hpclab.cli import main
 
 pytestmark = pytest.mark.timeout(180)
 
-DASK = str(Path(sys.executable).with_name("dask"))
-
 
 @pytest.fixture
-def cluster(tmp_path):
-    """Start a scheduler; ``add(name, shadow=None)`` starts a worker (``shadow``: {package:
-    source of its __init__}, first on its PYTHONPATH)."""
-    procs = []
-    env = dict(os.environ, DASK_DISTRIBUTED__LOGGING__DISTRIBUTED="error")
-    sched_file = tmp_path / "scheduler.json"
-    procs.append(subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(sched_file)], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=env))
-    end = time.monotonic() + 60
-    while not sched_file.exists() and time.monotonic() < end:
-        time.sleep(0.1)
-    time.sleep(0.3)
-    address = json.loads(sched_file.read_text())["address"]
-
-    def add(name, shadow=None):
-        wenv = dict(env)
-        if shadow:
-            d = tmp_path / f"shadow-{name}"
-            for pkg, src in shadow.items():
-                (d / pkg).mkdir(parents=True)
-                (d / pkg / "__init__.py").write_text(src)
-            wenv["PYTHONPATH"] = os.pathsep.join([str(d), env.get("PYTHONPATH", "")])
-        procs.append(subprocess.Popen(
-            [DASK, "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--name", name,
-             "--no-dashboard", "--memory-limit", "1GiB"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=wenv))
-
-    def wait(n):
-        from distributed import Client
-
-        with Client(address, timeout=60) as c:
-            c.wait_for_workers(n, timeout=120)
-
-    try:
-        yield address, add, wait
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+def cluster(dask_processes):
+    """A scheduler (conftest.py ``dask_processes``); ``add(name, shadow=None)`` starts a worker
+    (``shadow``: {package: source of its __init__}, first on its PYTHONPATH)."""
+    return dask_processes.address, dask_processes.add, dask_processes.wait
 
 
 def test_a_worker_without_rdkit_ends_a_screen_within_seconds_with_one_line(cluster, capsys):

@@ -8,7 +8,7 @@ import argparse
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hpclab import HpclabError
@@ -250,3 +250,49 @@ def test_llm_gpus_bound_is_checked_first(path, capsys):
 
     assert main([*path, "--gpus", str(10**12)]) == 2
     assert "--gpus must be a whole number in [1, 10,000,000]" in capsys.readouterr().err
+
+
+#: values a cluster spec file might hold: scalars, option-like keys, nested lists and mappings
+_spec_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**7), st.floats(allow_nan=True),
+                         st.text(max_size=12))
+_spec_key = st.one_of(st.sampled_from(["kind", "address", "options", "jobqueue", "slurm", "pbs", "cores",
+                                       "memory", "processes", "walltime", "queue", "scheduler_options",
+                                       "scheduler-options", "job-extra-directives", "host"]),
+                      st.text(max_size=8))
+_spec_value = st.recursive(_spec_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(_spec_key, inner, max_size=4)), max_leaves=12)
+
+
+@settings(deadline=3000, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.one_of(
+    st.dictionaries(_spec_key, _spec_value, max_size=4),
+    st.builds(lambda kind, opts: {"kind": kind, "options": opts},
+              st.sampled_from(["slurm", "pbs", "address", "sge"]),
+              st.dictionaries(_spec_key, _spec_value, max_size=5)),
+    st.builds(lambda kind, opts: {"jobqueue": {kind: opts}}, st.sampled_from(["slurm", "lsf", "k8s"]),
+              st.dictionaries(_spec_key, _spec_value, max_size=5)),
+    _spec_value))
+@example(doc={"kind": "slurm", "options": {"cores": 2, "memory": "2GB", "walltime": "00:10:00"}})
+@example(doc={"jobqueue": {"pbs": {"cores": 1, "memory": "1GB", "resource-spec": "select=1"}}})
+@example(doc={"kind": "address", "address": "tcp://10.0.0.5:8786"})
+def test_cluster_spec_file_loads_into_its_domain_or_one_line(tmp_path, doc):
+    """A cluster spec file (hpclab run --cluster FILE) becomes a checked ClusterSpec or one line."""
+    import yaml
+
+    from hpclab.elastic._cluster_spec import SPEC_KINDS, load_cluster_spec
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    try:
+        spec = load_cluster_spec(path)
+    except Exception as exc:  # noqa: BLE001 - the property: nothing but the one-line error
+        one_line(exc)
+        assert str(exc).startswith("cluster.yaml")
+        return
+    assert spec.kind in SPEC_KINDS
+    if spec.kind == "address":
+        assert spec.address.startswith(("tcp://", "tls://")) or "://" not in spec.address
+    else:
+        kw = spec.cluster_kwargs()
+        assert kw["processes"] == 1 and isinstance(kw["cores"], int) and kw["cores"] >= 1
+        assert isinstance(kw["scheduler_options"], dict)

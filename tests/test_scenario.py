@@ -131,6 +131,12 @@ BAD = [
     ("name: x\nworkload: {kind: trace}\npool: {types: [ecs.c8i.32xlarge]}\n", "pool.types: a trace needs two"),
     ("name: x\nworkload: {kind: tasks, tasks: 5}\ncluster: {kind: address}\npool: {types: [ecs.c8i.8xlarge]}\n",
      "cluster.address: is required"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\ncluster: {kind: file}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "cluster.file: is required"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\ncluster: {kind: file, file: nope.yaml}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "cluster.file: no such cluster spec file, got 'nope.yaml'"),
+    ("name: x\nworkload: {kind: tasks, tasks: 5}\ncluster: {kind: files}\npool: {types: [ecs.c8i.8xlarge]}\n",
+     "cluster.kind: must be one of local, address, file"),
     ("name: x\nworkload: {kind: tasks, tasks: 5, arrival: uniform}\npool: {types: [ecs.c8i.8xlarge]}\n",
      "workload.window: must be > 0"),
     ("name: x\nclock: real\nworkload: {kind: screening, molecules: 100000000}\npool: {types: [ecs.c8i.8xlarge]}\n",
@@ -240,6 +246,39 @@ def test_a_user_policy_runs_on_all_three(tmp_path, monkeypatch):
     assert plat["tasks_done"] == 300 and plat["policy"] == "doubling"
 
 
+def test_a_run_gets_a_fresh_policy_built_once(tmp_path, monkeypatch):
+    """Loading builds the policy once to check it; the first run takes that object, every later
+    run a new one, so no state passes between runs (the same scenario gives the same result)."""
+    (tmp_path / "counted_policies.py").write_text(textwrap.dedent(USER_POLICY) + textwrap.dedent('''
+        BUILT = []
+
+
+        class Counted(Doubling):
+            name = "counted"
+
+            def __init__(self, per_instance=2):
+                super().__init__(per_instance)
+                BUILT.append(self)
+        '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("counted_policies", None)
+    s = Scenario.example("burst").replace(policy={"name": "counted_policies:Counted", "params": {},
+                                                  "hysteresis": False})
+    built = sys.modules["counted_policies"].BUILT
+    assert len(built) == 1  # replace() checked the new policy section
+    del built[:]
+    path = s.save(tmp_path / "counted.yaml")
+    s = Scenario.load(path)
+    assert len(built) == 1  # checked once, not built again to run
+    first = s.run()
+    assert len(built) == 1 and built[0].calls > 0
+    second = s.run()
+    assert len(built) == 2 and built[1] is not built[0]
+    assert built[1].calls == built[0].calls  # the second policy started from nothing
+    assert first.to_dict() | {"wall_s": 0} == second.to_dict() | {"wall_s": 0}
+    assert s.make_policy() is not s.make_policy()
+
+
 def test_registered_policy_names(tmp_path, monkeypatch):
     from hpclab.elastic import policies as P
 
@@ -291,6 +330,52 @@ def test_a_scenario_runs_on_a_running_scheduler(capsys):
                  "tcp://127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "cannot connect" in err and err.count("\n") == 1
+
+
+def test_a_scenario_runs_on_the_cluster_of_a_spec_file(tmp_path, capsys):
+    """cluster kind file: a spec file next to the scenario naming a scheduler address (and
+    ``hpclab run --cluster FILE`` overriding the scenario's cluster); one client checks the
+    workers and runs the work (whose end retires the one worker: a new cluster each time)."""
+    from distributed import LocalCluster
+
+    def scheduler():
+        return LocalCluster(n_workers=1, threads_per_worker=4, processes=False,
+                            dashboard_address=None, host="127.0.0.1", protocol="tcp://")
+
+    spec = tmp_path / "here.yaml"
+    small = Scenario.example("burst").replace(workload={"tasks": 12}, time_scale=0.002)
+    with scheduler() as lc:
+        spec.write_text(f"kind: address\naddress: {lc.scheduler_address}\n")
+        s = small.replace(clock="real", cluster={"kind": "file", "file": str(spec)})
+        path = s.save(tmp_path / "burst_here.yaml")
+        path.write_text(path.read_text().replace(str(spec), "here.yaml"))  # next to the scenario
+        loaded = Scenario.load(path)
+        assert loaded.cluster["file"] == "here.yaml" and loaded == Scenario.load(loaded.save(path))
+        assert loaded.cluster_spec().address == lc.scheduler_address
+        r = loaded.run()
+        assert r["tasks_done"] == 12 and r["instances"] == 1 and r["cost_usd"] > 0
+    with scheduler() as lc:
+        spec.write_text(f"kind: address\naddress: {lc.scheduler_address}\n")
+        small.save(tmp_path / "local.yaml")
+        capsys.readouterr()
+        assert main(["run", str(tmp_path / "local.yaml"), "--clock", "real", "--json", "--cluster",
+                     str(spec)]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["tasks_done"] == 12 and out["instances"] == 1  # the scheduler's one worker
+
+
+def test_a_cae_study_runs_its_real_solver_on_the_cluster_of_a_spec_file(tmp_path):
+    """The CAE scenario's real clock on a spec file's scheduler: its workers are checked for
+    numba, the solver runs there and matches the analytical decay."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      host="127.0.0.1", protocol="tcp://") as lc:
+        (tmp_path / "here.yaml").write_text(f"kind: address\naddress: {lc.scheduler_address}\n")
+        s = Scenario.example("cae_scaling").replace(
+            workload={"steps": 50}, cluster={"kind": "file", "file": str(tmp_path / "here.yaml")})
+        r = s.run("real")
+    assert r["workers"] == 1 and r["steps"] == 50 and r["max_abs_error"] < 1e-4
 
 
 def test_a_price_path_prices_the_result_as_the_simulator_bills():

@@ -149,8 +149,8 @@ def _check_against(ref, ablations=False):
     option fails the bound whatever latency is fitted to it."""
     sr = _replay_module()
     opts = sr.slurm_options(ref)
-    modelled = sr.compare(ref, **opts)
-    easy = sr.compare(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
+    modelled = sr.replay_against_slurm(ref, **opts)
+    easy = sr.replay_against_slurm(ref, limit_unit=0.0)  # hpclab's defaults: EASY at every event
     print(f"{len(ref)} jobs: mean |start - Slurm| = {modelled['mad_over_mean_run']:.3f} mean run "
           f"times (EASY: {easy['mad_over_mean_run']:.3f}); mean wait {modelled['mean_wait_hpclab']:.1f} s"
           f" (EASY {easy['mean_wait_hpclab']:.1f} s, Slurm {modelled['mean_wait_slurm']:.1f} s); "
@@ -165,7 +165,7 @@ def _check_against(ref, ablations=False):
         for change in (dict(limit_unit=0.0), dict(bf_interval=None), dict(reserve="head")):
             o = dict(base, **change)
             o["launch_latency"] = sr.fit_latency(ref, **o)
-            assert sr.compare(ref, **o)["mad_over_mean_run"] > 0.25, change
+            assert sr.replay_against_slurm(ref, **o)["mad_over_mean_run"] > 0.25, change
 
 
 def test_slurm_like_queue_starts_jobs_when_the_recorded_slurm_did():
@@ -225,3 +225,45 @@ def test_slurm_options_by_hand():
     # backfill on its interval: C (submitted at 2.3) starts at the next pass, t=3
     jobs = dict(submit=[0, 1, 2.3], pods=[2, 4, 1], run_time=[50, 10, 10], req_time=[60, 60, 30])
     assert _queue(jobs, 4, bf_interval=1.0)[2] == 3.0
+
+
+def test_a_scenario_runs_on_slurm_from_a_cluster_spec_file(slurm, tmp_path, monkeypatch, capsys):
+    """``hpclab run --cluster FILE`` with a SLURMCluster in dask-jobqueue's configuration format:
+    the burst's pool grows from zero as Slurm jobs (one per instance, at most two) and shrinks
+    back; every instance hpclab bills is one dask-worker job in Slurm's records."""
+    import json
+
+    pytest.importorskip("dask_jobqueue")
+    from hpclab.cli import main
+    from hpclab.scenario import Scenario
+
+    if slurm.jobcomp is None:
+        pytest.skip("this Slurm writes no job-completion file (JobCompType=jobcomp/filetxt)")
+    if slurm.conf:
+        monkeypatch.setenv("SLURM_CONF", slurm.conf)
+    before = set(slurm.job_records())
+    spec = tmp_path / "slurm.yaml"
+    spec.write_text("jobqueue:\n  slurm:\n    cores: 1\n    memory: 1GB\n    processes: 1\n"
+                    "    walltime: '00:10:00'\n    scheduler-options: {host: 127.0.0.1}\n"
+                    "    worker-extra-args: [--host, 127.0.0.1]\n"
+                    f"    log-directory: {tmp_path}\n")
+    s = Scenario.example("burst").replace(workload={"tasks": 16}, pool={"max_per_type": {"ecs.c8i.8xlarge": 2}},
+                                          cluster={"timeout": 150.0})
+    path = s.save(tmp_path / "burst.yaml")
+    capsys.readouterr()
+    assert main(["run", str(path), "--clock", "real", "--json", "--cluster", str(spec)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tasks_done"] == 16 and out["finished"] == 1
+    assert 1 <= out["instances"] <= 2 * 4 and out["cost_usd"] > 0  # at most 2 at once
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        jobs = {j: r for j, r in slurm.job_records().items()
+                if j not in before and r.get("Name") == "dask-worker"}
+        if len(jobs) >= out["instances"]:
+            break
+        time.sleep(0.5)
+    assert len(jobs) == out["instances"], (jobs, out)
+    assert not slurm.run("squeue", "-h", "-n", "dask-worker").strip()  # nothing left behind
+    print(f"{out['tasks_done']} tasks on {out['instances']} instances = {len(jobs)} Slurm jobs "
+          f"({', '.join(sorted(r['JobState'] for r in jobs.values()))}); {out['cost_usd']:.4f} USD, "
+          f"{out['wall_s']:.1f} s wall")

@@ -147,8 +147,8 @@ def run_validate(args) -> int:
     from hpclab.workloads import llm
 
     ds = llm.validate()
-    df = ds.to_dataframe()[["metric", "layout", "published", "predicted", "relative_error",
-                            "within_tolerance", "calibration"]]
+    df = ds.to_dataframe()[["metric", "layout", "layout_source", "published", "predicted",
+                            "relative_error", "within_tolerance", "calibration"]]
     misses = [m for m in ds.attrs["known_misses"].split(", ") if m]
     outside = set(ds.row.values[~ds.within_tolerance.values])
     if getattr(args, "json", False):

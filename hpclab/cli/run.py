@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--clock", choices=CLOCKS, default=None, help="override the scenario's clock")
     p.add_argument("--scheduler", metavar="ADDR", default=None,
                    help="run real work on the Dask scheduler at ADDR (overrides cluster)")
+    p.add_argument("--cluster", metavar="FILE", default=None,
+                   help="run real work on the cluster of the spec file FILE: a scheduler address or "
+                        "a dask-jobqueue cluster (overrides cluster; docs/clusters.md)")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="write result.nc, summary.json and scenario.yaml into DIR")
@@ -70,11 +73,23 @@ def run(args) -> int:
         changes["seed"] = args.seed
     if changes:
         s = s.replace(**changes)
+    if args.cluster is not None:
+        if args.scheduler is not None:
+            raise HpclabError("give either --scheduler ADDR or --cluster FILE, not both")
+        spec = Path(args.cluster)
+        if not spec.is_file():
+            raise HpclabError(f"--cluster {args.cluster}: no such cluster spec file")
+        from hpclab.elastic._cluster_spec import load_cluster_spec
+
+        load_cluster_spec(spec)  # checked before any work
+        args.cluster = str(spec.resolve())
     if args.scheduler is not None:  # a wrong address fails in seconds, not after Dask's 30 s
         from hpclab.cli._args import check_scheduler
 
         args.scheduler = check_scheduler(args.scheduler)
     cluster = {"kind": "address", "address": args.scheduler} if args.scheduler else None
+    if args.cluster is not None:
+        cluster = {"kind": "file", "file": args.cluster}
     result = s.run(args.clock, progress=not args.quiet and not args.json, cluster=cluster, out=out)
     notes = result.summary.attrs.get("notes", "")
     if notes:

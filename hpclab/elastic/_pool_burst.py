@@ -3,6 +3,7 @@ zero: the demo behind ``hpclab pool demo``, the pools notebook and the pool benc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -186,12 +187,14 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
         if preemptions or fault_rate:
             raise HpclabError("a burst on a running scheduler takes no reclaims (its workers "
                               "are not the pool's to end): give preemptions=0, fault_rate=0")
-        connect(scheduler).close()  # reachable, and its workers have this hpclab
+        # reachable, and its workers have this hpclab: the one client, which then runs the burst
+        attached = connect(scheduler)
         pool_cm = AttachedPool(scheduler, itype=types[0], zone=zones[0], time_scale=time_scale,
                                interval=interval, seed=seed)
     else:
-        pool_cm = ElasticPool(**kwargs)
-    with pool_cm as pool, Client(pool) as client:
+        attached, pool_cm = None, ElasticPool(**kwargs)
+    with attached or contextlib.nullcontext(), pool_cm as pool, \
+            contextlib.nullcontext(attached) if attached is not None else Client(pool) as client:
         pool.drain_timeout = drain_timeout
 
         def watcher():

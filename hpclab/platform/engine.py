@@ -278,7 +278,9 @@ class Pool:
         self.timer = False
         timeout = self.idle_timeout
         nidle = self.nidle
-        if any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle):  # its trigger holds
+        # its trigger holds (a node is due) and a retirement could be applied
+        if (self.n_up + self.n_boot > self.min_nodes and not self._retire_blocked()
+                and any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle)):
             self._apply(t, self.scaler.decide(self.pool_state(t)))
         nxt = INF
         for lst in self.idle:
@@ -323,7 +325,7 @@ class Pool:
         slots), one :class:`InstanceView` per node that is booting or up.
 
         The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
-        nodes) come from the pool's counters as a :class:`Aggregates`, and the per-node views
+        nodes) come from the pool's counters as :class:`Aggregates`, and the per-node views
         are built only if a policy walks ``state.instances``."""
         G = self.G
         serving = self.n_up + self.n_boot

@@ -11,6 +11,7 @@ pool seconds. Both use the same policy object type, the same slots per instance,
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -107,38 +108,52 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
     return from_simulation(s, sim, catalog=cat, data=data, extra=extra, units=units)
 
 
+@contextlib.contextmanager
 def real_pool(s, limits, slots, policy, cat, needs=()):
-    """The real pool of a scenario: an ElasticPool of emulated instances on this machine, or the
-    same accounting attached to the scheduler at ``cluster.address`` (whose workers are first
-    checked for this hpclab and the packages in ``needs``: one line and exit 2 within seconds)."""
+    """``(pool, client)`` for a scenario's real run: an ElasticPool of emulated instances on this
+    machine, or the same accounting attached to the scenario's cluster (:meth:`Scenario.cluster_spec`):
+    a scheduler address, whose workers are first checked for this hpclab and the packages in
+    ``needs`` (one line and exit 2 within seconds) through the one client that then runs the
+    work, or a dask-jobqueue cluster from a spec file, started here and grown from zero by the
+    policy (one batch job per instance). Everything is closed at the end."""
     import logging
+
+    from distributed import Client
 
     from hpclab.elastic.pool import AttachedPool, ElasticPool
 
     c = s.cluster
-    if c["kind"] == "address":
-        from hpclab.elastic._pool_attach import connect
-
-        connect(c["address"], needs=needs).close()  # reachable, and its workers can run the work
-        if len(limits.types) != 1 or len(limits.zones) != 1:
-            raise HpclabError(f"{s.source}: pool.types: a pool attached to a scheduler address is "
-                              f"one instance type in one zone, got {len(limits.types)} types and "
-                              f"{len(limits.zones)} zones")
-        return AttachedPool(c["address"], itype=limits.types[0], zone=limits.zones[0],
-                            market=s.pool["market"], policy=policy, interval=c["interval"],
-                            time_scale=s.time_scale, seed=s.seed, catalog=cat)
-    if c["kind"] == "file":
-        raise HpclabError(f"{s.source}: cluster.kind: 'file' (a cluster spec) is not supported for "
-                          "emulated pools yet; use local or address")
-    return ElasticPool(limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
-                       policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
-                       faults=s.spot_faults(), silence_logs=logging.CRITICAL)
+    spec = s.cluster_spec()
+    with contextlib.ExitStack() as stack:
+        client = None
+        if spec is None:
+            pool = stack.enter_context(ElasticPool(
+                limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
+                policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
+                faults=s.spot_faults(), silence_logs=logging.CRITICAL))
+        else:
+            if len(limits.types) != 1 or len(limits.zones) != 1:
+                raise HpclabError(f"{s.source}: pool.types: a pool attached to a cluster ({spec.kind}) "
+                                  f"is one instance type in one zone, got {len(limits.types)} types "
+                                  f"and {len(limits.zones)} zones")
+            if spec.jobqueue:
+                target = stack.enter_context(spec.start())
+            else:  # reachable, its workers can run the work: the client that then runs it
+                client = stack.enter_context(spec.client(needs))
+                target = spec.address
+            pool = stack.enter_context(AttachedPool(
+                target, itype=limits.types[0], zone=limits.zones[0], market=s.pool["market"],
+                policy=policy, interval=c["interval"], time_scale=s.time_scale, seed=s.seed,
+                catalog=cat, max_instances=limits.max_per_type.get(limits.types[0])))
+        if client is None:
+            client = stack.enter_context(Client(pool))
+        yield pool, client
 
 
 def run_real(s, wl, *, progress: bool = False):
     """Run workload ``wl`` on a real pool: tasks submitted at their arrival times (pool seconds),
     sleeping their work at the instance's speed; the pool scales from zero and back to zero."""
-    from distributed import Client, fire_and_forget
+    from distributed import fire_and_forget
 
     from hpclab.catalog import resolve
     from hpclab.result import from_pool
@@ -150,7 +165,7 @@ def run_real(s, wl, *, progress: bool = False):
     policy = s.make_policy("target-duration", catalog=cat)
     timeout = s.cluster["timeout"]
     n = int(wl.work.size)
-    with real_pool(s, limits, slots, policy, cat) as pool, Client(pool) as client:
+    with real_pool(s, limits, slots, policy, cat) as (pool, client):
         wall0 = time.perf_counter()
         pool_t0 = pool.now()
         order = np.argsort(wl.arrival, kind="stable")

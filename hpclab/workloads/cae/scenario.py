@@ -84,10 +84,10 @@ class CAEScaling:
         c = s.cluster
         rows = []
         wall0 = time.perf_counter()
-        if c["kind"] == "address":
-            from hpclab.elastic._pool_attach import connect
-
-            with connect(c["address"], needs=("numba",)) as client:
+        spec = s.cluster_spec()
+        if spec is not None:  # a scheduler's workers, or the spec file's jobs
+            wait = c["timeout"] if spec.jobqueue else 10.0  # jobs may queue; a scheduler answers
+            with spec.client(("numba",), workers=c["workers"], timeout=wait) as client:
                 n = len(client.scheduler_info()["workers"])
                 rows.append((n, run_heat(p["real_grid"], p["ndim"], steps=p["steps"], client=client,
                                          steps_per_exchange=p["steps_per_exchange"])))

@@ -113,8 +113,6 @@ class ScreeningCampaign:
     def _real(self, s, *, progress, out):
         import time
 
-        from distributed import Client
-
         from hpclab.catalog import resolve
         from hpclab.result import from_pool
         from hpclab.workloads.screening.analysis import quality
@@ -129,7 +127,7 @@ class ScreeningCampaign:
         slots = slots_of(s, cat)
         policy = s.make_policy("target-duration", catalog=cat)
         n_tasks = -(-len(mols) // p["batch_size"])
-        with real_pool(s, limits, slots, policy, cat, needs=("rdkit",)) as pool, Client(pool) as client:
+        with real_pool(s, limits, slots, policy, cat, needs=("rdkit",)) as (pool, client):
             wall0 = time.perf_counter()
             t0 = pool.now()
             ds = run_screen(mols, ScreenParams(target=p["target"]), out=out, client=client,
