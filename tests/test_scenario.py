@@ -151,6 +151,32 @@ BAD = [
 ]
 
 
+def test_simulate_scenario_is_the_run_behind_the_result():
+    """The SimResult a notebook draws is the very run Scenario.run summarises."""
+    from hpclab.workloads.tasks import simulate_scenario
+
+    s = Scenario.example("burst")
+    sim, res = simulate_scenario(s), s.run("virtual")
+    assert sim.summary["completed"] == res["tasks_done"] == s.workload["tasks"]
+    assert sim.summary["makespan_s"] == pytest.approx(res["makespan_s"], rel=1e-12)
+    assert sim.summary["cost_usd"] == pytest.approx(res["cost_usd"], rel=1e-9)
+
+
+def test_cae_reductions_per_step_reach_the_model():
+    """workload.reductions_per_step is the model's: allreduces lower the saturation point."""
+    from hpclab.workloads import cae
+
+    s = Scenario.example("cae_scaling").replace(workload={"cost_per_cell": 1e-9, "grid": 2048})
+    none, some = s.run().data["scaling"], s.replace(workload={"reductions_per_step": 1.0}).run().data["scaling"]
+    assert float(none.reduction_time.max()) == 0.0
+    assert float(some.reduction_time.sel(cores=slice(2, None)).min()) > 0.0  # none on one core
+    assert (some.saturation_cores <= none.saturation_cores).all()
+    assert (some.saturation_cores < none.saturation_cores).any()
+    direct = cae.scaling(np.array(s.workload["cores"]), 2048, tuple(s.workload["fabrics"]), cost_per_cell=1e-9,
+                         reductions_per_step=1.0)
+    xr.testing.assert_allclose(some.time_per_step, direct.time_per_step)
+
+
 @pytest.mark.parametrize("text, message", BAD)
 def test_bad_scenarios_are_one_line_errors(text, message, tmp_path, capsys):
     path = tmp_path / "bad.yaml"

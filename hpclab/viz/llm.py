@@ -337,23 +337,28 @@ def llm_panel(model="gpt3-175b", gpus=1024, fabric="rdma-hpn7", node="lingjun.8x
 
 
 def report_part():
-    """The LLM section of ``hpclab report``: GPT-3 175B on 1,024 GPUs, the three fabrics, goodput
-    on CPFS vs OSS, and the validation against published runs."""
+    """The LLM section of ``hpclab report``: the shipped scenario ``llm_16k`` (GPT-3 175B on 16,384
+    GPUs), the three fabrics, goodput on CPFS vs OSS, and the validation against published runs."""
     import pandas as pd
 
+    from hpclab.scenario import Scenario
     from hpclab.viz._common import Part
     from hpclab.workloads import llm
 
-    fab = llm.compare_fabrics("gpt3-175b", 1024)
-    cl = llm.cluster()
-    good = llm.goodput_curve("gpt3-175b", cl, 1024)
+    s = Scenario.example("llm_16k")
+    w = s.workload
+    model, gpus = llm.transformer(w["model"]), w["gpus"]
+    fab = llm.compare_fabrics(model, gpus, w["global_batch"], node=w["node"])
+    cl = llm.cluster(w["node"], s.fabric or "rdma-hpn7", storage=w["storage"])
+    good = llm.goodput_curve(model, cl, gpus)
     val = llm.validate()
     table = pd.DataFrame({
         "fabric": fab.fabric.values, "layout": layout_labels(fab.rename(fabric="layout")),
         "step [s]": fab.step_time.values.round(2), "MFU [%]": (100 * fab.mfu.values).round(1),
         "goodput CPFS [%]": round(100 * float(good.optimal_goodput.sel(storage="cpfs")), 2),
         "goodput OSS [%]": round(100 * float(good.optimal_goodput.sel(storage="oss")), 2)})
-    text = (f"GPT-3 175B on 1,024 H800 GPUs, global batch {fab.attrs['global_batch']} sequences; "
+    text = (f"{model.name} on {gpus:,} {cl.node.gpu_model} GPUs (data/scenarios/llm_16k.yaml), global "
+            f"batch {fab.attrs['global_batch']} sequences; "
             f"{int(val.within_tolerance.sum())}/{val.sizes['row']} published runs within "
             f"±{100 * val.attrs['tolerance']:.0f}% after fitting three efficiencies on three rows.")
     return Part(figures=[breakdown_figure(fab, by="fabric", title="Best layout per fabric"),

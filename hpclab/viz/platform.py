@@ -155,16 +155,18 @@ def nodes_figure(results: dict, width: int = 720, height: int = 280):
 
 
 def panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6, backfill=True,
-                placement="topology", seed=1):
+                placement="topology", seed=1, *, jobs=None, **replay_kw):
     """What the panel shows, as plain data: a mixed workload replayed on separate fixed clusters
     and on the unified elastic platform; the compare Dataset, the figures' source data and an
-    HTML summary."""
+    HTML summary. ``jobs`` replaces the generated workload (a scenario's own jobs, drawn with the
+    same ``n_jobs``, ``ai_share``, ``load`` and ``seed``); ``replay_kw`` go to every replay."""
     from hpclab import platform as P
 
-    jobs = P.mixed_workload(int(n_jobs), ai_share=float(ai_share), cpu_nodes=int(cpu_nodes),
-                            gpu_nodes=int(gpu_nodes), load=float(load), seed=int(seed))
+    if jobs is None:
+        jobs = P.mixed_workload(int(n_jobs), ai_share=float(ai_share), cpu_nodes=int(cpu_nodes),
+                                gpu_nodes=int(gpu_nodes), load=float(load), seed=int(seed))
     common = dict(cpu_nodes=int(cpu_nodes), gpu_nodes=int(gpu_nodes), backfill=bool(backfill),
-                  placement=placement)
+                  placement=placement, **replay_kw)
     from hpclab.result import compare
 
     results = {label: P.replay(jobs, policy=label, **common) for label in ("separate", "unified")}
@@ -248,9 +250,17 @@ def report_part():
     separate fixed clusters and on the unified elastic platform."""
     import pandas as pd
 
+    from hpclab.scenario import Scenario
     from hpclab.viz._common import Part
 
-    m = panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6, seed=1)
+    s = Scenario.example("platform")
+    w, pool = s.workload, s.pool
+    cpu_t, gpu_t = pool["types"]
+    cpu_n, gpu_n = (pool["max_per_type"][t] for t in (cpu_t, gpu_t))
+    m = panel_model(n_jobs=w["jobs"], ai_share=w["ai_share"], cpu_nodes=cpu_n, gpu_nodes=gpu_n,
+                    load=w["load"], backfill=w["backfill"], placement=w["placement"], seed=s.seed,
+                    jobs=s.kind().jobs(s), cpu_type=cpu_t, gpu_type=gpu_t, depth=w["depth"],
+                    idle_timeout=pool["idle_timeout"], market=pool["market"], tick=s.tick)
     ds = m["dataset"]
     rows = {}
     for s in ds["run"].values:
@@ -263,8 +273,9 @@ def report_part():
                         "jobs done": int(d["jobs"].sum())}
     return Part(figures=[wait_figure(ds), cost_figure(ds), nodes_figure(m["results"])],
                 table=pd.DataFrame(rows).T,
-                text="2,000 jobs (70 % Lublin-Feitelson HPC gangs, 30 % AI training, inference and data "
-                     "pods) offering a load of 0.6 to 64 CPU and 16 GPU nodes, replayed on the virtual "
-                     "clock: two separate fixed clusters (Slurm-like EASY backfill for HPC, Kubernetes-like "
+                text=f"{w['jobs']:,} jobs ({100 * (1 - w['ai_share']):.0f} % Lublin-Feitelson HPC gangs, "
+                     f"{100 * w['ai_share']:.0f} % AI training, inference and data pods) offering a load of "
+                     f"{w['load']:g} to {cpu_n} CPU and {gpu_n} GPU nodes (data/scenarios/platform.yaml), "
+                     "replayed on the virtual clock: two separate fixed clusters (Slurm-like EASY backfill for HPC, Kubernetes-like "
                      "gang scheduling and bin packing for AI) against one front routing both onto elastic "
                      "pools that boot on demand and are billed per second.")

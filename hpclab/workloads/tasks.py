@@ -19,7 +19,7 @@ import numpy as np
 from hpclab._validate import HpclabError
 from hpclab.scenario import MAX_SECONDS, MAX_TASKS, Field
 
-__all__ = ["TaskBag", "sleep_task"]
+__all__ = ["TaskBag", "sleep_task", "simulate_scenario", "run_virtual"]
 
 
 def sleep_task(i: int, work: float, speeds: dict, time_scale: float) -> int:
@@ -77,20 +77,33 @@ def slots_of(s, cat) -> dict:
     return {t: int(s.pool["slots"].get(t, cat.instance(t).cores)) for t in s.pool["types"]}
 
 
-def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=None, units=None):
-    """Run workload ``wl`` on the scenario's pool on the virtual clock; a :class:`Result`."""
+def simulate_scenario(s, wl=None, *, policy=None, progress: bool = False, catalog=None, **kw):
+    """The virtual-clock run of scenario ``s`` as the simulator's own
+    :class:`~hpclab.elastic.simulate.SimResult` (what the views of :mod:`hpclab.viz.simulate`
+    draw): workload ``wl`` (default: the scenario's tasks) on the scenario's pool, tick, seed and
+    policy. ``kw`` go to :func:`~hpclab.elastic.simulate.simulate` (e.g. ``reclaim_scale``)."""
     from hpclab.catalog import resolve
     from hpclab.elastic.simulate import simulate
-    from hpclab.result import from_simulation
 
-    cat = resolve()
+    cat = resolve(catalog)
+    if wl is None:
+        wl = TaskBag.workload(s)
     limits = s.limits(catalog=cat)
     slots = slots_of(s, cat)
     pol = policy or s.make_policy("target-duration", catalog=cat)
-    sim = simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
-                   seed=s.seed, slots=slots, capacity=s.pool["capacity"],
-                   spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
-                   boot=s.pool["boot"] or None, progress=progress, market=s.spot_market())
+    return simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
+                    seed=s.seed, slots=slots, capacity=s.pool["capacity"],
+                    spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
+                    boot=s.pool["boot"] or None, progress=progress, market=s.spot_market(), **kw)
+
+
+def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=None, units=None):
+    """Run workload ``wl`` on the scenario's pool on the virtual clock; a :class:`Result`."""
+    from hpclab.catalog import resolve
+    from hpclab.result import from_simulation
+
+    cat = resolve()
+    sim = simulate_scenario(s, wl, policy=policy, progress=progress, catalog=cat)
     data = {"tasks": sim.tasks, **(data or {})}
     return from_simulation(s, sim, catalog=cat, data=data, extra=extra, units=units)
 

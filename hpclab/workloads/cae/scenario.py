@@ -35,6 +35,8 @@ class CAEScaling:
         "placement": Field("str", "placement-group"),
         "cost_per_cell": Field("float", None, lo=0, lo_open=True, hi=1.0, optional=True,
                                help="seconds per cell and step (default: measured here)"),
+        "reductions_per_step": Field("float", 0.0, lo=0, hi=10**6,
+                                     help="global allreduces per step (a residual check every 1/r steps)"),
         "real_grid": Field("int", 256, lo=3, hi=8192, help="grid of the real solver runs"),
     }
 
@@ -58,7 +60,8 @@ class CAEScaling:
         p = s.workload
         cpc = p["cost_per_cell"] or measure_cost_per_cell(ndim=p["ndim"])
         ds = scaling(np.array(p["cores"]), p["grid"], tuple(p["fabrics"]), cost_per_cell=cpc, mode=p["mode"],
-                     ndim=p["ndim"], steps_per_exchange=p["steps_per_exchange"], placement=p["placement"])
+                     ndim=p["ndim"], steps_per_exchange=p["steps_per_exchange"], placement=p["placement"],
+                     reductions_per_step=p["reductions_per_step"])
         values = {"cost_per_cell": cpc, "grid": p["grid"], "steps": p["steps"]}
         units = {"cost_per_cell": "s", "grid": "count", "steps": "count"}
         for f in p["fabrics"]:
