@@ -42,7 +42,10 @@ HAND = [
     # allgather (N = gathered output)
     ("allgather", "ring", 8, 7 * A + 7 / 8 * N * B),
     ("allgather", "recursive_doubling", 8, 3 * A + 7 / 8 * N * B),
-    ("allgather", "recursive_doubling", 12, 3 * A + 7 / 8 * N * B + 2 * A + N / 12 * B + N * B),
+    # MPICH patches inside the loop (p = 8 + 4: the 8 run 3 steps, the 4 run 2; 0-3 swap 8 and 4
+    # blocks with 8-11; 0-3 send those 4 blocks to 4-7), 24 = 16 + 8 likewise (module docstring)
+    ("allgather", "recursive_doubling", 12, 3 * A + 7 / 12 * N * B + (A + 8 / 12 * N * B) + (A + 4 / 12 * N * B)),
+    ("allgather", "recursive_doubling", 24, 4 * A + 15 / 24 * N * B + (A + 16 / 24 * N * B) + (A + 8 / 24 * N * B)),
     ("allgather", "bruck", 12, 4 * A + 11 / 12 * N * B),
     # reduce_scatter (N = input per rank)
     ("reduce_scatter", "ring", 8, 7 * A + 7 / 8 * N * (B + G)),
