@@ -51,9 +51,14 @@ HAND = [
     ("reduce_scatter", "ring", 8, 7 * A + 7 / 8 * N * (B + G)),
     ("reduce_scatter", "pairwise", 12, 11 * A + 11 / 12 * N * (B + G)),
     ("reduce_scatter", "recursive_halving", 8, 3 * A + 7 / 8 * N * (B + G)),
+    # 12 = 8 + 4: after the fold, virtual ranks 0-3 hold 2 blocks each; the halving steps move
+    # the heavier half of their group: 4 + 4, 2 + 2, 1 + 1 blocks of N/12 (MPICH's newcnts)
     ("reduce_scatter", "recursive_halving", 12,
-     3 * A + 7 / 8 * N * (B + G) + 2 * A + N * B + N * G + N / 12 * B),
+     3 * A + 14 / 12 * N * (B + G) + 2 * A + N * B + N * G + N / 12 * B),
     ("reduce_scatter", "recursive_doubling", 8, 3 * A + N * (3 - 7 / 8) * (B + G)),
+    # 12 = 8 + 4, patched in the loop as MPICH does: the 8 send 11, 10, 8 blocks of N/12, the 4
+    # send 11, 10 (waiting for the 8); then 0-3 swap with 8-11 and pass on 8 blocks to 4-7
+    ("reduce_scatter", "recursive_doubling", 12, 3 * A + 29 / 12 * N * (B + G) + 2 * (A + 8 / 12 * N * (B + G))),
     # broadcast
     ("broadcast", "binomial", 12, 4 * (A + N * B)),
     ("broadcast", "scatter_allgather", 8, (3 + 7) * A + 2 * 7 / 8 * N * B),

@@ -16,8 +16,9 @@ doubling loop (:func:`_allgather_recursive_doubling`).
 Eager sends (``eager=True``): below ``eager_threshold`` bytes (default: SimGrid's 65536,
 ``data/reference/collectives.yaml`` ``mpi_eager``) a send does not wait for its transfer, so the
 sends one rank posts in a row share its link. The binomial broadcast and the non-power-of-two
-recursive-doubling allgather are costed that way; the other forms are unchanged (each of their
-steps is one exchange per rank). Checked against SimGrid in ``tests/test_simgrid.py``.
+recursive-doubling allgather and reduce-scatter and the van de Geijn broadcast's scatter are
+costed that way; the other forms are unchanged (each of their steps is one exchange per rank).
+Checked against SimGrid in ``tests/test_simgrid.py``.
 
 Every step costs ``max(alpha + s*beta, gap)`` where ``s`` is the bytes that step sends and
 ``gap = m / message_rate`` is the message-rate floor for the ``m`` messages a host issues in that
@@ -279,25 +280,93 @@ def _allgather(alg, n, p, a, b, g, gap, eager=0.0):
     raise AssertionError(alg)
 
 
-def _reduce_scatter(alg, n, p, a, b, g, gap):
+def _merged_halving(L, r, s, a, b, gap):
+    """Recursive halving over ``p' = 2**L`` ranks of which the first ``r`` hold two ranks' blocks
+    (``s`` bytes each), as MPICH and Open MPI run it after folding: the step that halves a
+    group of ``g`` ranks moves the heavier half, ``g/2 + min(r, g/2)`` blocks, so the steps
+    sum to ``sum_{i<L} (2**i + min(r, 2**i)) s`` (``(p'-1) s`` when ``r = 0``). Returns
+    (seconds, bytes reduced on the slowest rank)."""
+    t = np.zeros(np.broadcast(L, r, s, a, b, gap).shape)
+    vol = np.zeros(np.broadcast(L, r, s).shape)
+    for i in range(int(np.max(L)) if np.size(L) else 0):
+        size = (2.0 ** i + np.minimum(r, 2.0 ** i)) * s
+        on = i < L
+        t = t + np.where(on, np.maximum(a + size * b, gap), 0.0)
+        vol = vol + np.where(on, size, 0.0)
+    return t, vol
+
+
+def _reduce_scatter(alg, n, p, a, b, g, gap, eager=0.0):
     """Reduce-scatter, n = input bytes per rank (TRG05 section 4.3).
 
-    ring, pairwise: ``(p-1) a + (p-1)/p n (b+g)``; recursive_halving:
-    ``lg p' a + (p'-1)/p' n (b+g) + [r>0](2a + n b + n g + n/p b)``; recursive_doubling
-    (non-commutative): ``ceil(lg p) a + n (ceil(lg p) - (p-1)/p)(b+g)``.
+    ring, pairwise: ``(p-1) a + (p-1)/p n (b+g)``; recursive_halving (MPICH's
+    ``MPIR_Reduce_scatter_intra_recursive_halving``, Open MPI's basic recursive halving): the
+    ``r`` excess ranks fold onto partners, whose blocks then count double in the halving
+    (:func:`_merged_halving`): ``lg p' a + sum_{i<lg p'} (2**i + min(r, 2**i)) n/p (b+g) +
+    [r>0](2a + n b + n g + n/p b)``, which is ``lg p a + (p-1)/p n (b+g)`` for a power of two;
+    recursive_doubling (non-commutative): ``lg p a + n (lg p - (p-1)/p)(b+g)`` for a power of two, MPICH's
+    in-loop patching otherwise (:func:`_reduce_scatter_recursive_doubling`).
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg in ("ring", "pairwise"):
         return _step(p - 1, n / p, a, b, gap) + (p - 1) / p * n * g
     if alg == "recursive_halving":
-        return (_halving(lgf, n, a, b, gap) + (p2 - 1) / p2 * n * g
-                + extra * (_step(1, n, a, b, gap) + n * g + _step(1, n / p, a, b, gap)))
+        t, vol = _merged_halving(lgf, p - p2, n / p, a, b, gap)
+        return t + vol * g + extra * (_step(1, n, a, b, gap) + n * g + _step(1, n / p, a, b, gap))
     if alg == "recursive_doubling":
-        vol = n * (lgc - (p - 1) / p)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(lgc > 0, vol / np.where(lgc > 0, lgc, 1.0), 0.0)
-        return _step(lgc, s, a, b, gap) + vol * g
+        return _reduce_scatter_recursive_doubling(n, p, a, b, g, gap, eager)
     raise AssertionError(alg)
+
+
+def _reduce_scatter_recursive_doubling(n, p, a, b, g, gap, eager=0.0):
+    """Recursive-doubling reduce-scatter (for non-commutative operations) as MPICH codes it
+    (``MPIR_Reduce_scatter_intra_recursive_doubling``, pmodels/mpich
+    src/mpi/coll/reduce_scatter/reduce_scatter_intra_recursive_doubling.c; SimGrid's
+    ``reduce_scatter__mpich_rdb``).
+
+    With ``s = n/p``: the step with distance ``2**i`` exchanges every block except the sender's
+    subtree of ``2**i`` ranks, ``(p - 2**i) s`` bytes, received and reduced: a power of two takes
+    ``sum_{i<lg p} (alpha + (p - 2**i) s (beta+gamma)) = lg p alpha + n (lg p - (p-1)/p)(beta+gamma)``
+    (TRG05). Otherwise the missing partners are patched inside the loop as in the allgather
+    (:func:`_allgather_recursive_doubling`), with the same digit recursion: for ``q = q' + r``
+    ranks of the ``p``, ``R(q) = max(R(q'), R(r)) + (1 + k)(alpha + (p - r) s (beta+gamma))``,
+    ``k = lg q' - floor(lg r)`` patch rounds, each sending the ``(p - r)`` blocks just received
+    (24 ranks: ``6 alpha + 113/24 n (beta+gamma)`` against TRG05's ``5 alpha + 97/24 n``).
+    With eager sends (below ``eager`` bytes) the patch rounds fan out on one link as in the
+    allgather (:func:`_fan_chain`).
+    """
+    s = n / p
+    pk = np.asarray(p, dtype=np.int64)
+    nbits = int(np.max(p)).bit_length()
+
+    def step(size):
+        return np.maximum(a + size * b, gap) + size * g
+
+    t = np.zeros(np.broadcast(n, p, a, b, g, gap).shape)
+    full = t  # R(2**j) = sum_{i<j} step((p - 2**i) s)
+    low = np.zeros(np.shape(p))
+    lg_low = np.zeros(np.shape(p))
+    for j in range(nbits):
+        m = float(2 ** j)
+        if j > 0:
+            full = full + np.where(m / 2 < p, step((p - m / 2) * s), 0.0)
+        bit = (pk >> j) & 1 == 1
+        if not np.any(bit):
+            continue
+        has_low = bit & (low > 0)
+        if np.any(has_low):
+            rounds = j - lg_low
+            size = (p - low) * s
+            patch = rounds * step(size)
+            if np.any(eager > 0):  # eager patch sends of all rounds fan out on one link
+                patch = np.where(size < eager, _fan_chain(rounds, size, a, b, gap) + rounds * size * g, patch)
+            t = np.where(has_low, np.maximum(full, t) + step(size) + patch, t)
+        first_bit = bit & (low == 0)
+        if np.any(first_bit):
+            t = np.where(first_bit, full, t)
+        lg_low = np.where(bit, float(j), lg_low)
+        low = low + np.where(bit, m, 0.0)
+    return t
 
 
 def _binomial_broadcast_eager(n, p, a, b, gap):
@@ -334,12 +403,59 @@ def _binomial_broadcast_eager(n, p, a, b, gap):
     return t
 
 
+def _binomial_scatter_eager(n, p, a, b, gap):
+    """Binomial scatter (MPICH's, as in the van de Geijn broadcast) whose sends are all eager: a
+    node posts its pieces at once and they share its link, so (max-min fairness) a piece of
+    ``x`` bytes arrives ``alpha + sum_y min(x, y) beta`` after the node got its own, ``y`` over
+    the node's pieces. A full subtree of order ``i`` (pieces ``s, 2s, .., 2**(i-1) s``, ``s = n/p``)
+    takes ``S(i) = sum_{k=1..i} (alpha + (2**k - 1) s beta)`` along its largest pieces; a tree of
+    ``q = 2**e + q2`` ranks sends ``2**i s`` (i < e) and ``q2 s`` (to a tree of ``q2`` ranks)::
+
+        S(q) = max(alpha + (2**e - 1 + min(q2, 2**(e-1))) s beta + S(e-1),
+                   alpha + (sum_{k<e} min(2**k, q2) + q2) s beta + S(q2))
+
+    (digits of ``p`` from the lowest, as :func:`_binomial_broadcast_eager`). Each piece is
+    floored at one message gap.
+    """
+    s = n / p
+    x = s * b  # seconds per block
+    pk = np.asarray(p, dtype=np.int64)
+    nbits = int(np.max(p)).bit_length()
+    shape = np.broadcast(n, p, a, b, gap).shape
+    t = np.zeros(shape)
+    full_prev = np.zeros(shape)  # S(e-1)
+    full = np.zeros(shape)  # S(e)
+    low = np.zeros(np.shape(p))
+    lg_low = np.zeros(np.shape(p))
+    for e in range(nbits):
+        if e > 0:
+            full_prev, full = full, full + np.maximum(a + (2.0 ** e - 1) * x, gap)
+        bit = (pk >> e) & 1 == 1
+        if not np.any(bit):
+            continue
+        has_low = bit & (low > 0)
+        if np.any(has_low):
+            shared = (2.0 ** (lg_low + 1) - 1) + low * (e - 1 - lg_low)  # sum_{k<e} min(2**k, low)
+            last = np.maximum(a + (shared + low) * x, gap) + t
+            if e > 0:
+                big = np.maximum(a + (2.0 ** e - 1 + np.minimum(low, 2.0 ** (e - 1))) * x, gap) + full_prev
+                last = np.maximum(last, big)
+            t = np.where(has_low, last, t)
+        first_bit = bit & (low == 0)
+        if np.any(first_bit):
+            t = np.where(first_bit, full, t)
+        lg_low = np.where(bit, float(e), lg_low)
+        low = low + np.where(bit, 2.0 ** e, 0.0)
+    return t
+
+
 def _broadcast(alg, n, p, a, b, g, gap, eager=0.0):
     """Broadcast of n bytes (TRG05 section 4.2).
 
     binomial: ``ceil(lg p)(a + n b)``, or for messages below the eager threshold ``eager`` (0:
     none) with a parent's sends sharing its link, :func:`_binomial_broadcast_eager`;
-    scatter_allgather (van de Geijn): ``(ceil(lg p) + p - 1) a + 2(p-1)/p n b``; ring:
+    scatter_allgather (van de Geijn): ``(ceil(lg p) + p - 1) a + 2(p-1)/p n b``, with an eager
+    scatter (its largest piece below ``eager``) :func:`_binomial_scatter_eager` instead; ring:
     ``P(p-1, n b)``; double_binary_tree: ``P(ceil lg p, n b)``.
     """
     lgf, lgc, p2, extra = _logs(p)
@@ -349,7 +465,11 @@ def _broadcast(alg, n, p, a, b, g, gap, eager=0.0):
             t = np.where(n < eager, _binomial_broadcast_eager(n, p, a, b, gap), t)
         return t
     if alg == "scatter_allgather":
-        return _bruck_like(lgc, (p - 1) / p * n, a, b, gap) + _step(p - 1, n / p, a, b, gap)
+        scatter = _bruck_like(lgc, (p - 1) / p * n, a, b, gap)
+        if np.any(eager > 0):  # every piece eager (the largest is about n/2)
+            piece = np.ceil(p / 2) / p * n
+            scatter = np.where(piece < eager, _binomial_scatter_eager(n, p, a, b, gap), scatter)
+        return scatter + _step(p - 1, n / p, a, b, gap)
     if alg == "ring":
         return _pipe(p - 1, n, a, b, gap)
     if alg == "double_binary_tree":
@@ -409,12 +529,14 @@ _FLAT = {"allreduce": _allreduce, "allgather": _allgather, "reduce_scatter": _re
 
 def _flat(op, alg, n, p, a, b, g, gap, eager=0.0):
     """One flat algorithm; ``eager``: the eager threshold in bytes (0: every send waits for its
-    transfer), which the binomial broadcast and the non-power-of-two recursive-doubling allgather
-    depend on."""
+    transfer), which the binomial and van de Geijn broadcasts and the non-power-of-two
+    recursive-doubling allgather and reduce-scatter depend on."""
     if op == "broadcast":
         return _broadcast(alg, n, p, a, b, g, gap, eager)
     if op == "allgather":
         return _allgather(alg, n, p, a, b, g, gap, eager)
+    if op == "reduce_scatter":
+        return _reduce_scatter(alg, n, p, a, b, g, gap, eager)
     return _FLAT[op](alg, n, p, a, b, g, gap)
 
 
@@ -637,8 +759,8 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         Fat-tree / rail-optimised topology adding hops and oversubscription (default: none).
     eager : bool, optional
         Sends below ``eager_threshold`` are eager: they do not wait for their transfer, so a
-        rank's consecutive sends share its link (binomial broadcast, non-power-of-two
-        recursive-doubling allgather). Default False.
+        rank's consecutive sends share its link (binomial and van de Geijn broadcast,
+        non-power-of-two recursive-doubling allgather and reduce-scatter). Default False.
     eager_threshold : float, optional
         Bytes (>= 0) below which a send is eager, with ``eager=True``; default 65536 (SimGrid's
         ``smpi/send-is-detached-thresh``; MPICH CH3: 131072), ``data/reference/collectives.yaml``.
@@ -668,8 +790,10 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         ``T(p) = max(T(p'), T(r)) + alpha + p' s beta + (lg p' - floor(lg r))(alpha + r s beta)``
         (24 ranks: ``6 alpha + 39/24 n beta``); bruck: ``ceil(lg p) alpha + (p-1)/p n beta``.
     reduce_scatter
-        ring, pairwise: ``(p-1) alpha + (p-1)/p n (beta + gamma)``; recursive_halving:
-        ``lg p' alpha + (p'-1)/p' n (beta+gamma) + [r>0](2 alpha + n beta + n gamma + n/p beta)``;
+        ring, pairwise: ``(p-1) alpha + (p-1)/p n (beta + gamma)``; recursive_halving (the folded
+        ranks' blocks count double in the halving, as in MPICH and Open MPI):
+        ``lg p' alpha + sum_{i<lg p'} (2**i + min(r, 2**i)) n/p (beta+gamma) + [r>0](2 alpha + n beta
+        + n gamma + n/p beta)``;
         recursive_doubling (non-commutative): ``ceil(lg p) alpha + n (ceil(lg p) - (p-1)/p)(beta+gamma)``.
     broadcast
         binomial: ``ceil(lg p)(alpha + n beta)`` (with ``eager=True`` and n below the threshold,
