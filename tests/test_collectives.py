@@ -72,7 +72,9 @@ HAND = [
     ("reduce", "double_binary_tree", 12, pipelined(4, N * (B + G))),
     # alltoall (N = send buffer per rank)
     ("alltoall", "pairwise", 8, 7 * (A + N / 8 * B)),
-    ("alltoall", "bruck", 12, 4 * (A + N / 2 * B)),
+    ("alltoall", "bruck", 8, 3 * (A + N / 2 * B)),
+    # 12 ranks: the indices 0..11 with bit k set are 6, 6, 4 and 4 blocks of N/12
+    ("alltoall", "bruck", 12, 4 * A + (6 + 6 + 4 + 4) / 12 * N * B),
     # barrier
     ("barrier", "bruck", 12, 4 * A),
     ("barrier", "recursive_doubling", 12, 3 * A + 2 * A),

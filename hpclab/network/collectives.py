@@ -10,8 +10,10 @@ seconds per byte on one rank's link, ``gamma`` seconds per byte reduced. ``lg p`
 MPICH's handling of non-power-of-two rank counts: the ``r`` excess ranks first fold their data
 onto a partner (one step of ``alpha + n*beta (+ n*gamma)``), the ``p'`` remaining ranks run the
 power-of-two algorithm, and the result is sent back to the excess ranks (one more step). The
-recursive-doubling allgather is the exception: MPICH patches the missing blocks inside the
-doubling loop (:func:`_allgather_recursive_doubling`).
+recursive-doubling allgather and reduce-scatter are the exceptions: MPICH patches the missing
+blocks inside the doubling loop (:func:`_allgather_recursive_doubling`,
+:func:`_reduce_scatter_recursive_doubling`); and after the fold, recursive halving counts the
+folded ranks' blocks twice (:func:`_merged_halving`).
 
 Eager sends (``eager=True``): below ``eager_threshold`` bytes (default: SimGrid's 65536,
 ``data/reference/collectives.yaml`` ``mpi_eager``) a send does not wait for its transfer, so the
@@ -205,10 +207,9 @@ def _allgather_recursive_doubling(n, p, a, b, gap, eager=0.0):
     the link with the rest of the large send (its ``R = (p' - r) s beta - alpha`` seconds left when
     the patch sends start moving): the last step costs ``max(alpha + r s beta + patch',
     alpha + (p' + k r) s beta)`` where ``patch'`` adds ``min(R, r s beta)`` to the fan-out's first
-    level. Not modelled: an eager patch still
-    in flight when the next doubling step starts (it slows that step's sends; SimGrid shows up to
-    6% at 28 ranks, where ``r = 12`` is itself patched). Every step is floored at the message gap
-    as elsewhere.
+    level. Not modelled: an eager patch still in flight when the next doubling step starts (it
+    slows that step's sends; SimGrid shows up to 6% at 28 ranks, where ``r = 12`` is itself
+    patched). Every step is floored at the message gap as elsewhere.
     """
     s = n / p
     lgf, lgc, p2, extra = _logs(p)
@@ -500,13 +501,22 @@ def _reduce(alg, n, p, a, b, g, gap):
 def _alltoall(alg, n, p, a, b, g, gap):
     """Alltoall, n = send bytes per rank (TRG05 section 4.6).
 
-    pairwise: ``(p-1)(a + n/p b)``; bruck: ``ceil(lg p)(a + n/2 b)``.
+    pairwise: ``(p-1)(a + n/p b)``; bruck: step ``k`` (``k < ceil(lg p)``) sends the blocks whose
+    index has bit ``k`` set, ``c_k = floor(p / 2**(k+1)) 2**k + max(0, p mod 2**(k+1) - 2**k)`` of
+    them: ``sum_k (a + c_k n/p b)``, which is ``lg p (a + n/2 b)`` for a power of two.
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "pairwise":
         return _step(p - 1, n / p, a, b, gap)
     if alg == "bruck":
-        return _step(lgc, n / 2, a, b, gap)
+        if not np.any(extra):
+            return _step(lgc, n / 2, a, b, gap)
+        t = np.zeros(np.broadcast(n, p, a, b, gap).shape)
+        for k in range(int(np.max(lgc))):
+            half, whole = 2.0 ** k, 2.0 ** (k + 1)
+            count = np.floor(p / whole) * half + np.maximum(0.0, np.mod(p, whole) - half)
+            t = t + np.where(k < lgc, np.maximum(a + count * n / p * b, gap), 0.0)
+        return t
     raise AssertionError(alg)
 
 
@@ -794,7 +804,8 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         ranks' blocks count double in the halving, as in MPICH and Open MPI):
         ``lg p' alpha + sum_{i<lg p'} (2**i + min(r, 2**i)) n/p (beta+gamma) + [r>0](2 alpha + n beta
         + n gamma + n/p beta)``;
-        recursive_doubling (non-commutative): ``ceil(lg p) alpha + n (ceil(lg p) - (p-1)/p)(beta+gamma)``.
+        recursive_doubling (non-commutative): ``lg p alpha + n (lg p - (p-1)/p)(beta+gamma)`` for a
+        power of two, else patched in the loop as MPICH does (24 ranks: ``6 alpha + 113/24 n (beta+gamma)``).
     broadcast
         binomial: ``ceil(lg p)(alpha + n beta)`` (with ``eager=True`` and n below the threshold,
         a parent's sends share its link: ``lg p alpha + lg p (lg p + 1)/2 n beta`` for a power of
@@ -806,7 +817,9 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         gather): ``2 lg p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma + [r>0](alpha + n beta + n gamma)``;
         ring: ``P(p-1, n(beta+gamma))``; double_binary_tree: ``P(ceil(lg p), n(beta+gamma))``.
     alltoall
-        pairwise: ``(p-1)(alpha + n/p beta)``; bruck: ``ceil(lg p)(alpha + n/2 beta)``.
+        pairwise: ``(p-1)(alpha + n/p beta)``; bruck: ``lg p (alpha + n/2 beta)`` for a power of
+        two, else step ``k`` sends the ``c_k`` blocks whose index has bit ``k`` set:
+        ``sum_{k<ceil(lg p)} (alpha + c_k n/p beta)``.
     barrier
         bruck (dissemination): ``ceil(lg p) alpha``; recursive_doubling: ``lg p' alpha + [r>0] 2 alpha``;
         binomial (gather + release): ``2 ceil(lg p) alpha``.
