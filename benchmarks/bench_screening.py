@@ -72,11 +72,11 @@ def main():
     inputs = scr.campaign_inputs(ds)
     args = (np.geomspace(1e6, 1e9, 20), np.geomspace(0.25, 72, 40), np.linspace(0, 1, 5),
             ["one", "global"])
-    scr.campaign(inputs, *args, conformers=300, survivor_fraction=1.0)
+    scr.estimate_campaign(inputs, *args, conformers=300, survivor_fraction=1.0)
     best = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
-        scr.campaign(inputs, *args, conformers=300, survivor_fraction=1.0)
+        scr.estimate_campaign(inputs, *args, conformers=300, survivor_fraction=1.0)
         best = min(best, time.perf_counter() - t0)
     print(f"campaign model, 8,000-point sweep: {best * 1e3:.1f} ms; ratio to target: "
           f"{best / SWEEP_TARGET_S:.2f} (target <= 1)")

@@ -88,6 +88,13 @@ class Report:
         return [f for s in self.sections for f in s.figures]
 
     def summary(self) -> str:
+        """Deprecated: :meth:`status_text` (``summary`` is a run's summary Dataset)."""
+        from hpclab._deprecated import warn
+
+        warn("hpclab.report.Report.summary()", "Report.status_text()")
+        return self.status_text()
+
+    def status_text(self) -> str:
         """One line per section: key, status, seconds, reason."""
         lines = []
         for s in self.sections:
@@ -137,6 +144,7 @@ def _virtual_clock() -> Part:
     import pandas as pd
 
     from hpclab.elastic.simulate import campaign
+    from hpclab.result import compare
     from hpclab.viz import simulate as view
 
     own = _from_view(view)
@@ -145,14 +153,12 @@ def _virtual_clock() -> Part:
     labels = ["one zone, one type, on-demand", "all zones and generations, spot first"]
     results = [campaign(100_000, 1_000_000, policy=p, seed=0, progress=False)
                for p in ("single-zone", "global-spot")]
-    rows = {}
-    for label, r in zip(labels, results):
-        m = r.summary
-        rows[label] = {"makespan [h]": m["makespan_s"] / 3600.0, "cost [USD]": m["cost_usd"],
-                       "core-hours": m["core_hours"], "utilisation": m["utilisation"],
-                       "peak cores": m["peak_cores"], "capacity refusals": m["refusals"],
-                       "spot reclaims": m["reclaims"], "work redone [core-h]": m["work_redone"] / 3600.0}
-    table = pd.DataFrame(rows).T
+    m = compare(results, labels).to_dataframe()
+    table = pd.DataFrame({"makespan [h]": m["makespan_s"] / 3600.0, "cost [USD]": m["cost_usd"],
+                          "core-hours": m["core_hours"], "utilisation": m["utilisation"],
+                          "peak cores": m["peak_cores"], "capacity refusals": m["refusals"],
+                          "spot reclaims": m["reclaims"],
+                          "work redone [core-h]": m["work_redone"] / 3600.0}).rename_axis(None)
     return Part(figures=[view.cores_figure(results, labels), view.cost_figure(results, labels)],
                 table=table,
                 text="A campaign of 1,000,000 lognormal tasks (mean 30 core-minutes) arriving over 4 h "

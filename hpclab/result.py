@@ -11,12 +11,14 @@ A :class:`Result` holds
 
 ``to_netcdf(path)`` writes all of them as groups of one netCDF-4 file (``open_result`` reads it
 back), ``to_json()`` gives the summary as plain JSON (what ``hpclab run --json`` prints).
+:func:`compare` tabulates finished results (these and the older result types) along ``run``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ import xarray as xr
 
 from hpclab._validate import HpclabError
 
-__all__ = ["Result", "open_result", "summary_dataset", "instances_dataset"]
+__all__ = ["Result", "open_result", "summary_dataset", "instances_dataset", "compare"]
 
 _SECTIONS = ("summary", "events", "instances", "bill")
 
@@ -174,6 +176,73 @@ def open_result(path) -> dict[str, xr.Dataset]:
     out = {name: node.to_dataset().load() for name, node in tree.children.items()}
     out["/"] = tree.to_dataset()
     return out
+
+
+# -- finished results side by side ------------------------------------------------------------
+#: units of the figures of :attr:`hpclab.elastic.simulate.SimResult.summary` (a dict)
+SIM_UNITS = {"tasks": "tasks", "completed": "tasks", "makespan_s": "s", "cost_usd": "USD",
+             "core_hours": "core-h", "utilisation": "1", "work_redone": "core-s",
+             "tasks_redone": "count", "refusals": "count", "refusal_events": "count",
+             "quota_clipped": "count", "reclaims": "count", "hard_kills": "count",
+             "instances": "count", "peak_cores": "cores", "limit_violations": "count",
+             "ticks": "count", "end_time_s": "s", "events": "count", "wall_s": "s",
+             "events_per_s": "1/s"}
+
+
+def summary_of(result) -> xr.Dataset:
+    """The summary Dataset of any finished run: a :class:`Result` (``.summary``), a
+    ``SimResult`` (its ``summary`` dict, with :data:`SIM_UNITS`), a ``PlatformResult`` or a
+    ``BurstRun`` (their ``summary()``)."""
+    s = getattr(result, "summary", None)
+    if callable(s):
+        s = s()
+    if isinstance(s, Mapping) and not isinstance(s, xr.Dataset):
+        s = summary_dataset({k: v for k, v in s.items() if np.ndim(v) == 0}, SIM_UNITS)
+    if not isinstance(s, xr.Dataset):
+        raise HpclabError(f"compare takes finished results (Result, SimResult, PlatformResult, "
+                          f"BurstRun), got {type(result).__name__}")
+    return s
+
+
+def _label(result) -> str:
+    name = getattr(getattr(result, "scenario", None), "name", None)
+    if name is not None:
+        return f"{name} ({result.clock})"
+    return str(getattr(result, "policy", "") or type(result).__name__)
+
+
+def compare(results, labels=None, *, dim: str = "run") -> xr.Dataset:
+    """Finished results side by side: each one's summary (:func:`summary_of`) along ``dim``.
+
+    ``results`` is ``{label: result}`` or a sequence (labelled by ``labels``, else by each
+    result's scenario and clock or policy). A figure one run lacks is NaN there; other
+    dimensions (a platform's ``pool``) are joined. Units are kept; ``.to_dataframe()`` gives one
+    row per run.
+    """
+    if isinstance(results, Mapping):
+        labels, results = list(results), list(results.values())
+    else:
+        results = list(results)
+        labels = [_label(r) for r in results] if labels is None else list(labels)
+    if not results:
+        raise HpclabError("compare needs at least one finished result")
+    if len(labels) != len(results):
+        raise HpclabError(f"compare got {len(labels)} labels for {len(results)} results")
+    if len(set(labels)) != len(labels):
+        raise HpclabError(f"compare needs one label per result, got repeated labels {labels}")
+    rows = []
+    for label, r in zip(labels, results):
+        ds = summary_of(r).copy()
+        ds.attrs = {}
+        rows.append(ds.expand_dims({dim: [label]}))
+    ds = xr.concat(rows, dim=dim, join="outer", data_vars="all", coords="different",
+                   compat="equals", combine_attrs="drop")
+    for v in ds.data_vars:  # the units of the first run that has the figure
+        for d in rows:
+            if v in d:
+                ds[v].attrs = dict(d[v].attrs)
+                break
+    return ds
 
 
 # -- builders shared by the workloads ------------------------------------------------------------

@@ -224,7 +224,7 @@ def _rendered_plots(section) -> int:
 
 def test_report_renders_every_plot_offline(page, tmp_path_factory):
     report, out = jl.default_report(tmp_path_factory.getbasetemp() / "shared-report")
-    assert report.ok, report.summary()
+    assert report.ok, report.status_text()
     page.goto(out.as_uri(), wait_until="load")
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length === 1", timeout=60_000)
     sections = page.locator("section.hpclab-section")

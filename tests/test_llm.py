@@ -207,12 +207,42 @@ def test_tensor_parallel_collectives_per_layer(gpt3, h800):
     # sequence parallelism each all-reduce becomes all-gather + reduce-scatter (same cost) and the
     # backward pass all-gathers the two layer-norm outputs again (Korthikanti et al. 2022,
     # section 4.2.2): +2 all-gathers = +1 all-reduce equivalent, unless the forward is recomputed
+    # (Megatron-LM 2021, async_tp=False). Since September 2021 the two column-parallel linears'
+    # backward collectives (the input-gradient all-reduce, or with sequence parallelism the
+    # re-all-gather and the reduce-scatter) run beside their gradient GEMMs: two all-reduce
+    # equivalents per layer hidden (here wholly: the GEMMs take longer than the collectives)
     m, layers_stage, b, s, h = 1536 // 16, 96 // 8, 1, 2048, 12288
     one = collective_time("allreduce", b * s * h * 2, 8, h800.intra)
+    gemm = b * s * 2 * 7 * h * h / 8 / (0.25 * h800.peak_flops)  # QKV 3h^2 + FFN up 4h^2, over tp
+    assert gemm > 2 * one
     for sp, counts in ((False, [4, 4, 6]), (True, [5, 5, 6])):
-        ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, sequence_parallel=sp,
-                           recompute=["none", "selective", "full"], efficiency=0.5)
-        assert ds.tp_comm.values == pytest.approx(m * layers_stage * one * np.array(counts), rel=1e-12)
+        for async_tp, hidden in ((False, 0), (True, 2)):
+            ds = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, sequence_parallel=sp,
+                               recompute=["none", "selective", "full"], efficiency=0.25,
+                               async_tp=async_tp)
+            assert ds.tp_comm.values == pytest.approx(
+                m * layers_stage * one * (np.array(counts) - hidden), rel=1e-12)
+    # the hidden part is capped by the GEMM it runs beside: a tiny GEMM hides almost nothing
+    fast = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=1536, efficiency=1.0,
+                         async_tp=True, sequence_parallel=False, recompute="full")
+    gemm_fast = gemm * 0.25
+    assert float(fast.tp_comm[0]) == pytest.approx(m * layers_stage * (6 * one - gemm_fast), rel=1e-9)
+
+
+def test_gradient_accumulation_without_fusion(gpt3, h800):
+    # Megatron-LM 2021 (fp16, local DDP without contiguous buffers): autograd adds each micro-
+    # batch's gradient into param.grad, 3 x 2 bytes per local parameter after the first micro-batch
+    kw = dict(tp=8, pp=8, dp=16, global_batch=1536, efficiency=0.5, memory_efficiency=0.5)
+    fused = llm.step_time(gpt3, h800, grad_accumulation_fusion=True, **kw)
+    plain = llm.step_time(gpt3, h800, grad_accumulation_fusion=False, **kw)
+    params = float(plain.weights[0]) / 2  # bf16 weights of the stage's GPU (ZeRO-1: not sharded)
+    extra = (96 - 1) * params * 6 / (0.5 * h800.memory_bandwidth)
+    assert float((plain.step_time - fused.step_time)[0]) == pytest.approx(extra, rel=1e-9)
+    assert float((plain.compute_time - fused.compute_time)[0]) == pytest.approx(extra, rel=1e-9)
+    one = llm.step_time(gpt3, h800, tp=8, pp=8, dp=16, global_batch=16, micro_batch=1,
+                        efficiency=0.5, grad_accumulation_fusion=False)
+    assert float(one.step_time[0]) == pytest.approx(float(llm.step_time(
+        gpt3, h800, tp=8, pp=8, dp=16, global_batch=16, micro_batch=1, efficiency=0.5).step_time[0]))
 
 
 def test_pipeline_point_to_point_volume(gpt3, h800):
@@ -341,10 +371,13 @@ def test_flash_attention_makes_none_and_selective_the_same(gpt3, h800):
     # without it "none" skips the 4 s h recompute FLOPs per token and layer but stores the scores
     un = llm.step_time(gpt3, h800, flash_attention=False, memory_efficiency=0.6, **kw)
     assert un.total_memory.values[0] > un.total_memory.values[1]
-    # unfused, the attention core is a roofline: min(eff x peak, AI x mem_eff x HBM), with
-    # AI = s d / (s + 2d) FLOP/B for the batched QK^T and PV products of inner size d = 128
-    rate = min(989e12 * 0.5, 2048 * 128 / (2048 + 256) * 0.6 * 3.35e12)
+    # unfused, the attention core is a roofline: min(eff x peak, AI x HBM), with AI = s d / (s + 2d)
+    # FLOP/B for the batched QK^T and PV products of inner size d = 128 (a GEMM's exact bytes at
+    # the HBM's bandwidth); recomputing it also rewrites and rereads the scores, 5 a s / t bytes
+    # per token (softmax output, dropout mask and output) at memory_efficiency x HBM
+    rate = min(989e12 * 0.5, 2048 * 128 / (2048 + 256) * 3.35e12)
     saved = 96 * 12 * 2048 * 4 * 2048 * 12288 / 8 / rate  # m l_stage tokens 4sh / t / speed
+    saved += 96 * 12 * 2048 * (5 * 96 * 2048 / 8) / (0.6 * 3.35e12)
     assert un.compute_time.values[1] - un.compute_time.values[0] == pytest.approx(saved, rel=0.01)
     assert set(llm.search(gpt3, h800, 1024, 1536, efficiency=0.5).recompute.values) <= {"selective", "full"}
 
@@ -413,11 +446,86 @@ def test_calibration_rows_are_reproduced(validation):
 def test_published_rows_within_tolerance(validation):
     ref = llm.reference()["calibration"]
     outside = set(validation.row.values[~validation.within_tolerance.values])
-    assert validation.attrs["tolerance"] == 0.15
+    assert validation.attrs["tolerance"] == 0.10  # the issue's target for every row not fitted
     # exactly the rows listed as known misses (with their reasons) are outside: a new miss or a
     # fixed one both fail here
     assert outside == set(ref["known_misses"]), validation.relative_error.to_series().to_dict()
     assert validation.sizes["row"] >= 30
+
+
+@pytest.mark.parametrize("name, gpus, batch", [("gpt3-175b", 1024, 2048), ("mixtral-8x7b", 24, 96),
+                                               ("deepseek-v3", 256, 1024), ("llama3-405b", 96, 1152)])
+def test_layouts_pruned_in_stages_equal_the_full_grid(name, gpus, batch):
+    # layouts() prunes stage by stage; the result (and its order) is the full meshgrid of the axes
+    # filtered by check_layout's rules
+    from hpclab.workloads.llm.parallel import _divisors, _layout_codes
+
+    cl = llm.cluster("lingjun.8xh800", "rdma-hpn7")
+    model = llm.transformer(name)
+    eps = [e for e in (1, 2, 4, 8, 16, 32, 64) if model.experts and model.experts % e == 0] or [1]
+    grid = np.meshgrid(_divisors(8), [1, 2, 4, 8, 16], [p for p in _divisors(gpus) if p <= model.layers],
+                       [1, 2, 4, 8], [1, 2, 4], [0, 1, 2, 3], [0, 1, 2], eps, indexing="ij")
+    t, c, p, b, v, z, r, e = (g.ravel().astype(np.int64) for g in grid)
+    keep = gpus % (t * c * p) == 0
+    t, c, p, b, v, z, r, e = (x[keep] for x in (t, c, p, b, v, z, r, e))
+    d = gpus // (t * c * p)
+    ok = _layout_codes(model, cl, gpus, t, p, d, c, b, v, z, np.full(t.shape, batch), e) == 0
+    want = dict(tp=t, pp=p, dp=d, cp=c, micro_batch=b, interleave=v, zero=z, recompute=r, ep=e)
+    got = llm.layouts(model, cl, gpus, batch)
+    assert got["tp"].size == int(ok.sum()) > 0
+    for k, val in want.items():
+        assert np.array_equal(got[k], val[ok]), k
+
+
+def test_search_prunes_what_does_not_fit_before_timing(gpt3, h800):
+    # feasible_only times only the layouts that fit; the ranking is the same as timing them all
+    full = llm.search(gpt3, h800, 256, 512, efficiency=0.5, memory_efficiency=0.5, feasible_only=False)
+    fit = llm.search(gpt3, h800, 256, 512, efficiency=0.5, memory_efficiency=0.5)
+    assert fit.attrs["layouts_evaluated"] == full.attrs["layouts_evaluated"]
+    kept = full.isel(layout=np.flatnonzero(full.fits.values > 0))
+    assert fit.sizes["layout"] == kept.sizes["layout"] > 0
+    assert np.array_equal(fit.step_time.values, kept.step_time.values)
+    assert (fit.reason.values == "").all() and (full.reason.values[full.fits.values == 0] != "").all()
+
+
+def test_every_row_says_how_its_layout_is_known(validation):
+    # a row with a published layout states or assumes micro-batch and interleaving (never searched
+    # per row); the one source without a layout is searched and marked so
+    src = validation.layout_source.to_series()
+    for row in llm.reference()["throughput"]:
+        how = src[row["id"]]
+        if "tp" in row:
+            assert how.startswith("published"), row["id"]
+            given = {k for k in ("micro_batch", "interleave") if k in row} | set(row.get("assumed", {}))
+            assert given == {"micro_batch", "interleave"}, row["id"]
+            lay = validation.layout.sel(row=row["id"]).item()
+            axes = {**{k: row[k] for k in ("micro_batch", "interleave") if k in row}, **row.get("assumed", {})}
+            assert f"mb{axes['micro_batch']} v{axes['interleave']}" in lay, (row["id"], lay)
+        else:
+            assert how.startswith("searched"), row["id"]
+    assert src["ptd-530b-560-gpus"] == "published; assumed interleave=1"
+    # Table 1 as the authors' scripts ran it (examples/sc21/run_table_1.sh): 76.1B at micro-batch 2
+    # with 5 layers per virtual stage (60 / (4 x 5) = 3 chunks)
+    assert validation.layout.sel(row="narayanan-76.1b").item() == "tp8 cp1 pp4 dp32 mb2 v3 z0"
+
+
+def test_software_generation_explains_2021_against_2022(validation):
+    # the same 530B pipeline (TP 8, PP 35, 3 chunks, micro-batch 1, 280 micro-batches per pipeline)
+    # ran at 163 TFLOP/s per GPU with the SC'21 software (Table 1, 2,520 GPUs) and 49.05 s per
+    # iteration = 179.7 TFLOP/s with the 2022 software (Korthikanti et al., 280 GPUs): the model's
+    # ratio comes from the software switches (async tensor-parallel backward, fused gradient
+    # accumulation), not from a per-row factor
+    row = next(r for r in llm.reference()["throughput"] if r["id"] == "korthikanti-530b-full")
+    s, l, h, V = 2048, row["layers"], row["hidden"], 51200
+    flops = 96 * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))  # Eq. 3 per sequence
+    published_2022 = flops * 280 / (280 * 49.05) / 1e12
+    predicted_2022 = flops / float(validation.predicted.sel(row="korthikanti-530b-full")) / 1e12
+    ratio_pub = published_2022 / 163.0
+    ratio_model = predicted_2022 / float(validation.predicted.sel(row="narayanan-529.6b"))
+    assert 1.08 < ratio_pub < 1.12
+    assert ratio_model == pytest.approx(ratio_pub, abs=0.05)
+    soft = llm.reference()["software"]
+    assert soft["megatron-2021"]["async_tp"] is False and soft["megatron-2022"]["async_tp"] is True
 
 
 def test_korthikanti_table5_within_target(validation):
@@ -867,28 +975,20 @@ def test_goodput_is_zero_without_overflow_warnings_when_failures_outpace_segment
         assert llm.goodput(3600.0, 10.0, 1.0, 600.0) == 0.0  # MTBF 1 s: no segment ever finishes
 
 
-def test_front_end_against_back_end_network_by_hand(h800):
-    # 1,024 H800 (128 hosts), GPT-3 175B, batch 2,048 x 2,048 tokens of 4 B: 131,072 B per host
-    # per step; front-end NIC 200 Gbit/s, back-end 8 x 400 Gbit/s x 0.94
-    from hpclab.catalog import default
+@pytest.mark.parametrize("high", [8, 2 ** 40])
+def test_layout_classes_identify_equal_rows(high):
+    # the search costs communication once per distinct row of layout axes: codes must give equal
+    # rows one code and different rows different codes (mixed-radix key, or the fallback when
+    # the radices would overflow int64)
+    from hpclab.workloads.llm.parallel import _classes
 
-    nets = llm.network_separation("gpt3-175b", h800, 1024, 8.0, 2048)
-    front, back = 25e9, 8 * 50e9 * 0.94
-    data = 2048 * 2048 * 4 / 128
-    assert float(nets.data_load_time.sel(network="separate")) == pytest.approx(data / front)
-    assert float(nets.data_load_time.sel(network="shared")) == pytest.approx(data / back)
-    # prefetched on its own network (costs nothing within a step); on the shared links it is added
-    assert float(nets.step_time.sel(network="separate")) == 8.0
-    assert float(nets.step_time.sel(network="shared")) == pytest.approx(8.0 + data / back)
-    cpfs = default().storage("cpfs")
-    ck = llm.checkpoint_bytes("gpt3-175b")
-    for net, nic in (("separate", front), ("shared", back)):
-        want = cpfs.latency + ck / min(cpfs.throughput, 128 * min(cpfs.client_throughput, nic))
-        assert float(nets.checkpoint_time.sel(network=net)) == pytest.approx(want)
-    # a front-end NIC slower than the storage client: the separate network's checkpoint is slower
-    from dataclasses import replace
-
-    slow = replace(h800.node, network_bandwidth=1.25e9)
-    nets2 = llm.network_separation("gpt3-175b", replace(h800, node=slow), 1024, 8.0, 2048)
-    assert float(nets2.checkpoint_time.sel(network="separate")) > float(nets2.checkpoint_time.sel(network="shared"))
-    assert float(nets2.goodput.sel(network="separate")) < float(nets2.goodput.sel(network="shared"))
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(0, 3, 500) * (high // 3 + 1) for _ in range(5)]
+    codes, first = _classes(*arrays)
+    rows = np.stack(arrays, axis=1)
+    _, inverse = np.unique(rows, axis=0, return_inverse=True)
+    assert len(first) == inverse.max() + 1
+    # same partition as np.unique's, and each class's first row is its representative
+    assert np.array_equal(codes[first][codes], codes)
+    assert np.array_equal(rows[first][codes], rows)
+    assert len(np.unique(codes)) == len(np.unique(inverse))

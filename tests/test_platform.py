@@ -249,9 +249,9 @@ def test_topology_aware_placement_keeps_gangs_in_one_segment():
 
 def test_unified_vs_separate_sanity():
     jobs = P.mixed_workload(3000, ai_share=0.3, cpu_nodes=64, gpu_nodes=8, load=0.5, seed=9)
-    ds = P.compare(jobs, cpu_nodes=64, gpu_nodes=8)
-    assert list(ds["scenario"].values) == ["separate", "unified"]
-    sep, uni = ds.sel(scenario="separate"), ds.sel(scenario="unified")
+    ds = P.replay_each(jobs, cpu_nodes=64, gpu_nodes=8)
+    assert list(ds["run"].values) == ["separate", "unified"]
+    sep, uni = ds.sel(run="separate"), ds.sel(run="unified")
     assert int(sep["jobs"].sum()) == int(uni["jobs"].sum()) == int((jobs["pods"] > 0).sum()) - int(sep["rejected"].sum())
     # fixed clusters are paid while idle; elastic pools only while used
     assert float(uni["total_cost"]) < float(sep["total_cost"])

@@ -272,3 +272,23 @@ def test_hysteresis_lets_a_budget_stop_through(cat):
     d = h.decide(st(queued=100, running=16, mean=60.0, instances=[busy, fresh], spent=5.0))
     assert d.retire == ("i0",)  # the busy one drains now; the fresh idle one waits for `wait`
     assert not d.launch
+
+
+def test_fast_snapshots_equal_the_checked_constructors():
+    """state.fast (the clocks' per-decision constructor) fills every field in order."""
+    from types import MappingProxyType
+
+    from hpclab.elastic.policies import Aggregates
+    from hpclab.elastic.state import Decision, Launch, PoolLimits, PoolState, fast
+
+    lim = PoolLimits(types=("ecs.c8a.8xlarge",), zones=("cn-hangzhou-h",))
+    m = MappingProxyType({"ecs.c8a.8xlarge": 16})
+    args = (5.0, 3, 2, (), lim, 1.5, 7.0, 4, {}, m, 16)
+    assert fast(PoolState, *args) == PoolState(*args)
+    s = ({"a": 1}, 16, 0, {"a": 16}, frozenset(), (), {}, 0, 0)
+    assert fast(Aggregates, *s) == Aggregates(*s)
+    la = ("ecs.c8a.8xlarge", "cn-hangzhou-h", "spot", 2)
+    assert fast(Launch, *la) == Launch(*la)
+    assert fast(Decision, (Launch(*la),), ("i1",), "r") == Decision((Launch(*la),), ("i1",), "r")
+    for cls in (PoolState, Aggregates, Launch, Decision):
+        assert len(cls.__dataclass_fields__) == {PoolState: 11, Aggregates: 9, Launch: 4, Decision: 3}[cls]

@@ -117,7 +117,7 @@ def test_default_report_runs_every_available_workflow(default_report):
         else:
             assert section.status == "not available", section
         assert workflow.question in html
-    assert report.ok, report.summary()
+    assert report.ok, report.status_text()
 
 
 def test_default_report_is_one_standalone_file(default_report):

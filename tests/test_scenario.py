@@ -311,3 +311,71 @@ def test_a_price_path_prices_the_result_as_the_simulator_bills():
     fixed = bill(per, default())
     assert r["cost_usd"] == pytest.approx(float(priced["total_cost"]), rel=1e-12)
     assert abs(float(fixed["total_cost"]) - r["cost_usd"]) > 1e-6 * r["cost_usd"]
+
+
+def test_the_platform_default_is_the_shortfall_policy_and_reproduces_the_built_in_rule():
+    """The platform's elastic pools are scaled by the registered ``shortfall`` policy, asked at
+    its triggers; its replay equals the rule as it was built into the pools
+    (benchmarks/builtin_rule.py) job for job, node for node."""
+    import importlib
+    from pathlib import Path
+
+    import hpclab.platform as P
+    from hpclab.elastic.policies import Shortfall
+
+    monkey = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(monkey))
+    try:
+        builtin_rule = importlib.import_module("builtin_rule")
+    finally:
+        sys.path.remove(str(monkey))
+    jobs = P.mixed_workload(3000, ai_share=0.3, cpu_nodes=64, gpu_nodes=8, load=0.9, seed=3)
+    kw = dict(cpu_nodes=64, gpu_nodes=8, idle_timeout=200.0)
+    with builtin_rule.builtin_rule():
+        old = P.replay(jobs, "unified", **kw)
+    new = P.replay(jobs, "unified", **kw)
+    given = P.replay(jobs, "unified", scaler=Shortfall(idle_timeout=200.0), **kw)
+    assert new.settings["scaler"] == "shortfall"
+    assert len(new.instances) > 8, "the pools must scale for this test to mean anything"
+    for r in (new, given):
+        assert r.cost == old.cost
+        assert r.jobs["end"].equals(old.jobs["end"])
+        assert r.instances["end"].equals(old.instances["end"])
+
+
+def test_the_shortfall_policy_runs_on_the_virtual_clock_and_the_real_pool():
+    """The platform's rule on the other two clocks: it launches for the queue at once and
+    retires idle instances after its timeout; both finish the burst and agree."""
+    s = Scenario.example("burst").replace(policy={"name": "shortfall", "params": {"idle_timeout": 30.0},
+                                                  "hysteresis": False})
+    virtual = s.run("virtual")
+    real = s.run("real")
+    assert virtual["tasks_done"] == real["tasks_done"] == 96
+    assert virtual["policy"] == real["policy"] == "shortfall"
+    _agree(real, virtual, ("instance_seconds", "cost_usd"), tol=0.25)
+
+
+def test_shortfall_decides_nothing_when_its_triggers_do_not_hold():
+    """A clock may skip asking it when there is no shortfall and no idle instance is due."""
+    from hpclab.elastic.policies import Shortfall, Aggregates, attach_aggregates
+    from hpclab.elastic.state import PoolLimits, PoolState
+
+    p = Shortfall(idle_timeout=100.0)
+    lim = PoolLimits(types=("ecs.c8a.8xlarge",), zones=("cn-hangzhou-h",))
+    s = Aggregates(count={"ecs.c8a.8xlarge": 2}, serving_cores=32, spot_cores=0,
+                     slots={"ecs.c8a.8xlarge": 16}, noticed=frozenset(),
+                     idle=(("i1", "ecs.c8a.8xlarge", "on-demand", 16, 950.0),),
+                     places={}, booting_cores=0, idle_cores=16)
+    # 10 queued, 6 of the busy instance's 16 slots running: 10 free slots there; nothing due
+    st = attach_aggregates(PoolState(time=1000.0, queued=10, running=6, instances=(), limits=lim,
+                                  slots={"ecs.c8a.8xlarge": 16}), s)
+    assert p.decide(st).empty and p.shortfall(st) == -1
+    # 40 queued: 30 beyond the free slots, less the idle instance: one more instance
+    st = attach_aggregates(PoolState(time=1000.0, queued=40, running=6, instances=(), limits=lim,
+                                  slots={"ecs.c8a.8xlarge": 16}), s)
+    d = p.decide(st)
+    assert [(la.itype, la.count) for la in d.launch] == [("ecs.c8a.8xlarge", 1)] and not d.retire
+    # nothing queued, the idle instance due: it retires
+    st = attach_aggregates(PoolState(time=1050.0, queued=0, running=6, instances=(), limits=lim,
+                                  slots={"ecs.c8a.8xlarge": 16}), s)
+    assert p.decide(st).retire == ("i1",)

@@ -350,11 +350,11 @@ def inputs(screen_3d):
 
 def test_campaign_matches_hand_formula_for_one_offer(inputs):
     from hpclab import catalog
-    from hpclab.workloads.screening.campaign import campaign
+    from hpclab.workloads.screening.campaign import estimate_campaign
 
     cat = catalog.default()
     inst = cat.instance("ecs.c7.8xlarge")  # speed factor 1, one zone, on-demand: no reclaim loss
-    ds = campaign(inputs, 1e7, 10.0, 0.0, "one", types=["ecs.c7.8xlarge"], batch_size=50)
+    ds = estimate_campaign(inputs, 1e7, 10.0, 0.0, "one", types=["ecs.c7.8xlarge"], batch_size=50)
     c = ds.attrs["cost_per_molecule_s"]
     assert c == pytest.approx(float(inputs.cost_seconds.mean()), rel=1e-9)
     W = 1e7 * c
@@ -373,14 +373,14 @@ def test_campaign_matches_hand_formula_for_one_offer(inputs):
 
 
 def test_campaign_scaling_behaviour(inputs):
-    from hpclab.workloads.screening.campaign import campaign, pareto_front
+    from hpclab.workloads.screening.campaign import estimate_campaign, pareto_front
 
     kw = dict(conformers=100, survivor_fraction=1.0, batch_size=20)
     # size the library from the measured cost (which varies with the machine's load): about
     # 150,000 reference cores for 2 h -- more than one zone holds, less than all zones together
-    c = campaign(inputs, 1.0, 2.0, 0.0, "global", **kw).attrs["cost_per_molecule_s"]
+    c = estimate_campaign(inputs, 1.0, 2.0, 0.0, "global", **kw).attrs["cost_per_molecule_s"]
     n = 1.5e5 * 7200 / c
-    ds = campaign(inputs, [n], [2, 8, 24, 72], [0.0, 0.9], ["one", "global"], **kw)
+    ds = estimate_campaign(inputs, [n], [2, 8, 24, 72], [0.0, 0.9], ["one", "global"], **kw)
     g = ds.sel(zones="global").isel(n_molecules=0)
     cores = g.cores.sel(spot_share=0.0).values
     assert np.all(g.feasible)
@@ -394,9 +394,9 @@ def test_campaign_scaling_behaviour(inputs):
     assert ds.makespan.attrs["units"] == "h" and ds.cost.attrs["units"] == "USD"
     assert pareto_front([1, 2, 3, 4], [5, 6, 2, 2]).tolist() == [0, 2]
     with pytest.raises(HpclabError, match="zones must be one of one, global"):
-        campaign(inputs, 1e6, 1.0, 0.0, "everywhere")
+        estimate_campaign(inputs, 1e6, 1.0, 0.0, "everywhere")
     with pytest.raises(HpclabError, match="spot_share"):
-        campaign(inputs, 1e6, 1.0, 1.5)
+        estimate_campaign(inputs, 1e6, 1.0, 1.5)
 
 
 def test_article_scenario_states_when_the_claims_hold(inputs):
@@ -426,7 +426,7 @@ def test_simulated_campaign_runs_the_measured_costs_on_the_virtual_clock(inputs)
     assert float(sim.molecules_done[-1]) == pytest.approx(2e5)
     assert sim.time.attrs["units"] == "h" and sim.cost.attrs["units"] == "USD"
     # the mean work per molecule is the measured one: busy core-time ~ N x c / speed
-    ana = scr.campaign(inputs, 2e5, 1.0, 0.9, "global", batch_size=50)
+    ana = scr.estimate_campaign(inputs, 2e5, 1.0, 0.9, "global", batch_size=50)
     assert a["makespan_h"] > 0 and np.isfinite(float(ana.cost.squeeze()))
     with pytest.raises(HpclabError, match="max_tasks"):
         scr.simulate_campaign(inputs, 1e9, 1.0, batch_size=1)
@@ -446,7 +446,7 @@ def test_figures_and_panels_update_in_place(inputs, small_screen):
     q = scr.quality(ds)
     figs = [view.enrichment_figure(q), view.stage_cost_figure(scr.stage_costs(ds)),
             view.throughput_figure(scr.throughput(ds, 0.2)),
-            view.cost_deadline_figure(scr.campaign(inputs, 1e8, [1, 4, 24], [0, 0.9],
+            view.cost_deadline_figure(scr.estimate_campaign(inputs, 1e8, [1, 4, 24], [0, 0.9],
                                                    ["one", "global"], conformers=300,
                                                    survivor_fraction=1.0))]
     assert all(f.renderers for f in figs)
@@ -491,12 +491,16 @@ def test_cli_screen_runs_and_resumes(tmp_path, capsys):
 
 def test_allocation_matches_the_campaign_and_prefers_cheap_work(inputs):
     kw = dict(conformers=300, survivor_fraction=1.0)
-    # sized from the measured cost (it varies with the machine's load): about 20,000 reference
-    # cores for 4 h, so that some offers are used and some are not
-    c = scr.campaign(inputs, 1.0, 4.0, 0.9, "global", **kw).attrs["cost_per_molecule_s"]
-    n = 2e4 * 4 * 3600 / c
-    alloc = scr.allocation(inputs, n, 4.0, 0.9, "global", **kw)
-    camp = scr.campaign(inputs, n, 4.0, 0.9, "global", **kw).squeeze()
+    # sized from the measured cost (it varies with the machine's load): a deadline of three
+    # times the longest task (a task of 100 molecules with 300 conformers each takes hours), and
+    # as many molecules as need about 20,000 cores by then, so that some offers are used and
+    # some are not (the cores grow linearly with the molecules at a fixed deadline)
+    one = scr.estimate_campaign(inputs, 1.0, 4.0, 0.9, "global", **kw)
+    hours = 3 * one.attrs["task_p99_s"] / 3600
+    n0 = 1e5
+    n = n0 * 2e4 / float(scr.estimate_campaign(inputs, n0, hours, 0.9, "global", **kw).squeeze().cores)
+    alloc = scr.allocation(inputs, n, hours, 0.9, "global", **kw)
+    camp = scr.estimate_campaign(inputs, n, hours, 0.9, "global", **kw).squeeze()
     assert float(alloc.spot.sum() + alloc.on_demand.sum()) == float(camp.cores)
     assert float(alloc.spot.sum()) == float(camp.cores_spot)
     # spot goes first to the offers cheapest per unit of work (price / speed)

@@ -301,7 +301,7 @@ def test_policies_respect_limits_in_simulation(cat, name):
 
 
 def test_vectorised_snapshot_matches_reference_summary(cat):
-    """The simulator's precomputed policy aggregates equal StateSummary.of(its own views)."""
+    """The simulator's precomputed policy aggregates equal Aggregates.of(its own views)."""
     seen = []
 
     class Spy:
@@ -315,8 +315,8 @@ def test_vectorised_snapshot_matches_reference_summary(cat):
             self.inner.reset()
 
         def decide(self, state):
-            fast = P.summarise(state)
-            ref = P.StateSummary.of(type(state)(**_copy(state)))  # walks the InstanceViews
+            fast = P.aggregate(state)
+            ref = P.Aggregates.of(type(state)(**_copy(state)))  # walks the InstanceViews
             seen.append((fast, ref))
             return self.inner.decide(state)
 

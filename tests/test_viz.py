@@ -186,7 +186,7 @@ def _screening_figures(screen):
     from hpclab.workloads import screening as scr
 
     inputs = scr.campaign_inputs(screen)
-    camp = scr.campaign(inputs, 1e8, [1, 4, 24], [0, 0.9], ["one", "global"], conformers=300,
+    camp = scr.estimate_campaign(inputs, 1e8, [1, 4, 24], [0, 0.9], ["one", "global"], conformers=300,
                         survivor_fraction=1.0)
     sim = scr.simulate_campaign(inputs, 1e8, 24.0, 0.9, "global", batch_size=None, max_tasks=500)
     return {"screening.enrichment": view.enrichment_figure(scr.quality(screen)),

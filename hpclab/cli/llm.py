@@ -69,7 +69,8 @@ def run_plan(args) -> int:
         return print_json({"model": args.model, "gpus": args.gpus, "cluster": cl.describe(),
                            "global_batch": res["global_batch"], "default_batch": bool(res["default_batch"]),
                            "layouts": df, "step_with_stragglers_s": float(strag.expected_step[0]),
-                           "mtbf_s": float(good.attrs["mtbf"]), "goodput": good_rows})
+                           "mtbf_s": float(good.attrs["mtbf"]), "goodput": good_rows,
+                           "networks": network_rows(res["networks"])})
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(df.to_string())
     slow = float(strag.expected_step[0])
@@ -86,17 +87,57 @@ def run_plan(args) -> int:
               f"{float(g.optimal_interval) / 60:6.1f} min, effective training time "
               f"{100 * float(g.optimal_goodput):.2f}%, effective "
               f"{float(lay.tokens_per_s[0]) / float(strag.slowdown_factor[0]) * float(g.optimal_goodput):,.0f} tokens/s")
-    nets = res["networks"]
-    print(f"\ncheckpoints and data loading on a separate front-end network or on the back-end NICs "
-          f"({nets.attrs['storage']}; front-end NIC {nets.attrs['frontend_nic'] * 8 / 1e9:.0f} Gbit/s, "
-          f"back-end {nets.attrs['backend_nics'] * 8 / 1e12:.2f} Tbit/s per host; volumes only, no congestion):")
-    for net in nets.network.values:
-        n = nets.sel(network=net)
-        print(f"  {net:>8}: step with stragglers {float(n.step_time):8.3f} s (data loading {1e6 * float(n.data_load_time):.2f} us "
-              f"per host), checkpoint {float(n.checkpoint_time):7.1f} s, goodput "
-              f"{100 * float(n.goodput):.2f}% at {float(n.optimal_interval) / 60:.1f} min, effective "
-              f"{float(n.tokens_per_s):,.0f} tokens/s")
+    print()
+    print("\n".join(network_lines(res["networks"])))
     return 0
+
+
+def network_rows(nets) -> list:
+    """The front-end/back-end comparison (:func:`hpclab.workloads.llm.network_separation`) as
+    JSON rows, one per set-up and checkpoint mode; seconds, bytes/s and shares as named."""
+    rows = []
+    for setup in nets.setup.values:
+        for mode in nets.checkpoint.values:
+            n = nets.sel(setup=setup, checkpoint=mode)
+            ck = float(n.step_time_checkpointing)
+            rows.append({"setup": str(setup), "checkpoint": str(mode), "step_s": float(n.step_time),
+                         "step_while_checkpointing_s": None if ck != ck else ck,
+                         "data_load_stall_s": float(n.data_load_stall),
+                         "collective_share": float(n.collective_share),
+                         "checkpoint_write_s": float(n.checkpoint_time),
+                         "checkpoint_cost_s": float(n.checkpoint_cost),
+                         "checkpoint_rate_Bps": float(n.storage_rate),
+                         "interval_s": float(n.optimal_interval), "goodput": float(n.goodput),
+                         "effective_tokens_per_s": float(n.tokens_per_s)})
+    return rows
+
+
+def network_lines(nets) -> list:
+    """The plan's section on storage traffic: shared back-end NICs against a separate front-end."""
+    a = nets.attrs
+    out = [f"storage traffic ({a['storage']}: {a['storage_per_host'] / 1e9:.2f} GB/s per host) on the "
+           f"back-end NICs (shared: {a['storage_nics']} of {a['backend_links']} x "
+           f"{a['backend_link'] * 8 / 1e9:.0f} Gbit/s effective, max-min fair with the collectives) or on "
+           f"a separate front-end NIC ({a['frontend_nic'] * 8 / 1e9:.0f} Gbit/s):"]
+    for mode in nets.checkpoint.values:
+        for setup in nets.setup.values:
+            n = nets.sel(setup=setup, checkpoint=mode)
+            during = (f"{float(n.step_time_checkpointing):.3f} s while it drains "
+                      f"(collectives keep {100 * float(n.collective_share):.1f}%)"
+                      if mode == "async" else "training paused while it writes")
+            out.append(f"  {mode:>8} checkpoint, {setup:>8}: step {float(n.step_time):.3f} s, {during}; "
+                       f"write {float(n.checkpoint_time):.1f} s costs {float(n.checkpoint_cost):.3f} s; "
+                       f"goodput {100 * float(n.goodput):.2f}% every {float(n.optimal_interval) / 60:.1f} min, "
+                       f"{float(n.tokens_per_s):,.0f} tokens/s")
+    for mode in nets.checkpoint.values:
+        sh, se = (nets.sel(setup=x, checkpoint=mode) for x in ("shared", "separate"))
+        step_sh = float(sh.step_time_checkpointing if mode == "async" else sh.step_time)
+        step_se = float(se.step_time_checkpointing if mode == "async" else se.step_time)
+        out.append(f"  separate vs shared, {mode}: step {100 * (step_sh / step_se - 1):+.2f}% on shared NICs"
+                   f"{' while checkpointing' if mode == 'async' else ''}, goodput "
+                   f"{100 * (float(se.goodput) - float(sh.goodput)):+.3f} points for the separate network")
+    out.append(f"  (not modelled: {a['not_modelled']})")
+    return out
 
 
 def run_validate(args) -> int:
@@ -106,8 +147,8 @@ def run_validate(args) -> int:
     from hpclab.workloads import llm
 
     ds = llm.validate()
-    df = ds.to_dataframe()[["metric", "layout", "published", "predicted", "relative_error",
-                            "within_tolerance", "calibration"]]
+    df = ds.to_dataframe()[["metric", "layout", "layout_source", "published", "predicted",
+                            "relative_error", "within_tolerance", "calibration"]]
     misses = [m for m in ds.attrs["known_misses"].split(", ") if m]
     outside = set(ds.row.values[~ds.within_tolerance.values])
     if getattr(args, "json", False):

@@ -35,9 +35,11 @@ def register(sub) -> None:
     r.add_argument("--kube-strategy", choices=["best-effort", "strict"], default="best-effort",
                    help="AI queue order: a fitting job may pass a waiting one, or not")
     r.add_argument("--scaler", default=None, metavar="POLICY",
-                   help="scale elastic pools with a shared hpclab.elastic policy (e.g. target-duration) "
-                        "asked every --tick seconds, instead of the built-in rule (slower)")
-    r.add_argument("--tick", type=float, default=60.0, help="seconds between policy decisions (default 60)")
+                   help="the hpclab.elastic policy that scales the elastic pools (default shortfall: "
+                        "launch for the queued shortfall, retire after --idle-timeout); one without "
+                        "triggers (e.g. target-duration) is asked every --tick seconds")
+    r.add_argument("--tick", type=float, default=60.0,
+                   help="seconds between decisions of a policy without triggers (default 60)")
     r.add_argument("--json", action="store_true", help="print the summary Dataset as JSON")
     r.set_defaults(func=run_replay)
 
@@ -103,8 +105,11 @@ def run_replay(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 1):
         n_left = int((res.jobs["status"] == "unfinished").sum())
         unfinished = f", {n_left} never started (no capacity)" if n_left else ""
-        scaled = (f" scaled by {res.settings['scaler']} every {res.settings['tick']:g} s"
-                  if res.settings.get("scaler") and res.settings["elastic"] else "")
+        scaled = ""
+        if res.settings.get("scaler") and res.settings["elastic"]:
+            when = "at its triggers" if res.settings.get("scaler_triggers") else \
+                f"every {res.settings['tick']:g} s"
+            scaled = f" scaled by {res.settings['scaler']} {when}"
         print(f"policy {res.policy} ({'elastic' if res.settings['elastic'] else 'fixed'} pools{scaled}, "
               f"{'EASY backfill' if res.settings['backfill'] else 'no backfill'}, "
               f"{res.settings['placement']} placement): {int(ds['jobs'].sum())} jobs done, "

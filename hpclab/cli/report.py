@@ -28,7 +28,7 @@ def run(args) -> int:
         check_writable_file("--out", out)  # /dev/full, a read-only folder: before building the report
 
     report = write_report(args.out, only=args.only, progress=not args.no_progress)
-    print(report.summary())
+    print(report.status_text())
     print(f"wrote {args.out} ({len(report.figures)} plots, {report.seconds:.1f} s)")
     if not report.ok:
         failed = ", ".join(s.key for s in report.sections if s.status == "failed")

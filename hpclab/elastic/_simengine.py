@@ -29,8 +29,8 @@ import numpy as np
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.clock import STOP, Clock
-from hpclab.elastic.policies import StateSummary, attach_summary
-from hpclab.elastic.state import MARKETS, InstanceView, PoolState
+from hpclab.elastic.policies import Aggregates, attach_aggregates
+from hpclab.elastic.state import MARKETS, InstanceView, PoolState, fast
 
 # event kinds (ties at one time run in this order: drains and kills before the policy looks)
 _END, _KILL, _NOTICE, _CAPACITY, _TICK = 0, 1, 2, 3, 4
@@ -64,12 +64,19 @@ class _Grow:
 
 
 class _Views(Sequence):
-    """``PoolState.instances`` built lazily: an :class:`InstanceView` only when one is asked for."""
+    """``PoolState.instances`` built lazily: the per-instance arrays only when the instances are
+    first looked at, an :class:`InstanceView` only when one is asked for (the shipped policies
+    read the snapshot's aggregates and never ask)."""
 
-    def __init__(self, eng, idx, code, running, idle_since):
-        self._eng, self._idx, self._code = eng, idx, code
-        self._running, self._idle = running, idle_since
+    def __init__(self, eng, idx, T):
+        self._eng, self._idx, self._T = eng, idx, T
+        self._code = None
         self._cache: dict[int, InstanceView] = {}
+
+    def _arrays(self):
+        if self._code is None:
+            self._code, self._running, self._idle = self._eng.instance_arrays(self._idx, self._T)
+        return self._code, self._running, self._idle
 
     def __len__(self):
         return int(self._idx.size)
@@ -83,12 +90,13 @@ class _Views(Sequence):
             raise IndexError(k)
         v = self._cache.get(k)
         if v is None:
+            code, running, idle_a = self._arrays()
             e, i = self._eng, int(self._idx[k])
-            state = _STATE_NAMES[self._code[k]]
-            idle = float(self._idle[k]) if state == "running" and self._running[k] == 0 else None
+            state = _STATE_NAMES[code[k]]
+            idle = float(idle_a[k]) if state == "running" and running[k] == 0 else None
             v = InstanceView(id=f"i{i}", itype=e.types[e.inst.itype[i]], zone=e.zones[e.inst.zone[i]],
                              market=MARKETS[e.inst.market[i]], state=state, cores=int(e.inst.nslots[i]),
-                             launched_at=float(e.inst.grant[i]), running_tasks=int(self._running[k]),
+                             launched_at=float(e.inst.grant[i]), running_tasks=int(running[k]),
                              idle_since=idle, notice=bool(e.inst.notice[i]))
             self._cache[k] = v
         return v
@@ -181,7 +189,8 @@ class Engine:
                            "grant": (float, np.nan), "ready": (float, np.nan), "end": (float, np.inf),
                            "drain": (float, np.nan), "notice_t": (float, np.nan),
                            "notice": (bool, False), "draining": (bool, False), "slot0": (np.int64, 0),
-                           "nslots": (np.int64, 0), "reason": (np.int8, 0)}, 1024)
+                           "nslots": (np.int64, 0), "reason": (np.int8, 0),
+                           "free_max": (float, np.nan)}, 1024)  # free_max: when every slot is free
         self.slot = _Grow({"free": (float, np.inf), "busy_until": (float, -np.inf),
                            "task": (np.int64, -1), "open": (bool, False),
                            "speed": (float, 1.0), "inst": (np.int64, -1)}, 4096)
@@ -198,6 +207,12 @@ class Engine:
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
         self.alive_slots = 0  # the account quota counts every instance not terminated
+        self.serv_spot_slots = 0
+        self.serv_place = np.zeros((nt, nz, len(MARKETS)), dtype=np.int64)  # serving, per place
+        self.alive_count = np.zeros(nt, dtype=np.int64)  # instances not terminated, per type
+        self.noticed_count = np.zeros((nt, nz), dtype=np.int64)  # alive spot under notice
+        self._agg_version = 0  # bumped whenever the counters above change
+        self._agg_cache = None  # (version, Aggregates parts) reused while nothing changed
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         self.done_sum = 0.0
         self.done_n = 0
@@ -260,6 +275,7 @@ class Engine:
                 return
             o, tk = order[:j], tasks[:j]
             sl.free[o] = end[:j]
+            np.maximum.at(self.inst.free_max, sl.inst[o], end[:j])
             sl.task[o] = tk
             self.t_start[tk] = start[:j]
             self.t_end[tk] = end[:j]
@@ -317,6 +333,7 @@ class Engine:
         ins.ready[ids] = t + boot
         ins.slot0[ids] = sl.n + np.arange(n) * ns
         ins.nslots[ids] = ns
+        ins.free_max[ids] = t + boot
         ins.n += n
         sids = np.arange(sl.n, sl.n + n * ns)
         sl.free[sids] = np.repeat(t + boot, ns)
@@ -329,7 +346,11 @@ class Engine:
         self.serv_count[it] += n
         self.serv_slots += n * ns
         self.alive_slots += n * ns
+        self.serv_place[it, iz, market] += n
+        self.alive_count[it] += n
+        self._agg_version += 1
         if market == 1:
+            self.serv_spot_slots += n * ns
             self.spot_use[iz, it] += n * cores
             when = self.market.reclaim_times(self.types[it], self.zones[iz], np.full(n, t),
                                              float(self.z_reclaim[iz]))
@@ -339,8 +360,14 @@ class Engine:
         return n
 
     def _stop_serving(self, i: int) -> None:
-        self.serv_count[self.inst.itype[i]] -= 1
-        self.serv_slots -= int(self.inst.nslots[i])
+        ins = self.inst
+        it, mk = ins.itype[i], ins.market[i]
+        self.serv_count[it] -= 1
+        self.serv_slots -= int(ins.nslots[i])
+        self.serv_place[it, ins.zone[i], mk] -= 1
+        if mk == 1:
+            self.serv_spot_slots -= int(ins.nslots[i])
+        self._agg_version += 1
 
     def _slots_of(self, i: int) -> slice:
         s0 = int(self.inst.slot0[i])
@@ -355,6 +382,10 @@ class Engine:
         ins.end[i] = t
         ins.reason[i] = reason
         self.alive_slots -= int(ins.nslots[i])
+        self.alive_count[ins.itype[i]] -= 1
+        if ins.notice[i] and ins.market[i] == 1:
+            self.noticed_count[ins.itype[i], ins.zone[i]] -= 1
+        self._agg_version += 1
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
@@ -421,6 +452,9 @@ class Engine:
         ins.notice[i] = True
         ins.notice_t[i] = t
         self.n_notices += 1
+        if ins.market[i] == 1:
+            self.noticed_count[ins.itype[i], ins.zone[i]] += 1
+            self._agg_version += 1
         self.drain(i, t, t + float(self.t_notice[ins.itype[i]]), 2)
 
     def capacity_change(self, t: float) -> None:
@@ -446,53 +480,59 @@ class Engine:
                 excess -= self.t_cores[it]
 
     # -- policy tick ------------------------------------------------------------------------------
-    def snapshot(self, T: float):
+    def _aggregates(self):
+        """The snapshot's instance aggregates that change only when an instance is granted,
+        stops serving, is noticed or ends (kept as counters; rebuilt as mappings only then)."""
+        c = self._agg_cache
+        if c is not None and c[0] == self._agg_version:
+            return c[1]
+        types, zones = self.types, self.zones
+        count = {types[k]: v for k, v in enumerate(self.serv_count.tolist()) if v}
+        seen = {types[k]: int(self.t_slots[k]) for k, v in enumerate(self.alive_count.tolist()) if v}
+        noticed = frozenset((types[a], zones[b]) for a, b in np.argwhere(self.noticed_count > 0).tolist())
+        places = {(types[a], zones[b], MARKETS[m]): int(self.serv_place[a, b, m])
+                  for a, b, m in np.argwhere(self.serv_place > 0).tolist()}
+        parts = (count, int(self.serv_slots), int(self.serv_spot_slots), seen, noticed, places)
+        self._agg_cache = (self._agg_version, parts)
+        return parts
+
+    def instance_arrays(self, alive, T: float):
+        """Per alive instance: state code (0 booting, 1 running, 2 draining), running tasks and
+        the time its last slot freed (for :class:`_Views`)."""
         ins, sl = self.inst, self.slot
-        n = ins.n
-        alive = np.flatnonzero(ins.end[:n] == np.inf)
+        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
         sl.reserve(1)  # a sentinel past the last slot for reduceat
         busy = sl.busy_until[: sl.n + 1] > T
-        nbusy = int(np.count_nonzero(busy))
-        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
-        run_a = _segments(np.add, busy.view(np.uint8), ins.slot0[alive], ins.nslots[alive])
-        idle_a = np.full(alive.size, np.nan)
-        im = (code == 1) & (run_a == 0)
-        if im.any():
-            idle_a[im] = _segments(np.maximum, sl.free[: sl.n + 1], ins.slot0[alive[im]],
-                                   ins.nslots[alive[im]])
-        it_a, mk_a, zn_a = ins.itype[alive], ins.market[alive], ins.zone[alive]
-        cores_a = ins.nslots[alive]
-        serving = code != 2
-        cnt = np.bincount(it_a[serving], minlength=len(self.types))
-        count = {self.types[k]: int(c) for k, c in enumerate(cnt) if c}
-        present = np.bincount(it_a, minlength=len(self.types))
-        seen = {self.types[k]: int(self.t_slots[k]) for k in np.flatnonzero(present)}
-        nm = ins.notice[alive] & (mk_a == 1)
-        noticed = frozenset((self.types[a], self.zones[b]) for a, b in
-                            set(zip(it_a[nm].tolist(), zn_a[nm].tolist()))) if nm.any() else frozenset()
-        idle_mask = (code == 1) & (run_a == 0)
-        idle = tuple((f"i{i}", self.types[t], MARKETS[m], int(c), float(s)) for i, t, m, c, s in
-                     zip(alive[idle_mask].tolist(), it_a[idle_mask].tolist(), mk_a[idle_mask].tolist(),
-                         cores_a[idle_mask].tolist(), idle_a[idle_mask].tolist()))
-        nz, nm2 = len(self.zones), len(MARKETS)
-        pc = np.bincount((it_a[serving] * nz + zn_a[serving]) * nm2 + mk_a[serving],
-                         minlength=len(self.types) * nz * nm2)
-        places = {(self.types[k // (nz * nm2)], self.zones[(k // nm2) % nz], MARKETS[k % nm2]): int(pc[k])
-                  for k in np.flatnonzero(pc)}
-        summary = StateSummary(count=count, serving_cores=int(cores_a[serving].sum()),
-                               spot_cores=int(cores_a[serving & (mk_a == 1)].sum()), slots=seen,
-                               noticed=noticed, idle=idle, places=places)
+        running = _segments(np.add, busy.view(np.uint8), ins.slot0[alive], ins.nslots[alive])
+        return code, running, ins.free_max[alive]
+
+    def snapshot(self, T: float):
+        ins, sl = self.inst, self.slot
+        alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
+        nbusy = int(np.count_nonzero(sl.busy_until[: sl.n] > T))
+        # idle: running, not draining, every slot free by T (free_max >= ready, so not booting)
+        idle_i = alive[(ins.free_max[alive] <= T) & ~ins.draining[alive]]
+        if idle_i.size:
+            types = self.types
+            idle = tuple((f"i{i}", types[t], MARKETS[m], c, f) for i, t, m, c, f in
+                         zip(idle_i.tolist(), ins.itype[idle_i].tolist(), ins.market[idle_i].tolist(),
+                             ins.nslots[idle_i].tolist(), ins.free_max[idle_i].tolist()))
+        else:
+            idle = ()
+        count, serving, spot, seen, noticed, places = self._aggregates()
+        booting = ins.ready[alive] > T
+        booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
+        summary = fast(Aggregates, count, serving, spot, seen, noticed, idle, places, booting,
+                       int(ins.nslots[idle_i].sum()) if idle_i.size else 0)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy
         self._update_mean(T)
         mean = self.done_sum / self.done_n if self.done_n else None
-        views = _Views(self, alive, code, run_a, idle_a)
-        state = PoolState(time=float(T), queued=int(queued), running=nbusy, instances=views,
-                          limits=self.limits, spent=self.spent(T, alive), mean_task_seconds=mean, done=int(done),
-                          refused=dict(self.refused), slots=self.slots_map)
-        attach_summary(state, summary)
-        return state, (alive, code, it_a, zn_a, mk_a, cnt)
+        state = fast(PoolState, float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
+                     self.spent(T, alive), mean, int(done), dict(self.refused), self.slots_map, 0)
+        attach_aggregates(state, summary)
+        return state, alive
 
     def _update_mean(self, T: float) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
@@ -558,8 +598,10 @@ class Engine:
         if q is not None and self.serv_slots > q:
             self.limit_violations += 1
 
-    def record(self, T: float, state, parts) -> None:
-        alive, code, it_a, zn_a, mk_a, _ = parts
+    def record(self, T: float, state, alive) -> None:
+        ins = self.inst
+        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1))
+        it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
         nt, nz = len(self.types), len(self.zones)
         flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
         self.rec["inst"].append(np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz))

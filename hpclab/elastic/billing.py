@@ -135,6 +135,51 @@ def path_cost(start, end, starts, prices) -> np.ndarray:
     return C(np.asarray(end, dtype=float)) - C(np.asarray(start, dtype=float))
 
 
+def instance_costs(itype, zone, market, start, end, catalog=None, *, schedule=None):
+    """The meter on arrays, one element per instance (no checks: :func:`bill_instances` is the
+    checked, tabular form).
+
+    Parameters
+    ----------
+    itype, zone, market : array of str
+        Each instance's type, zone and market (``on-demand`` or ``spot``).
+    start, end : array of float
+        Pool seconds of grant and termination (finite, ``end >= start``).
+    catalog : hpclab.catalog.Catalog, optional
+    schedule : hpclab.elastic.faults.MarketSchedule, optional
+        Spot seconds priced by its price path and spot option (default: the fixed ``price_spot``).
+
+    Returns
+    -------
+    (billed_seconds, price, cost) : three float arrays
+        Seconds billed, USD per second (the average over the billed seconds) and USD.
+    """
+    cat = _catalog(catalog)
+    itype = np.asarray(itype, dtype=object)
+    market = np.asarray(market, dtype=object)
+    start = np.asarray(start, dtype=float)
+    end = np.asarray(end, dtype=float)
+    types, codes = np.unique(itype, return_inverse=True) if itype.size else (np.zeros(0, object),
+                                                                              np.zeros(0, int))
+    recs = [cat.instance(t) for t in types]  # KeyError listing known types
+    od = np.array([unit_price(r, "on-demand") for r in recs])[codes]
+    sp = np.array([unit_price(r, "spot") for r in recs])[codes]
+    minc = np.array([r.min_charge for r in recs])[codes]
+    seconds = end - start
+    spot = market == "spot"
+    price = np.where(spot, sp, od)
+    billed = charge(seconds, 1.0, minc)
+    cost = charge(seconds, price, minc)
+    if schedule is not None and spot.any():  # spot seconds at the price of their period
+        zone = np.asarray(zone, dtype=object)
+        for k, t in enumerate(types):
+            for z in np.unique(zone[spot & (codes == k)]):
+                m = spot & (codes == k) & (zone == z)
+                cost[m] = schedule.spot_cost(t, z, start[m], start[m] + billed[m])
+        price = np.where(spot, cost / np.where(billed > 0, billed, 1.0), price)
+    return billed, price, cost
+
+
 def bill_instances(intervals, catalog=None, *, until: float | None = None,
                    market=None) -> pd.DataFrame:
     """The cost of each instance.
@@ -189,26 +234,10 @@ def bill_instances(intervals, catalog=None, *, until: float | None = None,
         i = int(np.argmax(end < start))
         raise HpclabError(f"end must be >= start; instance {df['instance'].iloc[i]!r} has "
                           f"start {start[i]:g}, end {end[i]:g}")
-    codes, types = pd.factorize(df["itype"], sort=True)
-    recs = [cat.instance(t) for t in types]  # KeyError listing known types
-    od = np.array([unit_price(r, "on-demand") for r in recs])[codes]
-    sp = np.array([unit_price(r, "spot") for r in recs])[codes]
-    minc = np.array([r.min_charge for r in recs])[codes]
-    seconds = end - start
-    price = np.where(df["market"].to_numpy() == "spot", sp, od)
     df["end"] = end
-    df["seconds"] = seconds
-    billed = charge(seconds, 1.0, minc)
-    cost = charge(seconds, price, minc)
-    if market is not None:  # spot seconds at the price of their period (and the option's factor)
-        spot = df["market"].to_numpy() == "spot"
-        if spot.any():
-            zones = df["zone"].to_numpy()
-            for k, t in enumerate(types):
-                for z in np.unique(zones[spot & (codes == k)]):
-                    m = spot & (codes == k) & (zones == z)
-                    cost[m] = market.spot_cost(t, z, start[m], start[m] + billed[m])
-            price = np.where(spot, cost / np.where(billed > 0, billed, 1.0), price)
+    df["seconds"] = end - start
+    billed, price, cost = instance_costs(df["itype"].to_numpy(), df["zone"].to_numpy(),
+                                         df["market"].to_numpy(), start, end, cat, schedule=market)
     df["billed_seconds"] = billed
     df["price"] = price
     df["cost"] = cost

@@ -54,14 +54,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from hpclab._deprecated import ALIASES, deprecated, warn
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import unit_price
-from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState, fast
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
-           "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
-           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "StateSummary",
-           "summarise", "attach_summary"]
+           "Shortfall", "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
+           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "Aggregates",
+           "aggregate", "attach_aggregates"]
 
 #: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
 DASK_UNKNOWN_TASK_SECONDS = 0.5
@@ -96,11 +97,11 @@ def _serving(i: InstanceView) -> bool:
 
 
 @dataclass(frozen=True)
-class StateSummary:
+class Aggregates:
     """What every policy reads from a snapshot's instances, gathered in one pass.
 
     A clock that already holds these aggregates (the simulator keeps them as arrays) may attach
-    them with :func:`attach_summary`, so that policies need not walk thousands of
+    them with :func:`attach_aggregates`, so that policies need not walk thousands of
     :class:`InstanceView` objects at each tick; :meth:`of` is the reference computation.
     """
 
@@ -112,12 +113,14 @@ class StateSummary:
     idle: tuple  # (id, itype, market, cores, idle_since) of running, idle instances without notice
     #: serving instances per (itype, zone, market)
     places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    booting_cores: int = 0  # slots of serving instances still booting
+    idle_cores: int = 0  # slots of the ``idle`` instances
 
     @classmethod
-    def of(cls, state: PoolState) -> "StateSummary":
+    def of(cls, state: PoolState) -> "Aggregates":
         count: dict[str, int] = {}
         slots: dict[str, int] = {}
-        serving = spot = 0
+        serving = spot = booting = idle_cores = 0
         noticed, idle = set(), []
         places: dict[tuple[str, str, str], int] = {}
         for i in state.instances:
@@ -133,34 +136,53 @@ class StateSummary:
                 serving += i.cores
                 if i.market == "spot":
                     spot += i.cores
-                if i.state == "running" and i.running_tasks == 0:
+                if i.state != "running":
+                    booting += i.cores
+                elif i.running_tasks == 0:
                     idle.append((i.id, i.itype, i.market, int(i.cores), i.idle_since))
-        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places)
+                    idle_cores += i.cores
+        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places, booting, idle_cores)
 
 
 _SUMMARY_ATTR = "_hpclab_policy_summary"
 
 
-def attach_summary(state: PoolState, summary: StateSummary) -> PoolState:
-    """Attach precomputed aggregates to ``state`` (must equal ``StateSummary.of(state)``)."""
+def attach_aggregates(state: PoolState, summary: Aggregates) -> PoolState:
+    """Attach precomputed aggregates to ``state`` (must equal ``Aggregates.of(state)``)."""
     object.__setattr__(state, _SUMMARY_ATTR, summary)
     return state
 
 
-def summarise(state: PoolState) -> StateSummary:
-    """The snapshot's :class:`StateSummary` (computed once per snapshot, then cached on it)."""
+def aggregate(state: PoolState) -> Aggregates:
+    """The snapshot's :class:`Aggregates` (computed once per snapshot, then cached on it)."""
     s = state.__dict__.get(_SUMMARY_ATTR)
     if s is None:
-        s = StateSummary.of(state)
+        s = Aggregates.of(state)
         object.__setattr__(state, _SUMMARY_ATTR, s)
     return s
+
+
+summarise = deprecated("hpclab.elastic.policies", "summarise", "hpclab.elastic.policies.aggregate",
+                       aggregate)
+attach_summary = deprecated("hpclab.elastic.policies", "attach_summary",
+                            "hpclab.elastic.policies.attach_aggregates", attach_aggregates)
+
+
+ALIASES.append(("hpclab.elastic.policies", "StateSummary", "hpclab.elastic.policies.Aggregates"))
+
+
+def __getattr__(name):  # the deprecated StateSummary, one release
+    if name == "StateSummary":
+        warn("hpclab.elastic.policies.StateSummary", "hpclab.elastic.policies.Aggregates")
+        return Aggregates
+    raise AttributeError(f"module 'hpclab.elastic.policies' has no attribute {name!r}")
 
 
 def _slots(state: PoolState, itype: str, cat) -> int:
     slots = getattr(state, "slots", None) or {}
     if slots.get(itype):
         return int(slots[itype])
-    seen = summarise(state).slots.get(itype)
+    seen = aggregate(state).slots.get(itype)
     if seen:
         return int(seen)
     return int(cat.instance(itype).cores)
@@ -272,7 +294,7 @@ class _Base:
 
 
     @staticmethod
-    def _held(summary: StateSummary, key: tuple) -> int:
+    def _held(summary: Aggregates, key: tuple) -> int:
         """Our serving instances at a refusal key's place: ``(itype, zone)`` counts every market,
         ``(itype, zone, "spot")`` spot only."""
         if len(key) == 3:
@@ -281,7 +303,7 @@ class _Base:
 
     def _learn_refusals(self, state: PoolState) -> None:
         """For each refusal not seen before: when it came and how many instances we held there."""
-        summary = summarise(state)
+        summary = aggregate(state)
         for key, t in (state.refused or {}).items():
             seen = self._full.get(key)
             if seen is None or seen[0] != t:
@@ -290,7 +312,7 @@ class _Base:
     def _presumed_full(self, state: PoolState, itype: str, zone: str, market: str) -> float | None:
         """Time of a refusal here after which our count here did not change (None: not known
         full; fewer means we released some, more means a probe was granted)."""
-        summary = summarise(state)
+        summary = aggregate(state)
         keys = [(itype, zone)] + ([(itype, zone, "spot")] if market == "spot" else [])
         when = None
         for k in keys:
@@ -311,7 +333,7 @@ class _Plan:
         self.state, self.cat = state, cat
         self.limits = state.limits
         self._slots: dict[str, int] = {}
-        self.summary = summarise(state)
+        self.summary = aggregate(state)
         self.count = {t: 0 for t in self.limits.types}
         self.count.update(self.summary.count)
         self.serving_cores = self.summary.serving_cores
@@ -491,7 +513,7 @@ class _Placement(_Base):
         if state.time < self._last_time:
             self.reset()
         self._last_time = state.time
-        for place in summarise(state).noticed:  # spot reclaimed here: look elsewhere for a while
+        for place in aggregate(state).noticed:  # spot reclaimed here: look elsewhere for a while
             self._notices[place] = state.time
         self._learn_refusals(state)
         return self._act(state, self.target_cores(state))
@@ -503,7 +525,7 @@ class _Placement(_Base):
     def _cap_markets(self, state, plan, spot_target: int) -> None:
         """Diversification: spot launches keep each (type, zone) market within ``market_cap``
         of the spot target (whole instances); what a cap turns away goes elsewhere or on-demand."""
-        summary = summarise(state)
+        summary = aggregate(state)
         cap = self.market_cap * spot_target
         held = {(t, z): n * plan.slots(t) for (t, z, m), n in summary.places.items() if m == "spot"}
         launch = plan.launch
@@ -523,7 +545,7 @@ class _Placement(_Base):
         plan.launch = capped
 
     def _fill(self, state, plan, need):
-        spot_cores = summarise(state).spot_cores
+        spot_cores = aggregate(state).spot_cores
         total_target = plan.serving_cores + need
         spot_target = math.ceil(self.spot_share * total_target - 1e-9)
         spot_want = min(need, max(0, spot_target - spot_cores))
@@ -679,7 +701,7 @@ class DeadlineBudget(_Base):
         """Budget minus spent minus what the serving instances will cost while they drain (a
         draining instance is billed whole until its longest task ends: ``drain_tasks`` mean tasks)."""
         _, price = self._cheapest(state)
-        in_flight = summarise(state).serving_cores * self.drain_tasks * self._task_seconds(state) * price
+        in_flight = aggregate(state).serving_cores * self.drain_tasks * self._task_seconds(state) * price
         return self.budget - state.spent - in_flight
 
     def target_cores(self, state):
@@ -699,6 +721,90 @@ class DeadlineBudget(_Base):
         else:
             c_b = math.floor(money / (price * max(left, boot + self._task_seconds(state))))
         return max(0, min(c_d, c_b, tasks))
+
+
+class Shortfall:
+    """Launch at once what the queued work lacks; retire an instance once it has been idle for
+    ``idle_timeout`` and no queued work needs it (the HPC+AI platform's rule, usable on every clock).
+
+    The shortfall, in instances of the launch type with ``G`` slots each: the instances asked
+    whole by queued gangs (``state.queued_whole / G``), plus the other queued slots beyond the free
+    slots of partly busy instances (rounded up to instances), minus the idle and the booting
+    instances. Idle instances are retired in the order ``state`` lists them, as long as the pool
+    keeps its minimum and the queued work (if any) still has no shortfall after each one.
+
+    It declares :attr:`triggers`: its decision can be non-empty only when there is a shortfall or
+    an instance has been idle for ``idle_timeout``. A clock may therefore ask it only then (the
+    platform does); a clock that asks it every tick (the real pool, the task-bag simulator) gets
+    empty decisions in between.
+    """
+
+    name = "shortfall"
+    #: the only states in which :meth:`decide` may act (see the policy contract in docs/architecture.md)
+    triggers = frozenset({"shortfall", "idle"})
+
+    def __init__(self, *, idle_timeout: float = 300.0, itype: str | None = None, zone: str | None = None,
+                 market: str = "on-demand", catalog=None):
+        self.idle_timeout = check_nonnegative("idle_timeout", idle_timeout)
+        self.itype, self.zone = itype, zone
+        self.market = check_choice("market", market, MARKETS)
+        self.catalog = _catalog(catalog)
+        self._resolved = None
+
+    def reset(self) -> None:
+        """Nothing is remembered between decisions."""
+
+    def _place(self, state: PoolState):
+        """(itype, zone, slots of one instance) of the launches, resolved once per pool limits."""
+        c = self._resolved
+        if c is None or c[0] is not state.limits:
+            limits = state.limits
+            itype = _pick(self.itype, limits.types, "itype")
+            c = self._resolved = (limits, itype, _pick(self.zone, limits.zones, "zone"))
+        return c[1], c[2], _slots(state, c[1], self.catalog)
+
+    def shortfall(self, state: PoolState) -> int:
+        """Instances the queued work lacks beyond what is idle or booting (may be negative)."""
+        return self._shortfall(state, aggregate(state), self._place(state)[2])
+
+    @staticmethod
+    def _shortfall(state, s, G):
+        whole = state.queued_whole
+        partial_free = s.serving_cores - s.booting_cores - state.running - s.idle_cores
+        pods = state.queued - whole - partial_free
+        return whole // G + (-(-pods // G) if pods > 0 else 0) - len(s.idle) - s.booting_cores // G
+
+    def decide(self, state: PoolState) -> Decision:
+        s = aggregate(state)
+        limits = state.limits
+        itype, zone, G = self._place(state)
+        need = self._shortfall(state, s, G)
+        launch = ()
+        serving = s.count.get(itype, 0)
+        if need > 0:
+            hi = limits.max_per_type.get(itype)
+            count = need if hi is None else min(need, hi - serving)
+            if limits.quota_cores is not None:
+                count = min(count, (limits.quota_cores - s.serving_cores) // G)
+            if count > 0:
+                launch = (fast(Launch, itype, zone, self.market, int(count)),)
+        retire = []
+        queued = state.queued > 0
+        if s.idle and not (queued and need >= 0):
+            keep = limits.min_per_type.get(itype, 0)
+            timeout, now = self.idle_timeout, state.time
+            for iid, it, _m, _c, since in s.idle:
+                if since is None or since + timeout > now or it != itype:
+                    continue
+                if serving <= keep or (queued and need >= 0):
+                    break
+                retire.append(iid)
+                serving -= 1
+                need += 1
+        return fast(Decision, launch, tuple(retire), "shortfall")
+
+    def __repr__(self) -> str:
+        return f"<Shortfall idle_timeout={self.idle_timeout:g}>"
 
 
 class Hysteresis:
@@ -737,7 +843,7 @@ class Hysteresis:
         d = self.inner.decide(state)
         retire = ()
         if d.retire:
-            since = {row[0]: row[4] for row in summarise(state).idle}
+            since = {row[0]: row[4] for row in aggregate(state).idle}
             cooled = state.time - self._last_change >= self.cooldown
             # idle instances: only after wait and cooldown; others (busy, booting) are a
             # deliberate stop of the inner policy (e.g. a spent budget) and pass at once
@@ -877,7 +983,7 @@ def _deadline_budget(**params):
 
 for _name, _factory in (("target-duration", TargetDuration), ("single-zone", SingleZone),
                         ("spot-first", SpotFirst), ("global", _global), ("global-spot", _global_spot),
-                        ("deadline-budget", _deadline_budget)):
+                        ("deadline-budget", _deadline_budget), ("shortfall", Shortfall)):
     register_policy(_name, _factory)
 
 #: the built-in policy names (:func:`policy_names` adds registered and installed ones)

@@ -32,21 +32,22 @@ Times are pool seconds, money USD.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_finite_array, check_nonnegative, check_positive
 from hpclab.elastic._simengine import REASONS, Engine
 from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
-from hpclab.elastic.billing import bill
+from hpclab.elastic.billing import bill, instance_costs
 from hpclab.elastic.state import MARKETS, PoolLimits
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
-           "real_burst", "replay", "compare", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
+           "real_burst", "replay", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
 
 #: CPU instance types a campaign may use by default (the GPU and training nodes are left out)
 CPU_TYPES = ("ecs.c7.8xlarge", "ecs.c8i.8xlarge", "ecs.g8i.8xlarge", "ecs.c8a.8xlarge",
@@ -59,19 +60,21 @@ def _catalog(catalog):
     return resolve(catalog)
 
 
-@dataclass
 class SimResult:
     """What a simulation returns.
 
+    The summary is computed when the run ends; the tables are built the first time they are
+    read (a sweep over many runs that looks only at summaries never pays for them).
+
     Attributes
     ----------
+    summary : dict
+        makespan_s, cost_usd, core_hours, utilisation, work_redone, tasks_redone, refusals,
+        reclaims, hard_kills, instances, peak_cores, events, wall_s, ... (see :func:`simulate`).
     timeseries : xarray.Dataset
         At each recorded policy tick (dim ``time``, pool seconds): ``instances`` by ``state``,
         ``itype`` and ``zone``; ``cores`` running by ``market``; ``queued``, ``running``, ``done``
         tasks; cumulative ``cost`` (USD) and ``refused`` instances. ``attrs`` hold the summary.
-    summary : dict
-        makespan_s, cost_usd, core_hours, utilisation, work_redone, tasks_redone, refusals,
-        reclaims, hard_kills, instances, peak_cores, events, wall_s, ... (see :func:`simulate`).
     tasks : xarray.Dataset
         Per task (dim ``task``): ``work``, ``arrival``, final ``start``/``end`` and ``instance``,
         ``attempts``.
@@ -86,17 +89,78 @@ class SimResult:
         :func:`hpclab.elastic.billing.bill` of the instances, open ones billed to the end.
     """
 
-    timeseries: xr.Dataset
-    summary: dict
-    tasks: xr.Dataset
-    attempts: pd.DataFrame
-    instances: pd.DataFrame
-    log: xr.Dataset
-    bill: xr.Dataset
-    end_time: float = 0.0
-    policy: str = ""
-    _extra: dict = field(default_factory=dict, repr=False)
-    market: object = field(default=None, repr=False)  # the run's spot market (prices the bill)
+    def __init__(self, eng: Engine, cat, name: str):
+        self._eng, self._cat = eng, cat
+        self.end_time = float(eng.end_time)
+        self.policy = name
+        self.market = eng.market  # the run's spot market (prices the bill)
+        self.summary = _summary(eng, cat, name)
+
+    @cached_property
+    def instances(self) -> pd.DataFrame:
+        eng = self._eng
+        ins, n = eng.inst, eng.inst.n
+        names = _instance_names(eng)
+        end = np.where(ins.end[:n] == np.inf, np.nan, ins.end[:n])
+        reason = np.array(REASONS, dtype=object)[ins.reason[:n]] if n else np.zeros(0, dtype=object)
+        return pd.DataFrame({"instance": np.array([f"i{k}" for k in range(n)], dtype=object),
+                             "itype": names[0], "zone": names[1], "market": names[2],
+                             "start": ins.grant[:n], "ready": ins.ready[:n], "drain": ins.drain[:n],
+                             "notice": ins.notice_t[:n], "end": end, "reason": reason})
+
+    @cached_property
+    def bill(self) -> xr.Dataset:
+        return bill(self.instances[["instance", "itype", "zone", "market", "start", "end"]], self._cat,
+                    until=self.end_time, market=self.market)
+
+    @cached_property
+    def log(self) -> xr.Dataset:
+        return _log(self.instances, self.end_time)
+
+    @cached_property
+    def attempts(self) -> pd.DataFrame:
+        eng = self._eng
+        att, na = eng.att, eng.att.n
+        return pd.DataFrame({"task": att.task[:na], "instance": eng.slot.inst[att.slot[:na]],
+                             "start": att.start[:na], "end": att.end[:na], "killed": att.killed[:na]})
+
+    @cached_property
+    def tasks(self) -> xr.Dataset:
+        eng = self._eng
+        att, sl = eng.att, eng.slot
+        attempts_n = np.bincount(att.task[: att.n], minlength=eng.ntasks)
+        t_inst = np.where(eng.t_slot >= 0, sl.inst[np.maximum(eng.t_slot, 0)], -1)
+        return xr.Dataset(
+            {"work": ("task", eng.work, {"units": "normalised compute units (reference core-seconds)"}),
+             "arrival": ("task", eng.arrival, {"units": "s"}),
+             "start": ("task", eng.t_start, {"units": "s"}),
+             "end": ("task", eng.t_end, {"units": "s"}),
+             "instance": ("task", t_inst, {"units": "index (instance i<k>)"}),
+             "attempts": ("task", attempts_n, {"units": "count"})})
+
+    @cached_property
+    def timeseries(self) -> xr.Dataset:
+        eng = self._eng
+        rec = eng.rec
+        nt, nz = len(eng.types), len(eng.zones)
+        inst_ts = np.array(rec["inst"]) if rec["inst"] else np.zeros((0, 3, nt, nz), dtype=np.int64)
+        cores_ts = np.array(rec["cores"]) if rec["cores"] else np.zeros((0, 2))
+        return xr.Dataset(
+            {"instances": (("time", "state", "itype", "zone"), inst_ts.astype(np.int64), {"units": "count"}),
+             "cores": (("time", "market"), cores_ts, {"units": "cores",
+                                                      "long_name": "physical cores of running instances"}),
+             "queued": ("time", np.array(rec["queued"], dtype=np.int64), {"units": "tasks"}),
+             "running": ("time", np.array(rec["running"], dtype=np.int64), {"units": "tasks"}),
+             "done": ("time", np.array(rec["done"], dtype=np.int64), {"units": "tasks"}),
+             "cost": ("time", np.array(rec["cost"], dtype=float), {"units": "USD",
+                                                                   "long_name": "cost accrued so far"}),
+             "refused": ("time", np.array(rec["refused"], dtype=np.int64),
+                         {"units": "instances", "long_name": "instances refused so far"})},
+            coords={"time": ("time", np.array(rec["time"], dtype=float), {"units": "s"}),
+                    "state": ["booting", "running", "draining"], "itype": list(eng.types),
+                    "zone": list(eng.zones), "market": list(MARKETS)},
+            attrs={k: (v if not isinstance(v, bool) else int(v)) for k, v in self.summary.items()},
+        )
 
     def __repr__(self) -> str:
         s = self.summary
@@ -131,15 +195,17 @@ class SimResult:
         return pd.Series(self.summary, name=self.policy)
 
 
-def compare(results, labels=None) -> pd.DataFrame:
-    """The summaries of several runs side by side (one row per run, one column per figure)."""
+def _compare_frame(results, labels=None) -> pd.DataFrame:
+    """The old ``compare``: :func:`hpclab.result.compare` as a DataFrame of a few figures."""
+    from hpclab.result import compare as tabulate
+
     results = list(results)
-    labels = labels or [r.policy for r in results]
     keys = ["completed", "makespan_s", "cost_usd", "core_hours", "utilisation", "peak_cores",
             "instances", "refusals", "reclaims", "hard_kills", "work_redone", "wall_s"]
-    df = pd.DataFrame([{k: r.summary[k] for k in keys} for r in results], index=list(labels))
-    df.index.name = "run"
-    return df
+    return tabulate(results, labels or [r.policy for r in results]).to_dataframe()[keys]
+
+
+compare = deprecated("hpclab.elastic.simulate", "compare", "hpclab.result.compare", _compare_frame)
 
 
 def campaign_limits(cores: int = 100_000, *, types=None, zones=None, catalog=None) -> PoolLimits:
@@ -308,58 +374,42 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),
                  reclaim_scale=float(reclaim_scale), reclaim_rate=reclaim_rate, linger=float(linger),
                  progress=progress, record_every=record_every, boot=boot, market=market).run()
-    return _result(eng, cat, workload, getattr(policy, "name", type(policy).__name__))
+    return SimResult(eng, cat, getattr(policy, "name", type(policy).__name__))
 
 
-def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
+def _instance_names(eng: Engine):
+    """Each instance's type, zone and market names (object arrays)."""
+    ins, n = eng.inst, eng.inst.n
+    if not n:
+        return (np.zeros(0, dtype=object),) * 3
+    return (np.array(eng.types, dtype=object)[ins.itype[:n]], np.array(eng.zones, dtype=object)[ins.zone[:n]],
+            np.array(MARKETS, dtype=object)[ins.market[:n]])
+
+
+def _summary(eng: Engine, cat, name: str) -> dict:
     T = eng.end_time
-    ins, sl, att = eng.inst, eng.slot, eng.att
-    n = ins.n
-    ids = np.array([f"i{k}" for k in range(n)], dtype=object)
-    itype = np.array(eng.types, dtype=object)[ins.itype[:n]] if n else np.zeros(0, dtype=object)
-    zone = np.array(eng.zones, dtype=object)[ins.zone[:n]] if n else np.zeros(0, dtype=object)
-    market = np.array(MARKETS, dtype=object)[ins.market[:n]] if n else np.zeros(0, dtype=object)
-    grant, ready = ins.grant[:n], ins.ready[:n]
-    end = np.where(ins.end[:n] == np.inf, np.nan, ins.end[:n])
-    reason = np.array(REASONS, dtype=object)[ins.reason[:n]] if n else np.zeros(0, dtype=object)
-    instances = pd.DataFrame({"instance": ids, "itype": itype, "zone": zone, "market": market,
-                              "start": grant, "ready": ready, "drain": ins.drain[:n],
-                              "notice": ins.notice_t[:n], "end": end, "reason": reason})
-    the_bill = bill(instances[["instance", "itype", "zone", "market", "start", "end"]], cat, until=T,
-                    market=eng.market)
-    log = _log(instances, T)
-    # attempts and tasks
-    na = att.n
-    a_inst = sl.inst[att.slot[:na]]
-    attempts = pd.DataFrame({"task": att.task[:na], "instance": a_inst, "start": att.start[:na],
-                             "end": att.end[:na], "killed": att.killed[:na]})
-    attempts_n = np.bincount(att.task[:na], minlength=eng.ntasks)
-    t_inst = np.where(eng.t_slot >= 0, sl.inst[np.maximum(eng.t_slot, 0)], -1)
-    tasks = xr.Dataset(
-        {"work": ("task", eng.work, {"units": "normalised compute units (reference core-seconds)"}),
-         "arrival": ("task", eng.arrival, {"units": "s"}),
-         "start": ("task", eng.t_start, {"units": "s"}),
-         "end": ("task", eng.t_end, {"units": "s"}),
-         "instance": ("task", t_inst, {"units": "index (instance i<k>)"}),
-         "attempts": ("task", attempts_n, {"units": "count"})})
-    # summary
+    ins, att = eng.inst, eng.att
+    n, na = ins.n, att.n
+    grant = ins.grant[:n]
+    end = np.minimum(ins.end[:n], T)  # open instances billed to the end
+    itype, zone, market = _instance_names(eng)
+    cost = float(np.sum(instance_costs(itype, zone, market, grant, end, cat, schedule=eng.market)[2]))
     completed = int(np.sum(eng.t_end <= T + 1e-9))
     all_done = completed == eng.ntasks
     makespan = float(np.nanmax(eng.t_end) - eng.arrival.min()) if all_done and eng.ntasks else math.nan
-    life = np.maximum(np.minimum(np.nan_to_num(end, nan=T), T) - grant, 0.0)
+    life = np.maximum(end - grant, 0.0)
     core_s = float((eng.t_cores[ins.itype[:n]] * life).sum())
     slot_s = float((ins.nslots[:n] * life).sum())
     busy_s = float((np.minimum(att.end[:na], T) - att.start[:na]).clip(min=0).sum())
-    rec = eng.rec
-    cores_ts = np.array(rec["cores"]) if rec["cores"] else np.zeros((0, 2))
-    peak = int(cores_ts.sum(axis=1).max()) if len(cores_ts) else 0
-    events = int(eng.events + att.n + int(np.sum(np.isfinite(att.end[:na]))))
-    summary = {
+    cores_ts = eng.rec["cores"]
+    peak = int(max(float(c.sum()) for c in cores_ts)) if cores_ts else 0
+    events = int(eng.events + na + int(np.sum(np.isfinite(att.end[:na]))))
+    return {
         "policy": name,
         "tasks": int(eng.ntasks),
         "completed": completed,
         "makespan_s": makespan,
-        "cost_usd": float(the_bill["total_cost"]),
+        "cost_usd": cost,
         "core_hours": core_s / 3600.0,
         "utilisation": busy_s / slot_s if slot_s > 0 else 0.0,
         "work_redone": float(eng.work_redone),
@@ -381,26 +431,6 @@ def _result(eng: Engine, cat, workload: Workload, name: str) -> SimResult:
                                      f"{completed:,} of {eng.ntasks:,} tasks done; raise horizon or "
                                      "the pool's limits"),
     }
-    nt, nz = len(eng.types), len(eng.zones)
-    inst_ts = np.array(rec["inst"]) if rec["inst"] else np.zeros((0, 3, nt, nz), dtype=np.int64)
-    ts = xr.Dataset(
-        {"instances": (("time", "state", "itype", "zone"), inst_ts.astype(np.int64), {"units": "count"}),
-         "cores": (("time", "market"), cores_ts, {"units": "cores",
-                                                  "long_name": "physical cores of running instances"}),
-         "queued": ("time", np.array(rec["queued"], dtype=np.int64), {"units": "tasks"}),
-         "running": ("time", np.array(rec["running"], dtype=np.int64), {"units": "tasks"}),
-         "done": ("time", np.array(rec["done"], dtype=np.int64), {"units": "tasks"}),
-         "cost": ("time", np.array(rec["cost"], dtype=float), {"units": "USD",
-                                                               "long_name": "cost accrued so far"}),
-         "refused": ("time", np.array(rec["refused"], dtype=np.int64),
-                     {"units": "instances", "long_name": "instances refused so far"})},
-        coords={"time": ("time", np.array(rec["time"], dtype=float), {"units": "s"}),
-                "state": ["booting", "running", "draining"], "itype": list(eng.types),
-                "zone": list(eng.zones), "market": list(MARKETS)},
-        attrs={k: (v if not isinstance(v, bool) else int(v)) for k, v in summary.items()},
-    )
-    return SimResult(timeseries=ts, summary=summary, tasks=tasks, attempts=attempts, instances=instances,
-                     log=log, bill=the_bill, end_time=T, policy=name, market=eng.market)
 
 
 def _log(inst: pd.DataFrame, T: float) -> xr.Dataset:

@@ -40,12 +40,18 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Sequence
+from types import MappingProxyType
 
 import numpy as np
 
 from hpclab.elastic.clock import Clock
+from hpclab.elastic.policies import Aggregates, attach_aggregates
+from hpclab.elastic.state import PoolState, fast
 
 INF = float("inf")
+_NOTHING = frozenset()
+_NO_REFUSALS = MappingProxyType({})
 
 # event types; at equal times finishes and boots come before idle checks
 EV_FINISH, EV_POD, EV_BOOT, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4
@@ -78,6 +84,31 @@ class _NodeViews:
 
     def __len__(self):
         return len(self._pool.live_nodes)
+
+    def __iter__(self):
+        return iter(self._build())
+
+    def __getitem__(self, k):
+        return self._build()[k]
+
+
+class _IdleRows(Sequence):
+    """``Aggregates.idle`` of a platform pool: (id, itype, market, slots, idle since) per idle
+    node, segment by segment in idle-since order, built only when a policy reads them (its
+    length is a counter)."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._rows = None
+
+    def _build(self):
+        if self._rows is None:
+            rows = self._pool.idle_rows
+            self._rows = tuple([rows[n] for lst in self._pool.idle for n in lst])
+        return self._rows
+
+    def __len__(self):
+        return self._pool.n_idle
 
     def __iter__(self):
         return iter(self._build())
@@ -140,13 +171,18 @@ class Pool:
         self.guard_extra = 0
         self.eng = None  # the engine (set by it)
         self.clock = None  # the engine's clock (set by the engine)
-        # optional: a shared hpclab.elastic policy asked at ticks instead of the built-in rule
+        # the pool's hpclab.elastic policy: asked at its triggers ("shortfall", "idle") if it
+        # declares them (event_driven), else every ``tick`` seconds while there is work
         self.scaler = None
+        self.event_driven = False
         self.tick = 60.0
         self.ticking = False
         self.market = "on-demand"
         self.live_nodes: set = set()
         self.quiet_ticks = 0
+        self._agg = None  # (serving count, its Aggregates mappings), see pool_state
+        self.idle_rows: dict[int, tuple] = {}  # node -> its row in Aggregates.idle while idle
+        self._slots_map = MappingProxyType({itype: self.G})
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _new_node(self, t, seg, state):
@@ -181,7 +217,8 @@ class Pool:
         self.free_slots += self.G
         self.version += 1
         self.nidle[n] = t
-        if self.elastic and not self.timer and self.scaler is None:
+        self.idle_rows[n] = (str(n), self.itype, self.market, self.G, t)  # its Aggregates row
+        if self.elastic and not self.timer and self.event_driven:
             self._arm(t + self.idle_timeout)
 
     def _arm(self, when):
@@ -234,21 +271,25 @@ class Pool:
         return not self.draining and (self.q_whole or self.q_slots) and self.deficit() >= 0
 
     def idle_check(self, t, _n=-1, _=0):
-        """Idle sweep: retire the nodes idle for ``idle_timeout`` that no queued job needs
-        (keeping ``min_nodes``), then arm the next sweep at the next due time. If queued demand
-        keeps nodes, the next pass re-arms it (see :meth:`autoscale`)."""
+        """An idle wake of an event-driven policy: ask it (it retires the nodes idle for its
+        ``idle_timeout`` that no queued job needs, keeping ``min_nodes``), then arm the next wake
+        at the next due time, unless a due node was kept because queued demand needs it (the
+        next pass re-arms then, see :meth:`autoscale`)."""
         self.timer = False
         timeout = self.idle_timeout
         nidle = self.nidle
+        # its trigger holds (a node is due) and a retirement could be applied
+        if (self.n_up + self.n_boot > self.min_nodes and not self._retire_blocked()
+                and any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle)):
+            self._apply(t, self.scaler.decide(self.pool_state(t)))
         nxt = INF
-        for s in range(self.S):
-            lst = self.idle[s]
-            while lst and nidle[lst[0]] + timeout <= t:
-                if self.n_up + self.n_boot <= self.min_nodes or self._retire_blocked():
+        for lst in self.idle:
+            if lst:
+                due = nidle[lst[0]] + timeout
+                if due <= t:
                     return
-                self._mark_retired(t, lst.pop(0), s)
-            if lst and nidle[lst[0]] + timeout < nxt:
-                nxt = nidle[lst[0]] + timeout
+                if due < nxt:
+                    nxt = due
         if nxt < INF and self.n_up + self.n_boot > self.min_nodes:
             self._arm(nxt)
 
@@ -259,20 +300,19 @@ class Pool:
         return self.q_whole + -(-pods // self.G) - self.n_idle - self.n_boot
 
     def autoscale(self, t):
+        """After a scheduling pass: ask an event-driven policy if queued demand has a shortfall
+        (and keep an idle wake armed); a ticking policy gets its next tick armed."""
         if not self.elastic:
             return
-        if self.scaler is not None:
+        if not self.event_driven:
             if not self.ticking:
                 self._arm_tick(t + self.tick)
             return
         if not self.timer and self.n_idle and self.n_up + self.n_boot > self.min_nodes:
             due = min(self.nidle[lst[0]] for lst in self.idle if lst) + self.idle_timeout
             self._arm(due if due > t else t + self.idle_timeout)
-        need = self.deficit()
-        if need > 0:
-            need = min(need, self.max_nodes - self.n_up - self.n_boot)
-            if need > 0:
-                self.launch(t, need)
+        if self.deficit() > 0 and self.n_up + self.n_boot < self.max_nodes:
+            self._apply(t, self.scaler.decide(self.pool_state(t)))
 
     # -- a shared policy at ticks ---------------------------------------------------------------
     def _arm_tick(self, when):
@@ -285,51 +325,33 @@ class Pool:
         slots), one :class:`InstanceView` per node that is booting or up.
 
         The snapshot is cheap: the aggregates every policy reads (counts, serving slots, idle
-        nodes) come from the pool's counters as a :class:`StateSummary`, and the per-node views
+        nodes) come from the pool's counters as a :class:`Aggregates`, and the per-node views
         are built only if a policy walks ``state.instances``."""
-        from hpclab.elastic.policies import StateSummary, attach_summary
-        from hpclab.elastic.state import PoolState
-
         G = self.G
         serving = self.n_up + self.n_boot
-        idle = []
-        if self.n_idle:
-            nidle = self.nidle
-            for lst in self.idle:
-                for n in lst:
-                    idle.append((str(n), self.itype, self.market, G, nidle[n]))
-        place = (self.itype, self.name, self.market)
-        summary = StateSummary(count={self.itype: serving} if serving else {}, serving_cores=serving * G,
-                               spot_cores=serving * G if self.market == "spot" else 0,
-                               slots={self.itype: G} if serving else {}, noticed=frozenset(),
-                               idle=tuple(idle), places={place: serving} if serving else {})
+        agg = self._agg
+        if agg is None or agg[0] != serving:  # the mappings change only with the serving count
+            place = (self.itype, self.name, self.market)
+            agg = self._agg = (serving, {self.itype: serving} if serving else {},
+                               {self.itype: G} if serving else {}, {place: serving} if serving else {})
+        summary = fast(Aggregates, agg[1], serving * G, serving * G if self.market == "spot" else 0,
+                       agg[2], _NOTHING, _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G)
         eng = self.eng
-        state = PoolState(time=t, queued=self.q_whole * G + self.q_slots,
-                          running=self.n_up * G - self.free_slots, instances=_NodeViews(self),
-                          limits=self.limits, slots={self.itype: G},
-                          mean_task_seconds=eng.req_sum / eng.n_seen if eng.n_seen else None)
-        return attach_summary(state, summary)
+        # once nothing can change any more (draining), queued jobs that can never run do not
+        # hold nodes: the policy sees no queue
+        whole = 0 if self.draining else self.q_whole * G
+        state = fast(PoolState, t, 0 if self.draining else whole + self.q_slots,
+                     self.n_up * G - self.free_slots, _NodeViews(self), self.limits, 0.0,
+                     eng.req_sum / eng.n_seen if eng.n_seen else None, 0, _NO_REFUSALS,
+                     self._slots_map, whole)
+        return attach_aggregates(state, summary)
 
     def policy_tick(self, t, _n=-1, _=0):
         """Ask the shared policy for a decision and apply it: launches of this pool's type (capped
         at its maximum), retirements of idle nodes (never while queued jobs need them, as the
-        built-in rule). Re-arms while there is anything to decide."""
+        shortfall policy). Re-arms while there is anything to decide."""
         self.ticking = False
-        d = self.scaler.decide(self.pool_state(t))
-        count = sum(la.count for la in d.launch if la.itype == self.itype)
-        count = min(count, self.max_nodes - self.n_up - self.n_boot)
-        if count > 0:
-            self.launch(t, count)
-        retired = 0
-        if d.retire and not self._retire_blocked():
-            keep = self.min_nodes
-            for rid in d.retire:
-                n = int(rid)
-                if self.n_up + self.n_boot <= keep:
-                    break
-                if self.nstate[n] == UP and self.nfree[n] == self.G:
-                    self._retire_idle(t, n)
-                    retired += 1
+        count, retired = self._apply(t, self.scaler.decide(self.pool_state(t)))
         if count > 0 or retired:
             self.quiet_ticks = 0
             self.eng.schedule_all(t)  # reservations see the new boots; queues may use freed state
@@ -339,11 +361,31 @@ class Pool:
         if busy and not self.ticking and not (self.draining and self.quiet_ticks > self.idle_timeout / self.tick + 2):
             self._arm_tick(t + self.tick)
 
+    def _apply(self, t, d):
+        """Apply a decision: launches of this pool's type (capped at its maximum), retirements
+        of idle nodes (never below ``min_nodes``, never while queued jobs need them). Returns
+        (nodes launched, nodes retired)."""
+        count = retired = 0
+        for la in d.launch:
+            if la.itype == self.itype:
+                count += la.count
+        if count > 0:
+            count = min(count, self.max_nodes - self.n_up - self.n_boot)
+            if count > 0:
+                self.launch(t, count)
+        for rid in d.retire:
+            n = int(rid)
+            if self.n_up + self.n_boot <= self.min_nodes or self._retire_blocked():
+                break
+            if self.nstate[n] == UP and self.nfree[n] == self.G:
+                self._retire_idle(t, n)
+                retired += 1
+        return max(count, 0), retired
+
     def _retire_idle(self, t, n):
         s = self.nseg[n]
         self.idle[s].remove(n)
-        self._mark_retired(t, n, s)
-        self.version += 1
+        self._mark_retired(t, n, s)  # a node leaving frees nothing: no new pass is due
 
     def _mark_retired(self, t, n, s):
         """Node ``n`` (idle, in segment ``s``, already taken off its idle list) leaves at ``t``."""

@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import bill_instances, unit_price
 from hpclab.platform import _model
 from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
 from hpclab.platform.jobs import GANG_KINDS, KINDS, check_jobs
 
-__all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "compare", "bounded_slowdown"]
+__all__ = ["replay", "PlatformResult", "POLICIES", "PLACEMENTS", "replay_each", "bounded_slowdown"]
 
 POLICIES = ("unified", "separate")
 PLACEMENTS = ("topology", "linear")
@@ -83,8 +84,8 @@ class PlatformResult:
 
     def summary(self) -> xr.Dataset:
         """Metrics as a Dataset: wait and bounded-slowdown percentiles per job kind, jobs placed
-        in one segment, utilisation and cost per pool (see :func:`summarise`)."""
-        return summarise(self)
+        in one segment, utilisation and cost per pool (see :func:`_summary`)."""
+        return _summary(self)
 
     def table(self) -> pd.DataFrame:
         """The per-kind metrics as a readable DataFrame (what the CLI prints)."""
@@ -178,14 +179,17 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     seed : int
         Seed for random segment choice (``placement="linear"``).
     scaler : str, policy or callable, optional
-        Scale the elastic pools with a shared :mod:`hpclab.elastic.policies` policy instead of the
-        built-in rule (launch for the queued deficit at once, retire after ``idle_timeout``): a
-        policy name for :func:`hpclab.elastic.policies.make_policy` (wrapped in ``Hysteresis``
-        with ``wait=idle_timeout``), a policy object (copied per pool) or a function returning
-        one. The policy's ``decide(PoolState)`` is called every ``tick`` seconds while a pool has
-        queued work or nodes (slots are task slots; see :meth:`engine.Pool.pool_state`).
+        The :mod:`hpclab.elastic.policies` policy that scales each elastic pool (default
+        ``"shortfall"``, :class:`~hpclab.elastic.policies.Shortfall` with ``idle_timeout``: launch
+        for the queued shortfall at once, retire after ``idle_timeout``): a policy name for
+        :func:`hpclab.elastic.policies.make_policy` (a policy without ``triggers`` is wrapped in
+        ``Hysteresis`` with ``wait=idle_timeout``), a policy object (copied per pool) or a
+        function returning one. A policy that declares ``triggers`` is asked when they hold (a
+        shortfall after a scheduling pass, an idle node due); any other is asked every ``tick``
+        seconds while a pool has queued work or nodes (slots are task slots; see
+        :meth:`engine.Pool.pool_state`).
     tick : float
-        Seconds of virtual time between two policy decisions (with ``scaler``).
+        Seconds of virtual time between two decisions of a policy without ``triggers``.
     slurm : dict, optional
         Options of the Slurm-like queue that model a real Slurm (:class:`engine.Slurm`:
         ``limit_unit``, ``bf_interval``, ``reserve``, ``launch_latency``; docs/platform.md).
@@ -261,12 +265,15 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         for i in np.flatnonzero(wide):
             reason[i] = f"asks {slots[i]} slots per pod; a {pool.itype} node has {pool.G}"
 
-    if scaler is not None and elastic:
+    if elastic:
         check_positive("tick", tick)
         from hpclab.elastic.state import PoolLimits
 
         for pool in pools:
-            pool.scaler = _scaler(scaler, idle_timeout, cat)
+            pool.scaler = _scaler("shortfall" if scaler is None else scaler, idle_timeout, cat)
+            pool.event_driven = _event_driven(pool.scaler)
+            if pool.event_driven:  # its idle wakes come from its own timeout
+                pool.idle_timeout = float(pool.scaler.idle_timeout)
             pool.tick = float(tick)
             pool.market = market
             pool.limits = PoolLimits(types=(pool.itype,), zones=(pool.name,),
@@ -299,7 +306,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
                         min_nodes=min_nodes, market=market, kube_strategy=kube_strategy,
-                        scaler=None if scaler is None else getattr(pools[0].scaler, "name", str(scaler)),
+                        scaler=getattr(pools[0].scaler, "name", str(scaler)) if elastic else None,
+                        scaler_triggers=bool(elastic and pools[0].event_driven),
                         tick=tick), cat)
 
 
@@ -310,6 +318,10 @@ def _scaler(spec, idle_timeout, catalog):
     from hpclab.elastic.policies import make_policy
 
     if isinstance(spec, str):
+        from hpclab.elastic.policies import resolve_policy
+
+        if getattr(resolve_policy(spec), "triggers", None):  # it keeps its own idle timeout
+            return make_policy(spec, idle_timeout=idle_timeout, catalog=catalog)
         return make_policy(spec, hysteresis=True, wait=idle_timeout, cooldown=0.0, catalog=catalog)
     if hasattr(spec, "decide"):
         memo = {id(catalog): catalog}
@@ -323,6 +335,13 @@ def _scaler(spec, idle_timeout, catalog):
             return p
     raise HpclabError(f"scaler must be a policy name, a policy with decide(state) or a function "
                       f"returning one; got {spec!r}")
+
+
+def _event_driven(policy) -> bool:
+    """A policy that declares when it may act (``triggers``) and an ``idle_timeout`` for its
+    idle wakes is asked only then; any other is asked at ticks."""
+    trig = getattr(policy, "triggers", None)
+    return bool(trig) and set(trig) <= {"shortfall", "idle"} and hasattr(policy, "idle_timeout")
 
 
 def _bill(inst: pd.DataFrame, market: str, catalog) -> np.ndarray:
@@ -385,7 +404,7 @@ def _result(jobs, eng, pools, rejected, reason, policy, t0, t_end, slurm, settin
                           policy=policy, makespan=t_end - t0, settings=settings, record=record)
 
 
-def summarise(result: PlatformResult) -> xr.Dataset:
+def _summary(result: PlatformResult) -> xr.Dataset:
     """Metrics of a replay as an ``xarray.Dataset``.
 
     Dims ``kind`` (hpc, train, infer, data), ``quantile`` (0.5, 0.9, 0.99) and ``pool``.
@@ -455,21 +474,20 @@ def _total_util(result):
     return float((p["utilisation"] * p["cost"]).sum() / p["cost"].sum())
 
 
-def compare(jobs, scenarios: dict | None = None, **common) -> xr.Dataset:
-    """Replay the same jobs under several settings and stack the summaries along ``scenario``.
+def replay_each(jobs, settings: dict | None = None, **common) -> xr.Dataset:
+    """Replay the same jobs once per setting and compare the results along ``run``
+    (:func:`hpclab.result.compare` of the summaries).
 
-    ``scenarios`` maps a label to keyword arguments of :func:`replay` (default: the separate
+    ``settings`` maps a label to keyword arguments of :func:`replay` (default: the separate
     fixed clusters and the unified elastic platform).
     """
-    scenarios = scenarios or {"separate": {"policy": "separate"}, "unified": {"policy": "unified"}}
-    out = []
-    for label, kw in scenarios.items():
-        res = replay(jobs, **{**common, **kw})
-        ds = res.summary()
-        ds.attrs = {}
-        out.append(ds.expand_dims(scenario=[label]))
-    pools = sorted({str(p) for d in out for p in d["pool"].values})
-    out = [d.reindex(pool=pools) for d in out]
-    ds = xr.concat(out, dim="scenario", combine_attrs="override")
-    ds.attrs = {}
-    return ds
+    from hpclab.result import compare
+
+    settings = settings or {"separate": {"policy": "separate"}, "unified": {"policy": "unified"}}
+    return compare({label: replay(jobs, **{**common, **kw}) for label, kw in settings.items()})
+
+
+summarise = deprecated("hpclab.platform.replay", "summarise", "PlatformResult.summary()", _summary)
+compare = deprecated("hpclab.platform.replay", "compare", "hpclab.platform.replay_each",
+                     lambda jobs, scenarios=None, **common:
+                     replay_each(jobs, scenarios, **common).rename(run="scenario"))

@@ -7,8 +7,8 @@ AI training, inference and data pods at an offered ``load``). They are replayed 
 Kubernetes-like queue for AI pods over shared elastic pools (``platform: unified``) or separate
 clusters. ``pool.types`` names the CPU type then the GPU type, ``pool.max_per_type`` their node
 counts. The scenario's policy, if it names one, sizes every elastic pool: the very policy class
-that drives a real pool (a fresh object per pool); without one the built-in rule (launch for the
-queued deficit, retire after ``pool.idle_timeout``) does.
+that drives a real pool (a fresh object per pool); without one the registered ``shortfall``
+policy (launch for the queued shortfall, retire after ``pool.idle_timeout``) does.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class JobTrace:
                   "makespan_s": float(r.makespan), **totals,
                   "wait_mean_s": float(df.loc[done, "wait"].mean()) if done.any() else float("nan"),
                   "bsld_mean": float(df.loc[done, "bsld"].mean()) if done.any() else float("nan"),
-                  "policy": r.settings["scaler"] or "built-in (deficit / idle timeout)",
+                  "policy": r.settings["scaler"] or "fixed pools",
                   "platform": p["platform"]}
         units = {**POOL_UNITS, "rejected": "jobs", "wait_mean_s": "s", "bsld_mean": "1",
                  "tasks": "jobs", "tasks_done": "jobs"}

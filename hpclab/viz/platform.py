@@ -1,7 +1,7 @@
 """Views of the unified platform: waiting time, cost and utilisation side by side, nodes over time,
 and a widget panel for the workload mix and the cluster size.
 
-Figures take the Dataset of :func:`hpclab.platform.compare` (dims ``scenario``, ``kind``,
+Figures take the Dataset of :func:`hpclab.platform.replay_each` (dims ``run``, ``kind``,
 ``quantile``, ``pool``) or a :class:`hpclab.platform.PlatformResult`. :func:`platform_panel`
 replays a mixed workload on separate clusters and on the unified platform for the chosen mix,
 cluster size, load, backfill and placement, and replaces the figures'
@@ -27,13 +27,20 @@ def _color(name, i):
     return SCENARIO_COLORS.get(name) or colors_for([name])[0]
 
 
+def _runs(ds):
+    """The Dataset along ``run`` (:func:`hpclab.result.compare`; the deprecated
+    ``platform.compare`` stacked along ``scenario``)."""
+    return ds.rename(scenario="run") if "scenario" in ds.dims else ds
+
+
 def _wait_data(ds):
-    scen = [str(s) for s in ds["scenario"].values]
+    ds = _runs(ds)
+    scen = [str(s) for s in ds["run"].values]
     x, mean, p90, color, jobs, names = [], [], [], [], [], []
     for k in _KINDS:
         for i, s in enumerate(scen):
             names.append(s)
-            d = ds.sel(scenario=s, kind=k)
+            d = ds.sel(run=s, kind=k)
             x.append((k, s))
             m = float(d["wait_mean"])
             q = float(d["wait"].sel(quantile=0.9))
@@ -74,10 +81,11 @@ def wait_figure(ds, width: int = 720, height: int = 300):
 
 
 def _cost_data(ds):
-    scen = [str(s) for s in ds["scenario"].values]
+    ds = _runs(ds)
+    scen = [str(s) for s in ds["run"].values]
     return {"scenario": scen,
-            "cost": [float(ds["total_cost"].sel(scenario=s)) for s in scen],
-            "util": [float(ds["utilisation_total"].sel(scenario=s)) for s in scen],
+            "cost": [float(ds["total_cost"].sel(run=s)) for s in scen],
+            "util": [float(ds["utilisation_total"].sel(run=s)) for s in scen],
             "color": [_color(s, i) for i, s in enumerate(scen)]}
 
 
@@ -157,17 +165,11 @@ def panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6,
                             gpu_nodes=int(gpu_nodes), load=float(load), seed=int(seed))
     common = dict(cpu_nodes=int(cpu_nodes), gpu_nodes=int(gpu_nodes), backfill=bool(backfill),
                   placement=placement)
-    results = {label: P.replay(jobs, policy=label, **common) for label in ("separate", "unified")}
-    import xarray as xr
+    from hpclab.result import compare
 
-    parts = []
-    for label, res in results.items():
-        d = res.summary()
-        d.attrs = {}
-        parts.append(d.expand_dims(scenario=[label]))
-    pools = sorted({str(p) for d in parts for p in d["pool"].values})
-    ds = xr.concat([d.reindex(pool=pools) for d in parts], dim="scenario", combine_attrs="override")
-    sep, uni = ds.sel(scenario="separate"), ds.sel(scenario="unified")
+    results = {label: P.replay(jobs, policy=label, **common) for label in ("separate", "unified")}
+    ds = compare(results)
+    sep, uni = ds.sel(run="separate"), ds.sel(run="unified")
     hpc_one = int(uni["in_one_segment"].sel(kind="hpc"))
     hpc_n = int(uni["gangs"].sel(kind="hpc"))
     summary = (f"<p>{int(n_jobs):,} jobs ({100 * float(ai_share):.0f} % AI), offered load {float(load):.2f} on "
@@ -251,8 +253,8 @@ def report_part():
     m = panel_model(n_jobs=2000, ai_share=0.3, cpu_nodes=64, gpu_nodes=16, load=0.6, seed=1)
     ds = m["dataset"]
     rows = {}
-    for s in ds["scenario"].values:
-        d = ds.sel(scenario=s)
+    for s in ds["run"].values:
+        d = ds.sel(run=s)
         rows[str(s)] = {"cost [USD]": float(d["total_cost"]), "utilisation": float(d["utilisation_total"]),
                         "HPC mean wait [min]": float(d["wait_mean"].sel(kind="hpc")) / 60,
                         "HPC mean bounded slowdown": float(d["bsld_mean"].sel(kind="hpc")),

@@ -205,9 +205,9 @@ def campaign_panel(inputs: xr.Dataset, *, n_molecules: float = 1e8, deadline_hou
 
     def update(*_):
         kw = dict(conformers=int(confs.value), survivor_fraction=survivor_fraction)
-        sel = scr.campaign(inputs, size.value, grid, spot.value, scope.value, **kw)
-        base = scr.campaign(inputs, size.value, grid, 0.0, "one", **kw)
-        pt = scr.campaign(inputs, size.value, deadline.value, spot.value, scope.value, **kw)
+        sel = scr.estimate_campaign(inputs, size.value, grid, spot.value, scope.value, **kw)
+        base = scr.estimate_campaign(inputs, size.value, grid, 0.0, "one", **kw)
+        pt = scr.estimate_campaign(inputs, size.value, deadline.value, spot.value, scope.value, **kw)
         met = sel["feasible"].values[0, 0, :, 0]
         src_sel.data = dict(x=grid[met], y=sel["cost"].values[0, 0, met, 0])
         bmet = base["feasible"].values[0, 0, :, 0]
@@ -304,7 +304,7 @@ def report_part(size: int = 400, workers: int = 2):
     q = scr.quality(ds)
     costs = scr.stage_costs(ds)
     inputs = scr.campaign_inputs(ds)
-    camp = scr.campaign(inputs, 1e8, np.geomspace(0.5, 72, 16), [0.0, 0.9], list(scr.ZONE_SCOPES),
+    camp = scr.estimate_campaign(inputs, 1e8, np.geomspace(0.5, 72, 16), [0.0, 0.9], list(scr.ZONE_SCOPES),
                         conformers=300, survivor_fraction=1.0)
     art = scr.article_scenario(inputs)
     table = pd.DataFrame({

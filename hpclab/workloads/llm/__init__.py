@@ -10,7 +10,8 @@ from hpclab.workloads.llm.model import Transformer, model_names, transformer
 from hpclab.workloads.llm.parallel import (RECOMPUTE, ZERO_STAGES, check_layout, default_efficiency,
                                            layouts, memory, search, step_time)
 from hpclab.workloads.llm.plan import (BREAKDOWN, compare_fabrics, default_global_batch,
-                                       goodput_requirements, network_separation, plan)
+                                       goodput_requirements, plan)
+from hpclab.workloads.llm.networks import fair_share, network_separation, network_setups
 from hpclab.workloads.llm.reliability import (checkpoint_bytes, checkpoint_time, goodput,
                                               goodput_at_optimum, goodput_curve, interruptions, mtbf,
                                               simulate_goodput, young_daly)
@@ -23,4 +24,4 @@ __all__ = ["Transformer", "transformer", "model_names", "Cluster", "cluster", "D
            "straggler_step_time", "checkpoint_bytes", "checkpoint_time", "mtbf", "young_daly",
            "goodput", "goodput_at_optimum", "simulate_goodput", "goodput_curve", "interruptions",
            "BREAKDOWN", "compare_fabrics", "default_global_batch", "goodput_requirements", "plan",
-           "network_separation"]
+           "network_separation", "network_setups", "fair_share"]

@@ -15,8 +15,11 @@ section 2.2)::
 (memory-bound when unfused), their element-wise memory traffic at ``memory_efficiency * HBM``,
 their tensor-parallel collectives on NVLink (all-reduces, or all-gather + reduce-scatter with
 sequence parallelism: 4 per layer, 5 with sequence parallelism's backward all-gather, 6 with full
-recomputation; Korthikanti et al. 2022), the context-parallel K/V all-gather, a MoE layer's
-expert-parallel all-to-alls, and the output layer. ``(pp - 1) / v * t_mb`` is the pipeline bubble
+recomputation; Korthikanti et al. 2022; with ``async_tp`` the two column-parallel linears'
+backward collectives hidden behind their gradient GEMMs, as Megatron-LM does since 2021), the
+context-parallel K/V all-gather, a MoE layer's expert-parallel all-to-alls, and the output layer;
+without ``grad_accumulation_fusion`` (Megatron-LM 2021) a separate gradient-accumulation pass per
+micro-batch. ``(pp - 1) / v * t_mb`` is the pipeline bubble
 of 1F1B (v = 1) and of the interleaved schedule (bubble fraction ``(pp - 1) / (v m)``).
 Data-parallel gradient reduce-scatter + parameter all-gather (ZeRO 1-2) or all-reduce (ZeRO 0) run
 on the backend fabric and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers
@@ -37,6 +40,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from hpclab._validate import HpclabError, check_choice, check_positive
@@ -54,33 +58,52 @@ ADAM_TRAFFIC_BYTES = 28  # optimizer step reads p32, g, m, v (14 B) and writes p
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _collective(op, nbytes, ranks, fabric, **options):
-    """Seconds for one collective from the network layer; 0 where ranks == 1. A layout grid
-    repeats a few (bytes, ranks) pairs many times: each distinct pair is costed once."""
+def _distinct(key):
+    """Codes and distinct values of ``key`` (1-D), by hashing in O(n): a layout grid repeats a
+    few values many times, and sorting them (``np.unique``) costs more than the model."""
+    codes, uniq = pd.factorize(key, sort=False)
+    return codes, np.asarray(uniq)
+
+
+def _collectives(ops, nbytes, ranks, fabric, **options):
+    """Seconds for each collective of ``ops`` on the same (bytes, ranks) arrays, from the
+    network layer; 0 where ranks == 1. A layout grid repeats a few (bytes, ranks) pairs many
+    times: the distinct pairs are found once and each is costed once per op."""
     from hpclab.network import collective_time
 
-    nbytes = np.asarray(nbytes, dtype=float)
-    ranks = np.asarray(ranks, dtype=float)
-    nb, rk = np.broadcast_arrays(nbytes, ranks)
-    out = np.zeros(nb.shape)
-    live = (rk > 1) & (nb > 0)
-    if np.any(live):
-        key = nb[live] + 1j * rk[live]  # one sortable number per (bytes, ranks) pair
-        uniq, inverse = np.unique(key, return_inverse=True)
-        t = collective_time(op, uniq.real, uniq.imag.astype(int), fabric, **options)
-        out[live] = np.asarray(t).reshape(-1)[inverse.reshape(-1)]
+    nb, rk = np.broadcast_arrays(np.asarray(nbytes, dtype=float), np.asarray(ranks, dtype=float))
+    if nb.size == 0:
+        return [np.zeros(nb.shape) for _ in ops]
+    codes, uniq = _distinct((nb + 1j * rk).ravel())  # one hashable number per (bytes, ranks) pair
+    b, r = uniq.real, uniq.imag
+    live = (r > 1) & (b > 0)
+    out = []
+    for op in ops:
+        t = np.zeros(uniq.shape)
+        if np.any(live):
+            t[live] = np.asarray(collective_time(op, b[live], r[live].astype(int), fabric,
+                                                 **options)).reshape(-1)
+        out.append(t[codes].reshape(nb.shape))
     return out
+
+
+def _collective(op, nbytes, ranks, fabric, **options):
+    """Seconds for one collective (see :func:`_collectives`)."""
+    return _collectives((op,), nbytes, ranks, fabric, **options)[0]
 
 
 def _p2p(nbytes, fabric):
     from hpclab.network import p2p_time
 
     nbytes = np.asarray(nbytes, dtype=float)
-    out = np.zeros(nbytes.shape)
-    live = nbytes > 0
+    if nbytes.size == 0:
+        return np.zeros(nbytes.shape)
+    codes, uniq = _distinct(nbytes.ravel())
+    t = np.zeros(uniq.shape)
+    live = uniq > 0
     if np.any(live):
-        out[live] = p2p_time(nbytes[live], fabric)
-    return out
+        t[live] = np.asarray(p2p_time(uniq[live], fabric)).reshape(-1)
+    return t[codes].reshape(nbytes.shape)
 
 
 def _recompute_codes(recompute):
@@ -302,20 +325,158 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
 # --- step time ------------------------------------------------------------------------------
 
 
+def _classes(*arrays):
+    """Codes (one per element) and first indices of the distinct rows of equal-shape integer
+    arrays, by hashing (one O(n) factorisation per array)."""
+    radix = [int(a.max()) + 1 if a.size else 1 for a in arrays]
+    if all(a.size == 0 or a.min() >= 0 for a in arrays) and math.prod(radix) < 2 ** 62:
+        key = np.zeros(arrays[0].size, dtype=np.int64)  # mixed-radix number of the row
+        for arr, r in zip(arrays, radix):
+            key = key * r + arr.ravel()
+        codes, _ = pd.factorize(key, sort=False)
+    else:
+        codes = np.zeros(arrays[0].size, dtype=np.int64)
+        for arr in arrays:
+            c, uniq = pd.factorize(arr.ravel(), sort=False)
+            codes, _ = pd.factorize(codes * len(uniq) + c, sort=False)
+    first = np.full(int(codes.max()) + 1 if codes.size else 0, -1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # first occurrence of each code
+    return codes, first
+
+
+def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
+    """The communication of each distinct (tp, cp, pp, interleave, micro_batch, ep, dp) layout
+    class, in seconds (1-D arrays along the classes): one tensor-parallel all-reduce of a
+    micro-batch (``tp_one``), one context-parallel K/V all-gather (``cp_one``), one expert-
+    parallel all-to-all (``a2a``), one pipeline send (``p2p``), the data-parallel gradient
+    all-reduce (``dp_ar``) and reduce-scatter + all-gather (``dp_rsag``), and ZeRO-3's per-layer
+    all-gather and reduce-scatter (``z3_ag``, ``z3_rs``; only when ``z3``). Recomputation and
+    the ZeRO stage only choose and multiply these, so a search's thousands of layouts share them.
+    """
+    G = cl.gpus_per_node
+    s, h = model.seq_length, model.hidden
+    tokens = b * s / cp
+    out = {}
+    # tensor parallel on NVLink: one all-reduce of the micro-batch's b s h / c activations
+    out["tp_one"] = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
+    # context parallel: all-gather K and V (inside the node while tp cp <= G)
+    kv_bytes = b * s * 2 * model.kv_dim * BF16 / np.minimum(tp, model.kv_heads)
+    cp_inside = tp * cp <= G
+    cp_one = np.zeros(tp.shape)
+    if np.any(cp_inside):
+        cp_one[cp_inside] = _collective("allgather", kv_bytes[cp_inside], cp[cp_inside], cl.intra)
+    if not np.all(cp_inside):
+        cp_one[~cp_inside] = _collective("allgather", kv_bytes[~cp_inside] * cl.nic_share,
+                                         cp[~cp_inside], cl.fabric, **cl.network_options)
+    out["cp_one"] = cp_one
+    # expert parallelism: one all-to-all of cf x top_k copies of the GPU's 1/tp share of the
+    # tokens, h bf16 each, over the ep ranks (placed after tp and cp: inside a node while
+    # tp cp ep <= G, else on the fabric with the node's other ranks sharing its links)
+    a2a = np.zeros(tp.shape)
+    if model.experts and np.any(ep > 1):
+        a2a_bytes = tokens * cf * model.top_k * h * BF16 / tp
+        block = tp * cp
+        inside = block * ep <= G
+        sel = (ep > 1) & inside
+        if np.any(sel):
+            a2a[sel] = _collective("alltoall", a2a_bytes[sel], ep[sel], cl.intra)
+        outside = (ep > 1) & ~inside
+        per_node = np.maximum(1, G // np.minimum(block, G))
+        for r in np.unique(per_node[outside]) if np.any(outside) else ():
+            sel = outside & (per_node == r)
+            opts = dict(cl.network_options)
+            if r > 1:
+                opts.update(ranks_per_node=int(r), intra_fabric=cl.intra)
+            share = cl.nic_share / max(1.0, r / float(cl.fabric.links_per_host))
+            a2a[sel] = _collective("alltoall", a2a_bytes[sel] * share, ep[sel], cl.fabric, **opts)
+    out["a2a"] = a2a
+    # pipeline point-to-point: each tp rank sends its 1/tp share: sequence parallelism holds
+    # only that share, and without it Megatron's scatter/gather optimisation splits the
+    # replicated tensor over the tp ranks' links across nodes (Narayanan et al. 2021, section
+    # 4.1); inside a node the whole tensor moves
+    pp_inside = tp * cp * pp <= G
+    pp_bytes = tokens * h * BF16 / np.where(sp | ~pp_inside, tp, 1)
+    p2p = np.zeros(tp.shape)
+    if np.any(pp_inside):
+        p2p[pp_inside] = _p2p(pp_bytes[pp_inside], cl.intra)
+    if not np.all(pp_inside):
+        p2p[~pp_inside] = _p2p(pp_bytes[~pp_inside] * cl.nic_share, cl.fabric)
+    out["p2p"] = p2p
+    # data parallel on the backend fabric (hierarchical when several dp ranks share a node): the
+    # stage's bf16 gradients; routed experts' gradients reduce over the dp / ep ranks holding
+    # the same experts
+    params_all, first_layers = _stage_params(model, tp, pp, v, bal)
+    expert, replaced = _expert_share(model, first_layers, tp, ep)
+    grad_bytes = (params_all - replaced) * BF16 * np.ones(tp.shape)
+    expert_bytes = expert * BF16 * np.ones(tp.shape)
+    edp = dp // ep
+    block = tp * cp * pp
+    rpn = np.minimum(np.where(block < G, G // np.minimum(block, G), 1), dp)
+    links = float(cl.fabric.links_per_host)
+    dp_ar, dp_rsag = np.zeros(tp.shape), np.zeros(tp.shape)
+    for r in np.unique(rpn):
+        sel = rpn == r
+        opts = dict(cl.network_options)
+        if r > 1:
+            opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
+        # the other GPUs of each node run their own dp groups at the same time on the same links
+        extra = cl.nic_share / max(1.0, r / links)
+        nb, d = grad_bytes[sel] * extra, dp[sel]
+        k = nb.size
+        if model.experts:  # the experts' gradients in the same calls, over their own groups
+            nb = np.concatenate([nb, expert_bytes[sel] * extra])
+            d = np.concatenate([d, edp[sel]])
+        ar, rs, ag = _collectives(("allreduce", "reduce_scatter", "allgather"), nb, d, cl.fabric, **opts)
+        dp_ar[sel], dp_rsag[sel] = ar[:k], rs[:k] + ag[:k]
+        if model.experts:
+            dp_ar[sel] += ar[k:]
+            dp_rsag[sel] += rs[k:] + ag[k:]
+    out["dp_ar"], out["dp_rsag"] = dp_ar, dp_rsag
+    # ZeRO-3: one layer's bf16 parameters gathered (and its gradients reduce-scattered) over the
+    # whole data-parallel group as flat rings, each GPU on its own share of the NICs
+    z3_ag, z3_rs = np.zeros(tp.shape), np.zeros(tp.shape)
+    if z3:
+        sel = dp > 1
+        if np.any(sel):
+            ls = _stage_layers(model, pp, v, bal)[0][sel]
+            flat = dict(cl.network_options, algorithm="ring")
+            nb, d = grad_bytes[sel] / ls * cl.nic_share, dp[sel]
+            k = nb.size
+            if model.experts:
+                nb = np.concatenate([nb, expert_bytes[sel] / ls * cl.nic_share])
+                d = np.concatenate([d, edp[sel]])
+            ag, rs = _collectives(("allgather", "reduce_scatter"), nb, d, cl.fabric, **flat)
+            z3_ag[sel], z3_rs[sel] = ag[:k], rs[:k]
+            if model.experts:
+                z3_ag[sel] += ag[k:]
+                z3_rs[sel] += rs[k:]
+    out["z3_ag"], out["z3_rs"] = z3_ag, z3_rs
+    return out
+
+
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
-                 overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0):
+                 overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0, async_tp=True,
+                 grad_fusion=True):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
     m = gb // (dp * b)
     tokens = b * s / cp  # tokens per micro-batch per (tp) group
     layers_stage = _stage_layers(model, pp, v, bal)[0]  # the fullest (middle or last) stage
+    # communication per distinct (tp, cp, pp, v, b, ep, dp) class, expanded to the layouts
+    shape = np.broadcast(tp, pp, dp, cp, b, v, zero, rc, gb, ep).shape
+    axes = [np.broadcast_to(x, shape).ravel() for x in (tp, cp, pp, v, b, ep, dp)]
+    codes, first = _classes(*axes)
+    ut, uc, up, uv, ub, ue, ud = (x[first] for x in axes)
+    comm = _comm(model, cl, ut, up, ud, uc, ub, uv, ue, sp, bal, cf,
+                 bool(np.any(np.asarray(zero) >= 3)))
+    comm = {k: val[codes].reshape(shape) for k, val in comm.items()}
 
     # matrix FLOPs per micro-batch per GPU, one layer: forward 1x, backward 2x, + recomputation.
     # Dense projections (QKV, output, FFN: 2 x layer_matmul_params per token) run at
     # ``eff x peak``; the attention core (QK^T and the weighted sum, 4 s h per token) is a batched
     # GEMM with inner size head_dim: unfused, it reads and writes the s x s scores, so it runs at
-    # the roofline min(eff x peak, AI x mem_eff x HBM) with AI = s d / (s + 2 d) FLOP/B;
+    # the roofline min(eff x peak, AI x HBM) with AI = s d / (s + 2 d) FLOP/B;
     # FlashAttention keeps the scores on chip (compute-bound).
     # a MoE layer computes its routed experts on capacity-padded buffers: cf x top_k tokens each
     routed = (model.moe_layers / model.layers) * model.top_k * model.expert_params
@@ -330,17 +491,23 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     if not flash and hbm > 0:
         d_head = model.head_dim
         intensity = s * d_head / (s + 2.0 * d_head)
-        rate_attn = min(rate, intensity * mem_eff * hbm)
+        # a GEMM's bytes are exact (read Q and K, write the scores) and stream at the HBM's
+        # bandwidth; memory_efficiency is the fitted share for the element-wise kernels, whose
+        # bytes are Korthikanti's stored-activation count, an approximation of their traffic
+        rate_attn = min(rate, intensity * hbm)
     else:
         rate_attn = rate
     gemm_layer = dense_mult * dense_fwd / tp / rate + attn_mult * attn_fwd / tp / rate_attn
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
     # their gradients written in backward (3x), once more when fully recomputed, at mem_eff x HBM
     per_tok = _per_token_activations(model, tp, sp, cf)
-    if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti)
-        per_tok = per_tok + model.score_bytes_per_element * model.heads * s / tp
     passes = np.where(rc == 2, 4.0, 3.0)
-    elem_layer = (tokens * per_tok * passes / (hbm * mem_eff) if hbm > 0
+    elem_bytes = per_tok * passes
+    if not flash:  # unfused attention writes and reads the s x s scores (5as/h, Korthikanti),
+        # again when the attention core is recomputed (selective or full recomputation)
+        score_tok = model.score_bytes_per_element * model.heads * s / tp
+        elem_bytes = elem_bytes + score_tok * np.where(rc >= 1, 4.0, 3.0)
+    elem_layer = (tokens * elem_bytes / (hbm * mem_eff) if hbm > 0
                   else np.zeros_like(gemm_layer))
     # tensor-parallel collectives on NVLink: 2 forward + 2 backward (+2 recomputation) per layer,
     # counted in all-reduce equivalents (an all-gather + reduce-scatter pair costs one). With
@@ -348,42 +515,33 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     # layer-norm outputs again instead of storing the gathered tensors (Korthikanti et al. 2022,
     # section 4.2.2; Megatron's default): two more all-gathers, half an all-reduce each
     n_tp = np.where(rc == 2, 6.0, np.where(sp & (tp > 1), 5.0, 4.0))
-    tp_one = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
-    tp_layer = n_tp * tp_one * (1.0 - overlap_tp)
+    tp_one = comm["tp_one"]
+    tp_sum = n_tp * tp_one
+    if async_tp:
+        # Megatron-LM's asynchronous tensor-parallel communication (since September 2021;
+        # LinearWithGradAccumulationAndAsyncCommunication): in the backward pass of the two
+        # column-parallel linears (QKV, FFN up/gate) the input-gradient all-reduce runs beside
+        # the weight-gradient GEMM; with sequence parallelism the re-all-gather of the input
+        # beside the input-gradient GEMM and the reduce-scatter beside the weight-gradient GEMM.
+        # Two all-reduce equivalents per layer, each hidden up to the GEMM it runs beside.
+        ffn_col = model._ffn_mean(active=True) * (model.ffn_matrices - 1) / model.ffn_matrices
+        col_gemm = tokens * 2.0 * (model.attention_matmul_params - h * h + ffn_col) / tp / rate
+        hidden_tp = np.where(sp, 2.0 * np.minimum(tp_one, col_gemm),
+                             np.minimum(2.0 * tp_one, col_gemm))
+        tp_sum = tp_sum - hidden_tp
+    tp_layer = tp_sum * (1.0 - overlap_tp)
     # context parallel: all-gather K and V forward, reduce-scatter their gradients backward
-    kv_bytes = b * s * 2 * model.kv_dim * BF16 / np.minimum(tp, model.kv_heads)
-    cp_inside = tp * cp <= G
-    cp_intra = _collective("allgather", kv_bytes, cp, cl.intra)
-    cp_inter = _collective("allgather", kv_bytes * cl.nic_share, cp, cl.fabric, **cl.network_options)
     n_cp = np.where(rc == 2, 3.0, 2.0)
-    cp_layer = n_cp * np.where(cp_inside, cp_intra, cp_inter)
+    cp_layer = n_cp * comm["cp_one"]
     # output layer (logits + loss) on the last stage
     logits_flops = tokens * 6.0 * V * h / tp
     logits = logits_flops / rate + (tokens * V * 4.0 * 3 / tp / (hbm * mem_eff) if hbm > 0 else 0.0)
 
     # expert parallelism: each MoE layer dispatches its tokens to the experts' ranks and combines
-    # them back with an all-to-all, forward and backward (+ again when the forward is
-    # recomputed): cf x top_k copies of the GPU's 1/tp share of the tokens, h bf16 each, over the
-    # ep ranks (placed after tp and cp: inside a node while tp cp ep <= G, else on the fabric)
-    ep_layer = np.zeros(np.broadcast(tp, cp, ep, b).shape)
-    if model.experts and np.any(ep > 1):
-        a2a_bytes = np.broadcast_to(tokens * cf * model.top_k * h * BF16 / tp, ep_layer.shape)
-        epb = np.broadcast_to(ep, ep_layer.shape)
-        block = np.broadcast_to(tp * cp, ep_layer.shape)
-        inside = block * epb <= G
-        sel = (epb > 1) & inside
-        if np.any(sel):
-            ep_layer[sel] = _collective("alltoall", a2a_bytes[sel], epb[sel], cl.intra)
-        out = (epb > 1) & ~inside
-        for r in np.unique(np.maximum(1, G // np.minimum(block[out], G))) if np.any(out) else ():
-            sel = out & (np.maximum(1, G // np.minimum(block, G)) == r)
-            opts = dict(cl.network_options)
-            if r > 1:
-                opts.update(ranks_per_node=int(r), intra_fabric=cl.intra)
-            share = cl.nic_share / max(1.0, r / float(cl.fabric.links_per_host))
-            ep_layer[sel] = _collective("alltoall", a2a_bytes[sel] * share, epb[sel], cl.fabric, **opts)
-        n_a2a = np.where(rc == 2, 6.0, 4.0)
-        ep_layer = n_a2a * ep_layer * (model.moe_layers / model.layers)
+    # them back with an all-to-all, forward and backward (+ again when the forward is recomputed)
+    n_a2a = np.where(rc == 2, 6.0, 4.0)
+    ep_layer = (n_a2a * comm["a2a"] * (model.moe_layers / model.layers) if model.experts
+                else np.zeros(shape))
 
     compute_mb = layers_stage * (gemm_layer + elem_layer) + logits
     t_mb = compute_mb + layers_stage * (tp_layer + cp_layer + ep_layer)
@@ -391,47 +549,14 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     pipeline = m * t_mb
 
     # pipeline point-to-point: activations forward, gradients backward, per chunk boundary
-    # each tp rank sends its 1/tp share: sequence parallelism holds only that share, and without
-    # it Megatron's scatter/gather optimisation splits the replicated tensor over the tp ranks'
-    # links across nodes (Narayanan et al. 2021, section 4.1); inside a node the whole tensor moves
-    pp_inside = tp * cp * pp <= G
-    pp_bytes = tokens * h * BF16 / np.where(sp | ~pp_inside, tp, 1)
-    p2p = np.where(pp_inside, _p2p(pp_bytes, cl.intra), _p2p(pp_bytes * cl.nic_share, cl.fabric))
+    p2p = comm["p2p"]
     pp_comm = np.where(pp > 1, 2.0 * v * (pp - 1) * p2p + (1.0 - overlap_pp) * 2.0 * m * v * p2p, 0.0)
 
-    # data parallel on the backend fabric (hierarchical when several dp ranks share a node)
+    # data parallel: ZeRO 0 all-reduces the gradients, ZeRO 1-3 reduce-scatter + all-gather
     params_all, first_layers = _stage_params(model, tp, pp, v, bal)
     expert, replaced = _expert_share(model, first_layers, tp, ep)
     params_gpu = params_all - replaced
-    grad_bytes = params_gpu * BF16
-    # routed experts' gradients reduce over the dp / ep ranks holding the same experts
-    expert_bytes = np.broadcast_to(expert * BF16 * np.ones(np.shape(t_mb)), np.shape(t_mb))
-    edp = np.broadcast_to(dp // ep, np.shape(t_mb))
-    dp_comm = np.zeros(np.shape(t_mb))
-    block = tp * cp * pp
-    rpn = np.where(block < G, G // np.minimum(block, G), 1)
-    rpn = np.minimum(rpn, dp)
-    links = float(cl.fabric.links_per_host)
-    for r in np.unique(rpn):
-        sel = rpn == r
-        opts = dict(cl.network_options)
-        if r > 1:
-            opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
-        # the other GPUs of each node run their own dp groups at the same time on the same links
-        extra = cl.nic_share / max(1.0, r / links)
-        nb = np.broadcast_to(grad_bytes * extra, sel.shape)[sel]
-        d = np.broadcast_to(dp, sel.shape)[sel]
-        z = np.broadcast_to(zero, sel.shape)[sel]
-        all_red = _collective("allreduce", nb, d, cl.fabric, **opts)
-        rs = _collective("reduce_scatter", nb, d, cl.fabric, **opts)
-        ag = _collective("allgather", nb, d, cl.fabric, **opts)
-        dp_comm[sel] = np.where(z == 0, all_red, rs + ag)
-        if model.experts:
-            eb, ed = expert_bytes[sel] * extra, edp[sel]
-            e_ar = _collective("allreduce", eb, ed, cl.fabric, **opts)
-            e_rsag = (_collective("reduce_scatter", eb, ed, cl.fabric, **opts)
-                      + _collective("allgather", eb, ed, cl.fabric, **opts))
-            dp_comm[sel] += np.where(z == 0, e_ar, e_rsag)
+    dp_comm = np.where(np.asarray(zero) == 0, comm["dp_ar"], comm["dp_rsag"])
     mb = np.broadcast_to(m, dp_comm.shape)
     z3 = np.broadcast_to(zero, dp_comm.shape) >= 3
     # ZeRO-3 (DeepSpeed stage 3, FSDP full sharding): each layer's parameters are all-gathered
@@ -441,23 +566,8 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     # parameters, g = 2 (3 with full recomputation). The gathers are issued per layer on the
     # whole group, flat (each GPU on its own share of the NICs, not the node-aware two-level
     # scheme), and prefetched behind the compute of that micro-batch only.
-    z3_comm = np.zeros(dp_comm.shape)
-    if np.any(z3):
-        sel = z3 & (np.broadcast_to(dp, dp_comm.shape) > 1)
-        if np.any(sel):
-            ls = np.broadcast_to(layers_stage, sel.shape)[sel]
-            per_layer = np.broadcast_to(grad_bytes, sel.shape)[sel] / ls * cl.nic_share
-            d = np.broadcast_to(dp, sel.shape)[sel]
-            g = np.where(np.broadcast_to(rc, sel.shape)[sel] == 2, 3.0, 2.0)
-            flat = dict(cl.network_options, algorithm="ring")
-            ag = _collective("allgather", per_layer, d, cl.fabric, **flat)
-            rs = _collective("reduce_scatter", per_layer, d, cl.fabric, **flat)
-            z3_comm[sel] = ls * (g * ag + rs)
-            if model.experts:
-                pe = expert_bytes[sel] / ls * cl.nic_share
-                ed = edp[sel]
-                z3_comm[sel] += ls * (g * _collective("allgather", pe, ed, cl.fabric, **flat)
-                                      + _collective("reduce_scatter", pe, ed, cl.fabric, **flat))
+    g = np.where(rc == 2, 3.0, 2.0)
+    z3_comm = np.where(z3, layers_stage * (g * comm["z3_ag"] + comm["z3_rs"]), 0.0)
     dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
     dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
@@ -467,8 +577,18 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     opt_params = params_gpu / np.where(zero >= 1, dp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
     optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
 
-    step = pipeline + bubble + pp_comm + dp_exposed + optimizer
-    compute = m * compute_mb
+    # gradient accumulation over the micro-batches: fused into the weight-gradient GEMM's
+    # epilogue (Megatron-LM's gradient_accumulation_fusion, 2022 on; FSDP/DeepSpeed buckets) it
+    # costs nothing apart; without it (Megatron-LM 2021: autograd adds each micro-batch's 16-bit
+    # gradient into .grad) every micro-batch after the first reads the sum and the new gradient
+    # and writes the sum, 3 x 2 bytes per local parameter at mem_eff x HBM
+    if grad_fusion or hbm <= 0:
+        grad_acc = np.zeros(np.shape(t_mb))
+    else:
+        grad_acc = np.maximum(m - 1, 0) * (params_gpu + expert) * 3.0 * BF16 / (hbm * mem_eff)
+
+    step = pipeline + bubble + pp_comm + dp_exposed + optimizer + grad_acc
+    compute = m * compute_mb + grad_acc
     tp_total = m * layers_stage * tp_layer
     cp_total = m * layers_stage * cp_layer
     ep_total = m * layers_stage * ep_layer
@@ -517,20 +637,19 @@ def _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interlea
 
 def _dataset(arrs, rc, values, model, cluster, attrs=None):
     shape = rc.shape
-    flat = len(shape) <= 1
     n = int(np.prod(shape)) if shape else 1
     dims = ("layout",)
     coords = {k: (dims, np.asarray(val).reshape(n)) for k, val in arrs.items()}
-    coords["recompute"] = (dims, np.array(RECOMPUTE, dtype=object)[rc.reshape(n)].astype(str))
+    coords["recompute"] = (dims, np.array(RECOMPUTE)[rc.reshape(n)])
     data = {}
     for k, val in values.items():
         name = {"optimizer": "optimizer_mem", "total": "total_memory"}.get(k, k)
-        data[name] = (dims, np.broadcast_to(np.asarray(val, dtype=float), shape).reshape(n).copy(),
-                      {"units": _UNITS.get(name, ""), "long_name": _DESC.get(name, name)})
-    ds = xr.Dataset(data, coords={k: v for k, v in coords.items()})
+        arr = np.asarray(val, dtype=float)
+        # a fresh 1-D array (a search's sorted columns) is used as it is; views are copied
+        arr = arr if arr.shape == (n,) and arr.base is None else np.broadcast_to(arr, shape).reshape(n).copy()
+        data[name] = (dims, arr, {"units": _UNITS.get(name, ""), "long_name": _DESC.get(name, name)})
+    ds = xr.Dataset(data, coords=coords)
     ds.attrs.update(model=model.name, cluster=cluster.describe(), **(attrs or {}))
-    if not flat or not shape:
-        pass
     return ds
 
 
@@ -564,8 +683,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
               interleave=1, zero=1, recompute="selective", ep=1, capacity_factor=1.0,
               sequence_parallel=True,
               flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
-              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, reserve=None, gpus=None,
-              check=True) -> xr.Dataset:
+              overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, async_tp=True,
+              grad_accumulation_fusion=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -602,13 +721,23 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         Achieved share of peak FLOP/s in compute-bound matrix products; default
         :func:`default_efficiency` (fitted, cached).
     memory_efficiency : float, optional
-        Achieved share of peak HBM bandwidth in element-wise kernels and memory-bound matrix
-        products (the roofline's floor); default :func:`default_efficiency` ``(kind="memory")``.
+        Effective share of peak HBM bandwidth in element-wise kernels, over their stored-
+        activation byte count (the unfused attention core's GEMMs use the full bandwidth on their
+        exact bytes); default :func:`default_efficiency` ``(kind="memory")``.
     overlap_dp, overlap_tp, overlap_pp : float in [0, 1]
         Share of data-parallel communication hidden behind one micro-batch's compute, of tensor-
         parallel communication hidden, and of steady-state pipeline sends hidden.
     balanced_ends : bool
         First and last pipeline stages one layer lighter (Llama 3): see :func:`memory`.
+    async_tp : bool
+        The backward collectives of the column-parallel linears run beside their gradient
+        GEMMs (Megatron-LM since September 2021, ``--async-tensor-model-parallel-allreduce``;
+        with sequence parallelism the re-all-gather and the reduce-scatter): two all-reduce
+        equivalents per layer hidden up to the GEMM time. False: Megatron-LM of the SC'21 paper.
+    grad_accumulation_fusion : bool
+        Gradients accumulate across micro-batches inside the weight-gradient GEMM (Megatron-LM
+        2022 on). False: a separate add of each micro-batch's 16-bit gradient (Megatron-LM 2021,
+        autograd accumulation), ``6 B`` per local parameter per micro-batch after the first.
 
     Returns
     -------
@@ -619,6 +748,21 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
     """
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
                             zero, recompute, gpus, check, ep)
+    a, rc, vals, attrs = _evaluate(
+        model, cluster, a, rc, capacity_factor=capacity_factor, efficiency=efficiency,
+        memory_efficiency=memory_efficiency, overlap_dp=overlap_dp, overlap_tp=overlap_tp,
+        overlap_pp=overlap_pp, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
+        balanced_ends=balanced_ends, async_tp=async_tp,
+        grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve)
+    return _finish(model, cluster, a, rc, vals, attrs)
+
+
+def _evaluate(model, cluster, a, rc, *, capacity_factor, efficiency, memory_efficiency,
+              overlap_dp, overlap_tp, overlap_pp, sequence_parallel, flash_attention, balanced_ends,
+              async_tp, grad_accumulation_fusion, reserve, only_fitting=False):
+    """Memory and step-time arrays for the layouts ``a`` (dict of equal-shape arrays) and ``rc``.
+    With ``only_fitting`` the memory is computed first and only the layouts that fit are timed
+    (the returned ``a``, ``rc`` and arrays are that subset, flattened)."""
     cf = _capacity(capacity_factor)
     eff = (default_efficiency("matmul", cluster.node.gpu_model) if efficiency is None
            else float(efficiency))
@@ -632,22 +776,44 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         if not 0 <= float(val) <= 1:
             raise HpclabError(f"{name} must be in [0, 1], got {val!r}")
     sp = bool(sequence_parallel)
-    vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
-                        a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
-                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
-                        bool(balanced_ends), a["ep"], cf)
     reserve = memory_reserve() if reserve is None else float(reserve)
     mem = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
                          a["interleave"], a["zero"], rc, a["global_batch"], sp, reserve,
                          bool(flash_attention), bool(balanced_ends), a["ep"], cf)
+    if only_fitting:  # prune what does not fit before timing it
+        keep = np.flatnonzero(np.broadcast_to(mem["fits"], rc.shape).ravel())
+        a = {k: np.broadcast_to(val, rc.shape).ravel()[keep] for k, val in a.items()}
+        mem = {k: np.broadcast_to(val, rc.shape).ravel()[keep] for k, val in mem.items()}
+        rc = rc.ravel()[keep]
+    vals = _step_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
+                        a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
+                        float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
+                        bool(balanced_ends), a["ep"], cf, bool(async_tp),
+                        bool(grad_accumulation_fusion))
     vals.update(mem)
-    ds = _dataset(a, rc, vals, model, cluster, attrs=dict(efficiency=eff, memory_efficiency=mem_eff))
+    return a, rc, vals, dict(efficiency=eff, memory_efficiency=mem_eff)
+
+
+def _finish(model, cluster, a, rc, vals, attrs, index=None):
+    """The Dataset of :func:`step_time` (layouts ``index`` of the flattened arrays, in that
+    order, when given), with ``reason`` for the layouts that do not fit."""
+    shape = rc.shape
+    if index is not None:
+        a = {k: np.broadcast_to(val, shape).ravel()[index] for k, val in a.items()}
+        vals = {k: np.broadcast_to(val, shape).ravel()[index] for k, val in vals.items()}
+        rc = rc.ravel()[index]
+    ds = _dataset(a, rc, vals, model, cluster, attrs=attrs)
     ds.attrs["gpu_memory"] = cluster.gpu_memory
-    gb = np.round(ds["total_memory"].values / 1e9, 1)
-    shown, idx = np.unique(gb, return_inverse=True)  # one message per distinct figure
-    text = np.array([f"needs {t:.1f} GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB" for t in shown],
-                    dtype=object)
-    ds["reason"] = ("layout", np.where(ds["fits"].values > 0, "", text[idx.reshape(-1)]).astype(str))
+    fits = ds["fits"].values > 0
+    if fits.all():
+        reason = np.zeros(fits.shape, dtype="<U1")
+    else:  # one message per distinct figure (0.1 GB) among the layouts that do not fit
+        tenths = np.where(fits, -1, np.round(ds["total_memory"].values / 1e8)).astype(np.int64)
+        codes, shown = _distinct(tenths)
+        tail = f" GB per GPU > {cluster.gpu_memory / 1e9:.0f} GB"
+        reason = np.array([f"needs {t // 10}.{t % 10}{tail}" if t >= 0 else ""
+                           for t in shown.tolist()])[codes]
+    ds["reason"] = ("layout", reason)
     return ds
 
 
@@ -700,22 +866,42 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     rcs = _recompute_codes(axis(recompute, list(RECOMPUTE)))
     default_ep = [e for e in (1, 2, 4, 8, 16, 32, 64) if model.experts and model.experts % e == 0] or [1]
     eps = axis(ep, default_ep)
-    grid = np.meshgrid(tps, cps, pps, bs, vs, zs, rcs, eps, indexing="ij")
-    t, c, p, b, v, z, r, e = (g.ravel().astype(np.int64) for g in grid)
-    keep = gpus % (t * c * p) == 0
-    t, c, p, b, v, z, r, e = (x[keep] for x in (t, c, p, b, v, z, r, e))
+    gb = int(global_batch)
+    # the product of the axes in their order (tp, cp, pp, micro_batch, interleave, zero,
+    # recompute, ep), pruned stage by stage with the rules of _layout_codes that the axes of each
+    # stage decide, so that invalid combinations are never built
+    t, c, p = (g.ravel().astype(np.int64) for g in np.meshgrid(tps, cps, pps, indexing="ij"))
+    G = cluster.gpus_per_node
+    ok = ((gpus % (t * c * p) == 0) & (model.heads % t == 0) & (G % t == 0) & (t <= G)
+          & ((model.kv_heads % t == 0) | (t % model.kv_heads == 0)) & (model.seq_length % c == 0)
+          & (p <= model.layers))
+    t, c, p = t[ok], c[ok], p[ok]
     d = gpus // (t * c * p)
-    gb = np.full(t.shape, int(global_batch), dtype=np.int64)
-    codes = _layout_codes(model, cluster, gpus, t, p, d, c, b, v, z, gb, e)
-    ok = codes == 0
+
+    def cross(outer, inner):
+        """Every outer row with every inner row, outer-major (the meshgrid's order)."""
+        n_in = inner[0].size
+        return ([np.repeat(x, n_in) for x in outer], [np.tile(y, outer[0].size) for y in inner])
+
+    bb, vv = (g.ravel().astype(np.int64) for g in np.meshgrid(bs, vs, indexing="ij"))
+    (t, c, p, d), (b, v) = cross((t, c, p, d), (bb, vv))
+    m = gb // np.maximum(d * b, 1)
+    ok = (p * v <= model.layers) & (gb % (d * b) == 0) & ~((v > 1) & ((p == 1) | (m % p != 0)))
+    t, c, p, d, b, v = (x[ok] for x in (t, c, p, d, b, v))
+    zz, rr, ee = (g.ravel().astype(np.int64) for g in np.meshgrid(zs, rcs, eps, indexing="ij"))
+    ok_inner = (zz >= 0) & (zz <= 3) & (max(model.experts, 1) % ee == 0)
+    zz, rr, ee = zz[ok_inner], rr[ok_inner], ee[ok_inner]
+    (t, c, p, d, b, v), (z, r, e) = cross((t, c, p, d, b, v), (zz, rr, ee))
+    ok = d % e == 0
     return dict(tp=t[ok], pp=p[ok], dp=d[ok], cp=c[ok], micro_batch=b[ok], interleave=v[ok],
-                zero=z[ok], recompute=r[ok], ep=e[ok], global_batch=gb[ok])
+                zero=z[ok], recompute=r[ok], ep=e[ok], global_batch=np.full(int(ok.sum()), gb, dtype=np.int64))
 
 
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
            memory_efficiency=None, capacity_factor=1.0, sequence_parallel=True,
            flash_attention=True, balanced_ends=False, overlap_dp=1.0, overlap_tp=0.0,
-           overlap_pp=1.0, reserve=None, **axes) -> xr.Dataset:
+           overlap_pp=1.0, async_tp=True, grad_accumulation_fusion=True, reserve=None,
+           **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
 
@@ -734,21 +920,25 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
     if lay["tp"].size == 0:
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
                           f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
-    ds = step_time(model, cluster, efficiency=efficiency, memory_efficiency=memory_efficiency,
-                   capacity_factor=capacity_factor,
-                   sequence_parallel=sequence_parallel, balanced_ends=balanced_ends,
-                   flash_attention=flash_attention, overlap_dp=overlap_dp, overlap_tp=overlap_tp, overlap_pp=overlap_pp,
-                   reserve=reserve, check=False, **lay)
-    ds.attrs["layouts_evaluated"] = int(ds.sizes["layout"])
-    if feasible_only:
-        ds = ds.isel(layout=np.flatnonzero(ds["fits"].values > 0))
-        if ds.sizes["layout"] == 0:
-            raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
-                              f"per GPU on {gpus} GPUs ({ds.attrs['layouts_evaluated']} valid layouts tried); "
-                              f"add GPUs")
+    n_valid = int(lay["tp"].size)
+    rcs = lay.pop("recompute")
+    a, rc, vals, attrs = _evaluate(
+        model, cluster, lay, rcs, capacity_factor=capacity_factor, efficiency=efficiency,
+        memory_efficiency=memory_efficiency, overlap_dp=overlap_dp, overlap_tp=overlap_tp,
+        overlap_pp=overlap_pp, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
+        balanced_ends=balanced_ends, async_tp=async_tp,
+        grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve,
+        only_fitting=feasible_only)
+    if rc.size == 0:
+        raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
+                          f"per GPU on {gpus} GPUs ({n_valid} valid layouts tried); add GPUs")
     # fastest first; among equally fast layouts the one needing less memory
-    order = np.lexsort((ds["total_memory"].values, np.round(ds["step_time"].values, 12)))
+    shape = rc.shape
+    step = np.broadcast_to(vals["step_time"], shape).ravel()
+    total = np.broadcast_to(vals["total"], shape).ravel()
+    order = np.lexsort((total, np.round(step, 12)))
     if top is not None:
         order = order[: int(top)]
-    ds = ds.isel(layout=order)
+    ds = _finish(model, cluster, a, rc, vals, attrs, index=order)
+    ds.attrs["layouts_evaluated"] = n_valid
     return ds.assign_coords(layout=np.arange(ds.sizes["layout"]))

@@ -15,7 +15,7 @@ from hpclab.workloads.llm.reliability import (checkpoint_bytes, checkpoint_time,
                                               goodput_curve, mtbf)
 
 __all__ = ["default_global_batch", "compare_fabrics", "goodput_requirements", "plan", "BREAKDOWN",
-           "MAX_GPUS", "check_gpus", "network_separation"]
+           "MAX_GPUS", "check_gpus"]
 
 #: The parts of a step, in the order views stack them.
 BREAKDOWN = ("compute_time", "tp_comm", "cp_comm", "ep_comm", "bubble", "pp_comm", "dp_comm",
@@ -109,68 +109,13 @@ def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, 
                "catalog_restart": cluster.restart_time, "target": float(target)})
 
 
-NETWORKS = ("separate", "shared")
-
-
-def network_separation(model, cluster, gpus, step_time, global_batch, *, storage="cpfs",
-                       catalog=None) -> xr.Dataset:
-    """Checkpoints and data loading on a separate front-end network, or on the back-end NICs the
-    collectives use (dim ``network``: ``separate``, ``shared``).
-
-    By volume only (the alpha-beta model has no congestion): a checkpoint of
-    :func:`checkpoint_bytes` leaves each host at ``min(storage client throughput, NIC)``, the NIC
-    being the host's front-end NIC (``network_bandwidth``) or its back-end links (``links x``
-    one link); data loading reads ``token_bytes`` per token (an assumption) per step, which on a
-    separate network is prefetched (it costs only what exceeds a step) and on a shared one takes
-    its bytes' time from the back-end links (added to the step: no priority). Returns
-    ``step_time``, ``data_load_time``, ``checkpoint_time``, ``optimal_interval`` (Young/Daly),
-    ``goodput`` there and ``tokens_per_s`` (effective, after goodput).
-    """
-    from hpclab.catalog import default
-    from hpclab.workloads.llm.validation import assumption
-
-    cat = catalog or default()
-    gpus = check_gpus(gpus)
-    step = float(step_time)
-    nodes = int(np.ceil(gpus / cluster.gpus_per_node))
-    model = transformer(model)
-    ck = checkpoint_bytes(model)
-    front = float(cluster.node.network_bandwidth)
-    back = float(cluster.fabric.bandwidth * cluster.fabric.links_per_host)
-    data_node = int(global_batch) * model.seq_length * assumption("token_bytes") / nodes
-    M, R = mtbf(cluster, nodes), cluster.restart_time
-    st = cat.storage(storage)
-    rows = {k: [] for k in ("step", "data", "ck", "tau", "good", "tok")}
-    for net in NETWORKS:
-        nic = front if net == "separate" else back
-        data = data_node / nic
-        extra = max(0.0, data - step) if net == "separate" else data
-        d = checkpoint_time(ck, st, nodes, nic_bandwidth=nic)
-        tau, g = goodput_at_optimum(d, M, R)
-        s_net = step + extra
-        for k, v in zip(rows, (s_net, data, d, tau, g,
-                               int(global_batch) * model.seq_length / s_net * g)):
-            rows[k].append(float(v))
-    dims = ("network",)
-    return xr.Dataset(
-        {"step_time": (dims, rows["step"], {"units": "s", "long_name": "step with data loading"}),
-         "data_load_time": (dims, rows["data"], {"units": "s", "long_name": "data bytes per host / NIC"}),
-         "checkpoint_time": (dims, rows["ck"], {"units": "s"}),
-         "optimal_interval": (dims, rows["tau"], {"units": "s", "long_name": "Young/Daly interval"}),
-         "goodput": (dims, rows["good"], {"units": "1"}),
-         "tokens_per_s": (dims, rows["tok"], {"units": "1/s", "long_name": "effective tokens/s"})},
-        coords={"network": list(NETWORKS)},
-        attrs={"nodes": nodes, "frontend_nic": front, "backend_nics": back, "storage": storage,
-               "checkpoint_bytes": ck, "model": "volumes only: no congestion or incast"})
-
-
 def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh800",
          global_batch=None, top=5, storages=("cpfs", "oss"), efficiency=None) -> dict:
     """Best layouts, stragglers and goodput for one model on one cluster: ``{"layouts": Dataset,
     "stragglers": Dataset (the best layout's step at this scale), "goodput": Dataset,
     "cluster": Cluster, "global_batch": int, "default_batch": bool, "networks": Dataset
-    (:func:`network_separation` on the first storage)}``. Without ``global_batch`` the batch scales
-    with the GPUs (:func:`default_global_batch`)."""
+    (:func:`hpclab.workloads.llm.networks.network_separation` on the first storage)}``. Without
+    ``global_batch`` the batch scales with the GPUs (:func:`default_global_batch`)."""
     gpus = check_gpus(gpus)
     model = transformer(model)
     cl = _cluster(node, fabric)
@@ -184,7 +129,10 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     from hpclab.workloads.llm.stragglers import straggler_step_time
 
     strag = straggler_step_time(float(best.step_time[0]), gpus)
-    # the expected step with stragglers, as the goodput lines of the plan use it
-    nets = network_separation(model, cl, gpus, float(strag.expected_step[0]), gb, storage=storages[0])
+    from hpclab.workloads.llm.networks import network_separation
+
+    # at the best layout, with the stragglers' slowdown as the goodput lines of the plan use it
+    nets = network_separation(model, cl, gpus, layout=best.isel(layout=0), storage=storages[0],
+                              slowdown=float(strag.slowdown_factor[0]))
     return {"layouts": best, "stragglers": strag, "goodput": good, "cluster": cl, "global_batch": gb,
             "default_batch": global_batch is None, "networks": nets}

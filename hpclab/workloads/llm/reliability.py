@@ -41,7 +41,7 @@ def checkpoint_time(nbytes, storage, nodes, nic_bandwidth=None):
     """Seconds to write ``nbytes`` from ``nodes`` hosts to ``storage`` (a catalog Storage):
     ``latency + nbytes / min(throughput, nodes * min(client_throughput, nic_bandwidth))``
     (``nic_bandwidth``, B/s per host: the NICs the writes leave by; default no limit)."""
-    n = check_finite_array("nbytes", nbytes, minimum=0)
+    n = check_finite_array("nbytes", nbytes, minimum=0, strict=False)
     k = check_finite_array("nodes", nodes, minimum=0)
     per_client = storage.client_throughput or storage.throughput
     if nic_bandwidth is not None:

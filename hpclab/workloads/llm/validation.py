@@ -9,6 +9,12 @@ and compared with its published value within ``calibration.tolerance`` (relative
 ``calibration.known_misses`` say why they miss. The trend across rows (model size, scale, batch
 per data-parallel group, sequence length, ZeRO-3's fall) comes from the model: bubble, exposed
 communication, element-wise memory traffic, not from per-row fitting.
+
+Each row runs at its published layout; axes a source does not state are assumed on the row
+(``assumed:``) and never searched per row, and only rows without any layout use the search
+(:func:`layout_source` says which). A source's software generation (``settings[...].software``,
+described in the file's ``software:`` table from the code of the commit the paper used) sets the
+model's switches ``async_tp``, ``grad_accumulation_fusion`` and ``overlap_pp``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from hpclab._yaml import load_yaml
 
 __all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "calibration_rows",
            "generation_of", "generations",
-           "predict_row", "validate", "interruption_reference"]
+           "predict_row", "validate", "interruption_reference", "layout_source"]
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +78,10 @@ def _family(row):
 
 
 _LAYOUT_KEYS = ("tp", "pp", "cp", "micro_batch", "interleave")
-_SWITCHES = ("recompute", "sequence_parallel", "zero")
+_SWITCHES = ("recompute", "sequence_parallel", "zero", "overlap_dp")
+#: What a software generation fixes for its rows (``software`` in the reference file), with the
+#: model's defaults (today's software) where a source's settings name none.
+_SOFTWARE_SWITCHES = dict(async_tp=True, grad_accumulation_fusion=True, overlap_pp=1.0)
 
 
 def _row_setup(row):
@@ -82,7 +91,13 @@ def _row_setup(row):
     from hpclab.workloads.llm.cluster import cluster
     from hpclab.workloads.llm.model import Transformer, transformer
 
-    settings = dict(reference()["settings"][_family(row)])
+    ref = reference()
+    settings = dict(_SOFTWARE_SWITCHES)
+    family = dict(ref["settings"][_family(row)])
+    if "software" in family:
+        soft = ref["software"][family["software"]]
+        settings.update({k: soft[k] for k in _SOFTWARE_SWITCHES if k in soft})
+    settings.update(family)
     settings.update({k: row[k] for k in _SWITCHES if k in row})
     if "model" in row:
         model = transformer(row["model"])
@@ -97,9 +112,25 @@ def _row_setup(row):
                             published_params=row["params"] * 1e9)
     cl = cluster(settings["node"], settings["fabric"])
     axes = {k: row[k] for k in _LAYOUT_KEYS if k in row}
+    axes.update(row.get("assumed", {}))
     if "tp" in row and "cp" not in row:  # rows before context parallelism existed (2021-2022)
         axes["cp"] = 1
+    if "tp" in row and not {"micro_batch", "interleave"} <= set(axes):
+        raise HpclabError(f"data/reference/llm_training.yaml: row {row['id']!r} publishes a layout "
+                          f"but neither states nor assumes its micro_batch and interleave")
     return model, cl, settings, axes
+
+
+def layout_source(row) -> str:
+    """How a row's layout is known: ``published``; ``published; assumed ...`` (the axes the
+    source does not state, with the value the row assumes); ``searched`` where the source gives
+    no layout at all (the model's best layout, marked as such)."""
+    if "tp" not in row:
+        return "searched (no layout published)"
+    assumed = row.get("assumed", {})
+    if not assumed:
+        return "published"
+    return "published; assumed " + ", ".join(f"{k}={v}" for k, v in assumed.items())
 
 
 def _best(row, efficiency, memory_efficiency=None):
@@ -109,13 +140,15 @@ def _best(row, efficiency, memory_efficiency=None):
 
     model, cl, st, axes = _row_setup(row)
     known_layout = "tp" in row
-    grid = dict(micro_batch=[1, 2, 4, 8], interleave=[1, 2, 4, 8])
+    grid = dict(micro_batch=[1, 2, 4, 8], interleave=[1, 2, 4, 8])  # searched rows only
     grid.update(axes)
     ds = search(model, cl, row["gpus"], row["global_batch"], top=1, feasible_only=not known_layout,
                 efficiency=efficiency, memory_efficiency=memory_efficiency,
                 sequence_parallel=st["sequence_parallel"],
                 flash_attention=st["flash_attention"], balanced_ends=st.get("balanced_ends", False),
-                overlap_dp=st["overlap_dp"], recompute=st["recompute"], zero=st["zero"], **grid)
+                overlap_dp=st["overlap_dp"], overlap_pp=st["overlap_pp"], async_tp=st["async_tp"],
+                grad_accumulation_fusion=st["grad_accumulation_fusion"], recompute=st["recompute"],
+                zero=st["zero"], **grid)
     return model, ds.isel(layout=0)
 
 
@@ -228,7 +261,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
     ref = reference()
     cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
     mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
-    ids, pub, pred, metric, lay, group = [], [], [], [], [], []
+    ids, pub, pred, metric, lay, group, how = [], [], [], [], [], [], []
     for row in ref["throughput"]:
         eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
                else float(efficiency))
@@ -238,6 +271,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
         pred.append(p)
         metric.append(row["metric"])
         group.append(_family(row))
+        how.append(layout_source(row))
         lay.append(f"tp{int(best['tp'])} cp{int(best['cp'])} pp{int(best['pp'])} dp{int(best['dp'])} "
                    f"mb{int(best['micro_batch'])} v{int(best['interleave'])} z{int(best['zero'])}")
     pub, pred = np.array(pub), np.array(pred)
@@ -250,6 +284,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
          "relative_error": ("row", rel, {"units": "1"}),
          "within_tolerance": ("row", np.abs(rel) <= tol)},
         coords={"row": ids, "metric": ("row", metric), "layout": ("row", lay),
+                "layout_source": ("row", how),
                 "source": ("row", group),
                 "calibration": ("row", [i in cal_rows for i in ids])},
         attrs={"efficiency": (cal["matmul_efficiency_ampere"] if efficiency is None

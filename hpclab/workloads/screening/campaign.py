@@ -3,7 +3,7 @@ or across all of them.
 
 The inputs are *measured*: :func:`campaign_inputs` turns a real screen into the empirical
 per-molecule cost distribution (core-seconds per molecule, all stages, the 3D survivors mixed in
-at their measured fraction) and its per-stage breakdown. :func:`campaign` then answers, for every
+at their measured fraction) and its per-stage breakdown. :func:`estimate_campaign` then answers, for every
 combination of library size, deadline, spot share and zone scope (inputs broadcast):
 
 * how many cores, of which instance types, in which zones and markets;
@@ -39,12 +39,13 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_choice, check_positive
 from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.state import MARKETS
 from hpclab.workloads.screening.pipeline import STAGES
 
-__all__ = ["campaign_inputs", "campaign", "allocation", "pareto_front", "article_scenario",
+__all__ = ["campaign_inputs", "estimate_campaign", "allocation", "pareto_front", "article_scenario",
            "simulate_campaign", "cost_map", "cpu_types", "ZONE_SCOPES"]
 
 ZONE_SCOPES = ("one", "global")
@@ -189,10 +190,10 @@ def _fill(offers, market, need, used, tau_ref, eta_on):
     return taken, got, rate
 
 
-def campaign(inputs: xr.Dataset, n_molecules=1e6, deadline_hours=24.0, spot_share=0.0,
-             zones="global", *, types=None, batch_size: int = 100, conformers: int | None = None,
-             survivor_fraction: float | None = None, home_zone: str | None = None,
-             catalog=None, seed: int = 0) -> xr.Dataset:
+def estimate_campaign(inputs: xr.Dataset, n_molecules=1e6, deadline_hours=24.0, spot_share=0.0,
+                      zones="global", *, types=None, batch_size: int = 100, conformers: int | None = None,
+                      survivor_fraction: float | None = None, home_zone: str | None = None,
+                      catalog=None, seed: int = 0) -> xr.Dataset:
     """Cores, makespan and cost of screening ``n_molecules`` by ``deadline_hours``.
 
     Parameters
@@ -298,13 +299,17 @@ def campaign(inputs: xr.Dataset, n_molecules=1e6, deadline_hours=24.0, spot_shar
     return ds
 
 
+campaign = deprecated("hpclab.workloads.screening.campaign", "campaign",
+                      "hpclab.workloads.screening.estimate_campaign", estimate_campaign)
+
+
 def allocation(inputs: xr.Dataset, n_molecules: float, deadline_hours: float, spot_share: float,
                zones: str = "global", **kwargs) -> xr.Dataset:
     """Which instance types, zones and markets one campaign point uses (dims ``offer``)."""
     cat = kwargs.pop("catalog", None) or _catalog()
     types = kwargs.pop("types", None) or cpu_types(cat)
     home = kwargs.get("home_zone") or next(iter(cat.zones))
-    ds = campaign(inputs, n_molecules, deadline_hours, spot_share, zones, types=types, catalog=cat,
+    ds = estimate_campaign(inputs, n_molecules, deadline_hours, spot_share, zones, types=types, catalog=cat,
                   **kwargs)
     zlist = [home] if zones == "one" else list(cat.zones)
     offers = _offers(cat, types, zlist)
@@ -373,13 +378,13 @@ def article_scenario(inputs: xr.Dataset, *, cores_wanted: float = 150_000,
     kw = dict(conformers=conformers, survivor_fraction=survivor_fraction, catalog=cat,
               batch_size=batch_size)
     if n_molecules is None:
-        probe = campaign(inputs, 1.0, deadline_hours, spot_share, "global", **kw)
+        probe = estimate_campaign(inputs, 1.0, deadline_hours, spot_share, "global", **kw)
         offers_boot = max(cat.instance(t).boot_time for t in cpu_types(cat))
         window = deadline_hours * 3600.0 - offers_boot - probe.attrs["task_p99_s"]
         n_molecules = float(check_positive("cores_wanted", cores_wanted) * max(window, 1.0)
                             / probe.attrs["cost_per_molecule_s"])
-    base = campaign(inputs, n_molecules, deadline_hours, 0.0, "one", types=["ecs.c7.8xlarge"], **kw)
-    elastic = campaign(inputs, n_molecules, deadline_hours, spot_share, "global", **kw)
+    base = estimate_campaign(inputs, n_molecules, deadline_hours, 0.0, "one", types=["ecs.c7.8xlarge"], **kw)
+    elastic = estimate_campaign(inputs, n_molecules, deadline_hours, spot_share, "global", **kw)
     sel = dict(zones=0, n_molecules=0, deadline=0, spot_share=0)
     b, e = base.isel(sel), elastic.isel(sel)
     ds = xr.Dataset(
@@ -428,7 +433,7 @@ def cost_map(inputs: xr.Dataset, *, cores_wanted: float = 5_000, deadline_hours=
     faster); the elastic setup (every CPU type and zone, ``global-spot`` with scale-down
     hysteresis, ``market_cap`` if given) runs on the virtual clock for every combination and
     seed (:func:`hpclab.elastic.sweep.market_sweep`); the baseline is on-demand in one zone on
-    ``ecs.c7.8xlarge`` (:func:`campaign`, no reclaims there).
+    ``ecs.c7.8xlarge`` (:func:`estimate_campaign`, no reclaims there).
 
     ``market_cap`` may be a list (``None`` for no cap): the result then has a ``market_cap`` dim
     (0 = no cap).
@@ -461,7 +466,7 @@ def cost_map(inputs: xr.Dataset, *, cores_wanted: float = 5_000, deadline_hours=
     sweep = sweep.isel(wave_fallback=0, drop=True)
     if sweep.sizes["market_cap"] == 1:
         sweep = sweep.isel(market_cap=0, drop=True)
-    base = campaign(inputs, n, deadlines, 0.0, "one", types=["ecs.c7.8xlarge"], conformers=conformers,
+    base = estimate_campaign(inputs, n, deadlines, 0.0, "one", types=["ecs.c7.8xlarge"], conformers=conformers,
                     survivor_fraction=survivor_fraction, batch_size=batch, catalog=cat)
     base_cost = base["cost"].isel(zones=0, n_molecules=0, spot_share=0).values  # per deadline
     ratio = sweep["cost"] / xr.DataArray(base_cost, dims="deadline", coords={"deadline": sweep["deadline"]})
