@@ -42,15 +42,23 @@ HAND = [
     # allgather (N = gathered output)
     ("allgather", "ring", 8, 7 * A + 7 / 8 * N * B),
     ("allgather", "recursive_doubling", 8, 3 * A + 7 / 8 * N * B),
-    ("allgather", "recursive_doubling", 12, 3 * A + 7 / 8 * N * B + 2 * A + N / 12 * B + N * B),
+    # MPICH patches inside the loop (p = 8 + 4: the 8 run 3 steps, the 4 run 2; 0-3 swap 8 and 4
+    # blocks with 8-11; 0-3 send those 4 blocks to 4-7), 24 = 16 + 8 likewise (module docstring)
+    ("allgather", "recursive_doubling", 12, 3 * A + 7 / 12 * N * B + (A + 8 / 12 * N * B) + (A + 4 / 12 * N * B)),
+    ("allgather", "recursive_doubling", 24, 4 * A + 15 / 24 * N * B + (A + 16 / 24 * N * B) + (A + 8 / 24 * N * B)),
     ("allgather", "bruck", 12, 4 * A + 11 / 12 * N * B),
     # reduce_scatter (N = input per rank)
     ("reduce_scatter", "ring", 8, 7 * A + 7 / 8 * N * (B + G)),
     ("reduce_scatter", "pairwise", 12, 11 * A + 11 / 12 * N * (B + G)),
     ("reduce_scatter", "recursive_halving", 8, 3 * A + 7 / 8 * N * (B + G)),
+    # 12 = 8 + 4: after the fold, virtual ranks 0-3 hold 2 blocks each; the halving steps move
+    # the heavier half of their group: 4 + 4, 2 + 2, 1 + 1 blocks of N/12 (MPICH's newcnts)
     ("reduce_scatter", "recursive_halving", 12,
-     3 * A + 7 / 8 * N * (B + G) + 2 * A + N * B + N * G + N / 12 * B),
+     3 * A + 14 / 12 * N * (B + G) + 2 * A + N * B + N * G + N / 12 * B),
     ("reduce_scatter", "recursive_doubling", 8, 3 * A + N * (3 - 7 / 8) * (B + G)),
+    # 12 = 8 + 4, patched in the loop as MPICH does: the 8 send 11, 10, 8 blocks of N/12, the 4
+    # send 11, 10 (waiting for the 8); then 0-3 swap with 8-11 and pass on 8 blocks to 4-7
+    ("reduce_scatter", "recursive_doubling", 12, 3 * A + 29 / 12 * N * (B + G) + 2 * (A + 8 / 12 * N * (B + G))),
     # broadcast
     ("broadcast", "binomial", 12, 4 * (A + N * B)),
     ("broadcast", "scatter_allgather", 8, (3 + 7) * A + 2 * 7 / 8 * N * B),
@@ -64,7 +72,9 @@ HAND = [
     ("reduce", "double_binary_tree", 12, pipelined(4, N * (B + G))),
     # alltoall (N = send buffer per rank)
     ("alltoall", "pairwise", 8, 7 * (A + N / 8 * B)),
-    ("alltoall", "bruck", 12, 4 * (A + N / 2 * B)),
+    ("alltoall", "bruck", 8, 3 * (A + N / 2 * B)),
+    # 12 ranks: the indices 0..11 with bit k set are 6, 6, 4 and 4 blocks of N/12
+    ("alltoall", "bruck", 12, 4 * A + (6 + 6 + 4 + 4) / 12 * N * B),
     # barrier
     ("barrier", "bruck", 12, 4 * A),
     ("barrier", "recursive_doubling", 12, 3 * A + 2 * A),

@@ -9,7 +9,18 @@ seconds per byte on one rank's link, ``gamma`` seconds per byte reduced. ``lg p`
 "Optimization of Collective Communication Operations in MPICH", IJHPCA 19(1), 2005 (TRG05), with
 MPICH's handling of non-power-of-two rank counts: the ``r`` excess ranks first fold their data
 onto a partner (one step of ``alpha + n*beta (+ n*gamma)``), the ``p'`` remaining ranks run the
-power-of-two algorithm, and the result is sent back to the excess ranks (one more step).
+power-of-two algorithm, and the result is sent back to the excess ranks (one more step). The
+recursive-doubling allgather and reduce-scatter are the exceptions: MPICH patches the missing
+blocks inside the doubling loop (:func:`_allgather_recursive_doubling`,
+:func:`_reduce_scatter_recursive_doubling`); and after the fold, recursive halving counts the
+folded ranks' blocks twice (:func:`_merged_halving`).
+
+Eager sends (``eager=True``): below ``eager_threshold`` bytes (default: SimGrid's 65536,
+``data/reference/collectives.yaml`` ``mpi_eager``) a send does not wait for its transfer, so the
+sends one rank posts in a row share its link. The binomial broadcast and the non-power-of-two
+recursive-doubling allgather and reduce-scatter and the van de Geijn broadcast's scatter are
+costed that way; the other forms are unchanged (each of their steps is one exchange per rank).
+Checked against SimGrid in ``tests/test_simgrid.py``.
 
 Every step costs ``max(alpha + s*beta, gap)`` where ``s`` is the bytes that step sends and
 ``gap = m / message_rate`` is the message-rate floor for the ``m`` messages a host issues in that
@@ -81,7 +92,7 @@ ALGORITHMS = {
     "barrier": ("bruck", "recursive_doubling", "binomial", "hierarchical"),
 }
 ALL_ALGORITHMS = tuple(dict.fromkeys(a for algs in ALGORITHMS.values() for a in algs))
-OPTIONS = ("ranks_per_node", "intra_fabric", "topology")
+OPTIONS = ("ranks_per_node", "intra_fabric", "topology", "eager", "eager_threshold")
 #: Options of ``library="nccl"`` (see :func:`nccl_time`).
 NCCL_OPTIONS = ("ranks_per_node", "intra_fabric", "nvls", "generation", "channels", "cpu", "launch",
                 "protocol", "topology")
@@ -169,55 +180,297 @@ def _allreduce(alg, n, p, a, b, g, gap):
     raise AssertionError(alg)
 
 
-def _allgather(alg, n, p, a, b, g, gap):
+def _allgather_recursive_doubling(n, p, a, b, gap, eager=0.0):
+    """Recursive-doubling allgather as MPICH codes it for any ``p``
+    (``MPIR_Allgather_intra_recursive_doubling``, pmodels/mpich
+    src/mpi/coll/allgather/allgather_intra_recursive_doubling.c; SimGrid's ``allgather__rdb``).
+
+    With ``s = n/p`` one rank's block and ``p = p' + r`` (``p' = 2**floor(lg p)``): the ``p'``
+    ranks run the power-of-two exchange (``T(p') = lg p' alpha + (p'-1) s beta``) while the ``r``
+    ranks above run the same algorithm among themselves (``T(r)``); in the last doubling step
+    ranks ``0..r-1`` swap with ``p'..p-1`` (``alpha + p' s beta``: the larger half is sent one
+    way), and the ``p' - r`` ranks without a partner get the ``r`` missing blocks inside the
+    step, from the ranks that have them, over ``lg p' - floor(lg r)`` halving rounds of
+    ``alpha + r s beta`` each::
+
+        T(p) = max(T(p'), T(r)) + alpha + p' s beta + (lg p' - floor(lg r)) (alpha + r s beta)
+
+    applied to the binary digits of ``p`` from the lowest (a power of two is one digit; 24 =
+    16 + 8 gives ``6 alpha + 39/24 n beta`` against ``6 alpha + 47/24 n beta`` had the 8 extra ranks
+    folded onto partners first). Exact when ``r`` is a power of two; otherwise ``T(r)`` is the
+    slowest of the upper ranks, an upper bound (checked against SimGrid, ``tests/test_simgrid.py``).
+
+    Eager sends (below the threshold ``eager``, bytes): a rank that has the ``r`` blocks posts
+    its patch sends of all rounds at once, so they share its link and the patch is a binomial
+    fan-out, ``sum_{i=1..k} (alpha + i r s beta)`` for ``k`` rounds (:func:`_fan_chain`); and when
+    ``p' s`` is eager too, ranks ``0..r-1`` start the patch once their ``r`` blocks arrived, sharing
+    the link with the rest of the large send (its ``R = (p' - r) s beta - alpha`` seconds left when
+    the patch sends start moving): the last step costs ``max(alpha + r s beta + patch',
+    alpha + (p' + k r) s beta)`` where ``patch'`` adds ``min(R, r s beta)`` to the fan-out's first
+    level. Not modelled: an eager patch still in flight when the next doubling step starts (it
+    slows that step's sends; SimGrid shows up to 6% at 28 ranks, where ``r = 12`` is itself
+    patched). Every step is floored at the message gap as elsewhere.
+    """
+    s = n / p
+    lgf, lgc, p2, extra = _logs(p)
+    if not np.any(extra):  # every p a power of two: TRG05's form
+        return _halving(lgf, n, a, b, gap)
+    nbits = int(np.max(p)).bit_length()
+    t = np.zeros(np.broadcast(n, p, a, b, gap).shape)
+    full = t  # T(2**j) = sum_{i<j} max(alpha + 2**i s beta, gap), built step by step
+    low = np.zeros(np.shape(p))  # the value of the digits below the current one
+    pk = np.asarray(p, dtype=np.int64)
+    lg_low = np.zeros(np.shape(p))  # floor(lg low)
+    for j in range(nbits):
+        m = float(2 ** j)
+        if j > 0:
+            full = full + np.maximum(a + (m / 2) * s * b, gap)
+        bit = (pk >> j) & 1 == 1
+        if not np.any(bit):
+            continue
+        has_low = bit & (low > 0)
+        if np.any(has_low):
+            rounds = j - lg_low
+            patch = rounds * _step(1, low * s, a, b, gap)
+            if np.any(eager > 0):
+                patch = np.where(low * s < eager, _fan_chain(rounds, low * s, a, b, gap), patch)
+            start = np.maximum(full, t)
+            patched = start + _step(1, m * s, a, b, gap) + patch
+            if np.any(eager > 0):  # the first fan-out level shares the link with what is left
+                left = np.maximum(0.0, (m - low) * s * b - a)  # of the large send, in seconds
+                x = low * s * b
+                first = np.maximum(a + rounds * x + np.minimum(left, x), rounds * gap)
+                chain = _step(1, low * s, a, b, gap) + first + _fan_chain(rounds - 1, low * s, a, b, gap)
+                shared = np.maximum(chain, _step(1, (m + rounds * low) * s, a, b, gap))
+                patched = np.where(m * s < eager, start + shared, patched)
+            t = np.where(has_low, patched, t)
+        first_bit = bit & (low == 0)
+        if np.any(first_bit):
+            t = np.where(first_bit, full, t)
+        lg_low = np.where(bit, float(j), lg_low)  # floor(lg low) for the digits above
+        low = low + np.where(bit, m, 0.0)
+    return t
+
+
+def _fan_chain(k, x, a, b, gap):
+    """``sum_{i=1..k} max(alpha + i x beta, i gap)``: the slowest path of a binomial fan-out of
+    ``k`` levels whose nodes post all their sends of ``x`` bytes at once (they share the node's
+    link, so ``i`` of them take ``i x beta``); ``k`` may be an array."""
+    kmax = int(np.max(k)) if np.size(k) else 0
+    out = np.zeros(np.broadcast(k, x).shape)
+    for i in range(1, kmax + 1):
+        out = out + np.where(k >= i, np.maximum(a + i * x * b, i * gap), 0.0)
+    return out
+
+
+def _allgather(alg, n, p, a, b, g, gap, eager=0.0):
     """Allgather, n = gathered bytes per rank (TRG05 section 4.1).
 
-    ring: ``(p-1) a + (p-1)/p n b``; recursive_doubling (MPICH fold for r > 0):
-    ``lg p' a + (p'-1)/p' n b + [r>0](2a + n/p b + n b)``; bruck: ``ceil(lg p) a + (p-1)/p n b``.
+    ring: ``(p-1) a + (p-1)/p n b``; recursive_doubling: ``lg p a + (p-1)/p n b`` for a power of
+    two, MPICH's in-loop patching otherwise (:func:`_allgather_recursive_doubling`; ``eager``: the
+    eager threshold, bytes);
+    bruck: ``ceil(lg p) a + (p-1)/p n b``.
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "ring":
         return _step(p - 1, n / p, a, b, gap)
     if alg == "recursive_doubling":
-        return _halving(lgf, n, a, b, gap) + extra * (_step(1, n / p, a, b, gap) + _step(1, n, a, b, gap))
+        return _allgather_recursive_doubling(n, p, a, b, gap, eager)
     if alg == "bruck":
         return _bruck_like(lgc, (p - 1) / p * n, a, b, gap)
     raise AssertionError(alg)
 
 
-def _reduce_scatter(alg, n, p, a, b, g, gap):
+def _merged_halving(L, r, s, a, b, gap):
+    """Recursive halving over ``p' = 2**L`` ranks of which the first ``r`` hold two ranks' blocks
+    (``s`` bytes each), as MPICH and Open MPI run it after folding: the step that halves a
+    group of ``g`` ranks moves the heavier half, ``g/2 + min(r, g/2)`` blocks, so the steps
+    sum to ``sum_{i<L} (2**i + min(r, 2**i)) s`` (``(p'-1) s`` when ``r = 0``). Returns
+    (seconds, bytes reduced on the slowest rank)."""
+    t = np.zeros(np.broadcast(L, r, s, a, b, gap).shape)
+    vol = np.zeros(np.broadcast(L, r, s).shape)
+    for i in range(int(np.max(L)) if np.size(L) else 0):
+        size = (2.0 ** i + np.minimum(r, 2.0 ** i)) * s
+        on = i < L
+        t = t + np.where(on, np.maximum(a + size * b, gap), 0.0)
+        vol = vol + np.where(on, size, 0.0)
+    return t, vol
+
+
+def _reduce_scatter(alg, n, p, a, b, g, gap, eager=0.0):
     """Reduce-scatter, n = input bytes per rank (TRG05 section 4.3).
 
-    ring, pairwise: ``(p-1) a + (p-1)/p n (b+g)``; recursive_halving:
-    ``lg p' a + (p'-1)/p' n (b+g) + [r>0](2a + n b + n g + n/p b)``; recursive_doubling
-    (non-commutative): ``ceil(lg p) a + n (ceil(lg p) - (p-1)/p)(b+g)``.
+    ring, pairwise: ``(p-1) a + (p-1)/p n (b+g)``; recursive_halving (MPICH's
+    ``MPIR_Reduce_scatter_intra_recursive_halving``, Open MPI's basic recursive halving): the
+    ``r`` excess ranks fold onto partners, whose blocks then count double in the halving
+    (:func:`_merged_halving`): ``lg p' a + sum_{i<lg p'} (2**i + min(r, 2**i)) n/p (b+g) +
+    [r>0](2a + n b + n g + n/p b)``, which is ``lg p a + (p-1)/p n (b+g)`` for a power of two;
+    recursive_doubling (non-commutative): ``lg p a + n (lg p - (p-1)/p)(b+g)`` for a power of two, MPICH's
+    in-loop patching otherwise (:func:`_reduce_scatter_recursive_doubling`).
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg in ("ring", "pairwise"):
         return _step(p - 1, n / p, a, b, gap) + (p - 1) / p * n * g
     if alg == "recursive_halving":
-        return (_halving(lgf, n, a, b, gap) + (p2 - 1) / p2 * n * g
-                + extra * (_step(1, n, a, b, gap) + n * g + _step(1, n / p, a, b, gap)))
+        t, vol = _merged_halving(lgf, p - p2, n / p, a, b, gap)
+        return t + vol * g + extra * (_step(1, n, a, b, gap) + n * g + _step(1, n / p, a, b, gap))
     if alg == "recursive_doubling":
-        vol = n * (lgc - (p - 1) / p)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(lgc > 0, vol / np.where(lgc > 0, lgc, 1.0), 0.0)
-        return _step(lgc, s, a, b, gap) + vol * g
+        return _reduce_scatter_recursive_doubling(n, p, a, b, g, gap, eager)
     raise AssertionError(alg)
 
 
-def _broadcast(alg, n, p, a, b, g, gap):
+def _reduce_scatter_recursive_doubling(n, p, a, b, g, gap, eager=0.0):
+    """Recursive-doubling reduce-scatter (for non-commutative operations) as MPICH codes it
+    (``MPIR_Reduce_scatter_intra_recursive_doubling``, pmodels/mpich
+    src/mpi/coll/reduce_scatter/reduce_scatter_intra_recursive_doubling.c; SimGrid's
+    ``reduce_scatter__mpich_rdb``).
+
+    With ``s = n/p``: the step with distance ``2**i`` exchanges every block except the sender's
+    subtree of ``2**i`` ranks, ``(p - 2**i) s`` bytes, received and reduced: a power of two takes
+    ``sum_{i<lg p} (alpha + (p - 2**i) s (beta+gamma)) = lg p alpha + n (lg p - (p-1)/p)(beta+gamma)``
+    (TRG05). Otherwise the missing partners are patched inside the loop as in the allgather
+    (:func:`_allgather_recursive_doubling`), with the same digit recursion: for ``q = q' + r``
+    ranks of the ``p``, ``R(q) = max(R(q'), R(r)) + (1 + k)(alpha + (p - r) s (beta+gamma))``,
+    ``k = lg q' - floor(lg r)`` patch rounds, each sending the ``(p - r)`` blocks just received
+    (24 ranks: ``6 alpha + 113/24 n (beta+gamma)`` against TRG05's ``5 alpha + 97/24 n``).
+    With eager sends (below ``eager`` bytes) the patch rounds fan out on one link as in the
+    allgather (:func:`_fan_chain`).
+    """
+    s = n / p
+    pk = np.asarray(p, dtype=np.int64)
+    nbits = int(np.max(p)).bit_length()
+
+    def step(size):
+        return np.maximum(a + size * b, gap) + size * g
+
+    t = np.zeros(np.broadcast(n, p, a, b, g, gap).shape)
+    full = t  # R(2**j) = sum_{i<j} step((p - 2**i) s)
+    low = np.zeros(np.shape(p))
+    lg_low = np.zeros(np.shape(p))
+    for j in range(nbits):
+        m = float(2 ** j)
+        if j > 0:
+            full = full + np.where(m / 2 < p, step((p - m / 2) * s), 0.0)
+        bit = (pk >> j) & 1 == 1
+        if not np.any(bit):
+            continue
+        has_low = bit & (low > 0)
+        if np.any(has_low):
+            rounds = j - lg_low
+            size = (p - low) * s
+            patch = rounds * step(size)
+            if np.any(eager > 0):  # eager patch sends of all rounds fan out on one link
+                patch = np.where(size < eager, _fan_chain(rounds, size, a, b, gap) + rounds * size * g, patch)
+            t = np.where(has_low, np.maximum(full, t) + step(size) + patch, t)
+        first_bit = bit & (low == 0)
+        if np.any(first_bit):
+            t = np.where(first_bit, full, t)
+        lg_low = np.where(bit, float(j), lg_low)
+        low = low + np.where(bit, m, 0.0)
+    return t
+
+
+def _binomial_broadcast_eager(n, p, a, b, gap):
+    """Binomial broadcast whose sends are eager: a parent posts all its sends at once and they
+    share its link, so its ``k`` children all receive at ``alpha + k n beta`` after it did.
+
+    In the binomial tree of MPICH (``MPIR_Bcast_intra_binomial``; SimGrid's
+    ``bcast__binomial_tree``) a rank whose lowest set bit is ``2**j`` has ``j`` children (fewer
+    at the tail of a non-power-of-two tree). The time is the slowest root-to-leaf path, each node
+    on it adding ``alpha + k n beta``. A full subtree of order ``i`` takes
+    ``F(i) = sum_{k=1..i} (alpha + k n beta) = i alpha + i(i+1)/2 n beta``; for ``p`` that is not a
+    power of two (``p = 2**e + q``, ``0 < q < 2**e``) the root has ``e + 1`` children, the last a
+    tree of ``q`` ranks::
+
+        E(p) = alpha + (e+1) n beta + max(F(e-1), E(q)),   E(2**e) = F(e)
+
+    (applied to the binary digits of ``p`` from the lowest). A step of ``k`` messages is floored
+    at ``k`` message gaps.
+    """
+    nbits = int(np.max(p)).bit_length()
+    nb = n * b
+    shape = np.broadcast(n, p).shape
+    t = np.zeros(shape)
+    f_prev = np.zeros(shape)  # F(j-1)
+    f = np.zeros(shape)  # F(j)
+    seen = np.zeros(np.shape(p), dtype=bool)  # a lower digit is set
+    for j in range(nbits):
+        if j > 0:
+            f_prev, f = f, f + np.maximum(a + j * nb, j * gap)
+        bit = np.mod(np.floor(p / float(2 ** j)), 2.0) == 1.0
+        upper = np.maximum(a + (j + 1) * nb, (j + 1) * gap) + np.maximum(f_prev, t)
+        t = np.where(bit, np.where(seen, upper, f), t)
+        seen = seen | bit
+    return t
+
+
+def _binomial_scatter_eager(n, p, a, b, gap):
+    """Binomial scatter (MPICH's, as in the van de Geijn broadcast) whose sends are all eager: a
+    node posts its pieces at once and they share its link, so (max-min fairness) a piece of
+    ``x`` bytes arrives ``alpha + sum_y min(x, y) beta`` after the node got its own, ``y`` over
+    the node's pieces. A full subtree of order ``i`` (pieces ``s, 2s, .., 2**(i-1) s``, ``s = n/p``)
+    takes ``S(i) = sum_{k=1..i} (alpha + (2**k - 1) s beta)`` along its largest pieces; a tree of
+    ``q = 2**e + q2`` ranks sends ``2**i s`` (i < e) and ``q2 s`` (to a tree of ``q2`` ranks)::
+
+        S(q) = max(alpha + (2**e - 1 + min(q2, 2**(e-1))) s beta + S(e-1),
+                   alpha + (sum_{k<e} min(2**k, q2) + q2) s beta + S(q2))
+
+    (digits of ``p`` from the lowest, as :func:`_binomial_broadcast_eager`). Each piece is
+    floored at one message gap.
+    """
+    s = n / p
+    x = s * b  # seconds per block
+    pk = np.asarray(p, dtype=np.int64)
+    nbits = int(np.max(p)).bit_length()
+    shape = np.broadcast(n, p, a, b, gap).shape
+    t = np.zeros(shape)
+    full_prev = np.zeros(shape)  # S(e-1)
+    full = np.zeros(shape)  # S(e)
+    low = np.zeros(np.shape(p))
+    lg_low = np.zeros(np.shape(p))
+    for e in range(nbits):
+        if e > 0:
+            full_prev, full = full, full + np.maximum(a + (2.0 ** e - 1) * x, gap)
+        bit = (pk >> e) & 1 == 1
+        if not np.any(bit):
+            continue
+        has_low = bit & (low > 0)
+        if np.any(has_low):
+            shared = (2.0 ** (lg_low + 1) - 1) + low * (e - 1 - lg_low)  # sum_{k<e} min(2**k, low)
+            last = np.maximum(a + (shared + low) * x, gap) + t
+            if e > 0:
+                big = np.maximum(a + (2.0 ** e - 1 + np.minimum(low, 2.0 ** (e - 1))) * x, gap) + full_prev
+                last = np.maximum(last, big)
+            t = np.where(has_low, last, t)
+        first_bit = bit & (low == 0)
+        if np.any(first_bit):
+            t = np.where(first_bit, full, t)
+        lg_low = np.where(bit, float(e), lg_low)
+        low = low + np.where(bit, 2.0 ** e, 0.0)
+    return t
+
+
+def _broadcast(alg, n, p, a, b, g, gap, eager=0.0):
     """Broadcast of n bytes (TRG05 section 4.2).
 
-    binomial: ``ceil(lg p)(a + n b)``; scatter_allgather (van de Geijn):
-    ``(ceil(lg p) + p - 1) a + 2(p-1)/p n b``; ring: ``P(p-1, n b)``; double_binary_tree:
-    ``P(ceil lg p, n b)``.
+    binomial: ``ceil(lg p)(a + n b)``, or for messages below the eager threshold ``eager`` (0:
+    none) with a parent's sends sharing its link, :func:`_binomial_broadcast_eager`;
+    scatter_allgather (van de Geijn): ``(ceil(lg p) + p - 1) a + 2(p-1)/p n b``, with an eager
+    scatter (its largest piece below ``eager``) :func:`_binomial_scatter_eager` instead; ring:
+    ``P(p-1, n b)``; double_binary_tree: ``P(ceil lg p, n b)``.
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "binomial":
-        return _step(lgc, n, a, b, gap)
+        t = _step(lgc, n, a, b, gap)
+        if np.any(eager > 0):
+            t = np.where(n < eager, _binomial_broadcast_eager(n, p, a, b, gap), t)
+        return t
     if alg == "scatter_allgather":
-        return _bruck_like(lgc, (p - 1) / p * n, a, b, gap) + _step(p - 1, n / p, a, b, gap)
+        scatter = _bruck_like(lgc, (p - 1) / p * n, a, b, gap)
+        if np.any(eager > 0):  # every piece eager (the largest is about n/2)
+            piece = np.ceil(p / 2) / p * n
+            scatter = np.where(piece < eager, _binomial_scatter_eager(n, p, a, b, gap), scatter)
+        return scatter + _step(p - 1, n / p, a, b, gap)
     if alg == "ring":
         return _pipe(p - 1, n, a, b, gap)
     if alg == "double_binary_tree":
@@ -248,13 +501,22 @@ def _reduce(alg, n, p, a, b, g, gap):
 def _alltoall(alg, n, p, a, b, g, gap):
     """Alltoall, n = send bytes per rank (TRG05 section 4.6).
 
-    pairwise: ``(p-1)(a + n/p b)``; bruck: ``ceil(lg p)(a + n/2 b)``.
+    pairwise: ``(p-1)(a + n/p b)``; bruck: step ``k`` (``k < ceil(lg p)``) sends the blocks whose
+    index has bit ``k`` set, ``c_k = floor(p / 2**(k+1)) 2**k + max(0, p mod 2**(k+1) - 2**k)`` of
+    them: ``sum_k (a + c_k n/p b)``, which is ``lg p (a + n/2 b)`` for a power of two.
     """
     lgf, lgc, p2, extra = _logs(p)
     if alg == "pairwise":
         return _step(p - 1, n / p, a, b, gap)
     if alg == "bruck":
-        return _step(lgc, n / 2, a, b, gap)
+        if not np.any(extra):
+            return _step(lgc, n / 2, a, b, gap)
+        t = np.zeros(np.broadcast(n, p, a, b, gap).shape)
+        for k in range(int(np.max(lgc))):
+            half, whole = 2.0 ** k, 2.0 ** (k + 1)
+            count = np.floor(p / whole) * half + np.maximum(0.0, np.mod(p, whole) - half)
+            t = t + np.where(k < lgc, np.maximum(a + count * n / p * b, gap), 0.0)
+        return t
     raise AssertionError(alg)
 
 
@@ -275,18 +537,27 @@ _FLAT = {"allreduce": _allreduce, "allgather": _allgather, "reduce_scatter": _re
          "broadcast": _broadcast, "reduce": _reduce, "alltoall": _alltoall, "barrier": _barrier}
 
 
-def _flat(op, alg, n, p, a, b, g, gap):
+def _flat(op, alg, n, p, a, b, g, gap, eager=0.0):
+    """One flat algorithm; ``eager``: the eager threshold in bytes (0: every send waits for its
+    transfer), which the binomial and van de Geijn broadcasts and the non-power-of-two
+    recursive-doubling allgather and reduce-scatter depend on."""
+    if op == "broadcast":
+        return _broadcast(alg, n, p, a, b, g, gap, eager)
+    if op == "allgather":
+        return _allgather(alg, n, p, a, b, g, gap, eager)
+    if op == "reduce_scatter":
+        return _reduce_scatter(alg, n, p, a, b, g, gap, eager)
     return _FLAT[op](alg, n, p, a, b, g, gap)
 
 
-def _flat_best(op, n, p, a, b, g, gap, b_ring=None):
+def _flat_best(op, n, p, a, b, g, gap, b_ring=None, eager=0.0):
     """Fastest flat algorithm per point (``b_ring``: the beta a ring sees, if different)."""
     out = None
     for alg in ALGORITHMS[op]:
         if alg == "hierarchical":
             continue
         bb = b_ring if (b_ring is not None and alg in _RING_LIKE) else b
-        t = _flat(op, alg, n, p, a, bb, g, gap)
+        t = _flat(op, alg, n, p, a, bb, g, gap, eager)
         out = t if out is None else np.minimum(out, t)
     return out
 
@@ -311,9 +582,10 @@ class _Net:
     gapi: np.ndarray
     ppn: int
     topo: object  # Topology or None
+    eager: float = 0.0  # eager threshold, bytes (0: no eager sends)
 
     @classmethod
-    def of(cls, fabrics, intra: Fabric, ppn: int, topo, axis_shape=None):
+    def of(cls, fabrics, intra: Fabric, ppn: int, topo, axis_shape=None, eager=0.0):
         fs = list(fabrics)
 
         def col(attr):
@@ -326,7 +598,7 @@ class _Net:
                    gap=gap.reshape(axis_shape) if axis_shape is not None else gap[0],
                    hop=col("per_hop_latency"), links=col("links_per_host"),
                    ai=np.float64(intra.alpha), bi=np.float64(intra.beta), gi=np.float64(intra.gamma),
-                   gapi=np.float64(intra.message_gap), ppn=ppn, topo=topo)
+                   gapi=np.float64(intra.message_gap), ppn=ppn, topo=topo, eager=float(eager))
 
 
 def _time(op, alg, n, p, net: _Net):
@@ -358,7 +630,7 @@ def _time(op, alg, n, p, net: _Net):
         b = np.where(multi, net.b * over * share, net.bi) if ppn > 1 else net.b * over
         gap = np.where(multi, ppn * net.gap, gi) if ppn > 1 else net.gap
         gam = np.where(multi, net.g, net.gi) if ppn > 1 else net.g
-    return _flat(op, alg, n, p, a, b, gam, gap)
+    return _flat(op, alg, n, p, a, b, gam, gap, net.eager)
 
 
 def _hierarchical(op, n, p, nodes, net: _Net, a_e, over, over_ring):
@@ -374,10 +646,10 @@ def _hierarchical(op, n, p, nodes, net: _Net, a_e, over, over_ring):
         part = n / loc
 
     def intra(o, size):
-        return _flat_best(o, size, loc, ai, bi, gmi, gapi)
+        return _flat_best(o, size, loc, ai, bi, gmi, gapi, eager=net.eager)
 
     def inter(o, size):
-        return _flat_best(o, size, nodes, ae, be, gme, gape, b_ring=be_ring)
+        return _flat_best(o, size, nodes, ae, be, gme, gape, b_ring=be_ring, eager=net.eager)
 
     if op == "allreduce":
         return intra("reduce_scatter", n) + inter("allreduce", part) + intra("allgather", n)
@@ -420,7 +692,33 @@ def _options(options):
         from hpclab.network.topology import topology as _topology
 
         topo = _topology(topo)
-    return ppn, intra, topo
+    return ppn, intra, topo, _eager_threshold(options)
+
+
+def _eager_threshold(options) -> float:
+    """Bytes below which a send is eager (0 unless ``eager=True``): ``eager_threshold`` or the
+    default of ``data/reference/collectives.yaml`` (``mpi_eager``)."""
+    eager = options.get("eager", False)
+    if not isinstance(eager, (bool, np.bool_)):
+        raise HpclabError(f"eager must be True or False; got {eager!r}")
+    threshold = options.get("eager_threshold")
+    if threshold is None:
+        threshold = _mpi_eager()["threshold_nbytes"]["value"]
+    elif not eager:
+        raise HpclabError("eager_threshold needs eager=True")
+    threshold = check_finite_array("eager_threshold", threshold, minimum=0, maximum=MAX_NBYTES)
+    if np.ndim(threshold) != 0:
+        raise HpclabError(f"eager_threshold must be one number of bytes; got shape {np.shape(threshold)}")
+    return float(threshold) if eager else 0.0
+
+
+@lru_cache(maxsize=1)
+def _mpi_eager() -> dict:
+    """The eager-protocol figures (``data/reference/collectives.yaml``, ``mpi_eager``)."""
+    from hpclab._paths import data_dir
+    from hpclab._yaml import load_yaml
+
+    return load_yaml(data_dir() / "reference" / "collectives.yaml")["mpi_eager"]
 
 
 def _inputs(nbytes, ranks):
@@ -443,8 +741,8 @@ def algorithm_times(op, nbytes, ranks, fabric, **options) -> dict:
     :func:`collective_time`)."""
     check_choice("op", op, OPS)
     n, p = _inputs(nbytes, ranks)
-    ppn, intra, topo = _options(options)
-    net = _Net.of([_fabric(fabric)], intra, ppn, topo)
+    ppn, intra, topo, eager = _options(options)
+    net = _Net.of([_fabric(fabric)], intra, ppn, topo, eager=eager)
     return {alg: np.broadcast_to(_time(op, alg, n, p, net), n.shape) for alg in ALGORITHMS[op]}
 
 
@@ -469,6 +767,13 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         Fabric inside a host, default ``"shm"`` (``"nvlink"`` for GPU hosts).
     topology : Topology or str, optional
         Fat-tree / rail-optimised topology adding hops and oversubscription (default: none).
+    eager : bool, optional
+        Sends below ``eager_threshold`` are eager: they do not wait for their transfer, so a
+        rank's consecutive sends share its link (binomial and van de Geijn broadcast,
+        non-power-of-two recursive-doubling allgather and reduce-scatter). Default False.
+    eager_threshold : float, optional
+        Bytes (>= 0) below which a send is eager, with ``eager=True``; default 65536 (SimGrid's
+        ``smpi/send-is-detached-thresh``; MPICH CH3: 131072), ``data/reference/collectives.yaml``.
 
     Returns
     -------
@@ -490,15 +795,21 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         rank moves n per phase: ``P(ceil(lg p), n(beta+gamma)) + P(ceil(lg p), n beta)`` with
         ``P(d, x) = (sqrt((d-1) alpha) + sqrt(x))**2``.
     allgather
-        ring: ``(p-1) alpha + (p-1)/p n beta``; recursive_doubling:
-        ``lg p' alpha + (p'-1)/p' n beta + [r>0](2 alpha + n/p beta + n beta)``;
-        bruck: ``ceil(lg p) alpha + (p-1)/p n beta``.
+        ring: ``(p-1) alpha + (p-1)/p n beta``; recursive_doubling: ``lg p alpha + (p-1)/p n beta``
+        for a power of two, else MPICH's patching inside the loop, with ``s = n/p``:
+        ``T(p) = max(T(p'), T(r)) + alpha + p' s beta + (lg p' - floor(lg r))(alpha + r s beta)``
+        (24 ranks: ``6 alpha + 39/24 n beta``); bruck: ``ceil(lg p) alpha + (p-1)/p n beta``.
     reduce_scatter
-        ring, pairwise: ``(p-1) alpha + (p-1)/p n (beta + gamma)``; recursive_halving:
-        ``lg p' alpha + (p'-1)/p' n (beta+gamma) + [r>0](2 alpha + n beta + n gamma + n/p beta)``;
-        recursive_doubling (non-commutative): ``ceil(lg p) alpha + n (ceil(lg p) - (p-1)/p)(beta+gamma)``.
+        ring, pairwise: ``(p-1) alpha + (p-1)/p n (beta + gamma)``; recursive_halving (the folded
+        ranks' blocks count double in the halving, as in MPICH and Open MPI):
+        ``lg p' alpha + sum_{i<lg p'} (2**i + min(r, 2**i)) n/p (beta+gamma) + [r>0](2 alpha + n beta
+        + n gamma + n/p beta)``;
+        recursive_doubling (non-commutative): ``lg p alpha + n (lg p - (p-1)/p)(beta+gamma)`` for a
+        power of two, else patched in the loop as MPICH does (24 ranks: ``6 alpha + 113/24 n (beta+gamma)``).
     broadcast
-        binomial: ``ceil(lg p)(alpha + n beta)``; scatter_allgather (van de Geijn):
+        binomial: ``ceil(lg p)(alpha + n beta)`` (with ``eager=True`` and n below the threshold,
+        a parent's sends share its link: ``lg p alpha + lg p (lg p + 1)/2 n beta`` for a power of
+        two); scatter_allgather (van de Geijn):
         ``(ceil(lg p) + p - 1) alpha + 2 (p-1)/p n beta``; ring (pipelined chain, NCCL):
         ``P(p-1, n beta)``; double_binary_tree: ``P(ceil(lg p), n beta)``.
     reduce
@@ -506,7 +817,9 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         gather): ``2 lg p' alpha + 2 (p'-1)/p' n beta + (p'-1)/p' n gamma + [r>0](alpha + n beta + n gamma)``;
         ring: ``P(p-1, n(beta+gamma))``; double_binary_tree: ``P(ceil(lg p), n(beta+gamma))``.
     alltoall
-        pairwise: ``(p-1)(alpha + n/p beta)``; bruck: ``ceil(lg p)(alpha + n/2 beta)``.
+        pairwise: ``(p-1)(alpha + n/p beta)``; bruck: ``lg p (alpha + n/2 beta)`` for a power of
+        two, else step ``k`` sends the ``c_k`` blocks whose index has bit ``k`` set:
+        ``sum_{k<ceil(lg p)} (alpha + c_k n/p beta)``.
     barrier
         bruck (dissemination): ``ceil(lg p) alpha``; recursive_doubling: ``lg p' alpha + [r>0] 2 alpha``;
         binomial (gather + release): ``2 ceil(lg p) alpha``.
@@ -543,8 +856,8 @@ def collective_time(op, nbytes, ranks, fabric, algorithm="auto", **options):
         return nccl_time(op, nbytes, ranks, fabric, algorithm=algorithm, **options)
     _check_op_alg(op, algorithm)
     n, p = _inputs(nbytes, ranks)
-    ppn, intra, topo = _options(options)
-    net = _Net.of([_fabric(fabric)], intra, ppn, topo)
+    ppn, intra, topo, eager = _options(options)
+    net = _Net.of([_fabric(fabric)], intra, ppn, topo, eager=eager)
     if algorithm == "auto":
         times = [_time(op, alg, n, p, net) for alg in ALGORITHMS[op]]
         t = np.min(np.broadcast_arrays(*times), axis=0)
@@ -623,9 +936,9 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
         names = [f"{nm}#{i}" for i, nm in enumerate(names)]
     n1 = check_finite_array("nbytes", nbytes, minimum=0, maximum=MAX_NBYTES).ravel()
     p1 = check_finite_array("ranks", ranks, minimum=1, strict=False, integer=True, maximum=MAX_RANKS).ravel()
-    ppn, intra, topo = _options(options)
+    ppn, intra, topo, eager = _options(options)
     F, R, S = len(fobjs), p1.size, n1.size
-    net = _Net.of(fobjs, intra, ppn, topo, axis_shape=(F, 1, 1))
+    net = _Net.of(fobjs, intra, ppn, topo, axis_shape=(F, 1, 1), eager=eager)
     n = n1.reshape(1, 1, S)
     p = p1.reshape(1, R, 1)
     shape = (len(ops), len(algs), F, R, S)
@@ -668,7 +981,8 @@ def sweep(op=OPS, algorithm=("auto",), fabric=("tcp-vpc", "erdma", "rdma-hpn7"),
         coords=coords,
         attrs={"model": "Hockney alpha-beta-gamma, Thakur, Rabenseifner & Gropp 2005",
                "ranks_per_node": ppn, "intra_fabric": intra.name,
-               "topology": getattr(topo, "name", "none")})
+               "topology": getattr(topo, "name", "none"),
+               "eager_threshold_nbytes": eager})  # 0: no eager sends
     ds["nbytes"].attrs["units"] = "B"
     ds["ranks"].attrs["units"] = "1"
     return ds
