@@ -119,8 +119,9 @@ class _IdleRows(Sequence):
 
     def _build(self):
         if self._rows is None:
-            rows = self._pool.idle_rows
-            self._rows = tuple([rows[n] for lst in self._pool.idle for n in lst])
+            p = self._pool
+            nidle, G, itype, market = p.nidle, p.G, p.itype, p.market
+            self._rows = tuple([(str(n), itype, market, G, nidle[n]) for lst in p.idle for n in lst])
         return self._rows
 
     def __len__(self):
@@ -199,7 +200,6 @@ class Pool:
         self.live_nodes: set = set()
         self.quiet_ticks = 0
         self._agg = None  # (serving count, its Aggregates mappings), see pool_state
-        self.idle_rows: dict[int, tuple] = {}  # node -> its row in Aggregates.idle while idle
         self._slots_map = MappingProxyType({itype: self.G})
         # the zone: its capacity limits launches, its spot market reclaims spot nodes (set by
         # the replay; None: no zone, launches always granted, no reclaims)
@@ -261,7 +261,6 @@ class Pool:
         self.free_slots += self.G
         self.version += 1
         self.nidle[n] = t
-        self.idle_rows[n] = (str(n), self.itype, self.market, self.G, t)  # its Aggregates row
         if self.elastic and not self.timer and self.event_driven:
             self._arm(t + self.idle_timeout)
 
