@@ -492,11 +492,16 @@ class Engine:
         self._agg_cache = (self._agg_version, parts)
         return parts
 
+    def _codes(self, alive, T: float) -> np.ndarray:
+        """State code of each alive instance at ``T``: 0 booting, 1 running, 2 draining."""
+        ins = self.inst
+        return np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
+
     def instance_arrays(self, alive, T: float):
         """Per alive instance: state code (0 booting, 1 running, 2 draining), running tasks and
         the time its last slot freed (for :class:`_Views`)."""
         ins, sl = self.inst, self.slot
-        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
+        code = self._codes(alive, T)
         sl.reserve(1)  # a sentinel past the last slot for reduceat
         busy = sl.busy_until[: sl.n + 1] > T
         running = _segments(np.add, busy.view(np.uint8), ins.slot0[alive], ins.nslots[alive])
@@ -596,7 +601,7 @@ class Engine:
 
     def record(self, T: float, state, alive) -> None:
         ins = self.inst
-        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1))
+        code = self._codes(alive, T)
         it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
         nt, nz = len(self.types), len(self.zones)
         flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
