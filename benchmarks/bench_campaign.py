@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _timing import best_of  # noqa: E402
 from simpy_campaign import BOOT, ITYPE, TICK, ZONE, run_heapq, run_simpy  # noqa: E402
 
 from hpclab import catalog  # noqa: E402
@@ -58,15 +59,6 @@ def run_hpclab(work, limits, cat):
             "tasks_done": s["completed"]}
 
 
-def best(fn, repeat):
-    t_best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        t_best = min(t_best, time.perf_counter() - t0)
-    return t_best, out
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--scales", type=float, nargs="+", default=[0.01, 0.1, 1.0])
@@ -80,9 +72,9 @@ def main(argv=None):
         C, N = int(100_000 * scale), int(1_000_000 * scale)
         limits = PoolLimits(types=(ITYPE,), zones=(ZONE,), quota_cores=C)
         work = work_of(N)
-        th, h = best(lambda: run_hpclab(work, limits, cat), args.repeat)
-        tq, q = best(lambda: run_heapq(policy(cat), work, limits, cat), args.repeat)
-        ts, s = best(lambda: run_simpy(policy(cat), work, limits, cat), 1 if scale >= 1 else args.repeat)
+        th, h = best_of(lambda: run_hpclab(work, limits, cat), args.repeat)
+        tq, q = best_of(lambda: run_heapq(policy(cat), work, limits, cat), args.repeat)
+        ts, s = best_of(lambda: run_simpy(policy(cat), work, limits, cat), 1 if scale >= 1 else args.repeat)
         diff = max(abs(h[k] - s[k]) / max(abs(s[k]), 1e-12) for k in ("makespan_s", "cost_usd", "instances"))
         diff = diff if diff == diff else float("inf")  # NaN: hpclab did not finish
         # the bound: the policy's own decide() at the same ticks, timed inside a SimPy run; no
