@@ -252,19 +252,24 @@ class Doubling:
 '''
 
 
+def _burst_on_both_clocks(policy, params, name, *, tol):
+    """The burst scenario under ``policy``: every task done on both clocks, the policy named
+    ``name``, instance-seconds and cost within ``tol``."""
+    s = Scenario.example("burst").replace(policy={"name": policy, "params": params, "hysteresis": False})
+    virtual = s.run("virtual")
+    real = s.run("real")
+    assert virtual["tasks_done"] == real["tasks_done"] == 96
+    assert virtual["policy"] == real["policy"] == name
+    _agree(real, virtual, ("instance_seconds", "cost_usd"), tol=tol)
+
+
 def test_a_user_policy_runs_on_all_three(tmp_path, monkeypatch):
     """One class in one file, found as module:Class, unchanged on the real pool, the virtual clock
     and the platform."""
     (tmp_path / "my_policies.py").write_text(textwrap.dedent(USER_POLICY))
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("my_policies", None)
-    s = Scenario.example("burst").replace(policy={"name": "my_policies:Doubling", "params": {},
-                                                  "hysteresis": False})
-    virtual = s.run("virtual")
-    real = s.run("real")
-    assert virtual["tasks_done"] == real["tasks_done"] == 96
-    assert virtual["policy"] == real["policy"] == "doubling"
-    _agree(real, virtual, ("instance_seconds", "cost_usd"), tol=0.2)
+    _burst_on_both_clocks("my_policies:Doubling", {}, "doubling", tol=0.2)
     p = Scenario.example("platform").replace(workload={"jobs": 300},
                                              policy={"name": "my_policies:Doubling", "params": {},
                                                      "hysteresis": False})
@@ -457,13 +462,7 @@ def test_the_platform_default_is_the_shortfall_policy_and_reproduces_the_built_i
 def test_the_shortfall_policy_runs_on_the_virtual_clock_and_the_real_pool():
     """The platform's rule on the other two clocks: it launches for the queue at once and
     retires idle instances after its timeout; both finish the burst and agree."""
-    s = Scenario.example("burst").replace(policy={"name": "shortfall", "params": {"idle_timeout": 30.0},
-                                                  "hysteresis": False})
-    virtual = s.run("virtual")
-    real = s.run("real")
-    assert virtual["tasks_done"] == real["tasks_done"] == 96
-    assert virtual["policy"] == real["policy"] == "shortfall"
-    _agree(real, virtual, ("instance_seconds", "cost_usd"), tol=0.25)
+    _burst_on_both_clocks("shortfall", {"idle_timeout": 30.0}, "shortfall", tol=0.25)
 
 
 def test_shortfall_decides_nothing_when_its_triggers_do_not_hold():
