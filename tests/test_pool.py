@@ -7,6 +7,7 @@ takes 0.4 s). No scheduler is mocked.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -109,6 +110,53 @@ def test_boot_delay_is_sampled_from_the_catalog_and_scaled_to_wall_time():
     assert draws.mean() == pytest.approx(inst.boot_time, rel=0.02)
     assert draws.std() == pytest.approx(inst.boot_time_sd, rel=0.05)
     assert draws.min() > 0
+
+
+def test_a_fixed_boot_replaces_the_catalog_draw():
+    """``boot`` (a scenario's ``pool.boot``) fixes the delay, as it does on the virtual clock."""
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, boot={C8I: 7.5}) as pool:
+        (i,) = pool.launch(count=1)
+        pool.wait_for(lambda p: p.records[i].state == "running", 20)
+        rec = pool.records[i]
+        assert rec.boot_seconds == 7.5
+        assert rec.running_at - rec.launched_at >= 7.5
+
+
+def test_worker_processes_boot_from_a_warm_fork_server_inside_the_boot_delay():
+    """Worker processes start when the boot starts and register at its end, with the preload
+    modules imported: a first task finds them there, and Dask's start method is put back when
+    the pool closes."""
+    import multiprocessing
+    import sys
+
+    import dask
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    key = "distributed.worker.multiprocessing-method"
+    before = dask.config.get(key)
+    mod = "hpclab.workloads.screening.pipeline"
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=True, boot={C8I: 60.0},
+                     preload=(mod,)) as pool, Client(pool) as client:
+        assert dask.config.get(key) == "forkserver"
+        (i,) = pool.launch(count=1)
+        pool.wait_for(lambda p: p.records[i].state == "running", 30)
+        rec = pool.records[i]
+        assert rec.running_at - rec.launched_at >= 60.0  # never registers before the boot ends
+        assert client.submit(lambda: mod in sys.modules, pure=False).result(timeout=30)
+        # forked by the server: a spawned worker's parent would be this process (its nanny's)
+        assert client.submit(os.getppid, pure=False).result(timeout=30) != os.getpid()
+    assert dask.config.get(key) == before
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"boot": {C7: 10.0}}, r"boot names 'ecs.c7.8xlarge', which is not in the pool's types"),
+    ({"boot": {C8I: -1.0}}, r"boot\[ecs.c8i.8xlarge\] must be"),
+    ({"preload": ("os; rm",)}, r"preload must be module names"),
+])
+def test_bad_boot_or_preload_gives_one_line(kw, match):
+    with pytest.raises(HpclabError, match=match):
+        ElasticPool(C8I, ZONE, processes=False, **kw)
 
 
 def test_mixed_pool_types_zones_markets_resources_and_limits():

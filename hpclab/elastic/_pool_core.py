@@ -16,7 +16,7 @@ from hpclab._validate import HpclabError, check_choice, check_positive
 from hpclab.elastic._pool_instance import InstanceRecord
 from hpclab.elastic.events import EventLog
 from hpclab.elastic.faults import SpotFaults
-from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolLimits, PoolState
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolLimits, PoolState, fixed_boots
 
 logger = logging.getLogger("hpclab.elastic.pool")
 
@@ -120,7 +120,7 @@ class PoolAccounting:
             a.stop(reason="stop-policy")
 
     def _init_accounting(self, *, limits: PoolLimits, catalog, time_scale, faults, seed, threads,
-                         market):
+                         market, boot=None):
         from hpclab import catalog as _catalog
 
         self.catalog = catalog if catalog is not None else _catalog.default()
@@ -131,6 +131,7 @@ class PoolAccounting:
         for zone in limits.zones:
             self.catalog.zone(zone)
         self.limits = limits
+        self.boot = fixed_boots(boot, limits.types)
         check_choice("market", market, MARKETS)
         self.market = market
         if isinstance(threads, dict):
@@ -186,7 +187,9 @@ class PoolAccounting:
         self._n_launched += 1
         inst = self.catalog.instance(launch.itype)
         rng = np.random.default_rng([self.seed, k])
-        boot = sample_boot_seconds(inst.boot_time, inst.boot_time_sd, rng)
+        boot = self.boot.get(launch.itype)
+        if boot is None:
+            boot = sample_boot_seconds(inst.boot_time, inst.boot_time_sd, rng)
         rec = InstanceRecord(id=f"i-{k:04d}", itype=launch.itype, zone=launch.zone,
                              market=launch.market, cores=self.threads[launch.itype],
                              launched_at=self.now(), boot_seconds=boot)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from distributed import Nanny, Worker
@@ -58,15 +59,18 @@ class Instance(ProcessInterface):
     """A worker of the pool that behaves like a cloud instance.
 
     ``start`` returns at once (the request is accepted, as a cloud API does) and boots in the
-    background: it sleeps the sampled boot delay (scaled to wall time), then starts the real
-    Dask worker; the pool marks it ``running`` when the worker has registered with the scheduler.
+    background for the sampled boot delay (scaled to wall time). A worker process (``Nanny``)
+    is started at once and registers with the scheduler at the end of the delay, after
+    importing the ``preload`` modules (:mod:`hpclab.elastic._boot`), so this machine's process
+    start-up is inside the emulated boot, not added to it; an in-process ``Worker`` is started
+    after the delay. The pool marks the instance ``running`` when its worker has registered.
     ``close`` stops it whatever its state; :meth:`kill` kills its worker process with SIGKILL
     (in-process workers are closed without waiting for their running tasks), which is what a
     spot reclaim at the end of the notice or a node failure does.
     """
 
     def __init__(self, scheduler: str, name: str, *, pool, record: InstanceRecord,
-                 boot_wall: float, worker_cls, worker_options: dict):
+                 boot_wall: float, worker_cls, worker_options: dict, preload=()):
         super().__init__(scheduler=scheduler, name=name)
         self.scheduler_address = scheduler
         self.name = name
@@ -75,6 +79,7 @@ class Instance(ProcessInterface):
         self.boot_wall = float(boot_wall)
         self.worker_cls = worker_cls
         self.worker_options = dict(worker_options)
+        self.preload = tuple(preload)
         self.worker: Nanny | Worker | None = None
         self._boot: asyncio.Task | None = None
 
@@ -85,11 +90,18 @@ class Instance(ProcessInterface):
 
     async def _boot_and_start(self):
         try:
-            if self.boot_wall > 0:
-                await asyncio.sleep(self.boot_wall)
+            from hpclab.elastic import _boot
+
             options = dict(self.worker_options)
-            if self.worker_cls is Nanny:  # the worker process learns its type from its environment
-                options["env"] = {**options.get("env", {}), "HPCLAB_INSTANCE_TYPE": self.record.itype}
+            if self.worker_cls is Nanny:  # the worker process learns its type and boot from its environment
+                options["env"] = {**options.get("env", {}), "HPCLAB_INSTANCE_TYPE": self.record.itype,
+                                  _boot.BOOT_UNTIL: repr(time.time() + self.boot_wall),
+                                  _boot.PRELOAD: ",".join(self.preload)}
+                options["preload"] = [*options.get("preload", ()), _boot.__name__]
+            else:
+                _boot.import_all(self.preload)
+                if self.boot_wall > 0:
+                    await asyncio.sleep(self.boot_wall)
             worker = self.worker_cls(self.scheduler_address, name=self.name, **options)
             worker.hpclab_instance_type = self.record.itype  # in-process workers: an attribute
             self.worker = worker

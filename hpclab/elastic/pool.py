@@ -5,10 +5,12 @@ instance type from the catalog (its vCPUs scaled down to ``threads`` Dask thread
 scaled the same way as the worker's memory limit, its GPUs as the Dask resource ``GPU``), a
 zone, a market (on-demand or spot) and a lifecycle ``requested -> booting -> running ->
 draining -> terminated``. A launch waits a boot delay drawn from the catalog (lognormal with
-the type's ``boot_time`` and ``boot_time_sd``), scaled to wall time by ``time_scale`` (a 45 s
-boot takes 0.45 s with ``time_scale=0.01``), then starts a real worker: a ``Nanny`` and a worker
-process on 127.0.0.1 by default (``processes=True``, as ``LocalCluster``), or an in-process
-``Worker`` (``processes=False``).
+the type's ``boot_time`` and ``boot_time_sd``; or fixed per type with ``boot``), scaled to wall
+time by ``time_scale`` (a 45 s boot takes 0.45 s with ``time_scale=0.01``), on a real worker: a
+``Nanny`` and a worker process on 127.0.0.1 by default (``processes=True``, as ``LocalCluster``),
+forked from a warm fork server when the boot starts and registered at its end
+(:mod:`hpclab.elastic._boot`), or an in-process ``Worker`` started after the delay
+(``processes=False``).
 
 The pool is a :class:`distributed.deploy.SpecCluster`: ``worker_spec`` holds one entry per
 instance, ``new_worker_spec`` and ``scale`` keep their meaning (``scale(n)`` asks for ``n``
@@ -45,6 +47,7 @@ from distributed.system import MEMORY_LIMIT
 from tornado.ioloop import PeriodicCallback
 
 from hpclab._validate import HpclabError, check_positive
+from hpclab.elastic import _boot
 from hpclab.elastic._pool_core import PoolAccounting, scheduler_view
 from hpclab.elastic._pool_instance import Instance, InstanceRecord
 from hpclab.elastic.state import Decision, Launch, PoolLimits
@@ -128,6 +131,14 @@ class ElasticPool(PoolAccounting, SpecCluster):
     allowed_failures : int
         Worker deaths a task may see before Dask gives up on it (``KilledWorker``); Dask's
         default is 3, the pool raises it to 10 because reclaims are not the task's fault.
+    boot : mapping itype -> float, optional
+        A fixed boot time (pool seconds, request to running) per type instead of the catalog's
+        lognormal, as :func:`~hpclab.elastic.simulate.simulate` takes it (a scenario's
+        ``pool.boot`` on both clocks).
+    preload : sequence of str
+        Modules each instance's worker imports while it boots (inside the boot delay), so that
+        the first task on an instance does not pay their import, e.g.
+        ``("hpclab.workloads.screening.pipeline",)``.
     catalog : hpclab.catalog.Catalog, optional
     asynchronous, dashboard_address, silence_logs, name
         As for ``LocalCluster``; the scheduler binds to 127.0.0.1.
@@ -146,7 +157,7 @@ class ElasticPool(PoolAccounting, SpecCluster):
                  limits: PoolLimits | None = None, market: str = "on-demand", threads=1,
                  policy=None, interval: float = 0.2, time_scale: float = 0.01, faults=None,
                  seed: int = 0, processes: bool = True, n_instances: int = 0, catalog=None,
-                 allowed_failures: int = 10,
+                 allowed_failures: int = 10, preload=(), boot=None,
                  asynchronous: bool = False, dashboard_address: str | None = None,
                  silence_logs=logging.ERROR, name: str | None = None):
         if limits is None:
@@ -156,7 +167,7 @@ class ElasticPool(PoolAccounting, SpecCluster):
         elif not isinstance(limits, PoolLimits):
             raise HpclabError(f"limits must be a PoolLimits, got {type(limits).__name__}")
         self._init_accounting(limits=limits, catalog=catalog, time_scale=time_scale,
-                              faults=faults, seed=seed, threads=threads, market=market)
+                              faults=faults, seed=seed, threads=threads, market=market, boot=boot)
         for itype in limits.types:
             if not any(itype in self.catalog.zone(z).capacity for z in limits.zones):
                 raise HpclabError(f"instance type {itype!r} is offered in none of the zones "
@@ -170,6 +181,11 @@ class ElasticPool(PoolAccounting, SpecCluster):
                               f"hpclab.elastic.make_policy('target-duration')), "
                               f"got {type(policy).__name__}")
         self.processes = bool(processes)
+        self.preload = (preload,) if isinstance(preload, str) else tuple(preload)
+        for name in self.preload:
+            if not isinstance(name, str) or not name.replace(".", "").replace("_", "").isalnum():
+                raise HpclabError(f"preload must be module names (e.g. 'hpclab.workloads.screening.pipeline'), "
+                                  f"got {name!r}")
         self.allowed_failures = check_positive("allowed_failures", allowed_failures, integer=True)
         self.silence_logs_level = silence_logs
         self._policy_at_start = policy
@@ -179,12 +195,19 @@ class ElasticPool(PoolAccounting, SpecCluster):
             "host": "127.0.0.1", "port": 0, "protocol": "tcp://",
             "dashboard": dashboard_address is not None,
             "dashboard_address": dashboard_address or "127.0.0.1:0"}}
+        self._forkserver = self.processes and _boot.acquire(self.preload)
         self._initial = [Launch(t, limits.zones[0], "on-demand", n)
                          for t, n in limits.min_per_type.items() if n > 0]
         if n_instances:
             self._initial.append(Launch(limits.types[0], limits.zones[0], market, n_instances))
-        super().__init__(scheduler=scheduler, workers={}, worker=None, asynchronous=asynchronous,
-                         silence_logs=silence_logs, name=name)
+        try:
+            super().__init__(scheduler=scheduler, workers={}, worker=None, asynchronous=asynchronous,
+                             silence_logs=silence_logs, name=name)
+        except BaseException:
+            if self._forkserver:
+                self._forkserver = False
+                _boot.release()
+            raise
 
     # -- SpecCluster override points ----------------------------------------------------------
     async def _start(self):
@@ -223,7 +246,8 @@ class ElasticPool(PoolAccounting, SpecCluster):
             options["silence_logs"] = self.silence_logs_level
         return {"cls": Instance, "options": {
             "pool": self, "record": rec, "boot_wall": rec.boot_seconds * self.time_scale,
-            "worker_cls": Nanny if self.processes else Worker, "worker_options": options}}
+            "worker_cls": Nanny if self.processes else Worker, "worker_options": options,
+            "preload": self.preload}}
 
     def _start_launch(self, launch: Launch, reason: str) -> str:
         self._launch_reason = reason
@@ -358,6 +382,9 @@ class ElasticPool(PoolAccounting, SpecCluster):
         await super()._close()
         for rec in self.alive():
             self._on_closed(rec)
+        if getattr(self, "_forkserver", False):
+            self._forkserver = False
+            _boot.release()
 
     def __repr__(self) -> str:
         states = {}

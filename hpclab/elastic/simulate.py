@@ -44,7 +44,7 @@ from hpclab._validate import HpclabError, check_finite_array, check_nonnegative,
 from hpclab.elastic._simengine import REASONS, Engine
 from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
 from hpclab.elastic.billing import bill, instance_costs
-from hpclab.elastic.state import MARKETS, PoolLimits
+from hpclab.elastic.state import MARKETS, PoolLimits, fixed_boots
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
            "real_burst", "replay", "default_horizon", "DURATIONS", "ARRIVALS", "CPU_TYPES"]
@@ -338,11 +338,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
 
         if not isinstance(market, SpotMarket):
             raise HpclabError(f"market must be a SpotMarket, got {type(market).__name__}")
-    boot = dict(boot or {})
-    for t, b in boot.items():
-        if t not in limits.types:
-            raise HpclabError(f"boot names {t!r}, which is not in the pool's types ({', '.join(limits.types)})")
-        check_nonnegative(f"boot[{t}]", b)
+    boot = fixed_boots(boot, limits.types)
     slots = dict(slots or {})
     for t, n in slots.items():
         if t not in limits.types:

@@ -36,6 +36,17 @@ MARKETS = ("on-demand", "spot")
 Market = Literal["on-demand", "spot"]
 
 
+def fixed_boots(boot, types) -> dict[str, float]:
+    """``boot`` (a mapping instance type -> fixed boot seconds, request to running, or None) checked
+    against the pool's ``types``: the one rule of both clocks' ``boot`` argument."""
+    boot = dict(boot or {})
+    for t, b in boot.items():
+        if t not in types:
+            raise HpclabError(f"boot names {t!r}, which is not in the pool's types ({', '.join(types)})")
+        boot[t] = float(check_nonnegative(f"boot[{t}]", b))
+    return boot
+
+
 @dataclass(frozen=True)
 class InstanceView:
     """One instance as a policy sees it."""

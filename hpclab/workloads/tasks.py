@@ -109,13 +109,15 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
 
 
 @contextlib.contextmanager
-def real_pool(s, limits, slots, policy, cat, needs=()):
+def real_pool(s, limits, slots, policy, cat, needs=(), preload=()):
     """``(pool, client)`` for a scenario's real run: an ElasticPool of emulated instances on this
     machine, or the same accounting attached to the scenario's cluster (:meth:`Scenario.cluster_spec`):
     a scheduler address, whose workers are first checked for this hpclab and the packages in
     ``needs`` (one line and exit 2 within seconds) through the one client that then runs the
     work, or a dask-jobqueue cluster from a spec file, started here and grown from zero by the
-    policy (one batch job per instance). Everything is closed at the end."""
+    policy (one batch job per instance). The emulated instances import the modules in
+    ``preload`` while they boot (the task functions' modules: a first task then does not pay
+    this machine's import, which ``time_scale`` would magnify). Everything is closed at the end."""
     import logging
 
     from distributed import Client
@@ -130,7 +132,8 @@ def real_pool(s, limits, slots, policy, cat, needs=()):
             pool = stack.enter_context(ElasticPool(
                 limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
                 policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
-                faults=s.spot_faults(), silence_logs=logging.CRITICAL))
+                faults=s.spot_faults(), silence_logs=logging.CRITICAL, preload=preload,
+                boot=s.pool["boot"] or None))
         else:
             if len(limits.types) != 1 or len(limits.zones) != 1:
                 raise HpclabError(f"{s.source}: pool.types: a pool attached to a cluster ({spec.kind}) "
@@ -165,7 +168,7 @@ def run_real(s, wl, *, progress: bool = False):
     policy = s.make_policy("target-duration", catalog=cat)
     timeout = s.cluster["timeout"]
     n = int(wl.work.size)
-    with real_pool(s, limits, slots, policy, cat) as (pool, client):
+    with real_pool(s, limits, slots, policy, cat, preload=(sleep_task.__module__,)) as (pool, client):
         wall0 = time.perf_counter()
         pool_t0 = pool.now()
         order = np.argsort(wl.arrival, kind="stable")

@@ -127,7 +127,8 @@ class ScreeningCampaign:
         slots = slots_of(s, cat)
         policy = s.make_policy("target-duration", catalog=cat)
         n_tasks = -(-len(mols) // p["batch_size"])
-        with real_pool(s, limits, slots, policy, cat, needs=("rdkit",)) as (pool, client):
+        with real_pool(s, limits, slots, policy, cat, needs=("rdkit",),
+                       preload=("hpclab.workloads.screening.pipeline",)) as (pool, client):
             wall0 = time.perf_counter()
             t0 = pool.now()
             ds = run_screen(mols, ScreenParams(target=p["target"]), out=out, client=client,

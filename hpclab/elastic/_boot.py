@@ -1,0 +1,95 @@
+"""Dask preload of an emulated instance's worker process: the boot delay covers the start-up.
+
+An :class:`~hpclab.elastic._pool_instance.Instance` starts its worker process when it starts
+booting, with this module as a ``preload`` (Dask runs a preload's ``dask_setup`` before the
+worker registers with the scheduler). ``dask_setup`` imports the modules named in
+``HPCLAB_PRELOAD`` (comma-separated: the workload's, so that its first task does not pay the
+import) and then waits until ``HPCLAB_BOOT_UNTIL`` (Unix time: the end of the sampled boot
+delay). The worker registers, and the instance is ``running``, at the end of the boot delay, or
+when this machine has started the worker and imported the modules if that takes longer: the
+start-up of a process here is inside the emulated boot instead of added to it (at
+``time_scale = 0.02`` a 1 s start-up would otherwise add 50 pool seconds to every boot).
+
+Starting a Python process that imports ``distributed`` takes about 1 s here, more than many
+emulated boots (45 s at ``time_scale = 0.01``). While a pool is open, its worker processes are
+therefore forked from a fork server (Dask's ``distributed.worker.multiprocessing-method:
+forkserver``, which Dask's own test suite uses for the same reason) that has imported
+``distributed``, hpclab and the pool's ``preload`` modules once; the pool starts and warms it
+before its clock starts (:func:`acquire`), and puts the setting back when the last open pool
+closes (:func:`release`). Where the platform has no fork server (Windows), workers are spawned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import multiprocessing
+import os
+import threading
+import time
+
+BOOT_UNTIL = "HPCLAB_BOOT_UNTIL"
+PRELOAD = "HPCLAB_PRELOAD"
+
+
+def import_all(names) -> None:
+    """Import each module named (an empty name is skipped)."""
+    for name in names:
+        if name:
+            importlib.import_module(name)
+
+
+async def dask_setup(worker) -> None:  # noqa: ARG001 - Dask's preload signature
+    import_all(os.environ.get(PRELOAD, "").split(","))
+    until = float(os.environ.get(BOOT_UNTIL, "0") or 0.0)
+    wait = until - time.time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
+_KEY = "distributed.worker.multiprocessing-method"
+_lock = threading.Lock()
+_users = 0
+_saved = None
+_warmed = False
+
+
+def _noop() -> None:
+    """The first process forked: it returns once the fork server has imported its modules."""
+
+
+def acquire(preload=()) -> bool:
+    """Start worker processes from a warm fork server while the caller's pool is open (the
+    first pool in this process waits about 1 s for the server to import its modules). False
+    where there is no fork server."""
+    global _users, _saved, _warmed
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    import dask
+
+    with _lock:
+        if _users == 0:
+            _saved = dask.config.get(_KEY)
+            dask.config.set({_KEY: "forkserver"})
+        _users += 1
+        if not _warmed:
+            from distributed.utils import get_mp_context
+
+            ctx = get_mp_context()  # Dask's own preload list, then ours before the server starts
+            ctx.set_forkserver_preload(["distributed", "numpy", "pandas", __name__, *preload])
+            p = ctx.Process(target=_noop, name="hpclab fork-server warm-up")
+            p.start()
+            p.join()
+            _warmed = True
+    return True
+
+
+def release() -> None:
+    """The caller's pool has closed: the last one puts Dask's setting back."""
+    global _users
+    import dask
+
+    with _lock:
+        _users = max(0, _users - 1)
+        if _users == 0 and _saved is not None:
+            dask.config.set({_KEY: _saved})
