@@ -346,3 +346,46 @@ def test_a_policy_sees_the_zone_refusals_under_its_pool():
     assert r.pools.loc["gpu", "refused"] > 0
     keys = {k for s in seen for k in s}
     assert ("ecs.ebmgn8is.32xlarge", "gpu") in keys
+
+
+class _CheckedShortfall:
+    """The shortfall policy, checking at every ask that the aggregates a platform pool attaches
+    equal :meth:`Aggregates.of` on the instances the same snapshot shows (the reference)."""
+
+    name = "checked-shortfall"
+    asks = noticed = 0  # class counters: the platform gives each pool its own copy
+
+    def __init__(self):
+        from hpclab.elastic.policies import Shortfall
+
+        self.inner = Shortfall()
+        self.triggers = self.inner.triggers
+        self.idle_timeout = self.inner.idle_timeout
+
+    def decide(self, state):
+        import dataclasses
+
+        from hpclab.elastic.policies import Aggregates, aggregate
+
+        got, ref = aggregate(state), Aggregates.of(state)
+        type(self).asks += 1
+        type(self).noticed += bool(ref.noticed)
+        for f in dataclasses.fields(Aggregates):
+            a, b = getattr(got, f.name), getattr(ref, f.name)
+            if f.name == "idle":
+                a, b = sorted(a), sorted(b)
+            assert a == b, f"t={state.time}: {f.name} {a!r} attached, {b!r} from the instances"
+        busy_views = sum(i.running_tasks for i in state.instances)
+        assert state.running == busy_views, (state.time, state.running, busy_views)
+        return self.inner.decide(state)
+
+
+def test_platform_aggregates_equal_the_reference_with_nodes_under_notice():
+    """Nodes under a reclaim notice are not serving and are marked noticed, as on the other
+    clocks; running counts the slots busy on them too."""
+    jobs = P.mixed_workload(1500, ai_share=0.3, cpu_nodes=32, gpu_nodes=8, load=0.9, seed=2)
+    _CheckedShortfall.asks = _CheckedShortfall.noticed = 0
+    P.replay(jobs, "unified", market="spot", reclaim_rate=2 / 3600, spot_market=SpotMarket("independent"),
+             scaler=_CheckedShortfall(), max_reruns=50)
+    assert _CheckedShortfall.asks > 100
+    assert _CheckedShortfall.noticed > 10  # the check ran with noticed nodes in the pool

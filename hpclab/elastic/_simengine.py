@@ -523,8 +523,9 @@ class Engine:
         count, serving, spot, seen, noticed, places = self._aggregates()
         booting = ins.ready[alive] > T
         booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
+        # busy_cores None: the task slots busy on draining instances are not counted apart here
         summary = fast(Aggregates, count, serving, spot, seen, noticed, idle, places, booting,
-                       int(ins.nslots[idle_i].sum()) if idle_i.size else 0)
+                       int(ins.nslots[idle_i].sum()) if idle_i.size else 0, None)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy

@@ -115,12 +115,15 @@ class Aggregates:
     places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     booting_cores: int = 0  # slots of serving instances still booting
     idle_cores: int = 0  # slots of the ``idle`` instances
+    #: slots running a task on serving instances (not those under notice or draining); None: a
+    #: clock that does not count them apart, whose ``PoolState.running`` then stands for it
+    busy_cores: int | None = None
 
     @classmethod
     def of(cls, state: PoolState) -> "Aggregates":
         count: dict[str, int] = {}
         slots: dict[str, int] = {}
-        serving = spot = booting = idle_cores = 0
+        serving = spot = booting = idle_cores = busy = 0
         noticed, idle = set(), []
         places: dict[tuple[str, str, str], int] = {}
         for i in state.instances:
@@ -141,7 +144,10 @@ class Aggregates:
                 elif i.running_tasks == 0:
                     idle.append((i.id, i.itype, i.market, int(i.cores), i.idle_since))
                     idle_cores += i.cores
-        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places, booting, idle_cores)
+                else:
+                    busy += i.running_tasks
+        return cls(count, serving, spot, slots, frozenset(noticed), tuple(idle), places, booting, idle_cores,
+                   busy)
 
 
 _SUMMARY_ATTR = "_hpclab_policy_summary"
@@ -770,7 +776,8 @@ class Shortfall:
     @staticmethod
     def _shortfall(state, s, G):
         whole = state.queued_whole
-        partial_free = s.serving_cores - s.booting_cores - state.running - s.idle_cores
+        busy = state.running if s.busy_cores is None else s.busy_cores
+        partial_free = s.serving_cores - s.booting_cores - busy - s.idle_cores
         pods = state.queued - whole - partial_free
         return whole // G + (-(-pods // G) if pods > 0 else 0) - len(s.idle) - s.booting_cores // G
 

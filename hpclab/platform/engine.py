@@ -89,12 +89,14 @@ class _NodeViews:
             views = []
             for n in sorted(p.live_nodes):
                 up = p.nstate[n] == UP
+                noticed = p.nstate[n] == NOTICED
                 free = p.nfree[n]
-                state = "running" if up else "draining" if p.nstate[n] == NOTICED else "booting"
+                state = "running" if up else "draining" if noticed else "booting"
                 views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
-                                          state=state, cores=G,
-                                          launched_at=p.nlaunch[n], running_tasks=G - free if up else 0,
-                                          idle_since=p.nidle[n] if up and free == G else None))
+                                          state=state, cores=G, launched_at=p.nlaunch[n],
+                                          running_tasks=G - free if up or noticed else 0,
+                                          idle_since=p.nidle[n] if up and free == G else None,
+                                          notice=noticed))
             self._views = tuple(views)
         return self._views
 
@@ -174,6 +176,8 @@ class Pool:
         self.up = [0] * self.S
         self.boot = [0] * self.S
         self.n_up = 0
+        self.n_noticed = 0  # up nodes under a reclaim notice (NOTICED)
+        self.noticed_free = 0  # free slots on them (they take no new work)
         self.n_boot = 0
         self.n_idle = 0
         self.free_slots = 0
@@ -357,6 +361,8 @@ class Pool:
         s = self.nseg[n]
         self.up[s] -= 1
         self.n_up -= 1
+        self.n_noticed -= 1
+        self.noticed_free -= self.nfree[n]
         self.nfree[n] = 0
         self._gone(t, n, reason)
 
@@ -375,6 +381,8 @@ class Pool:
             self._gone(t, n, END_BOOT_RECLAIMED)
             return
         self.nstate[n] = NOTICED
+        self.n_noticed += 1
+        self.noticed_free += self.nfree[n]
         if self.nfree[n] == self.G:  # idle
             self.idle[s].remove(n)
             self.n_idle -= 1
@@ -476,20 +484,23 @@ class Pool:
         nodes) come from the pool's counters as :class:`Aggregates`, and the per-node views
         are built only if a policy walks ``state.instances``."""
         G = self.G
-        serving = self.n_up + self.n_boot
+        k = self.n_noticed  # up, but under a reclaim notice: not serving
+        serving = self.n_up - k + self.n_boot
         agg = self._agg
-        if agg is None or agg[0] != serving:  # the mappings change only with the serving count
+        if agg is None or agg[0] != serving or agg[4] != k:  # the mappings change only with these counts
             place = (self.itype, self.name, self.market)
             agg = self._agg = (serving, {self.itype: serving} if serving else {},
-                               {self.itype: G} if serving else {}, {place: serving} if serving else {})
+                               {self.itype: G} if serving or k else {}, {place: serving} if serving else {},
+                               k, frozenset({(self.itype, self.name)}) if k and self.spot else _NOTHING)
         summary = fast(Aggregates, agg[1], serving * G, serving * G if self.market == "spot" else 0,
-                       agg[2], _NOTHING, _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G)
+                       agg[2], agg[5], _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G,
+                       (self.n_up - k) * G - self.free_slots)
         eng = self.eng
         # once nothing can change any more (draining), queued jobs that can never run do not
         # hold nodes: the policy sees no queue
         whole = 0 if self.draining else self.q_whole * G
         state = fast(PoolState, t, 0 if self.draining else whole + self.q_slots,
-                     self.n_up * G - self.free_slots, _NodeViews(self), self.limits, 0.0,
+                     self.n_up * G - self.free_slots - self.noticed_free, _NodeViews(self), self.limits, 0.0,
                      eng.req_sum / eng.n_seen if eng.n_seen else None, 0,
                      # the zone's refusals, under the place the policy's limits name (the pool)
                      {(k[0], self.name) + k[2:]: v for k, v in self.refused.items()} if self.refused
@@ -590,6 +601,7 @@ class Pool:
         s = self.nseg[n]
         if self.nstate[n] == NOTICED:  # under reclaim notice: its slots take no new pod
             self.nfree[n] += g
+            self.noticed_free += g
             if self.nfree[n] == self.G:
                 self._leave(t, n, END_DRAINED)
             return
