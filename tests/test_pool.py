@@ -516,3 +516,22 @@ def test_min_per_type_starts_with_the_pool_and_is_never_retired():
         time.sleep(0.2)
         assert pool.records[floor].state == "running"
         assert states_of(pool, floor) == ["requested", "booting", "running"]
+
+
+def test_a_burst_from_a_scenario_file():
+    """run_burst(scenario=...): the file's burst, pool and policy on a real pool, with scripted
+    reclaims on top; the same call with the file's own keywords is refused (one line)."""
+    from hpclab import Scenario
+    from hpclab.elastic import run_burst
+
+    s = Scenario.example("burst_spot").replace(workload={"tasks": 300})
+    run = run_burst(scenario=s, preemptions=1)
+    assert run.correct and run.n_tasks == 300
+    assert run.preemptions == 1
+    bill = run.bill_table()
+    assert set(bill.loc[bill.itype != "total", "zone"]) <= set(s.pool["zones"])
+    assert int(bill.loc[bill.itype != "total", "instances"].sum()) == run.instances
+    with pytest.raises(HpclabError, match=r"run_burst: scenario= describes .*; policy, types must be left out"):
+        run_burst(scenario=s, policy="global", types=(C7,))
+    with pytest.raises(HpclabError, match=r"workload: a burst is kind: tasks with duration: fixed"):
+        run_burst(scenario=Scenario.example("burst"))

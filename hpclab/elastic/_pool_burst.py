@@ -4,6 +4,7 @@ zero: the demo behind ``hpclab pool demo``, the pools notebook and the pool benc
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import threading
@@ -115,7 +116,8 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
               time_scale: float = 0.01, target_duration: float = 5.0, hysteresis: bool = True,
               processes: bool = False, interval: float = 0.1, seed: int = 0,
               progress: bool = False, on_update=None, drain_timeout: float = 60.0,
-              pool_kwargs: dict | None = None, scheduler: str | None = None) -> BurstRun:
+              pool_kwargs: dict | None = None, scheduler: str | None = None,
+              scenario=None) -> BurstRun:
     """Run ``n_tasks`` short tasks on a pool that starts empty; return what happened.
 
     The pool grows as its policy says, gets ``preemptions`` spot reclaims (with ``notice`` pool
@@ -147,7 +149,26 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
         :class:`~hpclab.elastic.AttachedPool`: each worker billed as one instance of
         ``types[0]`` in ``zones[0]``); they are checked first (:func:`preflight`). The pool
         cannot add workers to it and does not retire or reclaim them: no policy, no reclaims.
+    scenario : hpclab.Scenario or path, optional
+        Take the burst, the pool, the policy and the clock from a scenario file instead
+        (``kind: tasks`` with ``duration: fixed`` and ``arrival: burst``; e.g.
+        ``data/scenarios/burst_spot.yaml``, which also runs on the virtual clock): its cluster
+        section chooses where the pool runs. Only ``preemptions``, ``notice``, ``progress``,
+        ``on_update``, ``drain_timeout`` and ``pool_kwargs`` are then taken from here.
     """
+    if scenario is not None:
+        given = {k: v for k, v in dict(
+            n_tasks=n_tasks, task_seconds=task_seconds, policy=policy, types=types, zones=zones,
+            spot_share=spot_share, fault_rate=fault_rate, max_instances=max_instances,
+            threads=threads, time_scale=time_scale, target_duration=target_duration,
+            hysteresis=hysteresis, processes=processes, interval=interval, seed=seed,
+            scheduler=scheduler).items() if v != _DEFAULTS[k]}
+        if given:
+            raise HpclabError(f"run_burst: scenario= describes the burst, pool and policy; "
+                              f"{', '.join(sorted(given))} must be left out (edit the scenario)")
+        return _burst_of_scenario(scenario, preemptions=preemptions, notice=notice,
+                                  progress=progress, on_update=on_update,
+                                  drain_timeout=drain_timeout, pool_kwargs=pool_kwargs)
     from distributed import Client
 
     from hpclab.elastic.faults import SpotFaults
@@ -176,11 +197,6 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
                   interval=interval, faults=faults, seed=seed, processes=processes,
                   silence_logs=logging.CRITICAL)  # reclaims make workers log lost peers
     kwargs.update(pool_kwargs or {})
-    thresholds = [n_tasks * (k + 1) / (preemptions + 1) for k in range(preemptions)]
-    done_count = [0]
-    stop = threading.Event()
-    injected: list[str] = []
-
     if scheduler is not None:
         from hpclab.elastic._pool_attach import AttachedPool, connect
 
@@ -195,64 +211,115 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
         attached, pool_cm = None, ElasticPool(**kwargs)
     with attached or contextlib.nullcontext(), pool_cm as pool, \
             contextlib.nullcontext(attached) if attached is not None else Client(pool) as client:
-        pool.drain_timeout = drain_timeout
+        ran = _burst_loop(pool, client, n_tasks, task_seconds, time_scale=time_scale,
+                          preemptions=preemptions, notice=notice, interval=interval,
+                          progress=progress, on_update=on_update, drain_timeout=drain_timeout,
+                          wait_empty=scheduler is None)
+    return _burst_result(pool, n_tasks, ran, on_update)
 
-        def watcher():
-            pending = list(thresholds)
-            while not stop.is_set():
-                if pending and done_count[0] >= pending[0]:
-                    spot = [r for r in pool.alive() if r.market == "spot" and r.state == "running"
-                            and not r.notice]
-                    if spot:
-                        try:
-                            pool.sync(pool.notice_async, spot[0].id, notice)
-                            injected.append(spot[0].id)
-                        except Exception:  # the instance left meanwhile: try the next tick
-                            pass
-                        else:
-                            pending.pop(0)
-                    # else: wait for a spot instance to run (none ever, with an on-demand policy)
-                if on_update is not None:
+
+_DEFAULTS = {k: p.default for k, p in inspect.signature(run_burst).parameters.items()}
+
+
+def _burst_of_scenario(scenario, *, preemptions, notice, progress, on_update, drain_timeout,
+                       pool_kwargs) -> BurstRun:
+    """:func:`run_burst` of a scenario: its tasks on its pool (:func:`hpclab.workloads.tasks.real_pool`:
+    this machine, a scheduler address or a cluster spec file), under its policy."""
+    from hpclab.catalog import resolve
+    from hpclab.scenario import Scenario
+    from hpclab.workloads.tasks import real_pool, slots_of
+
+    s = scenario if isinstance(scenario, Scenario) else Scenario.load(scenario)
+    w = s.workload
+    if w.get("kind") != "tasks" or w["duration"] != "fixed" or w["arrival"] != "burst":
+        raise HpclabError(f"{s.source}: workload: a burst is kind: tasks with duration: fixed and "
+                          f"arrival: burst, got kind {w.get('kind')}, duration {w.get('duration')}, "
+                          f"arrival {w.get('arrival')}")
+    preemptions = check_nonnegative("preemptions", preemptions, integer=True)
+    cat = resolve()
+    limits = s.limits(catalog=cat)
+    policy = s.make_policy("target-duration", catalog=cat)
+    with real_pool(s, limits, slots_of(s, cat), policy, cat, preload=(burst_task.__module__,),
+                   pool_kwargs=pool_kwargs) as (pool, client):
+        ran = _burst_loop(pool, client, int(w["tasks"]), float(w["mean"]), time_scale=s.time_scale,
+                          preemptions=preemptions, notice=notice, interval=s.cluster["interval"],
+                          progress=progress, on_update=on_update, drain_timeout=drain_timeout,
+                          wait_empty=True)
+    return _burst_result(pool, int(w["tasks"]), ran, on_update)
+
+
+def _burst_loop(pool, client, n_tasks, task_seconds, *, time_scale, preemptions, notice, interval,
+                progress, on_update, drain_timeout, wait_empty):
+    """Run the burst on an open pool: its tasks, the scripted reclaims when a third, two thirds...
+    are done, the live updates; then wait for the pool to empty. (results, wall s, pool s)."""
+    thresholds = [n_tasks * (k + 1) / (preemptions + 1) for k in range(preemptions)]
+    done_count = [0]
+    stop = threading.Event()
+    injected: list[str] = []
+    pool.drain_timeout = drain_timeout
+
+    def watcher():
+        pending = list(thresholds)
+        while not stop.is_set():
+            if pending and done_count[0] >= pending[0]:
+                spot = [r for r in pool.alive() if r.market == "spot" and r.state == "running"
+                        and not r.notice]
+                if spot:
                     try:
-                        on_update(pool)
-                    except Exception:
+                        pool.sync(pool.notice_async, spot[0].id, notice)
+                        injected.append(spot[0].id)
+                    except Exception:  # the instance left meanwhile: try the next tick
                         pass
-                stop.wait(interval)
+                    else:
+                        pending.pop(0)
+                # else: wait for a spot instance to run (none ever, with an on-demand policy)
+            if on_update is not None:
+                try:
+                    on_update(pool)
+                except Exception:
+                    pass
+            stop.wait(interval)
 
-        thread = threading.Thread(target=watcher, name="hpclab-burst", daemon=True)
-        t0 = time.perf_counter()
-        futures = client.map(burst_task, range(n_tasks), seconds=task_seconds * time_scale,
-                             key=[f"burst-{i}" for i in range(n_tasks)])
-        def count(_future):
-            done_count[0] += 1
+    thread = threading.Thread(target=watcher, name="hpclab-burst", daemon=True)
+    t0 = time.perf_counter()
+    futures = client.map(burst_task, range(n_tasks), seconds=task_seconds * time_scale,
+                         key=[f"burst-{i}" for i in range(n_tasks)])
+    def count(_future):
+        done_count[0] += 1
 
-        for fut in futures:
-            fut.add_done_callback(count)
-        del fut  # the loop variable would keep the last result (and its instance) alive
-        thread.start()
+    for fut in futures:
+        fut.add_done_callback(count)
+    del fut  # the loop variable would keep the last result (and its instance) alive
+    thread.start()
+    try:
+        if progress:
+            from distributed import progress as dask_progress
+
+            bar = dask_progress(futures)
+            if bar is not None:  # in a notebook progress() returns its widget: show it
+                from IPython.display import display
+
+                display(bar)
+        results = client.gather(futures)
+        wall = time.perf_counter() - t0
+        del futures
         try:
-            if progress:
-                from distributed import progress as dask_progress
+            if wait_empty:  # an attached cluster keeps its workers
+                pool.wait_for(lambda p: not p.alive(), drain_timeout)
+        except TimeoutError:
+            pass
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    if on_update is not None:
+        on_update(pool)
+    pool_seconds = pool.now()
+    return results, wall, pool_seconds
 
-                bar = dask_progress(futures)
-                if bar is not None:  # in a notebook progress() returns its widget: show it
-                    from IPython.display import display
 
-                    display(bar)
-            results = client.gather(futures)
-            wall = time.perf_counter() - t0
-            del futures
-            try:
-                if scheduler is None:  # an attached cluster keeps its workers
-                    pool.wait_for(lambda p: not p.alive(), drain_timeout)
-            except TimeoutError:
-                pass
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-        if on_update is not None:
-            on_update(pool)
-        pool_seconds = pool.now()
+def _burst_result(pool, n_tasks, ran, on_update) -> BurstRun:
+    """What the burst did, read from the closed pool."""
+    results, wall, pool_seconds = ran
     if on_update is not None:
         on_update(pool)
     events = pool.events()

@@ -109,7 +109,7 @@ def run_virtual(s, wl, *, policy=None, progress: bool = False, data=None, extra=
 
 
 @contextlib.contextmanager
-def real_pool(s, limits, slots, policy, cat, needs=(), preload=()):
+def real_pool(s, limits, slots, policy, cat, needs=(), preload=(), pool_kwargs=None):
     """``(pool, client)`` for a scenario's real run: an ElasticPool of emulated instances on this
     machine, or the same accounting attached to the scenario's cluster (:meth:`Scenario.cluster_spec`):
     a scheduler address, whose workers are first checked for this hpclab and the packages in
@@ -117,7 +117,9 @@ def real_pool(s, limits, slots, policy, cat, needs=(), preload=()):
     work, or a dask-jobqueue cluster from a spec file, started here and grown from zero by the
     policy (one batch job per instance). The emulated instances import the modules in
     ``preload`` while they boot (the task functions' modules: a first task then does not pay
-    this machine's import, which ``time_scale`` would magnify). Everything is closed at the end."""
+    this machine's import, which ``time_scale`` would magnify); ``pool_kwargs`` go to the local
+    :class:`~hpclab.elastic.pool.ElasticPool` (e.g. ``dashboard_address``). Everything is closed
+    at the end."""
     import logging
 
     from distributed import Client
@@ -133,7 +135,7 @@ def real_pool(s, limits, slots, policy, cat, needs=(), preload=()):
                 limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
                 policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
                 faults=s.spot_faults(), silence_logs=logging.CRITICAL, preload=preload,
-                boot=s.pool["boot"] or None))
+                boot=s.pool["boot"] or None, **(pool_kwargs or {})))
         else:
             if len(limits.types) != 1 or len(limits.zones) != 1:
                 raise HpclabError(f"{s.source}: pool.types: a pool attached to a cluster ({spec.kind}) "
