@@ -4,12 +4,17 @@ Each subcommand lives in its own module ``hpclab/cli/<name>.py`` that defines
 ``register(subparsers)``; it adds its parser and sets ``func`` (a callable taking the parsed
 arguments and returning an exit code). Bad input raises :class:`hpclab.HpclabError` (or
 ``KeyError`` for unknown names), which is printed as one line and exits 2, with no traceback.
+With ``--json``, standard output carries the JSON only: what compiled code writes to file
+descriptor 1 while the command runs (RDKit's C++ log, for one) goes to standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import pkgutil
 import sys
 
@@ -37,6 +42,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flush_c_streams() -> None:
+    """Flush the C library's stdio buffers (compiled code's printf and std::cout)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - no C library to ask
+        pass
+
+
+@contextlib.contextmanager
+def _json_only_on_stdout():
+    """While the command runs, file descriptor 1 points at standard error and ``sys.stdout`` at
+    the real standard output, so that only what Python prints (the JSON) reaches stdout. A
+    ``sys.stdout`` without a file descriptor (pytest's capture, a notebook) is left alone."""
+    try:
+        fd = sys.stdout.fileno()
+        err = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        yield
+        return
+    sys.stdout.flush()
+    _flush_c_streams()
+    saved = os.dup(fd)
+    old = sys.stdout
+    os.dup2(err, fd)
+    sys.stdout = open(saved, "w", encoding=getattr(old, "encoding", None) or "utf-8", closefd=False)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _flush_c_streams()  # what compiled code buffered goes to stderr, not after the JSON
+        sys.stdout = old
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _json_only_on_stdout() if getattr(args, "json", False) else contextlib.nullcontext():
+            return int(args.func(args) or 0)
     except (HpclabError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"hpclab: error: {message}", file=sys.stderr)
