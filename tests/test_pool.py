@@ -149,10 +149,39 @@ def test_worker_processes_boot_from_a_warm_fork_server_inside_the_boot_delay():
     assert dask.config.get(key) == before
 
 
+def test_retiring_or_closing_a_booting_instance_leaves_no_worker_process():
+    """A worker process forked for a boot (asleep in its preload until the boot ends) is killed
+    with its instance: no worker registers later, on a retirement or on closing the pool."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=True, boot={C8I: 150.0}) as pool:
+        (i,) = pool.launch(count=1)
+        inst = pool.workers  # SpecCluster's process objects, by instance id
+        pool.wait_for(lambda p: i in inst and inst[i].worker is not None
+                      and inst[i].worker.pid, 20, poll=0.01)
+        pid = inst[i].worker.pid
+        pool.retire([i])
+        pool.wait_for(lambda p: p.records[i].state == "terminated", 20)
+        time.sleep(2.0)  # past the end of its boot (1.5 s)
+        assert not pool.scheduler_info["workers"]
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        (j,) = pool.launch(count=1)
+        pool.wait_for(lambda p: j in inst and inst[j].worker is not None and inst[j].worker.pid, 20,
+                      poll=0.01)
+        pid = inst[j].worker.pid
+    time.sleep(2.0)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"boot": {C7: 10.0}}, r"boot names 'ecs.c7.8xlarge', which is not in the pool's types"),
     ({"boot": {C8I: -1.0}}, r"boot\[ecs.c8i.8xlarge\] must be"),
     ({"preload": ("os; rm",)}, r"preload must be module names"),
+    ({"preload": ("hpclab.no_such_module",)}, r"preload: no module named 'hpclab.no_such_module'"),
 ])
 def test_bad_boot_or_preload_gives_one_line(kw, match):
     with pytest.raises(HpclabError, match=match):
@@ -535,3 +564,8 @@ def test_a_burst_from_a_scenario_file():
         run_burst(scenario=s, policy="global", types=(C7,))
     with pytest.raises(HpclabError, match=r"workload: a burst is kind: tasks with duration: fixed"):
         run_burst(scenario=Scenario.example("burst"))
+    with pytest.raises(HpclabError, match=r"pool_kwargs: processes, time_scale come from the scenario"):
+        run_burst(scenario=s, pool_kwargs={"time_scale": 1.0, "processes": True})
+    remote = s.replace(cluster={"kind": "address", "address": "tcp://127.0.0.1:1"})
+    with pytest.raises(HpclabError, match=r"cluster.kind: a burst on a cluster of kind address takes no scripted"):
+        run_burst(scenario=remote, preemptions=2)

@@ -56,11 +56,14 @@ def _flush_c_streams() -> None:
 def _json_only_on_stdout():
     """While the command runs, file descriptor 1 points at standard error and ``sys.stdout`` at
     the real standard output, so that only what Python prints (the JSON) reaches stdout. A
-    ``sys.stdout`` without a file descriptor (pytest's capture, a notebook) is left alone."""
+    ``sys.stdout`` that is not file descriptor 1 (pytest's capture, a notebook's stream) is
+    left alone."""
     try:
         fd = sys.stdout.fileno()
         err = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        fd = err = None
+    if fd != 1 or err is None:  # captured, or a copy of another descriptor (ipykernel's streams)
         yield
         return
     sys.stdout.flush()
@@ -73,7 +76,10 @@ def _json_only_on_stdout():
         yield
     finally:
         sys.stdout.flush()
-        _flush_c_streams()  # what compiled code buffered goes to stderr, not after the JSON
+        with contextlib.suppress(Exception):
+            old.flush()  # what was written to the old object meanwhile (sys.__stdout__) goes to stderr
+        _flush_c_streams()  # and so does what compiled code buffered, not after the JSON
+        sys.stdout.close()
         sys.stdout = old
         os.dup2(saved, fd)
         os.close(saved)

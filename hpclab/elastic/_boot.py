@@ -14,22 +14,34 @@ Starting a Python process that imports ``distributed`` takes about 1 s here, mor
 emulated boots (45 s at ``time_scale = 0.01``). While a pool is open, its worker processes are
 therefore forked from a fork server (Dask's ``distributed.worker.multiprocessing-method:
 forkserver``, which Dask's own test suite uses for the same reason) that has imported
-``distributed``, hpclab and the pool's ``preload`` modules once; the pool starts and warms it
-before its clock starts (:func:`acquire`), and puts the setting back when the last open pool
-closes (:func:`release`). Where the platform has no fork server (Windows), workers are spawned.
+``distributed``, hpclab and the first pool's ``preload`` modules once (a later pool's other
+modules are imported by each worker as it boots); the pool starts and warms it before its clock
+starts (:func:`acquire`), and puts the setting back when the last open pool closes
+(:func:`release`; a pool never closed leaves it set). A worker's environment is this process's
+when its instance boots, as with spawned workers; only what a library reads when the server
+imports it (numpy's BLAS threads) is fixed then, with Dask's ``pre-spawn-environ`` applied
+first. Where the platform has no fork server (Windows), workers are spawned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import multiprocessing
 import os
 import threading
 import time
 
+logger = logging.getLogger("hpclab.elastic.pool")
+
 BOOT_UNTIL = "HPCLAB_BOOT_UNTIL"
 PRELOAD = "HPCLAB_PRELOAD"
+#: wall seconds before the end of its boot at which an instance's worker process is started:
+#: more than its start-up here (about 0.25 s forked, 1 s spawned, 2-3 s on a loaded machine is
+#: covered only in part), and short, because a Nanny that is starting holds the scheduler's
+#: Nanny-plugin registration (``Client.register_plugin``) until it is up
+START_LEAD = 2.0
 
 
 def import_all(names) -> None:
@@ -75,11 +87,21 @@ def acquire(preload=()) -> bool:
         if not _warmed:
             from distributed.utils import get_mp_context
 
-            ctx = get_mp_context()  # Dask's own preload list, then ours before the server starts
+            # the variables Dask's Nanny sets in this process before it spawns a worker (one
+            # thread per BLAS pool, malloc trimming, a fixed hash seed) must be there when the
+            # server starts: it imports numpy before any Nanny runs, and its children inherit it
+            cfg = dask.config.get("distributed.nanny.pre-spawn-environ")
+            env = {k: os.environ.get(k, str(v)) for k, v in cfg.items() if v is not None}
+            if env.get("PYTHONHASHSEED") in (None, "0"):
+                env["PYTHONHASHSEED"] = "6640"  # as Nanny does: equal hashes across workers
+            os.environ.update(env)
+            ctx = get_mp_context()  # sets Dask's preload list; ours replaces it before the start
             ctx.set_forkserver_preload(["distributed", "numpy", "pandas", __name__, *preload])
             p = ctx.Process(target=_noop, name="hpclab fork-server warm-up")
             p.start()
             p.join()
+            if p.exitcode != 0:
+                logger.warning("fork server warm-up exited with %s", p.exitcode)
             _warmed = True
     return True
 

@@ -219,6 +219,9 @@ def run_burst(n_tasks: int = 2000, task_seconds: float = 0.2, *,
 
 
 _DEFAULTS = {k: p.default for k, p in inspect.signature(run_burst).parameters.items()}
+#: the ElasticPool keywords that real_pool takes from a scenario
+_POOL_KEYS_FROM_SCENARIO = {"limits", "catalog", "time_scale", "processes", "policy", "interval", "seed",
+                            "threads", "faults", "silence_logs", "preload", "boot"}
 
 
 def _burst_of_scenario(scenario, *, preemptions, notice, progress, on_update, drain_timeout,
@@ -236,6 +239,18 @@ def _burst_of_scenario(scenario, *, preemptions, notice, progress, on_update, dr
                           f"arrival: burst, got kind {w.get('kind')}, duration {w.get('duration')}, "
                           f"arrival {w.get('arrival')}")
     preemptions = check_nonnegative("preemptions", preemptions, integer=True)
+    spec = s.cluster_spec()
+    if spec is not None:  # a scheduler address or a cluster spec file: not this pool's to reclaim
+        if preemptions:
+            raise HpclabError(f"{s.source}: cluster.kind: a burst on a cluster of kind {spec.kind} takes no "
+                              f"scripted reclaims (its workers are not the pool's to end): give preemptions=0")
+        if pool_kwargs:
+            raise HpclabError(f"{s.source}: cluster.kind: pool_kwargs are for a local pool, "
+                              f"not a cluster of kind {spec.kind}")
+    taken = sorted(set(pool_kwargs or {}) & _POOL_KEYS_FROM_SCENARIO)
+    if taken:
+        raise HpclabError(f"run_burst: pool_kwargs: {', '.join(taken)} come from the scenario "
+                          f"(edit its pool or cluster section)")
     cat = resolve()
     limits = s.limits(catalog=cat)
     policy = s.make_policy("target-duration", catalog=cat)
@@ -244,7 +259,8 @@ def _burst_of_scenario(scenario, *, preemptions, notice, progress, on_update, dr
         ran = _burst_loop(pool, client, int(w["tasks"]), float(w["mean"]), time_scale=s.time_scale,
                           preemptions=preemptions, notice=notice, interval=s.cluster["interval"],
                           progress=progress, on_update=on_update, drain_timeout=drain_timeout,
-                          wait_empty=True)
+                          # workers at a scheduler address stay: the pool does not end them
+                          wait_empty=spec is None or spec.jobqueue)
     return _burst_result(pool, int(w["tasks"]), ran, on_update)
 
 

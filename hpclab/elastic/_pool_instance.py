@@ -94,9 +94,17 @@ class Instance(ProcessInterface):
 
             options = dict(self.worker_options)
             if self.worker_cls is Nanny:  # the worker process learns its type and boot from its environment
-                options["env"] = {**options.get("env", {}), "HPCLAB_INSTANCE_TYPE": self.record.itype,
-                                  _boot.BOOT_UNTIL: repr(time.time() + self.boot_wall),
-                                  _boot.PRELOAD: ",".join(self.preload)}
+                until = time.time() + self.boot_wall
+                # start it at most START_LEAD before the boot ends: long enough for its start-up,
+                # short enough that the Nanny is not "starting" (which holds, e.g., the scheduler's
+                # Nanny-plugin registration) for the whole of a long boot
+                if self.boot_wall > _boot.START_LEAD:
+                    await asyncio.sleep(self.boot_wall - _boot.START_LEAD)
+                # the environment of this process now (a process forked from the fork server has
+                # the server's, taken when it started), then the instance's own variables
+                options["env"] = {**os.environ, **options.get("env", {}),
+                                  "HPCLAB_INSTANCE_TYPE": self.record.itype,
+                                  _boot.BOOT_UNTIL: repr(until), _boot.PRELOAD: ",".join(self.preload)}
                 options["preload"] = [*options.get("preload", ()), _boot.__name__]
             else:
                 _boot.import_all(self.preload)
@@ -116,11 +124,32 @@ class Instance(ProcessInterface):
             self.record.end_reason = self.record.end_reason or "boot-failed"
             self._pool._instance_failed(self.record)
 
+    async def _stop_boot(self) -> None:
+        """Cancel a boot in progress; a worker process already forked for it (asleep in its
+        preload until the boot ends, where its Nanny cannot stop it) is killed."""
+        if self._boot is None or self._boot.done():
+            return
+        self._boot.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._boot
+        w = self.worker
+        if not isinstance(w, Nanny) or w.process is None:
+            return  # no worker process was asked for
+        w.status = Status.closing_gracefully  # not restarted by its nanny
+        for _ in range(100):  # a fork under way gets its pid within milliseconds
+            pid = w.pid
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                return
+            if w.process is None or w.process.process is None:
+                return
+            await asyncio.sleep(0.01)
+
     async def kill(self, reason: str) -> None:
         """Kill the worker hard: SIGKILL its process (no data is moved, running tasks die)."""
         self.record.end_reason = reason
-        if self._boot is not None and not self._boot.done():
-            self._boot.cancel()
+        await self._stop_boot()
         w = self.worker
         if w is None:
             return
@@ -135,10 +164,7 @@ class Instance(ProcessInterface):
                 await w.close(timeout=1, executor_wait=False, nanny=False, reason=reason)
 
     async def close(self):
-        if self._boot is not None and not self._boot.done():
-            self._boot.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._boot
+        await self._stop_boot()
         w = self.worker
         if w is not None and w.status not in (Status.closed, Status.failed):
             with contextlib.suppress(Exception):

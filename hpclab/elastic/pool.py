@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import math
 
@@ -186,6 +187,12 @@ class ElasticPool(PoolAccounting, SpecCluster):
             if not isinstance(name, str) or not name.replace(".", "").replace("_", "").isalnum():
                 raise HpclabError(f"preload must be module names (e.g. 'hpclab.workloads.screening.pipeline'), "
                                   f"got {name!r}")
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise HpclabError(f"preload: no module named {name!r} here (each worker imports it as it boots)")
         self.allowed_failures = check_positive("allowed_failures", allowed_failures, integer=True)
         self.silence_logs_level = silence_logs
         self._policy_at_start = policy
@@ -378,13 +385,15 @@ class ElasticPool(PoolAccounting, SpecCluster):
         for a in (getattr(self, "_adaptive", None),):
             if a is not None:
                 a.stop(reason="pool-close")
-        await self._wait_background(timeout=5)
-        await super()._close()
-        for rec in self.alive():
-            self._on_closed(rec)
-        if getattr(self, "_forkserver", False):
-            self._forkserver = False
-            _boot.release()
+        try:
+            await self._wait_background(timeout=5)
+            await super()._close()
+            for rec in self.alive():
+                self._on_closed(rec)
+        finally:
+            if getattr(self, "_forkserver", False):
+                self._forkserver = False
+                _boot.release()
 
     def __repr__(self) -> str:
         states = {}
