@@ -177,6 +177,16 @@ def test_retiring_or_closing_a_booting_instance_leaves_no_worker_process():
         os.kill(pid, 0)
 
 
+def test_a_start_method_the_user_chose_is_kept():
+    import dask
+
+    key = "distributed.worker.multiprocessing-method"
+    with dask.config.set({key: "fork"}):
+        with ElasticPool(C8I, ZONE, time_scale=0.01, processes=True) as pool:
+            assert dask.config.get(key) == "fork" and not pool._forkserver
+        assert dask.config.get(key) == "fork"
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"boot": {C7: 10.0}}, r"boot names 'ecs.c7.8xlarge', which is not in the pool's types"),
     ({"boot": {C8I: -1.0}}, r"boot\[ecs.c8i.8xlarge\] must be"),

@@ -73,7 +73,8 @@ def _noop() -> None:
 def acquire(preload=()) -> bool:
     """Start worker processes from a warm fork server while the caller's pool is open (the
     first pool in this process waits about 1 s for the server to import its modules). False
-    where there is no fork server."""
+    where there is no fork server, or where the user has set Dask's start method themselves
+    (anything but its default, ``spawn``): their setting is kept."""
     global _users, _saved, _warmed
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
@@ -82,6 +83,8 @@ def acquire(preload=()) -> bool:
     with _lock:
         if _users == 0:
             _saved = dask.config.get(_KEY)
+            if _saved != "spawn":  # the user chose a start method (Dask's default is spawn): theirs
+                return False
             dask.config.set({_KEY: "forkserver"})
         _users += 1
         if not _warmed:
