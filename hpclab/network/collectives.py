@@ -215,35 +215,49 @@ def _allgather_recursive_doubling(n, p, a, b, gap, eager=0.0):
     lgf, lgc, p2, extra = _logs(p)
     if not np.any(extra):  # every p a power of two: TRG05's form
         return _halving(lgf, n, a, b, gap)
-    nbits = int(np.max(p)).bit_length()
-    t = np.zeros(np.broadcast(n, p, a, b, gap).shape)
-    full = t  # T(2**j) = sum_{i<j} max(alpha + 2**i s beta, gap), built step by step
-    low = np.zeros(np.shape(p))  # the value of the digits below the current one
+
+    def patched(start, m, low, rounds):
+        patch = rounds * _step(1, low * s, a, b, gap)
+        if np.any(eager > 0):
+            patch = np.where(low * s < eager, _fan_chain(rounds, low * s, a, b, gap), patch)
+        out = start + _step(1, m * s, a, b, gap) + patch
+        if np.any(eager > 0):  # the first fan-out level shares the link with what is left
+            left = np.maximum(0.0, (m - low) * s * b - a)  # of the large send, in seconds
+            x = low * s * b
+            first = np.maximum(a + rounds * x + np.minimum(left, x), rounds * gap)
+            chain = _step(1, low * s, a, b, gap) + first + _fan_chain(rounds - 1, low * s, a, b, gap)
+            shared = np.maximum(chain, _step(1, (m + rounds * low) * s, a, b, gap))
+            out = np.where(m * s < eager, start + shared, out)
+        return out
+
+    # T(2**j) = sum_{i<j} max(alpha + 2**i s beta, gap)
+    return _digit_recursion(p, np.broadcast(n, p, a, b, gap).shape,
+                            lambda m: np.maximum(a + (m / 2) * s * b, gap), patched)
+
+
+def _digit_recursion(p, shape, grow, patched):
+    """The non-power-of-two recursion over the binary digits of ``p`` that the recursive-doubling
+    allgather and reduce-scatter share (MPICH patches the missing blocks inside the doubling
+    loop). ``full`` is the time of ``2**j`` ranks, grown by ``grow(m)`` at each digit ``j > 0``
+    (``m = 2**j``); at a set digit above lower digits worth ``low``, the time becomes
+    ``patched(max(full, T), m, low, rounds)`` with ``rounds = j - floor(lg low)``; at the lowest
+    set digit it is ``full``."""
     pk = np.asarray(p, dtype=np.int64)
+    nbits = int(np.max(p)).bit_length()
+    t = np.zeros(shape)
+    full = t
+    low = np.zeros(np.shape(p))  # the value of the digits below the current one
     lg_low = np.zeros(np.shape(p))  # floor(lg low)
     for j in range(nbits):
         m = float(2 ** j)
         if j > 0:
-            full = full + np.maximum(a + (m / 2) * s * b, gap)
+            full = full + grow(m)
         bit = (pk >> j) & 1 == 1
         if not np.any(bit):
             continue
         has_low = bit & (low > 0)
         if np.any(has_low):
-            rounds = j - lg_low
-            patch = rounds * _step(1, low * s, a, b, gap)
-            if np.any(eager > 0):
-                patch = np.where(low * s < eager, _fan_chain(rounds, low * s, a, b, gap), patch)
-            start = np.maximum(full, t)
-            patched = start + _step(1, m * s, a, b, gap) + patch
-            if np.any(eager > 0):  # the first fan-out level shares the link with what is left
-                left = np.maximum(0.0, (m - low) * s * b - a)  # of the large send, in seconds
-                x = low * s * b
-                first = np.maximum(a + rounds * x + np.minimum(left, x), rounds * gap)
-                chain = _step(1, low * s, a, b, gap) + first + _fan_chain(rounds - 1, low * s, a, b, gap)
-                shared = np.maximum(chain, _step(1, (m + rounds * low) * s, a, b, gap))
-                patched = np.where(m * s < eager, start + shared, patched)
-            t = np.where(has_low, patched, t)
+            t = np.where(has_low, patched(np.maximum(full, t), m, low, j - lg_low), t)
         first_bit = bit & (low == 0)
         if np.any(first_bit):
             t = np.where(first_bit, full, t)
@@ -337,37 +351,20 @@ def _reduce_scatter_recursive_doubling(n, p, a, b, g, gap, eager=0.0):
     allgather (:func:`_fan_chain`).
     """
     s = n / p
-    pk = np.asarray(p, dtype=np.int64)
-    nbits = int(np.max(p)).bit_length()
 
     def step(size):
         return np.maximum(a + size * b, gap) + size * g
 
-    t = np.zeros(np.broadcast(n, p, a, b, g, gap).shape)
-    full = t  # R(2**j) = sum_{i<j} step((p - 2**i) s)
-    low = np.zeros(np.shape(p))
-    lg_low = np.zeros(np.shape(p))
-    for j in range(nbits):
-        m = float(2 ** j)
-        if j > 0:
-            full = full + np.where(m / 2 < p, step((p - m / 2) * s), 0.0)
-        bit = (pk >> j) & 1 == 1
-        if not np.any(bit):
-            continue
-        has_low = bit & (low > 0)
-        if np.any(has_low):
-            rounds = j - lg_low
-            size = (p - low) * s
-            patch = rounds * step(size)
-            if np.any(eager > 0):  # eager patch sends of all rounds fan out on one link
-                patch = np.where(size < eager, _fan_chain(rounds, size, a, b, gap) + rounds * size * g, patch)
-            t = np.where(has_low, np.maximum(full, t) + step(size) + patch, t)
-        first_bit = bit & (low == 0)
-        if np.any(first_bit):
-            t = np.where(first_bit, full, t)
-        lg_low = np.where(bit, float(j), lg_low)
-        low = low + np.where(bit, m, 0.0)
-    return t
+    def patched(start, m, low, rounds):
+        size = (p - low) * s
+        patch = rounds * step(size)
+        if np.any(eager > 0):  # eager patch sends of all rounds fan out on one link
+            patch = np.where(size < eager, _fan_chain(rounds, size, a, b, gap) + rounds * size * g, patch)
+        return start + step(size) + patch
+
+    # R(2**j) = sum_{i<j} step((p - 2**i) s)
+    return _digit_recursion(p, np.broadcast(n, p, a, b, g, gap).shape,
+                            lambda m: np.where(m / 2 < p, step((p - m / 2) * s), 0.0), patched)
 
 
 def _binomial_broadcast_eager(n, p, a, b, gap):
