@@ -73,67 +73,62 @@ BOOTING, UP, RETIRED, NOTICED = 1, 2, 3, 4
 END_RUNNING, END_RETIRED, END_DRAINED, END_KILLED, END_BOOT_RECLAIMED = 0, 1, 2, 3, 4
 
 
-class _NodeViews:
-    """``PoolState.instances`` of a platform pool, built only when a policy walks them."""
+class _Lazy(Sequence):
+    """A snapshot's sequence of a platform pool, built by ``_make`` only when a policy reads it
+    (its length comes from the pool's counters)."""
 
     def __init__(self, pool):
         self._pool = pool
-        self._views = None
+        self._items = None
 
     def _build(self):
-        if self._views is None:
-            from hpclab.elastic.state import InstanceView
+        if self._items is None:
+            self._items = self._make()
+        return self._items
 
-            p = self._pool
-            G = p.G
-            views = []
-            for n in sorted(p.live_nodes):
-                up = p.nstate[n] == UP
-                noticed = p.nstate[n] == NOTICED
-                free = p.nfree[n]
-                state = "running" if up else "draining" if noticed else "booting"
-                views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
-                                          state=state, cores=G, launched_at=p.nlaunch[n],
-                                          running_tasks=G - free if up or noticed else 0,
-                                          idle_since=p.nidle[n] if up and free == G else None,
-                                          notice=noticed))
-            self._views = tuple(views)
-        return self._views
+    def __iter__(self):
+        return iter(self._build())
+
+    def __getitem__(self, k):
+        return self._build()[k]
+
+
+class _NodeViews(_Lazy):
+    """``PoolState.instances`` of a platform pool: one view per node booting or up."""
+
+    def _make(self):
+        from hpclab.elastic.state import InstanceView
+
+        p = self._pool
+        G = p.G
+        views = []
+        for n in sorted(p.live_nodes):
+            up = p.nstate[n] == UP
+            noticed = p.nstate[n] == NOTICED
+            free = p.nfree[n]
+            state = "running" if up else "draining" if noticed else "booting"
+            views.append(InstanceView(id=str(n), itype=p.itype, zone=p.name, market=p.market,
+                                      state=state, cores=G, launched_at=p.nlaunch[n],
+                                      running_tasks=G - free if up or noticed else 0,
+                                      idle_since=p.nidle[n] if up and free == G else None,
+                                      notice=noticed))
+        return tuple(views)
 
     def __len__(self):
         return len(self._pool.live_nodes)
 
-    def __iter__(self):
-        return iter(self._build())
 
-    def __getitem__(self, k):
-        return self._build()[k]
-
-
-class _IdleRows(Sequence):
+class _IdleRows(_Lazy):
     """``Aggregates.idle`` of a platform pool: (id, itype, market, slots, idle since) per idle
-    node, segment by segment in idle-since order, built only when a policy reads them (its
-    length is a counter)."""
+    node, segment by segment in idle-since order."""
 
-    def __init__(self, pool):
-        self._pool = pool
-        self._rows = None
-
-    def _build(self):
-        if self._rows is None:
-            p = self._pool
-            nidle, G, itype, market = p.nidle, p.G, p.itype, p.market
-            self._rows = tuple([(str(n), itype, market, G, nidle[n]) for lst in p.idle for n in lst])
-        return self._rows
+    def _make(self):
+        p = self._pool
+        nidle, G, itype, market = p.nidle, p.G, p.itype, p.market
+        return tuple([(str(n), itype, market, G, nidle[n]) for lst in p.idle for n in lst])
 
     def __len__(self):
         return self._pool.n_idle
-
-    def __iter__(self):
-        return iter(self._build())
-
-    def __getitem__(self, k):
-        return self._build()[k]
 
 
 class Pool:
