@@ -31,7 +31,7 @@ from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.capacity import grantable
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import Aggregates, attach_aggregates
-from hpclab.elastic.state import MARKETS, InstanceView, PoolState, fast
+from hpclab.elastic.state import MARKETS, InstanceView, PoolState, maker
 
 # event kinds (ties at one time run in this order: drains and kills before the policy looks)
 _END, _KILL, _NOTICE, _CAPACITY, _TICK = 0, 1, 2, 3, 4
@@ -39,6 +39,7 @@ _END, _KILL, _NOTICE, _CAPACITY, _TICK = 0, 1, 2, 3, 4
 REASONS = ("running at end", "retired by policy", "drained after notice", "spot reclaimed (hard kill)",
            "reclaimed while booting", "cancelled while booting")
 _STATE_NAMES = ("booting", "running", "draining")
+_aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-tick snapshots
 
 
 class _Grow:
@@ -524,14 +525,14 @@ class Engine:
         booting = ins.ready[alive] > T
         booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
         # busy_cores None: the task slots busy on draining instances are not counted apart here
-        summary = fast(Aggregates, count, serving, spot, seen, noticed, idle, places, booting,
+        summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
                        int(ins.nslots[idle_i].sum()) if idle_i.size else 0, None)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy
         self._update_mean(T)
         mean = self.done_sum / self.done_n if self.done_n else None
-        state = fast(PoolState, float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
+        state = _pool_state(float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
                      self.spent(T, alive), mean, int(done), dict(self.refused), self.slots_map, 0)
         attach_aggregates(state, summary)
         return state, alive

@@ -57,7 +57,7 @@ from typing import Iterable, Mapping
 from hpclab._deprecated import ALIASES, deprecated, warn
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import unit_price
-from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState, fast
+from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolState, maker
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
            "Shortfall", "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
@@ -151,6 +151,7 @@ class Aggregates:
 
 
 _SUMMARY_ATTR = "_hpclab_policy_summary"
+_launch, _decision = maker(Launch), maker(Decision)  # the shortfall rule's hot path
 
 
 def attach_aggregates(state: PoolState, summary: Aggregates) -> PoolState:
@@ -266,7 +267,7 @@ class _Base:
             retire = plan.retire_idle(-need)
         retire = tuple(retire) + tuple(plan.over_max())
         reason = f"{self.name}: target {target} slots, serving {plan.serving_cores_before}"
-        return Decision(launch=tuple(launches), retire=tuple(dict.fromkeys(retire)), reason=reason)
+        return _decision(tuple(launches), tuple(dict.fromkeys(retire)), reason)
 
     def _fill(self, state: PoolState, plan: "_Plan", need: int) -> list[Launch]:
         return self._fill_from(state, plan, need, self.candidates(state))
@@ -374,7 +375,7 @@ class _Plan:
             return None
         self.count[itype] = self.count.get(itype, 0) + n
         self.serving_cores += n * s
-        return Launch(itype=itype, zone=zone, market=market, count=int(n))
+        return _launch(itype, zone, market, int(n))
 
     def ensure_minimum(self, candidates) -> list[Launch]:
         out = []
@@ -763,11 +764,15 @@ class Shortfall:
     def _place(self, state: PoolState):
         """(itype, zone, slots of one instance) of the launches, resolved once per pool limits."""
         c = self._resolved
-        if c is None or c[0] is not state.limits:
+        if c is None or c[0] is not state.limits or c[3] is not state.slots:
             limits = state.limits
             itype = _pick(self.itype, limits.types, "itype")
-            c = self._resolved = (limits, itype, _pick(self.zone, limits.zones, "zone"))
-        return c[1], c[2], _slots(state, c[1], self.catalog)
+            slots = state.slots
+            # the slots of one instance: fixed while the snapshot's slots map is the same object
+            # (a clock that keeps one map); otherwise resolved again at the next decision
+            c = (limits, itype, _pick(self.zone, limits.zones, "zone"), slots, _slots(state, itype, self.catalog))
+            self._resolved = c if slots and slots.get(itype) else None
+        return c[1], c[2], c[4]
 
     def shortfall(self, state: PoolState) -> int:
         """Instances the queued work lacks beyond what is idle or booting (may be negative)."""
@@ -794,7 +799,7 @@ class Shortfall:
             if limits.quota_cores is not None:
                 count = min(count, (limits.quota_cores - s.serving_cores) // G)
             if count > 0:
-                launch = (fast(Launch, itype, zone, self.market, int(count)),)
+                launch = (_launch(itype, zone, self.market, int(count)),)
         retire = []
         queued = state.queued > 0
         if s.idle and not (queued and need >= 0):
@@ -808,7 +813,7 @@ class Shortfall:
                 retire.append(iid)
                 serving -= 1
                 need += 1
-        return fast(Decision, launch, tuple(retire), "shortfall")
+        return _decision(launch, tuple(retire), "shortfall")
 
     def __repr__(self) -> str:
         return f"<Shortfall idle_timeout={self.idle_timeout:g}>"

@@ -21,13 +21,33 @@ from hpclab._validate import HpclabError, check_nonnegative
 __all__ = ["InstanceView", "PoolLimits", "PoolState", "Launch", "Decision", "Policy",
            "LIFECYCLE", "MARKETS"]
 
+_MAKERS: dict = {}
+
+
+def maker(cls):
+    """A function building an instance of the frozen dataclass ``cls`` from all its field values
+    in order (positional), without the per-field ``object.__setattr__`` of the generated
+    ``__init__``: it writes the instance's ``__dict__`` directly, as generated code (one per
+    class, made once, as ``dataclasses`` makes ``__init__``). About 14x faster than the
+    ``__init__`` of an 11-field snapshot (1.1 us against 15 us); for the clocks' per-decision
+    snapshots. No defaults are filled and nothing is checked."""
+    make = _MAKERS.get(cls)
+    if make is None:
+        names = tuple(cls.__dataclass_fields__)
+        args = [f"_{k}" for k in range(len(names))]  # field names may shadow the globals used
+        body = "".join(f"    d[{n!r}] = {a}\n" for n, a in zip(names, args))
+        src = f"def make({', '.join(args)}):\n    o = new(cls)\n    d = o.__dict__\n{body}    return o\n"
+        ns = {"new": object.__new__, "cls": cls}
+        exec(src, ns)  # noqa: S102 - source built above from the dataclass's own field names
+        make = _MAKERS[cls] = ns["make"]
+        make.__qualname__ = f"maker({cls.__name__})"
+    return make
+
+
 def fast(cls, *values):
-    """An instance of the frozen dataclass ``cls`` from all its field values in order, without
-    the per-field ``object.__setattr__`` of the generated ``__init__`` (about 6x faster; for the
-    clocks' per-decision snapshots). No defaults are filled and nothing is checked."""
-    obj = object.__new__(cls)
-    obj.__dict__.update(zip(cls.__dataclass_fields__, values))
-    return obj
+    """An instance of the frozen dataclass ``cls`` from all its field values in order (see
+    :func:`maker`, which hot loops bind once)."""
+    return maker(cls)(*values)
 
 
 #: instance lifecycle, in order

@@ -58,11 +58,12 @@ import numpy as np
 
 from hpclab.elastic.clock import Clock
 from hpclab.elastic.policies import Aggregates, attach_aggregates
-from hpclab.elastic.state import PoolState, fast
+from hpclab.elastic.state import PoolState, maker
 
 INF = float("inf")
 _NOTHING = frozenset()
 _NO_REFUSALS = MappingProxyType({})
+_aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-decision snapshots
 
 # event types; at equal times finishes and boots come before reclaims, and those before idle checks
 EV_FINISH, EV_POD, EV_BOOT, EV_NOTICE, EV_KILL, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4, 5, 6
@@ -76,6 +77,8 @@ END_RUNNING, END_RETIRED, END_DRAINED, END_KILLED, END_BOOT_RECLAIMED = 0, 1, 2,
 class _Lazy(Sequence):
     """A snapshot's sequence of a platform pool, built by ``_make`` only when a policy reads it
     (its length comes from the pool's counters)."""
+
+    __slots__ = ("_pool", "_items")
 
     def __init__(self, pool):
         self._pool = pool
@@ -95,6 +98,8 @@ class _Lazy(Sequence):
 
 class _NodeViews(_Lazy):
     """``PoolState.instances`` of a platform pool: one view per node booting or up."""
+
+    __slots__ = ()
 
     def _make(self):
         from hpclab.elastic.state import InstanceView
@@ -121,6 +126,8 @@ class _NodeViews(_Lazy):
 class _IdleRows(_Lazy):
     """``Aggregates.idle`` of a platform pool: (id, itype, market, slots, idle since) per idle
     node, segment by segment in idle-since order."""
+
+    __slots__ = ()
 
     def _make(self):
         p = self._pool
@@ -487,14 +494,14 @@ class Pool:
             agg = self._agg = (serving, {self.itype: serving} if serving else {},
                                {self.itype: G} if serving or k else {}, {place: serving} if serving else {},
                                k, frozenset({(self.itype, self.name)}) if k and self.spot else _NOTHING)
-        summary = fast(Aggregates, agg[1], serving * G, serving * G if self.market == "spot" else 0,
+        summary = _aggregates(agg[1], serving * G, serving * G if self.market == "spot" else 0,
                        agg[2], agg[5], _IdleRows(self), agg[3], self.n_boot * G, self.n_idle * G,
                        (self.n_up - k) * G - self.free_slots)
         eng = self.eng
         # once nothing can change any more (draining), queued jobs that can never run do not
         # hold nodes: the policy sees no queue
         whole = 0 if self.draining else self.q_whole * G
-        state = fast(PoolState, t, 0 if self.draining else whole + self.q_slots,
+        state = _pool_state(t, 0 if self.draining else whole + self.q_slots,
                      self.n_up * G - self.free_slots - self.noticed_free, _NodeViews(self), self.limits, 0.0,
                      eng.req_sum / eng.n_seen if eng.n_seen else None, 0,
                      # the zone's refusals, under the place the policy's limits name (the pool)
