@@ -20,6 +20,12 @@ was 23x here (the issue measured 34x): every start removed its job from the fron
 list as long as the queue.
 ``--linear-only`` runs just this check.
 
+The code of the time the issue was filed (commit ``ISSUE_COMMIT``, the last of round one, with
+the rule built into its own engine) replays the same 100,000 jobs in a child process, when the
+checkout has that commit (``git archive``): its CPU time against the default's, interleaved. It
+says what the whole redesign (one clock, zones, spot, placement below the queues, the shared
+policy) costs a user of the default replay, beyond the rule alone.
+
 The machine's 2 cores are shared with whatever else runs: every figure is the best of two
 repeats, and the load average is printed so that the noise can be judged.
 """
@@ -50,6 +56,46 @@ def best_of(fn, repeats=2):
         best = min(best, time.perf_counter() - t0)
         best_cpu = min(best_cpu, time.process_time() - c0)
     return best, best_cpu, out
+
+
+ISSUE_COMMIT = "8c82817"  # the last commit before issue 12 (round one's platform engine)
+_CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from hpclab import platform as P
+jobs = P.mixed_workload(%d, ai_share=0.3, cpu_nodes=128, gpu_nodes=16, load=0.7, seed=1)
+c = time.process_time()
+r = P.replay(jobs, policy="unified", cpu_nodes=128, gpu_nodes=16)
+print(time.process_time() - c, repr(r.cost))
+"""
+
+
+def issue_time(tmp):
+    """Extract the hpclab package and data of ``ISSUE_COMMIT`` into ``tmp``; None if this is not a git
+    checkout holding that commit."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        arch = subprocess.run(["git", "-C", str(root), "archive", ISSUE_COMMIT, "hpclab", "data"],
+                              capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(arch)) as tar:
+        tar.extractall(tmp, filter="data")
+    return tmp
+
+
+def replay_issue_time(tmp):
+    """CPU seconds and cost of the 100,000-job unified replay on the issue-time code (a child)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _CHILD % N_JOBS, tmp], capture_output=True, text=True,
+                         check=True, cwd=tmp).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def linearity():
@@ -111,6 +157,20 @@ def main():
         cpu_p = min(cpu_p, c)
     same = res_b.cost == res_p.cost and res_b.jobs["end"].equals(res_p.jobs["end"])
     ratio_policy = cpu_b / cpu_p
+    with tempfile.TemporaryDirectory() as tmp:
+        old = issue_time(tmp)
+        if old is None:
+            print(f"issue-time code ({ISSUE_COMMIT}): not in this checkout (no git history), not measured")
+        else:
+            cpu_o = cpu_n = float("inf")
+            for _ in range(2):  # interleaved with the default, best of two each
+                c, cost_o = replay_issue_time(old)
+                cpu_o = min(cpu_o, c)
+                _, c, _ = best_of(lambda: P.replay(jobs, policy="unified", cpu_nodes=128, gpu_nodes=16), 1)
+                cpu_n = min(cpu_n, c)
+            print(f"unified, issue-time code {ISSUE_COMMIT} (its own engine and built-in rule): CPU {cpu_o:6.2f} s = "
+                  f"{N_JOBS / cpu_o:8,.0f} jobs/s (cost {'identical' if cost_o == res_p.cost else f'{cost_o:,.0f} USD, DIFFERENT'}); "
+                  f"the default now / then: {cpu_o / cpu_n:.2f} of its speed")
     print(f"unified, built-in rule (baseline):   CPU {cpu_b:6.2f} s = {N_JOBS / cpu_b:8,.0f} jobs/s")
     print(f"unified, shortfall policy (default): CPU {cpu_p:6.2f} s = {N_JOBS / cpu_p:8,.0f} jobs/s  "
           f"(results {'identical' if same else 'DIFFERENT'}: cost {res_p.cost:,.0f} USD)")

@@ -302,7 +302,7 @@ def test_policies_respect_limits_in_simulation(cat, name):
 
 def test_vectorised_snapshot_matches_reference_summary(cat):
     """The simulator's precomputed policy aggregates equal Aggregates.of(its own views)."""
-    seen = []
+    seen, states = [], []
 
     class Spy:
         name = "spy"
@@ -318,6 +318,7 @@ def test_vectorised_snapshot_matches_reference_summary(cat):
             fast = P.aggregate(state)
             ref = P.Aggregates.of(type(state)(**_copy(state)))  # walks the InstanceViews
             seen.append((fast, ref))
+            states.append(state)
             return self.inner.decide(state)
 
     def _copy(state):
@@ -336,7 +337,11 @@ def test_vectorised_snapshot_matches_reference_summary(cat):
         assert fast.noticed == ref.noticed
         assert sorted(fast.idle) == sorted(ref.idle)
         assert dict(fast.places) == dict(ref.places)
+        assert (fast.booting_cores, fast.idle_cores, fast.busy_cores) == \
+            (ref.booting_cores, ref.idle_cores, ref.busy_cores)
     assert any(f.idle for f, _ in seen) and any(f.noticed for f, _ in seen)
+    # busy slots on draining instances are counted apart from the serving ones
+    assert any(f.busy_cores < s.running for (f, _), s in zip(seen, states))
     assert any(len(f.places) > 1 for f, _ in seen)
 
 

@@ -524,9 +524,16 @@ class Engine:
         count, serving, spot, seen, noticed, places = self._aggregates()
         booting = ins.ready[alive] > T
         booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
-        # busy_cores None: the task slots busy on draining instances are not counted apart here
+        # busy slots on serving instances: all busy slots but those of draining instances (under
+        # a notice or retired while busy), which are not serving
+        busy_cores = nbusy
+        draining = alive[ins.draining[alive]]
+        if draining.size:
+            sl.reserve(1)  # a sentinel past the last slot for reduceat
+            busy = (sl.busy_until[: sl.n + 1] > T).view(np.uint8)
+            busy_cores -= int(_segments(np.add, busy, ins.slot0[draining], ins.nslots[draining]).sum())
         summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
-                       int(ins.nslots[idle_i].sum()) if idle_i.size else 0, None)
+                              int(ins.nslots[idle_i].sum()) if idle_i.size else 0, busy_cores)
         r = self.rq.n - self.rq_pos
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         done = self.ptr - r - nbusy

@@ -115,8 +115,9 @@ class Aggregates:
     places: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     booting_cores: int = 0  # slots of serving instances still booting
     idle_cores: int = 0  # slots of the ``idle`` instances
-    #: slots running a task on serving instances (not those under notice or draining); None: a
-    #: clock that does not count them apart, whose ``PoolState.running`` then stands for it
+    #: slots running a task on serving instances (not those under notice or draining); all three
+    #: clocks count them; None (a snapshot built by hand without them): ``PoolState.running``
+    #: stands for it
     busy_cores: int | None = None
 
     @classmethod
