@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = ["HpclabError", "check_writable_folder", "check_choice", "check_positive", "check_nonnegative", "check_finite_array",
-           "check_range", "decode_utf8", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
+           "check_range", "decode_utf8", "show_key", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
            "MAX_SECONDS", "MAX_INSTANCES"]
 
 # Bounds of the inputs: what a real system could reach, with headroom (docs/bounds.md). A value
@@ -33,6 +33,12 @@ MAX_SECONDS = 10 * 365.25 * 86400.0
 
 class HpclabError(ValueError):
     """Bad input to hpclab: the message is one line naming the field and the allowed values."""
+
+
+def show_key(key) -> str:
+    """A file's key as an error names it: as written if it is plain printable text, else its
+    ``repr`` (so that a key holding a newline or a tab keeps the message on one line)."""
+    return key if isinstance(key, str) and key and key.isprintable() and key.strip() == key else repr(key)
 
 
 def check_choice(field: str, value, allowed: Iterable[str]) -> str:

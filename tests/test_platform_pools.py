@@ -4,6 +4,7 @@ on-demand path unchanged."""
 
 import hashlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -211,6 +212,72 @@ def test_zone_capacity_caps_the_nodes_alive_and_is_shared_by_pools_of_a_type():
         cpu_pools = [p for p in r.pools.index if r.pools.loc[p, "itype"] == "ecs.c8i.32xlarge"]
         assert r.pools.loc[cpu_pools, "refused"].sum() > 0
         assert (r.jobs["status"] == "done").all()
+
+
+def _alive(inst, t):
+    """Nodes alive (launched, not ended) at ``t``."""
+    return int(((inst["launch"] <= t) & (inst["end"] > t)).sum())
+
+
+def test_a_capacity_curve_scales_the_zone_over_time_on_the_platform():
+    """The simulator's capacity curve on the platform: a dip to zero grants nothing in the dip and
+    reclaims the spot nodes alive at its start (notice, then gone by the end of the notice); half
+    the capacity leaves at most half the nodes once the notices ran out; after the dip, refused
+    pools launch again and every job finishes. A curve of ones changes nothing."""
+    cat = _catalog.default()
+    cores = cat.instance("ecs.c8i.32xlarge").cores
+    notice = cat.instance("ecs.c8i.32xlarge").spot_notice
+    cap = cat.zone("cn-hangzhou-h").capacity["ecs.c8i.32xlarge"]
+    factor = 6 * cores / cap  # room for 6 CPU nodes
+    jobs = P.mixed_workload(800, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=1.0, seed=3, max_hpc_nodes=2)
+    jobs = jobs[jobs["kind"].isin(["hpc", "data"])].reset_index(drop=True)  # CPU jobs only
+    T1, T2 = (float(np.quantile(jobs["submit"], q)) for q in (0.3, 0.6))
+    kw = dict(cpu_nodes=8, gpu_nodes=4, data_nodes=2, zone="cn-hangzhou-h", capacity=factor, market="spot")
+    base = P.replay(jobs, "unified", **kw)
+    ones = P.replay(jobs, "unified", capacity_curve=([T1, T2], [1.0, 1.0]), **kw)
+    assert ones.cost == base.cost and ones.jobs["end"].equals(base.jobs["end"])
+    for f, most in ((0.0, 0), (0.5, 3)):
+        r = P.replay(jobs, "unified", capacity_curve=([T1, T2], [f, 1.0]), **kw)
+        inst = r.instances[r.instances["itype"] == "ecs.c8i.32xlarge"]
+        assert _alive(inst, T1 - 1) > most  # the dip has nodes to reclaim
+        for t in np.linspace(T1 + notice, T2 - 1, 50):
+            assert _alive(inst, t) <= most, t
+        if f == 0.0:
+            assert not ((inst["launch"] >= T1) & (inst["launch"] < T2)).any()
+            assert inst.loc[(inst["launch"] < T1) & (inst["end"] > T1), "end"].max() <= T1 + notice
+        assert ((inst["launch"] >= T2) & (inst["launch"] < T2 + 3600)).any()  # refused pools ask again
+        assert r.pools.loc["cpu", "refused"] > 0 and r.pools.loc["cpu", "reclaims"] > base.pools.loc["cpu", "reclaims"]
+        assert (r.jobs["status"] == "done").all()
+    # on demand: nothing is reclaimed, but nothing is granted in the dip
+    od = dict(kw, market="on-demand")
+    r = P.replay(jobs, "unified", capacity_curve=([T1, T2], [0.0, 1.0]), **od)
+    assert r.pools.loc["cpu", "reclaims"] == 0
+    assert not ((r.instances["launch"] >= T1) & (r.instances["launch"] < T2)).any()
+    assert (r.jobs["status"] == "done").all()
+
+
+def test_jobs_waiting_on_a_zone_without_capacity_run_when_the_curve_raises_it():
+    """Nothing runs and nothing else happens while the zone has no capacity: the rise itself
+    wakes the refused pool (and ends the replay's drain), so the queued jobs run."""
+    jobs = P.mixed_workload(300, ai_share=0.0, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=5, max_hpc_nodes=2)
+    jobs = jobs.iloc[:20].copy()
+    jobs["submit"] = np.arange(20.0)  # all queued in the first 20 s
+    rise = 5000.0
+    r = P.replay(jobs, "unified", cpu_nodes=8, gpu_nodes=4, zone="cn-hangzhou-h",
+                 capacity_curve=([0.0, rise], [0.0, 1.0]))
+    assert (r.jobs["status"] == "done").all()
+    assert r.instances["launch"].min() == rise and r.jobs["start"].min() >= rise
+    assert r.pools.loc["cpu", "refused"] > 0
+
+
+def test_bad_capacity_curves_are_one_line_errors():
+    jobs = P.mixed_workload(50, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=1)
+    for curve, msg in ((([0, 10], [1.0]), "equal-length"), (([10, 0], [1, 1]), "non-decreasing"),
+                       (([0], [-1.0]), "capacity_curve factors"), ((5,), "(times, factors)")):
+        with pytest.raises(HpclabError, match=re.escape(msg)):
+            P.replay(jobs, zone="cn-hangzhou-h", capacity_curve=curve)
+    with pytest.raises(HpclabError, match="capacity_curve needs a zone"):
+        P.replay(jobs, capacity_curve=([0], [1.0]))
 
 
 # -- the bill ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from hpclab._validate import HpclabError
+from hpclab._validate import HpclabError, show_key
 
 __all__ = ["ClusterSpec", "load_cluster_spec", "JOBQUEUE_KINDS", "SPEC_KINDS"]
 
@@ -165,14 +165,14 @@ def load_cluster_spec(path) -> ClusterSpec:
     if "jobqueue" in data:  # dask-jobqueue's configuration format
         extra = sorted(set(data) - {"jobqueue"})
         if extra:
-            raise HpclabError(f"{where}: {extra[0]}: is not a known key beside jobqueue")
+            raise HpclabError(f"{where}: {show_key(extra[0])}: is not a known key beside jobqueue")
         jq = data["jobqueue"]
         if not isinstance(jq, dict) or len(jq) != 1:
             raise HpclabError(f"{where}: jobqueue: must name one queue system "
                               f"({', '.join(JOBQUEUE_KINDS)}), got {sorted(jq) if isinstance(jq, dict) else jq!r}")
         (kind, opts), = jq.items()
         if not isinstance(opts, dict):
-            raise HpclabError(f"{where}: jobqueue.{kind}: must be a mapping of options, got {opts!r}")
+            raise HpclabError(f"{where}: jobqueue.{show_key(kind)}: must be a mapping of options, got {opts!r}")
         spelled = {k.replace("-", "_"): k for k in opts}  # errors name the key as written
         data = {"kind": kind, "options": {k.replace("-", "_"): v for k, v in opts.items()}}
         prefix = f"jobqueue.{kind}."
@@ -184,7 +184,7 @@ def load_cluster_spec(path) -> ClusterSpec:
     allowed = _KEYS["address" if kind == "address" else "jobqueue"]
     for k in data:
         if k not in allowed:
-            raise HpclabError(f"{where}: {k}: is not a known key with kind: {kind} "
+            raise HpclabError(f"{where}: {show_key(k)}: is not a known key with kind: {kind} "
                               f"(known: {', '.join(allowed)})")
     if kind == "address":
         from hpclab.elastic._address import _parse
@@ -203,7 +203,7 @@ def load_cluster_spec(path) -> ClusterSpec:
         raise HpclabError(f"{where}: options: must be a mapping of {JOBQUEUE_KINDS[kind]} keywords "
                           f"(cores, memory, walltime, ...), got {opts!r}")
     def key(k: str) -> str:  # an option's key path as the file spells it
-        return prefix + spelled.get(k, k)
+        return prefix + show_key(spelled.get(k, k))
 
     names = _option_names(_cluster_class(where, kind))
     for k in opts:

@@ -28,7 +28,7 @@ import numpy as np
 
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
-from hpclab.elastic.capacity import grantable
+from hpclab.elastic.capacity import curve_factor, grantable
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import Aggregates, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState, maker
@@ -225,9 +225,7 @@ class Engine:
     def _capacity(self, t: float) -> np.ndarray:
         cap = self.cap_base.copy()
         if self.curve is not None:
-            times, frac = self.curve
-            k = int(np.searchsorted(times, t, side="right")) - 1
-            cap *= frac[k] if k >= 0 else 1.0
+            cap *= curve_factor(self.curve, t)
         if self.noise is not None:
             k = min(int(t // self.noise_interval), self.noise.shape[0] - 1)
             cap *= self.noise[k]

@@ -11,6 +11,12 @@ and the rest is *refused* (the cloud's "insufficient capacity" answer, not clipp
 Cores in use count every instance granted and not yet terminated, booting and draining ones
 included. :class:`ZoneCapacity` keeps that bookkeeping for an engine on the virtual clock (the
 platform's pools, which share a zone's capacity when they hold the same type).
+
+A *capacity curve* ``(times, factors)`` scales every zone's capacity from each time on
+(piecewise constant, 1 before the first time; :func:`curve_factor`), on both virtual-clock
+engines: a drop below the cores in use reclaims spot instances (a notice, newest first) until
+the zone fits again; on-demand instances are never reclaimed, but no more are granted; a rise
+lets a refused pool ask again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,38 @@ import math
 
 from hpclab._validate import HpclabError, check_nonnegative
 
-__all__ = ["ZoneCapacity", "grantable"]
+__all__ = ["ZoneCapacity", "grantable", "check_curve", "curve_factor"]
+
+
+def check_curve(curve):
+    """``curve`` (times, factors) as two float arrays, checked (one line if not): equal-length 1-D,
+    finite, times non-decreasing and >= 0, factors >= 0; None stays None."""
+    if curve is None:
+        return None
+    import numpy as np
+
+    from hpclab._validate import check_finite_array
+
+    try:
+        times, factors = curve
+    except (TypeError, ValueError):
+        raise HpclabError("capacity_curve must be (times, factors)") from None
+    times = check_finite_array("capacity_curve times", times, minimum=0.0, strict=False)
+    factors = check_finite_array("capacity_curve factors", factors, minimum=0.0, strict=False)
+    if times.shape != factors.shape or times.ndim != 1 or np.any(np.diff(times) < 0):
+        raise HpclabError("capacity_curve must be two equal-length 1-D arrays, times non-decreasing")
+    return times, factors
+
+
+def curve_factor(curve, t: float) -> float:
+    """The capacity curve's factor at ``t`` (1 before its first time, or without a curve)."""
+    if curve is None:
+        return 1.0
+    import numpy as np
+
+    times, factors = curve
+    k = int(np.searchsorted(times, t, side="right")) - 1
+    return float(factors[k]) if k >= 0 else 1.0
 
 
 def grantable(count: int, capacity: float, in_use: float, cores: int, *, spot: bool = False,
@@ -40,12 +77,14 @@ def grantable(count: int, capacity: float, in_use: float, cores: int, *, spot: b
 class ZoneCapacity:
     """Cores in use per (zone, type) against the catalog's capacity (module docstring).
 
-    ``factor`` scales every zone's capacity; ``spot_capacity`` is the share open to spot.
-    ``version[(zone, itype)]`` bumps whenever cores are given back, so that an engine asks again
-    only when the answer may have changed.
+    ``factor`` scales every zone's capacity; ``spot_capacity`` is the share open to spot;
+    ``curve`` (times, factors) scales it over time (the engine calls :meth:`set_time` at each of
+    its times). ``version[(zone, itype)]`` bumps whenever cores are given back or the curve
+    raises or lowers the capacity, so that an engine asks again only when the answer may have
+    changed.
     """
 
-    def __init__(self, catalog, *, factor: float = 1.0, spot_capacity: float = 1.0):
+    def __init__(self, catalog, *, factor: float = 1.0, spot_capacity: float = 1.0, curve=None):
         self.catalog = catalog
         self.factor = check_nonnegative("capacity", factor)
         if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
@@ -56,13 +95,37 @@ class ZoneCapacity:
         self.in_use: dict = {}
         self.spot_use: dict = {}
         self.version: dict = {}
+        self.curve = check_curve(curve)
+        self.scale = curve_factor(self.curve, 0.0)  # the curve's factor now
 
     def capacity(self, zone: str, itype: str) -> float:
         key = (zone, itype)
         c = self.cap.get(key)
         if c is None:
-            c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor + 1e-9)
+            c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor
+                                           * self.scale + 1e-9)
         return c
+
+    def spot_limit(self, zone: str, itype: str) -> float:
+        """Cores of the zone's capacity of ``itype`` open to spot."""
+        return math.floor(self.spot_capacity * self.capacity(zone, itype) + 1e-9)
+
+    def set_time(self, t: float) -> bool:
+        """Apply the curve's factor at ``t``; True if it changed (every (zone, type) asked so far
+        then has a new version). The keys now over capacity are :meth:`over`."""
+        scale = curve_factor(self.curve, t)
+        if scale == self.scale:
+            return False
+        self.scale = scale
+        for key in self.cap:
+            self.version[key] = self.version.get(key, 0) + 1
+        self.cap.clear()
+        return True
+
+    def over(self):
+        """(zone, itype) whose cores in use exceed the capacity or its spot share."""
+        return [key for key, used in self.in_use.items()
+                if used > self.capacity(*key) or self.spot_use.get(key, 0) > self.spot_limit(*key)]
 
     def grant(self, zone: str, itype: str, cores: int, count: int, *, spot: bool = False):
         """Take up to ``count`` instances; how many were granted and what refused the rest

@@ -40,10 +40,11 @@ import pandas as pd
 import xarray as xr
 
 from hpclab._deprecated import deprecated
-from hpclab._validate import HpclabError, check_finite_array, check_nonnegative, check_positive
+from hpclab._validate import HpclabError, check_nonnegative, check_positive
 from hpclab.elastic._simengine import REASONS, Engine
 from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
 from hpclab.elastic.billing import bill, instance_costs
+from hpclab.elastic.capacity import check_curve
 from hpclab.elastic.state import MARKETS, PoolLimits, fixed_boots
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
@@ -352,17 +353,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
         cap = np.array([float(capacity.get(z, 1.0)) for z in limits.zones])
     else:
         cap = np.full(len(limits.zones), float(check_nonnegative("capacity", capacity)))
-    curve = None
-    if capacity_curve is not None:
-        try:
-            times, factors = capacity_curve
-        except (TypeError, ValueError):
-            raise HpclabError("capacity_curve must be (times, factors)") from None
-        times = check_finite_array("capacity_curve times", times, minimum=0.0, strict=False)
-        factors = check_finite_array("capacity_curve factors", factors, minimum=0.0, strict=False)
-        if times.shape != factors.shape or times.ndim != 1 or np.any(np.diff(times) < 0):
-            raise HpclabError("capacity_curve must be two equal-length 1-D arrays, times non-decreasing")
-        curve = (times, factors)
+    curve = check_curve(capacity_curve)
     if horizon is None:
         horizon = default_horizon(workload, limits, slots, cat)
     eng = Engine(policy, workload, limits, cat, tick=float(tick), horizon=float(horizon), seed=seed,

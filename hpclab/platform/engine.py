@@ -65,8 +65,9 @@ _NOTHING = frozenset()
 _NO_REFUSALS = MappingProxyType({})
 _aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-decision snapshots
 
-# event types; at equal times finishes and boots come before reclaims, and those before idle checks
-EV_FINISH, EV_POD, EV_BOOT, EV_NOTICE, EV_KILL, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4, 5, 6
+# event types; at equal times finishes and boots come before reclaims, those before changes of
+# the zones' capacity (a capacity curve), and those before idle checks
+EV_FINISH, EV_POD, EV_BOOT, EV_NOTICE, EV_KILL, EV_CAPACITY, EV_IDLE, EV_TICK = 0, 1, 2, 3, 4, 5, 6, 7
 # node states; NOTICED: a spot node under reclaim notice (up, takes no new work, killed at the end
 # of the notice)
 BOOTING, UP, RETIRED, NOTICED = 1, 2, 3, 4
@@ -336,27 +337,11 @@ class Pool:
         self.live_nodes.discard(n)
         if self.capacity is not None:
             self.capacity.release(self.zone, self.itype, self.cores, spot=self.spot)
-            self._wake(t)
+            self.eng.wake_refused(t, self.zone, self.itype, skip=self)
         if reason >= END_DRAINED:
             self.version += 1
             if not self.elastic and not self.draining:
                 self.launch(t, 1)  # a fixed cluster keeps its size
-
-    def _wake(self, t):
-        """Cores of this zone and type came free: a pool of the same type the zone refused asks
-        again now (nothing else may run a pass on its queue)."""
-        eng = self.eng
-        for p in eng.routes.pools:
-            if p is not self and p._refused_at is not None and p.zone == self.zone and p.itype == self.itype:
-                booting = p.n_boot
-                if p.elastic:
-                    p.autoscale(t)
-                else:
-                    p.launch(t, p.max_nodes - p.n_up - p.n_boot)
-                if p.n_boot > booting and eng._draining:  # there is work again
-                    eng._draining = False
-                    for q in eng.routes.pools:
-                        q.draining = False
 
     def _leave(self, t, n, reason):
         """A node under notice whose last job ended (or was killed) leaves."""
@@ -1196,11 +1181,57 @@ class Engine:
         self.req_sum = 0.0  # requested seconds of the jobs submitted so far (for policy snapshots)
         self.n_seen = 0
         self.routes = None
+        self.zone_capacity = None  # the run's ZoneCapacity (its curve's changes are events)
 
     def schedule_all(self, t):
         """A pass of every queue (after a policy launched nodes: reservations see the boots)."""
         for q in self.routes.unique:
             q.poll(t)
+
+    def wake_refused(self, t, zone=None, itype=None, skip=None):
+        """Cores of ``zone`` and ``itype`` (None: every zone, every type) may be free again: each
+        other pool there that the zone refused asks again now (nothing else may run a pass on its
+        queue)."""
+        for p in self.routes.pools:
+            if p is skip or p._refused_at is None or (zone is not None and p.zone != zone) \
+                    or (itype is not None and p.itype != itype):
+                continue
+            booting = p.n_boot
+            if p.elastic:
+                p.autoscale(t)
+            else:
+                p.launch(t, p.max_nodes - p.n_up - p.n_boot)
+            if p.n_boot > booting and self._draining:  # there is work again
+                self._draining = False
+                for q in self.routes.pools:
+                    q.draining = False
+
+    def capacity_change(self, t, _a=None, _b=-1, _c=0):
+        """The run's capacity curve changes the zones' capacity at ``t``
+        (:class:`hpclab.elastic.capacity.ZoneCapacity`): where a zone's cores in use of a type now
+        exceed it (or its spot share), spot nodes there get a reclaim notice, newest first, until
+        it fits (as the task-bag simulator reclaims); refused pools ask again."""
+        cap = self.zone_capacity
+        if not cap.set_time(t):
+            return
+        pools = [p for p in self.routes.pools if p.capacity is cap]
+        if self._draining:  # a queue left waiting may run again; the next pass says if not
+            self._draining = False
+            for p in self.routes.pools:
+                p.draining = False
+        for zone, itype in cap.over():
+            mine = [p for p in pools if p.zone == zone and p.itype == itype]
+            leaving = sum(p.cores for p in mine for n in p.live_nodes if p.nstate[n] == NOTICED)
+            excess = max(cap.in_use[zone, itype] - leaving - cap.capacity(zone, itype),
+                         cap.spot_use.get((zone, itype), 0) - leaving - cap.spot_limit(zone, itype))
+            cand = sorted(((p.nlaunch[n], k, n) for k, p in enumerate(mine) if p.spot
+                           for n in p.live_nodes if p.nstate[n] in (BOOTING, UP)), reverse=True)
+            for _, k, n in cand:
+                if excess <= 0:
+                    break
+                mine[k].reclaim_notice(t, n)
+                excess -= mine[k].cores
+        self.wake_refused(t)
 
     def started(self, j, t, dur, nodes, nseg, f, pool, g=None):
         self.start[j] = t
@@ -1306,6 +1337,7 @@ class Engine:
             pool.boot_done(t, node)
 
         clock.on(EV_FINISH, finish)
+        clock.on(EV_CAPACITY, self.capacity_change)
         clock.on(EV_POD, pod)
         clock.on(EV_BOOT, boot)
         clock.on(EV_NOTICE, lambda t, pool, node, _x: pool.reclaim_notice(t, node))

@@ -26,7 +26,7 @@ from hpclab._deprecated import deprecated
 from hpclab._validate import HpclabError, check_choice, check_nonnegative, check_positive
 from hpclab.elastic.billing import bill_instances, unit_price
 from hpclab.platform import _model
-from hpclab.platform.engine import Engine, Kube, Pool, Router, Slurm
+from hpclab.platform.engine import EV_CAPACITY, Engine, Kube, Pool, Router, Slurm
 
 #: why a node ended (``instances.reason``), the task-bag simulator's words
 END_REASONS = ("running at end", "retired by policy", "drained after notice", "spot reclaimed (hard kill)",
@@ -180,7 +180,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
            scaler=None, tick: float = 60.0, slurm: dict | None = None,
            zone=None, spot_market=None, reclaim_rate: float | None = None, capacity: float = 1.0,
-           spot_capacity: float = 1.0, max_reruns: int = 6,
+           spot_capacity: float = 1.0, capacity_curve=None, max_reruns: int = 6,
            record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
@@ -236,6 +236,12 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         Mean reclaims per spot instance-second (default: the zone's catalog ``spot_reclaim_rate``).
     capacity, spot_capacity : float
         Factor on the zones' capacities; the share of it open to spot.
+    capacity_curve : (times, factors), optional
+        A piecewise-constant factor on the zones' capacities from each time on (the trace's
+        seconds, as ``submit``; 1 before the first time), as :func:`hpclab.elastic.simulate`'s:
+        where a drop leaves a zone's cores in use above its capacity, spot nodes there get a
+        reclaim notice, newest first, until it fits (on-demand nodes stay, but no more are
+        granted); after a rise, refused pools ask again. Needs a zone (``zone`` or spot).
     max_reruns : int
         Times a job killed by reclaims is queued again; killed once more it is given up
         (``status == "failed"``), as a Kubernetes Job stops after ``backoffLimit`` (default 6)
@@ -300,7 +306,10 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         from hpclab.elastic.capacity import ZoneCapacity
 
         zone_cap = ZoneCapacity(cat, factor=check_positive("capacity", capacity),
-                                spot_capacity=spot_capacity)
+                                spot_capacity=spot_capacity, curve=capacity_curve)
+    elif capacity_curve is not None:
+        raise HpclabError("capacity_curve needs a zone whose capacity it scales: pass zone=... (or "
+                          "market='spot', which picks one)")
     if market == "spot":
         from hpclab.elastic.faults import SpotMarket
 
@@ -311,6 +320,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
               min_nodes=min_nodes, market=market, rng=rng, capacity=zone_cap, schedule=schedule,
               reclaim_rate=reclaim_rate)
     eng = Engine(jobs, record=record)
+    eng.zone_capacity = zone_cap
     eng.max_reruns = check_nonnegative("max_reruns", max_reruns, integer=True)
     slurm_opts = dict(slurm or {})
     if policy == "unified":
@@ -373,6 +383,12 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                                      min_per_type={pool.itype: pool.min_nodes},
                                      max_per_type={pool.itype: pool.max_nodes})
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
+    curve = None if zone_cap is None else zone_cap.curve
+    if curve is not None:  # the factor at the first submit, then an event at each later change
+        zone_cap.set_time(t0)
+        for tc in curve[0].tolist():
+            if tc > t0:
+                eng.clock.at(tc, EV_CAPACITY, None, -1, 0)
     for pool in pools:
         pool.eng = eng
         pool.clock = eng.clock
@@ -402,7 +418,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                         scaler=getattr(pools[0].scaler, "name", str(scaler)) if elastic else None,
                         scaler_triggers=bool(elastic and pools[0].event_driven),
                         tick=tick, zone=None if cpu_zone is None else f"{cpu_zone},{gpu_zone}",
-                        reclaim_rate=reclaim_rate, capacity=capacity, spot_capacity=spot_capacity),
+                        reclaim_rate=reclaim_rate, capacity=capacity, spot_capacity=spot_capacity,
+                        capacity_curve=None if curve is None else
+                        ", ".join(f"{a:g}:{b:g}" for a, b in zip(*(c.tolist() for c in curve)))),
                    cat, schedule)
 
 
