@@ -198,6 +198,30 @@ def test_bad_boot_or_preload_gives_one_line(kw, match):
         ElasticPool(C8I, ZONE, processes=False, **kw)
 
 
+def test_the_real_pool_grants_what_the_zone_capacity_rule_grants():
+    """A scenario's pool.capacity and pool.spot_capacity hold on the real pool as on the virtual
+    clocks (capacity.grantable): room for 2 instances, 1 of them on spot."""
+    from hpclab import catalog as _catalog
+    from hpclab.elastic.capacity import grantable
+
+    cat = _catalog.default()
+    cores = cat.instance(C8I).cores
+    factor = 2 * cores / cat.zone(ZONE).capacity[C8I]
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, capacity=factor, spot_capacity=0.5,
+                     boot={C8I: 1000.0}) as pool:
+        assert len(pool.apply(Decision(launch=(Launch(C8I, ZONE, "spot", 2),)))) == 1
+        assert (C8I, ZONE, "spot") in pool.refused and (C8I, ZONE) not in pool.refused
+        assert len(pool.apply(Decision(launch=(Launch(C8I, ZONE, "on-demand", 3),)))) == 1
+        assert (C8I, ZONE) in pool.refused
+        assert pool.apply(Decision(launch=(Launch(C8I, ZONE, "on-demand", 1),))) == []
+    # the same answers from the rule itself
+    cap = math.floor(cat.zone(ZONE).capacity[C8I] * factor + 1e-9)
+    assert grantable(2, cap, 0, cores, spot=True, spot_capacity=0.5) == (1, "spot")
+    assert grantable(3, cap, cores, cores) == (1, "zone")
+    with pytest.raises(HpclabError, match="spot_capacity must be a number in"):
+        ElasticPool(C8I, ZONE, processes=False, spot_capacity=2.0)
+
+
 def test_mixed_pool_types_zones_markets_resources_and_limits():
     gpu = "ecs.ebmgn8is.32xlarge"
     limits = PoolLimits(types=(C8I, C7, gpu), zones=(ZONE, "cn-shanghai-m"),

@@ -67,7 +67,7 @@ class AttachedPool(PoolAccounting, Cluster):
                  market: str = "on-demand", policy=None, interval: float = 0.5,
                  time_scale: float = 1.0, faults=None, seed: int = 0, catalog=None,
                  asynchronous: bool = False, name: str | None = None,
-                 max_instances: int | None = None):
+                 max_instances: int | None = None, capacity: float = 1.0, spot_capacity: float = 1.0):
         if isinstance(target, str):
             self._cluster = None
             address = target
@@ -84,7 +84,8 @@ class AttachedPool(PoolAccounting, Cluster):
             raise HpclabError("the cluster starts several workers per job (processes > 1); an "
                               "AttachedPool counts one worker per instance: use processes=1")
         self._init_accounting(limits=limits, catalog=catalog, time_scale=time_scale,
-                              faults=faults, seed=seed, threads=1, market=market)
+                              faults=faults, seed=seed, threads=1, market=market,
+                              capacity=capacity, spot_capacity=spot_capacity)
         self.interval = check_positive("interval", interval)
         self._address = address
         self._by_address: dict[str, InstanceRecord] = {}

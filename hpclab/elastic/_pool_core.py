@@ -14,6 +14,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from hpclab._validate import HpclabError, check_choice, check_positive
 from hpclab.elastic._pool_instance import InstanceRecord
+from hpclab.elastic.capacity import grantable
 from hpclab.elastic.events import EventLog
 from hpclab.elastic.faults import SpotFaults
 from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolLimits, PoolState, fixed_boots
@@ -120,8 +121,9 @@ class PoolAccounting:
             a.stop(reason="stop-policy")
 
     def _init_accounting(self, *, limits: PoolLimits, catalog, time_scale, faults, seed, threads,
-                         market, boot=None):
+                         market, boot=None, capacity: float = 1.0, spot_capacity: float = 1.0):
         from hpclab import catalog as _catalog
+        from hpclab.elastic.capacity import ZoneCapacity
 
         self.catalog = catalog if catalog is not None else _catalog.default()
         check_positive("time_scale", time_scale)
@@ -131,6 +133,9 @@ class PoolAccounting:
         for zone in limits.zones:
             self.catalog.zone(zone)
         self.limits = limits
+        # the zones' capacity as the virtual clocks see it (a factor, a share open to spot),
+        # checked by the one zone-capacity rule's own bookkeeping
+        self._zone_capacity = ZoneCapacity(self.catalog, factor=capacity, spot_capacity=spot_capacity)
         self.boot = fixed_boots(boot, limits.types)
         check_choice("market", market, MARKETS)
         self.market = market
@@ -280,15 +285,19 @@ class PoolAccounting:
         if self.limits.quota_cores is not None:
             free = self.limits.quota_cores - sum(r.cores for r in self.alive())
             n = min(n, free // self.threads[launch.itype])
+        # the zone's capacity (the one rule of every clock, capacity.grantable): cores of every
+        # instance alive there count, draining ones included
         inst = self.catalog.instance(launch.itype)
-        capacity = self.catalog.zone(launch.zone).capacity.get(launch.itype, 0)
-        used = sum(inst.cores for r in self.alive()
-                   if r.itype == launch.itype and r.zone == launch.zone)
-        n_cap = (capacity - used) // inst.cores
-        if n_cap < n:
-            self.refused[(launch.itype, launch.zone)] = self.now()
-            n = n_cap
-        return max(0, n)
+        here = [r for r in self.alive() if r.itype == launch.itype and r.zone == launch.zone]
+        zc = self._zone_capacity
+        spot = launch.market == "spot"
+        n_cap, why = grantable(max(n, 0), zc.capacity(launch.zone, launch.itype), len(here) * inst.cores,
+                               inst.cores, spot=spot, spot_capacity=zc.spot_capacity,
+                               spot_use=sum(1 for r in here if r.market == "spot") * inst.cores)
+        if why is not None:
+            self.refused[(launch.itype, launch.zone) if why == "zone" else
+                         (launch.itype, launch.zone, "spot")] = self.now()
+        return max(0, n_cap)
 
     # -- applying a decision ------------------------------------------------------------------
     async def apply_async(self, decision: Decision) -> list[str]:

@@ -136,6 +136,10 @@ class ElasticPool(PoolAccounting, SpecCluster):
         A fixed boot time (pool seconds, request to running) per type instead of the catalog's
         lognormal, as :func:`~hpclab.elastic.simulate.simulate` takes it (a scenario's
         ``pool.boot`` on both clocks).
+    capacity, spot_capacity : float
+        Factor on the zones' catalog capacity, and the share of it open to spot, as for
+        :func:`~hpclab.elastic.simulate.simulate` (one rule, :func:`hpclab.elastic.capacity.grantable`):
+        a launch beyond it is refused in part (``state.refused``).
     preload : sequence of str
         Modules each instance's worker imports while it boots (inside the boot delay), so that
         the first task on an instance does not pay their import, e.g.
@@ -158,8 +162,8 @@ class ElasticPool(PoolAccounting, SpecCluster):
                  limits: PoolLimits | None = None, market: str = "on-demand", threads=1,
                  policy=None, interval: float = 0.2, time_scale: float = 0.01, faults=None,
                  seed: int = 0, processes: bool = True, n_instances: int = 0, catalog=None,
-                 allowed_failures: int = 10, preload=(), boot=None,
-                 asynchronous: bool = False, dashboard_address: str | None = None,
+                 allowed_failures: int = 10, preload=(), boot=None, capacity: float = 1.0,
+                 spot_capacity: float = 1.0, asynchronous: bool = False, dashboard_address: str | None = None,
                  silence_logs=logging.ERROR, name: str | None = None):
         if limits is None:
             types = (types,) if isinstance(types, str) else tuple(types)
@@ -168,7 +172,8 @@ class ElasticPool(PoolAccounting, SpecCluster):
         elif not isinstance(limits, PoolLimits):
             raise HpclabError(f"limits must be a PoolLimits, got {type(limits).__name__}")
         self._init_accounting(limits=limits, catalog=catalog, time_scale=time_scale,
-                              faults=faults, seed=seed, threads=threads, market=market, boot=boot)
+                              faults=faults, seed=seed, threads=threads, market=market, boot=boot,
+                              capacity=capacity, spot_capacity=spot_capacity)
         for itype in limits.types:
             if not any(itype in self.catalog.zone(z).capacity for z in limits.zones):
                 raise HpclabError(f"instance type {itype!r} is offered in none of the zones "

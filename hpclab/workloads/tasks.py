@@ -135,7 +135,8 @@ def real_pool(s, limits, slots, policy, cat, needs=(), preload=(), pool_kwargs=N
                 limits=limits, catalog=cat, time_scale=s.time_scale, processes=c["processes"],
                 policy=policy, interval=c["interval"], seed=s.seed, threads=slots,
                 faults=s.spot_faults(), silence_logs=logging.CRITICAL, preload=preload,
-                boot=s.pool["boot"] or None, **(pool_kwargs or {})))
+                boot=s.pool["boot"] or None, capacity=s.pool["capacity"],
+                spot_capacity=s.pool["spot_capacity"], **(pool_kwargs or {})))
         else:
             if len(limits.types) != 1 or len(limits.zones) != 1:
                 raise HpclabError(f"{s.source}: pool.types: a pool attached to a cluster ({spec.kind}) "
@@ -149,7 +150,8 @@ def real_pool(s, limits, slots, policy, cat, needs=(), preload=(), pool_kwargs=N
             pool = stack.enter_context(AttachedPool(
                 target, itype=limits.types[0], zone=limits.zones[0], market=s.pool["market"],
                 policy=policy, interval=c["interval"], time_scale=s.time_scale, seed=s.seed,
-                catalog=cat, max_instances=limits.max_per_type.get(limits.types[0])))
+                catalog=cat, max_instances=limits.max_per_type.get(limits.types[0]),
+                capacity=s.pool["capacity"], spot_capacity=s.pool["spot_capacity"]))
         if client is None:
             client = stack.enter_context(Client(pool))
         yield pool, client
