@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = ["HpclabError", "check_writable_folder", "check_choice", "check_positive", "check_nonnegative", "check_finite_array",
-           "check_range", "decode_utf8", "show_key", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
+           "check_range", "decode_utf8", "show_key", "is_finite", "MAX_RANKS", "MAX_GPUS", "MAX_NBYTES", "MAX_CORES", "MAX_TASKS",
            "MAX_SECONDS", "MAX_INSTANCES"]
 
 # Bounds of the inputs: what a real system could reach, with headroom (docs/bounds.md). A value
@@ -52,18 +52,26 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def is_finite(value) -> bool:
+    """``math.isfinite`` that says False for an int too large for a float (instead of raising)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_positive(field: str, value, *, integer: bool = False):
     """Return ``value`` if it is a finite number > 0 (an integer if asked), else raise."""
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise HpclabError(f"{field} must be a finite number > 0, got {value!r}")
+    if not _is_number(value) or not is_finite(value) or value <= 0:
+        raise HpclabError(f"{field} must be a finite number > 0, got {_fmt(value)}")
     if integer and int(value) != value:
         raise HpclabError(f"{field} must be a whole number > 0, got {value!r}")
     return int(value) if integer else value
 
 
 def check_nonnegative(field: str, value, *, integer: bool = False):
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise HpclabError(f"{field} must be a finite number >= 0, got {value!r}")
+    if not _is_number(value) or not is_finite(value) or value < 0:
+        raise HpclabError(f"{field} must be a finite number >= 0, got {_fmt(value)}")
     if integer and int(value) != value:
         raise HpclabError(f"{field} must be a whole number >= 0, got {value!r}")
     return int(value) if integer else value
@@ -95,7 +103,15 @@ def check_finite_array(field: str, values, *, minimum: float | None = None, stri
 
 def _fmt(value) -> str:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return f"{int(value):,}" if abs(int(value)) < 10**19 else f"{float(value):.3g}"
+        v = int(value)
+        if abs(v) < 10**19:
+            return f"{v:,}"
+        try:
+            return f"{float(v):.3g}"
+        except OverflowError:  # too large for a float: the same form from its digits
+            d = str(abs(v))
+            mantissa = f"{d[0]}.{d[1:3]}".rstrip("0").rstrip(".")
+            return f"{'-' if v < 0 else ''}{mantissa}e+{len(d) - 1}"
     if isinstance(value, (float, np.floating)):
         return f"{float(value):,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{float(value):.6g}"
     return repr(value)
@@ -115,10 +131,7 @@ def check_range(field: str, value, low, high, *, integer: bool = False, low_open
             raise HpclabError(f"{field} must be {kind} in {span}, got {value!r}") from None
     if not _is_number(value):
         raise HpclabError(f"{field} must be {kind} in {span}, got {value!r}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
+    finite = is_finite(value)
     if not finite or value > high or value < low or (low_open and value == low):
         shown = repr(value) if isinstance(value, float) and not math.isfinite(value) else _fmt(value)
         raise HpclabError(f"{field} must be {kind} in {span}, got {shown}")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpclab._validate import MAX_CORES, MAX_GPUS, MAX_SECONDS, MAX_TASKS, HpclabError  # the bounds (docs/bounds.md)
+from hpclab._validate import MAX_CORES, MAX_GPUS, MAX_SECONDS, MAX_TASKS, HpclabError, is_finite, show_key  # the bounds (docs/bounds.md)
 
 __all__ = ["Scenario", "Field", "register_workload", "workload_kinds", "example_names",
            "scenario_dir", "CLOCKS"]
@@ -78,7 +78,7 @@ class Field:
 
 
 def _num(v: float) -> str:
-    return f"{int(v):,}" if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+    return f"{int(v):,}" if float(v).is_integer() and abs(v) < 2**64 else f"{v:g}"
 
 
 def _fail(where: str, path: str, message: str, value) -> HpclabError:
@@ -93,7 +93,7 @@ def _number(where, path, f: Field, value, integer: bool):
         raise _fail(where, path, f"must be {f.domain()}", value)
     if integer and (isinstance(value, float) and (not math.isfinite(value) or value != int(value))):
         raise _fail(where, path, f"must be {f.domain()}", value)
-    if not integer and not math.isfinite(value):
+    if not integer and not is_finite(value):  # an int too large for a float is not finite either
         raise _fail(where, path, f"must be {f.domain()}", value)
     bad_lo = f.lo is not None and (value <= f.lo if f.lo_open else value < f.lo)
     bad_hi = f.hi is not None and value > f.hi
@@ -157,7 +157,7 @@ def _plain(where, path, value, depth=0):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise _fail(where, path, "keys must be strings", k)
-            out[k] = _plain(where, f"{path}.{k}", v, depth + 1)
+            out[k] = _plain(where, f"{path}.{show_key(k)}", v, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
         return [_plain(where, f"{path}[{i}]", v, depth + 1) for i, v in enumerate(value)]
@@ -179,7 +179,7 @@ def validate_section(where: str, section: str, schema: Mapping[str, Field], data
         raise _fail(where, section, "must be a mapping", data)
     unknown = [k for k in data if k not in schema]
     if unknown:
-        raise _fail(where, f"{section}.{unknown[0]}",
+        raise _fail(where, f"{section}.{show_key(unknown[0])}" if section else show_key(unknown[0]),
                     f"is not a known key (allowed: {', '.join(schema)})", data[unknown[0]])
     out = {}
     for key, f in schema.items():
@@ -271,7 +271,7 @@ def workload_kinds() -> tuple[str, ...]:
 
 
 def _kind(name: str, where: str = "scenario"):
-    if name not in _WORKLOADS:
+    if not isinstance(name, str) or name not in _WORKLOADS:
         raise HpclabError(f"{where}: workload.kind: must be one of {', '.join(_WORKLOADS)}, got {name!r}")
     k = _WORKLOADS[name]
     if isinstance(k, str):

@@ -531,3 +531,56 @@ def test_table_is_large_enough():
     assert sum(counts.values()) >= 150, counts
     for cls in ("range", "number", "yaml", "trace", "path", "address", "name", "api"):
         assert counts[cls] >= 5, counts
+
+
+# -- shipped scenarios with one value changed (found by fuzzing the CLI): one line, exit 2 -------
+
+_HUGE = 10**400  # an int no float holds
+SCENARIO_EDITS = [
+    ("burst.yaml", ("tick",), _HUGE, "tick: must be a number in (0, 86,400], got 1000000"),
+    ("burst.yaml", ("tick",), 1e-300, "more than 10,000,000 policy ticks; take a tick of at least"),
+    ("burst.yaml", ("workload", "kind"), ["tasks"], "workload.kind: must be one of"),
+    ("burst.yaml", ("policy", "name"), ":Foo", "policy ':Foo': must be 'package.module:Class'"),
+    ("burst.yaml", ("policy", "name"), ".x:Y", "policy '.x:Y': must be 'package.module:Class'"),
+    ("burst.yaml", ("policy", "params", "target_duration"), _HUGE,
+     "target_duration must be a finite number > 0, got 1e+400"),
+    ("burst.yaml", ("bogus",), 1, "edited.yaml: bogus: is not a known key"),
+    ("burst.yaml", ("pool", "bo\ngus"), 1, "edited.yaml: pool.'bo\\ngus': is not a known key"),
+    ("cae_scaling.yaml", ("workload", "fabrics"), [], "workload.fabrics: must name at least one catalog fabric"),
+    ("cae_scaling.yaml", ("workload", "cores"), [], "workload.cores: must list at least one core count"),
+    ("llm_16k.yaml", ("workload", "layout"), {}, "workload.layout: must give tp, pp and dp"),
+    ("llm_16k.yaml", ("workload", "interval"), 1e-300, "workload.interval (with gpus, days, runs): interval 1e-300 s"),
+    ("llm_16k.yaml", ("workload", "interval"), 2592000.0, "almost never complete"),
+]
+
+
+@pytest.mark.parametrize("base,key,value,needle", SCENARIO_EDITS,
+                         ids=[f"{b}-{'.'.join(k)}-{str(v)[:12]}" for b, k, v, _ in SCENARIO_EDITS])
+def test_shipped_scenario_with_a_bad_value(base, key, value, needle, tmp_path, capsys):
+    import yaml
+
+    from hpclab.scenario import scenario_dir
+
+    doc = yaml.safe_load((scenario_dir() / base).read_text())
+    node = doc
+    for k in key[:-1]:
+        node = node.setdefault(k, {})
+    node[key[-1]] = value
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    t0 = time.perf_counter()
+    code = main(["run", str(path), "--clock", "virtual", "--quiet"])
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in captured.err, captured.err[-2000:]
+    assert len(err) == 1 and needle in err[0], err
+    assert time.perf_counter() - t0 < 20
+
+
+def test_a_huge_integer_option_is_one_line():
+    from hpclab._validate import check_positive, check_range
+
+    with pytest.raises(HpclabError, match=r"--gpus must be a whole number in \[1, 10,000,000\], got 9.99e\+399"):
+        check_range("--gpus", int("9" * 400), 1, 10**7, integer=True)
+    with pytest.raises(HpclabError, match=r"x must be a finite number > 0, got 1e\+400"):
+        check_positive("x", _HUGE)

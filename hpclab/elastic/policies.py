@@ -923,12 +923,16 @@ def resolve_policy(spec: str):
         import importlib
 
         mod, _, attr = spec.partition(":")
+        if not all(p.isidentifier() for p in mod.split(".")) or not all(p.isidentifier() for p in attr.split(".")):
+            raise HpclabError(f"policy {spec!r}: must be 'package.module:Class' (an absolute module "
+                              f"path, a colon, a name)")
         try:
             obj = importlib.import_module(mod)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise HpclabError(f"policy {spec!r}: cannot import it ({exc})") from None
+        except Exception as exc:  # the user's module may raise anything while it is imported
+            raise HpclabError(f"policy {spec!r}: cannot import it ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())})") from None
         if not callable(obj):
             raise HpclabError(f"policy {spec!r} is not a class or function")
         return obj

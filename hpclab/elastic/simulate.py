@@ -227,6 +227,17 @@ def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, 
     slowest capacity the pool may hold (its quota, else its zones' capacity, in task slots at the
     slowest type's speed), plus the longest task at that speed, plus a day. A run that still
     reaches it says so in its summary."""
+    last, spread, longest = _work_span(workload, limits, slots, catalog)
+    return last + 4.0 * spread + longest + 86400.0
+
+
+#: policy ticks one run may take (a tick far shorter than the work would never end in practice)
+MAX_TICKS = 10_000_000
+
+
+def _work_span(workload, limits, slots, catalog):
+    """(last arrival, the work spread over the slowest capacity the pool may hold, the longest
+    task at the slowest speed), pool seconds: the least a run can take is their sum."""
     cat = _catalog(catalog)
     slots = dict(slots or {})
     speed = min(cat.generation(cat.instance(t).generation).speed_factor for t in limits.types)
@@ -237,7 +248,7 @@ def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, 
     cap = max(float(cap), 1.0)
     work = float(np.sum(workload.work))
     longest = float(np.max(workload.work, initial=0.0)) / speed
-    return float(np.max(workload.arrival, initial=0.0)) + 4.0 * work / (cap * speed) + longest + 86400.0
+    return float(np.max(workload.arrival, initial=0.0)), work / (cap * speed), longest
 
 
 def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, tick: float = 60.0,
@@ -356,6 +367,10 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     curve = check_curve(capacity_curve)
     if horizon is None:
         horizon = default_horizon(workload, limits, slots, cat)
+    least = min(sum(_work_span(workload, limits, slots, cat)), float(horizon))
+    if least / tick > MAX_TICKS:
+        raise HpclabError(f"tick {tick:g} s: the work takes at least {least:,.0f} pool seconds, more "
+                          f"than {MAX_TICKS:,} policy ticks; take a tick of at least {least / MAX_TICKS:.3g} s")
     eng = Engine(policy, workload, limits, cat, tick=float(tick), horizon=float(horizon), seed=seed,
                  slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),

@@ -45,6 +45,11 @@ class CAEScaling:
         from hpclab import catalog
 
         cat = catalog.default()
+        if not s.workload["fabrics"]:
+            raise HpclabError(f"{s.source}: workload.fabrics: must name at least one catalog fabric "
+                              f"({', '.join(sorted(cat.fabrics))}), got []")
+        if not s.workload["cores"]:
+            raise HpclabError(f"{s.source}: workload.cores: must list at least one core count, got []")
         for k, f in enumerate(s.workload["fabrics"]):
             if f not in cat.fabrics:
                 raise HpclabError(f"{s.source}: workload.fabrics[{k}]: must be a catalog fabric "

@@ -20,10 +20,16 @@ Optimum interval: Young (1974) ``sqrt(2 delta M)``; Daly (2006, Eq. 37)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import xarray as xr
 
 from hpclab._validate import HpclabError, check_finite_array, check_positive
+
+#: random draws one Monte-Carlo goodput estimate may take (each a few float arrays of this size:
+#: about 0.5 GB at the bound); beyond it the estimate says so in one line instead
+MAX_DRAWS = 20_000_000
 
 __all__ = ["checkpoint_bytes", "checkpoint_time", "mtbf", "young_daly", "goodput", "simulate_goodput",
            "goodput_curve", "goodput_at_optimum", "interruptions"]
@@ -116,6 +122,18 @@ def simulate_goodput(interval, checkpoint, mtbf_, restart, *, work=30 * 86400.0,
         segs = max(1, int(round(work / tau)))
         L0 = tau + d  # first attempt: no restart
         L1 = R + tau + d  # retries: restart first; a failure during restart also counts
+        # what the draws cost: runs x segments first attempts, and on average 1/p - 1 retries
+        # after a failed one (p = exp(-L1/M), a retry's chance to get through)
+        if runs * segs > MAX_DRAWS:
+            raise HpclabError(f"interval {tau:g} s: {float(segs):.3g} checkpoint intervals in {work:g} s of work x "
+                              f"{int(runs):,} runs is more than {MAX_DRAWS:,} draws; take a longer "
+                              f"interval or fewer runs")
+        retries = runs * segs * -math.expm1(-L0 / M) * math.expm1(min(L1 / M, 700.0))
+        if retries > MAX_DRAWS:
+            raise HpclabError(f"interval {tau:g} s: with a failure every {M:g} s on average, an interval "
+                              f"and its checkpoint ({L1:g} s with the restart) almost never complete "
+                              f"(about {retries:.3g} retries to draw, more than {MAX_DRAWS:,}): the "
+                              f"goodput is near 0; take a shorter interval or fewer GPUs")
         shape = (int(runs), segs)
         first_fails = rng.random(shape) >= np.exp(-L0 / M)
         # retries after the first failure: failures before success ~ Geometric(p = exp(-L1/M))

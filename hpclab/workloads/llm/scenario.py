@@ -9,6 +9,8 @@ from a seeded Monte-Carlo of ``days`` of training.
 
 from __future__ import annotations
 
+import numpy as np
+
 from hpclab._validate import HpclabError
 from hpclab.scenario import MAX_GPUS, Field
 
@@ -57,10 +59,18 @@ class LLMPretraining:
         best = res["layouts"]
         if p["layout"] is not None:
             lay = dict(p["layout"])
+            missing = [k for k in ("tp", "pp", "dp") if k not in lay]
+            if missing:
+                raise HpclabError(f"{s.source}: workload.layout: must give tp, pp and dp (their product "
+                                  f"with cp the {p['gpus']:,} GPUs), missing {', '.join(missing)}")
             try:
-                chosen = step_time(p["model"], cl, global_batch=gb, **lay)
-            except TypeError as exc:
+                chosen = step_time(p["model"], cl, global_batch=gb, gpus=p["gpus"], **lay)
+            except (TypeError, HpclabError) as exc:
                 raise HpclabError(f"{s.source}: workload.layout: {exc}") from None
+            if np.size(chosen["step_time"]) != 1:
+                raise HpclabError(f"{s.source}: workload.layout: must be one layout (one value per "
+                                  f"key), got {lay!r}")
+            chosen = chosen.isel({d: 0 for d in chosen["step_time"].dims})  # the one layout
             step = float(chosen["step_time"])
             mfu = float(chosen["mfu"])
             tokens = float(chosen["tokens_per_s"])
@@ -71,9 +81,12 @@ class LLMPretraining:
         good = goodput_curve(p["model"], cl, p["gpus"], storages=(p["storage"],))
         g = good.sel(storage=p["storage"])
         interval = p["interval"] or float(g["optimal_interval"])
-        sim = simulate_goodput(interval, float(g["checkpoint_time"]), float(good.attrs["mtbf"]),
-                               float(good.attrs["restart"]), work=p["days"] * 86400.0, runs=p["runs"],
-                               seed=s.seed)
+        try:
+            sim = simulate_goodput(interval, float(g["checkpoint_time"]), float(good.attrs["mtbf"]),
+                                   float(good.attrs["restart"]), work=p["days"] * 86400.0, runs=p["runs"],
+                                   seed=s.seed)
+        except HpclabError as exc:
+            raise HpclabError(f"{s.source}: workload.interval (with gpus, days, runs): {exc}") from None
         goodput = float(sim["goodput"][0])
         values = {"gpus": p["gpus"], "global_batch": int(gb), "step_time_s": step, "mfu": mfu,
                   "tokens_per_s": tokens, "effective_tokens_per_s": tokens * goodput,
