@@ -548,6 +548,9 @@ SCENARIO_EDITS = [
     ("burst.yaml", ("pool", "bo\ngus"), 1, "edited.yaml: pool.'bo\\ngus': is not a known key"),
     ("cae_scaling.yaml", ("workload", "fabrics"), [], "workload.fabrics: must name at least one catalog fabric"),
     ("cae_scaling.yaml", ("workload", "cores"), [], "workload.cores: must list at least one core count"),
+    ("cae_scaling.yaml", ("workload", "cores"), [10**8], "workload.cores[0]: must be a whole number in [1, 10,000,000]"),
+    ("platform.yaml", ("pool", "max_per_type", "ecs.c8i.32xlarge"), 0,
+     "pool.max_per_type.ecs.c8i.32xlarge: must be a whole number >= 1"),
     ("llm_16k.yaml", ("workload", "layout"), {}, "workload.layout: must give tp, pp and dp"),
     ("llm_16k.yaml", ("workload", "interval"), 1e-300, "workload.interval (with gpus, days, runs): interval 1e-300 s"),
     ("llm_16k.yaml", ("workload", "interval"), 2592000.0, "almost never complete"),
@@ -575,6 +578,15 @@ def test_shipped_scenario_with_a_bad_value(base, key, value, needle, tmp_path, c
     assert code == 2 and "Traceback" not in captured.err, captured.err[-2000:]
     assert len(err) == 1 and needle in err[0], err
     assert time.perf_counter() - t0 < 20
+
+
+def test_llm_plan_efficiency_and_simulate_window_have_their_domains(capsys):
+    for argv, needle in ((["llm", "plan", "--gpus", "64", "--efficiency", "1e-300"],
+                          "efficiency must be a number in [0.01, 1], got 1e-300"),
+                         (["simulate", "--window", "0", "--quiet"], "--window must be a number in (0,")):
+        code = main(argv)
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1 and needle in err[0], err
 
 
 def test_a_huge_integer_option_is_one_line():

@@ -46,7 +46,7 @@ def register(sub) -> None:
 #: option -> (low, high, whole[, low open]): cores up to 10^8, tasks up to 10^9, times up to 10 years
 BOUNDS = {"cores": (1, MAX_CORES, True), "tasks": (1, MAX_TASKS, True),
           "mean_work": (0, MAX_SECONDS, False, True), "sigma": (0, 10, False),
-          "window": (0, MAX_SECONDS, False), "target_duration": (0, MAX_SECONDS, False, True),
+          "window": (0, MAX_SECONDS, False, True), "target_duration": (0, MAX_SECONDS, False, True),
           "spot_share": (0, 1, False), "deadline": (0, MAX_SECONDS, False, True),
           "budget": (0, 1e12, False, True), "capacity": (0, 1e6, False), "capacity_noise": (0, 10, False),
           "spot_capacity": (0, 1, False), "tick": (0, MAX_SECONDS, False, True),

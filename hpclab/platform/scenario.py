@@ -88,6 +88,10 @@ class JobTrace:
     def _nodes(self, s):
         cpu_t, gpu_t = self._types(s)
         m = s.pool["max_per_type"]
+        for t in (cpu_t, gpu_t):
+            if m.get(t, 1) < 1:
+                raise HpclabError(f"{s.source}: pool.max_per_type.{t}: must be a whole number >= 1 "
+                                  f"(the pool's nodes), got {m[t]}")
         return m.get(cpu_t, 128), m.get(gpu_t, 16)
 
     def run(self, s, *, progress: bool = False, out=None):

@@ -14,7 +14,8 @@ import numpy as np
 import xarray as xr
 
 from hpclab._validate import HpclabError
-from hpclab.scenario import MAX_CORES, Field
+from hpclab._validate import MAX_RANKS
+from hpclab.scenario import Field
 
 __all__ = ["CAEScaling"]
 
@@ -29,7 +30,8 @@ class CAEScaling:
         "ndim": Field("int", 2, lo=2, hi=3),
         "steps": Field("int", 100, lo=1, hi=10**9),
         "mode": Field("str", "strong", choices=("strong", "weak")),
-        "cores": Field("list[int]", [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536], lo=1, hi=MAX_CORES),
+        "cores": Field("list[int]", [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536], lo=1, hi=MAX_RANKS,
+                       help="ranks of the scaling study (one per core)"),
         "fabrics": Field("list[str]", ["tcp-vpc", "erdma", "rdma-hpn7"]),
         "steps_per_exchange": Field("int", 1, lo=1, hi=10**6),
         "placement": Field("str", "placement-group"),
