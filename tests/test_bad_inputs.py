@@ -318,9 +318,9 @@ def _cli_rows():
         (["--global-batch", BIG], "global_batch must be a whole number in [1, 1,000,000,000], got 1e+32"),
         (["--top", "0"], "top must be a whole number in [1, 1,000]"),
         (["--top", "1000000"], "top must be a whole number in [1, 1,000]"),
-        (["--efficiency", "0"], "efficiency must be in (0, 1]"),
-        (["--efficiency", "1.5"], "efficiency must be in (0, 1]"),
-        (["--efficiency", "nan"], "efficiency must be in (0, 1]"),
+        (["--efficiency", "0"], "efficiency must be in [0.01, 1]"),
+        (["--efficiency", "1.5"], "efficiency must be in [0.01, 1]"),
+        (["--efficiency", "nan"], "efficiency must be in [0.01, 1]"),
         (["--model", "gpt-9"], "gpt-9"),
         (["--fabric", "moon"], "unknown fabric 'moon'"),
         (["--node", "ecs.nope"], "unknown instance 'ecs.nope'"),
@@ -361,7 +361,7 @@ def _cli_rows():
         ("--tasks", ["0", "10000000000"], "--tasks must be a whole number in [1, 1,000,000,000]"),
         ("--mean-work", ["0", "-1", "nan", "inf", "1e300"], "--mean-work must be a number in (0,"),
         ("--sigma", ["-1", "nan", "100"], "--sigma must be a number in [0, 10]"),
-        ("--window", ["-1", "nan"], "--window must be a number in [0,"),
+        ("--window", ["-1", "nan"], "--window must be a number in (0,"),
         ("--target-duration", ["0", "inf"], "--target-duration must be a number in (0,"),
         ("--spot-share", ["2", "-1"], "--spot-share must be a number in [0, 1]"),
         ("--deadline", ["0", "nan"], "--deadline must be a number in (0,"),
@@ -582,7 +582,7 @@ def test_shipped_scenario_with_a_bad_value(base, key, value, needle, tmp_path, c
 
 def test_llm_plan_efficiency_and_simulate_window_have_their_domains(capsys):
     for argv, needle in ((["llm", "plan", "--gpus", "64", "--efficiency", "1e-300"],
-                          "efficiency must be a number in [0.01, 1], got 1e-300"),
+                          "efficiency must be in [0.01, 1], got 1e-300"),
                          (["simulate", "--window", "0", "--quiet"], "--window must be a number in (0,")):
         code = main(argv)
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

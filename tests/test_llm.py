@@ -761,7 +761,7 @@ def test_cli_plan_prints_layouts_and_goodput(capsys):
     assert "multiple of the 8 GPUs per node" in capsys.readouterr().err
     for argv, msg in ((["--top", "0"], "top must be"), (["--global-batch", "-4"], "global_batch must be"),
                       (["--gpus", "-8"], "gpus must be"), (["--fabric", "foo"], "unknown fabric 'foo'"),
-                      (["--efficiency", "nan"], "efficiency must be in (0, 1]"),
+                      (["--efficiency", "nan"], "efficiency must be in [0.01, 1]"),
                       (["--model", "llama3-405b", "--gpus", "64"], "no layout of llama3-405b fits")):
         assert main(["llm", "plan", *argv]) == 2, argv
         err = capsys.readouterr().err

@@ -51,6 +51,8 @@ __all__ = ["RECOMPUTE", "ZERO_STAGES", "step_time", "memory", "check_layout", "l
 
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
+#: the lowest share of peak FLOP/s or HBM bandwidth a layout may be evaluated at
+MIN_EFFICIENCY = 0.01
 BF16 = 2  # bytes per element of weights, gradients and activations in mixed precision
 ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 Adam moments (Rajbhandari et al. 2020)
 ADAM_TRAFFIC_BYTES = 28  # optimizer step reads p32, g, m, v (14 B) and writes p32, m, v, p16 (14 B)
@@ -766,12 +768,13 @@ def _evaluate(model, cluster, a, rc, *, capacity_factor, efficiency, memory_effi
     cf = _capacity(capacity_factor)
     eff = (default_efficiency("matmul", cluster.node.gpu_model) if efficiency is None
            else float(efficiency))
-    if not 0 < eff <= 1:
-        raise HpclabError(f"efficiency must be in (0, 1], got {efficiency!r}")
+    # shares of peak; below 1% a step time is no longer a study (and 1e-300 overflows)
+    if not MIN_EFFICIENCY <= eff <= 1:
+        raise HpclabError(f"efficiency must be in [{MIN_EFFICIENCY:g}, 1], got {efficiency!r}")
     mem_eff = (default_efficiency("memory") if memory_efficiency is None
                else float(memory_efficiency))
-    if not 0 < mem_eff <= 1:
-        raise HpclabError(f"memory_efficiency must be in (0, 1], got {memory_efficiency!r}")
+    if not MIN_EFFICIENCY <= mem_eff <= 1:
+        raise HpclabError(f"memory_efficiency must be in [{MIN_EFFICIENCY:g}, 1], got {memory_efficiency!r}")
     for name, val in (("overlap_dp", overlap_dp), ("overlap_tp", overlap_tp), ("overlap_pp", overlap_pp)):
         if not 0 <= float(val) <= 1:
             raise HpclabError(f"{name} must be in [0, 1], got {val!r}")

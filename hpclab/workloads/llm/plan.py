@@ -7,7 +7,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from hpclab._validate import HpclabError, check_positive, check_range
+from hpclab._validate import HpclabError, check_positive
 from hpclab.workloads.llm.cluster import cluster as _cluster
 from hpclab.workloads.llm.model import transformer
 from hpclab.workloads.llm.parallel import MAX_GPUS, check_gpus, search
@@ -124,8 +124,6 @@ def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh8
     gb = default_global_batch(model, gpus) if global_batch is None else check_positive(
         "global_batch", global_batch, integer=True)
     top = check_positive("top", top, integer=True)
-    if efficiency is not None:  # a share of peak; below 1% a step time is no longer a study
-        efficiency = check_range("efficiency", efficiency, 0.01, 1.0)
     best = search(model, cl, gpus, gb, top=top, efficiency=efficiency)
     good = goodput_curve(model, cl, gpus, storages=storages)
     from hpclab.workloads.llm.stragglers import straggler_step_time
