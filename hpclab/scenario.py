@@ -270,6 +270,12 @@ def workload_kinds() -> tuple[str, ...]:
     return tuple(_WORKLOADS)
 
 
+def _topology_names() -> list:
+    from hpclab.network.topology import _presets
+
+    return sorted(_presets())
+
+
 def _kind(name: str, where: str = "scenario"):
     if not isinstance(name, str) or name not in _WORKLOADS:
         raise HpclabError(f"{where}: workload.kind: must be one of {', '.join(_WORKLOADS)}, got {name!r}")
@@ -362,6 +368,21 @@ class Scenario:
 
         cat = _catalog.default()
         where = self.source
+        # the top-level network keys: only a workload that reads them may have them (else they
+        # would be silently ignored), and they must name what the catalog and presets know
+        uses = getattr(kind, "network", ())
+        for key in ("fabric", "topology"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key not in uses:
+                readers = [n for n in _WORKLOADS if key in getattr(_kind(n, where), "network", ())]
+                hint = "its fabrics are workload.fabrics" if key == "fabric" and "topology" in uses else \
+                    f"only the {' and '.join(readers)} workload{'s read' if len(readers) > 1 else ' reads'} it"
+                raise HpclabError(f"{where}: {key}: the {kind.name} workload does not use it ({hint}), got {value!r}")
+            known = sorted(cat.fabrics) if key == "fabric" else _topology_names()
+            if value not in known:
+                raise HpclabError(f"{where}: {key}: must be one of {', '.join(known)}, got {value!r}")
         for k, t in enumerate(self.pool["types"]):
             if t not in cat.instances:
                 raise HpclabError(f"{where}: pool.types[{k}]: must be a catalog instance type "

@@ -551,6 +551,12 @@ SCENARIO_EDITS = [
     ("cae_scaling.yaml", ("workload", "cores"), [10**8], "workload.cores[0]: must be a whole number in [1, 10,000,000]"),
     ("platform.yaml", ("pool", "max_per_type", "ecs.c8i.32xlarge"), 0,
      "pool.max_per_type.ecs.c8i.32xlarge: must be a whole number >= 1"),
+    ("burst.yaml", ("topology",), "hpn7", "topology: the tasks workload does not use it (only the cae and llm "
+                                          "workloads read it)"),
+    ("burst.yaml", ("fabric",), "erdma", "fabric: the tasks workload does not use it (only the llm workload reads it)"),
+    ("cae_scaling.yaml", ("fabric",), "erdma", "fabric: the cae workload does not use it (its fabrics are workload.fabrics)"),
+    ("cae_scaling.yaml", ("topology",), "nope", "topology: must be one of hpn7, nonblocking"),
+    ("llm_16k.yaml", ("fabric",), "nope", "fabric: must be one of"),
     ("llm_16k.yaml", ("workload", "layout"), {}, "workload.layout: must give tp, pp and dp"),
     ("llm_16k.yaml", ("workload", "interval"), 1e-300, "workload.interval (with gpus, days, runs): interval 1e-300 s"),
     ("llm_16k.yaml", ("workload", "interval"), 2592000.0, "almost never complete"),

@@ -177,6 +177,26 @@ def test_cae_reductions_per_step_reach_the_model():
     xr.testing.assert_allclose(some.time_per_step, direct.time_per_step)
 
 
+def test_the_scenario_topology_reaches_the_cae_and_llm_models():
+    """A top-level topology preset is the one the models use (it was read by none): the CAE halo
+    messages pay its hops (a spread placement is slower than a placement group), and the LLM
+    cluster's backend network is it."""
+    from hpclab.network import topology
+    from hpclab.workloads import cae
+    from hpclab.workloads.llm.plan import plan
+
+    s = Scenario.example("cae_scaling").replace(workload={"cost_per_cell": 1e-9, "grid": 2048})
+    spread = s.replace(topology="vpc-spread").run().data["scaling"]
+    group = s.run().data["scaling"]
+    assert (spread.time_per_step.sel(cores=slice(2, None)) > group.time_per_step.sel(cores=slice(2, None))).all()
+    direct = cae.scaling(np.array(s.workload["cores"]), 2048, tuple(s.workload["fabrics"]), cost_per_cell=1e-9,
+                         placement=topology("vpc-spread"))
+    xr.testing.assert_allclose(spread.time_per_step, direct.time_per_step)
+    with pytest.raises(HpclabError, match="topology: give it or workload.placement, not both"):
+        s.replace(topology="vpc-spread", workload={"placement": "spread"}).run()
+    assert plan("gpt3-175b", 64, top=1, topology="nonblocking")["cluster"].topology.name == "nonblocking"
+
+
 @pytest.mark.parametrize("text, message", BAD)
 def test_bad_scenarios_are_one_line_errors(text, message, tmp_path, capsys):
     path = tmp_path / "bad.yaml"

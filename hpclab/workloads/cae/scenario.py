@@ -25,6 +25,9 @@ class CAEScaling:
 
     name = "cae"
     clocks = ("virtual", "real")
+    #: the scenario's top-level network keys it reads: ``topology``, a preset whose hops the
+    #: halo messages pay (instead of ``workload.placement``); its fabrics are ``workload.fabrics``
+    network = ("topology",)
     fields = {
         "grid": Field("int", 4096, lo=3, hi=10**7, help="grid points per axis (strong scaling)"),
         "ndim": Field("int", 2, lo=2, hi=3),
@@ -66,8 +69,16 @@ class CAEScaling:
 
         p = s.workload
         cpc = p["cost_per_cell"] or measure_cost_per_cell(ndim=p["ndim"])
+        placement = p["placement"]
+        if s.topology is not None:
+            from hpclab.network import topology
+
+            if placement != self.fields["placement"].default:
+                raise HpclabError(f"{s.source}: topology: give it or workload.placement, not both "
+                                  f"(got {s.topology!r} and {placement!r})")
+            placement = topology(s.topology)
         ds = scaling(np.array(p["cores"]), p["grid"], tuple(p["fabrics"]), cost_per_cell=cpc, mode=p["mode"],
-                     ndim=p["ndim"], steps_per_exchange=p["steps_per_exchange"], placement=p["placement"],
+                     ndim=p["ndim"], steps_per_exchange=p["steps_per_exchange"], placement=placement,
                      reductions_per_step=p["reductions_per_step"])
         values = {"cost_per_cell": cpc, "grid": p["grid"], "steps": p["steps"]}
         units = {"cost_per_cell": "s", "grid": "count", "steps": "count"}

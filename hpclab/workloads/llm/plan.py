@@ -110,15 +110,17 @@ def goodput_requirements(model, cluster, gpus, *, storage="cpfs", restart=None, 
 
 
 def plan(model="gpt3-175b", gpus=1024, *, fabric="rdma-hpn7", node="lingjun.8xh800",
-         global_batch=None, top=5, storages=("cpfs", "oss"), efficiency=None) -> dict:
+         global_batch=None, top=5, storages=("cpfs", "oss"), efficiency=None, topology="auto") -> dict:
     """Best layouts, stragglers and goodput for one model on one cluster: ``{"layouts": Dataset,
     "stragglers": Dataset (the best layout's step at this scale), "goodput": Dataset,
     "cluster": Cluster, "global_batch": int, "default_batch": bool, "networks": Dataset
     (:func:`hpclab.workloads.llm.networks.network_separation` on the first storage)}``. Without
-    ``global_batch`` the batch scales with the GPUs (:func:`default_global_batch`)."""
+    ``global_batch`` the batch scales with the GPUs (:func:`default_global_batch`). ``topology``:
+    a preset name or Topology of the backend network (``"auto"``: the fabric's default, see
+    :func:`hpclab.workloads.llm.cluster.cluster`)."""
     gpus = check_gpus(gpus)
     model = transformer(model)
-    cl = _cluster(node, fabric)
+    cl = _cluster(node, fabric, topology=topology)
     if gpus % cl.gpus_per_node and gpus > cl.gpus_per_node:
         raise HpclabError(f"gpus must be a multiple of the {cl.gpus_per_node} GPUs per node, got {gpus}")
     gb = default_global_batch(model, gpus) if global_batch is None else check_positive(

@@ -22,6 +22,8 @@ class LLMPretraining:
 
     name = "llm"
     clocks = ("virtual",)
+    #: the scenario's top-level network keys it reads (the backend fabric, its topology preset)
+    network = ("fabric", "topology")
     fields = {
         "model": Field("str", "gpt3-175b"),
         "gpus": Field("int", 1024, lo=1, hi=MAX_GPUS),
@@ -54,7 +56,7 @@ class LLMPretraining:
         p = s.workload
         fabric = s.fabric or "rdma-hpn7"
         res = plan(p["model"], p["gpus"], fabric=fabric, node=p["node"], global_batch=p["global_batch"],
-                   top=p["top"], storages=(p["storage"],))
+                   top=p["top"], storages=(p["storage"],), topology=s.topology or "auto")
         cl, gb = res["cluster"], res["global_batch"]
         best = res["layouts"]
         if p["layout"] is not None:
