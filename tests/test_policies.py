@@ -292,3 +292,38 @@ def test_fast_snapshots_equal_the_checked_constructors():
     assert fast(Decision, (Launch(*la),), ("i1",), "r") == Decision((Launch(*la),), ("i1",), "r")
     for cls in (PoolState, Aggregates, Launch, Decision):
         assert len(cls.__dataclass_fields__) == {PoolState: 11, Aggregates: 10, Launch: 4, Decision: 3}[cls]
+
+
+def test_a_failing_policy_is_one_line_naming_it_on_every_virtual_clock():
+    """A bug in a user's policy: one line naming the policy, the pool time and the error, the
+    original chained (its traceback kept); a decide() that returns no Decision is named too."""
+    import re
+
+    from hpclab import HpclabError
+    from hpclab import platform as P
+    from hpclab.elastic.simulate import make_workload, simulate
+    from hpclab.elastic.state import PoolLimits
+
+    class Broken:
+        name = "broken"
+
+        def decide(self, state):
+            raise KeyError("itype")
+
+    class Silent:
+        name = "silent"
+
+        def decide(self, state):
+            return None
+
+    limits = PoolLimits(types=("ecs.c8i.8xlarge",), zones=("cn-hangzhou-h",))
+    jobs = P.mixed_workload(50, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=1)
+    runs = (lambda pol: simulate(pol, make_workload(100), limits, progress=False),
+            lambda pol: P.replay(jobs, scaler=pol))
+    for run in runs:
+        with pytest.raises(HpclabError, match=re.escape("policy 'broken' failed at pool time ")) as info:
+            run(Broken())
+        assert "KeyError: 'itype'" in str(info.value) and "\n" not in str(info.value)
+        assert isinstance(info.value.__cause__, KeyError)
+        with pytest.raises(HpclabError, match="policy 'silent' returned NoneType from decide"):
+            run(Silent())

@@ -30,7 +30,7 @@ from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
 from hpclab.elastic.capacity import curve_factor, grantable
 from hpclab.elastic.clock import STOP, Clock
-from hpclab.elastic.policies import Aggregates, attach_aggregates
+from hpclab.elastic.policies import Aggregates, ask, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState, maker
 
 # event kinds (ties at one time run in this order: drains and kills before the policy looks)
@@ -644,7 +644,7 @@ class Engine:
     def _on_tick(self, t, _):
         self.events += 1
         state, parts = self.snapshot(t)
-        decision = self.policy.decide(state)
+        decision = ask(self.policy, state)
         self.apply(t, decision)
         self.check_limits()
         if self._nticks % self.record_every == 0:

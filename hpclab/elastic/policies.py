@@ -155,6 +155,25 @@ _SUMMARY_ATTR = "_hpclab_policy_summary"
 _launch, _decision = maker(Launch), maker(Decision)  # the shortfall rule's hot path
 
 
+def ask(policy, state: PoolState) -> Decision:
+    """``policy.decide(state)`` as every clock asks it: an exception the policy raises (a bug in a
+    user's policy) becomes one line naming the policy, the pool time and the error, chained to
+    the original (``raise ... from``, so the traceback is kept for a debugger), and what it
+    returns must be a :class:`Decision`."""
+    try:
+        d = policy.decide(state)
+    except HpclabError:
+        raise
+    except Exception as exc:
+        name = getattr(policy, "name", type(policy).__name__)
+        raise HpclabError(f"policy {name!r} failed at pool time {state.time:g} s: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split()) or '(no message)'}") from exc
+    if not isinstance(d, Decision):
+        name = getattr(policy, "name", type(policy).__name__)
+        raise HpclabError(f"policy {name!r} returned {type(d).__name__} from decide(state), not a Decision")
+    return d
+
+
 def attach_aggregates(state: PoolState, summary: Aggregates) -> PoolState:
     """Attach precomputed aggregates to ``state`` (must equal ``Aggregates.of(state)``)."""
     object.__setattr__(state, _SUMMARY_ATTR, summary)

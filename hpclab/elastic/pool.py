@@ -51,6 +51,7 @@ from hpclab._validate import HpclabError, check_positive
 from hpclab.elastic import _boot
 from hpclab.elastic._pool_core import PoolAccounting, scheduler_view
 from hpclab.elastic._pool_instance import Instance, InstanceRecord
+from hpclab.elastic.policies import ask
 from hpclab.elastic.state import Decision, Launch, PoolLimits
 
 __all__ = ["ElasticPool", "PolicyAdaptive", "AttachedPool"]
@@ -79,7 +80,7 @@ class PolicyAdaptive(Adaptive):
     async def target(self) -> int:
         """Instances the policy wants after its decision (for Dask's logging and tools)."""
         state = await self.cluster.snapshot_async()
-        d = self.policy.decide(state)
+        d = ask(self.policy, state)
         return len(self.cluster.plan) + sum(x.count for x in d.launch) - len(d.retire)
 
     async def adapt(self) -> None:
@@ -88,7 +89,7 @@ class PolicyAdaptive(Adaptive):
         self._adapting = True
         try:
             state = await self.cluster.snapshot_async()
-            decision = self.policy.decide(state)
+            decision = ask(self.policy, state)
             if not decision.empty:
                 self.log.append((state.time, {"status": "decision", "launch": decision.launch,
                                               "retire": decision.retire,

@@ -57,7 +57,7 @@ from types import MappingProxyType
 import numpy as np
 
 from hpclab.elastic.clock import Clock
-from hpclab.elastic.policies import Aggregates, attach_aggregates
+from hpclab.elastic.policies import Aggregates, ask, attach_aggregates
 from hpclab.elastic.state import PoolState, maker
 
 INF = float("inf")
@@ -424,7 +424,7 @@ class Pool:
         # its trigger holds (a node is due) and a retirement could be applied
         if (self.n_up + self.n_boot > self.min_nodes and not self._retire_blocked()
                 and any(lst and nidle[lst[0]] + timeout <= t for lst in self.idle)):
-            self._apply(t, self.scaler.decide(self.pool_state(t)))
+            self._apply(t, ask(self.scaler, self.pool_state(t)))
         nxt = INF
         for lst in self.idle:
             if lst:
@@ -455,7 +455,7 @@ class Pool:
             due = min(self.nidle[lst[0]] for lst in self.idle if lst) + self.idle_timeout
             self._arm(due if due > t else t + self.idle_timeout)
         if self.deficit() > 0 and self.n_up + self.n_boot < self.max_nodes:
-            self._apply(t, self.scaler.decide(self.pool_state(t)))
+            self._apply(t, ask(self.scaler, self.pool_state(t)))
 
     # -- a shared policy at ticks ---------------------------------------------------------------
     def _arm_tick(self, when):
@@ -500,7 +500,7 @@ class Pool:
         at its maximum), retirements of idle nodes (never while queued jobs need them, as the
         shortfall policy). Re-arms while there is anything to decide."""
         self.ticking = False
-        count, retired = self._apply(t, self.scaler.decide(self.pool_state(t)))
+        count, retired = self._apply(t, ask(self.scaler, self.pool_state(t)))
         if count > 0 or retired:
             self.quiet_ticks = 0
             self.eng.schedule_all(t)  # reservations see the new boots; queues may use freed state
