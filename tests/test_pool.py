@@ -198,6 +198,23 @@ def test_bad_boot_or_preload_gives_one_line(kw, match):
         ElasticPool(C8I, ZONE, processes=False, **kw)
 
 
+def test_a_failing_policy_stops_the_real_pool_with_its_one_line():
+    """A policy's decide() runs in a periodic callback, where an exception is only logged: the pool
+    keeps the one-line error, stops asking, and the next snapshot() or wait_for() raises it."""
+    class Broken:
+        name = "broken"
+
+        def decide(self, state):
+            raise ZeroDivisionError("division by zero")
+
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, policy=Broken(), interval=0.05) as pool:
+        with pytest.raises(HpclabError, match=r"policy 'broken' failed at pool time .* ZeroDivisionError"):
+            pool.wait_for(lambda p: False, timeout=20)
+        with pytest.raises(HpclabError, match="policy 'broken' failed"):
+            pool.snapshot()
+        assert isinstance(pool.policy_error.__cause__, ZeroDivisionError)
+
+
 def test_the_real_pool_grants_what_the_zone_capacity_rule_grants():
     """A scenario's pool.capacity and pool.spot_capacity hold on the real pool as on the virtual
     clocks (capacity.grantable): room for 2 instances, 1 of them on spot."""

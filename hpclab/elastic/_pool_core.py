@@ -266,8 +266,19 @@ class PoolAccounting:
         return self.state_from_view(view)
 
     def snapshot(self) -> PoolState:
-        """The pool as a policy sees it now."""
+        """The pool as a policy sees it now (raises the policy's error if it failed, see
+        :meth:`check_policy`)."""
+        self.check_policy()
         return self.sync(self.snapshot_async)
+
+    #: the error of a policy that failed in its decide() (its autoscaling then stopped)
+    policy_error = None
+
+    def check_policy(self) -> None:
+        """Raise the one-line error of the pool's policy if its decide() failed (a policy runs
+        in a periodic callback, where an exception would only be logged)."""
+        if self.policy_error is not None:
+            raise self.policy_error
 
     # -- limits -------------------------------------------------------------------------------
     def _admit(self, launch: Launch) -> int:

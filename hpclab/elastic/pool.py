@@ -89,7 +89,14 @@ class PolicyAdaptive(Adaptive):
         self._adapting = True
         try:
             state = await self.cluster.snapshot_async()
-            decision = ask(self.policy, state)
+            try:
+                decision = ask(self.policy, state)
+            except HpclabError as exc:
+                # a periodic callback would only log it and ask again forever: the pool keeps
+                # the error, the policy stops, and the next snapshot() or wait_for() raises it
+                self.cluster.policy_error = exc
+                self.stop(reason="policy-error")
+                return
             if not decision.empty:
                 self.log.append((state.time, {"status": "decision", "launch": decision.launch,
                                               "retire": decision.retire,
@@ -376,9 +383,11 @@ class ElasticPool(PoolAccounting, SpecCluster):
 
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            self.check_policy()
             if predicate(self):
                 return True
             time.sleep(poll)
+        self.check_policy()
         raise TimeoutError(f"pool condition not reached within {timeout} s")
 
     def running(self) -> list[str]:
