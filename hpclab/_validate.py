@@ -108,10 +108,10 @@ def _fmt(value) -> str:
             return f"{v:,}"
         try:
             return f"{float(v):.3g}"
-        except OverflowError:  # too large for a float: the same form from its digits
-            d = str(abs(v))
-            mantissa = f"{d[0]}.{d[1:3]}".rstrip("0").rstrip(".")
-            return f"{'-' if v < 0 else ''}{mantissa}e+{len(d) - 1}"
+        except OverflowError:  # too large for a float: the same form, rounded, in decimal
+            from decimal import Decimal
+
+            return f"{Decimal(v):.3g}".replace("E", "e").replace(".00e", "e").replace("0e", "e")
     if isinstance(value, (float, np.floating)):
         return f"{float(value):,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{float(value):.6g}"
     return repr(value)

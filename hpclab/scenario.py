@@ -382,7 +382,8 @@ class Scenario:
                 raise HpclabError(f"{where}: {key}: the {kind.name} workload does not use it ({hint}), got {value!r}")
             known = sorted(cat.fabrics) if key == "fabric" else _topology_names()
             if value not in known:
-                raise HpclabError(f"{where}: {key}: must be one of {', '.join(known)}, got {value!r}")
+                what = "a catalog fabric" if key == "fabric" else "a topology preset"
+                raise HpclabError(f"{where}: {key}: must be {what} ({', '.join(known)}), got {value!r}")
         for k, t in enumerate(self.pool["types"]):
             if t not in cat.instances:
                 raise HpclabError(f"{where}: pool.types[{k}]: must be a catalog instance type "
@@ -394,16 +395,13 @@ class Scenario:
         for sect in ("min_per_type", "max_per_type", "slots", "boot"):
             for t in self.pool[sect]:
                 if t not in self.pool["types"]:
-                    raise HpclabError(f"{where}: pool.{sect}.{t}: names a type not in pool.types "
+                    raise HpclabError(f"{where}: pool.{sect}.{show_key(t)}: names a type not in pool.types "
                                       f"({', '.join(self.pool['types']) or 'none'})")
         if self.pool["spot_market"] is not None:
             try:
                 self.spot_market()
             except (HpclabError, TypeError) as exc:
-                raise HpclabError(f"{where}: pool.spot_market: {exc}") from None
-        if self.fabric is not None and self.fabric not in cat.fabrics:
-            raise HpclabError(f"{where}: fabric: must be a catalog fabric "
-                              f"({', '.join(sorted(cat.fabrics))}), got {self.fabric!r}")
+                raise HpclabError(f"{where}: pool.spot_market: {' '.join(str(exc).split())}") from None
         if self.clock not in kind.clocks:
             raise HpclabError(f"{where}: clock: a {kind.name} workload runs on "
                               f"{' or '.join(kind.clocks)} only, got {self.clock!r}")

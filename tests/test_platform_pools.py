@@ -270,6 +270,21 @@ def test_jobs_waiting_on_a_zone_without_capacity_run_when_the_curve_raises_it():
     assert r.pools.loc["cpu", "refused"] > 0
 
 
+def test_a_capacity_change_after_the_replay_ended_changes_nothing():
+    """After the last job nothing can run: a drop reclaims no node kept at the end (the end and the
+    bill stay), a rise launches nothing more for a fixed cluster the zone had refused."""
+    cat = _catalog.default()
+    it, z = "ecs.c8i.32xlarge", "cn-hangzhou-h"
+    factor = 8 * cat.instance(it).cores / cat.zone(z).capacity[it]
+    jobs = P.mixed_workload(300, ai_share=0.0, cpu_nodes=8, gpu_nodes=4, load=1.0, seed=3, max_hpc_nodes=2)
+    kw = dict(cpu_nodes=8, gpu_nodes=4, data_nodes=2, zone=z, capacity=factor)
+    for extra, factor_late in ((dict(market="spot", min_nodes=1), 0.0), (dict(elastic=False), 2.0)):
+        base = P.replay(jobs, "unified", **kw, **extra)
+        late = float(jobs["submit"].iloc[0]) + base.makespan + 1e5
+        r = P.replay(jobs, "unified", capacity_curve=([late], [factor_late]), **kw, **extra)
+        assert (r.makespan, r.cost, len(r.instances)) == (base.makespan, base.cost, len(base.instances)), extra
+
+
 def test_bad_capacity_curves_are_one_line_errors():
     jobs = P.mixed_workload(50, ai_share=0.3, cpu_nodes=8, gpu_nodes=4, load=0.5, seed=1)
     for curve, msg in ((([0, 10], [1.0]), "equal-length"), (([10, 0], [1, 1]), "non-decreasing"),

@@ -981,7 +981,7 @@ def make_policy(name, *, hysteresis: bool = False, wait: float = 60.0, cooldown:
         try:
             p = factory(**params)
         except TypeError as exc:
-            raise HpclabError(f"policy {name}: {exc}") from None
+            raise HpclabError(f"policy {name}: {' '.join(str(exc).split())}") from None
         if not hasattr(p, "decide"):
             raise HpclabError(f"policy {name!r} built {p!r}, which has no decide(state) method")
     return Hysteresis(p, wait=wait, cooldown=cooldown) if hysteresis else p

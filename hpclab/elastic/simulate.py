@@ -367,10 +367,16 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     curve = check_curve(capacity_curve)
     if horizon is None:
         horizon = default_horizon(workload, limits, slots, cat)
-    least = min(sum(_work_span(workload, limits, slots, cat)), float(horizon))
+    # a lower bound of the run: it lasts past the last arrival and past its longest task at the
+    # fastest type's speed
+    last, _, longest = _work_span(workload, limits, slots, cat)
+    speeds = [cat.generation(cat.instance(t).generation).speed_factor for t in limits.types]
+    least = min(max(last, longest * min(speeds) / max(speeds)), float(horizon))
     if least / tick > MAX_TICKS:
-        raise HpclabError(f"tick {tick:g} s: the work takes at least {least:,.0f} pool seconds, more "
-                          f"than {MAX_TICKS:,} policy ticks; take a tick of at least {least / MAX_TICKS:.3g} s")
+        lo = least / MAX_TICKS
+        step = 10 ** (math.floor(math.log10(lo)) - 2)  # three significant digits, rounded up
+        raise HpclabError(f"tick {tick:g} s: the run lasts at least {least:,.0f} pool seconds, more "
+                          f"than {MAX_TICKS:,} policy ticks; take a tick of at least {math.ceil(lo / step) * step:.3g} s")
     eng = Engine(policy, workload, limits, cat, tick=float(tick), horizon=float(horizon), seed=seed,
                  slots=slots, capacity=cap, capacity_curve=curve, capacity_noise=float(capacity_noise),
                  capacity_interval=float(capacity_interval), spot_capacity=float(spot_capacity),

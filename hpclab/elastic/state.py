@@ -28,9 +28,10 @@ def maker(cls):
     """A function building an instance of the frozen dataclass ``cls`` from all its field values
     in order (positional), without the per-field ``object.__setattr__`` of the generated
     ``__init__``: it writes the instance's ``__dict__`` directly, as generated code (one per
-    class, made once, as ``dataclasses`` makes ``__init__``). About 14x faster than the
-    ``__init__`` of an 11-field snapshot (1.1 us against 15 us); for the clocks' per-decision
-    snapshots. No defaults are filled and nothing is checked."""
+    class, made once, as ``dataclasses`` makes ``__init__``): an 11-field PoolState in 1.1 us,
+    against 3.6 us through the frozen dataclass's ``__init__`` and 1.8-2.5 us through a
+    ``__dict__.update`` of its fields; for the clocks' per-decision snapshots. No defaults are
+    filled and nothing is checked."""
     make = _MAKERS.get(cls)
     if make is None:
         names = tuple(cls.__dataclass_fields__)

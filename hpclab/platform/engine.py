@@ -1208,30 +1208,38 @@ class Engine:
 
     def capacity_change(self, t, _a=None, _b=-1, _c=0):
         """The run's capacity curve changes the zones' capacity at ``t``
-        (:class:`hpclab.elastic.capacity.ZoneCapacity`): where a zone's cores in use of a type now
-        exceed it (or its spot share), spot nodes there get a reclaim notice, newest first, until
-        it fits (as the task-bag simulator reclaims); refused pools ask again."""
+        (:class:`hpclab.elastic.capacity.ZoneCapacity`). A drop: where a zone's cores in use of a
+        type now exceed it (or its spot share), spot nodes there get a reclaim notice, newest
+        first (launch order among equals, as the task-bag simulator), until it fits. A rise:
+        refused pools ask again. Once the replay is over (draining) only a rise that may start a
+        queue left waiting on a refused pool changes anything."""
         cap = self.zone_capacity
+        before = cap.scale
         if not cap.set_time(t):
             return
+        rise = cap.scale > before
         pools = [p for p in self.routes.pools if p.capacity is cap]
-        if self._draining:  # a queue left waiting may run again; the next pass says if not
-            self._draining = False
+        if self._draining:
+            if not (rise and any(p._refused_at is not None and (p.q_whole or p.q_slots) for p in pools)):
+                return  # nothing can run any more: nodes are not reclaimed after the end
+            self._draining = False  # a queue may run again; the next pass drains again if not
             for p in self.routes.pools:
                 p.draining = False
+        if rise:
+            self.wake_refused(t)
+            return
         for zone, itype in cap.over():
             mine = [p for p in pools if p.zone == zone and p.itype == itype]
             leaving = sum(p.cores for p in mine for n in p.live_nodes if p.nstate[n] == NOTICED)
             excess = max(cap.in_use[zone, itype] - leaving - cap.capacity(zone, itype),
                          cap.spot_use.get((zone, itype), 0) - leaving - cap.spot_limit(zone, itype))
-            cand = sorted(((p.nlaunch[n], k, n) for k, p in enumerate(mine) if p.spot
-                           for n in p.live_nodes if p.nstate[n] in (BOOTING, UP)), reverse=True)
+            cand = sorted((-p.nlaunch[n], k, n) for k, p in enumerate(mine) if p.spot
+                          for n in p.live_nodes if p.nstate[n] in (BOOTING, UP))
             for _, k, n in cand:
                 if excess <= 0:
                     break
                 mine[k].reclaim_notice(t, n)
                 excess -= mine[k].cores
-        self.wake_refused(t)
 
     def started(self, j, t, dur, nodes, nseg, f, pool, g=None):
         self.start[j] = t

@@ -55,6 +55,10 @@ class CAEScaling:
                               f"({', '.join(sorted(cat.fabrics))}), got []")
         if not s.workload["cores"]:
             raise HpclabError(f"{s.source}: workload.cores: must list at least one core count, got []")
+        placement = s.workload["placement"]
+        if s.topology is not None and placement != CAEScaling.fields["placement"].default:
+            raise HpclabError(f"{s.source}: topology: give it or workload.placement, not both "
+                              f"(got {s.topology!r} and {placement!r})")
         for k, f in enumerate(s.workload["fabrics"]):
             if f not in cat.fabrics:
                 raise HpclabError(f"{s.source}: workload.fabrics[{k}]: must be a catalog fabric "
@@ -70,12 +74,9 @@ class CAEScaling:
         p = s.workload
         cpc = p["cost_per_cell"] or measure_cost_per_cell(ndim=p["ndim"])
         placement = p["placement"]
-        if s.topology is not None:
+        if s.topology is not None:  # checked at load (check): the placement is then the default
             from hpclab.network import topology
 
-            if placement != self.fields["placement"].default:
-                raise HpclabError(f"{s.source}: topology: give it or workload.placement, not both "
-                                  f"(got {s.topology!r} and {placement!r})")
             placement = topology(s.topology)
         ds = scaling(np.array(p["cores"]), p["grid"], tuple(p["fabrics"]), cost_per_cell=cpc, mode=p["mode"],
                      ndim=p["ndim"], steps_per_exchange=p["steps_per_exchange"], placement=placement,
