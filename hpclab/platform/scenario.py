@@ -77,7 +77,10 @@ class JobTrace:
                 raise HpclabError(f"{s.source}: workload.trace: no such file {p['trace']!r} (next to the "
                                   f"scenario or in data/traces: {', '.join(sample_traces())})")
             kw = {"procs_per_node": p["procs_per_node"]} if path.suffix.lower() == ".swf" else {}
-            return read_trace(path, **kw)
+            try:
+                return read_trace(path, **kw)
+            except HpclabError as exc:  # the file's own line (and line number) after the field
+                raise HpclabError(f"{s.source}: workload.trace: {exc}") from None
         from hpclab import catalog
 
         cat = catalog.default()

@@ -165,10 +165,14 @@ class ScreeningCampaign:
             folder = Path(p["costs_from"])
             if not folder.is_dir():
                 raise HpclabError(f"{s.source}: workload.costs_from: no such folder {folder}")
-            mols = self._molecules(s)
             # a resume of the real run's folder: every batch is read back (and checked), none computed
-            ds = run_screen(mols, ScreenParams(target=p["target"]), out=folder, batch_size=b, progress=False,
-                            workers=1)
+            try:
+                mols = self._molecules(s)
+                ds = run_screen(mols, ScreenParams(target=p["target"]), out=folder, batch_size=b, progress=False,
+                                workers=1)
+            except HpclabError as exc:  # not the folder of a real run of this campaign
+                raise HpclabError(f"{s.source}: workload.costs_from: {folder} is not the output of a real "
+                                  f"run of this campaign ({exc})") from None
             t = np.vstack([ds[f"t_{st}"].values.astype(float) for st in STAGES])
             per = np.nansum(t, axis=0)
             n = per.size
