@@ -195,7 +195,7 @@ def validate_section(where: str, section: str, schema: Mapping[str, Field], data
 
 # -- sections ---------------------------------------------------------------------------------
 TOP = {
-    "name": Field("str", help="a short name (used for output folders)"),
+    "name": Field("str", help="a short name (shown with the results and in their files)"),
     "description": Field("str", ""),
     "clock": Field("str", "virtual", choices=CLOCKS),
     "seed": Field("int", 0, lo=0, hi=2**63 - 1),
@@ -337,6 +337,8 @@ class Scenario:
     def from_dict(cls, data, *, source: str = "scenario", base: str = "") -> "Scenario":
         """Validate ``data`` (as read from YAML) into a scenario; errors name ``source``."""
         top = validate_section(source, "", TOP, data)
+        if not top["name"].strip() or not top["name"].isprintable():
+            raise _fail(source, "name", "must be a non-empty name on one line", top["name"])
         kind_name = top["workload"].get("kind")
         if kind_name is None:
             raise HpclabError(f"{source}: workload.kind: is required (one of {', '.join(_WORKLOADS)})")

@@ -545,6 +545,7 @@ SCENARIO_EDITS = [
     ("burst.yaml", ("policy", "params", "target_duration"), _HUGE,
      "target_duration must be a finite number > 0, got 1e+400"),
     ("burst.yaml", ("bogus",), 1, "edited.yaml: bogus: is not a known key"),
+    ("burst.yaml", ("name",), " ", "edited.yaml: name: must be a non-empty name on one line, got ' '"),
     ("burst.yaml", ("pool", "bo\ngus"), 1, "edited.yaml: pool.'bo\\ngus': is not a known key"),
     ("cae_scaling.yaml", ("workload", "fabrics"), [], "workload.fabrics: must name at least one catalog fabric"),
     ("cae_scaling.yaml", ("workload", "cores"), [], "workload.cores: must list at least one core count"),
