@@ -111,7 +111,8 @@ def _fmt(value) -> str:
         except OverflowError:  # too large for a float: the same form, rounded, in decimal
             from decimal import Decimal
 
-            return f"{Decimal(v):.3g}".replace("E", "e").replace(".00e", "e").replace("0e", "e")
+            mantissa, exponent = f"{Decimal(v):.2e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
     if isinstance(value, (float, np.floating)):
         return f"{float(value):,.0f}" if float(value).is_integer() and abs(value) < 1e15 else f"{float(value):.6g}"
     return repr(value)

@@ -289,17 +289,18 @@ class PoolAccounting:
         n = int(launch.count)
         if n <= 0:
             return 0
-        serving = [r for r in self.alive() if r.state != "draining"]
+        alive = self.alive()
+        serving = [r for r in alive if r.state != "draining"]
         hi = self.limits.max_per_type.get(launch.itype)
         if hi is not None:
             n = min(n, hi - sum(1 for r in serving if r.itype == launch.itype))
         if self.limits.quota_cores is not None:
-            free = self.limits.quota_cores - sum(r.cores for r in self.alive())
+            free = self.limits.quota_cores - sum(r.cores for r in alive)
             n = min(n, free // self.threads[launch.itype])
         # the zone's capacity (the one rule of every clock, capacity.grantable): cores of every
         # instance alive there count, draining ones included
         inst = self.catalog.instance(launch.itype)
-        here = [r for r in self.alive() if r.itype == launch.itype and r.zone == launch.zone]
+        here = [r for r in alive if r.itype == launch.itype and r.zone == launch.zone]
         zc = self._zone_capacity
         spot = launch.market == "spot"
         n_cap, why = grantable(max(n, 0), zc.capacity(launch.zone, launch.itype), len(here) * inst.cores,

@@ -28,7 +28,7 @@ import numpy as np
 
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
-from hpclab.elastic.capacity import curve_factor, grantable
+from hpclab.elastic.capacity import curve_factor, grantable, reclaim_excess, spot_limit
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import Aggregates, ask, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState, maker
@@ -456,7 +456,7 @@ class Engine:
         self.cap_now = self._capacity(t)
         ins = self.inst
         over = np.argwhere(self.in_use > self.cap_now)
-        spot_over = np.argwhere(self.spot_use > np.floor(self.spot_capacity * self.cap_now + 1e-9))
+        spot_over = np.argwhere(self.spot_use > spot_limit(self.cap_now, self.spot_capacity))
         for iz, it in {tuple(x) for x in np.vstack([over, spot_over])}:
             cand = np.flatnonzero((ins.end[: ins.n] == np.inf) & (ins.zone[: ins.n] == iz)
                                   & (ins.itype[: ins.n] == it) & (ins.market[: ins.n] == 1)
@@ -465,9 +465,8 @@ class Engine:
             alive_spot = ((ins.end[: ins.n] == np.inf) & (ins.zone[: ins.n] == iz)
                           & (ins.itype[: ins.n] == it) & (ins.market[: ins.n] == 1))
             leaving = int((alive_spot & ins.notice[: ins.n]).sum()) * self.t_cores[it]
-            spot_cap = math.floor(self.spot_capacity * self.cap_now[iz, it] + 1e-9)
-            excess = max(self.in_use[iz, it] - leaving - self.cap_now[iz, it],
-                         self.spot_use[iz, it] - leaving - spot_cap)
+            excess = reclaim_excess(self.in_use[iz, it], self.spot_use[iz, it], leaving, self.cap_now[iz, it],
+                                    self.spot_capacity)
             for i in cand:
                 if excess <= 0:
                     break
@@ -499,12 +498,15 @@ class Engine:
     def instance_arrays(self, alive, T: float):
         """Per alive instance: state code (0 booting, 1 running, 2 draining), running tasks and
         the time its last slot freed (for :class:`_Views`)."""
-        ins, sl = self.inst, self.slot
         code = self._codes(alive, T)
+        return code, self._running(alive, T), self.inst.free_max[alive]
+
+    def _running(self, which, T: float) -> np.ndarray:
+        """Slots running a task at ``T`` on each of the instances ``which``."""
+        ins, sl = self.inst, self.slot
         sl.reserve(1)  # a sentinel past the last slot for reduceat
         busy = sl.busy_until[: sl.n + 1] > T
-        running = _segments(np.add, busy.view(np.uint8), ins.slot0[alive], ins.nslots[alive])
-        return code, running, ins.free_max[alive]
+        return _segments(np.add, busy.view(np.uint8), ins.slot0[which], ins.nslots[which])
 
     def snapshot(self, T: float):
         ins, sl = self.inst, self.slot
@@ -527,9 +529,7 @@ class Engine:
         busy_cores = nbusy
         draining = alive[ins.draining[alive]]
         if draining.size:
-            sl.reserve(1)  # a sentinel past the last slot for reduceat
-            busy = (sl.busy_until[: sl.n + 1] > T).view(np.uint8)
-            busy_cores -= int(_segments(np.add, busy, ins.slot0[draining], ins.nslots[draining]).sum())
+            busy_cores -= int(self._running(draining, T).sum())
         summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
                               int(ins.nslots[idle_i].sum()) if idle_i.size else 0, busy_cores)
         r = self.rq.n - self.rq_pos

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from hpclab._validate import HpclabError, check_nonnegative
 
-__all__ = ["ZoneCapacity", "grantable", "check_curve", "curve_factor"]
+__all__ = ["ZoneCapacity", "grantable", "spot_limit", "reclaim_excess", "check_curve", "curve_factor"]
 
 
 def check_curve(curve):
@@ -33,8 +35,6 @@ def check_curve(curve):
     finite, times non-decreasing and >= 0, factors >= 0; None stays None."""
     if curve is None:
         return None
-    import numpy as np
-
     from hpclab._validate import check_finite_array
 
     try:
@@ -52,11 +52,24 @@ def curve_factor(curve, t: float) -> float:
     """The capacity curve's factor at ``t`` (1 before its first time, or without a curve)."""
     if curve is None:
         return 1.0
-    import numpy as np
-
     times, factors = curve
     k = int(np.searchsorted(times, t, side="right")) - 1
     return float(factors[k]) if k >= 0 else 1.0
+
+
+def spot_limit(capacity, spot_capacity: float):
+    """Cores of a zone's ``capacity`` open to spot, ``floor(spot_capacity * capacity)`` (a number,
+    or an array of them)."""
+    if isinstance(capacity, np.ndarray):
+        return np.floor(spot_capacity * capacity + 1e-9)
+    return math.floor(spot_capacity * capacity + 1e-9)
+
+
+def reclaim_excess(in_use, spot_use, leaving, capacity, spot_capacity: float):
+    """Cores of spot instances a zone must reclaim after its capacity shrank: what is in use beyond
+    the capacity, or spot in use beyond its share, less the cores already ``leaving`` (under a
+    notice); <= 0: nothing. The one rule of both virtual-clock engines."""
+    return max(in_use - leaving - capacity, spot_use - leaving - spot_limit(capacity, spot_capacity))
 
 
 def grantable(count: int, capacity: float, in_use: float, cores: int, *, spot: bool = False,
@@ -67,7 +80,7 @@ def grantable(count: int, capacity: float, in_use: float, cores: int, *, spot: b
     n = min(int(count), max(int((capacity - in_use) // cores), 0))
     why = "zone" if n < count else None
     if spot:
-        sfit = int((math.floor(spot_capacity * capacity + 1e-9) - spot_use) // cores)
+        sfit = int((spot_limit(capacity, spot_capacity) - spot_use) // cores)
         if sfit < n:
             n = max(sfit, 0)
             why = why or "spot"
@@ -106,10 +119,6 @@ class ZoneCapacity:
                                            * self.scale + 1e-9)
         return c
 
-    def spot_limit(self, zone: str, itype: str) -> float:
-        """Cores of the zone's capacity of ``itype`` open to spot."""
-        return math.floor(self.spot_capacity * self.capacity(zone, itype) + 1e-9)
-
     def set_time(self, t: float) -> bool:
         """Apply the curve's factor at ``t``; True if it changed (every (zone, type) asked so far
         then has a new version). The keys now over capacity are :meth:`over`."""
@@ -124,8 +133,8 @@ class ZoneCapacity:
 
     def over(self):
         """(zone, itype) whose cores in use exceed the capacity or its spot share."""
-        return [key for key, used in self.in_use.items()
-                if used > self.capacity(*key) or self.spot_use.get(key, 0) > self.spot_limit(*key)]
+        return [key for key, used in self.in_use.items() if used > self.capacity(*key)
+                or self.spot_use.get(key, 0) > spot_limit(self.capacity(*key), self.spot_capacity)]
 
     def grant(self, zone: str, itype: str, cores: int, count: int, *, spot: bool = False):
         """Take up to ``count`` instances; how many were granted and what refused the rest

@@ -227,7 +227,11 @@ def default_horizon(workload: Workload, limits: PoolLimits, slots: Mapping[str, 
     slowest capacity the pool may hold (its quota, else its zones' capacity, in task slots at the
     slowest type's speed), plus the longest task at that speed, plus a day. A run that still
     reaches it says so in its summary."""
-    last, spread, longest = _work_span(workload, limits, slots, catalog)
+    return _horizon(_work_span(workload, limits, slots, catalog))
+
+
+def _horizon(span) -> float:
+    last, spread, longest, _ = span
     return last + 4.0 * spread + longest + 86400.0
 
 
@@ -236,19 +240,21 @@ MAX_TICKS = 10_000_000
 
 
 def _work_span(workload, limits, slots, catalog):
-    """(last arrival, the work spread over the slowest capacity the pool may hold, the longest
-    task at the slowest speed), pool seconds: the least a run can take is their sum."""
+    """Pool seconds: (the last arrival, the work spread over the slowest capacity the pool may
+    hold, the longest task at the slowest type's speed, and at the fastest type's). A run lasts at
+    least the largest of the first and the last."""
     cat = _catalog(catalog)
     slots = dict(slots or {})
-    speed = min(cat.generation(cat.instance(t).generation).speed_factor for t in limits.types)
+    speeds = [cat.generation(cat.instance(t).generation).speed_factor for t in limits.types]
+    speed = min(speeds)
     cap = limits.quota_cores
     if cap is None:
         cap = sum(cat.zone(z).capacity.get(t, 0) for z in limits.zones for t in limits.types)
         cap = cap * min(slots.get(t, cat.instance(t).cores) / cat.instance(t).cores for t in limits.types)
     cap = max(float(cap), 1.0)
     work = float(np.sum(workload.work))
-    longest = float(np.max(workload.work, initial=0.0)) / speed
-    return float(np.max(workload.arrival, initial=0.0)), work / (cap * speed), longest
+    longest = float(np.max(workload.work, initial=0.0))
+    return float(np.max(workload.arrival, initial=0.0)), work / (cap * speed), longest / speed, longest / max(speeds)
 
 
 def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, tick: float = 60.0,
@@ -365,13 +371,12 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     else:
         cap = np.full(len(limits.zones), float(check_nonnegative("capacity", capacity)))
     curve = check_curve(capacity_curve)
+    span = _work_span(workload, limits, slots, cat)
     if horizon is None:
-        horizon = default_horizon(workload, limits, slots, cat)
+        horizon = _horizon(span)
     # a lower bound of the run: it lasts past the last arrival and past its longest task at the
     # fastest type's speed
-    last, _, longest = _work_span(workload, limits, slots, cat)
-    speeds = [cat.generation(cat.instance(t).generation).speed_factor for t in limits.types]
-    least = min(max(last, longest * min(speeds) / max(speeds)), float(horizon))
+    least = min(max(span[0], span[3]), float(horizon))
     if least / tick > MAX_TICKS:
         lo = least / MAX_TICKS
         step = 10 ** (math.floor(math.log10(lo)) - 2)  # three significant digits, rounded up

@@ -56,6 +56,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from hpclab.elastic.capacity import reclaim_excess
 from hpclab.elastic.clock import Clock
 from hpclab.elastic.policies import Aggregates, ask, attach_aggregates
 from hpclab.elastic.state import PoolState, maker
@@ -1188,6 +1189,13 @@ class Engine:
         for q in self.routes.unique:
             q.poll(t)
 
+    def _set_draining(self, value: bool) -> None:
+        """The replay is over (nothing can run any more: the pools show no queue and take no
+        reclaims) or, after a wake that launched nodes, running again."""
+        self._draining = value
+        for p in self.routes.pools:
+            p.draining = value
+
     def wake_refused(self, t, zone=None, itype=None, skip=None):
         """Cores of ``zone`` and ``itype`` (None: every zone, every type) may be free again: each
         other pool there that the zone refused asks again now (nothing else may run a pass on its
@@ -1202,9 +1210,7 @@ class Engine:
             else:
                 p.launch(t, p.max_nodes - p.n_up - p.n_boot)
             if p.n_boot > booting and self._draining:  # there is work again
-                self._draining = False
-                for q in self.routes.pools:
-                    q.draining = False
+                self._set_draining(False)
 
     def capacity_change(self, t, _a=None, _b=-1, _c=0):
         """The run's capacity curve changes the zones' capacity at ``t``
@@ -1222,17 +1228,15 @@ class Engine:
         if self._draining:
             if not (rise and any(p._refused_at is not None and (p.q_whole or p.q_slots) for p in pools)):
                 return  # nothing can run any more: nodes are not reclaimed after the end
-            self._draining = False  # a queue may run again; the next pass drains again if not
-            for p in self.routes.pools:
-                p.draining = False
+            self._set_draining(False)  # a queue may run again; the next pass drains again if not
         if rise:
             self.wake_refused(t)
             return
         for zone, itype in cap.over():
             mine = [p for p in pools if p.zone == zone and p.itype == itype]
             leaving = sum(p.cores for p in mine for n in p.live_nodes if p.nstate[n] == NOTICED)
-            excess = max(cap.in_use[zone, itype] - leaving - cap.capacity(zone, itype),
-                         cap.spot_use.get((zone, itype), 0) - leaving - cap.spot_limit(zone, itype))
+            excess = reclaim_excess(cap.in_use[zone, itype], cap.spot_use.get((zone, itype), 0), leaving,
+                                    cap.capacity(zone, itype), cap.spot_capacity)
             cand = sorted((-p.nlaunch[n], k, n) for k, p in enumerate(mine) if p.spot
                           for n in p.live_nodes if p.nstate[n] in (BOOTING, UP))
             for _, k, n in cand:
@@ -1321,7 +1325,6 @@ class Engine:
         """Replay every job: ``routes`` is a :class:`Router`; ``rejected[j]`` jobs are skipped."""
         n = self.n
         tick = max(1, n // 100)
-        pools = routes.pools
         self.routes = routes
         self._draining = False
         self._arrived = 0
@@ -1369,9 +1372,7 @@ class Engine:
             if self._arrived >= n and not self.live and not self._draining:
                 # nothing can change any more: idle nodes retire when due, queued jobs (if any)
                 # stay unfinished
-                self._draining = True
-                for p in pools:
-                    p.draining = True
+                self._set_draining(True)
 
         clock.run(arrivals=self.submit, on_arrival=arrive, after_arrivals=after_arrivals,
                   arrival_kind=EV_IDLE)

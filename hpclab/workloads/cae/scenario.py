@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from hpclab._validate import HpclabError
-from hpclab._validate import MAX_RANKS
+from hpclab._validate import MAX_RANKS, HpclabError
 from hpclab.scenario import Field
 
 __all__ = ["CAEScaling"]
