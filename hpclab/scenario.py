@@ -501,6 +501,21 @@ class Scenario:
         return PoolLimits(types=types, zones=zones, min_per_type=self.pool["min_per_type"],
                           max_per_type=self.pool["max_per_type"], quota_cores=self.pool["quota_cores"])
 
+    def check_policy_limits(self) -> None:
+        """Refuse, before any run, a policy that cannot act in the scenario's pool (its ``itype`` or
+        ``zone`` outside pool.types or pool.zones): one line naming the file and the parameter
+        (:func:`hpclab.elastic.policies.check_limits`). For workload kinds whose pool is
+        :meth:`limits`."""
+        from hpclab.elastic.policies import check_limits
+
+        policy = self.__dict__.get("_checked_policy")
+        if policy is None:
+            return
+        try:
+            check_limits(policy, self.limits())
+        except HpclabError as exc:
+            raise HpclabError(f"{self.source}: policy.params.{exc}") from None
+
     @staticmethod
     def _cluster_spec(source: str, base: str, file: str):
         from hpclab.elastic._cluster_spec import load_cluster_spec

@@ -564,6 +564,10 @@ SCENARIO_EDITS = [
     ("llm_16k.yaml", ("workload", "layout"), {}, "workload.layout: must give tp, pp and dp"),
     ("llm_16k.yaml", ("workload", "interval"), 1e-300, "workload.interval (with gpus, days, runs): interval 1e-300 s"),
     ("llm_16k.yaml", ("workload", "interval"), 2592000.0, "almost never complete"),
+    ("burst.yaml", ("policy", "params", "zone"), "us-east-1a",
+     "edited.yaml: policy.params.zone: must be one of the pool's zones (cn-hangzhou-h); got 'us-east-1a'"),
+    ("screening_small.yaml", ("policy", "params", "itype"), "ecs.c7.8xlarge",
+     "edited.yaml: policy.params.itype: must be one of the pool's types"),
 ]
 
 

@@ -260,8 +260,27 @@ def test_bad_configuration_one_line(cat, build, match):
 
 def test_zone_outside_limits_is_an_error(cat):
     p = P.TargetDuration(zone=SH, catalog=cat)
-    with pytest.raises(HpclabError, match="zone must be one of the pool's zones"):
+    with pytest.raises(HpclabError, match="zone: must be one of the pool's zones"):
         p.decide(st(queued=10))
+
+
+@pytest.mark.parametrize("build,needle", [
+    (lambda cat: P.TargetDuration(zone=SH, catalog=cat), "zone: must be one of the pool's zones"),
+    (lambda cat: P.TargetDuration(itype="ecs.c8i.8xlarge", catalog=cat), "itype: must be one of the pool's types"),
+    (lambda cat: P.Shortfall(zone=SH, catalog=cat), "zone: must be one of the pool's zones"),
+    (lambda cat: P.SpotFirst(zones=[SH], catalog=cat), "zones: must be one of the pool's zones"),
+    (lambda cat: P.Hysteresis(P.Shortfall(itype="ecs.c8i.8xlarge", catalog=cat)),
+     "itype: must be one of the pool's types"),
+])
+def test_check_limits_refuses_what_the_pool_lacks(cat, build, needle):
+    """check_limits says before a run what the first decision would refuse; a policy within the
+    pool's limits (or without the method) passes."""
+    limits = st(queued=10).limits
+    with pytest.raises(HpclabError, match=needle) as info:
+        P.check_limits(build(cat), limits)
+    assert "\n" not in str(info.value)
+    P.check_limits(P.TargetDuration(zone=limits.zones[0], itype=limits.types[0], catalog=cat), limits)
+    P.check_limits(object(), limits)
 
 
 def test_hysteresis_lets_a_budget_stop_through(cat):

@@ -61,7 +61,7 @@ from hpclab.elastic.state import MARKETS, Decision, InstanceView, Launch, PoolSt
 
 __all__ = ["TargetDuration", "SingleZone", "SpotFirst", "GlobalPlacement", "DeadlineBudget",
            "Shortfall", "Hysteresis", "make_policy", "POLICY_NAMES", "register_policy", "policy_names",
-           "resolve_policy", "ENTRY_POINT_GROUP", "price_per_work", "Aggregates",
+           "resolve_policy", "check_limits", "ENTRY_POINT_GROUP", "price_per_work", "Aggregates",
            "aggregate", "attach_aggregates"]
 
 #: Dask's ``distributed.scheduler.unknown-task-duration`` (distributed.yaml): 500 ms
@@ -448,12 +448,26 @@ class _Plan:
 
 
 def _pick(value, allowed, field):
+    """``value`` (a policy's ``itype`` or ``zone`` parameter) if the pool's limits allow it, the
+    first allowed one if it is None, else a one-line error naming the parameter."""
     if value is None:
         return allowed[0]
     if value not in allowed:
-        raise HpclabError(f"{field} must be one of the pool's {field}s ({', '.join(allowed)}); "
+        what = "types" if field in ("itype", "types") else "zones"
+        raise HpclabError(f"{field}: must be one of the pool's {what} ({', '.join(allowed)}); "
                           f"got {value!r}")
     return value
+
+
+def check_limits(policy, limits) -> None:
+    """Refuse, in one line, a policy that cannot act in a pool with these
+    :class:`~hpclab.elastic.state.PoolLimits` (e.g. an ``itype`` or ``zone`` parameter the pool
+    does not have), before a run starts rather than at its first decision. A policy states this
+    with an optional ``check_limits(limits)`` method (part of the policy contract); one without
+    it is taken as able to act anywhere."""
+    check = getattr(policy, "check_limits", None)
+    if check is not None:
+        check(limits)
 
 
 class TargetDuration(_Base):
@@ -485,8 +499,13 @@ class TargetDuration(_Base):
             self.catalog.instance(itype)  # KeyError listing known types
 
     def candidates(self, state):
-        return [(_pick(self.itype, state.limits.types, "type"),
+        return [(_pick(self.itype, state.limits.types, "itype"),
                  _pick(self.zone, state.limits.zones, "zone"), self.market)]
+
+    def check_limits(self, limits) -> None:
+        """The ``itype`` and ``zone`` parameters must be among the pool's (see :func:`check_limits`)."""
+        _pick(self.itype, limits.types, "itype")
+        _pick(self.zone, limits.zones, "zone")
 
 
 class SingleZone(TargetDuration):
@@ -618,6 +637,14 @@ class SpotFirst(_Placement):
         self.zones = tuple(zones) if zones is not None else None
         for t in self.types or ():
             self.catalog.instance(t)
+
+    def check_limits(self, limits) -> None:
+        """Every type and zone of the ``types`` and ``zones`` parameters must be the pool's (see
+        :func:`check_limits`); one outside would never be launched in."""
+        for t in self.types or ():
+            _pick(t, limits.types, "types")
+        for z in self.zones or ():
+            _pick(z, limits.zones, "zones")
 
     def places(self, state):
         types = self.types or state.limits.types
@@ -794,6 +821,11 @@ class Shortfall:
             self._resolved = c if slots and slots.get(itype) else None
         return c[1], c[2], c[4]
 
+    def check_limits(self, limits) -> None:
+        """The ``itype`` and ``zone`` parameters must be among the pool's (see :func:`check_limits`)."""
+        _pick(self.itype, limits.types, "itype")
+        _pick(self.zone, limits.zones, "zone")
+
     def shortfall(self, state: PoolState) -> int:
         """Instances the queued work lacks beyond what is idle or booting (may be negative)."""
         return self._shortfall(state, aggregate(state), self._place(state)[2])
@@ -861,6 +893,10 @@ class Hysteresis:
     @property
     def catalog(self):
         return getattr(self.inner, "catalog", None)
+
+    def check_limits(self, limits) -> None:
+        """The inner policy's (see :func:`check_limits`)."""
+        check_limits(self.inner, limits)
 
     def reset(self) -> None:
         self._last_change = -math.inf

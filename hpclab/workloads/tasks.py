@@ -55,6 +55,7 @@ class TaskBag:
         if not s.pool["types"]:
             raise HpclabError(f"{s.source}: pool.types: a tasks workload needs at least one "
                               "instance type")
+        s.check_policy_limits()
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod

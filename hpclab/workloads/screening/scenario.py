@@ -90,6 +90,7 @@ class ScreeningCampaign:
                               f"of {p['batch_size']:,} are {n_tasks:,} tasks, more than {MAX_TASKS:,}")
         if not s.pool["types"]:
             raise HpclabError(f"{s.source}: pool.types: a screening campaign needs at least one type")
+        s.check_policy_limits()
         if s.clock == "real":
             from hpclab.workloads.screening.library import _read_library
 
