@@ -361,8 +361,21 @@ class Scenario:
                 clock=top["clock"], seed=top["seed"], time_scale=top["time_scale"], tick=top["tick"],
                 horizon=top["horizon"], fabric=top["fabric"], topology=top["topology"],
                 description=top["description"], source=source, base=base)
+        s._check_pool_keys(kind)
         s._check_facts(kind)
         return s
+
+    def _check_pool_keys(self, kind) -> None:
+        """A pool key that the workload kind does not read (``kind.pool_keys``; a kind without
+        it reads them all) must keep its default: a value set there would change nothing."""
+        reads = getattr(kind, "pool_keys", None)
+        if reads is None:
+            return
+        for key, f in POOL.items():
+            if key not in reads and self.pool[key] != f.default:
+                hint = f"it reads pool.{', pool.'.join(reads)}" if reads else "it has no pool"
+                raise HpclabError(f"{self.source}: pool.{key}: the {kind.name} workload does not read "
+                                  f"it ({hint}), got {self.pool[key]!r}")
 
     def _check_facts(self, kind) -> None:
         """Names that the catalog and the registries must know (one line each)."""

@@ -568,6 +568,14 @@ SCENARIO_EDITS = [
      "edited.yaml: policy.params.zone: must be one of the pool's zones (cn-hangzhou-h); got 'us-east-1a'"),
     ("screening_small.yaml", ("policy", "params", "itype"), "ecs.c7.8xlarge",
      "edited.yaml: policy.params.itype: must be one of the pool's types"),
+    # a pool key the workload kind does not read is refused, not silently ignored
+    ("platform.yaml", ("pool", "boot"), {"ecs.c8i.32xlarge": 1000.0},
+     "edited.yaml: pool.boot: the trace workload does not read it (it reads pool.types, pool.zones"),
+    ("platform.yaml", ("pool", "quota_cores"), 64, "pool.quota_cores: the trace workload does not read it"),
+    ("burst.yaml", ("pool", "idle_timeout"), 10.0, "pool.idle_timeout: the tasks workload does not read it"),
+    ("cae_scaling.yaml", ("pool", "types"), ["ecs.c8i.8xlarge"],
+     "edited.yaml: pool.types: the cae workload does not read it (it has no pool), got ['ecs.c8i.8xlarge']"),
+    ("llm_16k.yaml", ("pool", "market"), "spot", "pool.market: the llm workload does not read it (it has no pool)"),
 ]
 
 

@@ -34,6 +34,10 @@ class JobTrace:
 
     name = "trace"
     clocks = ("virtual",)
+    #: the pool keys it reads: the pools' node counts are ``max_per_type``, their slots the
+    #: types' vCPUs and GPUs (the jobs are sized in them), their boot the catalog's
+    pool_keys = ("types", "zones", "max_per_type", "market", "capacity", "spot_capacity",
+                 "reclaim_rate", "idle_timeout", "spot_market")
     fields = {
         "trace": Field("str", None, optional=True, help="an SWF or CSV file"),
         "generator": Field("str", "mixed", choices=("mixed",)),

@@ -36,6 +36,10 @@ class TaskBag:
 
     name = "tasks"
     clocks = ("virtual", "real")
+    #: the pool keys it reads (the others must keep their defaults): all but the platform's
+    #: ``idle_timeout`` (a policy here retires idle instances by its own parameters)
+    pool_keys = ("types", "zones", "quota_cores", "min_per_type", "max_per_type", "slots", "boot",
+                 "market", "capacity", "spot_capacity", "reclaim_rate", "spot_market")
     fields = {
         "tasks": Field("int", lo=1, hi=MAX_TASKS, help="number of tasks"),
         "duration": Field("str", "lognormal", choices=("fixed", "lognormal")),

@@ -24,6 +24,8 @@ class CAEScaling:
 
     name = "cae"
     clocks = ("virtual", "real")
+    #: it has no pool: its real runs take ``cluster.workers`` Dask workers, its model the core counts
+    pool_keys = ()
     #: the scenario's top-level network keys it reads: ``topology``, a preset whose hops the
     #: halo messages pay (instead of ``workload.placement``); its fabrics are ``workload.fabrics``
     network = ("topology",)

@@ -22,6 +22,8 @@ class LLMPretraining:
 
     name = "llm"
     clocks = ("virtual",)
+    #: it has no pool: the GPUs, node type and fabric are the workload's and ``fabric``
+    pool_keys = ()
     #: the scenario's top-level network keys it reads (the backend fabric, its topology preset)
     network = ("fabric", "topology")
     fields = {

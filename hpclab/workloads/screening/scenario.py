@@ -29,6 +29,7 @@ import numpy as np
 from hpclab._cache import cache_root, write_json
 from hpclab._validate import HpclabError
 from hpclab.scenario import MAX_TASKS, Field
+from hpclab.workloads.tasks import TaskBag
 
 __all__ = ["ScreeningCampaign", "measured_costs"]
 
@@ -71,6 +72,8 @@ class ScreeningCampaign:
 
     name = "screening"
     clocks = ("virtual", "real")
+    #: the pool keys it reads: the task-bag pool's (its batches run as a bag of tasks)
+    pool_keys = TaskBag.pool_keys
     fields = {
         "library": Field("str", "nci5k", choices=("nci5k",)),
         "target": Field("str", "cdk2", choices=("cdk2", "egfr")),
