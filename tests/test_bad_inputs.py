@@ -569,8 +569,8 @@ SCENARIO_EDITS = [
     ("screening_small.yaml", ("policy", "params", "itype"), "ecs.c7.8xlarge",
      "edited.yaml: policy.params.itype: must be one of the pool's types"),
     # a pool key the workload kind does not read is refused, not silently ignored
-    ("platform.yaml", ("pool", "boot"), {"ecs.c8i.32xlarge": 1000.0},
-     "edited.yaml: pool.boot: the trace workload does not read it (it reads pool.types, pool.zones"),
+    ("platform.yaml", ("pool", "slots"), {"ecs.c8i.32xlarge": 4},
+     "edited.yaml: pool.slots: the trace workload does not read it (it reads pool.types, pool.zones"),
     ("platform.yaml", ("pool", "quota_cores"), 64, "pool.quota_cores: the trace workload does not read it"),
     ("burst.yaml", ("pool", "idle_timeout"), 10.0, "pool.idle_timeout: the tasks workload does not read it"),
     ("cae_scaling.yaml", ("pool", "types"), ["ecs.c8i.8xlarge"],

@@ -471,3 +471,41 @@ def test_platform_aggregates_equal_the_reference_with_nodes_under_notice():
              scaler=_CheckedShortfall(), max_reruns=50)
     assert _CheckedShortfall.asks > 100
     assert _CheckedShortfall.noticed > 10  # the check ran with noticed nodes in the pool
+
+
+# -- the scenario's boot and warm nodes per type ---------------------------------------------------
+
+def test_boot_and_min_nodes_per_type_reach_the_pools():
+    """``boot`` sets a type's boot seconds and ``min_nodes`` per type keeps that many nodes warm
+    from the start to the end; a scenario's pool.boot and pool.min_per_type reach them."""
+    jobs = P.mixed_workload(300, ai_share=0.3, cpu_nodes=16, gpu_nodes=4, load=0.7, seed=1)
+    cpu_t, gpu_t = "ecs.c8i.32xlarge", "ecs.ebmgn8is.32xlarge"
+    r = P.replay(jobs, cpu_nodes=16, gpu_nodes=4, boot={cpu_t: 777.0}, min_nodes={gpu_t: 2})
+    inst = r.instances
+    cpu, gpu = inst[inst["itype"] == cpu_t], inst[inst["itype"] == gpu_t]
+    booted = cpu[cpu["reason"] != "reclaimed while booting"]
+    assert len(booted) > 0 and np.allclose(booted["ready"] - booted["launch"], 777.0)
+    warm = gpu[(gpu["launch"] == 0.0) & (gpu["ready"] == 0.0)]
+    assert len(warm) == 2  # up at the start, no boot
+    # never fewer than 2 GPU nodes up (nodes are alike: a warm one may retire once another is up)
+    times = np.unique(np.concatenate([gpu["ready"], gpu["end"]]))
+    times = times[times < r.makespan]
+    up = [((gpu["ready"] <= t) & (gpu["end"] > t)).sum() for t in times]
+    assert min(up) >= 2
+    gpu_boot = gpu[gpu["ready"] > gpu["launch"]]
+    rec = _catalog.default().instance(gpu_t)
+    assert np.allclose(gpu_boot["ready"] - gpu_boot["launch"], rec.boot_time)  # the catalog's
+    assert r.settings["boot"] == f"{cpu_t}: 777" and r.settings["min_nodes"] == f"{gpu_t}: 2"
+    for bad, needle in (({"boot": {"ecs.nope": 1.0}}, "boot: 'ecs.nope' is not one of the pools' types"),
+                        ({"boot": {cpu_t: -1.0}}, "boot[ecs.c8i.32xlarge]"),
+                        ({"min_nodes": {gpu_t: 1.5}}, "min_nodes[ecs.ebmgn8is.32xlarge]")):
+        with pytest.raises(HpclabError, match=re.escape(needle)):
+            P.replay(jobs, cpu_nodes=16, gpu_nodes=4, **bad)
+
+    from hpclab.scenario import Scenario
+
+    s = Scenario.example("platform").replace(workload={"jobs": 300},
+                                             pool={"boot": {cpu_t: 777.0}, "min_per_type": {gpu_t: 2}})
+    res = s.run()
+    plain = Scenario.example("platform").replace(workload={"jobs": 300}).run()
+    assert res.summary["cost_usd"] > plain.summary["cost_usd"]  # slower boots, two warm GPU nodes

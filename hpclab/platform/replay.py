@@ -16,6 +16,7 @@ so the comparison isolates sharing and elasticity.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,8 +120,32 @@ def _catalog(catalog):
     return resolve(catalog)
 
 
+def _per_type(name, value, types, integer=False):
+    """``value`` (a number, or a mapping of instance types among ``types`` to numbers >= 0)
+    checked: one line naming the entry that is not."""
+    if not isinstance(value, Mapping):
+        if name == "boot":
+            raise HpclabError(f"boot must map instance types to seconds, got {value!r}")
+        return check_nonnegative(name, value, integer=integer)
+    out = {}
+    for k, v in value.items():
+        if k not in types:
+            raise HpclabError(f"{name}: {k!r} is not one of the pools' types ({', '.join(types)})")
+        out[k] = check_nonnegative(f"{name}[{k}]", v, integer=integer)
+        if not integer and not math.isfinite(out[k]):
+            raise HpclabError(f"{name}[{k}] must be a finite number of seconds, got {v!r}")
+    return out
+
+
+def _show_per_type(value):
+    """A per-type setting as a result attribute (netCDF takes no mappings)."""
+    if not isinstance(value, Mapping):
+        return value
+    return ", ".join(f"{k}: {v:g}" for k, v in value.items())
+
+
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
-               topology, market, rng, zone=None, capacity=None, schedule=None, reclaim_rate=None):
+               topology, market, rng, zone=None, capacity=None, schedule=None, reclaim_rate=None, boot=None):
     from hpclab.platform.placement import node_topology, slowdowns
 
     rec = catalog.instance(itype)
@@ -128,8 +153,9 @@ def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout,
     topo = node_topology(rec, topology, catalog)
     seg = topo.hosts_per_leaf if seg_nodes is None else seg_nodes
     price = unit_price(rec, market)
-    pool = Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(min_nodes, nodes),
-                idle_timeout=idle_timeout, boot_time=rec.boot_time, price=price,
+    warm = min_nodes.get(itype, 0) if isinstance(min_nodes, Mapping) else min_nodes
+    pool = Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(warm, nodes),
+                idle_timeout=idle_timeout, boot_time=(boot or {}).get(itype, rec.boot_time), price=price,
                 min_charge=rec.min_charge, placement=placement, slowdown=slowdowns(rec, topo, catalog),
                 segments_per_pod=topo.leaves_per_pod, rng=rng)
     pool.market = market
@@ -175,7 +201,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            gpu_type: str = "ecs.ebmgn8is.32xlarge", cpu_nodes: int = 128, gpu_nodes: int = 16,
            data_nodes: int | None = None, elastic: bool | None = None, backfill: bool = True,
            placement: str = "topology", depth: int = 100, idle_timeout: float = 300.0,
-           min_nodes: int = 0, cpu_segment: int | None = None, gpu_segment: int | None = None,
+           min_nodes: int | Mapping[str, int] = 0, boot: Mapping[str, float] | None = None,
+           cpu_segment: int | None = None, gpu_segment: int | None = None,
            cpu_topology=None, gpu_topology=None,
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
            scaler=None, tick: float = 60.0, slurm: dict | None = None,
@@ -208,8 +235,10 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         Queued jobs a pass looks at (Slurm's ``bf_max_job_test``).
     idle_timeout : float
         Seconds an elastic node stays idle before it is retired.
-    min_nodes : int
-        Nodes an elastic pool keeps warm.
+    min_nodes : int or {type: int}
+        Nodes an elastic pool keeps warm (one count for every pool, or per instance type).
+    boot : {type: float}, optional
+        Seconds a node of the type takes to boot (default: the catalog's ``boot_time``).
     cpu_segment, gpu_segment : int, optional
         Hosts per network segment (default: the topology's ``hosts_per_leaf``).
     cpu_topology, gpu_topology : str or hpclab.network.Topology, optional
@@ -292,7 +321,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                                                                                   integer=True)
     depth = check_positive("depth", depth, integer=True)
     check_nonnegative("idle_timeout", idle_timeout)
-    min_nodes = check_nonnegative("min_nodes", min_nodes, integer=True)
+    min_nodes = _per_type("min_nodes", min_nodes, (cpu_type, gpu_type), integer=True)
+    boot = _per_type("boot", boot or {}, (cpu_type, gpu_type))
     for name, v in (("cpu_segment", cpu_segment), ("gpu_segment", gpu_segment)):
         if v is not None:
             check_positive(name, v, integer=True)
@@ -318,7 +348,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         schedule = (spot_market or SpotMarket()).schedule(cat, seed)
     kw = dict(elastic=elastic, catalog=cat, placement=placement, idle_timeout=idle_timeout,
               min_nodes=min_nodes, market=market, rng=rng, capacity=zone_cap, schedule=schedule,
-              reclaim_rate=reclaim_rate)
+              reclaim_rate=reclaim_rate, boot=boot)
     eng = Engine(jobs, record=record)
     eng.zone_capacity = zone_cap
     eng.max_reruns = check_nonnegative("max_reruns", max_reruns, integer=True)
@@ -414,7 +444,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                    dict(policy=policy, elastic=elastic, backfill=backfill, placement=placement,
                         cpu_type=cpu_type, gpu_type=gpu_type, cpu_nodes=cpu_nodes, gpu_nodes=gpu_nodes,
                         data_nodes=data_nodes, depth=depth, idle_timeout=idle_timeout,
-                        min_nodes=min_nodes, market=market, kube_strategy=kube_strategy,
+                        min_nodes=_show_per_type(min_nodes), boot=_show_per_type(boot) or "catalog",
+                        market=market, kube_strategy=kube_strategy,
                         scaler=getattr(pools[0].scaler, "name", str(scaler)) if elastic else None,
                         scaler_triggers=bool(elastic and pools[0].event_driven),
                         tick=tick, zone=None if cpu_zone is None else f"{cpu_zone},{gpu_zone}",

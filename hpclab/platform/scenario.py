@@ -6,7 +6,8 @@ AI training, inference and data pods at an offered ``load``). They are replayed 
 (:func:`hpclab.platform.replay.replay`): the Slurm-like queue for HPC gangs and the
 Kubernetes-like queue for AI pods over shared elastic pools (``platform: unified``) or separate
 clusters. ``pool.types`` names the CPU type then the GPU type, ``pool.max_per_type`` their node
-counts. The scenario's policy, if it names one, sizes every elastic pool: the very policy class
+counts, ``pool.min_per_type`` the nodes kept warm, ``pool.boot`` their boot seconds (default:
+the catalog's). The scenario's policy, if it names one, sizes every elastic pool: the very policy class
 that drives a real pool (a fresh object per pool); without one the registered ``shortfall``
 policy (launch for the queued shortfall, retire after ``pool.idle_timeout``) does.
 
@@ -34,10 +35,11 @@ class JobTrace:
 
     name = "trace"
     clocks = ("virtual",)
-    #: the pool keys it reads: the pools' node counts are ``max_per_type``, their slots the
-    #: types' vCPUs and GPUs (the jobs are sized in them), their boot the catalog's
-    pool_keys = ("types", "zones", "max_per_type", "market", "capacity", "spot_capacity",
-                 "reclaim_rate", "idle_timeout", "spot_market")
+    #: the pool keys it reads: the pools' node counts are ``max_per_type``, their warm nodes
+    #: ``min_per_type``; their slots are the types' vCPUs and GPUs (the jobs are sized in them)
+    #: and the account quota is not modelled
+    pool_keys = ("types", "zones", "min_per_type", "max_per_type", "boot", "market", "capacity",
+                 "spot_capacity", "reclaim_rate", "idle_timeout", "spot_market")
     fields = {
         "trace": Field("str", None, optional=True, help="an SWF or CSV file"),
         "generator": Field("str", "mixed", choices=("mixed",)),
@@ -124,7 +126,8 @@ class JobTrace:
                    scaler=scaler, tick=s.tick, progress=progress, catalog=cat,
                    zone=(zones[0] if len(zones) == 1 else tuple(zones)) if zones else None,
                    spot_market=s.spot_market() if spot else None, reclaim_rate=pl["reclaim_rate"],
-                   capacity=pl["capacity"], spot_capacity=pl["spot_capacity"])
+                   capacity=pl["capacity"], spot_capacity=pl["spot_capacity"],
+                   min_nodes=pl["min_per_type"], boot=pl["boot"] or None)
         inst = r.instances
         iv = inst.assign(instance=np.arange(len(inst)).astype(str), start=inst["launch"])
         instances, the_bill, totals = pool_sections(bill_instances(iv, cat, until=r.makespan, market=r.market))
