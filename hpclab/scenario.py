@@ -212,6 +212,9 @@ TOP = {
     "cluster": Field("mapping", {}),
 }
 
+#: the top-level run settings a workload kind may or may not read (``kind.settings``)
+RUN_SETTINGS = ("seed", "time_scale", "tick", "horizon", "policy")
+
 POOL = {
     "types": Field("list[str]", [], help="catalog instance types"),
     "zones": Field("list[str]", [], help="catalog zones (default: the first zone offering the types)"),
@@ -367,7 +370,18 @@ class Scenario:
 
     def _check_pool_keys(self, kind) -> None:
         """A pool key that the workload kind does not read (``kind.pool_keys``; a kind without
-        it reads them all) must keep its default: a value set there would change nothing."""
+        it reads them all) must keep its default: a value set there would change nothing. So
+        must a run setting (``seed``, ``time_scale``, ``tick``, ``horizon``, ``policy``) that it
+        does not read (``kind.settings``)."""
+        reads = getattr(kind, "settings", None)
+        if reads is not None:
+            for key in RUN_SETTINGS:
+                value = getattr(self, key)
+                if key not in reads and value != TOP[key].default:
+                    hint = f"it reads {', '.join(reads)}" if reads else \
+                        f"it reads none of {', '.join(RUN_SETTINGS)}"
+                    raise HpclabError(f"{self.source}: {key}: the {kind.name} workload does not read "
+                                      f"it ({hint}), got {value!r}")
         reads = getattr(kind, "pool_keys", None)
         if reads is None:
             return

@@ -576,6 +576,11 @@ SCENARIO_EDITS = [
     ("cae_scaling.yaml", ("pool", "types"), ["ecs.c8i.8xlarge"],
      "edited.yaml: pool.types: the cae workload does not read it (it has no pool), got ['ecs.c8i.8xlarge']"),
     ("llm_16k.yaml", ("pool", "market"), "spot", "pool.market: the llm workload does not read it (it has no pool)"),
+    # so is a run setting it does not read
+    ("cae_scaling.yaml", ("tick",), 10.0, "edited.yaml: tick: the cae workload does not read it (it reads none of "
+                                          "seed, time_scale, tick, horizon, policy), got 10.0"),
+    ("llm_16k.yaml", ("policy",), {"name": "shortfall"}, "policy: the llm workload does not read it (it reads seed)"),
+    ("platform.yaml", ("horizon",), 3600.0, "horizon: the trace workload does not read it (it reads seed, tick, policy)"),
 ]
 
 

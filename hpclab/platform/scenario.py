@@ -40,6 +40,9 @@ class JobTrace:
     #: and the account quota is not modelled
     pool_keys = ("types", "zones", "min_per_type", "max_per_type", "boot", "market", "capacity",
                  "spot_capacity", "reclaim_rate", "idle_timeout", "spot_market")
+    #: the run settings it reads: the seed, the policy and its tick (a policy without triggers
+    #: is asked every tick); the replay runs until its last job ends
+    settings = ("seed", "tick", "policy")
     fields = {
         "trace": Field("str", None, optional=True, help="an SWF or CSV file"),
         "generator": Field("str", "mixed", choices=("mixed",)),

@@ -40,6 +40,8 @@ class TaskBag:
     #: ``idle_timeout`` (a policy here retires idle instances by its own parameters)
     pool_keys = ("types", "zones", "quota_cores", "min_per_type", "max_per_type", "slots", "boot",
                  "market", "capacity", "spot_capacity", "reclaim_rate", "spot_market")
+    #: the top-level run settings it reads (see hpclab.scenario.RUN_SETTINGS): all of them
+    settings = ("seed", "time_scale", "tick", "horizon", "policy")
     fields = {
         "tasks": Field("int", lo=1, hi=MAX_TASKS, help="number of tasks"),
         "duration": Field("str", "lognormal", choices=("fixed", "lognormal")),

@@ -26,6 +26,9 @@ class CAEScaling:
     clocks = ("virtual", "real")
     #: it has no pool: its real runs take ``cluster.workers`` Dask workers, its model the core counts
     pool_keys = ()
+    #: nor a run setting: the solver and the model are deterministic, run to their step count,
+    #: at their own speed, with no policy
+    settings = ()
     #: the scenario's top-level network keys it reads: ``topology``, a preset whose hops the
     #: halo messages pay (instead of ``workload.placement``); its fabrics are ``workload.fabrics``
     network = ("topology",)

@@ -24,6 +24,8 @@ class LLMPretraining:
     clocks = ("virtual",)
     #: it has no pool: the GPUs, node type and fabric are the workload's and ``fabric``
     pool_keys = ()
+    #: of the run settings, only the seed (the failures drawn); no policy, no tick
+    settings = ("seed",)
     #: the scenario's top-level network keys it reads (the backend fabric, its topology preset)
     network = ("fabric", "topology")
     fields = {

@@ -74,6 +74,8 @@ class ScreeningCampaign:
     clocks = ("virtual", "real")
     #: the pool keys it reads: the task-bag pool's (its batches run as a bag of tasks)
     pool_keys = TaskBag.pool_keys
+    #: the run settings it reads (as the task bag: its batches run as a bag of tasks)
+    settings = TaskBag.settings
     fields = {
         "library": Field("str", "nci5k", choices=("nci5k",)),
         "target": Field("str", "cdk2", choices=("cdk2", "egfr")),
