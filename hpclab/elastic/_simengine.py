@@ -215,6 +215,8 @@ class Engine:
         self.noticed_count = np.zeros((nt, nz), dtype=np.int64)  # alive spot under notice
         self._agg_version = 0  # bumped whenever the counters above change
         self._agg_cache = None  # (version, Aggregates parts) reused while nothing changed
+        self._rec_cache = None  # (version, valid until, counts, cores) of record()
+        self._snap_version = -1  # _agg_version when the last snapshot was taken
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         self.done_sum = 0.0
         self.done_n = 0
@@ -510,6 +512,7 @@ class Engine:
 
     def snapshot(self, T: float):
         ins, sl = self.inst, self.slot
+        self._snap_version = self._agg_version
         alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
         nbusy = int(np.count_nonzero(sl.busy_until[: sl.n] > T))
         # idle: running, not draining, every slot free by T (free_max >= ready, so not booting)
@@ -607,15 +610,27 @@ class Engine:
             self.limit_violations += 1
 
     def record(self, T: float, state, alive) -> None:
-        ins = self.inst
-        code = self._codes(alive, T)
-        it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
-        nt, nz = len(self.types), len(self.zones)
-        flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
-        self.rec["inst"].append(np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz))
-        running = code == 1
-        self.rec["cores"].append(np.bincount(mk_a[running], weights=self.t_cores[it_a[running]],
-                                             minlength=2))
+        # the instance counts by state change only with the aggregates' version (grants, drains,
+        # notices, ends) or when a booting instance becomes ready: reused until then
+        # (keyed by the version when ``alive`` was taken, the snapshot's, and the version now,
+        # after the decision applied: the counts are of the snapshot's instances as they are now)
+        c, version = self._rec_cache, (self._snap_version, self._agg_version)
+        if c is not None and c[0] == version and T < c[1]:
+            counts, cores = c[2], c[3]
+        else:
+            ins = self.inst
+            code = self._codes(alive, T)
+            it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
+            nt, nz = len(self.types), len(self.zones)
+            flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
+            counts = np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz)
+            running = code == 1
+            cores = np.bincount(mk_a[running], weights=self.t_cores[it_a[running]], minlength=2)
+            ready = ins.ready[alive]
+            later = ready[ready > T]
+            self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
+        self.rec["inst"].append(counts)
+        self.rec["cores"].append(cores)
         self.rec["time"].append(T)
         self.rec["queued"].append(state.queued)
         self.rec["running"].append(state.running)
