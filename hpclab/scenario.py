@@ -539,7 +539,12 @@ class Scenario:
         if policy is None:
             return
         try:
-            check_limits(policy, self.limits())
+            limits = self.limits()
+        except HpclabError as exc:
+            msg = str(exc)
+            raise HpclabError(msg if msg.startswith(f"{self.source}:") else f"{self.source}: pool.{msg}") from None
+        try:
+            check_limits(policy, limits)
         except HpclabError as exc:
             raise HpclabError(f"{self.source}: policy.params.{exc}") from None
 

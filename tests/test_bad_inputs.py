@@ -13,6 +13,7 @@ names and choices), ``api`` (the Python API).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -581,6 +582,14 @@ SCENARIO_EDITS = [
                                           "seed, time_scale, tick, horizon, policy), got 10.0"),
     ("llm_16k.yaml", ("policy",), {"name": "shortfall"}, "policy: the llm workload does not read it (it reads seed)"),
     ("platform.yaml", ("horizon",), 3600.0, "horizon: the trace workload does not read it (it reads seed, tick, policy)"),
+    # settings a kind reads only in some set-ups (review of stop 15)
+    ("burst.yaml", ("pool", "market"), "spot", "edited.yaml: pool.market: is read only by a pool attached to a cluster"),
+    ("platform.yaml", ("tick",), 30.0, "edited.yaml: tick: the shortfall policy is asked at its triggers"),
+    ("platform.yaml", ("policy",), {"name": "target-duration", "params": {"zone": "cn-hangzhou-h"}},
+     "edited.yaml: policy.params.zone: must be one of the pool's zones (cpu); got 'cn-hangzhou-h' (the policy "
+     "sizes each pool of a trace"),
+    ("platform.yaml", ("pool", "min_per_type"), {"ecs.c8i.32xlarge": 500},
+     "edited.yaml: pool.min_per_type.ecs.c8i.32xlarge: must be at most the pool's nodes (pool.max_per_type: 128)"),
 ]
 
 
@@ -605,6 +614,31 @@ def test_shipped_scenario_with_a_bad_value(base, key, value, needle, tmp_path, c
     assert code == 2 and "Traceback" not in captured.err, captured.err[-2000:]
     assert len(err) == 1 and needle in err[0], err
     assert time.perf_counter() - t0 < 20
+
+
+def test_a_pool_limits_error_names_the_pool_not_the_policy():
+    from hpclab.scenario import Scenario
+
+    with pytest.raises(HpclabError, match=re.escape("burst.yaml: pool.max_per_type[ecs.c8i.8xlarge] must be >= "
+                                                    "min_per_type[ecs.c8i.8xlarge] (5), got 2")):
+        Scenario.example("burst").replace(pool={"min_per_type": {"ecs.c8i.8xlarge": 5},
+                                                "max_per_type": {"ecs.c8i.8xlarge": 2}})
+
+
+def test_the_separate_platform_refuses_what_only_elastic_pools_read():
+    """The separate platform's clusters are fixed: warm nodes, boots, idle retirement, a policy
+    and its tick would change nothing there, so each is one line; the plain file runs."""
+    from hpclab.scenario import Scenario
+
+    base = Scenario.example("platform").replace(workload={"platform": "separate", "jobs": 200})
+    assert base.run().summary["tasks_done"] == 200
+    for change, needle in (({"pool": {"boot": {"ecs.c8i.32xlarge": 10.0}}}, "pool.boot: the separate platform"),
+                           ({"pool": {"idle_timeout": 10.0}}, "pool.idle_timeout: the separate platform"),
+                           ({"policy": {"name": "shortfall"}}, "policy: the separate platform"),
+                           ({"tick": 30.0}, "tick: the separate platform has no policy")):
+        with pytest.raises(HpclabError, match=re.escape(needle)) as info:
+            base.replace(**change)
+        assert "\n" not in str(info.value)
 
 
 def test_llm_plan_efficiency_and_simulate_window_have_their_domains(capsys):

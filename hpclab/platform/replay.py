@@ -131,9 +131,7 @@ def _per_type(name, value, types, integer=False):
     for k, v in value.items():
         if k not in types:
             raise HpclabError(f"{name}: {k!r} is not one of the pools' types ({', '.join(types)})")
-        out[k] = check_nonnegative(f"{name}[{k}]", v, integer=integer)
-        if not integer and not math.isfinite(out[k]):
-            raise HpclabError(f"{name}[{k}] must be a finite number of seconds, got {v!r}")
+        out[k] = check_nonnegative(f"{name}[{k}]", v, integer=integer)  # finite too
     return out
 
 
@@ -141,7 +139,9 @@ def _show_per_type(value):
     """A per-type setting as a result attribute (netCDF takes no mappings)."""
     if not isinstance(value, Mapping):
         return value
-    return ", ".join(f"{k}: {v:g}" for k, v in value.items())
+    if not value:
+        return 0
+    return ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
 
 
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
@@ -322,7 +322,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     depth = check_positive("depth", depth, integer=True)
     check_nonnegative("idle_timeout", idle_timeout)
     min_nodes = _per_type("min_nodes", min_nodes, (cpu_type, gpu_type), integer=True)
-    boot = _per_type("boot", boot or {}, (cpu_type, gpu_type))
+    boot = _per_type("boot", {} if boot is None else boot, (cpu_type, gpu_type))
     for name, v in (("cpu_segment", cpu_segment), ("gpu_segment", gpu_segment)):
         if v is not None:
             check_positive(name, v, integer=True)

@@ -28,6 +28,7 @@ from hpclab.scenario import Field
 __all__ = ["JobTrace"]
 
 _DEFAULT_TYPES = ("ecs.c8i.32xlarge", "ecs.ebmgn8is.32xlarge")
+_DEFAULT_NODES = (128, 16)  # CPU and GPU nodes when pool.max_per_type does not give them
 
 
 class JobTrace:
@@ -66,6 +67,47 @@ class JobTrace:
         if len(zones) > 2:
             raise HpclabError(f"{s.source}: pool.zones: a trace takes one zone (both pools) or two "
                               f"(CPU, then GPU), got {len(zones)}")
+        JobTrace._check_scaling(s)
+
+    @staticmethod
+    def _check_scaling(s) -> None:
+        """What sizes the pools must be something the replay reads: the separate platform's
+        clusters are fixed (no policy, tick, warm nodes, boots or idle retirement); a policy
+        asked at its triggers has no tick; a policy's place parameters name a pool's own; no
+        type keeps more nodes warm than it may have."""
+        from hpclab.elastic.policies import check_limits
+        from hpclab.elastic.state import PoolLimits
+        from hpclab.platform.replay import _event_driven
+        from hpclab.scenario import POOL, TOP
+
+        fixed = s.workload["platform"] == "separate"
+        policy = s.__dict__.get("_checked_policy")
+        if fixed:
+            for key in ("min_per_type", "boot", "idle_timeout"):
+                if s.pool[key] != POOL[key].default:
+                    raise HpclabError(f"{s.source}: pool.{key}: the separate platform's clusters are fixed "
+                                      f"(platform: unified scales its pools), got {s.pool[key]!r}")
+            if s.policy is not None:
+                raise HpclabError(f"{s.source}: policy: the separate platform's clusters are fixed "
+                                  f"(platform: unified scales its pools), got {s.policy['name']!r}")
+        if s.tick != TOP["tick"].default and (fixed or policy is None or _event_driven(policy)):
+            who = "the separate platform has no policy" if fixed else \
+                f"the {getattr(policy, 'name', 'shortfall')} policy is asked at its triggers (a shortfall, an idle node)"
+            raise HpclabError(f"{s.source}: tick: {who}, not every tick, got {s.tick!r}")
+        cpu_t, gpu_t = tuple(s.pool["types"]) or _DEFAULT_TYPES
+        if policy is not None:
+            for name, itype in (("cpu", cpu_t), ("gpu", gpu_t)):
+                try:
+                    check_limits(policy, PoolLimits(types=(itype,), zones=(name,)))
+                except HpclabError as exc:
+                    raise HpclabError(f"{s.source}: policy.params.{exc} (the policy sizes each pool of a "
+                                      f"trace: the {name} pool, of one type)") from None
+        hi = s.pool["max_per_type"]
+        for t, n in s.pool["min_per_type"].items():
+            top = hi.get(t, _DEFAULT_NODES[0] if t == cpu_t else _DEFAULT_NODES[1])
+            if n > top:
+                raise HpclabError(f"{s.source}: pool.min_per_type.{t}: must be at most the pool's nodes "
+                                  f"(pool.max_per_type: {top}), got {n}")
 
     def _types(self, s):
         return tuple(s.pool["types"]) or _DEFAULT_TYPES
@@ -104,7 +146,7 @@ class JobTrace:
             if m.get(t, 1) < 1:
                 raise HpclabError(f"{s.source}: pool.max_per_type.{t}: must be a whole number >= 1 "
                                   f"(the pool's nodes), got {m[t]}")
-        return m.get(cpu_t, 128), m.get(gpu_t, 16)
+        return m.get(cpu_t, _DEFAULT_NODES[0]), m.get(gpu_t, _DEFAULT_NODES[1])
 
     def run(self, s, *, progress: bool = False, out=None):
         import numpy as np

@@ -62,6 +62,7 @@ class TaskBag:
             raise HpclabError(f"{s.source}: pool.types: a tasks workload needs at least one "
                               "instance type")
         s.check_policy_limits()
+        check_market(s)
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
@@ -77,6 +78,16 @@ class TaskBag:
         if s.clock == "virtual":
             return run_virtual(s, wl, progress=progress)
         return run_real(s, wl, progress=progress)
+
+
+def check_market(s) -> None:
+    """``pool.market`` is read only by a pool attached to a cluster (its one instance type, zone
+    and market); on this machine's pool and on the virtual clock each launch of the policy names
+    its market, so another value there would change nothing."""
+    if s.pool["market"] != "on-demand" and s.cluster["kind"] == "local":
+        raise HpclabError(f"{s.source}: pool.market: is read only by a pool attached to a cluster "
+                          f"(cluster.kind: address or file); here the policy's launches name their market "
+                          f"(e.g. policy.params.market, spot_share), got {s.pool['market']!r}")
 
 
 def slots_of(s, cat) -> dict:
