@@ -364,11 +364,11 @@ class Scenario:
                 clock=top["clock"], seed=top["seed"], time_scale=top["time_scale"], tick=top["tick"],
                 horizon=top["horizon"], fabric=top["fabric"], topology=top["topology"],
                 description=top["description"], source=source, base=base)
-        s._check_pool_keys(kind)
+        s._check_unread(kind)
         s._check_facts(kind)
         return s
 
-    def _check_pool_keys(self, kind) -> None:
+    def _check_unread(self, kind) -> None:
         """A pool key that the workload kind does not read (``kind.pool_keys``; a kind without
         it reads them all) must keep its default: a value set there would change nothing. So
         must a run setting (``seed``, ``time_scale``, ``tick``, ``horizon``, ``policy``) that it
@@ -525,8 +525,11 @@ class Scenario:
             if not zones:
                 raise HpclabError(f"{self.source}: pool.types: no catalog zone offers "
                                   f"{', '.join(types)}")
-        return PoolLimits(types=types, zones=zones, min_per_type=self.pool["min_per_type"],
-                          max_per_type=self.pool["max_per_type"], quota_cores=self.pool["quota_cores"])
+        try:
+            return PoolLimits(types=types, zones=zones, min_per_type=self.pool["min_per_type"],
+                              max_per_type=self.pool["max_per_type"], quota_cores=self.pool["quota_cores"])
+        except HpclabError as exc:  # e.g. a maximum below its minimum
+            raise HpclabError(f"{self.source}: pool.{exc}") from None
 
     def check_policy_limits(self) -> None:
         """Refuse, before any run, a policy that cannot act in the scenario's pool (its ``itype`` or
@@ -538,11 +541,7 @@ class Scenario:
         policy = self.__dict__.get("_checked_policy")
         if policy is None:
             return
-        try:
-            limits = self.limits()
-        except HpclabError as exc:
-            msg = str(exc)
-            raise HpclabError(msg if msg.startswith(f"{self.source}:") else f"{self.source}: pool.{msg}") from None
+        limits = self.limits()  # its own errors name the pool key
         try:
             check_limits(policy, limits)
         except HpclabError as exc:

@@ -459,6 +459,13 @@ def _pick(value, allowed, field):
     return value
 
 
+def _check_place(policy, limits) -> None:
+    """The ``itype`` and ``zone`` parameters of ``policy`` must be among the pool's (the
+    ``check_limits`` method of the policies that take them; see :func:`check_limits`)."""
+    _pick(policy.itype, limits.types, "itype")
+    _pick(policy.zone, limits.zones, "zone")
+
+
 def check_limits(policy, limits) -> None:
     """Refuse, in one line, a policy that cannot act in a pool with these
     :class:`~hpclab.elastic.state.PoolLimits` (e.g. an ``itype`` or ``zone`` parameter the pool
@@ -502,10 +509,7 @@ class TargetDuration(_Base):
         return [(_pick(self.itype, state.limits.types, "itype"),
                  _pick(self.zone, state.limits.zones, "zone"), self.market)]
 
-    def check_limits(self, limits) -> None:
-        """The ``itype`` and ``zone`` parameters must be among the pool's (see :func:`check_limits`)."""
-        _pick(self.itype, limits.types, "itype")
-        _pick(self.zone, limits.zones, "zone")
+    check_limits = _check_place
 
 
 class SingleZone(TargetDuration):
@@ -821,10 +825,7 @@ class Shortfall:
             self._resolved = c if slots and slots.get(itype) else None
         return c[1], c[2], c[4]
 
-    def check_limits(self, limits) -> None:
-        """The ``itype`` and ``zone`` parameters must be among the pool's (see :func:`check_limits`)."""
-        _pick(self.itype, limits.types, "itype")
-        _pick(self.zone, limits.zones, "zone")
+    check_limits = _check_place
 
     def shortfall(self, state: PoolState) -> int:
         """Instances the queued work lacks beyond what is idle or booting (may be negative)."""

@@ -120,12 +120,12 @@ def _catalog(catalog):
     return resolve(catalog)
 
 
-def _per_type(name, value, types, integer=False):
-    """``value`` (a number, or a mapping of instance types among ``types`` to numbers >= 0)
-    checked: one line naming the entry that is not."""
+def _per_type(name, value, types, integer=False, scalar=True):
+    """``value`` (a number if ``scalar``, or a mapping of instance types among ``types`` to
+    numbers >= 0) checked: one line naming the entry that is not."""
     if not isinstance(value, Mapping):
-        if name == "boot":
-            raise HpclabError(f"boot must map instance types to seconds, got {value!r}")
+        if not scalar:
+            raise HpclabError(f"{name} must map instance types to numbers, got {value!r}")
         return check_nonnegative(name, value, integer=integer)
     out = {}
     for k, v in value.items():
@@ -145,7 +145,7 @@ def _show_per_type(value):
 
 
 def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout, min_nodes, seg_nodes,
-               topology, market, rng, zone=None, capacity=None, schedule=None, reclaim_rate=None, boot=None):
+               topology, market, rng, zone=None, capacity=None, schedule=None, reclaim_rate=None, boot):
     from hpclab.platform.placement import node_topology, slowdowns
 
     rec = catalog.instance(itype)
@@ -155,7 +155,7 @@ def _make_pool(name, itype, nodes, *, elastic, catalog, placement, idle_timeout,
     price = unit_price(rec, market)
     warm = min_nodes.get(itype, 0) if isinstance(min_nodes, Mapping) else min_nodes
     pool = Pool(name, itype, slots, nodes, seg, elastic=elastic, min_nodes=min(warm, nodes),
-                idle_timeout=idle_timeout, boot_time=(boot or {}).get(itype, rec.boot_time), price=price,
+                idle_timeout=idle_timeout, boot_time=boot.get(itype, rec.boot_time), price=price,
                 min_charge=rec.min_charge, placement=placement, slowdown=slowdowns(rec, topo, catalog),
                 segments_per_pod=topo.leaves_per_pod, rng=rng)
     pool.market = market
@@ -322,7 +322,7 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     depth = check_positive("depth", depth, integer=True)
     check_nonnegative("idle_timeout", idle_timeout)
     min_nodes = _per_type("min_nodes", min_nodes, (cpu_type, gpu_type), integer=True)
-    boot = _per_type("boot", {} if boot is None else boot, (cpu_type, gpu_type))
+    boot = _per_type("boot", {} if boot is None else boot, (cpu_type, gpu_type), scalar=False)
     for name, v in (("cpu_segment", cpu_segment), ("gpu_segment", gpu_segment)):
         if v is not None:
             check_positive(name, v, integer=True)

@@ -94,7 +94,7 @@ class JobTrace:
             who = "the separate platform has no policy" if fixed else \
                 f"the {getattr(policy, 'name', 'shortfall')} policy is asked at its triggers (a shortfall, an idle node)"
             raise HpclabError(f"{s.source}: tick: {who}, not every tick, got {s.tick!r}")
-        cpu_t, gpu_t = tuple(s.pool["types"]) or _DEFAULT_TYPES
+        cpu_t, gpu_t = JobTrace._types(s)
         if policy is not None:
             for name, itype in (("cpu", cpu_t), ("gpu", gpu_t)):
                 try:
@@ -102,14 +102,15 @@ class JobTrace:
                 except HpclabError as exc:
                     raise HpclabError(f"{s.source}: policy.params.{exc} (the policy sizes each pool of a "
                                       f"trace: the {name} pool, of one type)") from None
-        hi = s.pool["max_per_type"]
+        nodes = dict(zip((cpu_t, gpu_t), JobTrace._nodes(s)))
         for t, n in s.pool["min_per_type"].items():
-            top = hi.get(t, _DEFAULT_NODES[0] if t == cpu_t else _DEFAULT_NODES[1])
+            top = nodes[t]
             if n > top:
                 raise HpclabError(f"{s.source}: pool.min_per_type.{t}: must be at most the pool's nodes "
                                   f"(pool.max_per_type: {top}), got {n}")
 
-    def _types(self, s):
+    @staticmethod
+    def _types(s):
         return tuple(s.pool["types"]) or _DEFAULT_TYPES
 
     def jobs(self, s):
@@ -139,8 +140,9 @@ class JobTrace:
                               load=p["load"], seed=s.seed, cores_per_node=cat.instance(cpu_t).vcpus,
                               gpus_per_node=max(cat.instance(gpu_t).gpus, 1))
 
-    def _nodes(self, s):
-        cpu_t, gpu_t = self._types(s)
+    @staticmethod
+    def _nodes(s):
+        cpu_t, gpu_t = JobTrace._types(s)
         m = s.pool["max_per_type"]
         for t in (cpu_t, gpu_t):
             if m.get(t, 1) < 1:
@@ -172,7 +174,7 @@ class JobTrace:
                    zone=(zones[0] if len(zones) == 1 else tuple(zones)) if zones else None,
                    spot_market=s.spot_market() if spot else None, reclaim_rate=pl["reclaim_rate"],
                    capacity=pl["capacity"], spot_capacity=pl["spot_capacity"],
-                   min_nodes=pl["min_per_type"], boot=pl["boot"] or None)
+                   min_nodes=pl["min_per_type"], boot=pl["boot"])
         inst = r.instances
         iv = inst.assign(instance=np.arange(len(inst)).astype(str), start=inst["launch"])
         instances, the_bill, totals = pool_sections(bill_instances(iv, cat, until=r.makespan, market=r.market))

@@ -61,8 +61,7 @@ class TaskBag:
         if not s.pool["types"]:
             raise HpclabError(f"{s.source}: pool.types: a tasks workload needs at least one "
                               "instance type")
-        s.check_policy_limits()
-        check_market(s)
+        check_pool(s)
 
     # -- pieces ------------------------------------------------------------------------------
     @staticmethod
@@ -80,10 +79,13 @@ class TaskBag:
         return run_real(s, wl, progress=progress)
 
 
-def check_market(s) -> None:
-    """``pool.market`` is read only by a pool attached to a cluster (its one instance type, zone
-    and market); on this machine's pool and on the virtual clock each launch of the policy names
-    its market, so another value there would change nothing."""
+def check_pool(s) -> None:
+    """What a task-bag pool must hold at load (for the tasks and screening kinds): the policy's
+    place parameters within the pool (:meth:`Scenario.check_policy_limits`), and ``pool.market``
+    only where it is read, by a pool attached to a cluster (its one instance type, zone and
+    market); on this machine's pool and on the virtual clock each launch of the policy names its
+    market, so another value there would change nothing."""
+    s.check_policy_limits()
     if s.pool["market"] != "on-demand" and s.cluster["kind"] == "local":
         raise HpclabError(f"{s.source}: pool.market: is read only by a pool attached to a cluster "
                           f"(cluster.kind: address or file); here the policy's launches name their market "

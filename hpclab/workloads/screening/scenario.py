@@ -29,7 +29,7 @@ import numpy as np
 from hpclab._cache import cache_root, write_json
 from hpclab._validate import HpclabError
 from hpclab.scenario import MAX_TASKS, Field
-from hpclab.workloads.tasks import TaskBag, check_market
+from hpclab.workloads.tasks import TaskBag, check_pool
 
 __all__ = ["ScreeningCampaign", "measured_costs"]
 
@@ -95,8 +95,7 @@ class ScreeningCampaign:
                               f"of {p['batch_size']:,} are {n_tasks:,} tasks, more than {MAX_TASKS:,}")
         if not s.pool["types"]:
             raise HpclabError(f"{s.source}: pool.types: a screening campaign needs at least one type")
-        s.check_policy_limits()
-        check_market(s)
+        check_pool(s)
         if s.clock == "real":
             from hpclab.workloads.screening.library import _read_library
 
