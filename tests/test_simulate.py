@@ -551,3 +551,55 @@ def test_the_horizon_follows_the_work():
     short = simulate(P.make_policy("target-duration"), wl, lim, reclaim_rate=0.0, horizon=86400.0)
     assert short.summary["completed"] < 8_000
     assert "stopped at the horizon" in short.summary["note"] and "\n" not in short.summary["note"]
+
+
+class _EveryTick:
+    """A policy as the clock sees one without triggers: asked at every tick."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+
+    def reset(self):
+        self.inner.reset()
+
+    def decide(self, state):
+        return self.inner.decide(state)
+
+
+@pytest.mark.parametrize("case", ["quota", "spot-tight", "min-max", "hysteresis", "single-zone"])
+def test_a_policy_is_not_asked_where_its_triggers_do_not_hold_and_nothing_changes(cat, case):
+    """The virtual clock asks a policy that declares triggers only at ticks where one holds
+    (room under the limits, an idle instance, a refusal it has not seen): the run equals the same
+    policy asked at every tick, series for series and attempt for attempt, with fewer asks. The
+    spot case has refusals, capacity noise and reclaims; min-max keeps a warm floor."""
+    lim = PoolLimits(types=(C8A,), zones=(HZ,), quota_cores=200)
+    kw = dict(seed=3)
+    wl = make_workload(2500, duration="lognormal", mean=1800.0, sigma=0.5, arrival="uniform",
+                       window=15000.0, seed=4)
+    if case == "quota":
+        pol = lambda: P.TargetDuration(target_duration=600.0, catalog=cat)  # noqa: E731
+    elif case == "spot-tight":
+        lim = PoolLimits(types=(C8A,), zones=(HZ,), quota_cores=320)
+        pol = lambda: P.TargetDuration(target_duration=1200.0, market="spot", catalog=cat)  # noqa: E731
+        kw.update(capacity=0.05, capacity_noise=0.5, capacity_interval=1800.0, reclaim_scale=20.0)
+    elif case == "min-max":
+        lim = PoolLimits(types=(C8A,), zones=(HZ,), min_per_type={C8A: 2}, max_per_type={C8A: 12})
+        pol = lambda: P.TargetDuration(target_duration=600.0, catalog=cat)  # noqa: E731
+    elif case == "hysteresis":
+        pol = lambda: P.make_policy("target-duration", target_duration=600.0, hysteresis=True,  # noqa: E731
+                                    wait=120.0, cooldown=300.0, catalog=cat)
+    else:
+        pol = lambda: P.SingleZone(target_duration=900.0, catalog=cat)  # noqa: E731
+        kw.update(capacity=0.2, capacity_noise=0.8)
+    a = simulate(pol(), wl, lim, catalog=cat, **kw)
+    b = simulate(_EveryTick(pol()), wl, lim, catalog=cat, **kw)
+    assert pol().triggers == {"room", "idle", "refused"}
+    assert _strip(a.summary) == _strip(b.summary)
+    for name in a.timeseries.data_vars:
+        np.testing.assert_array_equal(a.timeseries[name].values, b.timeseries[name].values, err_msg=name)
+    np.testing.assert_array_equal(a.timeseries["time"].values, b.timeseries["time"].values)
+    pd.testing.assert_frame_equal(a.instances, b.instances)
+    pd.testing.assert_frame_equal(a.attempts, b.attempts)
+    assert a._eng.asks < b._eng.asks == a.summary["ticks"]
+    if case == "spot-tight":
+        assert a.summary["refusal_events"] > 0 and a.summary["reclaims"] > 0

@@ -42,9 +42,11 @@ def register(sub) -> None:
     r.add_argument("--scaler", default=None, metavar="POLICY",
                    help="the hpclab.elastic policy that scales the elastic pools (default shortfall: "
                         "launch for the queued shortfall, retire after --idle-timeout); one without "
-                        "triggers (e.g. target-duration) is asked every --tick seconds")
+                        "the shortfall and idle triggers (e.g. target-duration) is asked every "
+                        "--tick seconds")
     r.add_argument("--tick", type=float, default=60.0,
-                   help="seconds between decisions of a policy without triggers (default 60)")
+                   help="seconds between decisions of a policy without the shortfall and idle "
+                        "triggers (default 60)")
     r.add_argument("--json", action="store_true", help="print the summary Dataset as JSON")
     r.set_defaults(func=run_replay)
 

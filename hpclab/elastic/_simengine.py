@@ -41,6 +41,12 @@ REASONS = ("running at end", "retired by policy", "drained after notice", "spot 
 _STATE_NAMES = ("booting", "running", "draining")
 _aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-tick snapshots
 
+#: the policy triggers this clock evaluates (see _quiet and the policy contract)
+SIM_TRIGGERS = frozenset({"room", "idle", "refused"})
+#: the mean task time is exact at every tick for this many completions, then refreshed every
+#: MEAN_REFRESH_TICKS ticks (it has converged; ticks stay O(1) in the number of tasks)
+MEAN_EXACT_COMPLETIONS, MEAN_REFRESH_TICKS = 10_000, 30
+
 
 class _Grow:
     """Named numpy arrays that grow by doubling."""
@@ -205,6 +211,18 @@ class Engine:
         self.pend_task = np.zeros(0, dtype=np.int64)
         self.pend_start = np.zeros(0)
         self.pend_chunks: list = []
+        self._npend = 0  # entries in pend_task and pend_chunks (an upper bound on completions to come)
+        self._mean_calls = 0  # ticks so far (the mean's refresh schedule, see _update_mean)
+        self._alive_cache = None  # (version, alive instances, their meter arrays), see _alive
+        # the policy's triggers, if it declares them and this clock can tell when they hold: at a
+        # tick where none holds its decision would be empty, so it is not asked (see _quiet)
+        trig = getattr(policy, "triggers", None)
+        self._triggers = frozenset(trig) if trig and set(trig) <= SIM_TRIGGERS else None
+        self._idle_after = float(getattr(policy, "idle_timeout", 0.0) or 0.0)
+        self._t_max = np.array([limits.max_per_type.get(t, np.iinfo(np.int64).max) for t in self.types],
+                               dtype=np.int64)
+        self._asked_refusals = -1  # refusal events when the policy was last asked
+        self.asks = 0
         # incremental aggregates: serving instances per type, serving slots, cost bookkeeping
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
@@ -290,6 +308,7 @@ class Engine:
             self.t_attempt[tk] = rows
             sl.busy_until[o] = end[:j]
             self.pend_chunks.append((tk, start[:j]))
+            self._npend += j
             used_rq = min(kr, j)
             self.rq_pos += used_rq
             self.ptr += j - used_rq
@@ -510,11 +529,55 @@ class Engine:
         busy = sl.busy_until[: sl.n + 1] > T
         return _segments(np.add, busy.view(np.uint8), ins.slot0[which], ins.nslots[which])
 
-    def snapshot(self, T: float):
-        ins, sl = self.inst, self.slot
-        self._snap_version = self._agg_version
+    def _alive(self) -> np.ndarray:
+        """Indices of the instances not terminated (reused while the aggregates' version, which
+        every grant and termination bumps, is unchanged), with their meter arrays."""
+        c = self._alive_cache
+        if c is not None and c[0] == self._agg_version:
+            return c[1]
+        ins = self.inst
         alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
+        it = ins.itype[alive]
+        self._alive_cache = (self._agg_version, alive,
+                             (ins.grant[alive], self.t_price[it, ins.market[alive]], self.t_minc[it]))
+        return alive
+
+    def _counts(self, T: float) -> tuple[int, int, int]:
+        """(queued, running, done) tasks at ``T``."""
+        sl = self.slot
         nbusy = int(np.count_nonzero(sl.busy_until[: sl.n] > T))
+        r = self.rq.n - self.rq_pos
+        queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
+        return queued, nbusy, self.ptr - r - nbusy
+
+    def _quiet(self, T: float) -> bool:
+        """The policy declares triggers and none of them holds at ``T`` (so its decision would be
+        empty): ``"room"``, the limits leave room for one more instance of some type;
+        ``"idle"``, an instance has been idle for the policy's ``idle_timeout`` (0 if it has
+        none); ``"refused"``, a refusal came since it was last asked."""
+        trig = self._triggers
+        if trig is None:
+            return False
+        if "refused" in trig and self.n_refusal_events != self._asked_refusals:
+            return False
+        if "room" in trig:
+            q = self.limits.quota_cores
+            fits = self.serv_count < self._t_max
+            if q is not None:
+                fits &= q - self.serv_slots >= self.t_slots
+            if fits.any():
+                return False
+        if "idle" in trig:
+            ins, alive = self.inst, self._alive()
+            if np.any((ins.free_max[alive] + self._idle_after <= T) & ~ins.draining[alive]):
+                return False
+        return True
+
+    def snapshot(self, T: float):
+        ins = self.inst
+        self._snap_version = self._agg_version
+        alive = self._alive()
+        queued, nbusy, done = self._counts(T)
         # idle: running, not draining, every slot free by T (free_max >= ready, so not booting)
         idle_i = alive[(ins.free_max[alive] <= T) & ~ins.draining[alive]]
         if idle_i.size:
@@ -535,27 +598,29 @@ class Engine:
             busy_cores -= int(self._running(draining, T).sum())
         summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
                               int(ins.nslots[idle_i].sum()) if idle_i.size else 0, busy_cores)
-        r = self.rq.n - self.rq_pos
-        queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
-        done = self.ptr - r - nbusy
         self._update_mean(T)
         mean = self.done_sum / self.done_n if self.done_n else None
         state = _pool_state(float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
-                     self.spent(T, alive), mean, int(done), dict(self.refused), self.slots_map, 0)
+                     self.spent(T), mean, int(done), dict(self.refused), self.slots_map, 0)
         attach_aggregates(state, summary)
         return state, alive
 
     def _update_mean(self, T: float) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
-        # completions, then every 30th tick (it has converged; this keeps ticks O(1) in tasks)
-        self._mean_calls = getattr(self, "_mean_calls", 0) + 1
-        if self.done_n >= 10_000 and self._mean_calls % 30:
+        # completions, then every 30th tick (it has converged; this keeps ticks O(1) in tasks).
+        # Called at every tick: at a tick where the policy is not asked (see _quiet), it is
+        # skipped while fewer than 10,000 completions are possible (the mean then is exact at the
+        # next ask whenever it is computed), so the refreshes fall where they would with an ask
+        # at every tick
+        self._mean_calls += 1
+        if self.done_n >= MEAN_EXACT_COMPLETIONS and self._mean_calls % MEAN_REFRESH_TICKS:
             return
         if self.pend_chunks:
             self.pend_task = np.concatenate([self.pend_task] + [c[0] for c in self.pend_chunks])
             self.pend_start = np.concatenate([self.pend_start] + [c[1] for c in self.pend_chunks])
             self.pend_chunks = []
         if self.pend_task.size == 0:
+            self._npend = 0
             return
         st = self.t_start[self.pend_task]
         en = self.t_end[self.pend_task]
@@ -566,15 +631,13 @@ class Engine:
             self.done_n += int(fin.sum())
         keep = same & ~fin
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
+        self._npend = self.pend_task.size
 
-    def spent(self, T: float, alive=None) -> float:
+    def spent(self, T: float) -> float:
         """Billed cost of ended instances (kept as they end) + the meter of the live ones."""
-        ins = self.inst
-        if alive is None:
-            alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
-        it = ins.itype[alive]
-        live = charge(T - ins.grant[alive], self.t_price[it, ins.market[alive]], self.t_minc[it])
-        return float(self.closed_cost + np.sum(live))
+        self._alive()
+        grant, price, minc = self._alive_cache[2]
+        return float(self.closed_cost + np.sum(charge(T - grant, price, minc)))
 
     def apply(self, T: float, decision) -> None:
         ins = self.inst
@@ -609,7 +672,7 @@ class Engine:
         if q is not None and self.serv_slots > q:
             self.limit_violations += 1
 
-    def record(self, T: float, state, alive) -> None:
+    def record(self, T: float, queued: int, nbusy: int, done: int, spent: float, alive) -> None:
         # the instance counts by state change only with the aggregates' version (grants, drains,
         # notices, ends) or when a booting instance becomes ready: reused until then
         # (keyed by the version when ``alive`` was taken, the snapshot's, and the version now,
@@ -632,10 +695,10 @@ class Engine:
         self.rec["inst"].append(counts)
         self.rec["cores"].append(cores)
         self.rec["time"].append(T)
-        self.rec["queued"].append(state.queued)
-        self.rec["running"].append(state.running)
-        self.rec["done"].append(state.done)
-        self.rec["cost"].append(state.spent)
+        self.rec["queued"].append(queued)
+        self.rec["running"].append(nbusy)
+        self.rec["done"].append(done)
+        self.rec["cost"].append(spent)
         self.rec["refused"].append(self.n_refused)
 
     # -- event handlers (the clock calls them in time order) ---------------------------------------
@@ -658,18 +721,33 @@ class Engine:
 
     def _on_tick(self, t, _):
         self.events += 1
-        state, parts = self.snapshot(t)
-        decision = ask(self.policy, state)
-        self.apply(t, decision)
-        self.check_limits()
-        if self._nticks % self.record_every == 0:
-            self.record(t, state, parts)
+        recording = self._nticks % self.record_every == 0
+        if self._quiet(t):  # its decision would be empty: not asked
+            if self.done_n + self._npend >= MEAN_EXACT_COMPLETIONS:
+                self._update_mean(t)
+            else:
+                self._mean_calls += 1
+            self._snap_version = self._agg_version
+            queued, running, done = self._counts(t)
+            self.check_limits()
+            if recording:
+                self.record(t, queued, running, done, self.spent(t), self._alive())
+        else:
+            state, parts = self.snapshot(t)
+            decision = ask(self.policy, state)
+            self.asks += 1
+            self._asked_refusals = self.n_refusal_events
+            self.apply(t, decision)
+            self.check_limits()
+            done = state.done
+            if recording:
+                self.record(t, state.queued, state.running, done, state.spent, parts)
         self._nticks += 1
         bar = self._bar
-        if bar is not None and state.done > self._last_done:
-            bar.update(state.done - self._last_done)
-            self._last_done = state.done
-        if state.done >= self.ntasks:
+        if bar is not None and done > self._last_done:
+            bar.update(done - self._last_done)
+            self._last_done = done
+        if done >= self.ntasks:
             alive = bool(np.any(self.inst.end[: self.inst.n] == np.inf))
             finished = float(np.nanmax(self.t_end)) if self.ntasks else 0.0
             if not alive or t - finished >= self.linger:

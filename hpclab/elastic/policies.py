@@ -496,6 +496,12 @@ class TargetDuration(_Base):
     """
 
     name = "target-duration"
+    #: the only states in which :meth:`decide` may act (see the policy contract in
+    #: docs/architecture.md): a launch needs room under the pool's limits (``"room"``), a
+    #: retirement an idle instance (``"idle"``, with no timeout), and a refusal it has not seen yet
+    #: is remembered at the next ask (``"refused"``). A subclass that changes :meth:`decide` or
+    #: ``_act`` must restate them (or set ``triggers = None``).
+    triggers = frozenset({"room", "idle", "refused"})
 
     def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, itype: str | None = None,
                  zone: str | None = None, market: str = "on-demand", **kw):
@@ -898,6 +904,12 @@ class Hysteresis:
     def check_limits(self, limits) -> None:
         """The inner policy's (see :func:`check_limits`)."""
         check_limits(self.inner, limits)
+
+    @property
+    def triggers(self):
+        """The inner policy's: this wrapper only holds back some of its retirements, and what
+        it remembers changes only when a decision is not empty."""
+        return getattr(self.inner, "triggers", None)
 
     def reset(self) -> None:
         self._last_change = -math.inf

@@ -284,14 +284,14 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         The :mod:`hpclab.elastic.policies` policy that scales each elastic pool (default
         ``"shortfall"``, :class:`~hpclab.elastic.policies.Shortfall` with ``idle_timeout``: launch
         for the queued shortfall at once, retire after ``idle_timeout``): a policy name for
-        :func:`hpclab.elastic.policies.make_policy` (a policy without ``triggers`` is wrapped in
-        ``Hysteresis`` with ``wait=idle_timeout``), a policy object (copied per pool) or a
-        function returning one. A policy that declares ``triggers`` is asked when they hold (a
+        :func:`hpclab.elastic.policies.make_policy` (a policy without the ``shortfall`` and ``idle``
+        ``triggers`` is wrapped in ``Hysteresis`` with ``wait=idle_timeout``), a policy object (copied per pool) or a
+        function returning one. A policy whose ``triggers`` are those is asked when they hold (a
         shortfall after a scheduling pass, an idle node due); any other is asked every ``tick``
         seconds while a pool has queued work or nodes (slots are task slots; see
         :meth:`engine.Pool.pool_state`).
     tick : float
-        Seconds of virtual time between two decisions of a policy without ``triggers``.
+        Seconds of virtual time between two decisions of a policy asked at ticks.
     slurm : dict, optional
         Options of the Slurm-like queue that model a real Slurm (:class:`engine.Slurm`:
         ``limit_unit``, ``bf_interval``, ``reserve``, ``launch_latency``; docs/platform.md).
@@ -464,7 +464,8 @@ def _scaler(spec, idle_timeout, catalog):
     if isinstance(spec, str):
         from hpclab.elastic.policies import resolve_policy
 
-        if getattr(resolve_policy(spec), "triggers", None):  # it keeps its own idle timeout
+        trig = getattr(resolve_policy(spec), "triggers", None)
+        if trig and set(trig) <= _PLATFORM_TRIGGERS:  # asked at them: it keeps its own idle timeout
             return make_policy(spec, idle_timeout=idle_timeout, catalog=catalog)
         return make_policy(spec, hysteresis=True, wait=idle_timeout, cooldown=0.0, catalog=catalog)
     if hasattr(spec, "decide"):
@@ -485,7 +486,11 @@ def _event_driven(policy) -> bool:
     """A policy that declares when it may act (``triggers``) and an ``idle_timeout`` for its
     idle wakes is asked only then; any other is asked at ticks."""
     trig = getattr(policy, "triggers", None)
-    return bool(trig) and set(trig) <= {"shortfall", "idle"} and hasattr(policy, "idle_timeout")
+    return bool(trig) and set(trig) <= _PLATFORM_TRIGGERS and hasattr(policy, "idle_timeout")
+
+
+#: the triggers a platform pool evaluates (a policy declaring others is asked at ticks)
+_PLATFORM_TRIGGERS = frozenset({"shortfall", "idle"})
 
 
 def _bill(inst: pd.DataFrame, market: str, catalog, schedule=None) -> np.ndarray:
