@@ -590,7 +590,37 @@ SCENARIO_EDITS = [
      "sizes each pool of a trace"),
     ("platform.yaml", ("pool", "min_per_type"), {"ecs.c8i.32xlarge": 500},
      "edited.yaml: pool.min_per_type.ecs.c8i.32xlarge: must be at most the pool's nodes (pool.max_per_type: 128)"),
+    # what only a zone or a spot market reads, on a trace without them (stop 16)
+    ("platform.yaml", ("pool", "capacity"), 0.5, "edited.yaml: pool.capacity: a trace reads it only with pool.zones, got 0.5"),
+    ("platform.yaml", ("pool", "spot_capacity"), 0.5, "edited.yaml: pool.spot_capacity: a trace reads it only with pool.zones"),
+    ("platform.yaml", ("pool", "reclaim_rate"), 1e-5,
+     "edited.yaml: pool.reclaim_rate: a trace reads it only with pool.market: spot, got 1e-05"),
+    ("platform.yaml", ("pool", "spot_market"), {"model": "correlated"},
+     "edited.yaml: pool.spot_market: a trace reads it only with pool.market: spot"),
 ]
+
+
+def test_a_trace_with_an_event_driven_policy_refuses_the_pools_idle_timeout():
+    """The shortfall policy keeps its own idle timeout: the pool's would change nothing, so it
+    is one line that says where to set it; set there, it is read."""
+    from hpclab.scenario import Scenario
+
+    base = Scenario.example("platform").replace(workload={"jobs": 200})
+    with pytest.raises(HpclabError, match=re.escape("platform.yaml: pool.idle_timeout: the shortfall policy keeps "
+                                                    "its own idle timeout (set policy.params.idle_timeout instead), "
+                                                    "got 120.0")):
+        base.replace(policy={"name": "shortfall"}, pool={"idle_timeout": 120.0})
+    short = base.replace(policy={"name": "shortfall", "params": {"idle_timeout": 1.0}}).run()
+    assert short["cost_usd"] < base.run()["cost_usd"]  # idle nodes go sooner
+
+
+def test_a_seed_the_workload_does_not_read_names_the_flag(capsys):
+    from hpclab.scenario import scenario_dir
+
+    code = main(["run", str(scenario_dir() / "cae_scaling.yaml"), "--seed", "3", "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("hpclab: error: --seed 3: the cae workload does not read it") and "cae_scaling.yaml" in err[0], err
 
 
 @pytest.mark.parametrize("base,key,value,needle", SCENARIO_EDITS,

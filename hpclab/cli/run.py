@@ -71,8 +71,12 @@ def run(args) -> int:
     changes = {}
     if args.seed is not None:
         changes["seed"] = args.seed
-    if changes:
-        s = s.replace(**changes)
+    if changes:  # an error names the flag (the file's own value was fine)
+        try:
+            s = s.replace(**changes)
+        except HpclabError as exc:
+            msg = str(exc).removeprefix(f"{s.source}: ").removeprefix("seed: ")
+            raise HpclabError(f"--seed {args.seed}: {msg} ({s.source})") from None
     if args.cluster is not None:
         if args.scheduler is not None:
             raise HpclabError("give either --scheduler ADDR or --cluster FILE, not both")

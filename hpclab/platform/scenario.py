@@ -41,8 +41,8 @@ class JobTrace:
     #: and the account quota is not modelled
     pool_keys = ("types", "zones", "min_per_type", "max_per_type", "boot", "market", "capacity",
                  "spot_capacity", "reclaim_rate", "idle_timeout", "spot_market")
-    #: the run settings it reads: the seed, the policy and its tick (a policy without triggers
-    #: is asked every tick); the replay runs until its last job ends
+    #: the run settings it reads: the seed, the policy and its tick (a policy without the
+    #: shortfall and idle triggers is asked every tick); the replay runs until its last job ends
     settings = ("seed", "tick", "policy")
     fields = {
         "trace": Field("str", None, optional=True, help="an SWF or CSV file"),
@@ -102,6 +102,20 @@ class JobTrace:
                 except HpclabError as exc:
                     raise HpclabError(f"{s.source}: policy.params.{exc} (the policy sizes each pool of a "
                                       f"trace: the {name} pool, of one type)") from None
+        pool = s.pool
+        if policy is not None and _event_driven(policy) and pool["idle_timeout"] != POOL["idle_timeout"].default:
+            raise HpclabError(f"{s.source}: pool.idle_timeout: the {getattr(policy, 'name', 'shortfall')} policy "
+                              f"keeps its own idle timeout (set policy.params.idle_timeout instead), "
+                              f"got {pool['idle_timeout']!r}")
+        # what only a zone or a spot market reads (a trace's pools have a zone only with pool.zones,
+        # and reclaims only on spot)
+        need = [("capacity", "pool.zones", bool(pool["zones"])), ("spot_capacity", "pool.zones", bool(pool["zones"])),
+                ("reclaim_rate", "pool.market: spot", pool["market"] == "spot"),
+                ("spot_market", "pool.market: spot", pool["market"] == "spot")]
+        for key, what, ok in need:
+            if not ok and pool[key] != POOL[key].default:
+                raise HpclabError(f"{s.source}: pool.{key}: a trace reads it only with {what}, "
+                                  f"got {pool[key]!r}")
         nodes = dict(zip((cpu_t, gpu_t), JobTrace._nodes(s)))
         for t, n in s.pool["min_per_type"].items():
             top = nodes[t]
