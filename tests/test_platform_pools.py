@@ -344,7 +344,7 @@ def test_the_spot_platform_scenario_reports_reclaims_and_reruns():
     assert int(summ["reclaims"]) > 0 and int(summ["rerun_jobs"]) > 0
     assert float(summ["lost_cpu_seconds"]) + float(summ["lost_gpu_seconds"]) > 0
     assert float(summ["cost_usd"]) == pytest.approx(float(res.bill["total_cost"]))
-    on_demand = s.replace(pool={"market": "on-demand"}).run()
+    on_demand = s.replace(pool={"market": "on-demand", "reclaim_rate": None, "spot_market": None}).run()
     assert int(on_demand.summary["reclaims"]) == 0 and int(on_demand.summary["rerun_jobs"]) == 0
 
 

@@ -554,16 +554,26 @@ def test_the_horizon_follows_the_work():
 
 
 class _EveryTick:
-    """A policy as the clock sees one without triggers: asked at every tick."""
+    """A policy as the clock sees one without triggers: asked at every tick. Notes the mean task
+    time each snapshot gives it."""
 
     def __init__(self, inner):
-        self.inner, self.name = inner, inner.name
+        self.inner, self.name, self.means = inner, inner.name, {}
 
     def reset(self):
         self.inner.reset()
 
     def decide(self, state):
+        self.means[state.time] = state.mean_task_seconds
         return self.inner.decide(state)
+
+
+class _Noted(_EveryTick):
+    """The same, with the inner policy's triggers (so asked only where they hold)."""
+
+    @property
+    def triggers(self):
+        return self.inner.triggers
 
 
 @pytest.mark.parametrize("case", ["quota", "spot-tight", "min-max", "hysteresis", "single-zone"])
@@ -591,15 +601,52 @@ def test_a_policy_is_not_asked_where_its_triggers_do_not_hold_and_nothing_change
     else:
         pol = lambda: P.SingleZone(target_duration=900.0, catalog=cat)  # noqa: E731
         kw.update(capacity=0.2, capacity_noise=0.8)
-    a = simulate(pol(), wl, lim, catalog=cat, **kw)
-    b = simulate(_EveryTick(pol()), wl, lim, catalog=cat, **kw)
+    noted, every = _Noted(pol()), _EveryTick(pol())
+    a = simulate(noted, wl, lim, catalog=cat, **kw)
+    b = simulate(every, wl, lim, catalog=cat, **kw)
     assert pol().triggers == {"room", "idle", "refused"}
+    # the mean task time each ask sees is the same to the last bit (it is summed in integers, so
+    # the completions skipped ticks leave for the next ask add up as they would tick by tick)
+    assert noted.means and all(every.means[t] == m for t, m in noted.means.items())
     assert _strip(a.summary) == _strip(b.summary)
     for name in a.timeseries.data_vars:
         np.testing.assert_array_equal(a.timeseries[name].values, b.timeseries[name].values, err_msg=name)
     np.testing.assert_array_equal(a.timeseries["time"].values, b.timeseries["time"].values)
     pd.testing.assert_frame_equal(a.instances, b.instances)
     pd.testing.assert_frame_equal(a.attempts, b.attempts)
-    assert a._eng.asks < b._eng.asks == a.summary["ticks"]
+    assert a._eng.asks == len(noted.means) < b._eng.asks == a.summary["ticks"]
     if case == "spot-tight":
         assert a.summary["refusal_events"] > 0 and a.summary["reclaims"] > 0
+
+
+def test_a_subclass_that_decides_otherwise_is_asked_every_tick(cat):
+    """Triggers are stated for a class's own way of deciding: a subclass that overrides it has
+    none unless it states them, so the clock asks it at every tick (here it stops the pool at
+    t = 5,000 s, which no trigger of target-duration foresees)."""
+    from hpclab.elastic.state import Decision
+
+    class StopAt(P.TargetDuration):
+        def decide(self, state):
+            if state.time >= 5000:
+                return Decision(retire=tuple(i.id for i in state.instances if i.state != "draining"))
+            return super().decide(state)
+
+    class Sized(P.TargetDuration):  # another target, same way of deciding: keeps the triggers
+        def target_cores(self, state):
+            return min(super().target_cores(state), 64)
+
+    assert StopAt.triggers is None and StopAt().triggers is None and Sized().triggers == P.TargetDuration.triggers
+    assert P.Hysteresis(StopAt()).triggers is None
+
+    class ShortStop(P.Shortfall):
+        def decide(self, state):
+            return super().decide(state)
+
+    assert ShortStop().triggers is None and P.Shortfall().triggers == {"shortfall", "idle"}
+    wl = make_workload(2500, duration="lognormal", mean=1800.0, sigma=0.5, arrival="uniform",
+                       window=15000.0, seed=4)
+    lim = PoolLimits(types=(C8A,), zones=(HZ,), quota_cores=200)
+    r = simulate(StopAt(target_duration=600.0, catalog=cat), wl, lim, catalog=cat, seed=3, horizon=20000.0)
+    assert r._eng.asks == r.summary["ticks"]
+    ends = r.instances["end"].dropna()
+    assert len(ends) == len(r.instances) and ends.max() < 5000 + 3 * 3600  # stopped: drained, then gone

@@ -236,7 +236,9 @@ class Engine:
         self._rec_cache = None  # (version, valid until, counts, cores) of record()
         self._snap_version = -1  # _agg_version when the last snapshot was taken
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
-        self.done_sum = 0.0
+        # completed task times, summed exactly in whole microseconds (integers: the sum does not
+        # depend on how completions are grouped into refreshes, so skipping asks changes nothing)
+        self.done_us = 0
         self.done_n = 0
         self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
                                                       "done", "cost", "refused")}
@@ -599,7 +601,7 @@ class Engine:
         summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
                               int(ins.nslots[idle_i].sum()) if idle_i.size else 0, busy_cores)
         self._update_mean(T)
-        mean = self.done_sum / self.done_n if self.done_n else None
+        mean = self.done_us / self.done_n / 1e6 if self.done_n else None
         state = _pool_state(float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
                      self.spent(T), mean, int(done), dict(self.refused), self.slots_map, 0)
         attach_aggregates(state, summary)
@@ -627,7 +629,7 @@ class Engine:
         same = st == self.pend_start
         fin = same & (en <= T)
         if fin.any():
-            self.done_sum += float((en[fin] - st[fin]).sum())
+            self.done_us += int(np.rint((en[fin] - st[fin]) * 1e6).astype(np.int64).sum())
             self.done_n += int(fin.sum())
         keep = same & ~fin
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]

@@ -215,6 +215,25 @@ def _slots(state: PoolState, itype: str, cat) -> int:
     return int(cat.instance(itype).cores)
 
 
+class _Triggers:
+    """A policy class's ``triggers`` (the states in which its decision may be non-empty), stated
+    for its own :meth:`decide`: a subclass that overrides one of ``methods`` gets None (a clock
+    then asks it at every tick) unless it states triggers itself, since what it decides is no
+    longer what they were stated for."""
+
+    def __init__(self, names, *methods):
+        self.names, self.methods = frozenset(names), methods
+
+    def __set_name__(self, owner, name):
+        self.owner = owner
+
+    def __get__(self, obj, cls=None):
+        cls = type(obj) if cls is None else cls
+        if any(getattr(cls, m) is not getattr(self.owner, m) for m in self.methods):
+            return None
+        return self.names
+
+
 def _recent(state: PoolState, key: tuple, memory: float) -> bool:
     t = state.refused.get(key) if state.refused else None
     return t is not None and state.time - t < memory
@@ -499,9 +518,9 @@ class TargetDuration(_Base):
     #: the only states in which :meth:`decide` may act (see the policy contract in
     #: docs/architecture.md): a launch needs room under the pool's limits (``"room"``), a
     #: retirement an idle instance (``"idle"``, with no timeout), and a refusal it has not seen yet
-    #: is remembered at the next ask (``"refused"``). A subclass that changes :meth:`decide` or
-    #: ``_act`` must restate them (or set ``triggers = None``).
-    triggers = frozenset({"room", "idle", "refused"})
+    #: is remembered at the next ask (``"refused"``). A subclass that overrides how it decides
+    #: (``decide``, ``_act``, ``_fill``, ``_fill_from``) has none unless it states them.
+    triggers = _Triggers({"room", "idle", "refused"}, "decide", "_act", "_fill", "_fill_from")
 
     def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, itype: str | None = None,
                  zone: str | None = None, market: str = "on-demand", **kw):
@@ -805,7 +824,7 @@ class Shortfall:
 
     name = "shortfall"
     #: the only states in which :meth:`decide` may act (see the policy contract in docs/architecture.md)
-    triggers = frozenset({"shortfall", "idle"})
+    triggers = _Triggers({"shortfall", "idle"}, "decide")
 
     def __init__(self, *, idle_timeout: float = 300.0, itype: str | None = None, zone: str | None = None,
                  market: str = "on-demand", catalog=None):
