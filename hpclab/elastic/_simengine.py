@@ -182,6 +182,7 @@ class Engine:
         # workload
         self.work = np.asarray(workload.work, dtype=float)
         self.arrival = np.asarray(workload.arrival, dtype=float)
+        self._last_arrival = float(self.arrival[-1]) if self.arrival.size else -math.inf
         self.ntasks = self.work.size
         self.t_start = np.full(self.ntasks, np.nan)
         self.t_end = np.full(self.ntasks, np.nan)
@@ -261,9 +262,11 @@ class Engine:
     def advance(self, T: float) -> None:
         """Assign queued tasks to slots for every start before ``T`` (exact greedy FIFO)."""
         sl = self.slot
+        last = self._last_arrival
         while True:
             r = self.rq.n - self.rq_pos
-            m = int(np.searchsorted(self.arrival, T, side="left")) - self.ptr
+            # tasks arrived before T (all of them once the last has arrived)
+            m = (self.ntasks if last < T else int(np.searchsorted(self.arrival, T, side="left"))) - self.ptr
             avail = r + max(m, 0)
             if avail <= 0:
                 return
@@ -276,15 +279,22 @@ class Engine:
             order = cand[np.argsort(free[cand], kind="stable")]
             B = order.size
             kr = min(r, B)
-            tasks = np.empty(B, dtype=np.int64)
-            ready = np.empty(B)
-            tasks[:kr] = self.rq.task[self.rq_pos:self.rq_pos + kr]
-            ready[:kr] = self.rq.ready[self.rq_pos:self.rq_pos + kr]
-            tasks[kr:] = np.arange(self.ptr, self.ptr + B - kr)
-            ready[kr:] = self.arrival[self.ptr:self.ptr + B - kr]
+            ptr = self.ptr
+            if kr == 0:  # only new tasks: one contiguous range (slices, no copies)
+                tasks = None
+                ready = self.arrival[ptr:ptr + B]
+                work = self.work[ptr:ptr + B]
+            else:
+                tasks = np.empty(B, dtype=np.int64)
+                ready = np.empty(B)
+                tasks[:kr] = self.rq.task[self.rq_pos:self.rq_pos + kr]
+                ready[:kr] = self.rq.ready[self.rq_pos:self.rq_pos + kr]
+                tasks[kr:] = np.arange(ptr, ptr + B - kr)
+                ready[kr:] = self.arrival[ptr:ptr + B - kr]
+                work = self.work[tasks]
             f = free[order]
             start = np.maximum(f, ready)
-            end = start + self.work[tasks] / sl.speed[order]
+            end = start + work / sl.speed[order]
             j = B
             if B > 1:
                 bad = np.flatnonzero(np.minimum.accumulate(end[:-1]) < f[1:])
@@ -295,25 +305,32 @@ class Engine:
                 j = int(late[0])
             if j == 0:
                 return
-            o, tk = order[:j], tasks[:j]
-            sl.free[o] = end[:j]
-            np.maximum.at(self.inst.free_max, sl.inst[o], end[:j])
+            o, st, en = order[:j], start[:j], end[:j]
+            # the tasks started: a slice of the task arrays when they are all new
+            tk = np.arange(ptr, ptr + j) if tasks is None else tasks[:j]
+            at = slice(ptr, ptr + j) if tasks is None else tk
+            sl.free[o] = en
+            np.maximum.at(self.inst.free_max, sl.inst[o], en)
             sl.task[o] = tk
-            self.t_start[tk] = start[:j]
-            self.t_end[tk] = end[:j]
-            self.t_slot[tk] = o
+            self.t_start[at] = st
+            self.t_end[at] = en
+            self.t_slot[at] = o
             a = self.att
             a.reserve(j)
-            rows = np.arange(a.n, a.n + j)
-            a.task[rows], a.slot[rows], a.start[rows], a.end[rows] = tk, o, start[:j], end[:j]
+            rows = slice(a.n, a.n + j)
+            a.task[rows], a.slot[rows], a.start[rows], a.end[rows] = tk, o, st, en
+            self.t_attempt[at] = np.arange(a.n, a.n + j)
             a.n += j
-            self.t_attempt[tk] = rows
-            sl.busy_until[o] = end[:j]
-            self.pend_chunks.append((tk, start[:j]))
+            sl.busy_until[o] = en
+            self.pend_chunks.append((tk, st))
             self._npend += j
             used_rq = min(kr, j)
             self.rq_pos += used_rq
             self.ptr += j - used_rq
+            # done if every available task started, or every free slot took one that ends
+            # after T (the next pass would find no task or no slot)
+            if j == B and (B == avail or float(en.min()) >= T):
+                return
 
     # -- instances ----------------------------------------------------------------------------------
     def grant(self, t: float, it: int, iz: int, market: int, count: int) -> int:
