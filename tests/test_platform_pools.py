@@ -509,3 +509,49 @@ def test_boot_and_min_nodes_per_type_reach_the_pools():
     res = s.run()
     plain = Scenario.example("platform").replace(workload={"jobs": 300}).run()
     assert res.summary["cost_usd"] > plain.summary["cost_usd"]  # slower boots, two warm GPU nodes
+
+
+def test_the_simulators_capacity_shortage_runs_on_the_platform():
+    """``capacity_noise`` on the platform is the task-bag simulator's seeded shortage (the same
+    draws for the same seed, zones and types): a short zone refuses launches, never grants beyond
+    the capacity of the interval, and reclaims spot nodes when it shrinks under them; the replay
+    still ends, and every job finishes once the shortage passes."""
+    import math
+
+    from hpclab import catalog
+    from hpclab.elastic.capacity import ShortageNoise
+    from hpclab.elastic.simulate import make_workload, simulate
+    from hpclab.elastic.state import PoolLimits
+    from hpclab.elastic.policies import TargetDuration
+
+    Z, CPU, GPU = "cn-hangzhou-h", "ecs.c8i.32xlarge", "ecs.ebmgn8is.32xlarge"
+    cat = catalog.default()
+    noise = ShortageNoise.seeded(0.6, (1, 2), 4)
+    sim = simulate(TargetDuration(catalog=cat), make_workload(50, seed=1), PoolLimits(types=(CPU, GPU), zones=(Z,)),
+                   catalog=cat, seed=4, capacity_noise=0.6)
+    for t in (0.0, 3599.0, 3600.0, 20000.0):
+        np.testing.assert_array_equal(sim._eng.noise.factor(t), noise.factor(t))
+    jobs = P.mixed_workload(400, ai_share=0.3, cpu_nodes=32, gpu_nodes=8, load=0.7, seed=2)
+    kw = dict(cpu_nodes=32, gpu_nodes=8, zone=Z, capacity=0.6, seed=4)  # room for 9 GPU nodes, 8 used
+    calm = P.replay(jobs, **kw)
+    short = P.replay(jobs, capacity_noise=0.6, **kw)
+    assert int(calm.pools["refused"].sum()) == 0 < int(short.pools["refused"].sum())
+    assert short.jobs.equals(P.replay(jobs, capacity_noise=0.6, **kw).jobs)  # seeded
+    assert (short.jobs["status"] == "done").all() and (calm.jobs["status"] == "done").all()
+    assert short.makespan < 2 * calm.makespan and short.settings["capacity_noise"] == 0.6
+    inst = short.instances
+    for k, itype in enumerate((CPU, GPU)):
+        mine = inst[inst["itype"] == itype]
+        full = cat.zone(Z).capacity[itype] * 0.6
+        for when in mine["launch"].unique():
+            alive = int(((mine["launch"] <= when) & ~(mine["end"] <= when)).sum())
+            allowed = math.floor(full * float(noise.factor(when)[0, k]) + 1e-9)
+            assert alive * cat.instance(itype).cores <= allowed, (itype, when, alive, allowed)
+    spot = dict(kw, market="spot", reclaim_rate=0.0)
+    assert int(P.replay(jobs, **spot).pools["reclaims"].sum()) == 0
+    assert int(P.replay(jobs, capacity_noise=0.6, **spot).pools["reclaims"].sum()) > 0
+    for bad, needle in ((dict(capacity_noise=0.5, zone=None), "capacity_noise needs a zone"),
+                        (dict(capacity_noise=-1.0), "capacity_noise must be"),
+                        (dict(capacity_noise=0.5, capacity_interval=0.0), "capacity_interval must be a number of seconds > 0")):
+        with pytest.raises(HpclabError, match=needle):
+            P.replay(jobs, **{**kw, **bad})

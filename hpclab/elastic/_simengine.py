@@ -28,7 +28,8 @@ import numpy as np
 
 from hpclab._validate import HpclabError
 from hpclab.elastic.billing import charge, unit_price
-from hpclab.elastic.capacity import curve_factor, grantable, reclaim_excess, spot_limit
+from hpclab.elastic.capacity import (ShortageNoise, curve_factor, grantable, reclaim_excess, run_streams,
+                                     spot_limit)
 from hpclab.elastic.clock import STOP, Clock
 from hpclab.elastic.policies import Aggregates, ask, attach_aggregates
 from hpclab.elastic.state import MARKETS, InstanceView, PoolState, maker
@@ -154,8 +155,7 @@ class Engine:
         self.z_reclaim = (np.array([z.spot_reclaim_rate for z in zrecs]) * reclaim_scale
                           if reclaim_rate is None else np.full(nz, float(reclaim_rate)))
         self.spot_capacity = spot_capacity
-        ss = np.random.SeedSequence([int(seed), 0x51AC])
-        r_boot, r_reclaim, r_cap = (np.random.default_rng(s) for s in ss.spawn(3))
+        r_boot, r_reclaim, r_cap = run_streams(seed)
         self.rng_boot, self.rng_reclaim = r_boot, r_reclaim
         if market is None:
             from hpclab.elastic.faults import SpotMarket
@@ -166,16 +166,8 @@ class Engine:
         # capacity multiplier: user curve x seeded noise, piecewise constant
         self.curve = capacity_curve
         self.noise_sigma, self.noise_interval = capacity_noise, capacity_interval
-        self.noise = None
-        if capacity_noise > 0:
-            k = int(math.ceil(horizon / capacity_interval)) + 1
-            rho = 0.8  # one interval's memory of the shortage process (AR(1) in log capacity)
-            x = np.zeros((k, nz, nt))
-            eps = r_cap.standard_normal((k, nz, nt))
-            x[0] = capacity_noise * eps[0]
-            for j in range(1, k):
-                x[j] = rho * x[j - 1] + math.sqrt(1 - rho**2) * capacity_noise * eps[j]
-            self.noise = np.minimum(1.0, np.exp(x - capacity_noise**2 / 2))
+        self.noise = ShortageNoise(capacity_noise, (nz, nt), r_cap, capacity_interval) \
+            if capacity_noise > 0 else None
         self.cap_now = self._capacity(0.0)
         self.in_use = np.zeros((nz, nt))
         self.spot_use = np.zeros((nz, nt))
@@ -250,8 +242,7 @@ class Engine:
         if self.curve is not None:
             cap *= curve_factor(self.curve, t)
         if self.noise is not None:
-            k = min(int(t // self.noise_interval), self.noise.shape[0] - 1)
-            cap *= self.noise[k]
+            cap *= self.noise.factor(t)
         return np.floor(cap + 1e-9)
 
     # -- events ----------------------------------------------------------------------------------

@@ -27,7 +27,12 @@ import numpy as np
 
 from hpclab._validate import HpclabError, check_nonnegative
 
-__all__ = ["ZoneCapacity", "grantable", "spot_limit", "reclaim_excess", "check_curve", "curve_factor"]
+__all__ = ["ZoneCapacity", "ShortageNoise", "grantable", "spot_limit", "reclaim_excess", "check_curve",
+           "curve_factor"]
+
+#: the shortage process's memory: the correlation of a zone's log capacity factor from one
+#: interval to the next (an AR(1) process; a modelling choice, not a measured figure)
+SHORTAGE_MEMORY = 0.8
 
 
 def check_curve(curve):
@@ -55,6 +60,56 @@ def curve_factor(curve, t: float) -> float:
     times, factors = curve
     k = int(np.searchsorted(times, t, side="right")) - 1
     return float(factors[k]) if k >= 0 else 1.0
+
+
+class ShortageNoise:
+    """A seeded capacity shortage, the same on both virtual-clock engines: in each interval of
+    ``interval`` seconds the capacity of every (zone, type) cell of ``shape`` is scaled by
+    ``min(1, exp(x - sigma**2 / 2))``, ``x`` an AR(1) process of standard deviation ``sigma`` and
+    correlation :data:`SHORTAGE_MEMORY` per interval. Intervals are drawn from ``rng`` in order
+    as a run reaches them, so a longer run sees the same factors for the same seed.
+
+    >>> import numpy as np
+    >>> n = ShortageNoise(0.5, (1, 2), np.random.default_rng(1))
+    >>> f = n.factor(7200.0)
+    >>> f.shape, bool(np.all((f > 0) & (f <= 1))), n.step(7200.0)
+    ((1, 2), True, 2)
+    """
+
+    @classmethod
+    def seeded(cls, sigma: float, shape: tuple, seed: int, interval: float = 3600.0) -> "ShortageNoise":
+        """The process of a run's ``seed``: the same draws on both virtual-clock engines (the
+        third of :func:`run_streams`)."""
+        return cls(sigma, shape, run_streams(seed)[2], interval)
+
+    def __init__(self, sigma: float, shape: tuple, rng, interval: float = 3600.0):
+        self.sigma = check_nonnegative("capacity_noise", sigma)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
+            raise HpclabError(f"capacity_interval must be a number of seconds > 0, got {interval!r}")
+        self.interval = float(interval)
+        self.shape, self.rng = tuple(shape), rng
+        self._x: list = []  # the log factor of each interval drawn so far
+        self._f: list = []
+
+    def step(self, t: float) -> int:
+        """The interval ``t`` falls in (0 from t = 0)."""
+        return int(t // self.interval)
+
+    def factor(self, t: float) -> np.ndarray:
+        """The factors of the interval ``t`` falls in, an array of ``shape``."""
+        k = self.step(t)
+        s, rho = self.sigma, SHORTAGE_MEMORY
+        while len(self._f) <= k:
+            eps = self.rng.standard_normal(self.shape)
+            x = s * eps if not self._x else rho * self._x[-1] + math.sqrt(1 - rho**2) * s * eps
+            self._x.append(x)
+            self._f.append(np.minimum(1.0, np.exp(x - s**2 / 2)))
+        return self._f[k]
+
+
+def run_streams(seed: int):
+    """The seeded random streams of a virtual-clock run: boots, reclaims, capacity shortage."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 0x51AC]).spawn(3)]
 
 
 def spot_limit(capacity, spot_capacity: float):
@@ -97,7 +152,8 @@ class ZoneCapacity:
     changed.
     """
 
-    def __init__(self, catalog, *, factor: float = 1.0, spot_capacity: float = 1.0, curve=None):
+    def __init__(self, catalog, *, factor: float = 1.0, spot_capacity: float = 1.0, curve=None,
+                 noise: ShortageNoise | None = None, cells=None):
         self.catalog = catalog
         self.factor = check_nonnegative("capacity", factor)
         if isinstance(spot_capacity, bool) or not isinstance(spot_capacity, (int, float)) \
@@ -110,25 +166,38 @@ class ZoneCapacity:
         self.version: dict = {}
         self.curve = check_curve(curve)
         self.scale = curve_factor(self.curve, 0.0)  # the curve's factor now
+        # the shortage process over (zone, type) cells: ``cells[(zone, itype)]`` indexes its shape
+        self.noise, self.cells = noise, dict(cells or {})
+        self.step = 0 if noise is None else noise.step(0.0)
+        # whether the last change of set_time raised (lowered) a capacity asked so far
+        self.rose = self.fell = False
 
     def capacity(self, zone: str, itype: str) -> float:
         key = (zone, itype)
         c = self.cap.get(key)
         if c is None:
-            c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor
-                                           * self.scale + 1e-9)
+            f = self.factor * self.scale
+            if self.noise is not None and key in self.cells:
+                f *= float(self.noise.factor(self.step * self.noise.interval)[self.cells[key]])
+            c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * f + 1e-9)
         return c
 
     def set_time(self, t: float) -> bool:
-        """Apply the curve's factor at ``t``; True if it changed (every (zone, type) asked so far
-        then has a new version). The keys now over capacity are :meth:`over`."""
+        """Apply the curve's factor and the shortage's interval at ``t``; True if either changed
+        (every (zone, type) asked so far then has a new version, and :attr:`rose` says whether
+        one of them now has more capacity, :attr:`fell` less). The keys now over capacity are
+        :meth:`over`."""
         scale = curve_factor(self.curve, t)
-        if scale == self.scale:
+        step = self.step if self.noise is None else self.noise.step(t)
+        if scale == self.scale and step == self.step:
             return False
-        self.scale = scale
+        before = dict(self.cap)
+        self.scale, self.step = scale, step
         for key in self.cap:
             self.version[key] = self.version.get(key, 0) + 1
         self.cap.clear()
+        self.rose = any(self.capacity(*key) > c for key, c in before.items())
+        self.fell = any(self.capacity(*key) < c for key, c in before.items())
         return True
 
     def over(self):

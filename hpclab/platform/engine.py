@@ -1183,6 +1183,7 @@ class Engine:
         self.n_seen = 0
         self.routes = None
         self.zone_capacity = None  # the run's ZoneCapacity (its curve's changes are events)
+        self._noise_at = None  # the time of the shortage process's next interval event, if armed
 
     def schedule_all(self, t):
         """A pass of every queue (after a policy launched nodes: reservations see the boots)."""
@@ -1195,6 +1196,8 @@ class Engine:
         self._draining = value
         for p in self.routes.pools:
             p.draining = value
+        if not value:  # running again: the shortage process goes on
+            self._arm_noise(self.clock.now)
 
     def wake_refused(self, t, zone=None, itype=None, skip=None):
         """Cores of ``zone`` and ``itype`` (None: every zone, every type) may be free again: each
@@ -1220,18 +1223,45 @@ class Engine:
         refused pools ask again. Once the replay is over (draining) only a rise that may start a
         queue left waiting on a refused pool changes anything."""
         cap = self.zone_capacity
-        before = cap.scale
-        if not cap.set_time(t):
+        if _a == "noise":
+            self._noise_at = None
+        try:
+            if not cap.set_time(t):
+                return
+            rise = cap.rose
+            pools = [p for p in self.routes.pools if p.capacity is cap]
+            if self._draining:
+                if not (rise and any(p._refused_at is not None and (p.q_whole or p.q_slots) for p in pools)):
+                    return  # nothing can run any more: nodes are not reclaimed after the end
+                self._set_draining(False)  # a queue may run again; the next pass drains again if not
+            if rise:
+                self.wake_refused(t)
+            if cap.fell:
+                self._reclaim_over(t, cap, pools)
+        finally:
+            if _a == "noise":
+                self._arm_noise(t)
+
+    def _arm_noise(self, t):
+        """The shortage process's next interval is an event while the replay can still change:
+        not draining, or a queue waits on a refused pool whose zone is short now (its factor
+        below 1, so a later interval may give it more). Once every such zone is at full
+        capacity, queued jobs that still do not fit never will, and the replay ends."""
+        cap = self.zone_capacity
+        if cap is None or cap.noise is None or self._noise_at is not None:
             return
-        rise = cap.scale > before
-        pools = [p for p in self.routes.pools if p.capacity is cap]
         if self._draining:
-            if not (rise and any(p._refused_at is not None and (p.q_whole or p.q_slots) for p in pools)):
-                return  # nothing can run any more: nodes are not reclaimed after the end
-            self._set_draining(False)  # a queue may run again; the next pass drains again if not
-        if rise:
-            self.wake_refused(t)
-            return
+            now = cap.noise.factor(t)
+            if not any(p._refused_at is not None and (p.q_whole or p.q_slots)
+                       and now[cap.cells[p.zone, p.itype]] < 1.0
+                       for p in self.routes.pools if p.capacity is cap and (p.zone, p.itype) in cap.cells):
+                return
+        self._noise_at = (cap.noise.step(t) + 1) * cap.noise.interval
+        self.clock.at(self._noise_at, EV_CAPACITY, "noise", -1, 0)
+
+    def _reclaim_over(self, t, cap, pools):
+        """Where a zone's cores in use of a type exceed its capacity (or its spot share): reclaim
+        notices to spot nodes there, newest first, until it fits."""
         for zone, itype in cap.over():
             mine = [p for p in pools if p.zone == zone and p.itype == itype]
             leaving = sum(p.cores for p in mine for n in p.live_nodes if p.nstate[n] == NOTICED)

@@ -207,7 +207,8 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
            market: str = "on-demand", kube_strategy: str = "best-effort", seed: int = 0,
            scaler=None, tick: float = 60.0, slurm: dict | None = None,
            zone=None, spot_market=None, reclaim_rate: float | None = None, capacity: float = 1.0,
-           spot_capacity: float = 1.0, capacity_curve=None, max_reruns: int = 6,
+           spot_capacity: float = 1.0, capacity_curve=None, capacity_noise: float = 0.0,
+           capacity_interval: float = 3600.0, max_reruns: int = 6,
            record: bool = False, progress: bool = False, catalog=None) -> PlatformResult:
     """Replay a job table (see :mod:`hpclab.platform.jobs`) on the platform.
 
@@ -271,6 +272,13 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
         where a drop leaves a zone's cores in use above its capacity, spot nodes there get a
         reclaim notice, newest first, until it fits (on-demand nodes stay, but no more are
         granted); after a rise, refused pools ask again. Needs a zone (``zone`` or spot).
+    capacity_noise, capacity_interval : float
+        The task-bag simulator's seeded shortage (:class:`hpclab.elastic.capacity.ShortageNoise`):
+        in each ``capacity_interval`` seconds (of the trace's clock, from 0) the capacity of each
+        pool's (zone, type) is scaled by a factor of at most 1, an AR(1) process in log of
+        standard deviation ``capacity_noise``; the same draws as the simulator's for the same
+        ``seed``, zones and types (CPU type, then GPU type). A drop reclaims and a rise wakes
+        refused pools, as the curve's. Needs a zone.
     max_reruns : int
         Times a job killed by reclaims is queued again; killed once more it is given up
         (``status == "failed"``), as a Kubernetes Job stops after ``backoffLimit`` (default 6)
@@ -332,14 +340,22 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     rng = np.random.default_rng(seed)
     cpu_zone, gpu_zone = _zones(zone, market, (cpu_type, gpu_type), cat)
     schedule = zone_cap = None
+    check_nonnegative("capacity_noise", capacity_noise)
     if cpu_zone is not None:
-        from hpclab.elastic.capacity import ZoneCapacity
+        from hpclab.elastic.capacity import ShortageNoise, ZoneCapacity
 
+        noise = cells = None
+        if capacity_noise > 0:
+            zones = tuple(dict.fromkeys((cpu_zone, gpu_zone)))
+            types = (cpu_type, gpu_type)
+            noise = ShortageNoise.seeded(capacity_noise, (len(zones), len(types)), seed, capacity_interval)
+            cells = {(z, t): (zones.index(z), k) for z in zones for k, t in enumerate(types)}
         zone_cap = ZoneCapacity(cat, factor=check_positive("capacity", capacity),
-                                spot_capacity=spot_capacity, curve=capacity_curve)
-    elif capacity_curve is not None:
-        raise HpclabError("capacity_curve needs a zone whose capacity it scales: pass zone=... (or "
-                          "market='spot', which picks one)")
+                                spot_capacity=spot_capacity, curve=capacity_curve, noise=noise, cells=cells)
+    elif capacity_curve is not None or capacity_noise > 0:
+        what = "capacity_curve" if capacity_curve is not None else "capacity_noise"
+        raise HpclabError(f"{what} needs a zone whose capacity it scales: pass zone=... (or "
+                          f"market='spot', which picks one)")
     if market == "spot":
         from hpclab.elastic.faults import SpotMarket
 
@@ -414,8 +430,10 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                                      max_per_type={pool.itype: pool.max_nodes})
     t0 = float(jobs["submit"].iloc[0]) if len(jobs) else 0.0
     curve = None if zone_cap is None else zone_cap.curve
-    if curve is not None:  # the factor at the first submit, then an event at each later change
-        zone_cap.set_time(t0)
+    if curve is not None or (zone_cap is not None and zone_cap.noise is not None):
+        zone_cap.set_time(t0)  # the factors at the first submit, then an event at each later change
+        eng._arm_noise(t0)
+    if curve is not None:
         for tc in curve[0].tolist():
             if tc > t0:
                 eng.clock.at(tc, EV_CAPACITY, None, -1, 0)
@@ -451,7 +469,9 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
                         tick=tick, zone=None if cpu_zone is None else f"{cpu_zone},{gpu_zone}",
                         reclaim_rate=reclaim_rate, capacity=capacity, spot_capacity=spot_capacity,
                         capacity_curve=None if curve is None else
-                        ", ".join(f"{a:g}:{b:g}" for a, b in zip(*(c.tolist() for c in curve)))),
+                        ", ".join(f"{a:g}:{b:g}" for a, b in zip(*(c.tolist() for c in curve))),
+                        capacity_noise=capacity_noise,
+                        capacity_interval=capacity_interval if capacity_noise > 0 else None),
                    cat, schedule)
 
 
