@@ -226,6 +226,10 @@ POOL = {
     "market": Field("str", "on-demand", choices=("on-demand", "spot")),
     "capacity": Field("float", 1.0, lo=0, hi=1e6, lo_open=True, help="factor on zone capacities"),
     "spot_capacity": Field("float", 1.0, lo=0, hi=1),
+    "capacity_noise": Field("float", 0.0, lo=0, hi=10.0,
+                            help="virtual clock: sd of the seeded capacity shortage (ShortageNoise)"),
+    "capacity_interval": Field("float", 3600.0, lo=0, lo_open=True, hi=MAX_SECONDS,
+                               help="seconds of one interval of the capacity shortage"),
     "reclaim_rate": Field("float", None, lo=0, hi=1.0, optional=True,
                           help="spot reclaims per instance-second (default: the zones' rates)"),
     "idle_timeout": Field("float", 300.0, lo=0, hi=MAX_SECONDS,
@@ -382,6 +386,9 @@ class Scenario:
                         f"it reads none of {', '.join(RUN_SETTINGS)}"
                     raise HpclabError(f"{self.source}: {key}: the {kind.name} workload does not read "
                                       f"it ({hint}), got {value!r}")
+        if self.pool["capacity_interval"] != POOL["capacity_interval"].default and not self.pool["capacity_noise"]:
+            raise HpclabError(f"{self.source}: pool.capacity_interval: read only with pool.capacity_noise > 0, "
+                              f"got {self.pool['capacity_interval']!r}")
         reads = getattr(kind, "pool_keys", None)
         if reads is None:
             return

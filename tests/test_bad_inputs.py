@@ -597,7 +597,35 @@ SCENARIO_EDITS = [
      "edited.yaml: pool.reclaim_rate: a trace reads it only with pool.market: spot, got 1e-05"),
     ("platform.yaml", ("pool", "spot_market"), {"model": "correlated"},
      "edited.yaml: pool.spot_market: a trace reads it only with pool.market: spot"),
+    ("platform.yaml", ("pool", "capacity_noise"), 0.5, "edited.yaml: pool.capacity_noise: a trace reads it only with pool.zones"),
+    ("burst.yaml", ("pool", "capacity_interval"), 600.0,
+     "edited.yaml: pool.capacity_interval: read only with pool.capacity_noise > 0, got 600.0"),
+    ("burst.yaml", ("pool", "capacity_noise"), -0.5, "edited.yaml: pool.capacity_noise: must be"),
+    ("cae_scaling.yaml", ("pool", "capacity_noise"), 0.5, "pool.capacity_noise: the cae workload does not read it"),
 ]
+
+
+def test_a_scenarios_capacity_shortage_runs_on_the_virtual_clock_and_is_refused_on_the_real_one():
+    """pool.capacity_noise: the simulator's (and the platform's) seeded shortage, read on the
+    virtual clock as simulate() reads it; the real pool does not model it, and says so at once."""
+    from hpclab.elastic.policies import make_policy
+    from hpclab.scenario import Scenario
+    from hpclab.workloads.tasks import simulate_scenario
+
+    s = Scenario.example("burst").replace(pool={"capacity": 0.002, "capacity_noise": 0.8, "capacity_interval": 600.0})
+    r = s.run("virtual")
+    assert r["refusals"] > 0 and r["refusals"] != s.replace(pool={"capacity_noise": 0.0,
+                                                                  "capacity_interval": 3600.0}).run("virtual")["refusals"]
+    import tempfile
+
+    assert Scenario.load(s.save(Path(tempfile.mkdtemp()) / "s.yaml")) == s
+    t0 = time.perf_counter()
+    with pytest.raises(HpclabError, match=re.escape("burst.yaml: pool.capacity_noise: the real clock has no "
+                                                    "modelled shortage (the virtual clock draws it), got 0.8")):
+        s.run("real")
+    assert time.perf_counter() - t0 < 10
+    trace = Scenario.example("platform_spot").replace(workload={"jobs": 300}, pool={"capacity_noise": 0.6})
+    assert trace.run()["reclaims"] > Scenario.example("platform_spot").replace(workload={"jobs": 300}).run()["reclaims"]
 
 
 def test_a_trace_with_an_event_driven_policy_refuses_the_pools_idle_timeout():

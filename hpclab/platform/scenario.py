@@ -40,6 +40,7 @@ class JobTrace:
     #: ``min_per_type``; their slots are the types' vCPUs and GPUs (the jobs are sized in them)
     #: and the account quota is not modelled
     pool_keys = ("types", "zones", "min_per_type", "max_per_type", "boot", "market", "capacity",
+                 "capacity_noise", "capacity_interval",
                  "spot_capacity", "reclaim_rate", "idle_timeout", "spot_market")
     #: the run settings it reads: the seed, the policy and its tick (a policy without the
     #: shortfall and idle triggers is asked every tick); the replay runs until its last job ends
@@ -110,6 +111,7 @@ class JobTrace:
         # what only a zone or a spot market reads (a trace's pools have a zone only with pool.zones,
         # and reclaims only on spot)
         need = [("capacity", "pool.zones", bool(pool["zones"])), ("spot_capacity", "pool.zones", bool(pool["zones"])),
+                ("capacity_noise", "pool.zones", bool(pool["zones"])),
                 ("reclaim_rate", "pool.market: spot", pool["market"] == "spot"),
                 ("spot_market", "pool.market: spot", pool["market"] == "spot")]
         for key, what, ok in need:
@@ -188,6 +190,7 @@ class JobTrace:
                    zone=(zones[0] if len(zones) == 1 else tuple(zones)) if zones else None,
                    spot_market=s.spot_market() if spot else None, reclaim_rate=pl["reclaim_rate"],
                    capacity=pl["capacity"], spot_capacity=pl["spot_capacity"],
+                   capacity_noise=pl["capacity_noise"], capacity_interval=pl["capacity_interval"],
                    min_nodes=pl["min_per_type"], boot=pl["boot"])
         inst = r.instances
         iv = inst.assign(instance=np.arange(len(inst)).astype(str), start=inst["launch"])

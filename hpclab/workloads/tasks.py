@@ -39,7 +39,8 @@ class TaskBag:
     #: the pool keys it reads (the others must keep their defaults): all but the platform's
     #: ``idle_timeout`` (a policy here retires idle instances by its own parameters)
     pool_keys = ("types", "zones", "quota_cores", "min_per_type", "max_per_type", "slots", "boot",
-                 "market", "capacity", "spot_capacity", "reclaim_rate", "spot_market")
+                 "market", "capacity", "spot_capacity", "capacity_noise", "capacity_interval",
+                 "reclaim_rate", "spot_market")
     #: the top-level run settings it reads (see hpclab.scenario.RUN_SETTINGS): all of them
     settings = ("seed", "time_scale", "tick", "horizon", "policy")
     fields = {
@@ -114,6 +115,7 @@ def simulate_scenario(s, wl=None, *, policy=None, progress: bool = False, catalo
     return simulate(pol, wl, limits, catalog=cat, tick=s.tick, horizon=s.horizon,
                     seed=s.seed, slots=slots, capacity=s.pool["capacity"],
                     spot_capacity=s.pool["spot_capacity"], reclaim_rate=s.pool["reclaim_rate"],
+                    capacity_noise=s.pool["capacity_noise"], capacity_interval=s.pool["capacity_interval"],
                     boot=s.pool["boot"] or None, progress=progress, market=s.spot_market(), **kw)
 
 
@@ -146,6 +148,9 @@ def real_pool(s, limits, slots, policy, cat, needs=(), preload=(), pool_kwargs=N
 
     from hpclab.elastic.pool import AttachedPool, ElasticPool
 
+    if s.pool["capacity_noise"]:
+        raise HpclabError(f"{s.source}: pool.capacity_noise: the real clock has no modelled shortage "
+                          f"(the virtual clock draws it), got {s.pool['capacity_noise']!r}")
     c = s.cluster
     spec = s.cluster_spec()
     with contextlib.ExitStack() as stack:
