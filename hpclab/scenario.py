@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hpclab._validate import MAX_CORES, MAX_GPUS, MAX_SECONDS, MAX_TASKS, HpclabError, is_finite, show_key  # the bounds (docs/bounds.md)
+from hpclab.elastic.capacity import MAX_SHORTAGE_SD  # the shortage's domain
 
 __all__ = ["Scenario", "Field", "register_workload", "workload_kinds", "example_names",
            "scenario_dir", "CLOCKS"]
@@ -226,7 +227,7 @@ POOL = {
     "market": Field("str", "on-demand", choices=("on-demand", "spot")),
     "capacity": Field("float", 1.0, lo=0, hi=1e6, lo_open=True, help="factor on zone capacities"),
     "spot_capacity": Field("float", 1.0, lo=0, hi=1),
-    "capacity_noise": Field("float", 0.0, lo=0, hi=10.0,
+    "capacity_noise": Field("float", 0.0, lo=0, hi=MAX_SHORTAGE_SD,
                             help="virtual clock: sd of the seeded capacity shortage (ShortageNoise)"),
     "capacity_interval": Field("float", 3600.0, lo=0, lo_open=True, hi=MAX_SECONDS,
                                help="seconds of one interval of the capacity shortage"),

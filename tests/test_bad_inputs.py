@@ -368,7 +368,7 @@ def _cli_rows():
         ("--deadline", ["0", "nan"], "--deadline must be a number in (0,"),
         ("--budget", ["0", "-1", "inf"], "--budget must be a number in (0,"),
         ("--capacity", ["-1", "nan"], "--capacity must be a number in [0,"),
-        ("--capacity-noise", ["-1"], "--capacity-noise must be a number in [0, 10]"),
+        ("--capacity-noise", ["-1"], "--capacity-noise must be a number in [0, 2]"),
         ("--spot-capacity", ["2"], "--spot-capacity must be a number in [0, 1]"),
         ("--tick", ["0", "nan"], "--tick must be a number in (0,"),
         ("--horizon", ["0", "1e300"], "--horizon must be a number in (0,"),

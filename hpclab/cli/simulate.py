@@ -8,6 +8,7 @@ import sys
 
 from hpclab._validate import MAX_CORES, MAX_SECONDS, MAX_TASKS
 from hpclab.cli._args import SEED_MAX, check_bounds
+from hpclab.elastic.capacity import MAX_SHORTAGE_SD
 
 
 def register(sub) -> None:
@@ -48,7 +49,7 @@ BOUNDS = {"cores": (1, MAX_CORES, True), "tasks": (1, MAX_TASKS, True),
           "mean_work": (0, MAX_SECONDS, False, True), "sigma": (0, 10, False),
           "window": (0, MAX_SECONDS, False, True), "target_duration": (0, MAX_SECONDS, False, True),
           "spot_share": (0, 1, False), "deadline": (0, MAX_SECONDS, False, True),
-          "budget": (0, 1e12, False, True), "capacity": (0, 1e6, False), "capacity_noise": (0, 10, False),
+          "budget": (0, 1e12, False, True), "capacity": (0, 1e6, False), "capacity_noise": (0, MAX_SHORTAGE_SD, False),
           "spot_capacity": (0, 1, False), "tick": (0, MAX_SECONDS, False, True),
           "horizon": (0, MAX_SECONDS, False, True), "seed": (0, SEED_MAX, True)}
 

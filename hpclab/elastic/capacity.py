@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from hpclab._validate import HpclabError, check_nonnegative
+from hpclab._validate import HpclabError, check_nonnegative, check_range
 
 __all__ = ["ZoneCapacity", "ShortageNoise", "grantable", "spot_limit", "reclaim_excess", "check_curve",
            "curve_factor"]
@@ -33,6 +33,15 @@ __all__ = ["ZoneCapacity", "ShortageNoise", "grantable", "spot_limit", "reclaim_
 #: the shortage process's memory: the correlation of a zone's log capacity factor from one
 #: interval to the next (an AR(1) process; a modelling choice, not a measured figure)
 SHORTAGE_MEMORY = 0.8
+#: the largest standard deviation of the shortage: at 2 the median factor is exp(-2) = 0.14 and
+#: full capacity returns in about one interval of six; far beyond it capacity is never there
+#: (at 10 the median is e^-50), and a replay waiting for it would not end
+MAX_SHORTAGE_SD = 2.0
+
+
+def check_shortage(sigma) -> float:
+    """``capacity_noise`` checked: a number in [0, :data:`MAX_SHORTAGE_SD`] (one line if not)."""
+    return check_range("capacity_noise", sigma, 0.0, MAX_SHORTAGE_SD)
 
 
 def check_curve(curve):
@@ -83,7 +92,7 @@ class ShortageNoise:
         return cls(sigma, shape, run_streams(seed)[2], interval)
 
     def __init__(self, sigma: float, shape: tuple, rng, interval: float = 3600.0):
-        self.sigma = check_nonnegative("capacity_noise", sigma)
+        self.sigma = check_shortage(sigma)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < math.inf:
             raise HpclabError(f"capacity_interval must be a number of seconds > 0, got {interval!r}")
         self.interval = float(interval)
@@ -171,6 +180,11 @@ class ZoneCapacity:
         self.step = 0 if noise is None else noise.step(0.0)
         # whether the last change of set_time raised (lowered) a capacity asked so far
         self.rose = self.fell = False
+
+    def full(self, zone: str, itype: str) -> float:
+        """The capacity without the shortage (the factor and the curve only): the most that the
+        shortage process can give back."""
+        return math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor * self.scale + 1e-9)
 
     def capacity(self, zone: str, itype: str) -> float:
         key = (zone, itype)

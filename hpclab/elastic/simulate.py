@@ -44,7 +44,7 @@ from hpclab._validate import HpclabError, check_nonnegative, check_positive
 from hpclab.elastic._simengine import REASONS, Engine
 from hpclab.elastic._simworkload import ARRIVALS, DURATIONS, Workload, make_workload
 from hpclab.elastic.billing import bill, instance_costs
-from hpclab.elastic.capacity import check_curve
+from hpclab.elastic.capacity import check_curve, check_shortage
 from hpclab.elastic.state import MARKETS, PoolLimits, fixed_boots
 
 __all__ = ["simulate", "SimResult", "Workload", "make_workload", "campaign_limits", "campaign",
@@ -340,7 +340,7 @@ def simulate(policy, workload: Workload, limits: PoolLimits, *, catalog=None, ti
     if horizon is not None:
         check_positive("horizon", horizon)
     check_nonnegative("linger", linger)
-    check_nonnegative("capacity_noise", capacity_noise)
+    check_shortage(capacity_noise)
     check_positive("capacity_interval", capacity_interval)
     check_nonnegative("reclaim_scale", reclaim_scale)
     if reclaim_rate is not None:

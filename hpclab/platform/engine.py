@@ -316,8 +316,9 @@ class Pool:
             self.n_refusal_events += 1
             self.refused[(self.itype, self.zone) if why == "zone" else (self.itype, self.zone, "spot")] = t
             self._refused_at = (ver, count - n)
-        else:
-            self._refused_at = None
+        elif self.elastic or self.n_up + self.n_boot + n >= self.max_nodes:
+            self._refused_at = None  # nothing it asked for is still refused (a fixed pool still
+            # short of its size keeps its refusal: refused pools are asked again when cores free)
         return n
 
     def _granted(self, t, nodes):
@@ -1250,14 +1251,24 @@ class Engine:
         cap = self.zone_capacity
         if cap is None or cap.noise is None or self._noise_at is not None:
             return
-        if self._draining:
-            now = cap.noise.factor(t)
-            if not any(p._refused_at is not None and (p.q_whole or p.q_slots)
-                       and now[cap.cells[p.zone, p.itype]] < 1.0
-                       for p in self.routes.pools if p.capacity is cap and (p.zone, p.itype) in cap.cells):
-                return
+        if self._draining and not any(self._may_start(p, cap, t) for p in self.routes.pools
+                                      if p.capacity is cap and (p.zone, p.itype) in cap.cells):
+            return
         self._noise_at = (cap.noise.step(t) + 1) * cap.noise.interval
         self.clock.at(self._noise_at, EV_CAPACITY, "noise", -1, 0)
+
+    @staticmethod
+    def _may_start(p, cap, t):
+        """After the last job: pool ``p`` waits on a refusal with queued work whose shortfall the
+        zone's full capacity could grant, and its zone is short now (so a later interval of the
+        shortage may start the work; work larger than the full capacity never starts)."""
+        if p._refused_at is None or not (p.q_whole or p.q_slots):
+            return False
+        if cap.noise.factor(t)[cap.cells[p.zone, p.itype]] >= 1.0:
+            return False
+        need = min(p.deficit(), p.max_nodes - p.n_up - p.n_boot) if p.elastic else p.max_nodes - p.n_up - p.n_boot
+        room = (cap.full(p.zone, p.itype) - cap.in_use.get((p.zone, p.itype), 0)) // p.cores
+        return 0 < need <= room
 
     def _reclaim_over(self, t, cap, pools):
         """Where a zone's cores in use of a type exceed its capacity (or its spot share): reclaim
