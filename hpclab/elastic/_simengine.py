@@ -165,7 +165,6 @@ class Engine:
         self.t_price[:, 1] *= self.market.price_factor  # the running meter pays the spot option too
         # capacity multiplier: user curve x seeded noise, piecewise constant
         self.curve = capacity_curve
-        self.noise_sigma, self.noise_interval = capacity_noise, capacity_interval
         self.noise = ShortageNoise(capacity_noise, (nz, nt), r_cap, capacity_interval) \
             if capacity_noise > 0 else None
         self.cap_now = self._capacity(0.0)
@@ -577,19 +576,23 @@ class Engine:
                 fits &= q - self.serv_slots >= self.t_slots
             if fits.any():
                 return False
-        if "idle" in trig:
-            ins, alive = self.inst, self._alive()
-            if np.any((ins.free_max[alive] + self._idle_after <= T) & ~ins.draining[alive]):
-                return False
+        if "idle" in trig and self._idle_mask(self._alive(), T, self._idle_after).any():
+            return False
         return True
+
+    def _idle_mask(self, alive, T: float, after: float = 0.0) -> np.ndarray:
+        """Which of the ``alive`` instances are idle at ``T`` (for at least ``after`` seconds):
+        running, not draining, every slot free (free_max >= ready, so not booting)."""
+        ins = self.inst
+        since = ins.free_max[alive]
+        return ((since + after if after else since) <= T) & ~ins.draining[alive]
 
     def snapshot(self, T: float):
         ins = self.inst
         self._snap_version = self._agg_version
         alive = self._alive()
         queued, nbusy, done = self._counts(T)
-        # idle: running, not draining, every slot free by T (free_max >= ready, so not booting)
-        idle_i = alive[(ins.free_max[alive] <= T) & ~ins.draining[alive]]
+        idle_i = alive[self._idle_mask(alive, T)]
         if idle_i.size:
             types = self.types
             idle = tuple((f"i{i}", types[t], MARKETS[m], c, f) for i, t, m, c, f in
@@ -615,7 +618,7 @@ class Engine:
         attach_aggregates(state, summary)
         return state, alive
 
-    def _update_mean(self, T: float) -> None:
+    def _update_mean(self, T: float, asked: bool = True) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
         # completions, then every 30th tick (it has converged; this keeps ticks O(1) in tasks).
         # Called at every tick: at a tick where the policy is not asked (see _quiet), it is
@@ -623,6 +626,8 @@ class Engine:
         # next ask whenever it is computed), so the refreshes fall where they would with an ask
         # at every tick
         self._mean_calls += 1
+        if not asked and self.done_n + self._npend < MEAN_EXACT_COMPLETIONS:
+            return
         if self.done_n >= MEAN_EXACT_COMPLETIONS and self._mean_calls % MEAN_REFRESH_TICKS:
             return
         if self.pend_chunks:
@@ -733,10 +738,7 @@ class Engine:
         self.events += 1
         recording = self._nticks % self.record_every == 0
         if self._quiet(t):  # its decision would be empty: not asked
-            if self.done_n + self._npend >= MEAN_EXACT_COMPLETIONS:
-                self._update_mean(t)
-            else:
-                self._mean_calls += 1
+            self._update_mean(t, asked=False)
             self._snap_version = self._agg_version
             queued, running, done = self._counts(t)
             self.check_limits()
@@ -783,8 +785,8 @@ class Engine:
                     self.push(float(t), _CAPACITY)
         if self.noise is not None:
             k = 1
-            while k * self.noise_interval < self.horizon:
-                self.push(k * self.noise_interval, _CAPACITY)
+            while k * self.noise.interval < self.horizon:
+                self.push(k * self.noise.interval, _CAPACITY)
                 k += 1
         bar = None
         if self.progress:

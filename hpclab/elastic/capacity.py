@@ -181,10 +181,14 @@ class ZoneCapacity:
         # whether the last change of set_time raised (lowered) a capacity asked so far
         self.rose = self.fell = False
 
+    def _scaled(self, zone: str, itype: str, f: float) -> float:
+        """Whole cores of the catalog capacity times ``f``."""
+        return math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * f + 1e-9)
+
     def full(self, zone: str, itype: str) -> float:
         """The capacity without the shortage (the factor and the curve only): the most that the
         shortage process can give back."""
-        return math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * self.factor * self.scale + 1e-9)
+        return self._scaled(zone, itype, self.factor * self.scale)
 
     def capacity(self, zone: str, itype: str) -> float:
         key = (zone, itype)
@@ -193,7 +197,7 @@ class ZoneCapacity:
             f = self.factor * self.scale
             if self.noise is not None and key in self.cells:
                 f *= float(self.noise.factor(self.step * self.noise.interval)[self.cells[key]])
-            c = self.cap[key] = math.floor(self.catalog.zone(zone).capacity.get(itype, 0) * f + 1e-9)
+            c = self.cap[key] = self._scaled(zone, itype, f)
         return c
 
     def set_time(self, t: float) -> bool:

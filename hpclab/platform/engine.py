@@ -412,6 +412,11 @@ class Pool:
             self.booting = deque(b for b in self.booting if b[1] != n)
         self._set_idle(t, n)
 
+    @property
+    def waits_on_refusal(self) -> bool:
+        """The zone refused this pool and it has queued work (more capacity may start it)."""
+        return self._refused_at is not None and bool(self.q_whole or self.q_slots)
+
     def _retire_blocked(self):
         return not self.draining and (self.q_whole or self.q_slots) and self.deficit() >= 0
 
@@ -1232,7 +1237,7 @@ class Engine:
             rise = cap.rose
             pools = [p for p in self.routes.pools if p.capacity is cap]
             if self._draining:
-                if not (rise and any(p._refused_at is not None and (p.q_whole or p.q_slots) for p in pools)):
+                if not (rise and any(p.waits_on_refusal for p in pools)):
                     return  # nothing can run any more: nodes are not reclaimed after the end
                 self._set_draining(False)  # a queue may run again; the next pass drains again if not
             if rise:
@@ -1262,7 +1267,7 @@ class Engine:
         """After the last job: pool ``p`` waits on a refusal with queued work whose shortfall the
         zone's full capacity could grant, and its zone is short now (so a later interval of the
         shortage may start the work; work larger than the full capacity never starts)."""
-        if p._refused_at is None or not (p.q_whole or p.q_slots):
+        if not p.waits_on_refusal:
             return False
         if cap.noise.factor(t)[cap.cells[p.zone, p.itype]] >= 1.0:
             return False

@@ -340,12 +340,10 @@ def replay(jobs, policy: str = "unified", *, cpu_type: str = "ecs.c8i.32xlarge",
     rng = np.random.default_rng(seed)
     cpu_zone, gpu_zone = _zones(zone, market, (cpu_type, gpu_type), cat)
     schedule = zone_cap = None
-    from hpclab.elastic.capacity import check_shortage
+    from hpclab.elastic.capacity import ShortageNoise, ZoneCapacity, check_shortage
 
     check_shortage(capacity_noise)
     if cpu_zone is not None:
-        from hpclab.elastic.capacity import ShortageNoise, ZoneCapacity
-
         noise = cells = None
         if capacity_noise > 0:
             zones = tuple(dict.fromkeys((cpu_zone, gpu_zone)))
