@@ -423,7 +423,7 @@ def test_table2_rows_are_internally_consistent():
     # guards the transcription of Narayanan et al. Table 2: its training-time column follows from
     # the throughput column by their Eq. 4, T = 8 x tokens x params / (GPUs x X), within 5%
     rows = [r for r in llm.reference()["throughput"] if r["id"].startswith(("ptd", "zero3"))]
-    assert len(rows) == 11
+    assert len(rows) == 12
     for r in rows:
         days = 8 * 300e9 * r["params"] * 1e9 / (r["gpus"] * r["value"] * 1e12) / 86400
         assert days == pytest.approx(r["days_300b_tokens"], rel=0.05), (r["id"], days)
@@ -431,10 +431,12 @@ def test_table2_rows_are_internally_consistent():
 
 
 def test_calibration_rows_are_reproduced(validation):
-    # three fitted numbers (matrix products on A100 and on H100-class GPUs, element-wise HBM),
-    # three rows, reproduced exactly; every other row is a prediction
+    # four fitted numbers (matrix products on A100 and on H100-class GPUs, element-wise HBM,
+    # ZeRO-3's overlap share), four rows, reproduced exactly; every other row is a prediction
     rows = llm.validation.calibration_rows()
-    assert len(rows) == len(llm.validation.names()) == 3 and int(validation.calibration.sum()) == 3
+    assert len(rows) == len(llm.validation.names()) == 4 and int(validation.calibration.sum()) == 4
+    assert llm.validation.fitted_settings() == (("zero3", "overlap_dp"),)
+    assert 0 < float(validation.attrs["fitted_settings"].split()[-1]) < 1
     for r in rows:
         assert float(validation.relative_error.sel(row=r)) == pytest.approx(0.0, abs=1e-4)
     assert 0.5 < llm.default_efficiency("matmul", "A100") <= 1
@@ -552,6 +554,41 @@ def test_zero3_throughput_falls_with_gpus_as_published(validation):
     assert pred[0] / pred[2] > 2.5  # about 3x fall (published 3.3x)
     ptd = validation.predicted.sel(row=["ptd-175b-384-gpus", "ptd-175b-1536-gpus"]).values
     assert ptd[0] / ptd[1] < 1.15  # PTD stays flat
+
+
+def test_zero3_list_gather_costs_one_launch_per_rank_and_tensor():
+    # DeepSpeed 2021 gathers each parameter tensor into dp per-rank views: 2 gathers per layer and
+    # micro-batch (forward, backward; the recomputed forward reuses the backward's), dp copies
+    # each, one kernel launch per copy, added to the gathers before the overlap
+    from hpclab.network.collectives import _nccl_constants
+
+    gpt = llm.Transformer(name="gpt-t2", layers=96, hidden=12288, heads=96, vocab=51200, seq_length=2048)
+    assert gpt.layer_tensors == 12  # QKV, proj, FFN in/out: weight + bias; two LayerNorms: gain + bias
+    assert llm.transformer("llama3-405b").layer_tensors == 2 + 3 + 2  # no biases, SwiGLU, RMSNorm gains
+    cl = llm.cluster("gpu.8xa100", "ib-hdr200")
+    kw = dict(tp=1, pp=1, micro_batch=2, global_batch=1536, zero=3, recompute="full",
+              sequence_parallel=False, flash_attention=False, overlap_dp=0.4)
+    launch = _nccl_constants()["launch_overhead_us"]["value"] * 1e-6
+    for dp in (384, 768):
+        flat = llm.step_time(gpt, cl, dp=dp, **kw).isel(layout=0)
+        listed = llm.step_time(gpt, cl, dp=dp, zero3_list_gather=True, **kw).isel(layout=0)
+        m = 1536 // (dp * 2)
+        extra = m * 96 * 12 * 2 * dp * launch
+        assert float(listed.dp_comm_total - flat.dp_comm_total) == pytest.approx(extra, rel=1e-9)
+        assert float(listed.compute_time) == float(flat.compute_time)
+    # without it the gathers' bytes and the compute both scale with the layer: equal throughput
+    # per GPU at one micro-batch size; with it the larger layers amortise the per-rank copies
+    big = llm.Transformer(name="gpt-t2-530b", layers=105, hidden=20480, heads=128, vocab=51200,
+                          seq_length=2048)
+
+    def tflops(model, dp, **extra):
+        ds = llm.step_time(model, cl, dp=dp, **dict(kw, global_batch=2 * dp), **extra).isel(layout=0)
+        return model.flops_per_token() * 2 * dp * 2048 / float(ds.step_time) / dp
+
+    ratio_flat = tflops(big, 1120) / tflops(gpt, 768)
+    ratio_list = tflops(big, 1120, zero3_list_gather=True) / tflops(gpt, 768, zero3_list_gather=True)
+    assert ratio_flat == pytest.approx(1.0, abs=0.03)
+    assert ratio_list > ratio_flat + 0.05  # published 98 / 88 = 1.11
 
 
 def test_trends_with_scale_come_from_the_model(validation):
@@ -745,7 +782,7 @@ def test_validation_figure_builds(validation):
     from hpclab.viz import llm as view
 
     fig = view.validation_figure(validation)
-    assert "fitted on 3 rows" in fig.title.text
+    assert "fitted on 4 rows" in fig.title.text and "overlap_dp_zero3 0.4" in fig.title.text
 
 
 def test_cli_plan_prints_layouts_and_goodput(capsys):
@@ -852,7 +889,7 @@ def test_second_plan_in_a_fresh_process_does_not_fit(tmp_path):
     assert len(files) == 1
     doc = json.loads(files[0].read_text())  # plain JSON of named floats
     assert set(doc["values"]) == {"matmul_efficiency_ampere", "matmul_efficiency_hopper",
-                                  "memory_efficiency"}
+                                  "memory_efficiency", "overlap_dp_zero3"}
     second = subprocess.run(run + ["warm"], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr + second.stdout  # calibrate() would exit
     assert first.stdout == second.stdout

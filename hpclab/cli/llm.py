@@ -161,7 +161,8 @@ def run_validate(args) -> int:
         print(f"{src:>12}: {err.size:2d} rows, mean |error| {100 * err.mean():4.1f}%, "
               f"max {100 * err.max():4.1f}%")
     print(f"efficiency {ds.attrs['efficiency_by_generation']} (matrix products), memory efficiency "
-          f"{ds.attrs['memory_efficiency']:.4f} (element-wise), fitted on {ds.attrs['calibration_rows']}; "
+          f"{ds.attrs['memory_efficiency']:.4f} (element-wise), {ds.attrs['fitted_settings']}, "
+          f"fitted on {ds.attrs['calibration_rows']}; "
           f"tolerance {100 * ds.attrs['tolerance']:.0f}%: {int(ds.within_tolerance.sum())}/"
           f"{ds.sizes['row']} rows within")
     misses = [m for m in ds.attrs["known_misses"].split(", ") if m]

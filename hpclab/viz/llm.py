@@ -214,7 +214,7 @@ def validation_figure(ds, title=None):
 
     tol = ds.attrs["tolerance"]
     title = title or (f"Model vs published runs (FLOP/s efficiency {ds.attrs['efficiency_by_generation']}, "
-                      f"HBM {ds.attrs['memory_efficiency']:.3f}, fitted on "
+                      f"HBM {ds.attrs['memory_efficiency']:.3f}, {ds.attrs['fitted_settings']}, fitted on "
                       f"{int(ds.calibration.sum())} rows; band ±{100 * tol:.0f}%)")
     fig = figure(title=title, width=760, height=380, x_axis_label="reference row",
                  y_axis_label="predicted / published", x_range=list(ds.row.values),
@@ -360,6 +360,7 @@ def report_part():
     text = (f"{model.name} on {gpus:,} {cl.node.gpu_model} GPUs (data/scenarios/llm_16k.yaml), global "
             f"batch {fab.attrs['global_batch']} sequences; "
             f"{int(val.within_tolerance.sum())}/{val.sizes['row']} published runs within "
-            f"±{100 * val.attrs['tolerance']:.0f}% after fitting three efficiencies on three rows.")
+            f"±{100 * val.attrs['tolerance']:.0f}% after fitting {len(val.attrs['calibration_rows'].split(', '))} "
+            f"numbers on as many rows.")
     return Part(figures=[breakdown_figure(fab, by="fabric", title="Best layout per fabric"),
                          goodput_figure(good), validation_figure(val)], table=table, text=text)

@@ -146,6 +146,20 @@ class Transformer:
 
     # --- parameters --------------------------------------------------------------------------
     @property
+    def layer_tensors(self) -> float:
+        """Parameter tensors of one layer, as a framework holds them: the fused QKV and the
+        output projection, the FFN's matrices (each expert's and the router in a MoE layer,
+        averaged over the layers), a bias beside each matrix (GPT) and the two norms (a gain, and a
+        bias with LayerNorm). A GPT layer has 12."""
+        per = 2 if self.bias else 1
+        ffn = float(self.ffn_matrices)
+        if self.experts:
+            moe = self.moe_layers / self.layers
+            ffn = ((1 - moe) * self.ffn_matrices
+                   + moe * (self.ffn_matrices * (self.experts + self.shared_experts) + 1))
+        return (2 + ffn) * per + 2 * per if self.experts else int((2 + ffn) * per + 2 * per)
+
+    @property
     def attention_matmul_params(self) -> int:
         """Matrix weights of one attention block: ``2 h^2 + 2 h kv`` (or ``attention_params``)."""
         if self.attention_params:

@@ -23,8 +23,10 @@ micro-batch. ``(pp - 1) / v * t_mb`` is the pipeline bubble
 of 1F1B (v = 1) and of the interleaved schedule (bubble fraction ``(pp - 1) / (v m)``).
 Data-parallel gradient reduce-scatter + parameter all-gather (ZeRO 1-2) or all-reduce (ZeRO 0) run
 on the backend fabric and hide behind one micro-batch's compute (``overlap_dp``); ZeRO-3 gathers
-each layer's parameters for every micro-batch (twice, three times with full recomputation) and
-reduce-scatters its gradients, hidden only behind that micro-batch's compute. All communication
+each layer's parameters for every micro-batch twice (forward and backward; a recomputed forward
+runs inside the backward on the backward's gather) and reduce-scatters its gradients, hidden only
+behind that micro-batch's compute; with ``zero3_list_gather`` (DeepSpeed 2021) each parameter
+tensor is gathered into one view per rank, a host copy per rank and tensor. All communication
 times come from :func:`hpclab.network.collective_time` and :func:`hpclab.network.p2p_time`.
 
 Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
@@ -92,6 +94,13 @@ def _collectives(ops, nbytes, ranks, fabric, **options):
 def _collective(op, nbytes, ranks, fabric, **options):
     """Seconds for one collective (see :func:`_collectives`)."""
     return _collectives((op,), nbytes, ranks, fabric, **options)[0]
+
+
+def _nccl_launch_seconds() -> float:
+    """One kernel launch (``data/reference/collectives.yaml``, ``nccl_tuning.launch_overhead_us``)."""
+    from hpclab.network.collectives import _nccl_constants
+
+    return float(_nccl_constants()["launch_overhead_us"]["value"]) * 1e-6
 
 
 def _p2p(nbytes, fabric):
@@ -458,7 +467,7 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
                  overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0, async_tp=True,
-                 grad_fusion=True):
+                 grad_fusion=True, list_gather=False):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
@@ -562,14 +571,23 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     mb = np.broadcast_to(m, dp_comm.shape)
     z3 = np.broadcast_to(zero, dp_comm.shape) >= 3
     # ZeRO-3 (DeepSpeed stage 3, FSDP full sharding): each layer's parameters are all-gathered
-    # over the data-parallel group for every micro-batch's forward pass, again for its backward
-    # pass (and once more for the recomputed forward under full recomputation), and its
-    # gradients reduce-scattered: per micro-batch ``l_stage (g AG + RS)`` of one layer's bf16
-    # parameters, g = 2 (3 with full recomputation). The gathers are issued per layer on the
+    # over the data-parallel group for every micro-batch's forward pass and again for its
+    # backward pass, and its gradients reduce-scattered: per micro-batch ``l_stage (2 AG + RS)``
+    # of one layer's bf16 parameters. Under full recomputation the recomputed forward runs
+    # inside the backward on the backward's gather: FSDP skips its unshard there (_pre_forward
+    # in the BACKWARD_PRE state) and DeepSpeed keeps a sub-module's parameters reused within
+    # max_reuse_distance (stage3.py _keep_for_later). The gathers are issued per layer on the
     # whole group, flat (each GPU on its own share of the NICs, not the node-aware two-level
     # scheme), and prefetched behind the compute of that micro-batch only.
-    g = np.where(rc == 2, 3.0, 2.0)
-    z3_comm = np.where(z3, layers_stage * (g * comm["z3_ag"] + comm["z3_rs"]), 0.0)
+    z3_comm = np.where(z3, layers_stage * (2.0 * comm["z3_ag"] + comm["z3_rs"]), 0.0)
+    if list_gather:
+        # DeepSpeed's stage 3 of 2021 (v0.3.13-v0.5.x, partition_parameters._allgather_param)
+        # gathers each parameter tensor on its own into dp narrow() views of one buffer, and
+        # PyTorch's list all_gather copies every rank's block out of NCCL's flat output: per
+        # gather dp host-side copies, each a kernel launch (launch_overhead_us), on the path of
+        # the gather; 2 gathers per tensor per micro-batch as above
+        launch = float(_nccl_launch_seconds())
+        z3_comm = z3_comm + np.where(z3, layers_stage * model.layer_tensors * 2.0 * dp * launch, 0.0)
     dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
     dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
@@ -686,7 +704,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
               sequence_parallel=True,
               flash_attention=True, efficiency=None, memory_efficiency=None, overlap_dp=1.0,
               overlap_tp=0.0, overlap_pp=1.0, balanced_ends=False, async_tp=True,
-              grad_accumulation_fusion=True, reserve=None, gpus=None, check=True) -> xr.Dataset:
+              grad_accumulation_fusion=True, zero3_list_gather=False, reserve=None, gpus=None,
+              check=True) -> xr.Dataset:
     """Step time, its breakdown, MFU, tokens/s and memory per GPU for one or many layouts.
 
     Parameters
@@ -740,6 +759,12 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         Gradients accumulate across micro-batches inside the weight-gradient GEMM (Megatron-LM
         2022 on). False: a separate add of each micro-batch's 16-bit gradient (Megatron-LM 2021,
         autograd accumulation), ``6 B`` per local parameter per micro-batch after the first.
+    zero3_list_gather : bool
+        ZeRO-3 gathers each parameter tensor into ``dp`` per-rank views of one buffer (DeepSpeed
+        v0.3.13-v0.5.x, 2021: ``_allgather_param`` and PyTorch's list ``all_gather``), which
+        costs ``dp`` host copies (one kernel launch each) per gathered tensor:
+        ``2 l_stage x layer_tensors x dp x launch`` per micro-batch, added to the gathers.
+        False: one flat gather per layer (FSDP, later DeepSpeed).
 
     Returns
     -------
@@ -755,13 +780,15 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         memory_efficiency=memory_efficiency, overlap_dp=overlap_dp, overlap_tp=overlap_tp,
         overlap_pp=overlap_pp, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         balanced_ends=balanced_ends, async_tp=async_tp,
-        grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve)
+        grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve,
+        zero3_list_gather=zero3_list_gather)
     return _finish(model, cluster, a, rc, vals, attrs)
 
 
 def _evaluate(model, cluster, a, rc, *, capacity_factor, efficiency, memory_efficiency,
               overlap_dp, overlap_tp, overlap_pp, sequence_parallel, flash_attention, balanced_ends,
-              async_tp, grad_accumulation_fusion, reserve, only_fitting=False):
+              async_tp, grad_accumulation_fusion, reserve, only_fitting=False,
+              zero3_list_gather=False):
     """Memory and step-time arrays for the layouts ``a`` (dict of equal-shape arrays) and ``rc``.
     With ``only_fitting`` the memory is computed first and only the layouts that fit are timed
     (the returned ``a``, ``rc`` and arrays are that subset, flattened)."""
@@ -792,7 +819,7 @@ def _evaluate(model, cluster, a, rc, *, capacity_factor, efficiency, memory_effi
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
                         float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
                         bool(balanced_ends), a["ep"], cf, bool(async_tp),
-                        bool(grad_accumulation_fusion))
+                        bool(grad_accumulation_fusion), bool(zero3_list_gather))
     vals.update(mem)
     return a, rc, vals, dict(efficiency=eff, memory_efficiency=mem_eff)
 
@@ -903,8 +930,8 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
 def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, efficiency=None,
            memory_efficiency=None, capacity_factor=1.0, sequence_parallel=True,
            flash_attention=True, balanced_ends=False, overlap_dp=1.0, overlap_tp=0.0,
-           overlap_pp=1.0, async_tp=True, grad_accumulation_fusion=True, reserve=None,
-           **axes) -> xr.Dataset:
+           overlap_pp=1.0, async_tp=True, grad_accumulation_fusion=True, zero3_list_gather=False,
+           reserve=None, **axes) -> xr.Dataset:
     """Enumerate the valid layouts (:func:`layouts`), evaluate them all at once and rank by step
     time (infeasible ones, which do not fit in memory, dropped unless ``feasible_only=False``).
 
@@ -931,7 +958,7 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
         overlap_pp=overlap_pp, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         balanced_ends=balanced_ends, async_tp=async_tp,
         grad_accumulation_fusion=grad_accumulation_fusion, reserve=reserve,
-        only_fitting=feasible_only)
+        only_fitting=feasible_only, zero3_list_gather=zero3_list_gather)
     if rc.size == 0:
         raise HpclabError(f"no layout of {model.name} fits in {cluster.gpu_memory / 1e9:.0f} GB "
                           f"per GPU on {gpus} GPUs ({n_valid} valid layouts tried); add GPUs")

@@ -1,7 +1,9 @@
 """Published training measurements (``data/reference/llm_training.yaml``): the fit of the model's
-three efficiencies on three rows, once and cached, and the prediction of every other row.
+four fitted numbers on four rows, once and cached, and the prediction of every other row.
 
-The fit solves ``predicted(row_i; e_ampere, e_hopper, e_memory) = published(row_i)`` for the rows
+The fit solves ``predicted(row_i; e_ampere, e_hopper, e_memory, o_zero3) = published(row_i)``
+(``o_zero3``: the share of one micro-batch's compute that hides DeepSpeed ZeRO-3's gathers, a
+setting written ``fitted`` in the file) for the rows
 named under ``calibration.rows`` (each row's matrix-product efficiency is its GPU generation's,
 ``calibration.generations``); the result is cached as JSON keyed by a hash of the rows, the
 catalog and the model code (:mod:`hpclab.workloads.llm.fitcache`). Every other row is predicted
@@ -14,7 +16,8 @@ Each row runs at its published layout; axes a source does not state are assumed 
 (``assumed:``) and never searched per row, and only rows without any layout use the search
 (:func:`layout_source` says which). A source's software generation (``settings[...].software``,
 described in the file's ``software:`` table from the code of the commit the paper used) sets the
-model's switches ``async_tp``, ``grad_accumulation_fusion`` and ``overlap_pp``.
+model's switches ``async_tp``, ``grad_accumulation_fusion``, ``overlap_pp`` and
+``zero3_list_gather``.
 """
 
 from __future__ import annotations
@@ -81,13 +84,15 @@ _LAYOUT_KEYS = ("tp", "pp", "cp", "micro_batch", "interleave")
 _SWITCHES = ("recompute", "sequence_parallel", "zero", "overlap_dp")
 #: What a software generation fixes for its rows (``software`` in the reference file), with the
 #: model's defaults (today's software) where a source's settings name none.
-_SOFTWARE_SWITCHES = dict(async_tp=True, grad_accumulation_fusion=True, overlap_pp=1.0)
+_SOFTWARE_SWITCHES = dict(async_tp=True, grad_accumulation_fusion=True, overlap_pp=1.0,
+                          zero3_list_gather=False)
 
 
-def _row_setup(row):
+def _row_setup(row, fitted=None):
     """(model, cluster, settings, fixed layout axes) for one reference row: the source's settings
     (``settings[family]``) with the row's own switches (recompute, sequence parallelism, ZeRO)
-    on top, and the layout axes the row publishes."""
+    on top, and the layout axes the row publishes. A setting written ``fitted`` takes its value
+    from ``fitted`` (``{name: value}``), else from the cached fit."""
     from hpclab.workloads.llm.cluster import cluster
     from hpclab.workloads.llm.model import Transformer, transformer
 
@@ -99,6 +104,11 @@ def _row_setup(row):
         settings.update({k: soft[k] for k in _SOFTWARE_SWITCHES if k in soft})
     settings.update(family)
     settings.update({k: row[k] for k in _SWITCHES if k in row})
+    for key, val in settings.items():
+        if val == FITTED:
+            name = f"{key}_{_family(row)}"
+            settings[key] = float(fitted[name] if fitted and name in fitted
+                                  else calibrated_efficiency()[name])
     if "model" in row:
         model = transformer(row["model"])
         changes = {k: row[k] for k in ("vocab", "seq_length") if k in row}
@@ -133,12 +143,12 @@ def layout_source(row) -> str:
     return "published; assumed " + ", ".join(f"{k}={v}" for k, v in assumed.items())
 
 
-def _best(row, efficiency, memory_efficiency=None):
+def _best(row, efficiency, memory_efficiency=None, fitted=None):
     """The model's layout for a row: the published one where the row gives micro-batch and
     interleaving too; otherwise the published axes fixed and the rest searched."""
     from hpclab.workloads.llm.parallel import search
 
-    model, cl, st, axes = _row_setup(row)
+    model, cl, st, axes = _row_setup(row, fitted)
     known_layout = "tp" in row
     grid = dict(micro_batch=[1, 2, 4, 8], interleave=[1, 2, 4, 8])  # searched rows only
     grid.update(axes)
@@ -147,7 +157,8 @@ def _best(row, efficiency, memory_efficiency=None):
                 sequence_parallel=st["sequence_parallel"],
                 flash_attention=st["flash_attention"], balanced_ends=st.get("balanced_ends", False),
                 overlap_dp=st["overlap_dp"], overlap_pp=st["overlap_pp"], async_tp=st["async_tp"],
-                grad_accumulation_fusion=st["grad_accumulation_fusion"], recompute=st["recompute"],
+                grad_accumulation_fusion=st["grad_accumulation_fusion"],
+                zero3_list_gather=st["zero3_list_gather"], recompute=st["recompute"],
                 zero=st["zero"], **grid)
     return model, ds.isel(layout=0)
 
@@ -164,10 +175,12 @@ def _metric(row, model, best):
 
 
 def predict_row(row_id: str, efficiency: float | None = None,
-                memory_efficiency: float | None = None) -> tuple[float, xr.Dataset]:
-    """The model's prediction of a reference row's metric, and the layout it used."""
+                memory_efficiency: float | None = None,
+                fitted: dict | None = None) -> tuple[float, xr.Dataset]:
+    """The model's prediction of a reference row's metric, and the layout it used (``fitted``:
+    values of the fitted settings, :func:`fitted_settings`; default the cached fit)."""
     row = _row(row_id)
-    model, best = _best(row, efficiency, memory_efficiency)
+    model, best = _best(row, efficiency, memory_efficiency, fitted)
     return _metric(row, model, best), best
 
 
@@ -183,9 +196,22 @@ def generation_of(gpu) -> str:
     return cal["generations"].get(gpu, cal["default_generation"])
 
 
+#: A source's setting given as this word in ``settings:`` is one of the fitted numbers.
+FITTED = "fitted"
+
+
+def fitted_settings() -> tuple:
+    """The settings fitted instead of stated, as ``(family, key)``: those written ``fitted`` in
+    ``settings:`` (ZeRO-3's overlap of DeepSpeed's gathers with compute)."""
+    return tuple((fam, key) for fam, st in reference()["settings"].items()
+                 for key, val in st.items() if val == FITTED)
+
+
 def names() -> tuple:
-    """The fitted numbers: one matrix-product efficiency per generation and one memory one."""
-    return tuple(f"matmul_efficiency_{g}" for g in generations()) + ("memory_efficiency",)
+    """The fitted numbers: one matrix-product efficiency per generation, one memory one, and
+    each fitted setting (``<key>_<family>``, e.g. ``overlap_dp_zero3``)."""
+    return (tuple(f"matmul_efficiency_{g}" for g in generations()) + ("memory_efficiency",)
+            + tuple(f"{key}_{fam}" for fam, key in fitted_settings()))
 
 
 def calibration_rows() -> list[str]:
@@ -203,8 +229,10 @@ def _row_generation(row_id) -> str:
 def calibrate(rows=None) -> dict:
     """Fit the efficiencies so that the model reproduces the calibration rows: as many rows as
     numbers (the default, ``calibration.rows``) gives an exact solution; more rows, least squares
-    on the relative errors. Each row's matrix-product efficiency is its GPU generation's. Returns
-    ``{"matmul_efficiency_ampere": ..., "matmul_efficiency_hopper": ..., "memory_efficiency": ...}``.
+    on the relative errors. Each row's matrix-product efficiency is its GPU generation's; the
+    fitted settings (:func:`fitted_settings`) act on their own source's rows only. Returns
+    ``{"matmul_efficiency_ampere": ..., "matmul_efficiency_hopper": ..., "memory_efficiency": ...,
+    "overlap_dp_zero3": ...}``.
 
     This is the only fit in the LLM model; :func:`calibrated_efficiency` caches its result.
     """
@@ -217,12 +245,18 @@ def calibrate(rows=None) -> dict:
     targets = np.array([float(_row(r)["value"]) for r in rows])
     index = [gens.index(_row_generation(r)) for r in rows]
 
+    k = len(gens)
+    extra = names()[k + 1:]  # the fitted settings, each a share in [0, 1]
+
     def residual(x):
-        pred = np.array([predict_row(r, float(x[i]), float(x[-1]))[0] for r, i in zip(rows, index)])
+        fitted = dict(zip(extra, (float(v) for v in x[k + 1:])))
+        pred = np.array([predict_row(r, float(x[i]), float(x[k]), fitted)[0]
+                         for r, i in zip(rows, index)])
         return pred / targets - 1.0
 
-    n = len(gens) + 1
-    fit = least_squares(residual, x0=[0.7] * len(gens) + [0.5], bounds=([0.05] * n, [1.0] * n),
+    n = k + 1 + len(extra)
+    fit = least_squares(residual, x0=[0.7] * k + [0.5] + [0.5] * len(extra),
+                        bounds=([0.05] * (k + 1) + [0.0] * len(extra), [1.0] * n),
                         xtol=1e-7, ftol=1e-9, diff_step=1e-4)
     return dict(zip(names(), (float(v) for v in fit.x)))
 
@@ -261,11 +295,13 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
     ref = reference()
     cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
     mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
+    settings_fit = {n: float((cal or calibrated_efficiency())[n])
+                    for n in names()[len(generations()) + 1:]}
     ids, pub, pred, metric, lay, group, how = [], [], [], [], [], [], []
     for row in ref["throughput"]:
         eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
                else float(efficiency))
-        p, best = predict_row(row["id"], eff, mem)
+        p, best = predict_row(row["id"], eff, mem, settings_fit)
         ids.append(row["id"])
         pub.append(float(row["value"]))
         pred.append(p)
@@ -295,6 +331,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
                "memory_efficiency": mem, "tolerance": tol,
                "known_misses": ", ".join(ref["calibration"].get("known_misses", {})),
                "calibration_rows": ", ".join(cal_rows),
+               "fitted_settings": ", ".join(f"{n} {v:.3f}" for n, v in settings_fit.items()),
                "tolerance_reason": ref["calibration"]["tolerance_reason"]})
 
 
