@@ -115,7 +115,7 @@ def _figure(where: str, fname: str, raw: Any, dimension: str, default_source: st
     if isinstance(raw, dict):
         unknown = set(raw) - {"value", "unit", "source", "note"}
         if unknown:
-            raise CatalogError(f"{where}: {fname} has unknown keys {sorted(unknown)}; "
+            raise CatalogError(f"{where}: {fname} has unknown keys {sorted(map(str, unknown))}; "
                                "allowed: value, unit, source, note")
         if "value" not in raw or "unit" not in raw:
             raise CatalogError(f"{where}: {fname} needs 'value' and 'unit' (unit one of {allowed})")
@@ -189,7 +189,7 @@ def _build(kind: str, name: str, raw: dict[str, Any], raw_all: _Raw):
     where = f"{raw_all.origin[(kind, name)]}: {kind} {name!r}"
     unknown = set(raw) - set(fields) - {"description", "source", "note"}
     if unknown:
-        bad = sorted(unknown)[0]
+        bad = sorted(unknown, key=str)[0]
         where_f = raw_all.origin.get(((kind, name), bad), where.split(":")[0])
         raise CatalogError(f"{where_f}: {kind} {name!r}: unknown field {bad!r}; allowed: "
                            f"{', '.join(['description', 'source', *fields])}")

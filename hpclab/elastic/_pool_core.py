@@ -142,7 +142,7 @@ class PoolAccounting:
         if isinstance(threads, dict):
             unknown = set(threads) - set(limits.types)
             if unknown:
-                raise HpclabError(f"threads names {sorted(unknown)[0]!r}, which is not in types "
+                raise HpclabError(f"threads names {sorted(unknown, key=str)[0]!r}, which is not in types "
                                   f"({', '.join(limits.types)})")
             self.threads = {t: check_positive(f"threads[{t}]", threads.get(t, 1), integer=True)
                             for t in limits.types}
