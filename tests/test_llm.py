@@ -556,6 +556,50 @@ def test_zero3_throughput_falls_with_gpus_as_published(validation):
     assert ptd[0] / ptd[1] < 1.15  # PTD stays flat
 
 
+def test_every_published_layout_fits_in_gpu_memory():
+    # each row runs at the layout its source published: the model must not say it cannot run.
+    # Llama 3 405B (section 3.3.2): 126 layers + an embedding-only first chunk and an output-only
+    # last chunk = 16 stages x 8 chunks of one layer; at 4 chunks of 2 it came out 85-90 GB
+    from hpclab.workloads.llm import validation as V
+
+    for row in V.reference()["throughput"]:
+        _, best = V.predict_row(row["id"])
+        assert bool(best.fits), (row["id"], float(best.total_memory) / 1e9)
+    llama = V._row("llama3-405b-8k-gpus")
+    assert llama["interleave"] * llama["pp"] == llm.transformer("llama3-405b").layers + 2
+    assert "interleave" not in llama["assumed"]  # stated by the layout, not assumed
+
+
+def test_balanced_ends_let_the_end_chunks_hold_no_layer(h800):
+    model = llm.transformer("llama3-405b")  # 126 layers
+    kw = dict(tp=8, pp=16, dp=1, micro_batch=1, global_batch=16, interleave=8)
+    with pytest.raises(HpclabError, match="pp \\* interleave must not exceed layers"):
+        llm.check_layout(model, h800, **kw)
+    llm.check_layout(model, h800, balanced_ends=True, **kw)  # 128 slots: 8 chunks of one layer
+    with pytest.raises(HpclabError, match="balanced ends"):
+        llm.check_layout(model, h800, balanced_ends=True, **dict(kw, interleave=9))
+    lay = llm.layouts(model, h800, 128, 16, tp=8, pp=16, interleave=[8], balanced_ends=True)
+    assert lay["tp"].size > 0 and llm.layouts(model, h800, 128, 16, tp=8, pp=16, interleave=[8])["tp"].size == 0
+
+
+def test_zero_shards_and_gradients_span_the_context_parallel_ranks(h800):
+    # context-parallel ranks hold the same weights and see different tokens: optimizer states
+    # (ZeRO-1) shard over dp x cp, and the gradients reduce over those dp x cp ranks
+    model = llm.transformer("llama3-405b")
+    kw = dict(tp=8, pp=16, dp=4, micro_batch=1, global_batch=64, zero=1, recompute="selective")
+    one = llm.memory(model, h800, cp=1, **kw).isel(layout=0)
+    two = llm.memory(model, h800, cp=4, **kw).isel(layout=0)
+    assert float(two.optimizer_mem) == pytest.approx(float(one.optimizer_mem) / 4, rel=1e-12)
+    assert float(two.weights) == float(one.weights)
+    t1 = llm.step_time(model, h800, cp=1, **kw).isel(layout=0)
+    t4 = llm.step_time(model, h800, cp=4, **kw).isel(layout=0)
+    cl = h800
+    grads = float(one.weights)  # bf16 gradients of the stage, as many bytes as the bf16 weights
+    rs = collective_time("reduce_scatter", grads, 16, cl.fabric) + collective_time("allgather", grads, 16, cl.fabric)
+    assert float(t4.dp_comm_total) == pytest.approx(rs, rel=1e-9)  # one rank per node: a flat group of 16
+    assert float(t4.dp_comm_total) > float(t1.dp_comm_total)
+
+
 def test_zero3_list_gather_costs_one_launch_per_rank_and_tensor():
     # DeepSpeed 2021 gathers each parameter tensor into dp per-rank views: 2 gathers per layer and
     # micro-batch (forward, backward; the recomputed forward reuses the backward's), dp copies

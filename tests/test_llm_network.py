@@ -205,12 +205,12 @@ def test_1k_and_16k_gpus(setups):
         for setup in ("shared", "separate"):
             assert float(ds.goodput.sel(gpus=g, setup=setup, checkpoint="blocking")) == pytest.approx(want)
     np.testing.assert_allclose(ds.goodput.sel(checkpoint="blocking", setup="shared"), [0.99143, 0.92783], atol=5e-5)
-    # async: the shared NICs slow the steps of each write window (2% at 1k, 0.2% at 16k) and
+    # async: the shared NICs slow the steps of each write window (1% at 1k, 0.1% at 16k) and
     # cost goodput; the separate network costs none
     a = ds.sel(checkpoint="async")
     slow = a.step_time_checkpointing / a.step_time
     assert np.all(slow.sel(setup="separate") == 1.0)
-    assert 1.01 < float(slow.sel(setup="shared", gpus=1024)) < 1.04
+    assert 1.005 < float(slow.sel(setup="shared", gpus=1024)) < 1.04
     assert 1.0005 < float(slow.sel(setup="shared", gpus=16384)) < 1.005
     assert np.all(a.goodput.sel(setup="shared") < a.goodput.sel(setup="separate"))
     assert np.all(a.goodput > ds.goodput.sel(checkpoint="blocking"))

@@ -284,7 +284,7 @@ def _presets() -> dict:
             src = sources[src[1:]]
         unknown = set(entry) - _FIELDS
         if unknown:
-            raise HpclabError(f"{path}: model {name!r}: unknown field {sorted(unknown)[0]!r}; "
+            raise HpclabError(f"{path}: model {name!r}: unknown field {sorted(unknown, key=str)[0]!r}; "
                               f"allowed: {', '.join(sorted(_FIELDS))}")
         out[name] = Transformer(name=name, source=src, **entry)
     return out

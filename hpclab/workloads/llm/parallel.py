@@ -30,7 +30,7 @@ tensor is gathered into one view per rank, a host copy per rank and tensor. All 
 times come from :func:`hpclab.network.collective_time` and :func:`hpclab.network.p2p_time`.
 
 Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
-bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp`` by stage; routed experts
+bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp x cp`` by stage; routed experts
 over ``ep`` and their ZeRO shards over ``dp / ep``) and Korthikanti et al. 2022 for activations
 (``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no recomputation; the
 ``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h / t`` with full
@@ -157,7 +157,7 @@ _REASONS = (
     "tp must divide heads",
     "tp must divide or be a multiple of kv_heads",
     "tp must divide the GPUs per node (tensor parallelism stays inside NVLink)",
-    "pp * interleave must not exceed layers",
+    "pp * interleave must not exceed layers (+ 2 with balanced ends)",
     "cp must divide seq_length",
     "global_batch must be a multiple of dp * micro_batch",
     "interleave > 1 needs pp > 1 and micro-batches a multiple of pp",
@@ -167,7 +167,14 @@ _REASONS = (
 )
 
 
-def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb, ep=1):
+def _chunk_slots(model, pp, bal):
+    """Layer slots the pipeline's chunks share: the layers, and with balanced ends (Llama 3) two
+    more, so that the first stage's first chunk may hold only the embedding and the last
+    stage's last chunk only the output layer."""
+    return model.layers + np.where(bal & (pp > 1), 2, 0)
+
+
+def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb, ep=1, bal=False):
     """First failing rule per layout (0 = valid), vectorised."""
     code = np.zeros(np.broadcast(tp, pp, dp, cp, b, v, zero, gb, ep).shape, dtype=int)
 
@@ -177,7 +184,7 @@ def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb, ep=1):
     mark(model.heads % tp != 0, 1)
     mark((model.kv_heads % tp != 0) & (tp % model.kv_heads != 0), 2)
     mark((cl.gpus_per_node % tp != 0) | (tp > cl.gpus_per_node), 3)
-    mark(pp * v > model.layers, 4)
+    mark(pp * v > _chunk_slots(model, pp, bal), 4)
     mark(model.seq_length % cp != 0, 5)
     mark(gb % (dp * b) != 0, 6)
     m = gb // np.maximum(dp * b, 1)
@@ -219,11 +226,12 @@ def _ints(name, value):
 
 
 def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batch,
-                 interleave=1, zero=1, ep=1, gpus=None):
+                 interleave=1, zero=1, ep=1, gpus=None, balanced_ends=False):
     """Raise :class:`hpclab.HpclabError` (one line) if any layout is invalid; return the codes.
 
     Rules: ``tp`` divides ``heads`` (and ``kv_heads`` or is a multiple of it) and the GPUs per
-    node; ``pp * interleave <= layers``; ``cp`` divides ``seq_length``; ``global_batch`` is a
+    node; ``pp * interleave <= layers`` (``layers + 2`` with ``balanced_ends``, where the first
+    and the last chunk may hold only the embedding and only the output layer); ``cp`` divides ``seq_length``; ``global_batch`` is a
     multiple of ``dp * micro_batch``; interleaving needs ``pp > 1`` and micro-batches a multiple
     of ``pp`` (Megatron-LM); ``gpus == tp * cp * pp * dp`` when ``gpus`` is given; the expert-
     parallel size ``ep`` divides ``experts`` and ``dp`` (expert-parallel groups are carved out of
@@ -235,7 +243,7 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
                                                   global_batch=global_batch).items()}
     codes = _layout_codes(model, cluster, gpus, args["tp"], args["pp"], args["dp"], args["cp"],
                           args["micro_batch"], args["interleave"], args["zero"], args["global_batch"],
-                          args["ep"])
+                          args["ep"], bool(balanced_ends))
     bad = np.flatnonzero(codes.ravel())
     if bad.size:
         i = bad[0]
@@ -243,7 +251,8 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
         detail = {1: f"tp={b['tp']}, heads={model.heads}",
                   2: f"tp={b['tp']}, kv_heads={model.kv_heads}",
                   3: f"tp={b['tp']}, gpus per node={cluster.gpus_per_node}",
-                  4: f"pp={b['pp']}, interleave={b['interleave']}, layers={model.layers}",
+                  4: f"pp={b['pp']}, interleave={b['interleave']}, layers={model.layers}"
+                     + (", balanced ends" if balanced_ends else ""),
                   5: f"cp={b['cp']}, seq_length={model.seq_length}",
                   6: f"global_batch={b['global_batch']}, dp*micro_batch={b['dp'] * b['micro_batch']}",
                   7: f"pp={b['pp']}, micro-batches={b['global_batch'] // (b['dp'] * b['micro_batch'])}",
@@ -262,7 +271,7 @@ def _stage_layers(model, pp, v, bal=False):
     section 3.3.2: one layer fewer on the first and on the last stage, which hold the embedding
     and the output layer) the middle stages share ``l + 2`` layer slots."""
     extra = np.where(bal & (pp > 1), 2, 0)
-    middle = np.ceil((model.layers + extra) / (pp * v)) * v
+    middle = np.ceil(_chunk_slots(model, pp, bal) / (pp * v)) * v
     return middle, middle - extra / 2
 
 
@@ -303,9 +312,10 @@ def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, f
     expert, replaced = _expert_share(model, layers_stage, tp, ep)
     params_gpu = params_all - replaced
     edp = dp // ep
+    dcp = dp * cp  # context-parallel ranks hold the same weights: ZeRO shards over dp x cp
 
     def sharded(stage):
-        return params_gpu / np.where(zero >= stage, dp, 1) + expert / np.where(zero >= stage, edp, 1)
+        return params_gpu / np.where(zero >= stage, dcp, 1) + expert / np.where(zero >= stage, edp, 1)
 
     weights = BF16 * sharded(3)
     grads = BF16 * sharded(2)
@@ -421,8 +431,15 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     grad_bytes = (params_all - replaced) * BF16 * np.ones(tp.shape)
     expert_bytes = expert * BF16 * np.ones(tp.shape)
     edp = dp // ep
-    block = tp * cp * pp
-    rpn = np.minimum(np.where(block < G, G // np.minimum(block, G), 1), dp)
+    # the gradients reduce over the dp x cp ranks holding the same weights (context-parallel ranks
+    # see different tokens: Megatron-Core's data-parallel group with context parallelism, FSDP's
+    # dp_shard_cp mesh); ranks ordered tp, cp, pp, dp: of a node's G / tp (cp, pp, dp) slots,
+    # those with one pp coordinate are in the group
+    dcp = dp * cp
+    slots = np.maximum(G // np.minimum(tp, G), 1)
+    rpn = np.where(tp >= G, 1, np.where(slots <= cp, slots,
+                                        np.where(slots <= cp * pp, cp, cp * (slots // (cp * pp)))))
+    rpn = np.minimum(rpn, dcp)
     links = float(cl.fabric.links_per_host)
     dp_ar, dp_rsag = np.zeros(tp.shape), np.zeros(tp.shape)
     for r in np.unique(rpn):
@@ -432,7 +449,7 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
             opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
         # the other GPUs of each node run their own dp groups at the same time on the same links
         extra = cl.nic_share / max(1.0, r / links)
-        nb, d = grad_bytes[sel] * extra, dp[sel]
+        nb, d = grad_bytes[sel] * extra, dcp[sel]
         k = nb.size
         if model.experts:  # the experts' gradients in the same calls, over their own groups
             nb = np.concatenate([nb, expert_bytes[sel] * extra])
@@ -447,11 +464,11 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     # whole data-parallel group as flat rings, each GPU on its own share of the NICs
     z3_ag, z3_rs = np.zeros(tp.shape), np.zeros(tp.shape)
     if z3:
-        sel = dp > 1
+        sel = dcp > 1
         if np.any(sel):
             ls = _stage_layers(model, pp, v, bal)[0][sel]
             flat = dict(cl.network_options, algorithm="ring")
-            nb, d = grad_bytes[sel] / ls * cl.nic_share, dp[sel]
+            nb, d = grad_bytes[sel] / ls * cl.nic_share, dcp[sel]
             k = nb.size
             if model.experts:
                 nb = np.concatenate([nb, expert_bytes[sel] / ls * cl.nic_share])
@@ -587,14 +604,14 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
         # gather dp host-side copies, each a kernel launch (launch_overhead_us), on the path of
         # the gather; 2 gathers per tensor per micro-batch as above
         launch = float(_nccl_launch_seconds())
-        z3_comm = z3_comm + np.where(z3, layers_stage * model.layer_tensors * 2.0 * dp * launch, 0.0)
+        z3_comm = z3_comm + np.where(z3, layers_stage * model.layer_tensors * 2.0 * dp * cp * launch, 0.0)
     dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
     dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
                           np.maximum(0.0, dp_comm - window))
-    dp_exposed = np.where(np.broadcast_to(dp, dp_comm.shape) > 1, dp_exposed, 0.0)
+    dp_exposed = np.where(np.broadcast_to(dp * cp, dp_comm.shape) > 1, dp_exposed, 0.0)
 
-    opt_params = params_gpu / np.where(zero >= 1, dp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
+    opt_params = params_gpu / np.where(zero >= 1, dp * cp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
     optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
 
     # gradient accumulation over the micro-batches: fused into the weight-gradient GEMM's
@@ -640,7 +657,7 @@ _DESC = dict(step_time="time of one optimizer step", compute_time="matrix and el
 
 
 def _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave, zero, recompute,
-             gpus, check, ep=1):
+             gpus, check, ep=1, bal=False):
     model = transformer(model)
     if global_batch is None:
         raise HpclabError("global_batch (sequences per optimizer step) is required")
@@ -649,7 +666,7 @@ def _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interlea
                                                   global_batch=global_batch).items()}
     rc = _recompute_codes(recompute)
     if check:
-        check_layout(model, cluster, gpus=gpus, **args)
+        check_layout(model, cluster, gpus=gpus, balanced_ends=bal, **args)
     shape = np.broadcast(*args.values(), rc).shape
     arrs = {k: np.broadcast_to(val, shape) for k, val in args.items()}
     return model, arrs, np.broadcast_to(rc, shape)
@@ -688,7 +705,7 @@ def memory(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_batc
     docstring.
     """
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
-                            zero, recompute, gpus, check, ep)
+                            zero, recompute, gpus, check, ep, bool(balanced_ends))
     cf = _capacity(capacity_factor)
     reserve = memory_reserve() if reserve is None else float(reserve)
     vals = _memory_arrays(model, cluster, a["tp"], a["pp"], a["dp"], a["cp"], a["micro_batch"],
@@ -774,7 +791,7 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         variables of :func:`memory`. The formula is in the module docstring.
     """
     model, a, rc = _prepare(model, cluster, tp, pp, dp, cp, micro_batch, global_batch, interleave,
-                            zero, recompute, gpus, check, ep)
+                            zero, recompute, gpus, check, ep, bool(balanced_ends))
     a, rc, vals, attrs = _evaluate(
         model, cluster, a, rc, capacity_factor=capacity_factor, efficiency=efficiency,
         memory_efficiency=memory_efficiency, overlap_dp=overlap_dp, overlap_tp=overlap_tp,
@@ -870,7 +887,7 @@ def _divisors(n):
 
 
 def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, micro_batch=None,
-            interleave=None, zero=None, recompute=None, ep=None):
+            interleave=None, zero=None, recompute=None, ep=None, balanced_ends=False):
     """All valid layouts for ``gpus`` GPUs as a dict of equal-length arrays.
 
     Each keyword restricts one axis (a value or a list); by default ``tp`` ranges over the
@@ -878,7 +895,7 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     1, 2, 4, 8, 16, ``micro_batch`` over 1, 2, 4, 8, ``interleave`` over 1, 2, 4, ``zero`` over
     0-3, ``recompute`` over none/selective/full and, for a mixture-of-experts model, ``ep`` over
     the powers of two dividing ``experts`` up to 64 (1 for a dense model). Invalid combinations
-    are removed with the rules of :func:`check_layout`.
+    are removed with the rules of :func:`check_layout` (``balanced_ends`` as there).
     """
     model = transformer(model)
     gpus = check_gpus(gpus)
@@ -916,7 +933,7 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     bb, vv = (g.ravel().astype(np.int64) for g in np.meshgrid(bs, vs, indexing="ij"))
     (t, c, p, d), (b, v) = cross((t, c, p, d), (bb, vv))
     m = gb // np.maximum(d * b, 1)
-    ok = (p * v <= model.layers) & (gb % (d * b) == 0) & ~((v > 1) & ((p == 1) | (m % p != 0)))
+    ok = (p * v <= _chunk_slots(model, p, bool(balanced_ends))) & (gb % (d * b) == 0) & ~((v > 1) & ((p == 1) | (m % p != 0)))
     t, c, p, d, b, v = (x[ok] for x in (t, c, p, d, b, v))
     zz, rr, ee = (g.ravel().astype(np.int64) for g in np.meshgrid(zs, rcs, eps, indexing="ij"))
     ok_inner = (zz >= 0) & (zz <= 3) & (max(model.experts, 1) % ee == 0)
@@ -946,7 +963,7 @@ def search(model, cluster, gpus, global_batch, *, top=None, feasible_only=True, 
         top = check_positive("top", top, integer=True)
     if flash_attention and axes.get("recompute") is None:
         axes["recompute"] = ["selective", "full"]  # with FlashAttention "none" is "selective"
-    lay = layouts(model, cluster, gpus, global_batch, **axes)
+    lay = layouts(model, cluster, gpus, global_batch, balanced_ends=balanced_ends, **axes)
     if lay["tp"].size == 0:
         raise HpclabError(f"no valid layout for {model.name} on {gpus} GPUs with global_batch "
                           f"{global_batch}; try a global batch that is a multiple of the data-parallel size")
