@@ -39,6 +39,31 @@ def bench_sweep(**options):
     return secs, valid, int(ds["time"].size)
 
 
+def bench_sweep_vs_collective_time():
+    """One op, one algorithm, one fabric over a 1,000 x 1,000 (ranks x bytes) grid: sweep() against
+    collective_time on the same broadcast grid (issue 13: within 2x; it was 14-29x slower when
+    it evaluated every algorithm even when one was asked for). Interleaved, best of 3 each."""
+    from hpclab.network import collective_time
+
+    ranks = np.unique(np.round(np.geomspace(2, 1_000_000, 4000)).astype(int))[:1000]
+    nbytes = 2.0 ** np.linspace(3, 33, 1000)
+    assert ranks.size == 1000
+
+    def with_sweep():
+        return sweep(op="allreduce", algorithm="ring", fabric="erdma", ranks=ranks, nbytes=nbytes)
+
+    def with_time():
+        return collective_time("allreduce", nbytes[None, :], ranks[:, None], "erdma", algorithm="ring")
+
+    with_sweep(), with_time()  # warm-up
+    t_s = t_c = float("inf")
+    for _ in range(3):
+        t_s = min(t_s, best_of(with_sweep, 1)[0])
+        t_c = min(t_c, best_of(with_time, 1)[0])
+    same = np.allclose(with_sweep()["time"].values.reshape(1000, 1000), with_time(), rtol=1e-12)
+    return t_s, t_c, same
+
+
 def bench_widget_call():
     from hpclab.viz.collectives import panel_model
 
@@ -64,6 +89,10 @@ def main():
         print(f"  time per 1,000,000 points: {per_million:.3f} s; "
               f"ratio to target: {per_million / SWEEP_TARGET_S:.2f} (target <= 1)")
         assert valid >= 1_000_000, valid
+    t_s, t_c, same = bench_sweep_vs_collective_time()
+    print(f"sweep() vs collective_time, allreduce ring on erdma, 1,000 x 1,000 points: {t_s:.3f} s vs "
+          f"{t_c:.3f} s (values {'equal' if same else 'DIFFERENT'}); ratio {t_s / t_c:.2f} "
+          f"(target <= 2, issue 13)")
     try:
         secs = bench_widget_call()
     except ImportError as exc:  # viz layer missing
