@@ -600,6 +600,36 @@ def test_zero_shards_and_gradients_span_the_context_parallel_ranks(h800):
     assert float(t4.dp_comm_total) > float(t1.dp_comm_total)
 
 
+def test_dense_projections_sit_on_the_roofline(h800):
+    # a GEMM is no faster than its operands stream from HBM: zero extra for the usual dense
+    # shapes, the weights' read time for fine-grained experts on few tokens
+    from hpclab.workloads.llm import parallel as P
+
+    rate, hbm = h800.peak_flops * 0.6, h800.memory_bandwidth
+    m, k, n = 128.0, 7168.0, 2048.0
+    flops, bytes_ = 2 * m * k * n, 2 * (m * k + k * n + m * n)
+    assert bytes_ / hbm > flops / rate  # memory-bound at 128 tokens
+    assert P._gemm_excess(m, k, n, rate, hbm) == pytest.approx(bytes_ / hbm - flops / rate)
+    assert P._gemm_excess(8192.0, 12288.0, 12288.0, rate, hbm) == 0.0
+    gpt = llm.transformer("gpt3-175b")
+    assert float(P._gemm_floor(gpt, np.array(2048.0), np.array(8), np.array(1), 1.0, rate, hbm)) == 0.0
+    # DeepSeek-V3 with every routed expert on one rank (ep 1): each of its 256 experts sees
+    # 4,096 x 8 / 256 = 128 tokens, so the step reads every expert's weights forward and twice
+    # backward at least once each
+    ds = llm.transformer("deepseek-v3")
+    one = llm.step_time(ds, h800, tp=1, pp=1, dp=1, ep=1, micro_batch=1, global_batch=1,
+                        recompute="selective").isel(layout=0)
+    weights = ds.moe_layers * ds.experts * ds.expert_params * 2.0  # bf16 bytes of the routed experts
+    assert float(one.compute_time) > 3 * weights / hbm
+    floor = float(P._gemm_floor(ds, np.array(4096.0), np.array(1), np.array(1), 1.0,
+                                h800.peak_flops * llm.default_efficiency("matmul", "H800"), hbm))
+    assert floor > 0
+    # spreading the experts over more ranks gives each more tokens: the floor per rank shrinks
+    floor8 = float(P._gemm_floor(ds, np.array(4096.0), np.array(1), np.array(8), 1.0,
+                                 h800.peak_flops * llm.default_efficiency("matmul", "H800"), hbm))
+    assert floor8 < floor / 8
+
+
 def test_zero3_list_gather_costs_one_launch_per_rank_and_tensor():
     # DeepSpeed 2021 gathers each parameter tensor into dp per-rank views: 2 gathers per layer and
     # micro-batch (forward, backward; the recomputed forward reuses the backward's), dp copies

@@ -11,7 +11,8 @@ section 2.2)::
     T = (m + (pp - 1) / v) * t_mb  +  T_pp,exposed  +  T_dp,exposed  +  T_optimizer
 
 ``t_mb`` is the time of one micro-batch on the slowest stage: its layers' dense matrix FLOPs at
-``efficiency * peak`` (one fitted figure per GPU generation), the attention core on a roofline
+``efficiency * peak`` (one fitted figure per GPU generation), each projection no faster than its
+operands stream from HBM (a MoE layer's experts on their routed tokens), the attention core on a roofline
 (memory-bound when unfused), their element-wise memory traffic at ``memory_efficiency * HBM``,
 their tensor-parallel collectives on NVLink (all-reduces, or all-gather + reduce-scatter with
 sequence parallelism: 4 per layer, 5 with sequence parallelism's backward all-gather, 6 with full
@@ -482,6 +483,41 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     return out
 
 
+def _gemm_excess(m, k, n, rate, hbm):
+    """Seconds a ``(m x k) @ (k x n)`` bf16 GEMM takes beyond its compute time at ``rate`` when
+    streaming its operands and result (``2 (mk + kn + mn)`` bytes) from HBM takes longer: the
+    memory-bound floor of the roofline (0 where the GEMM is compute-bound). Backward's two GEMMs
+    (input and weight gradients) move the same bytes for the same FLOPs."""
+    return np.maximum(0.0, 2.0 * (m * k + k * n + m * n) / hbm - 2.0 * m * k * n / rate)
+
+
+def _gemm_floor(model, tokens, tp, ep, cf, rate, hbm):
+    """Forward seconds per layer (averaged over dense and MoE layers) that the dense projections
+    lose to the memory-bound floor of the roofline, on one GPU: QKV and output projections, the
+    FFN's up (and gate) and down projections, and in a MoE layer the shared experts and the
+    ``experts / ep`` routed experts of the rank, each on the ``tokens x ep x top_k x cf /
+    experts`` tokens routed to it. Zero wherever every GEMM is compute-bound (the dense models'
+    usual shapes); fine-grained experts on few tokens are memory-bound (their weights dominate)."""
+    h, kv = model.hidden, model.kv_dim
+    if model.attention_params:  # a custom attention block (MLA): one projection of that size
+        att = _gemm_excess(tokens, h, model.attention_params / (h * tp), rate, hbm)
+    else:
+        att = (_gemm_excess(tokens, h, (h + 2 * kv) / tp, rate, hbm)
+               + _gemm_excess(tokens, h / tp, h, rate, hbm))
+    mf = model.ffn_matrices
+
+    def ffn(t, f):
+        return _gemm_excess(t, h, (mf - 1) * f / tp, rate, hbm) + _gemm_excess(t, f / tp, h, rate, hbm)
+
+    if not model.experts:
+        return att + ffn(tokens, model.ffn)
+    moe = model.moe_layers / model.layers
+    routed_tokens = tokens * ep * model.top_k * cf / model.experts
+    expert = (model.experts / ep) * ffn(routed_tokens, model.expert_ffn)
+    shared = ffn(tokens, model.shared_experts * model.expert_ffn) if model.shared_experts else 0.0
+    return att + (1 - moe) * ffn(tokens, model.ffn) + moe * (expert + shared)
+
+
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
                  overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0, async_tp=True,
                  grad_fusion=True, list_gather=False):
@@ -526,6 +562,8 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     else:
         rate_attn = rate
     gemm_layer = dense_mult * dense_fwd / tp / rate + attn_mult * attn_fwd / tp / rate_attn
+    if hbm > 0:  # each dense GEMM on the roofline: no faster than its operands stream from HBM
+        gemm_layer = gemm_layer + dense_mult * _gemm_floor(model, tokens, tp, ep, cf, rate, hbm)
     # element-wise (memory-bound) traffic: the stored activations written in forward, read and
     # their gradients written in backward (3x), once more when fully recomputed, at mem_eff x HBM
     per_tok = _per_token_activations(model, tp, sp, cf)
