@@ -1004,6 +1004,11 @@ def _nccl_constants() -> dict:
     return doc["nccl_tuning"]
 
 
+def launch_us() -> float:
+    """One kernel launch, in microseconds (``nccl_tuning.launch_overhead_us``, an assumption)."""
+    return float(_nccl_constants()["launch_overhead_us"]["value"])
+
+
 def _nccl_table(op, p, nodes, ppn, b_intra, b_inter, gen, channels, cpu, nvls):
     """NCCL's (latency us, algorithm bandwidth GB/s) per (algorithm, protocol) for one
     communicator: ``ncclTopoTuneModel`` of NVIDIA/nccl src/graph/tuning.cc, with the graph's
@@ -1143,7 +1148,7 @@ def nccl_time(op, nbytes, ranks, fabric="rdma-hpn7", *, ranks_per_node=8, intra_
     check_positive("channels", C, integer=True)
     b_intra = intra.bandwidth / 1e9
     b_inter = inter.bandwidth * inter.links_per_host / 1e9
-    launch_us = float(k["launch_overhead_us"]["value"]) if launch else 0.0
+    added_us = launch_us() if launch else 0.0
     corr = np.asarray(k["tree_correction"], dtype=float)
     plateau = k["ring_simple_plateau"]["ampere_and_later" if gen != "volta" else "pre_ampere"]
     out = np.full(n.shape, np.inf)
@@ -1186,7 +1191,7 @@ def nccl_time(op, nbytes, ranks, fabric="rdma-hpn7", *, ranks_per_node=8, intra_
         if not np.all(np.isfinite(best)):
             raise HpclabError(f"no NCCL algorithm runs {op} with algorithm={algorithm!r}, "
                               f"protocol={protocol!r} on {pv} ranks (nvls={nvls}, generation {gen})")
-        out[sel] = (best + launch_us) * 1e-6
+        out[sel] = (best + added_us) * 1e-6
         best_a[sel], best_p[sel] = ba, bp
     t = _out(out)
     if choice:

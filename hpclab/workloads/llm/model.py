@@ -157,7 +157,8 @@ class Transformer:
             moe = self.moe_layers / self.layers
             ffn = ((1 - moe) * self.ffn_matrices
                    + moe * (self.ffn_matrices * (self.experts + self.shared_experts) + 1))
-        return (2 + ffn) * per + 2 * per if self.experts else int((2 + ffn) * per + 2 * per)
+        total = (2 + ffn) * per + 2 * per  # attention's two matrices, the FFN's, two norms
+        return total if self.experts else int(total)
 
     @property
     def attention_matmul_params(self) -> int:

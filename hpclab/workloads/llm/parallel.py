@@ -97,13 +97,6 @@ def _collective(op, nbytes, ranks, fabric, **options):
     return _collectives((op,), nbytes, ranks, fabric, **options)[0]
 
 
-def _nccl_launch_seconds() -> float:
-    """One kernel launch (``data/reference/collectives.yaml``, ``nccl_tuning.launch_overhead_us``)."""
-    from hpclab.network.collectives import _nccl_constants
-
-    return float(_nccl_constants()["launch_overhead_us"]["value"]) * 1e-6
-
-
 def _p2p(nbytes, fabric):
     from hpclab.network import p2p_time
 
@@ -271,9 +264,9 @@ def _stage_layers(model, pp, v, bal=False):
     """Layers of a middle (the fullest) stage and of the first stage. With ``bal`` (Llama 3,
     section 3.3.2: one layer fewer on the first and on the last stage, which hold the embedding
     and the output layer) the middle stages share ``l + 2`` layer slots."""
-    extra = np.where(bal & (pp > 1), 2, 0)
-    middle = np.ceil(_chunk_slots(model, pp, bal) / (pp * v)) * v
-    return middle, middle - extra / 2
+    slots = _chunk_slots(model, pp, bal)
+    middle = np.ceil(slots / (pp * v)) * v
+    return middle, middle - (slots - model.layers) / 2
 
 
 def _expert_share(model, layers_stage, tp, ep):
@@ -641,7 +634,9 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
         # PyTorch's list all_gather copies every rank's block out of NCCL's flat output: per
         # gather dp host-side copies, each a kernel launch (launch_overhead_us), on the path of
         # the gather; 2 gathers per tensor per micro-batch as above
-        launch = float(_nccl_launch_seconds())
+        from hpclab.network.collectives import launch_us
+
+        launch = launch_us() * 1e-6
         z3_comm = z3_comm + np.where(z3, layers_stage * model.layer_tensors * 2.0 * dp * cp * launch, 0.0)
     dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)

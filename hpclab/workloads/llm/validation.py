@@ -211,7 +211,12 @@ def names() -> tuple:
     """The fitted numbers: one matrix-product efficiency per generation, one memory one, and
     each fitted setting (``<key>_<family>``, e.g. ``overlap_dp_zero3``)."""
     return (tuple(f"matmul_efficiency_{g}" for g in generations()) + ("memory_efficiency",)
-            + tuple(f"{key}_{fam}" for fam, key in fitted_settings()))
+            + _setting_names())
+
+
+def _setting_names() -> tuple:
+    """The fitted settings' names in :func:`names` (``<key>_<family>``)."""
+    return tuple(f"{key}_{fam}" for fam, key in fitted_settings())
 
 
 def calibration_rows() -> list[str]:
@@ -246,7 +251,7 @@ def calibrate(rows=None) -> dict:
     index = [gens.index(_row_generation(r)) for r in rows]
 
     k = len(gens)
-    extra = names()[k + 1:]  # the fitted settings, each a share in [0, 1]
+    extra = _setting_names()  # each a share in [0, 1]
 
     def residual(x):
         fitted = dict(zip(extra, (float(v) for v in x[k + 1:])))
@@ -296,7 +301,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
     cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
     mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
     settings_fit = {n: float((cal or calibrated_efficiency())[n])
-                    for n in names()[len(generations()) + 1:]}
+                    for n in _setting_names()}
     ids, pub, pred, metric, lay, group, how = [], [], [], [], [], [], []
     for row in ref["throughput"]:
         eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
