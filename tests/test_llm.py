@@ -944,6 +944,17 @@ def test_absurd_gpu_counts_are_refused_at_once(capsys):
 
 # --- calibrate once -----------------------------------------------------------------------------
 
+def test_fit_key_covers_the_collective_constants(monkeypatch):
+    # the ZeRO-3 fit reads the launch figure of data/reference/collectives.yaml: a change there
+    # must refit, not reuse the cached overlap
+    from hpclab.workloads.llm import fitcache, validation as V
+
+    seen = []
+    monkeypatch.setattr(fitcache, "fingerprint", lambda files, extra="": seen.extend(files) or "k")
+    V._fit_key()
+    assert any(f.name == "collectives.yaml" and f.parent.name == "reference" for f in seen)
+
+
 def test_second_plan_in_a_fresh_process_does_not_fit(tmp_path):
     import json
     import os

@@ -276,7 +276,8 @@ def _fit_key() -> str:
 
     here = Path(__file__).resolve().parent
     files = ([data_dir() / "reference" / "llm_training.yaml", data_dir() / "models.yaml",
-              data_dir() / "reference" / "topologies.yaml"]
+              data_dir() / "reference" / "topologies.yaml",
+              data_dir() / "reference" / "collectives.yaml"]  # launch_us feeds the ZeRO-3 fit
              + sorted((data_dir() / "catalog").glob("*.yaml"))
              + sorted(here.glob("*.py")) + sorted((here.parent.parent / "network").glob("*.py")))
     return fingerprint([f for f in files if f.exists()],
