@@ -161,6 +161,16 @@ class Transformer:
         return total if self.experts else int(total)
 
     @property
+    def expert_tensors(self) -> float:
+        """The routed experts' share of :attr:`layer_tensors` (their matrices and biases,
+        averaged over the layers): the tensors a ZeRO-3 list gather collects over an expert
+        group rather than the whole data-parallel group. 0 for a dense model."""
+        if not self.experts:
+            return 0
+        per = 2 if self.bias else 1
+        return (self.moe_layers / self.layers) * self.ffn_matrices * self.experts * per
+
+    @property
     def attention_matmul_params(self) -> int:
         """Matrix weights of one attention block: ``2 h^2 + 2 h kv`` (or ``attention_params``)."""
         if self.attention_params:

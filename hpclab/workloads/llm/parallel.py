@@ -32,7 +32,7 @@ times come from :func:`hpclab.network.collective_time` and :func:`hpclab.network
 
 Memory per GPU (bytes) follows Rajbhandari et al. 2020 (ZeRO: 2 + 2 + 12 bytes per parameter for
 bf16 weights, bf16 gradients and fp32 Adam states, sharded over ``dp x cp`` by stage; routed experts
-over ``ep`` and their ZeRO shards over ``dp / ep``) and Korthikanti et al. 2022 for activations
+over ``ep`` and their ZeRO shards over ``dp x cp / ep``) and Korthikanti et al. 2022 for activations
 (``s b h (34/t + 5 a s/(h t))`` per layer with sequence parallelism, no recomputation; the
 ``5as/h`` attention-score term vanishes with selective recomputation; ``2 s b h / t`` with full
 recomputation), times the micro-batches in flight on the first stage.
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from hpclab._validate import HpclabError, check_choice, check_positive
+from hpclab._validate import HpclabError, check_choice, check_positive, check_range
 from hpclab.workloads.llm.model import Transformer, transformer
 
 __all__ = ["RECOMPUTE", "ZERO_STAGES", "step_time", "memory", "check_layout", "layouts", "search",
@@ -157,7 +157,7 @@ _REASONS = (
     "interleave > 1 needs pp > 1 and micro-batches a multiple of pp",
     "zero must be one of 0, 1, 2, 3",
     "gpus must equal tp * cp * pp * dp",
-    "ep must divide experts and dp (1 for a dense model)",
+    "ep must divide experts and dp * cp (1 for a dense model)",
 )
 
 
@@ -186,8 +186,19 @@ def _layout_codes(model, cl, gpus, tp, pp, dp, cp, b, v, zero, gb, ep=1, bal=Fal
     mark((zero < 0) | (zero > 3), 8)
     if gpus is not None:
         mark(tp * cp * pp * dp != gpus, 9)
-    mark((dp % ep != 0) | (max(model.experts, 1) % ep != 0), 10)
+    mark(((dp * cp) % ep != 0) | (max(model.experts, 1) % ep != 0), 10)
     return code
+
+
+def _list_gather_seconds(value) -> float:
+    """``zero3_list_gather``: False (one flat gather per layer) or the host time of one per-rank
+    copy in microseconds, a number in (0, 1000]; returned in seconds (0 when False)."""
+    if value is False or value is None or (not isinstance(value, bool) and value == 0):
+        return 0.0
+    if isinstance(value, bool):
+        raise HpclabError("zero3_list_gather must be False or the host time of one per-rank copy in "
+                          f"microseconds, a number in (0, 1000], got {value!r}")
+    return check_range("zero3_list_gather", value, 0.0, 1000.0, low_open=True) * 1e-6
 
 
 def _capacity(value) -> float:
@@ -228,8 +239,9 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
     and the last chunk may hold only the embedding and only the output layer); ``cp`` divides ``seq_length``; ``global_batch`` is a
     multiple of ``dp * micro_batch``; interleaving needs ``pp > 1`` and micro-batches a multiple
     of ``pp`` (Megatron-LM); ``gpus == tp * cp * pp * dp`` when ``gpus`` is given; the expert-
-    parallel size ``ep`` divides ``experts`` and ``dp`` (expert-parallel groups are carved out of
-    the data-parallel ranks, as in Megatron-Core).
+    parallel size ``ep`` divides ``experts`` and ``dp * cp`` (expert-parallel groups are carved
+    out of the data- and context-parallel ranks, which hold the same weights: Megatron-Core's
+    expert-data-parallel size ``dp * cp / ep`` with expert tensor parallelism ``tp``).
     """
     model = transformer(model)
     args = {k: _ints(k, val) for k, val in dict(tp=tp, pp=pp, dp=dp, cp=cp, micro_batch=micro_batch,
@@ -252,7 +264,7 @@ def check_layout(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, globa
                   7: f"pp={b['pp']}, micro-batches={b['global_batch'] // (b['dp'] * b['micro_batch'])}",
                   8: f"zero={b['zero']}",
                   9: f"gpus={gpus}, tp*cp*pp*dp={b['tp'] * b['cp'] * b['pp'] * b['dp']}",
-                  10: f"ep={b['ep']}, experts={model.experts}, dp={b['dp']}"}[codes.ravel()[i]]
+                  10: f"ep={b['ep']}, experts={model.experts}, dp*cp={b['dp'] * b['cp']}"}[codes.ravel()[i]]
         raise HpclabError(f"invalid layout: {_REASONS[codes.ravel()[i]]} ({detail})")
     return codes
 
@@ -302,11 +314,12 @@ def _per_token_activations(model, tp, sp, cf=1.0):
 def _memory_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, reserve, flash=True, bal=False,
                    ep=1, cf=1.0):
     params_all, layers_stage = _stage_params(model, tp, pp, v, bal)
-    # routed experts: sharded over ep, their ZeRO shards over the dp / ep expert-data-parallel ranks
+    # routed experts: sharded over ep, their ZeRO shards over the dp x cp / ep expert-data-
+    # parallel ranks (context-parallel ranks hold the same weights: ZeRO shards over dp x cp)
     expert, replaced = _expert_share(model, layers_stage, tp, ep)
     params_gpu = params_all - replaced
-    edp = dp // ep
-    dcp = dp * cp  # context-parallel ranks hold the same weights: ZeRO shards over dp x cp
+    dcp = dp * cp
+    edp = dcp // ep
 
     def sharded(stage):
         return params_gpu / np.where(zero >= stage, dcp, 1) + expert / np.where(zero >= stage, edp, 1)
@@ -357,6 +370,18 @@ def _classes(*arrays):
     first = np.full(int(codes.max()) + 1 if codes.size else 0, -1, dtype=np.int64)
     first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)  # first occurrence of each code
     return codes, first
+
+
+def _group_ranks_per_node(G, tp, cp, pp, group):
+    """Ranks of one data-parallel group (the ``dp x cp`` ranks with the same tp and pp
+    coordinates) on the first node, for ranks ordered tp (fastest), cp, pp, dp and ``G`` GPUs
+    per node. The node's ``S = G / tp`` slots run through the (cp, pp) blocks: every full period
+    of ``cp x pp`` slots holds ``cp`` of the group's ranks, and the remainder ``r`` another
+    ``min(cp, r)``; a tensor-parallel group filling the node leaves 1. At most ``group``."""
+    slots = np.maximum(G // np.minimum(tp, G), 1)
+    period = cp * pp
+    rpn = (slots // period) * cp + np.minimum(cp, slots % period)
+    return np.minimum(np.where(tp >= G, 1, rpn), group)
 
 
 def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
@@ -418,22 +443,19 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
         p2p[~pp_inside] = _p2p(pp_bytes[~pp_inside] * cl.nic_share, cl.fabric)
     out["p2p"] = p2p
     # data parallel on the backend fabric (hierarchical when several dp ranks share a node): the
-    # stage's bf16 gradients; routed experts' gradients reduce over the dp / ep ranks holding
-    # the same experts
+    # stage's bf16 gradients; routed experts' gradients reduce over the dp x cp / ep ranks
+    # holding the same experts
     params_all, first_layers = _stage_params(model, tp, pp, v, bal)
     expert, replaced = _expert_share(model, first_layers, tp, ep)
     grad_bytes = (params_all - replaced) * BF16 * np.ones(tp.shape)
     expert_bytes = expert * BF16 * np.ones(tp.shape)
-    edp = dp // ep
     # the gradients reduce over the dp x cp ranks holding the same weights (context-parallel ranks
     # see different tokens: Megatron-Core's data-parallel group with context parallelism, FSDP's
     # dp_shard_cp mesh); ranks ordered tp, cp, pp, dp: of a node's G / tp (cp, pp, dp) slots,
     # those with one pp coordinate are in the group
     dcp = dp * cp
-    slots = np.maximum(G // np.minimum(tp, G), 1)
-    rpn = np.where(tp >= G, 1, np.where(slots <= cp, slots,
-                                        np.where(slots <= cp * pp, cp, cp * (slots // (cp * pp)))))
-    rpn = np.minimum(rpn, dcp)
+    edp = dcp // ep
+    rpn = _group_ranks_per_node(G, tp, cp, pp, dcp)
     links = float(cl.fabric.links_per_host)
     dp_ar, dp_rsag = np.zeros(tp.shape), np.zeros(tp.shape)
     for r in np.unique(rpn):
@@ -513,7 +535,7 @@ def _gemm_floor(model, tokens, tp, ep, cf, rate, hbm):
 
 def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap_dp, overlap_tp,
                  overlap_pp, flash=True, mem_eff=1.0, bal=False, ep=1, cf=1.0, async_tp=True,
-                 grad_fusion=True, list_gather=False):
+                 grad_fusion=True, list_gather=0.0):
     G = cl.gpus_per_node
     s, h, V = model.seq_length, model.hidden, model.vocab
     peak, hbm = cl.peak_flops, cl.memory_bandwidth
@@ -628,23 +650,23 @@ def _step_arrays(model, cl, tp, pp, dp, cp, b, v, zero, rc, gb, sp, eff, overlap
     # whole group, flat (each GPU on its own share of the NICs, not the node-aware two-level
     # scheme), and prefetched behind the compute of that micro-batch only.
     z3_comm = np.where(z3, layers_stage * (2.0 * comm["z3_ag"] + comm["z3_rs"]), 0.0)
-    if list_gather:
+    if list_gather > 0:
         # DeepSpeed's stage 3 of 2021 (v0.3.13-v0.5.x, partition_parameters._allgather_param)
-        # gathers each parameter tensor on its own into dp narrow() views of one buffer, and
-        # PyTorch's list all_gather copies every rank's block out of NCCL's flat output: per
-        # gather dp host-side copies, each a kernel launch (launch_overhead_us), on the path of
-        # the gather; 2 gathers per tensor per micro-batch as above
-        from hpclab.network.collectives import launch_us
-
-        launch = launch_us() * 1e-6
-        z3_comm = z3_comm + np.where(z3, layers_stage * model.layer_tensors * 2.0 * dp * cp * launch, 0.0)
+        # gathers each parameter tensor on its own into one narrow() view per rank of its group,
+        # and PyTorch's list all_gather copies every rank's block out of NCCL's flat output: per
+        # gather one host-issued copy per rank (``list_gather`` seconds each), on the path of the
+        # gather; 2 gathers per tensor per micro-batch as above. A dense tensor's group is the
+        # dp x cp ranks; a routed expert's (the rank's experts / ep of them) the dp x cp / ep
+        dcp = dp * cp
+        copies = (model.layer_tensors - model.expert_tensors) * dcp + model.expert_tensors / ep * (dcp // ep)
+        z3_comm = z3_comm + np.where(z3, layers_stage * 2.0 * copies * list_gather, 0.0)
     dp_total = np.where(z3, mb * z3_comm, dp_comm)
     window = overlap_dp * np.broadcast_to(compute_mb, dp_comm.shape)
     dp_exposed = np.where(z3, mb * np.maximum(0.0, z3_comm - window),
                           np.maximum(0.0, dp_comm - window))
     dp_exposed = np.where(np.broadcast_to(dp * cp, dp_comm.shape) > 1, dp_exposed, 0.0)
 
-    opt_params = params_gpu / np.where(zero >= 1, dp * cp, 1) + expert / np.where(zero >= 1, dp // ep, 1)
+    opt_params = params_gpu / np.where(zero >= 1, dp * cp, 1) + expert / np.where(zero >= 1, dp * cp // ep, 1)
     optimizer = opt_params * ADAM_TRAFFIC_BYTES / hbm if hbm > 0 else 0.0 * opt_params
 
     # gradient accumulation over the micro-batches: fused into the weight-gradient GEMM's
@@ -776,7 +798,8 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         Activation recomputation (Korthikanti et al. 2022).
     ep : int or array
         Expert-parallel size (mixture-of-experts models): the routed experts of each MoE layer
-        are spread over ``ep`` of the data-parallel ranks; must divide ``experts`` and ``dp``.
+        are spread over ``ep`` of the data- and context-parallel ranks; must divide ``experts``
+        and ``dp * cp``.
     capacity_factor : float in [1, 16]
         Expert capacity as a multiple of the balanced load ``top_k x tokens / experts``: buffers,
         expert FLOPs and all-to-all volumes are padded to it (Fedus et al. 2022, Switch
@@ -809,12 +832,14 @@ def step_time(model, cluster, *, tp=1, pp=1, dp=1, cp=1, micro_batch=1, global_b
         Gradients accumulate across micro-batches inside the weight-gradient GEMM (Megatron-LM
         2022 on). False: a separate add of each micro-batch's 16-bit gradient (Megatron-LM 2021,
         autograd accumulation), ``6 B`` per local parameter per micro-batch after the first.
-    zero3_list_gather : bool
-        ZeRO-3 gathers each parameter tensor into ``dp`` per-rank views of one buffer (DeepSpeed
-        v0.3.13-v0.5.x, 2021: ``_allgather_param`` and PyTorch's list ``all_gather``), which
-        costs ``dp`` host copies (one kernel launch each) per gathered tensor:
-        ``2 l_stage x layer_tensors x dp x launch`` per micro-batch, added to the gathers.
-        False: one flat gather per layer (FSDP, later DeepSpeed).
+    zero3_list_gather : False or float
+        False: one flat gather per layer (FSDP, later DeepSpeed). A number: ZeRO-3 gathers each
+        parameter tensor into one view per rank of its group (DeepSpeed v0.3.13-v0.5.x, 2021:
+        ``_allgather_param`` and PyTorch's list ``all_gather``), one host-issued copy per rank
+        and gathered tensor, each taking this many microseconds (in (0, 1000]; the reference
+        rows take ``software.deepspeed-2021.zero3_list_gather`` of
+        ``data/reference/llm_training.yaml``): ``2 l_stage x layer_tensors x d c x copy`` per
+        micro-batch (a routed expert's tensors over its ``d c / ep`` ranks), added to the gathers.
 
     Returns
     -------
@@ -869,7 +894,7 @@ def _evaluate(model, cluster, a, rc, *, capacity_factor, efficiency, memory_effi
                         a["interleave"], a["zero"], rc, a["global_batch"], sp, eff, float(overlap_dp),
                         float(overlap_tp), float(overlap_pp), bool(flash_attention), mem_eff,
                         bool(balanced_ends), a["ep"], cf, bool(async_tp),
-                        bool(grad_accumulation_fusion), bool(zero3_list_gather))
+                        bool(grad_accumulation_fusion), _list_gather_seconds(zero3_list_gather))
     vals.update(mem)
     return a, rc, vals, dict(efficiency=eff, memory_efficiency=mem_eff)
 
@@ -972,7 +997,7 @@ def layouts(model, cluster, gpus, global_batch, *, tp=None, pp=None, cp=None, mi
     ok_inner = (zz >= 0) & (zz <= 3) & (max(model.experts, 1) % ee == 0)
     zz, rr, ee = zz[ok_inner], rr[ok_inner], ee[ok_inner]
     (t, c, p, d, b, v), (z, r, e) = cross((t, c, p, d, b, v), (zz, rr, ee))
-    ok = d % e == 0
+    ok = (d * c) % e == 0
     return dict(tp=t[ok], pp=p[ok], dp=d[ok], cp=c[ok], micro_batch=b[ok], interleave=v[ok],
                 zero=z[ok], recompute=r[ok], ep=e[ok], global_batch=np.full(int(ok.sum()), gb, dtype=np.int64))
 

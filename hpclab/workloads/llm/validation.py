@@ -252,6 +252,14 @@ def calibrate(rows=None) -> dict:
 
     k = len(gens)
     extra = _setting_names()  # each a share in [0, 1]
+    # every number needs a row it acts on: a generation's efficiency a row of that generation, a
+    # fitted setting a row of its source (else least squares leaves it at its start, silently)
+    families = {_family(_row(r)) for r in rows}
+    unfit = ([f"matmul_efficiency_{g}" for i, g in enumerate(gens) if i not in index]
+             + [n for n, (fam, _) in zip(extra, fitted_settings()) if fam not in families])
+    if unfit:
+        raise HpclabError(f"calibrate: no row among {', '.join(rows)} determines {', '.join(unfit)}; "
+                          f"add a row of each (the default rows: {', '.join(calibration_rows())})")
 
     def residual(x):
         fitted = dict(zip(extra, (float(v) for v in x[k + 1:])))
@@ -294,15 +302,24 @@ def calibrated_efficiency() -> dict:
     return cached("llm-efficiency", _fit_key(), names(), lambda: calibrate())
 
 
-def validate(efficiency: float | None = None, memory_efficiency: float | None = None) -> xr.Dataset:
+def validate(efficiency: float | None = None, memory_efficiency: float | None = None,
+             fitted: dict | None = None) -> xr.Dataset:
     """Predict every reference row; Dataset along ``row`` with ``published``, ``predicted``,
     ``relative_error`` and ``within_tolerance`` (the calibration rows are marked). Without
-    ``efficiency`` each row uses its GPU generation's fitted figure."""
+    ``efficiency`` each row uses its GPU generation's fitted figure; ``fitted`` gives the fitted
+    settings (``{"overlap_dp_zero3": ...}``, :func:`names`). Only what is not given comes from
+    the cached fit (:func:`calibrated_efficiency`): with all three given nothing is fitted."""
     ref = reference()
-    cal = calibrated_efficiency() if efficiency is None or memory_efficiency is None else {}
+    fitted = dict(fitted or {})
+    unknown = sorted(set(fitted) - set(_setting_names()))
+    if unknown:
+        raise HpclabError(f"validate: fitted has unknown setting {unknown[0]!r}; "
+                          f"allowed: {', '.join(_setting_names())}")
+    needs_fit = (efficiency is None or memory_efficiency is None
+                 or any(n not in fitted for n in _setting_names()))
+    cal = calibrated_efficiency() if needs_fit else {}
     mem = cal["memory_efficiency"] if memory_efficiency is None else float(memory_efficiency)
-    settings_fit = {n: float((cal or calibrated_efficiency())[n])
-                    for n in _setting_names()}
+    settings_fit = {n: float(fitted[n] if n in fitted else cal[n]) for n in _setting_names()}
     ids, pub, pred, metric, lay, group, how = [], [], [], [], [], [], []
     for row in ref["throughput"]:
         eff = (cal[f"matmul_efficiency_{_row_generation(row['id'])}"] if efficiency is None
