@@ -650,6 +650,20 @@ def test_expert_groups_span_data_and_context_parallel_ranks(h800):
         expert, replaced = P._expert_share(model, layers, 1, ep)
         want = P.ADAM_STATE_BYTES * ((params_all - replaced) / (dp * cp) + expert / (dp * cp // ep))
         assert float(mem.optimizer_mem) == pytest.approx(float(want), rel=1e-12), (dp, cp, ep)
+    # the expert group is the first ep ranks of a dp x cp group in the rank order (tp, cp, pp,
+    # dp): with pp 1 an 8-GPU node holds 8 of them, so the all-to-all stays on NVLink; with pp 8
+    # the node holds the 8 stages of one data-parallel rank, and every all-to-all crosses nodes
+    m = model.with_(seq_length=4096)
+    tk = dict(tp=1, dp=8, ep=8, micro_batch=1, global_batch=8, zero=1, recompute="selective",
+              efficiency=0.5, memory_efficiency=0.5)
+    one = collective_time("alltoall", 2 * 4096 * 4096 * 2, 8, h800.intra)
+    flat = llm.step_time(m, h800, pp=1, **tk).isel(layout=0)
+    assert float(flat.ep_comm) == pytest.approx(32 * 4 * one, rel=1e-9)
+    deep = llm.step_time(m, h800, pp=8, **tk).isel(layout=0)
+    across = collective_time("alltoall", 2 * 4096 * 4096 * 2 * h800.nic_share, 8, h800.fabric,
+                             **h800.network_options)
+    assert float(deep.ep_comm) == pytest.approx(4 * 4 * across, rel=1e-9)  # 4 MoE layers per stage
+    assert across > 2 * one
     lay = llm.layouts(model, h800, 64, 64, tp=[1], pp=[1], cp=[2], micro_batch=[1], interleave=[1])
     assert np.all((lay["dp"] * lay["cp"]) % lay["ep"] == 0) and 64 in set(lay["dp"] * lay["cp"])
     assert set(lay["ep"]) == {1, 2, 4, 8}

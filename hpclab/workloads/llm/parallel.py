@@ -410,18 +410,18 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
                                          cp[~cp_inside], cl.fabric, **cl.network_options)
     out["cp_one"] = cp_one
     # expert parallelism: one all-to-all of cf x top_k copies of the GPU's 1/tp share of the
-    # tokens, h bf16 each, over the ep ranks (placed after tp and cp: inside a node while
-    # tp cp ep <= G, else on the fabric with the node's other ranks sharing its links)
+    # tokens, h bf16 each, over the ep ranks: the first ep of a dp x cp group in the rank order
+    # (tp, cp, pp, dp), so inside a node while the group has ep ranks there, else on the fabric
+    # with that many ranks per node and the node's other ranks sharing its links
     a2a = np.zeros(tp.shape)
     if model.experts and np.any(ep > 1):
         a2a_bytes = tokens * cf * model.top_k * h * BF16 / tp
-        block = tp * cp
-        inside = block * ep <= G
+        per_node = _group_ranks_per_node(G, tp, cp, pp, dp * cp)
+        inside = per_node >= ep
         sel = (ep > 1) & inside
         if np.any(sel):
             a2a[sel] = _collective("alltoall", a2a_bytes[sel], ep[sel], cl.intra)
         outside = (ep > 1) & ~inside
-        per_node = np.maximum(1, G // np.minimum(block, G))
         for r in np.unique(per_node[outside]) if np.any(outside) else ():
             sel = outside & (per_node == r)
             opts = dict(cl.network_options)
