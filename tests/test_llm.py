@@ -264,10 +264,16 @@ def test_pipeline_point_to_point_volume(gpt3, h800):
     no_sp = llm.step_time(gpt3, h800, tp=8, pp=p, dp=16, global_batch=1536, interleave=v,
                           efficiency=0.5, overlap_pp=1.0, sequence_parallel=False)
     assert float(no_sp.pp_comm[0]) == pytest.approx(2 * (p - 1) * v * one, rel=1e-12)
-    inside = llm.step_time(gpt3, h800, tp=2, pp=4, dp=128, global_batch=1536, efficiency=0.5,
+    inside = llm.step_time(gpt3, h800, tp=2, pp=4, dp=1, global_batch=1536, efficiency=0.5,
                            sequence_parallel=False)
     whole = p2p_time(2048 * 12288 * 2, h800.intra)
     assert float(inside.pp_comm[0]) == pytest.approx(2 * (4 - 1) * whole, rel=1e-12)
+    # the pipeline is the slowest axis of Megatron-Core's rank order (tp-cp-ep-dp-pp): with 128
+    # data-parallel ranks its stages are 256 ranks apart, on other nodes, however small tp x pp
+    apart = llm.step_time(gpt3, h800, tp=2, pp=4, dp=128, global_batch=1536, efficiency=0.5,
+                          sequence_parallel=False)
+    split = p2p_time(2048 * 12288 * 2 / 2 * h800.nic_share, h800.fabric)
+    assert float(apart.pp_comm[0]) == pytest.approx(2 * (4 - 1) * split, rel=1e-12)
 
 
 def test_data_parallel_reduce_scatter_allgather_and_overlap(gpt3, h800):
@@ -611,25 +617,57 @@ def test_zero_shards_and_gradients_span_the_context_parallel_ranks(h800):
     assert float(t4.dp_comm_total) > float(t1.dp_comm_total)
 
 
+def _megatron_groups(world, tp, cp, dp, pp, ep):
+    """Every group of each kind as Megatron-Core builds them (``RankGenerator``, order
+    tp-cp-ep-dp-pp; the expert layers' generator with cp 1 and dp x cp / ep expert-data ranks):
+    rank = tp_i + tp (cp_i + cp (dp_i + dp pp_i)) = tp_i + tp (ep_i + ep (edp_i + edp pp_i))."""
+    r = np.arange(world)
+    t, rest = r % tp, r // tp
+    c, d, p = rest % cp, (rest // cp) % dp, rest // (cp * dp)
+    e, f = rest % ep, (rest // ep) % (cp * dp // ep)
+
+    def groups(*fixed):
+        key = np.zeros(world, dtype=np.int64)
+        for k in fixed:
+            key = key * (int(k.max()) + 1) + k
+        return [r[key == v] for v in np.unique(key)]
+
+    return {"cp": groups(t, d, p), "dp": groups(t, p), "ep": groups(t, f, p),
+            "edp": groups(t, e, p), "pp": groups(t, c, d)}
+
+
 @pytest.mark.parametrize("G", [8, 16])
-def test_data_parallel_ranks_per_node_follow_the_rank_order(G):
-    # ranks ordered tp (fastest), cp, pp, dp: count by enumeration the ranks of the first node
-    # with the first tp and pp coordinates (one dp x cp group) for every tp dividing G, cp and pp
-    # up to 8 (cp 3, 5, 6 too, which do not divide the node) and a few dp
+def test_groups_on_nodes_follow_megatron_core_rank_order(G):
+    # every context-, data-, expert-, expert-data-parallel and pipeline group that Megatron-Core
+    # builds, enumerated: _node_split says "inside" exactly when each group lies in one node,
+    # and its ranks per node never exceed what any node of any group holds (the hierarchical
+    # collective's inner size), equal to it for the power-of-two layouts of published runs
     from hpclab.workloads.llm import parallel as P
 
-    for tp in [t for t in range(1, G + 1) if G % t == 0]:
-        for cp in range(1, 9):
-            for pp in range(1, 9):
-                for dp in (1, 2, 3, 8, 64):
-                    ranks = np.arange(min(G, tp * cp * pp * dp))
-                    c, p = (ranks // tp) % cp, (ranks // (tp * cp)) % pp
-                    want = int(((ranks % tp == 0) & (p == 0)).sum())
-                    got = int(P._group_ranks_per_node(G, np.array(tp), np.array(cp), np.array(pp),
-                                                      np.array(dp * cp)))
-                    assert got == want, (G, tp, cp, pp, dp, got, want)
-    # the case the closed form of round one got wrong: cp 3 on 8 slots holds all 8 of the group
-    assert int(P._group_ranks_per_node(8, np.array(1), np.array(3), np.array(1), np.array(24))) == 8
+    seen_exact = 0
+    for tp in (1, 2, 3, 4, 8, 16):
+        for cp in (1, 2, 3, 4):
+            for dp in (1, 2, 3, 8):
+                for pp in (1, 2, 3):
+                    for ep in [e for e in (1, 2, 4, 8) if (cp * dp) % e == 0]:
+                        world = tp * cp * dp * pp
+                        grp = _megatron_groups(world, tp, cp, dp, pp, ep)
+                        split = {"cp": (tp, cp), "dp": (tp, cp * dp), "ep": (tp, ep),
+                                 "edp": (tp * ep, cp * dp // ep), "pp": (tp * cp * dp, pp)}
+                        for kind, (stride, count) in split.items():
+                            inside, per_node = (int(x) for x in P._node_split(
+                                G, np.array(stride), np.array(count), np.array(world)))
+                            nodes = [np.unique(g // G, return_counts=True) for g in grp[kind]]
+                            assert all(len(g) == count for g in grp[kind]), kind
+                            assert bool(inside) == all(len(u) == 1 for u, _ in nodes), \
+                                (G, tp, cp, dp, pp, ep, kind)
+                            least = min(int(n.min()) for _, n in nodes)
+                            assert 1 <= per_node <= least, (G, tp, cp, dp, pp, ep, kind, per_node, least)
+                            powers = all(x & (x - 1) == 0 for x in (tp, cp, dp, pp, ep))
+                            if powers and G % min(stride, G) == 0:
+                                assert per_node == least == int(max(n.max() for _, n in nodes))
+                                seen_exact += 1
+    assert seen_exact > 1000
 
 
 def test_expert_groups_span_data_and_context_parallel_ranks(h800):
@@ -650,20 +688,30 @@ def test_expert_groups_span_data_and_context_parallel_ranks(h800):
         expert, replaced = P._expert_share(model, layers, 1, ep)
         want = P.ADAM_STATE_BYTES * ((params_all - replaced) / (dp * cp) + expert / (dp * cp // ep))
         assert float(mem.optimizer_mem) == pytest.approx(float(want), rel=1e-12), (dp, cp, ep)
-    # the expert group is the first ep ranks of a dp x cp group in the rank order (tp, cp, pp,
-    # dp): with pp 1 an 8-GPU node holds 8 of them, so the all-to-all stays on NVLink; with pp 8
-    # the node holds the 8 stages of one data-parallel rank, and every all-to-all crosses nodes
+    # an expert group is every tp-th rank of a tp x ep block (Megatron-Core's tp-cp-ep-dp-pp):
+    # with tp 1 and ep 8 it fills an 8-GPU node whatever the pipeline depth (pp is the slowest
+    # axis), so the all-to-all stays on NVLink; with tp 2 the 16-rank block spans two nodes and
+    # each all-to-all crosses them with 4 of its ranks per node
     m = model.with_(seq_length=4096)
-    tk = dict(tp=1, dp=8, ep=8, micro_batch=1, global_batch=8, zero=1, recompute="selective",
+    tk = dict(dp=8, ep=8, micro_batch=1, global_batch=8, zero=1, recompute="selective",
               efficiency=0.5, memory_efficiency=0.5)
     one = collective_time("alltoall", 2 * 4096 * 4096 * 2, 8, h800.intra)
-    flat = llm.step_time(m, h800, pp=1, **tk).isel(layout=0)
+    flat = llm.step_time(m, h800, tp=1, pp=1, **tk).isel(layout=0)
     assert float(flat.ep_comm) == pytest.approx(32 * 4 * one, rel=1e-9)
-    deep = llm.step_time(m, h800, pp=8, **tk).isel(layout=0)
-    across = collective_time("alltoall", 2 * 4096 * 4096 * 2 * h800.nic_share, 8, h800.fabric,
-                             **h800.network_options)
-    assert float(deep.ep_comm) == pytest.approx(4 * 4 * across, rel=1e-9)  # 4 MoE layers per stage
-    assert across > 2 * one
+    deep = llm.step_time(m, h800, tp=1, pp=8, **tk).isel(layout=0)
+    assert float(deep.ep_comm) == pytest.approx(4 * 4 * one, rel=1e-9)  # 4 MoE layers per stage
+    wide = llm.step_time(m, h800, tp=2, pp=1, **tk).isel(layout=0)
+    links = h800.fabric.links_per_host
+    across = collective_time("alltoall", 4096 * 4096 * 2 * h800.nic_share / max(1.0, 4 / links), 8,
+                             h800.fabric, **dict(h800.network_options, ranks_per_node=4,
+                                                 intra_fabric=h800.intra))
+    assert float(wide.ep_comm) == pytest.approx(32 * 4 * across, rel=1e-9)
+    # the experts' gradients reduce over every (tp ep)-th rank: with tp 1, ep 8 and dp 64 on
+    # 8-GPU nodes that is one rank per node, a flat group of 8 on the fabric
+    from hpclab.workloads.llm import parallel as P
+
+    assert [int(x) for x in P._node_split(8, np.array(8), np.array(8), np.array(512))] == [0, 1]
+    assert [int(x) for x in P._node_split(8, np.array(1), np.array(64), np.array(512))] == [0, 8]
     lay = llm.layouts(model, h800, 64, 64, tp=[1], pp=[1], cp=[2], micro_batch=[1], interleave=[1])
     assert np.all((lay["dp"] * lay["cp"]) % lay["ep"] == 0) and 64 in set(lay["dp"] * lay["cp"])
     assert set(lay["ep"]) == {1, 2, 4, 8}
@@ -1229,3 +1277,42 @@ def test_validate_with_every_number_given_fits_nothing(monkeypatch):
     assert np.all(np.abs(z3.values) <= 0.1)  # ZeRO-3 rows are A100 rows: the ampere figure is theirs
     with pytest.raises(HpclabError, match="unknown setting 'overlap'"):
         V.validate(efficiency=0.7, memory_efficiency=0.3, fitted={"overlap": 0.4})
+
+
+def test_calibrate_refuses_too_few_or_redundant_rows():
+    # three rows for four numbers fit exactly at an arbitrary point; a repeated row moves nothing
+    # the others do not: both are refused in one line, and one row id is one row
+    from hpclab.workloads.llm import validation as V
+
+    with pytest.raises(HpclabError, match="3 rows .* cannot determine 4 numbers"):
+        V.calibrate(["korthikanti-22b-full", "zero3-175b-384-gpus", "llama3-405b-8k-gpus"])
+    with pytest.raises(HpclabError, match="determine only 3 of the 4 numbers"):
+        V.calibrate(["korthikanti-22b-full", "korthikanti-22b-full", "zero3-175b-384-gpus",
+                     "llama3-405b-8k-gpus"])
+    with pytest.raises(HpclabError, match="no row among korthikanti-22b-full determines"):
+        V.calibrate("korthikanti-22b-full")
+
+
+@pytest.mark.parametrize("fitted, message", [({"overlap_dp_zero3": "x"}, "must be a number in \\[0, 1\\], got 'x'"),
+                                             ({"overlap_dp_zero3": 2}, "must be a number in \\[0, 1\\], got 2"),
+                                             (0.4, "fitted must be a mapping")])
+def test_validate_names_a_bad_fitted_value(fitted, message):
+    from hpclab.workloads.llm import validation as V
+
+    with pytest.raises(HpclabError, match=message):
+        V.validate(efficiency=0.7, memory_efficiency=0.3, fitted=fitted)
+    with pytest.raises(HpclabError, match="efficiency must be a number in \\(0, 1\\]"):
+        V.validate(efficiency=1.5, memory_efficiency=0.3, fitted={"overlap_dp_zero3": 0.4})
+
+
+def test_the_list_gather_figure_is_read_in_its_unit(monkeypatch):
+    from hpclab.workloads.llm import validation as V
+
+    soft = V.reference()["software"]["deepspeed-2021"]
+    us = float(soft["zero3_list_gather"])
+    assert V._row_setup(V._row("zero3-175b-384-gpus"))[2]["zero3_list_gather"] == pytest.approx(us)
+    monkeypatch.setitem(soft, "zero3_list_gather_unit", "ms")
+    assert V._row_setup(V._row("zero3-175b-384-gpus"))[2]["zero3_list_gather"] == pytest.approx(1000 * us)
+    monkeypatch.setitem(soft, "zero3_list_gather_unit", "parsec")
+    with pytest.raises(HpclabError, match="zero3_list_gather: unknown unit 'parsec'"):
+        V._row_setup(V._row("zero3-175b-384-gpus"))

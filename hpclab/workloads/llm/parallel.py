@@ -372,16 +372,44 @@ def _classes(*arrays):
     return codes, first
 
 
-def _group_ranks_per_node(G, tp, cp, pp, group):
-    """Ranks of one data-parallel group (the ``dp x cp`` ranks with the same tp and pp
-    coordinates) on the first node, for ranks ordered tp (fastest), cp, pp, dp and ``G`` GPUs
-    per node. The node's ``S = G / tp`` slots run through the (cp, pp) blocks: every full period
-    of ``cp x pp`` slots holds ``cp`` of the group's ranks, and the remainder ``r`` another
-    ``min(cp, r)``; a tensor-parallel group filling the node leaves 1. At most ``group``."""
-    slots = np.maximum(G // np.minimum(tp, G), 1)
-    period = cp * pp
-    rpn = (slots // period) * cp + np.minimum(cp, slots % period)
-    return np.minimum(np.where(tp >= G, 1, rpn), group)
+def _node_split(G, stride, count, world):
+    """How one group of ``count`` ranks ``stride`` apart lies on nodes of ``G`` GPUs, of ``world``
+    ranks in all, for ranks in
+    Megatron-Core's order ``tp-cp-ep-dp-pp`` (``parallel_state.initialize_model_parallel``'s
+    default; tensor parallel fastest, pipeline slowest, as Megatron-LM has always ordered them),
+    where the groups of one kind fill consecutive blocks of ``stride x count`` ranks: a context-
+    parallel group is every ``tp``-th rank of a ``tp cp`` block, a data-parallel (``dp x cp``)
+    group every ``tp``-th of a ``tp cp dp`` block, an expert group every ``tp``-th of a ``tp ep``
+    block (its expert-data-parallel group every ``tp ep``-th of the ``tp cp dp`` block), a
+    pipeline every ``tp cp dp``-th rank. Returns ``(inside, per_node)``: ``inside``, every group
+    within one node (nodes hold whole blocks: ``G`` is a multiple of the block; the whole run
+    fits in one node; or a group of one); ``per_node``,
+    the group's ranks on each node it uses, at least: node boundaries cut a block into pieces of
+    multiples of ``gcd(G, block)`` ranks, so each holds ``gcd(G, block) / stride`` of the group's
+    ranks (at least 1), exactly when the block divides or is a multiple of ``G`` and ``stride``
+    divides ``G`` (the powers of two of every published layout)."""
+    block = stride * count
+    one = (world <= G) | (count == 1)
+    inside = one | ((block <= G) & (G % block == 0))
+    per_node = np.where(one, count, np.minimum(np.maximum(np.gcd(G, block) // stride, 1), count))
+    return inside, per_node
+
+
+def _dp_collectives(cl, nbytes, ranks, per_node, ops):
+    """``ops`` over data-parallel groups of ``ranks`` with ``per_node`` of them on each node
+    (hierarchical with NVLink when several share a node), the node's other GPUs running their own
+    groups at the same time on the same links: one array per op."""
+    links = float(cl.fabric.links_per_host)
+    out = [np.zeros(nbytes.shape) for _ in ops]
+    for r in np.unique(per_node):
+        sel = per_node == r
+        opts = dict(cl.network_options)
+        if r > 1:
+            opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
+        extra = cl.nic_share / max(1.0, r / links)
+        for o, t in zip(out, _collectives(ops, nbytes[sel] * extra, ranks[sel], cl.fabric, **opts)):
+            o[sel] = t
+    return out
 
 
 def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
@@ -401,7 +429,8 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     out["tp_one"] = _collective("allreduce", tokens * h * BF16, tp, cl.intra)
     # context parallel: all-gather K and V (inside the node while tp cp <= G)
     kv_bytes = b * s * 2 * model.kv_dim * BF16 / np.minimum(tp, model.kv_heads)
-    cp_inside = tp * cp <= G
+    world = tp * cp * dp * pp
+    cp_inside = _node_split(G, tp, cp, world)[0]
     cp_one = np.zeros(tp.shape)
     if np.any(cp_inside):
         cp_one[cp_inside] = _collective("allgather", kv_bytes[cp_inside], cp[cp_inside], cl.intra)
@@ -410,14 +439,13 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
                                          cp[~cp_inside], cl.fabric, **cl.network_options)
     out["cp_one"] = cp_one
     # expert parallelism: one all-to-all of cf x top_k copies of the GPU's 1/tp share of the
-    # tokens, h bf16 each, over the ep ranks: the first ep of a dp x cp group in the rank order
-    # (tp, cp, pp, dp), so inside a node while the group has ep ranks there, else on the fabric
-    # with that many ranks per node and the node's other ranks sharing its links
+    # tokens, h bf16 each, over the ep ranks (every tp-th rank of a tp x ep block, see
+    # _node_split): on NVLink when nodes hold whole groups, else on the fabric with the group's
+    # ranks per node sharing the node's links
     a2a = np.zeros(tp.shape)
     if model.experts and np.any(ep > 1):
         a2a_bytes = tokens * cf * model.top_k * h * BF16 / tp
-        per_node = _group_ranks_per_node(G, tp, cp, pp, dp * cp)
-        inside = per_node >= ep
+        inside, per_node = _node_split(G, tp, ep, world)
         sel = (ep > 1) & inside
         if np.any(sel):
             a2a[sel] = _collective("alltoall", a2a_bytes[sel], ep[sel], cl.intra)
@@ -434,7 +462,7 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     # only that share, and without it Megatron's scatter/gather optimisation splits the
     # replicated tensor over the tp ranks' links across nodes (Narayanan et al. 2021, section
     # 4.1); inside a node the whole tensor moves
-    pp_inside = tp * cp * pp <= G
+    pp_inside = _node_split(G, tp * cp * dp, pp, world)[0]  # pipeline ranks tp cp dp apart
     pp_bytes = tokens * h * BF16 / np.where(sp | ~pp_inside, tp, 1)
     p2p = np.zeros(tp.shape)
     if np.any(pp_inside):
@@ -451,30 +479,16 @@ def _comm(model, cl, tp, pp, dp, cp, b, v, ep, sp, bal, cf, z3):
     expert_bytes = expert * BF16 * np.ones(tp.shape)
     # the gradients reduce over the dp x cp ranks holding the same weights (context-parallel ranks
     # see different tokens: Megatron-Core's data-parallel group with context parallelism, FSDP's
-    # dp_shard_cp mesh); ranks ordered tp, cp, pp, dp: of a node's G / tp (cp, pp, dp) slots,
-    # those with one pp coordinate are in the group
+    # dp_shard_cp mesh), every tp-th rank of a tp cp dp block; the routed experts' over their
+    # dp x cp / ep ranks, every (tp ep)-th rank of the same block (see _node_split)
     dcp = dp * cp
     edp = dcp // ep
-    rpn = _group_ranks_per_node(G, tp, cp, pp, dcp)
-    links = float(cl.fabric.links_per_host)
-    dp_ar, dp_rsag = np.zeros(tp.shape), np.zeros(tp.shape)
-    for r in np.unique(rpn):
-        sel = rpn == r
-        opts = dict(cl.network_options)
-        if r > 1:
-            opts.update(algorithm="hierarchical", ranks_per_node=int(r), intra_fabric=cl.intra)
-        # the other GPUs of each node run their own dp groups at the same time on the same links
-        extra = cl.nic_share / max(1.0, r / links)
-        nb, d = grad_bytes[sel] * extra, dcp[sel]
-        k = nb.size
-        if model.experts:  # the experts' gradients in the same calls, over their own groups
-            nb = np.concatenate([nb, expert_bytes[sel] * extra])
-            d = np.concatenate([d, edp[sel]])
-        ar, rs, ag = _collectives(("allreduce", "reduce_scatter", "allgather"), nb, d, cl.fabric, **opts)
-        dp_ar[sel], dp_rsag[sel] = ar[:k], rs[:k] + ag[:k]
-        if model.experts:
-            dp_ar[sel] += ar[k:]
-            dp_rsag[sel] += rs[k:] + ag[k:]
+    ops = ("allreduce", "reduce_scatter", "allgather")
+    ar, rs, ag = _dp_collectives(cl, grad_bytes, dcp, _node_split(G, tp, dcp, world)[1], ops)
+    dp_ar, dp_rsag = ar, rs + ag
+    if model.experts:
+        ar, rs, ag = _dp_collectives(cl, expert_bytes, edp, _node_split(G, tp * ep, edp, world)[1], ops)
+        dp_ar, dp_rsag = dp_ar + ar, dp_rsag + rs + ag
     out["dp_ar"], out["dp_rsag"] = dp_ar, dp_rsag
     # ZeRO-3: one layer's bf16 parameters gathered (and its gradients reduce-scattered) over the
     # whole data-parallel group as flat rings, each GPU on its own share of the NICs

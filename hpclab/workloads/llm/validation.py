@@ -56,17 +56,22 @@ def reference() -> dict:
 
 def assumption(name: str) -> float:
     """One modelling assumption in SI units (bytes, seconds, ratios), e.g. ``memory_reserve``."""
-    from hpclab.catalog._units import UNITS
-
     table = reference()["assumptions"]
     if name not in table:
         raise KeyError(f"unknown assumption {name!r}; known: {', '.join(table)}")
     fig = table[name]
-    unit = str(fig["unit"])
+    return _si(fig["value"], fig["unit"], f"assumption {name}")
+
+
+def _si(value, unit, what: str) -> float:
+    """``value`` in ``unit`` (the catalog's unit table) as an SI number (bytes, seconds)."""
+    from hpclab.catalog._units import UNITS
+
+    unit = str(unit)
     for factors in UNITS.values():
         if unit in factors:
-            return float(fig["value"]) * factors[unit]
-    raise HpclabError(f"assumption {name}: unknown unit {unit!r}")
+            return float(value) * factors[unit]
+    raise HpclabError(f"{what}: unknown unit {unit!r}")
 
 
 def _row(row_id):
@@ -102,6 +107,9 @@ def _row_setup(row, fitted=None):
     if "software" in family:
         soft = ref["software"][family["software"]]
         settings.update({k: soft[k] for k in _SOFTWARE_SWITCHES if k in soft})
+        if soft.get("zero3_list_gather") not in (None, False):  # a time with its unit, in us
+            settings["zero3_list_gather"] = 1e6 * _si(soft["zero3_list_gather"], soft["zero3_list_gather_unit"],
+                                                      f"software.{family['software']}.zero3_list_gather")
     settings.update(family)
     settings.update({k: row[k] for k in _SWITCHES if k in row})
     for key, val in settings.items():
@@ -243,7 +251,7 @@ def calibrate(rows=None) -> dict:
     """
     from scipy.optimize import least_squares
 
-    rows = calibration_rows() if rows is None else [str(r) for r in rows]
+    rows = calibration_rows() if rows is None else [rows] if isinstance(rows, str) else [str(r) for r in rows]
     if not rows:
         raise HpclabError("calibrate needs at least one published row")
     gens = generations()
@@ -261,16 +269,28 @@ def calibrate(rows=None) -> dict:
         raise HpclabError(f"calibrate: no row among {', '.join(rows)} determines {', '.join(unfit)}; "
                           f"add a row of each (the default rows: {', '.join(calibration_rows())})")
 
+    n = k + 1 + len(extra)
+    if len(rows) < n:
+        raise HpclabError(f"calibrate: {len(rows)} rows ({', '.join(rows)}) cannot determine {n} numbers "
+                          f"({', '.join(names())}); give at least {n} (the default rows: "
+                          f"{', '.join(calibration_rows())})")
+
     def residual(x):
         fitted = dict(zip(extra, (float(v) for v in x[k + 1:])))
         pred = np.array([predict_row(r, float(x[i]), float(x[k]), fitted)[0]
                          for r, i in zip(rows, index)])
         return pred / targets - 1.0
 
-    n = k + 1 + len(extra)
     fit = least_squares(residual, x0=[0.7] * k + [0.5] + [0.5] * len(extra),
                         bounds=([0.05] * (k + 1) + [0.0] * len(extra), [1.0] * n),
                         xtol=1e-7, ftol=1e-9, diff_step=1e-4)
+    # rows that move the numbers only together (e.g. two of one generation and none of a setting's
+    # effect) leave a family of equally good fits: least squares would return one of them
+    rank = int(np.linalg.matrix_rank(fit.jac))
+    if rank < n:
+        raise HpclabError(f"calibrate: the rows {', '.join(rows)} determine only {rank} of the {n} numbers "
+                          f"({', '.join(names())}); add rows that move the others (the default rows: "
+                          f"{', '.join(calibration_rows())})")
     return dict(zip(names(), (float(v) for v in fit.x)))
 
 
@@ -285,7 +305,7 @@ def _fit_key() -> str:
     here = Path(__file__).resolve().parent
     files = ([data_dir() / "reference" / "llm_training.yaml", data_dir() / "models.yaml",
               data_dir() / "reference" / "topologies.yaml",
-              data_dir() / "reference" / "collectives.yaml"]  # launch_us feeds the ZeRO-3 fit
+              data_dir() / "reference" / "collectives.yaml"]  # the NCCL model's published points
              + sorted((data_dir() / "catalog").glob("*.yaml"))
              + sorted(here.glob("*.py")) + sorted((here.parent.parent / "network").glob("*.py")))
     return fingerprint([f for f in files if f.exists()],
@@ -309,12 +329,23 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
     ``efficiency`` each row uses its GPU generation's fitted figure; ``fitted`` gives the fitted
     settings (``{"overlap_dp_zero3": ...}``, :func:`names`). Only what is not given comes from
     the cached fit (:func:`calibrated_efficiency`): with all three given nothing is fitted."""
+    from collections.abc import Mapping
+
+    from hpclab._validate import check_range
+
     ref = reference()
+    if fitted is not None and not isinstance(fitted, Mapping):
+        raise HpclabError(f"validate: fitted must be a mapping {{name: value}} of {', '.join(_setting_names())}; "
+                          f"got {type(fitted).__name__}")
     fitted = dict(fitted or {})
     unknown = sorted(set(fitted) - set(_setting_names()))
     if unknown:
         raise HpclabError(f"validate: fitted has unknown setting {unknown[0]!r}; "
                           f"allowed: {', '.join(_setting_names())}")
+    fitted = {n: check_range(f"fitted[{n!r}]", v, 0.0, 1.0) for n, v in fitted.items()}
+    for name, value in (("efficiency", efficiency), ("memory_efficiency", memory_efficiency)):
+        if value is not None:
+            check_range(name, value, 0.0, 1.0, low_open=True)
     needs_fit = (efficiency is None or memory_efficiency is None
                  or any(n not in fitted for n in _setting_names()))
     cal = calibrated_efficiency() if needs_fit else {}
