@@ -1291,6 +1291,10 @@ def test_calibrate_refuses_too_few_or_redundant_rows():
                      "llama3-405b-8k-gpus"])
     with pytest.raises(HpclabError, match="no row among korthikanti-22b-full determines"):
         V.calibrate("korthikanti-22b-full")
+    for rows, message in ((5, "rows must be reference row ids"), ("", "at least one published row"),
+                          (["nope"], "unknown reference row 'nope'; known: ")):
+        with pytest.raises(HpclabError, match=message):
+            V.calibrate(rows)
 
 
 @pytest.mark.parametrize("fitted, message", [({"overlap_dp_zero3": "x"}, "must be a number in \\[0, 1\\], got 'x'"),
@@ -1316,3 +1320,50 @@ def test_the_list_gather_figure_is_read_in_its_unit(monkeypatch):
     monkeypatch.setitem(soft, "zero3_list_gather_unit", "parsec")
     with pytest.raises(HpclabError, match="zero3_list_gather: unknown unit 'parsec'"):
         V._row_setup(V._row("zero3-175b-384-gpus"))
+
+
+def test_expert_gradients_reduce_over_their_own_groups_on_the_nodes(h800):
+    # tp 1, dp 64, ep 8 on 8-GPU nodes: the dense gradients reduce over 64 ranks, 8 per node
+    # (hierarchical); each expert's over the 8 ranks holding it, every 8th rank: one per node, a
+    # flat group of 8 on the fabric (Megatron-Core's expert-data-parallel group)
+    from hpclab.workloads.llm import parallel as P
+
+    m = llm.transformer("mixtral-8x7b").with_(seq_length=4096)
+    d = llm.step_time(m, h800, tp=1, pp=1, dp=64, ep=8, micro_batch=1, global_batch=64, zero=1,
+                      recompute="selective", efficiency=0.5, memory_efficiency=0.5,
+                      overlap_dp=0.0).isel(layout=0)
+    one = np.array(1)
+    params_all, first = P._stage_params(m, one, one, one, False)
+    expert, replaced = P._expert_share(m, first, one, np.array(8))
+    dense_b, expert_b = float(params_all - replaced) * 2, float(expert) * 2
+    links = h800.fabric.links_per_host
+    hier = dict(h800.network_options, algorithm="hierarchical", ranks_per_node=8, intra_fabric=h800.intra)
+    nb = dense_b * h800.nic_share / max(1.0, 8 / links)
+    dense = sum(collective_time(op, nb, 64, h800.fabric, **hier) for op in ("reduce_scatter", "allgather"))
+    eb = expert_b * h800.nic_share
+    experts = sum(collective_time(op, eb, 8, h800.fabric, **h800.network_options)
+                  for op in ("reduce_scatter", "allgather"))
+    assert float(d.dp_comm_total) == pytest.approx(dense + experts, rel=1e-9)
+    # priced as if the 8 expert ranks shared a node (the dense group's 8 per node) it is far less
+    inner = sum(collective_time(op, expert_b * h800.nic_share / max(1.0, 8 / links), 8, h800.fabric, **hier)
+                for op in ("reduce_scatter", "allgather"))
+    assert experts > 2 * inner
+
+
+def test_context_parallel_groups_that_straddle_nodes_use_the_fabric(h800):
+    # tp 1, cp 3 on 8-GPU nodes: blocks of 3 ranks cut by node boundaries, so some K/V all-gathers
+    # cross nodes (tp x cp <= G is not enough); cp 2 or 4 fill nodes with whole groups
+    from hpclab.workloads.llm import parallel as P
+
+    assert [int(x) for x in P._node_split(8, np.array(1), np.array(3), np.array(96))] == [0, 1]
+    assert [int(x) for x in P._node_split(8, np.array(1), np.array(4), np.array(96))] == [1, 4]
+    m = llm.transformer("gpt3-175b").with_(seq_length=6144)
+    kw = dict(tp=1, pp=1, dp=4, micro_batch=1, global_batch=48, zero=3, recompute="selective",
+              efficiency=0.5, memory_efficiency=0.5)
+    three = llm.step_time(m, h800, cp=3, **kw).isel(layout=0)
+    kv = 1 * 6144 * 2 * m.kv_dim * 2 / min(1, m.kv_heads)
+    across = collective_time("allgather", kv * h800.nic_share, 3, h800.fabric, **h800.network_options)
+    inside = collective_time("allgather", kv, 3, h800.intra)
+    assert across > inside
+    per_call = float(three.cp_comm) / across
+    assert per_call == pytest.approx(round(per_call), rel=1e-9) and round(per_call) > 0

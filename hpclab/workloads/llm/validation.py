@@ -22,6 +22,7 @@ model's switches ``async_tp``, ``grad_accumulation_fusion``, ``overlap_pp`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -251,9 +252,20 @@ def calibrate(rows=None) -> dict:
     """
     from scipy.optimize import least_squares
 
-    rows = calibration_rows() if rows is None else [rows] if isinstance(rows, str) else [str(r) for r in rows]
+    if rows is None:
+        rows = calibration_rows()
+    elif isinstance(rows, str):
+        rows = [rows] if rows else []
+    elif isinstance(rows, Iterable):
+        rows = [str(r) for r in rows]
+    else:
+        raise HpclabError(f"calibrate: rows must be reference row ids (a list of strings); got {type(rows).__name__}")
     if not rows:
         raise HpclabError("calibrate needs at least one published row")
+    known = {r["id"] for r in reference()["throughput"]}
+    for r in rows:
+        if r not in known:
+            raise HpclabError(f"calibrate: unknown reference row {r!r}; known: {', '.join(sorted(known))}")
     gens = generations()
     targets = np.array([float(_row(r)["value"]) for r in rows])
     index = [gens.index(_row_generation(r)) for r in rows]
@@ -338,7 +350,7 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
         raise HpclabError(f"validate: fitted must be a mapping {{name: value}} of {', '.join(_setting_names())}; "
                           f"got {type(fitted).__name__}")
     fitted = dict(fitted or {})
-    unknown = sorted(set(fitted) - set(_setting_names()))
+    unknown = sorted(set(fitted) - set(_setting_names()), key=repr)
     if unknown:
         raise HpclabError(f"validate: fitted has unknown setting {unknown[0]!r}; "
                           f"allowed: {', '.join(_setting_names())}")
