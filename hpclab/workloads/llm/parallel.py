@@ -373,21 +373,22 @@ def _classes(*arrays):
 
 
 def _node_split(G, stride, count, world):
-    """How one group of ``count`` ranks ``stride`` apart lies on nodes of ``G`` GPUs, of ``world``
-    ranks in all, for ranks in
-    Megatron-Core's order ``tp-cp-ep-dp-pp`` (``parallel_state.initialize_model_parallel``'s
-    default; tensor parallel fastest, pipeline slowest, as Megatron-LM has always ordered them),
-    where the groups of one kind fill consecutive blocks of ``stride x count`` ranks: a context-
-    parallel group is every ``tp``-th rank of a ``tp cp`` block, a data-parallel (``dp x cp``)
-    group every ``tp``-th of a ``tp cp dp`` block, an expert group every ``tp``-th of a ``tp ep``
-    block (its expert-data-parallel group every ``tp ep``-th of the ``tp cp dp`` block), a
-    pipeline every ``tp cp dp``-th rank. Returns ``(inside, per_node)``: ``inside``, every group
-    within one node (nodes hold whole blocks: ``G`` is a multiple of the block; the whole run
-    fits in one node; or a group of one); ``per_node``,
-    the group's ranks on each node it uses, at least: node boundaries cut a block into pieces of
-    multiples of ``gcd(G, block)`` ranks, so each holds ``gcd(G, block) / stride`` of the group's
-    ranks (at least 1), exactly when the block divides or is a multiple of ``G`` and ``stride``
-    divides ``G`` (the powers of two of every published layout)."""
+    """How one group of ``count`` ranks ``stride`` apart lies on nodes of ``G`` GPUs (``world``
+    ranks in all), for ranks in Megatron-Core's order ``tp-cp-ep-dp-pp``
+    (``parallel_state.initialize_model_parallel``'s default; tensor parallel fastest, pipeline
+    slowest, as Megatron-LM has always ordered them), where the groups of one kind fill
+    consecutive blocks of ``stride x count`` ranks: a context-parallel group is every ``tp``-th
+    rank of a ``tp cp`` block, a data-parallel (``dp x cp``) group every ``tp``-th of a
+    ``tp cp dp`` block, an expert group every ``tp``-th of a ``tp ep`` block (its expert-data-
+    parallel group every ``tp ep``-th of the ``tp cp dp`` block), a pipeline every
+    ``tp cp dp``-th rank.
+
+    Returns ``(inside, per_node)``. ``inside``: every group lies within one node (``G`` is a
+    multiple of the block, the whole run fits in one node, or the group is one rank).
+    ``per_node``: the group's ranks on each node it uses, at least; node boundaries cut a block
+    into pieces of multiples of ``gcd(G, block)`` ranks, so each holds ``gcd(G, block) / stride``
+    of the group's ranks (at least 1), exactly when the block divides or is a multiple of ``G``
+    and ``stride`` divides ``G`` (the powers of two of every published layout)."""
     block = stride * count
     one = (world <= G) | (count == 1)
     inside = one | ((block <= G) & (G % block == 0))

@@ -22,13 +22,13 @@ model's switches ``async_tp``, ``grad_accumulation_fusion``, ``overlap_pp`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import numpy as np
 import xarray as xr
 from hpclab._paths import data_dir
-from hpclab._validate import HpclabError
+from hpclab._validate import HpclabError, check_range
 from hpclab._yaml import load_yaml
 
 __all__ = ["reference", "assumption", "calibrate", "calibrated_efficiency", "calibration_rows",
@@ -262,19 +262,19 @@ def calibrate(rows=None) -> dict:
         raise HpclabError(f"calibrate: rows must be reference row ids (a list of strings); got {type(rows).__name__}")
     if not rows:
         raise HpclabError("calibrate needs at least one published row")
-    known = {r["id"] for r in reference()["throughput"]}
-    for r in rows:
-        if r not in known:
-            raise HpclabError(f"calibrate: unknown reference row {r!r}; known: {', '.join(sorted(known))}")
+    try:
+        table = [_row(r) for r in rows]
+    except KeyError as exc:  # _row's one line (the unknown id and the known ones)
+        raise HpclabError(f"calibrate: {exc.args[0]}") from None
     gens = generations()
-    targets = np.array([float(_row(r)["value"]) for r in rows])
+    targets = np.array([float(row["value"]) for row in table])
     index = [gens.index(_row_generation(r)) for r in rows]
 
     k = len(gens)
     extra = _setting_names()  # each a share in [0, 1]
     # every number needs a row it acts on: a generation's efficiency a row of that generation, a
     # fitted setting a row of its source (else least squares leaves it at its start, silently)
-    families = {_family(_row(r)) for r in rows}
+    families = {_family(row) for row in table}
     unfit = ([f"matmul_efficiency_{g}" for i, g in enumerate(gens) if i not in index]
              + [n for n, (fam, _) in zip(extra, fitted_settings()) if fam not in families])
     if unfit:
@@ -341,10 +341,6 @@ def validate(efficiency: float | None = None, memory_efficiency: float | None = 
     ``efficiency`` each row uses its GPU generation's fitted figure; ``fitted`` gives the fitted
     settings (``{"overlap_dp_zero3": ...}``, :func:`names`). Only what is not given comes from
     the cached fit (:func:`calibrated_efficiency`): with all three given nothing is fitted."""
-    from collections.abc import Mapping
-
-    from hpclab._validate import check_range
-
     ref = reference()
     if fitted is not None and not isinstance(fitted, Mapping):
         raise HpclabError(f"validate: fitted must be a mapping {{name: value}} of {', '.join(_setting_names())}; "
