@@ -349,18 +349,24 @@ def test_a_failing_policy_is_one_line_naming_it_on_every_virtual_clock():
 
 
 def _triggers_hold(state, cat):
-    """TargetDuration's triggers, computed from the snapshot as the contract states them."""
+    """TargetDuration's triggers, computed from the snapshot as the contract states them: room
+    under the limits with more tasks held than serving slots or a type below its minimum
+    ("demand"), or an idle instance."""
     lim, s = state.limits, P.aggregate(state)
+    room = False
     for t in lim.types:
         hi = lim.max_per_type.get(t)
         slots = P._slots(state, t, cat)
         if (hi is None or s.count.get(t, 0) < hi) and (lim.quota_cores is None
                                                         or lim.quota_cores - s.serving_cores >= slots):
-            return True  # room for one more instance
+            room = True  # room for one more instance
+    below = any(s.count.get(t, 0) < n for t, n in lim.min_per_type.items())
+    if room and (state.queued + state.running > s.serving_cores or below):
+        return True
     return bool(s.idle)
 
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as hs  # noqa: E402
 
 
@@ -368,15 +374,24 @@ from hypothesis import strategies as hs  # noqa: E402
 @given(busy=hs.lists(hs.integers(0, 16), max_size=12), booting=hs.integers(0, 4),
        other=hs.integers(0, 4), spare=hs.integers(0, 40), cap=hs.sampled_from(["quota", "max", "none"]),
        minimum=hs.integers(0, 6), queued=hs.integers(0, 5000), mean=hs.one_of(hs.none(), hs.floats(0.1, 1e4)),
-       target=hs.floats(1.0, 1e4), refused=hs.booleans(), wrap=hs.sampled_from(["plain", "hysteresis", "single-zone"]))
+       target=hs.floats(1.0, 1e4), refused=hs.booleans(), wrap=hs.sampled_from(["plain", "hysteresis", "single-zone"]),
+       draining=hs.lists(hs.integers(1, 16), max_size=3))
+# more tasks held than serving slots with few queued, and with the excess on a draining instance
+@example(busy=[16, 16], booting=0, other=0, spare=32, cap="quota", minimum=0, queued=10, mean=100.0,
+         target=1.0, refused=False, wrap="plain", draining=[])
+@example(busy=[16], booting=0, other=0, spare=32, cap="quota", minimum=0, queued=0, mean=100.0,
+         target=1.0, refused=False, wrap="plain", draining=[16])
 def test_target_duration_acts_only_where_its_triggers_hold(cat, busy, booting, other, spare, cap, minimum,
-                                                           queued, mean, target, refused, wrap):
+                                                           queued, mean, target, refused, wrap, draining):
     """Whatever the queue, the measured task time and the target: with no room under the limits,
-    no idle instance and no refusal it has not seen, the decision is empty (so a clock may skip
+    or no more tasks than serving slots and no type below its minimum, no idle instance and no
+    refusal it has not seen, the decision is empty (so a clock may skip
     asking it then, as the virtual clock does); Hysteresis and SingleZone state the same triggers."""
     ins = [inst(k, itype=C8A, running=r, idle_since=None if r else 50.0) for k, r in enumerate(busy)]
     ins += [inst(100 + k, itype=C8A, state="booting", running=0, idle_since=None) for k in range(booting)]
     ins += [inst(200 + k, itype=C7, running=4) for k in range(other)]
+    # draining instances: their tasks are running (held) but their slots are not serving
+    ins += [inst(300 + k, itype=C8A, state="draining", running=r) for k, r in enumerate(draining)]
     n8 = len(busy) + booting
     serving = 16 * (n8 + other)
     limits = PoolLimits(types=(C8A, C7), zones=(HZ,),
@@ -386,8 +401,8 @@ def test_target_duration_acts_only_where_its_triggers_hold(cat, busy, booting, o
     p = {"plain": lambda: P.TargetDuration(target_duration=target, itype=C8A, catalog=cat),
          "hysteresis": lambda: P.Hysteresis(P.TargetDuration(target_duration=target, itype=C8A, catalog=cat)),
          "single-zone": lambda: P.SingleZone(target_duration=target, itype=C8A, catalog=cat)}[wrap]()
-    assert p.triggers == {"room", "idle", "refused"}
-    state = st(queued=queued, running=sum(busy) + 4 * other, instances=ins, limits=limits, mean=mean,
+    assert p.triggers == {"demand", "idle", "refused"}
+    state = st(queued=queued, running=sum(busy) + 4 * other + sum(draining), instances=ins, limits=limits, mean=mean,
                refused={(C8A, HZ): 40.0} if refused else None)
     first = p.decide(state)
     if refused:  # a refusal it has not seen: it may act (it remembers it); the next ask sees it

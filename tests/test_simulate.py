@@ -604,7 +604,7 @@ def test_a_policy_is_not_asked_where_its_triggers_do_not_hold_and_nothing_change
     noted, every = _Noted(pol()), _EveryTick(pol())
     a = simulate(noted, wl, lim, catalog=cat, **kw)
     b = simulate(every, wl, lim, catalog=cat, **kw)
-    assert pol().triggers == {"room", "idle", "refused"}
+    assert pol().triggers == {"demand", "idle", "refused"}
     # the mean task time each ask sees is the same to the last bit (it is summed in integers, so
     # the completions skipped ticks leave for the next ask add up as they would tick by tick)
     assert noted.means and all(every.means[t] == m for t, m in noted.means.items())
@@ -617,6 +617,56 @@ def test_a_policy_is_not_asked_where_its_triggers_do_not_hold_and_nothing_change
     assert a._eng.asks == len(noted.means) < b._eng.asks == a.summary["ticks"]
     if case == "spot-tight":
         assert a.summary["refusal_events"] > 0 and a.summary["reclaims"] > 0
+
+
+class _Waiting(P.Hysteresis):
+    """Retires an instance idle for 300 s (and declares so: ``idle_timeout``)."""
+
+    idle_timeout = 300.0
+
+
+@pytest.mark.parametrize("case", ["quota", "ties", "record-every", "idle-timeout", "spot", "min-max"])
+def test_quiet_ticks_run_as_one_stretch_give_the_run_tick_by_tick_gives(cat, case):
+    """With every task submitted at t = 0, the quiet ticks of a campaign held at its quota run as
+    stretches (one assignment of the slots to the stretch's last tick, each tick's record read
+    from it): the run equals the same policy asked at every tick, series for series and attempt
+    for attempt. "ties": whole-second tasks and boots, so that task ends land on ticks exactly
+    (a stretch is then cut back to the tick before and redone); "spot": reclaims and capacity
+    changes cut the stretches; "record-every": a record every third tick."""
+    lim = PoolLimits(types=(C8A,), zones=(HZ,), quota_cores=160)
+    kw = dict(seed=5, reclaim_rate=0.0)
+    wl = make_workload(3000, duration="lognormal", mean=1800.0, sigma=0.5, seed=6)
+    pol = lambda: P.TargetDuration(target_duration=900.0, catalog=cat)  # noqa: E731
+    if case == "ties":
+        wl = Workload(work=np.full(2000, 600.0), arrival=np.zeros(2000))
+        kw.update(boot={C8A: 120.0})
+    elif case == "record-every":
+        kw.update(record_every=3)
+    elif case == "idle-timeout":
+        pol = lambda: _Waiting(P.TargetDuration(target_duration=900.0, catalog=cat), wait=300.0,  # noqa: E731
+                               cooldown=0.0)
+    elif case == "spot":
+        pol = lambda: P.TargetDuration(target_duration=900.0, market="spot", catalog=cat)  # noqa: E731
+        kw.update(reclaim_rate=5e-5, capacity_noise=0.5, capacity_interval=1800.0)
+    elif case == "min-max":
+        lim = PoolLimits(types=(C8A,), zones=(HZ,), min_per_type={C8A: 2}, max_per_type={C8A: 9})
+    noted, every = _Noted(pol()), _EveryTick(pol())
+    a = simulate(noted, wl, lim, catalog=cat, **kw)
+    b = simulate(every, wl, lim, catalog=cat, **kw)
+    assert noted.triggers == {"demand", "idle", "refused"}
+    assert noted.means and all(every.means[t] == m for t, m in noted.means.items())
+    assert _strip(a.summary) == _strip(b.summary)
+    for name in a.timeseries.data_vars:
+        np.testing.assert_array_equal(a.timeseries[name].values, b.timeseries[name].values, err_msg=name)
+    np.testing.assert_array_equal(a.timeseries["time"].values, b.timeseries["time"].values)
+    pd.testing.assert_frame_equal(a.instances, b.instances)
+    pd.testing.assert_frame_equal(a.attempts, b.attempts)
+    assert a._eng.coasted > (0 if case == "ties" else a.summary["ticks"] / 2) and b._eng.coasted == 0
+    assert a._eng.asks < a.summary["ticks"] / (2 if case == "ties" else 3)
+    if case == "ties":
+        assert a._eng.undone > 0
+    if case == "spot":
+        assert a.summary["reclaims"] > 0
 
 
 def test_a_subclass_that_decides_otherwise_is_asked_every_tick(cat):

@@ -43,7 +43,9 @@ _STATE_NAMES = ("booting", "running", "draining")
 _aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-tick snapshots
 
 #: the policy triggers this clock evaluates (see _quiet and the policy contract)
-SIM_TRIGGERS = frozenset({"room", "idle", "refused"})
+SIM_TRIGGERS = frozenset({"room", "demand", "idle", "refused"})
+#: quiet ticks run as one stretch (see Engine._coast) at most this many at a time
+COAST_TICKS = 4096
 #: the mean task time is exact at every tick for this many completions, then refreshed every
 #: MEAN_REFRESH_TICKS ticks (it has converged; ticks stay O(1) in the number of tasks)
 MEAN_EXACT_COMPLETIONS, MEAN_REFRESH_TICKS = 10_000, 30
@@ -213,8 +215,11 @@ class Engine:
         self._idle_after = float(getattr(policy, "idle_timeout", 0.0) or 0.0)
         self._t_max = np.array([limits.max_per_type.get(t, np.iinfo(np.int64).max) for t in self.types],
                                dtype=np.int64)
+        self._t_min = np.array([limits.min_per_type.get(t, 0) for t in self.types], dtype=np.int64)
         self._asked_refusals = -1  # refusal events when the policy was last asked
         self.asks = 0
+        self.coasted = 0  # ticks run in stretches of quiet ticks (see _coast)
+        self.undone = 0  # stretches cut back at a tick a task end or boot lands on exactly
         # incremental aggregates: serving instances per type, serving slots, cost bookkeeping
         self.serv_count = np.zeros(len(self.types), dtype=np.int64)
         self.serv_slots = 0
@@ -266,7 +271,28 @@ class Engine:
                 return
             if cand.size > avail:
                 cand = cand[np.argpartition(free[cand], avail - 1)[:avail]]
-            order = cand[np.argsort(free[cand], kind="stable")]
+            whole = cand.size
+            if whole > 64:  # the batch ends at the latest before the first slot that frees after
+                # one of its first tasks ends: pair the first 32 tasks with the 32 slots freeing
+                # first (the order's prefix) and sort only the slots freeing by their first end
+                fc = free[cand]
+                q = 32
+                head = np.argpartition(fc, q - 1)[:q]
+                head = head[np.argsort(fc[head], kind="stable")]
+                hr = min(r, q)
+                rdy = np.empty(q)
+                wk = np.empty(q)
+                if hr:
+                    ids = self.rq.task[self.rq_pos:self.rq_pos + hr]
+                    rdy[:hr], wk[:hr] = self.rq.ready[self.rq_pos:self.rq_pos + hr], self.work[ids]
+                p0 = self.ptr
+                rdy[hr:], wk[hr:] = self.arrival[p0:p0 + q - hr], self.work[p0:p0 + q - hr]
+                by = float((np.maximum(fc[head], rdy) + wk / sl.speed[cand[head]]).min())
+                sub = fc <= by
+                cand, fc = cand[sub], fc[sub]
+                order = cand[np.argsort(fc, kind="stable")]
+            else:
+                order = cand[np.argsort(free[cand], kind="stable")]
             B = order.size
             kr = min(r, B)
             ptr = self.ptr
@@ -319,7 +345,7 @@ class Engine:
             self.ptr += j - used_rq
             # done if every available task started, or every free slot took one that ends
             # after T (the next pass would find no task or no slot)
-            if j == B and (B == avail or float(en.min()) >= T):
+            if j == B and B == whole and (B == avail or float(en.min()) >= T):
                 return
 
     # -- instances ----------------------------------------------------------------------------------
@@ -559,22 +585,34 @@ class Engine:
         queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
         return queued, nbusy, self.ptr - r - nbusy
 
+    def _room(self) -> bool:
+        """The limits (``max_per_type``, the core quota) leave room for one more instance of some
+        type."""
+        q = self.limits.quota_cores
+        fits = self.serv_count < self._t_max
+        if q is not None:
+            fits &= q - self.serv_slots >= self.t_slots
+        return bool(fits.any())
+
     def _quiet(self, T: float) -> bool:
         """The policy declares triggers and none of them holds at ``T`` (so its decision would be
         empty): ``"room"``, the limits leave room for one more instance of some type;
-        ``"idle"``, an instance has been idle for the policy's ``idle_timeout`` (0 if it has
-        none); ``"refused"``, a refusal came since it was last asked."""
+        ``"demand"``, there is room and the tasks held (queued and running) exceed the serving
+        slots, or a type has fewer serving instances than its minimum; ``"idle"``, an instance
+        has been idle for the policy's ``idle_timeout`` (0 if it has none); ``"refused"``, a
+        refusal came since it was last asked."""
         trig = self._triggers
         if trig is None:
             return False
         if "refused" in trig and self.n_refusal_events != self._asked_refusals:
             return False
-        if "room" in trig:
-            q = self.limits.quota_cores
-            fits = self.serv_count < self._t_max
-            if q is not None:
-                fits &= q - self.serv_slots >= self.t_slots
-            if fits.any():
+        if "room" in trig and self._room():
+            return False
+        if "demand" in trig and self._room():
+            if (self.serv_count < self._t_min).any():
+                return False
+            queued, running, _ = self._counts(T)
+            if queued + running > self.serv_slots:
                 return False
         if "idle" in trig and self._idle_mask(self._alive(), T, self._idle_after).any():
             return False
@@ -618,15 +656,15 @@ class Engine:
         attach_aggregates(state, summary)
         return state, alive
 
-    def _update_mean(self, T: float, asked: bool = True) -> None:
+    def _update_mean(self, T: float, done: int | None = None) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
         # completions, then every 30th tick (it has converged; this keeps ticks O(1) in tasks).
-        # Called at every tick: at a tick where the policy is not asked (see _quiet), it is
-        # skipped while fewer than 10,000 completions are possible (the mean then is exact at the
-        # next ask whenever it is computed), so the refreshes fall where they would with an ask
-        # at every tick
+        # Called at every tick: at a tick where the policy is not asked (see _quiet) with
+        # ``done``, the tasks done by then, it is skipped while they are fewer than 10,000 (the
+        # mean is then exact at the next ask whenever it is computed), so the refreshes fall
+        # where they would with an ask at every tick
         self._mean_calls += 1
-        if not asked and self.done_n + self._npend < MEAN_EXACT_COMPLETIONS:
+        if done is not None and done < MEAN_EXACT_COMPLETIONS:
             return
         if self.done_n >= MEAN_EXACT_COMPLETIONS and self._mean_calls % MEAN_REFRESH_TICKS:
             return
@@ -687,26 +725,30 @@ class Engine:
         if q is not None and self.serv_slots > q:
             self.limit_violations += 1
 
-    def record(self, T: float, queued: int, nbusy: int, done: int, spent: float, alive) -> None:
-        # the instance counts by state change only with the aggregates' version (grants, drains,
-        # notices, ends) or when a booting instance becomes ready: reused until then
-        # (keyed by the version when ``alive`` was taken, the snapshot's, and the version now,
-        # after the decision applied: the counts are of the snapshot's instances as they are now)
+    def _state_counts(self, T: float, alive):
+        """Instances by state, type and zone, and running cores by market, at ``T`` (for
+        :meth:`record`). They change only with the aggregates' version (grants, drains, notices,
+        ends) or when a booting instance becomes ready: reused until then (keyed by the version
+        when ``alive`` was taken, the snapshot's, and the version now, after the decision
+        applied: the counts are of the snapshot's instances as they are now)."""
         c, version = self._rec_cache, (self._snap_version, self._agg_version)
         if c is not None and c[0] == version and T < c[1]:
-            counts, cores = c[2], c[3]
-        else:
-            ins = self.inst
-            code = self._codes(alive, T)
-            it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
-            nt, nz = len(self.types), len(self.zones)
-            flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
-            counts = np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz)
-            running = code == 1
-            cores = np.bincount(mk_a[running], weights=self.t_cores[it_a[running]], minlength=2)
-            ready = ins.ready[alive]
-            later = ready[ready > T]
-            self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
+            return c[2], c[3]
+        ins = self.inst
+        code = self._codes(alive, T)
+        it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
+        nt, nz = len(self.types), len(self.zones)
+        flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
+        counts = np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz)
+        running = code == 1
+        cores = np.bincount(mk_a[running], weights=self.t_cores[it_a[running]], minlength=2)
+        ready = ins.ready[alive]
+        later = ready[ready > T]
+        self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
+        return counts, cores
+
+    def record(self, T: float, queued: int, nbusy: int, done: int, spent: float, alive) -> None:
+        counts, cores = self._state_counts(T, alive)
         self.rec["inst"].append(counts)
         self.rec["cores"].append(cores)
         self.rec["time"].append(T)
@@ -737,10 +779,11 @@ class Engine:
     def _on_tick(self, t, _):
         self.events += 1
         recording = self._nticks % self.record_every == 0
-        if self._quiet(t):  # its decision would be empty: not asked
-            self._update_mean(t, asked=False)
-            self._snap_version = self._agg_version
+        quiet = self._quiet(t)
+        if quiet:  # its decision would be empty: not asked
             queued, running, done = self._counts(t)
+            self._update_mean(t, done)
+            self._snap_version = self._agg_version
             self.check_limits()
             if recording:
                 self.record(t, queued, running, done, self.spent(t), self._alive())
@@ -755,6 +798,8 @@ class Engine:
             if recording:
                 self.record(t, state.queued, state.running, done, state.spent, parts)
         self._nticks += 1
+        if quiet and done < self.ntasks:
+            t, done = self._coast(t, done)
         bar = self._bar
         if bar is not None and done > self._last_done:
             bar.update(done - self._last_done)
@@ -772,6 +817,128 @@ class Engine:
             return STOP
         self.push(nxt, _TICK)
         return None
+
+    def _coast(self, T: float, done: int) -> tuple[float, int]:
+        """Run the quiet ticks after ``T`` as one stretch; returns the last tick run and its done
+        count (``T``, ``done``: none).
+
+        After a quiet tick, with every task arrived and no control event before the next ticks,
+        the following ticks stay quiet until an instance goes idle or the last task ends: the
+        limits, the serving slots and the refusals change only at events and asks, and the tasks
+        held only fall. So the slots are advanced once to the last tick of the stretch (the
+        greedy assignment does not depend on where it is cut) and each tick's record is read
+        from the attempts that assignment made: queued (the tasks not started before it),
+        running (attempts that span it), done, and the meter. A tick where the queue is empty
+        and an instance has been idle for the policy's ``idle_timeout`` ends the stretch; while
+        the queue holds tasks an instance can be idle only if all its slots free exactly at the
+        tick, so a tick that some task end or boot lands on exactly ends it too (the assignment
+        made past it is then undone and redone up to the tick before). The run is the one tick
+        by tick gives, series for series (tests/test_simulate.py)."""
+        trig, tick = self._triggers, self.tick
+        if self._last_arrival >= T + tick:
+            return T, done
+        E, H = self.clock.next_time(), self.horizon
+        ticks = np.cumsum(np.r_[T, np.full(COAST_TICKS, tick)])[1:]  # the additions tick by tick makes
+        K = min(int(np.searchsorted(ticks, E, side="left")), int(np.searchsorted(ticks, H, side="right")))
+        if K < 2:
+            return T, done
+        ticks = ticks[:K]
+        sl, a, rq = self.slot, self.att, self.rq
+        ptr0, rq0, a0 = self.ptr, self.rq_pos, a.n
+        avail = (rq.n - rq0) + (self.ntasks - ptr0)  # tasks not started at T
+        idle_after = self._idle_after
+        watch_idle = "idle" in trig
+        saved = None
+        if watch_idle and idle_after == 0 and avail > 0:  # a tie could end the stretch early
+            n, ni = sl.n, self.inst.n
+            rq_ids = rq.task[rq0:rq.n].copy()
+            saved = (sl.free[:n].copy(), sl.task[:n].copy(), sl.busy_until[:n].copy(),
+                     self.inst.free_max[:ni].copy(), len(self.pend_chunks), self._npend, rq_ids,
+                     self.t_attempt[rq_ids].copy())
+        inflight = sl.busy_until[: sl.n]
+        inflight = inflight[inflight > T]  # ends of the tasks running at T
+        if avail > 0:
+            self.advance(float(ticks[-1]))
+        a1 = a.n
+        st, en = np.sort(a.start[a0:a1]), np.sort(a.end[a0:a1])
+        started = np.searchsorted(st, ticks, side="left")  # tasks started before each tick
+        inflight.sort()
+        running = (inflight.size - np.searchsorted(inflight, ticks, side="right")
+                   + (a1 - a0) - np.searchsorted(en, ticks, side="right")
+                   - ((a1 - a0) - started))  # attempts with start < t < end
+        zero = a.start[a0:a1][a.start[a0:a1] == a.end[a0:a1]]
+        if zero.size:  # zero-length attempts at a tick are neither running nor started after it
+            zero.sort()
+            running += np.searchsorted(zero, ticks, side="right") - np.searchsorted(zero, ticks, side="left")
+        queued = avail - started
+        dones = ptr0 - (rq.n - rq0) + started - running
+        stop = dones >= self.ntasks
+        alive = self._alive()
+        if watch_idle:
+            empty = queued == 0
+            ins = self.inst
+            keep = ~ins.draining[alive]
+            since = ins.free_max[alive][keep]
+            if since.size:
+                first = float((since + idle_after if idle_after else since).min())
+                stop |= empty & (ticks >= first)
+            if idle_after == 0:
+                ends = np.concatenate([inflight, en, ins.ready[alive]])
+                ends.sort()
+                at = np.minimum(np.searchsorted(ends, ticks), ends.size - 1)
+                stop |= ~empty & (ends[at] == ticks) if ends.size else False
+        m = int(np.argmax(stop)) if stop.any() else K
+        if saved is not None and m < K and started[m] < a1 - a0:
+            self._undo(saved, ptr0, rq0, a0)  # a tie: undo the assignment past the tick before it
+            self.undone += 1
+            if m > 0:
+                self.advance(float(ticks[m - 1]))
+        if m == 0:
+            return T, done
+        ticks, queued, running, dones = ticks[:m], queued[:m], running[:m], dones[:m]
+        self.events += m
+        self.coasted += m
+        violations = self.limit_violations
+        self.check_limits()  # the limits and the serving counts do not change in the stretch
+        self.limit_violations += (self.limit_violations - violations) * (m - 1)
+        for k in range(m):
+            self._update_mean(float(ticks[k]), int(dones[k]))
+        rec = np.flatnonzero((self._nticks + np.arange(m)) % self.record_every == 0)
+        self._nticks += m
+        if rec.size:
+            grant, price, minc = self._alive_cache[2]
+            rows = max(1, (1 << 18) // max(grant.size, 1))
+            cost = np.concatenate([charge(ticks[rec[c:c + rows], None] - grant[None, :], price, minc).sum(axis=1)
+                                   for c in range(0, rec.size, rows)]) + self.closed_cost
+            r = self.rec
+            for k in rec.tolist():  # the instance counts change only where a boot ends
+                counts, cores = self._state_counts(float(ticks[k]), alive)
+                r["inst"].append(counts)
+                r["cores"].append(cores)
+            r["time"].extend(ticks[rec].tolist())
+            r["queued"].extend(queued[rec].tolist())
+            r["running"].extend(running[rec].tolist())
+            r["done"].extend(dones[rec].tolist())
+            r["cost"].extend(cost.tolist())
+            r["refused"].extend([self.n_refused] * rec.size)
+        return float(ticks[m - 1]), int(dones[m - 1])
+
+    def _undo(self, saved, ptr0: int, rq0: int, a0: int) -> None:
+        """Undo the assignments :meth:`advance` made since ``saved`` was taken (see _coast)."""
+        free, task, busy, free_max, nchunks, npend, rq_ids, rq_att = saved
+        sl, a = self.slot, self.att
+        n = free.size
+        sl.free[:n], sl.task[:n], sl.busy_until[:n] = free, task, busy
+        self.inst.free_max[: free_max.size] = free_max
+        tk = a.task[a0:a.n]
+        self.t_start[tk] = np.nan
+        self.t_end[tk] = np.nan
+        self.t_slot[tk] = -1
+        self.t_attempt[tk] = -1
+        self.t_attempt[rq_ids] = rq_att
+        a.n, self.ptr, self.rq_pos = a0, ptr0, rq0
+        del self.pend_chunks[nchunks:]
+        self._npend = npend
 
     # -- main loop ----------------------------------------------------------------------------------
     def run(self):

@@ -516,11 +516,12 @@ class TargetDuration(_Base):
 
     name = "target-duration"
     #: the only states in which :meth:`decide` may act (see the policy contract in
-    #: docs/architecture.md): a launch needs room under the pool's limits (``"room"``), a
-    #: retirement an idle instance (``"idle"``, with no timeout), and a refusal it has not seen yet
-    #: is remembered at the next ask (``"refused"``). A subclass that overrides how it decides
+    #: docs/architecture.md): a launch needs room under the pool's limits and more tasks held
+    #: than serving slots, since its target never exceeds the tasks held, or a type below its
+    #: minimum (``"demand"``); a retirement an idle instance (``"idle"``, with no timeout); and
+    #: a refusal it has not seen yet is remembered at the next ask (``"refused"``). A subclass that overrides how it decides
     #: (``decide``, ``_act``, ``_fill``, ``_fill_from``) has none unless it states them.
-    triggers = _Triggers({"room", "idle", "refused"}, "decide", "_act", "_fill", "_fill_from")
+    triggers = _Triggers({"demand", "idle", "refused"}, "decide", "_act", "_fill", "_fill_from")
 
     def __init__(self, target_duration: float = DASK_TARGET_DURATION, *, itype: str | None = None,
                  zone: str | None = None, market: str = "on-demand", **kw):
