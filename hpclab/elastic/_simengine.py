@@ -44,8 +44,11 @@ _aggregates, _pool_state = maker(Aggregates), maker(PoolState)  # per-tick snaps
 
 #: the policy triggers this clock evaluates (see _quiet and the policy contract)
 SIM_TRIGGERS = frozenset({"room", "demand", "idle", "refused"})
-#: quiet ticks run as one stretch (see Engine._coast) at most this many at a time
-COAST_TICKS = 4096
+#: quiet ticks run as one stretch (see Engine._coast) at most this many at a time, the slots
+#: advanced in steps of about this many slots freeing
+COAST_TICKS, COAST_STEP_SLOTS = 4096, 4096
+#: a stretch while tasks wait starts about this many tasks at most
+COAST_TASKS = 1 << 18
 #: the mean task time is exact at every tick for this many completions, then refreshed every
 #: MEAN_REFRESH_TICKS ticks (it has converged; ticks stay O(1) in the number of tasks)
 MEAN_EXACT_COMPLETIONS, MEAN_REFRESH_TICKS = 10_000, 30
@@ -116,6 +119,13 @@ class _Views(Sequence):
         return (self[k] for k in range(len(self)))
 
 
+def _upto(ticks, values, side: str) -> np.ndarray:
+    """For each of the sorted ``ticks``, how many ``values`` (in any order) are <= it (``side``
+    "left") or < it ("right"): O(len(values) log len(ticks)), no sort of the values."""
+    idx = np.searchsorted(ticks, values, side=side)
+    return np.cumsum(np.bincount(idx, minlength=ticks.size + 1)[: ticks.size])
+
+
 def _segments(ufunc, values, starts, lengths):
     """``ufunc.reduce`` over ``values[starts[k]:starts[k]+lengths[k]]`` for each k (non-empty
     segments; ``values`` has at least one element past the last segment)."""
@@ -177,6 +187,7 @@ class Engine:
         self.arrival = np.asarray(workload.arrival, dtype=float)
         self._last_arrival = float(self.arrival[-1]) if self.arrival.size else -math.inf
         self.ntasks = self.work.size
+        self._mean_work = float(self.work.mean()) if self.ntasks else 1.0
         self.t_start = np.full(self.ntasks, np.nan)
         self.t_end = np.full(self.ntasks, np.nan)
         self.t_slot = np.full(self.ntasks, -1, dtype=np.int64)
@@ -460,8 +471,11 @@ class Engine:
             self._stop_serving(i)
             ins.draining[i] = True
             ins.drain[i] = t
-        busy = self.slot.task[s] >= 0
-        drained = max(t, float(self.slot.free[s][busy].max())) if busy.any() else t
+        if ins.free_max[i] <= t:  # every slot free (free_max bounds their free times)
+            drained = t
+        else:
+            busy = self.slot.task[s] >= 0
+            drained = max(t, float(self.slot.free[s][busy].max())) if busy.any() else t
         if drained <= t:
             self.terminate(i, t, reason)
         elif deadline is not None and drained > deadline:
@@ -539,9 +553,11 @@ class Engine:
         types, zones = self.types, self.zones
         count = {types[k]: v for k, v in enumerate(self.serv_count.tolist()) if v}
         seen = {types[k]: int(self.t_slots[k]) for k, v in enumerate(self.alive_count.tolist()) if v}
-        noticed = frozenset((types[a], zones[b]) for a, b in np.argwhere(self.noticed_count > 0).tolist())
-        places = {(types[a], zones[b], MARKETS[m]): int(self.serv_place[a, b, m])
-                  for a, b, m in np.argwhere(self.serv_place > 0).tolist()}
+        nz, nm = len(zones), len(MARKETS)
+        noticed = frozenset((types[k // nz], zones[k % nz]) for k in np.flatnonzero(self.noticed_count).tolist())
+        flat = self.serv_place.ravel()
+        places = {(types[k // (nz * nm)], zones[k // nm % nz], MARKETS[k % nm]): v
+                  for k, v in zip(np.flatnonzero(flat).tolist(), flat[flat > 0].tolist())}
         parts = (count, int(self.serv_slots), int(self.serv_spot_slots), seen, noticed, places)
         self._agg_cache = (self._agg_version, parts)
         return parts
@@ -838,11 +854,6 @@ class Engine:
         if self._last_arrival >= T + tick:
             return T, done
         E, H = self.clock.next_time(), self.horizon
-        ticks = np.cumsum(np.r_[T, np.full(COAST_TICKS, tick)])[1:]  # the additions tick by tick makes
-        K = min(int(np.searchsorted(ticks, E, side="left")), int(np.searchsorted(ticks, H, side="right")))
-        if K < 2:
-            return T, done
-        ticks = ticks[:K]
         sl, a, rq = self.slot, self.att, self.rq
         ptr0, rq0, a0 = self.ptr, self.rq_pos, a.n
         avail = (rq.n - rq0) + (self.ntasks - ptr0)  # tasks not started at T
@@ -857,52 +868,46 @@ class Engine:
                      self.t_attempt[rq_ids].copy())
         inflight = sl.busy_until[: sl.n]
         inflight = inflight[inflight > T]  # ends of the tasks running at T
-        if avail > 0:
-            self.advance(float(ticks[-1]))
-        a1 = a.n
-        st, en = np.sort(a.start[a0:a1]), np.sort(a.end[a0:a1])
-        started = np.searchsorted(st, ticks, side="left")  # tasks started before each tick
-        inflight.sort()
-        running = (inflight.size - np.searchsorted(inflight, ticks, side="right")
-                   + (a1 - a0) - np.searchsorted(en, ticks, side="right")
-                   - ((a1 - a0) - started))  # attempts with start < t < end
-        zero = a.start[a0:a1][a.start[a0:a1] == a.end[a0:a1]]
-        if zero.size:  # zero-length attempts at a tick are neither running nor started after it
-            zero.sort()
-            running += np.searchsorted(zero, ticks, side="right") - np.searchsorted(zero, ticks, side="left")
-        queued = avail - started
-        dones = ptr0 - (rq.n - rq0) + started - running
-        stop = dones >= self.ntasks
         alive = self._alive()
-        if watch_idle:
-            empty = queued == 0
-            ins = self.inst
-            keep = ~ins.draining[alive]
+        ins = self.inst
+        keep = ~ins.draining[alive]
+
+        def first_idle():  # when the first serving instance has been idle for idle_after
             since = ins.free_max[alive][keep]
-            if since.size:
-                first = float((since + idle_after if idle_after else since).min())
-                stop |= empty & (ticks >= first)
-            if idle_after == 0:
-                ends = np.concatenate([inflight, en, ins.ready[alive]])
-                ends.sort()
-                at = np.minimum(np.searchsorted(ends, ticks), ends.size - 1)
-                stop |= ~empty & (ends[at] == ticks) if ends.size else False
-        m = int(np.argmax(stop)) if stop.any() else K
-        if saved is not None and m < K and started[m] < a1 - a0:
-            self._undo(saved, ptr0, rq0, a0)  # a tie: undo the assignment past the tick before it
-            self.undone += 1
-            if m > 0:
-                self.advance(float(ticks[m - 1]))
-        if m == 0:
-            return T, done
-        ticks, queued, running, dones = ticks[:m], queued[:m], running[:m], dones[:m]
+            return float((since + idle_after if idle_after else since).min()) if since.size else math.inf
+
+        if avail == 0:  # nothing starts any more: the stretch ends at the first idle or last end
+            last = float(inflight.max()) if inflight.size else T  # then every task is done
+            stop_at = min(last, first_idle()) if watch_idle else last
+            ts, t = [], T
+            while len(ts) < COAST_TICKS:
+                t = t + tick  # the additions tick by tick makes
+                if t >= E or t > H or t >= stop_at:
+                    break
+                ts.append(t)
+            m = len(ts)
+            if m == 0:
+                return T, done
+            ticks = np.array(ts)
+            running = inflight.size - _upto(ticks, inflight, "left")
+            queued = np.zeros(m, dtype=np.int64)
+            dones = self.ntasks - running
+        else:
+            m = self._coast_busy(T, E, H, avail, inflight, alive, first_idle, watch_idle, saved)
+            if m == 0:
+                return T, done
+            ticks, queued, running, dones = m
+            m = ticks.size
         self.events += m
         self.coasted += m
         violations = self.limit_violations
         self.check_limits()  # the limits and the serving counts do not change in the stretch
         self.limit_violations += (self.limit_violations - violations) * (m - 1)
-        for k in range(m):
-            self._update_mean(float(ticks[k]), int(dones[k]))
+        if int(dones[-1]) < MEAN_EXACT_COMPLETIONS:  # skipped at every tick (see _update_mean)
+            self._mean_calls += m
+        else:
+            for k in range(m):
+                self._update_mean(float(ticks[k]), int(dones[k]))
         rec = np.flatnonzero((self._nticks + np.arange(m)) % self.record_every == 0)
         self._nticks += m
         if rec.size:
@@ -911,17 +916,90 @@ class Engine:
             cost = np.concatenate([charge(ticks[rec[c:c + rows], None] - grant[None, :], price, minc).sum(axis=1)
                                    for c in range(0, rec.size, rows)]) + self.closed_cost
             r = self.rec
-            for k in rec.tolist():  # the instance counts change only where a boot ends
-                counts, cores = self._state_counts(float(ticks[k]), alive)
-                r["inst"].append(counts)
-                r["cores"].append(cores)
-            r["time"].extend(ticks[rec].tolist())
+            at, k = ticks[rec], 0
+            while k < rec.size:  # the instance counts change only where a boot ends
+                counts, cores = self._state_counts(float(at[k]), alive)
+                j = max(k + 1, int(np.searchsorted(at, self._rec_cache[1], side="left")))
+                r["inst"].extend([counts] * (j - k))
+                r["cores"].extend([cores] * (j - k))
+                k = j
+            r["time"].extend(at.tolist())
             r["queued"].extend(queued[rec].tolist())
             r["running"].extend(running[rec].tolist())
             r["done"].extend(dones[rec].tolist())
             r["cost"].extend(cost.tolist())
             r["refused"].extend([self.n_refused] * rec.size)
         return float(ticks[m - 1]), int(dones[m - 1])
+
+    def _coast_busy(self, T, E, H, avail, inflight, alive, first_idle, watch_idle, saved):
+        """The stretch of :meth:`_coast` while tasks wait: ``(ticks, queued, running, done)`` of
+        its ticks, or 0 (none). The slots are advanced to its last tick, grown until it ends."""
+        tick, a, rq, ins = self.tick, self.att, self.rq, self.inst
+        ptr0, rq0, a0 = self.ptr, self.rq_pos, a.n
+        idle_after = self._idle_after
+        # a first guess of its length: until the waiting work is spread over the open slots
+        work = float(self.work[ptr0:].sum()) + float(self.work[rq.task[rq0:rq.n]].sum())
+        sl = self.slot
+        cap = float(sl.speed[: sl.n][sl.open[: sl.n]].sum())
+        # ... and at most about COAST_TASKS tasks started (the stretch's arrays stay small)
+        most = max(8, int(COAST_TASKS * self._mean_work / (cap * tick))) if cap > 0 else COAST_TICKS
+        n = int(min(COAST_TICKS, most, max(8, 1.1 * work / cap / tick + 2))) if cap > 0 else 64
+        done_to = -1  # the last tick advanced to
+        while True:
+            ticks = np.cumsum(np.r_[T, np.full(n, tick)])[1:]  # the additions tick by tick makes
+            K = min(int(np.searchsorted(ticks, E, side="left")), int(np.searchsorted(ticks, H, side="right")))
+            if K < 2:  # (only the first pass: K does not fall as n grows)
+                return 0
+            ticks = ticks[:K]
+            # advanced in steps of about COAST_STEP_SLOTS slots freeing (one step for a small
+            # pool): a pass over the slots costs their number, whatever the step
+            step = max(1, int(COAST_STEP_SLOTS * self._mean_work / (cap * tick))) if cap > 0 else K
+            for k in list(range(done_to + step, K - 1, step)) + [K - 1]:
+                self.advance(float(ticks[k]))
+            done_to = K - 1
+            a1 = a.n
+            st, en = a.start[a0:a1], a.end[a0:a1]
+            # where each task end (and each end of the tasks running at T) falls among the ticks
+            at_en, at_in = np.searchsorted(ticks, en), np.searchsorted(ticks, inflight)
+
+            def upto(at):  # how many of the values placed at ``at`` are <= each tick
+                return np.cumsum(np.bincount(at, minlength=K + 1)[:K])
+
+            if st.size < 2 or bool((st[1:] >= st[:-1]).all()):  # FIFO: the starts are in order
+                started = np.searchsorted(st, ticks, side="left")  # tasks started before each tick
+            else:
+                started = _upto(ticks, st, "right")
+            # attempts with start < t < end: started before it, less those ended by it (and the
+            # zero-length ones at it, which are neither running nor started before it)
+            running = (inflight.size - upto(at_in)) + started - upto(at_en)
+            zero = st[st == en]
+            if zero.size:
+                running += _upto(ticks, zero, "left") - _upto(ticks, zero, "right")
+            queued = avail - started
+            dones = ptr0 - (rq.n - rq0) + started - running
+            stop = dones >= self.ntasks
+            if watch_idle:
+                empty = queued == 0
+                if empty.any():  # free_max is final once every task started
+                    stop |= empty & (ticks >= first_idle())
+                if idle_after == 0 and not empty.all():  # ticks a task end or a boot lands on
+                    ready = ins.ready[alive]
+                    for ends, at in ((inflight, at_in), (en, at_en), (ready, np.searchsorted(ticks, ready))):
+                        at = np.minimum(at, K - 1)
+                        hit = at[ticks[at] == ends]
+                        stop[hit] |= ~empty[hit]
+            if stop.any() or K < n or n >= min(COAST_TICKS, most):
+                break
+            n = min(COAST_TICKS, most, 4 * n)
+        m = int(np.argmax(stop)) if stop.any() else K
+        if saved is not None and m < K and started[m] < a1 - a0:
+            self._undo(saved, ptr0, rq0, a0)  # a tie: undo the assignment past the tick before it
+            self.undone += 1
+            if m > 0:
+                self.advance(float(ticks[m - 1]))
+        if m == 0:
+            return 0
+        return ticks[:m], queued[:m], running[:m], dones[:m]
 
     def _undo(self, saved, ptr0: int, rq0: int, a0: int) -> None:
         """Undo the assignments :meth:`advance` made since ``saved`` was taken (see _coast)."""

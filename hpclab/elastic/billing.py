@@ -27,6 +27,8 @@ A lifecycle log (``time, instance, itype, zone, market, state``) becomes such a 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -76,6 +78,10 @@ def charge(seconds, price, min_charge=0.0):
     >>> float(charge(10.0, 0.001, 60.0))
     0.06
     """
+    if isinstance(seconds, float) and isinstance(price, float) and isinstance(min_charge, (float, int)) \
+            and math.isfinite(seconds) and math.isfinite(min_charge):
+        # one instance (a clock's termination): the same rule without arrays, to the same bit
+        return float(max(float(math.ceil(seconds - _EPS)), min_charge) * price) if seconds >= 0 else 0.0
     s = np.asarray(seconds, dtype=float)
     billed = np.where(s >= 0, np.maximum(np.ceil(s - _EPS), min_charge), 0.0)
     out = billed * np.asarray(price, dtype=float)

@@ -415,7 +415,8 @@ def _summary(eng: Engine, cat, name: str) -> dict:
     slot_s = float((ins.nslots[:n] * life).sum())
     busy_s = float((np.minimum(att.end[:na], T) - att.start[:na]).clip(min=0).sum())
     cores_ts = eng.rec["cores"]
-    peak = int(max(float(c.sum()) for c in cores_ts)) if cores_ts else 0
+    # (a record reuses its counts' array while they do not change: each array summed once)
+    peak = int(max(float(c.sum()) for c in {id(c): c for c in cores_ts}.values())) if cores_ts else 0
     events = int(eng.events + na + int(np.sum(np.isfinite(att.end[:na]))))
     return {
         "policy": name,
