@@ -162,13 +162,16 @@ class Engine:
         self.t_price = np.array([[unit_price(r, m) for m in MARKETS] for r in recs])  # USD/s
         self.t_minc = np.array([r.min_charge for r in recs])
         self.slots_map = {t: int(s) for t, s in zip(self.types, self.t_slots)}
+        self._slots_list = self.t_slots.tolist()
+        self._place_keys = tuple((t, z, m) for t in self.types for z in self.zones for m in MARKETS)
+        self._tindex = {t: k for k, t in enumerate(self.types)}
+        self._zindex = {z: k for k, z in enumerate(self.zones)}
         base = np.array([[z.capacity.get(t, 0) for t in self.types] for z in zrecs], dtype=float)
         self.cap_base = base * capacity[:, None]
         self.z_reclaim = (np.array([z.spot_reclaim_rate for z in zrecs]) * reclaim_scale
                           if reclaim_rate is None else np.full(nz, float(reclaim_rate)))
         self.spot_capacity = spot_capacity
-        r_boot, r_reclaim, r_cap = run_streams(seed)
-        self.rng_boot, self.rng_reclaim = r_boot, r_reclaim
+        self._seed, self._streams = seed, None  # the seeded streams, made when first drawn from
         if market is None:
             from hpclab.elastic.faults import SpotMarket
 
@@ -177,7 +180,7 @@ class Engine:
         self.t_price[:, 1] *= self.market.price_factor  # the running meter pays the spot option too
         # capacity multiplier: user curve x seeded noise, piecewise constant
         self.curve = capacity_curve
-        self.noise = ShortageNoise(capacity_noise, (nz, nt), r_cap, capacity_interval) \
+        self.noise = ShortageNoise(capacity_noise, (nz, nt), self._stream(2), capacity_interval) \
             if capacity_noise > 0 else None
         self.cap_now = self._capacity(0.0)
         self.in_use = np.zeros((nz, nt))
@@ -203,7 +206,8 @@ class Engine:
                            "drain": (float, np.nan), "notice_t": (float, np.nan),
                            "notice": (bool, False), "draining": (bool, False), "slot0": (np.int64, 0),
                            "nslots": (np.int64, 0), "reason": (np.int8, 0),
-                           "free_max": (float, np.nan)}, 1024)  # free_max: when every slot is free
+                           "free_max": (float, np.nan), "price": (float, 0.0), "minc": (float, 0.0)},
+                          1024)  # free_max: when every slot is free; price (USD/s), minc: its meter
         self.slot = _Grow({"free": (float, np.inf), "busy_until": (float, -np.inf),
                            "task": (np.int64, -1), "open": (bool, False),
                            "speed": (float, 1.0), "inst": (np.int64, -1)}, 4096)
@@ -217,8 +221,10 @@ class Engine:
         self.pend_start = np.zeros(0)
         self.pend_chunks: list = []
         self._npend = 0  # entries in pend_task and pend_chunks (an upper bound on completions to come)
+        self._pend_end = None  # pend_task's ends when it is sorted by them (see _update_mean)
         self._mean_calls = 0  # ticks so far (the mean's refresh schedule, see _update_mean)
         self._alive_cache = None  # (version, alive instances, their meter arrays), see _alive
+        self._counts_cache = self._room_cache = self._idle_cache = None  # see _counts, _room, _idle_mask
         # the policy's triggers, if it declares them and this clock can tell when they hold: at a
         # tick where none holds its decision would be empty, so it is not asked (see _quiet)
         trig = getattr(policy, "triggers", None)
@@ -227,6 +233,7 @@ class Engine:
         self._t_max = np.array([limits.max_per_type.get(t, np.iinfo(np.int64).max) for t in self.types],
                                dtype=np.int64)
         self._t_min = np.array([limits.min_per_type.get(t, 0) for t in self.types], dtype=np.int64)
+        self._t_max_list, self._t_min_list = self._t_max.tolist(), self._t_min.tolist()
         self._asked_refusals = -1  # refusal events when the policy was last asked
         self.asks = 0
         self.coasted = 0  # ticks run in stretches of quiet ticks (see _coast)
@@ -236,12 +243,15 @@ class Engine:
         self.serv_slots = 0
         self.alive_slots = 0  # the account quota counts every instance not terminated
         self.serv_spot_slots = 0
+        self.n_draining = 0  # instances draining, not yet terminated
+        self._ready_max = -math.inf  # the latest ready time of any instance granted
         self.serv_place = np.zeros((nt, nz, len(MARKETS)), dtype=np.int64)  # serving, per place
         self.alive_count = np.zeros(nt, dtype=np.int64)  # instances not terminated, per type
         self.noticed_count = np.zeros((nt, nz), dtype=np.int64)  # alive spot under notice
         self._agg_version = 0  # bumped whenever the counters above change
         self._agg_cache = None  # (version, Aggregates parts) reused while nothing changed
         self._rec_cache = None  # (version, valid until, counts, cores) of record()
+        self._rec_arrays = None  # (alive, place, market, cores, ready) of its instances, see _state_counts
         self._snap_version = -1  # _agg_version when the last snapshot was taken
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         # completed task times, summed exactly in whole microseconds (integers: the sum does not
@@ -250,6 +260,12 @@ class Engine:
         self.done_n = 0
         self.rec: dict[str, list] = {k: [] for k in ("time", "inst", "cores", "queued", "running",
                                                       "done", "cost", "refused")}
+
+    def _stream(self, k: int):
+        """The run's ``k``-th seeded random stream (0 boots, 1 reclaims, 2 capacity shortage)."""
+        if self._streams is None:
+            self._streams = run_streams(self._seed)
+        return self._streams[k]
 
     # -- capacity ------------------------------------------------------------------------------
     def _capacity(self, t: float) -> np.ndarray:
@@ -266,73 +282,67 @@ class Engine:
 
     # -- tasks ------------------------------------------------------------------------------------
     def advance(self, T: float) -> None:
-        """Assign queued tasks to slots for every start before ``T`` (exact greedy FIFO)."""
+        """Assign queued tasks to slots for every start before ``T`` (exact greedy FIFO).
+
+        The open slots freeing before ``T`` are sorted once by (free time, index), the order a
+        heap of ``(free, slot)`` pops them in; each batch pairs the next tasks with that order's
+        prefix, and the slots that took a task go back into the order by merging (their ends,
+        sorted, with the rest, already sorted), so that no pass looks at every slot again."""
         sl = self.slot
         last = self._last_arrival
+        # tasks arrived before T (all of them once the last has arrived)
+        arrived = self.ntasks if last < T else int(np.searchsorted(self.arrival, T, side="left"))
+        if self.rq.n - self.rq_pos + arrived - self.ptr <= 0:
+            return
+        free = sl.free[: sl.n]
+        cand = np.flatnonzero(sl.open[: sl.n] & (free < T))
+        if cand.size == 0:
+            return
+        order = cand[np.argsort(free[cand], kind="stable")]  # ties by slot index (cand is sorted)
+        fo = free[order]
+        speed = sl.speed
+        guess = 256  # the batch is first paired over about twice the last batch's length
         while True:
             r = self.rq.n - self.rq_pos
-            # tasks arrived before T (all of them once the last has arrived)
-            m = (self.ntasks if last < T else int(np.searchsorted(self.arrival, T, side="left"))) - self.ptr
-            avail = r + max(m, 0)
-            if avail <= 0:
+            avail = r + arrived - self.ptr
+            whole = min(order.size, avail)
+            if whole <= 0:
                 return
-            free = sl.free[: sl.n]
-            cand = np.flatnonzero(sl.open[: sl.n] & (free < T))
-            if cand.size == 0:
-                return
-            if cand.size > avail:
-                cand = cand[np.argpartition(free[cand], avail - 1)[:avail]]
-            whole = cand.size
-            if whole > 64:  # the batch ends at the latest before the first slot that frees after
-                # one of its first tasks ends: pair the first 32 tasks with the 32 slots freeing
-                # first (the order's prefix) and sort only the slots freeing by their first end
-                fc = free[cand]
-                q = 32
-                head = np.argpartition(fc, q - 1)[:q]
-                head = head[np.argsort(fc[head], kind="stable")]
-                hr = min(r, q)
-                rdy = np.empty(q)
-                wk = np.empty(q)
-                if hr:
-                    ids = self.rq.task[self.rq_pos:self.rq_pos + hr]
-                    rdy[:hr], wk[:hr] = self.rq.ready[self.rq_pos:self.rq_pos + hr], self.work[ids]
-                p0 = self.ptr
-                rdy[hr:], wk[hr:] = self.arrival[p0:p0 + q - hr], self.work[p0:p0 + q - hr]
-                by = float((np.maximum(fc[head], rdy) + wk / sl.speed[cand[head]]).min())
-                sub = fc <= by
-                cand, fc = cand[sub], fc[sub]
-                order = cand[np.argsort(fc, kind="stable")]
-            else:
-                order = cand[np.argsort(free[cand], kind="stable")]
-            B = order.size
-            kr = min(r, B)
-            ptr = self.ptr
-            if kr == 0:  # only new tasks: one contiguous range (slices, no copies)
-                tasks = None
-                ready = self.arrival[ptr:ptr + B]
-                work = self.work[ptr:ptr + B]
-            else:
-                tasks = np.empty(B, dtype=np.int64)
-                ready = np.empty(B)
-                tasks[:kr] = self.rq.task[self.rq_pos:self.rq_pos + kr]
-                ready[:kr] = self.rq.ready[self.rq_pos:self.rq_pos + kr]
-                tasks[kr:] = np.arange(ptr, ptr + B - kr)
-                ready[kr:] = self.arrival[ptr:ptr + B - kr]
-                work = self.work[tasks]
-            f = free[order]
-            start = np.maximum(f, ready)
-            end = start + work / sl.speed[order]
-            j = B
-            if B > 1:
-                bad = np.flatnonzero(np.minimum.accumulate(end[:-1]) < f[1:])
-                if bad.size:
-                    j = int(bad[0]) + 1
-            late = np.flatnonzero(start[:j] >= T)
-            if late.size:
-                j = int(late[0])
-            if j == 0:
-                return
-            o, st, en = order[:j], start[:j], end[:j]
+            B = min(whole, guess)
+            while True:
+                kr = min(r, B)
+                ptr = self.ptr
+                if kr == 0:  # only new tasks: one contiguous range (slices, no copies)
+                    tasks = None
+                    ready = self.arrival[ptr:ptr + B]
+                    work = self.work[ptr:ptr + B]
+                else:
+                    tasks = np.empty(B, dtype=np.int64)
+                    ready = np.empty(B)
+                    tasks[:kr] = self.rq.task[self.rq_pos:self.rq_pos + kr]
+                    ready[:kr] = self.rq.ready[self.rq_pos:self.rq_pos + kr]
+                    tasks[kr:] = np.arange(ptr, ptr + B - kr)
+                    ready[kr:] = self.arrival[ptr:ptr + B - kr]
+                    work = self.work[tasks]
+                ob, f = order[:B], fo[:B]
+                start = np.maximum(f, ready)
+                end = start + work / speed[ob]
+                j = B
+                if B > 1:  # the pairing holds while no slot of the batch frees again before (or
+                    # with, a tie goes by slot index) the next slot of the order
+                    bad = np.flatnonzero(np.minimum.accumulate(end[:-1]) <= f[1:])
+                    if bad.size:
+                        j = int(bad[0]) + 1
+                late = np.flatnonzero(start[:j] >= T)
+                if late.size:  # task j cannot start before T on any slot (nor the ones after it)
+                    j = int(late[0])
+                    if j == 0:
+                        return
+                if j < B or B == whole:
+                    break
+                B = whole  # no cut in the guess: pair the whole order
+            guess = max(64, 2 * j)
+            o, st, en = ob[:j], start[:j], end[:j]
             # the tasks started: a slice of the task arrays when they are all new
             tk = np.arange(ptr, ptr + j) if tasks is None else tasks[:j]
             at = slice(ptr, ptr + j) if tasks is None else tk
@@ -354,10 +364,27 @@ class Engine:
             used_rq = min(kr, j)
             self.rq_pos += used_rq
             self.ptr += j - used_rq
-            # done if every available task started, or every free slot took one that ends
-            # after T (the next pass would find no task or no slot)
-            if j == B and B == whole and (B == avail or float(en.min()) >= T):
+            if late.size:
                 return
+            # the order of the slots left: the rest, and the slots that took a task merged back
+            back = en < T
+            rest, frest = order[j:], fo[j:]
+            if not back.any():
+                order, fo = rest, frest
+                continue
+            ob, eb = o[back], en[back]
+            srt = np.argsort(eb, kind="stable")
+            keys = np.concatenate([frest, eb[srt]])
+            idx = np.concatenate([rest, ob[srt]])
+            mrg = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+            fo, order = keys[mrg], idx[mrg]
+            if fo.size > 1:  # an exact tie with a slot that took a task: by slot index
+                tie = fo[1:] == fo[:-1]
+                if tie.any():
+                    moved = mrg >= rest.size
+                    if (tie & (moved[1:] | moved[:-1])).any():
+                        lex = np.lexsort((order, fo))
+                        fo, order = fo[lex], order[lex]
 
     # -- instances ----------------------------------------------------------------------------------
     def grant(self, t: float, it: int, iz: int, market: int, count: int) -> int:
@@ -387,15 +414,17 @@ class Engine:
         mean, sd = self.t_boot[it], self.t_boot_sd[it]
         if sd > 0:  # lognormal with the catalog's mean and standard deviation
             s2 = math.log1p((sd / mean) ** 2)
-            boot = np.exp(math.log(mean) - s2 / 2 + math.sqrt(s2) * self.rng_boot.standard_normal(n))
+            boot = np.exp(math.log(mean) - s2 / 2 + math.sqrt(s2) * self._stream(0).standard_normal(n))
         else:
             boot = np.full(n, mean)
         ins.itype[ids], ins.zone[ids], ins.market[ids] = it, iz, market
         ins.grant[ids] = t
+        ins.price[ids], ins.minc[ids] = self.t_price[it, market], self.t_minc[it]
         ins.ready[ids] = t + boot
         ins.slot0[ids] = sl.n + np.arange(n) * ns
         ins.nslots[ids] = ns
         ins.free_max[ids] = t + boot
+        self._ready_max = max(self._ready_max, float(ins.free_max[ids].max()))
         ins.n += n
         sids = np.arange(sl.n, sl.n + n * ns)
         sl.free[sids] = np.repeat(t + boot, ns)
@@ -441,6 +470,8 @@ class Engine:
             return
         if not ins.draining[i]:
             self._stop_serving(i)
+        else:
+            self.n_draining -= 1
         ins.end[i] = t
         ins.reason[i] = reason
         self.alive_slots -= int(ins.nslots[i])
@@ -470,6 +501,7 @@ class Engine:
         if not ins.draining[i]:
             self._stop_serving(i)
             ins.draining[i] = True
+            self.n_draining += 1
             ins.drain[i] = t
         if ins.free_max[i] <= t:  # every slot free (free_max bounds their free times)
             drained = t
@@ -552,12 +584,12 @@ class Engine:
             return c[1]
         types, zones = self.types, self.zones
         count = {types[k]: v for k, v in enumerate(self.serv_count.tolist()) if v}
-        seen = {types[k]: int(self.t_slots[k]) for k, v in enumerate(self.alive_count.tolist()) if v}
-        nz, nm = len(zones), len(MARKETS)
-        noticed = frozenset((types[k // nz], zones[k % nz]) for k in np.flatnonzero(self.noticed_count).tolist())
-        flat = self.serv_place.ravel()
-        places = {(types[k // (nz * nm)], zones[k // nm % nz], MARKETS[k % nm]): v
-                  for k, v in zip(np.flatnonzero(flat).tolist(), flat[flat > 0].tolist())}
+        seen = {types[k]: self._slots_list[k] for k, v in enumerate(self.alive_count.tolist()) if v}
+        nz = len(zones)
+        noticed = frozenset((types[k // nz], zones[k % nz]) for k in np.flatnonzero(self.noticed_count).tolist()) \
+            if self.noticed_count.any() else frozenset()
+        keys = self._place_keys  # (type, zone, market) in serv_place's flat order
+        places = {keys[k]: v for k, v in enumerate(self.serv_place.ravel().tolist()) if v}
         parts = (count, int(self.serv_slots), int(self.serv_spot_slots), seen, noticed, places)
         self._agg_cache = (self._agg_version, parts)
         return parts
@@ -588,27 +620,39 @@ class Engine:
             return c[1]
         ins = self.inst
         alive = np.flatnonzero(ins.end[: ins.n] == np.inf)
-        it = ins.itype[alive]
-        self._alive_cache = (self._agg_version, alive,
-                             (ins.grant[alive], self.t_price[it, ins.market[alive]], self.t_minc[it]))
+        self._alive_cache = (self._agg_version, alive, (ins.grant[alive], ins.price[alive], ins.minc[alive]))
         return alive
 
     def _counts(self, T: float) -> tuple[int, int, int]:
-        """(queued, running, done) tasks at ``T``."""
+        """(queued, running, done) tasks at ``T`` (reused within a tick: the busy slots change
+        only with an assignment, an undo or a kill, which change the key)."""
+        key = (T, self.att.n, self.n_kills, self.ptr, self.rq_pos, self.rq.n)
+        c = self._counts_cache
+        if c is not None and c[0] == key:
+            return c[1]
         sl = self.slot
         nbusy = int(np.count_nonzero(sl.busy_until[: sl.n] > T))
         r = self.rq.n - self.rq_pos
-        queued = r + int(np.searchsorted(self.arrival, T, side="right")) - self.ptr
-        return queued, nbusy, self.ptr - r - nbusy
+        arrived = self.ntasks if self._last_arrival <= T else int(np.searchsorted(self.arrival, T, side="right"))
+        queued = r + arrived - self.ptr
+        out = (queued, nbusy, self.ptr - r - nbusy)
+        self._counts_cache = (key, out)
+        return out
 
-    def _room(self) -> bool:
-        """The limits (``max_per_type``, the core quota) leave room for one more instance of some
-        type."""
+    def _room(self) -> tuple[bool, bool]:
+        """Whether the limits (``max_per_type``, the core quota) leave room for one more
+        instance of some type, and whether a type has fewer serving instances than its minimum
+        (both change only with the aggregates' version)."""
+        c = self._room_cache
+        if c is not None and c[0] == self._agg_version:
+            return c[1]
         q = self.limits.quota_cores
-        fits = self.serv_count < self._t_max
-        if q is not None:
-            fits &= q - self.serv_slots >= self.t_slots
-        return bool(fits.any())
+        left = math.inf if q is None else q - self.serv_slots
+        count = self.serv_count.tolist()  # a few types: lists beat arrays here
+        out = (any(c < hi and s <= left for c, hi, s in zip(count, self._t_max_list, self._slots_list)),
+               any(c < lo for c, lo in zip(count, self._t_min_list)))
+        self._room_cache = (self._agg_version, out)
+        return out
 
     def _quiet(self, T: float) -> bool:
         """The policy declares triggers and none of them holds at ``T`` (so its decision would be
@@ -622,10 +666,11 @@ class Engine:
             return False
         if "refused" in trig and self.n_refusal_events != self._asked_refusals:
             return False
-        if "room" in trig and self._room():
+        room, below_min = self._room()
+        if "room" in trig and room:
             return False
-        if "demand" in trig and self._room():
-            if (self.serv_count < self._t_min).any():
+        if "demand" in trig and room:
+            if below_min:
                 return False
             queued, running, _ = self._counts(T)
             if queued + running > self.serv_slots:
@@ -636,10 +681,20 @@ class Engine:
 
     def _idle_mask(self, alive, T: float, after: float = 0.0) -> np.ndarray:
         """Which of the ``alive`` instances are idle at ``T`` (for at least ``after`` seconds):
-        running, not draining, every slot free (free_max >= ready, so not booting)."""
+        running, not draining, every slot free (free_max >= ready, so not booting). Reused
+        within a tick (free_max changes with an assignment or an undo, draining with the
+        aggregates' version)."""
+        key = (T, after, self._agg_version, self.att.n, self.n_kills)
+        c = self._idle_cache
+        if c is not None and c[0] == key and c[1] is alive:
+            return c[2]
         ins = self.inst
         since = ins.free_max[alive]
-        return ((since + after if after else since) <= T) & ~ins.draining[alive]
+        mask = (since + after if after else since) <= T
+        if self.n_draining:
+            mask &= ~ins.draining[alive]
+        self._idle_cache = (key, alive, mask)
+        return mask
 
     def snapshot(self, T: float):
         ins = self.inst
@@ -655,13 +710,15 @@ class Engine:
         else:
             idle = ()
         count, serving, spot, seen, noticed, places = self._aggregates()
-        booting = ins.ready[alive] > T
-        booting = int(ins.nslots[alive[booting & ~ins.draining[alive]]].sum()) if booting.any() else 0
+        booting = 0
+        if self._ready_max > T:  # some instance may still be booting
+            b = ins.ready[alive] > T
+            booting = int(ins.nslots[alive[b & ~ins.draining[alive]]].sum()) if b.any() else 0
         # busy slots on serving instances: all busy slots but those of draining instances (under
         # a notice or retired while busy), which are not serving
         busy_cores = nbusy
-        draining = alive[ins.draining[alive]]
-        if draining.size:
+        if self.n_draining:
+            draining = alive[ins.draining[alive]]
             busy_cores -= int(self._running(draining, T).sum())
         summary = _aggregates(count, serving, spot, seen, noticed, idle, places, booting,
                               int(ins.nslots[idle_i].sum()) if idle_i.size else 0, busy_cores)
@@ -684,12 +741,36 @@ class Engine:
             return
         if self.done_n >= MEAN_EXACT_COMPLETIONS and self._mean_calls % MEAN_REFRESH_TICKS:
             return
-        if self.pend_chunks:
+        new = bool(self.pend_chunks)
+        if new:
             self.pend_task = np.concatenate([self.pend_task] + [c[0] for c in self.pend_chunks])
             self.pend_start = np.concatenate([self.pend_start] + [c[1] for c in self.pend_chunks])
             self.pend_chunks = []
+            self._pend_end = None
         if self.pend_task.size == 0:
             self._npend = 0
+            return
+        if not new and self._pend_end is None and self.done_n < MEAN_EXACT_COMPLETIONS:
+            # nothing started since the last refresh (the queue is empty, say): sorted by end
+            # once, later refreshes take the prefix that has ended (a task killed since was
+            # restarted, or not, with another start: its entry is dropped when reached)
+            order = np.argsort(self.t_end[self.pend_task], kind="stable")
+            self.pend_task, self.pend_start = self.pend_task[order], self.pend_start[order]
+            self._pend_end = self.t_end[self.pend_task]
+        if self._pend_end is not None:
+            k = int(np.searchsorted(self._pend_end, T, side="right"))
+            if k:
+                head = self.pend_task[:k]
+                st, en = self.t_start[head], self.t_end[head]
+                fin = st == self.pend_start[:k]
+                us = (en - st)[fin] * 1e6
+                # rounded half to even (a few per tick: in Python, cheaper than the arrays)
+                self.done_us += sum(map(round, us.tolist())) if us.size <= 64 else \
+                    int(np.rint(us).astype(np.int64).sum())
+                self.done_n += us.size
+                self.pend_task, self.pend_start = self.pend_task[k:], self.pend_start[k:]
+                self._pend_end = self._pend_end[k:]
+                self._npend = self.pend_task.size
             return
         st = self.t_start[self.pend_task]
         en = self.t_end[self.pend_task]
@@ -717,8 +798,7 @@ class Engine:
                 continue
             if 0 <= i < ins.n and ins.end[i] == np.inf and not ins.draining[i]:
                 self.drain(i, T, None, 1)
-        tindex = {t: k for k, t in enumerate(self.types)}
-        zindex = {z: k for k, z in enumerate(self.zones)}
+        tindex, zindex = self._tindex, self._zindex
         for launch in decision.launch:
             if launch.itype not in tindex or launch.zone not in zindex:
                 raise HpclabError(f"policy {getattr(self.policy, 'name', self.policy)!r} launched "
@@ -751,15 +831,20 @@ class Engine:
         if c is not None and c[0] == version and T < c[1]:
             return c[2], c[3]
         ins = self.inst
-        code = self._codes(alive, T)
-        it_a, zn_a, mk_a = ins.itype[alive], ins.zone[alive], ins.market[alive]
         nt, nz = len(self.types), len(self.zones)
-        flat = (code.astype(np.int64) * nt + it_a) * nz + zn_a
-        counts = np.bincount(flat, minlength=3 * nt * nz).reshape(3, nt, nz)
-        running = code == 1
-        cores = np.bincount(mk_a[running], weights=self.t_cores[it_a[running]], minlength=2)
-        ready = ins.ready[alive]
-        later = ready[ready > T]
+        a = self._rec_arrays
+        if a is None or a[0] is not alive:  # what does not change while ``alive`` is the set
+            it_a = ins.itype[alive].astype(np.int64)
+            a = (alive, it_a * nz + ins.zone[alive], ins.market[alive], self.t_cores[it_a].astype(float),
+                 ins.ready[alive])
+            self._rec_arrays = a
+        _, place, mk_a, cores_a, ready = a
+        booting = ready > T
+        code = (~booting).astype(np.int64)  # 0 booting, 1 running, 2 draining
+        code[ins.draining[alive]] = 2
+        counts = np.bincount(code * (nt * nz) + place, minlength=3 * nt * nz).reshape(3, nt, nz)
+        cores = np.bincount(mk_a, weights=cores_a * (code == 1), minlength=2)
+        later = ready[booting]
         self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
         return counts, cores
 
