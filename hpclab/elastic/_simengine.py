@@ -298,6 +298,12 @@ class Engine:
         cand = np.flatnonzero(sl.open[: sl.n] & (free < T))
         if cand.size == 0:
             return
+        avail = self.rq.n - self.rq_pos + arrived - self.ptr
+        if cand.size > avail:  # more free slots than tasks: only the ``avail`` the heap pops first
+            fc = free[cand]
+            kth = np.partition(fc, avail - 1)[avail - 1]
+            lo, eq = cand[fc < kth], cand[fc == kth]  # ties at the cut by slot index, as the heap
+            cand = np.sort(np.concatenate([lo, eq[: avail - lo.size]]))
         order = cand[np.argsort(free[cand], kind="stable")]  # ties by slot index (cand is sorted)
         fo = free[order]
         speed = sl.speed
@@ -307,7 +313,7 @@ class Engine:
             avail = r + arrived - self.ptr
             whole = min(order.size, avail)
             if whole <= 0:
-                return
+                break
             B = min(whole, guess)
             while True:
                 kr = min(r, B)
@@ -336,11 +342,11 @@ class Engine:
                 late = np.flatnonzero(start[:j] >= T)
                 if late.size:  # task j cannot start before T on any slot (nor the ones after it)
                     j = int(late[0])
-                    if j == 0:
-                        return
                 if j < B or B == whole:
                     break
                 B = whole  # no cut in the guess: pair the whole order
+            if j == 0:
+                break
             guess = max(64, 2 * j)
             o, st, en = ob[:j], start[:j], end[:j]
             # the tasks started: a slice of the task arrays when they are all new
@@ -365,7 +371,7 @@ class Engine:
             self.rq_pos += used_rq
             self.ptr += j - used_rq
             if late.size:
-                return
+                break
             # the order of the slots left: the rest, and the slots that took a task merged back
             back = en < T
             rest, frest = order[j:], fo[j:]
