@@ -6,12 +6,14 @@ engine assigns queued tasks to slots in vectorised batches that are *exact* gree
 first-out list scheduling (each task, in submission order, goes to the slot that frees first):
 
 - the candidate slots (open, free before the next control event) are sorted by the time they
-  free, ``f``; the next tasks in the queue are paired with them in order; task ``k`` starts at
+  free, ``f``, ties by slot index (the order a heap of ``(free, slot)`` pops them in); the next
+  tasks in the queue are paired with them in order; task ``k`` starts at
   ``s_k = max(f_k, ready_k)`` and ends at ``e_k = s_k + work_k / speed_k``;
 - the pairing is what one-at-a-time greedy scheduling would do as long as no slot of the batch
-  frees again before a later slot of the batch takes its task: ``min(e_0..e_{k-1}) >= f_k``; the
-  batch is cut at the first ``k`` where that fails (and where ``s_k`` reaches the next control
-  event), and the loop goes on from there.
+  frees again before (or with) a later slot of the batch taking its task:
+  ``min(e_0..e_{k-1}) > f_k``; the batch is cut at the first ``k`` where that fails (and where
+  ``s_k`` reaches the next control event), the slots that took a task are merged back into the
+  sorted order, and the loop goes on from there.
 
 So a task is a few array elements, never a Python object or event, and every attempt is recorded
 (task, slot, start, end, completed or killed) so that "every task completes exactly once" can be
