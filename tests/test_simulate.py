@@ -26,6 +26,24 @@ def _strip(summary):
     return {k: v for k, v in summary.items() if k not in ("wall_s", "events_per_s")}
 
 
+def _heap_schedule(result, arrival, work, speed, slots=16):
+    """The reference: one task at a time, in order, to the slot a heap of (free time, slot)
+    pops first (each instance of ``result`` has ``slots`` slots, free from its ready time).
+    Returns each task's start, end and instance."""
+    heap = [(row.ready, i * slots + k) for i, row in enumerate(result.instances.itertuples())
+            for k in range(slots)]
+    heapq.heapify(heap)
+    n = len(work)
+    start, end, inst = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
+    for j in range(n):
+        free, slot = heapq.heappop(heap)
+        start[j] = max(free, arrival[j])
+        end[j] = start[j] + work[j] / speed
+        inst[j] = slot // slots
+        heapq.heappush(heap, (end[j], slot))
+    return start, end, inst
+
+
 def test_fixed_pool_matches_reference_list_scheduler(cat):
     """Vectorised batches == one-task-at-a-time greedy FIFO (earliest-free slot) with a heap."""
     lim = PoolLimits(types=(C8I,), zones=(HZ,), min_per_type={C8I: 5}, max_per_type={C8I: 5})
@@ -35,18 +53,7 @@ def test_fixed_pool_matches_reference_list_scheduler(cat):
                  linger=0.0)
     assert r.summary["completed"] == 3000 and r.summary["instances"] == 5
     speed = cat.generation(cat.instance(C8I).generation).speed_factor
-    heap = []
-    for i, row in enumerate(r.instances.itertuples()):
-        for k in range(16):
-            heap.append((row.ready, i * 16 + k))
-    heapq.heapify(heap)
-    start = np.empty(wl.tasks)
-    end = np.empty(wl.tasks)
-    for j in range(wl.tasks):
-        free, slot = heapq.heappop(heap)
-        start[j] = max(free, wl.arrival[j])
-        end[j] = start[j] + wl.work[j] / speed
-        heapq.heappush(heap, (end[j], slot))
+    start, end, _ = _heap_schedule(r, wl.arrival, wl.work, speed)
     np.testing.assert_allclose(r.tasks["start"].values, start, rtol=0, atol=1e-6)
     np.testing.assert_allclose(r.tasks["end"].values, end, rtol=0, atol=1e-6)
     assert r.summary["makespan_s"] == pytest.approx(end.max() - wl.arrival.min())
@@ -76,15 +83,7 @@ def test_a_large_pool_with_ties_matches_the_heap_slot_for_slot(cat, quantised, n
     r = simulate(P.SingleZone(catalog=cat), Workload(work=work, arrival=arrival), lim, catalog=cat, tick=60.0,
                  boot={itype: 95.0}, reclaim_rate=0.0, seed=0, linger=0.0, progress=False)
     assert r.summary["completed"] == n and r.summary["instances"] == n_inst
-    heap = [(row.ready, i * 16 + k) for i, row in enumerate(r.instances.itertuples()) for k in range(16)]
-    heapq.heapify(heap)
-    start, end, inst = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
-    for j in range(n):
-        free, slot = heapq.heappop(heap)
-        start[j] = max(free, arrival[j])
-        end[j] = start[j] + work[j]
-        inst[j] = slot // 16
-        heapq.heappush(heap, (end[j], slot))
+    start, end, inst = _heap_schedule(r, arrival, work, 1.0)
     np.testing.assert_array_equal(r.tasks["start"].values, start)
     np.testing.assert_array_equal(r.tasks["end"].values, end)
     att = r.attempts.sort_values("task")

@@ -294,13 +294,13 @@ class Engine:
         last = self._last_arrival
         # tasks arrived before T (all of them once the last has arrived)
         arrived = self.ntasks if last < T else int(np.searchsorted(self.arrival, T, side="left"))
-        if self.rq.n - self.rq_pos + arrived - self.ptr <= 0:
+        avail = self.rq.n - self.rq_pos + arrived - self.ptr
+        if avail <= 0:
             return
         free = sl.free[: sl.n]
         cand = np.flatnonzero(sl.open[: sl.n] & (free < T))
         if cand.size == 0:
             return
-        avail = self.rq.n - self.rq_pos + arrived - self.ptr
         if cand.size > avail:  # more free slots than tasks: only the ``avail`` the heap pops first
             fc = free[cand]
             kth = np.partition(fc, avail - 1)[avail - 1]
@@ -432,7 +432,7 @@ class Engine:
         ins.slot0[ids] = sl.n + np.arange(n) * ns
         ins.nslots[ids] = ns
         ins.free_max[ids] = t + boot
-        self._ready_max = max(self._ready_max, float(ins.free_max[ids].max()))
+        self._ready_max = max(self._ready_max, float(ins.ready[ids].max()))
         ins.n += n
         sids = np.arange(sl.n, sl.n + n * ns)
         sl.free[sids] = np.repeat(t + boot, ns)
@@ -490,7 +490,7 @@ class Engine:
         s = self._slots_of(i)
         self.slot.open[s] = False
         iz, it = ins.zone[i], ins.itype[i]
-        self.closed_cost += charge(t - ins.grant[i], self.t_price[it, ins.market[i]], self.t_minc[it])
+        self.closed_cost += charge(t - ins.grant[i], ins.price[i], ins.minc[i])
         self.in_use[iz, it] -= self.t_cores[it]
         if ins.market[i] == 1:
             self.spot_use[iz, it] -= self.t_cores[it]
@@ -602,10 +602,13 @@ class Engine:
         self._agg_cache = (self._agg_version, parts)
         return parts
 
-    def _codes(self, alive, T: float) -> np.ndarray:
-        """State code of each alive instance at ``T``: 0 booting, 1 running, 2 draining."""
+    def _codes(self, alive, T: float, ready=None) -> np.ndarray:
+        """State code of each alive instance at ``T``: 0 booting, 1 running, 2 draining (``ready``:
+        their ready times, if at hand)."""
         ins = self.inst
-        return np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int8)
+        if ready is None:
+            ready = ins.ready[alive]
+        return np.where(ins.draining[alive], 2, np.where(ready > T, 0, 1)).astype(np.int8)
 
     def instance_arrays(self, alive, T: float):
         """Per alive instance: state code (0 booting, 1 running, 2 draining), running tasks and
@@ -771,11 +774,7 @@ class Engine:
                 head = self.pend_task[:k]
                 st, en = self.t_start[head], self.t_end[head]
                 fin = st == self.pend_start[:k]
-                us = (en - st)[fin] * 1e6
-                # rounded half to even (a few per tick: in Python, cheaper than the arrays)
-                self.done_us += sum(map(round, us.tolist())) if us.size <= 64 else \
-                    int(np.rint(us).astype(np.int64).sum())
-                self.done_n += us.size
+                self._add_done(st[fin], en[fin])
                 self.pend_task, self.pend_start = self.pend_task[k:], self.pend_start[k:]
                 self._pend_end = self._pend_end[k:]
                 self._npend = self.pend_task.size
@@ -785,11 +784,18 @@ class Engine:
         same = st == self.pend_start
         fin = same & (en <= T)
         if fin.any():
-            self.done_us += int(np.rint((en[fin] - st[fin]) * 1e6).astype(np.int64).sum())
-            self.done_n += int(fin.sum())
+            self._add_done(st[fin], en[fin])
         keep = same & ~fin
         self.pend_task, self.pend_start = self.pend_task[keep], self.pend_start[keep]
         self._npend = self.pend_task.size
+
+    def _add_done(self, st, en) -> None:
+        """Count completed attempts (starts ``st``, ends ``en``) into the exact mean: their times
+        in whole microseconds, rounded half to even (a few at a time in Python, which is cheaper
+        there than the arrays)."""
+        us = (en - st) * 1e6
+        self.done_us += sum(map(round, us.tolist())) if us.size <= 64 else int(np.rint(us).astype(np.int64).sum())
+        self.done_n += us.size
 
     def spent(self, T: float) -> float:
         """Billed cost of ended instances (kept as they end) + the meter of the live ones."""
@@ -847,12 +853,10 @@ class Engine:
                  ins.ready[alive])
             self._rec_arrays = a
         _, place, mk_a, cores_a, ready = a
-        booting = ready > T
-        code = (~booting).astype(np.int64)  # 0 booting, 1 running, 2 draining
-        code[ins.draining[alive]] = 2
+        code = self._codes(alive, T, ready).astype(np.int64)
         counts = np.bincount(code * (nt * nz) + place, minlength=3 * nt * nz).reshape(3, nt, nz)
         cores = np.bincount(mk_a, weights=cores_a * (code == 1), minlength=2)
-        later = ready[booting]
+        later = ready[ready > T]
         self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
         return counts, cores
 
