@@ -22,6 +22,7 @@ checked on the result.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from time import perf_counter
@@ -165,6 +166,8 @@ class Engine:
         self.t_minc = np.array([r.min_charge for r in recs])
         self.slots_map = {t: int(s) for t, s in zip(self.types, self.t_slots)}
         self._slots_list = self.t_slots.tolist()
+        self._cores_list = [float(c) for c in self.t_cores.tolist()]
+        self._live_stride = nt * nz
         self._place_keys = tuple((t, z, m) for t in self.types for z in self.zones for m in MARKETS)
         self._tindex = {t: k for k, t in enumerate(self.types)}
         self._zindex = {z: k for k, z in enumerate(self.zones)}
@@ -252,9 +255,20 @@ class Engine:
         self.noticed_count = np.zeros((nt, nz), dtype=np.int64)  # alive spot under notice
         self._agg_version = 0  # bumped whenever the counters above change
         self._agg_cache = None  # (version, Aggregates parts) reused while nothing changed
-        self._rec_cache = None  # (version, valid until, counts, cores) of record()
-        self._rec_arrays = None  # (alive, place, market, cores, ready) of its instances, see _state_counts
-        self._snap_version = -1  # _agg_version when the last snapshot was taken
+        # the record's instance counts, kept as counters (see _state_counts): alive instances by
+        # (state code, type, zone) and the cores of the running ones by market, each instance's
+        # code as counted (-1 once ended), the instances by ready time (the booting ones become
+        # running as the records pass it), and what the tick's decision granted and ended
+        self._live = [0] * (3 * nt * nz)
+        self._live_cores = [0.0] * len(MARKETS)
+        self._code_of: list[int] = []
+        self._place_of: list[int] = []  # type * zones + zone
+        self._boots: list[tuple[float, int]] = []  # (ready, instance), sorted from _boot_pos on
+        self._boot_pos = 0
+        self._live_version = 0
+        self._live_arrays = None  # (version, counts, cores) built for the record
+        self._tick_new: list[int] = []  # granted since the tick's snapshot
+        self._tick_gone: list[tuple[int, int]] = []  # (instance, state code) ended since it
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         # completed task times, summed exactly in whole microseconds (integers: the sum does not
         # depend on how completions are grouped into refreshes, so skipping asks changes nothing)
@@ -434,6 +448,18 @@ class Engine:
         ins.free_max[ids] = t + boot
         self._ready_max = max(self._ready_max, float(ins.ready[ids].max()))
         ins.n += n
+        place, i0 = it * len(self.zones) + iz, len(self._place_of)  # i0: ids[0]
+        self._code_of.extend([0] * n)
+        self._place_of.extend([place] * n)
+        self._live[place] += n  # booting (code 0) until a record passes its ready time
+        boots = self._boots
+        for i, r in zip(range(i0, i0 + n), (t + boot).tolist()):
+            if boots and r < boots[-1][0]:
+                bisect.insort(boots, (r, i), lo=self._boot_pos)
+            else:
+                boots.append((r, i))
+        self._tick_new.extend(range(i0, i0 + n))
+        self._live_version += 1
         sids = np.arange(sl.n, sl.n + n * ns)
         sl.free[sids] = np.repeat(t + boot, ns)
         sl.open[sids] = True
@@ -482,6 +508,13 @@ class Engine:
             self.n_draining -= 1
         ins.end[i] = t
         ins.reason[i] = reason
+        c = self._code_of[i]
+        self._live[c * self._live_stride + self._place_of[i]] -= 1
+        if c == 1:
+            self._live_cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+        self._code_of[i] = -1
+        self._tick_gone.append((i, 2 if ins.draining[i] else 0 if ins.ready[i] > t else 1))
+        self._live_version += 1
         self.alive_slots -= int(ins.nslots[i])
         self.alive_count[ins.itype[i]] -= 1
         if ins.notice[i] and ins.market[i] == 1:
@@ -511,6 +544,14 @@ class Engine:
             ins.draining[i] = True
             self.n_draining += 1
             ins.drain[i] = t
+            c, place = self._code_of[i], self._place_of[i]
+            live = self._live
+            live[c * self._live_stride + place] -= 1
+            live[2 * self._live_stride + place] += 1
+            if c == 1:
+                self._live_cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+            self._code_of[i] = 2
+            self._live_version += 1
         if ins.free_max[i] <= t:  # every slot free (free_max bounds their free times)
             drained = t
         else:
@@ -709,7 +750,6 @@ class Engine:
 
     def snapshot(self, T: float):
         ins = self.inst
-        self._snap_version = self._agg_version
         alive = self._alive()
         queued, nbusy, done = self._counts(T)
         idle_i = alive[self._idle_mask(alive, T)]
@@ -737,8 +777,7 @@ class Engine:
         mean = self.done_us / self.done_n / 1e6 if self.done_n else None
         state = _pool_state(float(T), int(queued), nbusy, _Views(self, alive, T), self.limits,
                      self.spent(T), mean, int(done), dict(self.refused), self.slots_map, 0)
-        attach_aggregates(state, summary)
-        return state, alive
+        return attach_aggregates(state, summary)
 
     def _update_mean(self, T: float, done: int | None = None) -> None:
         # exact mean of completed task times; refreshed every tick for the first 10,000
@@ -835,33 +874,64 @@ class Engine:
         if q is not None and self.serv_slots > q:
             self.limit_violations += 1
 
-    def _state_counts(self, T: float, alive):
-        """Instances by state, type and zone, and running cores by market, at ``T`` (for
-        :meth:`record`). They change only with the aggregates' version (grants, drains, notices,
-        ends) or when a booting instance becomes ready: reused until then (keyed by the version
-        when ``alive`` was taken, the snapshot's, and the version now, after the decision
-        applied: the counts are of the snapshot's instances as they are now)."""
-        c, version = self._rec_cache, (self._snap_version, self._agg_version)
-        if c is not None and c[0] == version and T < c[1]:
-            return c[2], c[3]
-        ins = self.inst
-        nt, nz = len(self.types), len(self.zones)
-        a = self._rec_arrays
-        if a is None or a[0] is not alive:  # what does not change while ``alive`` is the set
-            it_a = ins.itype[alive].astype(np.int64)
-            a = (alive, it_a * nz + ins.zone[alive], ins.market[alive], self.t_cores[it_a].astype(float),
-                 ins.ready[alive])
-            self._rec_arrays = a
-        _, place, mk_a, cores_a, ready = a
-        code = self._codes(alive, T, ready).astype(np.int64)
-        counts = np.bincount(code * (nt * nz) + place, minlength=3 * nt * nz).reshape(3, nt, nz)
-        cores = np.bincount(mk_a, weights=cores_a * (code == 1), minlength=2)
-        later = ready[ready > T]
-        self._rec_cache = (version, float(later.min()) if later.size else np.inf, counts, cores)
-        return counts, cores
+    def _live_at(self, T: float) -> None:
+        """Count the booting instances whose ready time ``T`` has reached as running."""
+        boots, k = self._boots, self._boot_pos
+        if k < len(boots) and boots[k][0] <= T:
+            code, live, stride = self._code_of, self._live, self._live_stride
+            ins = self.inst
+            while k < len(boots) and boots[k][0] <= T:
+                i = boots[k][1]
+                k += 1
+                if code[i] == 0:
+                    code[i] = 1
+                    live[self._place_of[i]] -= 1
+                    live[stride + self._place_of[i]] += 1
+                    self._live_cores[ins.market[i]] += self._cores_list[ins.itype[i]]
+            self._live_version += 1
+            if k > 4096 and 2 * k > len(boots):
+                del boots[:k]
+                k = 0
+            self._boot_pos = k
 
-    def record(self, T: float, queued: int, nbusy: int, done: int, spent: float, alive) -> None:
-        counts, cores = self._state_counts(T, alive)
+    def _next_ready(self) -> float:
+        """The earliest ready time not yet passed (the record's counts hold until then)."""
+        k = self._boot_pos
+        return self._boots[k][0] if k < len(self._boots) else math.inf
+
+    def _state_counts(self, T: float):
+        """Instances by state, type and zone, and running cores by market, at ``T`` (for
+        :meth:`record`): the instances alive at the tick's snapshot, in their state now (after
+        the decision applied: an instance it retired counts as draining, one it granted not
+        at all); from the counters that grants, drains and ends keep, the booting instances
+        becoming running as the records pass their ready times. The arrays are reused while
+        the counters do not change."""
+        self._live_at(T)
+        c = self._live_arrays
+        new, gone = self._tick_new, self._tick_gone
+        if c is not None and c[0] == self._live_version and not new and not gone:
+            return c[1], c[2]
+        live, cores = self._live, self._live_cores
+        if new or gone:
+            live, cores, ins, stride = list(live), list(cores), self.inst, self._live_stride
+            code, place = self._code_of, self._place_of
+            for i, k in gone:
+                live[k * stride + place[i]] += 1
+                if k == 1:
+                    cores[ins.market[i]] += self._cores_list[ins.itype[i]]
+            for i in new:
+                k = code[i]
+                live[k * stride + place[i]] -= 1
+                if k == 1:
+                    cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+        nt, nz = len(self.types), len(self.zones)
+        out = np.array(live, dtype=np.int64).reshape(3, nt, nz), np.array(cores, dtype=float)
+        if not new and not gone:
+            self._live_arrays = (self._live_version,) + out
+        return out
+
+    def record(self, T: float, queued: int, nbusy: int, done: int, spent: float) -> None:
+        counts, cores = self._state_counts(T)
         self.rec["inst"].append(counts)
         self.rec["cores"].append(cores)
         self.rec["time"].append(T)
@@ -891,17 +961,18 @@ class Engine:
 
     def _on_tick(self, t, _):
         self.events += 1
+        self._tick_new.clear()  # what the tick's decision grants and ends (see _state_counts)
+        self._tick_gone.clear()
         recording = self._nticks % self.record_every == 0
         quiet = self._quiet(t)
         if quiet:  # its decision would be empty: not asked
             queued, running, done = self._counts(t)
             self._update_mean(t, done)
-            self._snap_version = self._agg_version
             self.check_limits()
             if recording:
-                self.record(t, queued, running, done, self.spent(t), self._alive())
+                self.record(t, queued, running, done, self.spent(t))
         else:
-            state, parts = self.snapshot(t)
+            state = self.snapshot(t)
             decision = ask(self.policy, state)
             self.asks += 1
             self._asked_refusals = self.n_refusal_events
@@ -909,7 +980,7 @@ class Engine:
             self.check_limits()
             done = state.done
             if recording:
-                self.record(t, state.queued, state.running, done, state.spent, parts)
+                self.record(t, state.queued, state.running, done, state.spent)
         self._nticks += 1
         if quiet and done < self.ntasks:
             t, done = self._coast(t, done)
@@ -1015,8 +1086,8 @@ class Engine:
             r = self.rec
             at, k = ticks[rec], 0
             while k < rec.size:  # the instance counts change only where a boot ends
-                counts, cores = self._state_counts(float(at[k]), alive)
-                j = max(k + 1, int(np.searchsorted(at, self._rec_cache[1], side="left")))
+                counts, cores = self._state_counts(float(at[k]))
+                j = max(k + 1, int(np.searchsorted(at, self._next_ready(), side="left")))
                 r["inst"].extend([counts] * (j - k))
                 r["cores"].extend([cores] * (j - k))
                 k = j
