@@ -269,6 +269,7 @@ class Engine:
         self._live_arrays = None  # (version, counts, cores) built for the record
         self._tick_new: list[int] = []  # granted since the tick's snapshot
         self._tick_gone: list[tuple[int, int]] = []  # (instance, state code) ended since it
+        self.peak_cores = 0.0  # the most running cores of any record
         self.closed_cost = 0.0  # billed cost of terminated instances (the meter, at termination)
         # completed task times, summed exactly in whole microseconds (integers: the sum does not
         # depend on how completions are grouped into refreshes, so skipping asks changes nothing)
@@ -502,31 +503,34 @@ class Engine:
         ins = self.inst
         if ins.end[i] != np.inf:
             return
-        if not ins.draining[i]:
-            self._stop_serving(i)
-        else:
+        draining = bool(ins.draining[i])
+        if draining:
             self.n_draining -= 1
+        else:
+            self._stop_serving(i)
         ins.end[i] = t
         ins.reason[i] = reason
+        it, iz, mk, ns = int(ins.itype[i]), int(ins.zone[i]), int(ins.market[i]), int(ins.nslots[i])
+        cores = self._cores_list[it]
         c = self._code_of[i]
         self._live[c * self._live_stride + self._place_of[i]] -= 1
         if c == 1:
-            self._live_cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+            self._live_cores[mk] -= cores
         self._code_of[i] = -1
-        self._tick_gone.append((i, 2 if ins.draining[i] else 0 if ins.ready[i] > t else 1))
+        self._tick_gone.append((i, 2 if draining else 0 if ins.ready[i] > t else 1))
         self._live_version += 1
-        self.alive_slots -= int(ins.nslots[i])
-        self.alive_count[ins.itype[i]] -= 1
-        if ins.notice[i] and ins.market[i] == 1:
-            self.noticed_count[ins.itype[i], ins.zone[i]] -= 1
+        self.alive_slots -= ns
+        self.alive_count[it] -= 1
+        if mk == 1 and ins.notice[i]:
+            self.noticed_count[it, iz] -= 1
         self._agg_version += 1
-        s = self._slots_of(i)
-        self.slot.open[s] = False
-        iz, it = ins.zone[i], ins.itype[i]
-        self.closed_cost += charge(t - ins.grant[i], ins.price[i], ins.minc[i])
-        self.in_use[iz, it] -= self.t_cores[it]
-        if ins.market[i] == 1:
-            self.spot_use[iz, it] -= self.t_cores[it]
+        if not draining:  # (a draining instance's slots closed when it began to drain)
+            s0 = int(ins.slot0[i])
+            self.slot.open[s0:s0 + ns] = False
+        self.closed_cost += charge(t - float(ins.grant[i]), float(ins.price[i]), float(ins.minc[i]))
+        self.in_use[iz, it] -= cores
+        if mk == 1:
+            self.spot_use[iz, it] -= cores
         self.events += 1
 
     def drain(self, i: int, t: float, deadline: float | None, reason: int) -> None:
@@ -840,7 +844,7 @@ class Engine:
         """Billed cost of ended instances (kept as they end) + the meter of the live ones."""
         self._alive()
         grant, price, minc = self._alive_cache[2]
-        return float(self.closed_cost + np.sum(charge(T - grant, price, minc)))
+        return float(self.closed_cost + charge(T - grant, price, minc).sum())
 
     def apply(self, T: float, decision) -> None:
         ins = self.inst
@@ -926,6 +930,7 @@ class Engine:
                     cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
         nt, nz = len(self.types), len(self.zones)
         out = np.array(live, dtype=np.int64).reshape(3, nt, nz), np.array(cores, dtype=float)
+        self.peak_cores = max(self.peak_cores, sum(cores))
         if not new and not gone:
             self._live_arrays = (self._live_version,) + out
         return out

@@ -83,8 +83,9 @@ def charge(seconds, price, min_charge=0.0):
         # one instance (a clock's termination): the same rule without arrays, to the same bit
         return float(max(float(math.ceil(seconds - _EPS)), min_charge) * price) if seconds >= 0 else 0.0
     s = np.asarray(seconds, dtype=float)
-    billed = np.where(s >= 0, np.maximum(np.ceil(s - _EPS), min_charge), 0.0)
-    out = billed * np.asarray(price, dtype=float)
+    out = np.maximum(np.ceil(s - _EPS), min_charge) * np.asarray(price, dtype=float)
+    if s.size and not s.min() >= 0:  # a negative (or NaN) time costs nothing (a where only then)
+        out = np.where(s >= 0, out, 0.0)
     return float(out) if out.ndim == 0 else out
 
 

@@ -414,9 +414,7 @@ def _summary(eng: Engine, cat, name: str) -> dict:
     core_s = float((eng.t_cores[ins.itype[:n]] * life).sum())
     slot_s = float((ins.nslots[:n] * life).sum())
     busy_s = float((np.minimum(att.end[:na], T) - att.start[:na]).clip(min=0).sum())
-    cores_ts = eng.rec["cores"]
-    # (a record reuses its counts' array while they do not change: each array summed once)
-    peak = int(max(float(c.sum()) for c in {id(c): c for c in cores_ts}.values())) if cores_ts else 0
+    peak = int(eng.peak_cores)  # the most running cores of any record
     events = int(eng.events + na + int(np.sum(np.isfinite(att.end[:na]))))
     return {
         "policy": name,
