@@ -227,6 +227,7 @@ class Engine:
         self.pend_chunks: list = []
         self._npend = 0  # entries in pend_task and pend_chunks (an upper bound on completions to come)
         self._pend_end = None  # pend_task's ends when it is sorted by them (see _update_mean)
+        self._pend_cum = None  # (kills then, running sums of their times in us), see _update_mean
         self._mean_calls = 0  # ticks so far (the mean's refresh schedule, see _update_mean)
         self._alive_cache = None  # (version, alive instances, their meter arrays), see _alive
         self._counts_cache = self._room_cache = self._idle_cache = None  # see _counts, _room, _idle_mask
@@ -800,7 +801,7 @@ class Engine:
             self.pend_task = np.concatenate([self.pend_task] + [c[0] for c in self.pend_chunks])
             self.pend_start = np.concatenate([self.pend_start] + [c[1] for c in self.pend_chunks])
             self.pend_chunks = []
-            self._pend_end = None
+            self._pend_end = self._pend_cum = None
         if self.pend_task.size == 0:
             self._npend = 0
             return
@@ -811,9 +812,24 @@ class Engine:
             order = np.argsort(self.t_end[self.pend_task], kind="stable")
             self.pend_task, self.pend_start = self.pend_task[order], self.pend_start[order]
             self._pend_end = self.t_end[self.pend_task]
+            # and their times in whole microseconds, summed from the front (while no kill ends
+            # an attempt, every entry is one that will complete: a refresh is a difference)
+            st = self.t_start[self.pend_task]
+            if bool((st == self.pend_start).all()):
+                us = np.rint((self._pend_end - st) * 1e6).astype(np.int64)
+                self._pend_cum = (self.n_kills, np.concatenate([[0], np.cumsum(us)]))
         if self._pend_end is not None:
             k = int(np.searchsorted(self._pend_end, T, side="right"))
-            if k:
+            cum = self._pend_cum
+            if k and cum is not None and cum[0] == self.n_kills:
+                self.done_us += int(cum[1][k] - cum[1][0])
+                self.done_n += k
+                self._pend_cum = (cum[0], cum[1][k:])
+                self.pend_task, self.pend_start = self.pend_task[k:], self.pend_start[k:]
+                self._pend_end = self._pend_end[k:]
+                self._npend = self.pend_task.size
+            elif k:
+                self._pend_cum = None
                 head = self.pend_task[:k]
                 st, en = self.t_start[head], self.t_end[head]
                 fin = st == self.pend_start[:k]
