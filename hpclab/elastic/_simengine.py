@@ -254,6 +254,7 @@ class Engine:
         self.serv_place = np.zeros((nt, nz, len(MARKETS)), dtype=np.int64)  # serving, per place
         self.alive_count = np.zeros(nt, dtype=np.int64)  # instances not terminated, per type
         self.noticed_count = np.zeros((nt, nz), dtype=np.int64)  # alive spot under notice
+        self.n_noticed = 0  # its total
         self._agg_version = 0  # bumped whenever the counters above change
         self._agg_cache = None  # (version, Aggregates parts) reused while nothing changed
         # the record's instance counts, kept as counters (see _state_counts): alive instances by
@@ -524,6 +525,7 @@ class Engine:
         self.alive_count[it] -= 1
         if mk == 1 and ins.notice[i]:
             self.noticed_count[it, iz] -= 1
+            self.n_noticed -= 1
         self._agg_version += 1
         if not draining:  # (a draining instance's slots closed when it began to drain)
             s0 = int(ins.slot0[i])
@@ -605,6 +607,7 @@ class Engine:
         self.n_notices += 1
         if ins.market[i] == 1:
             self.noticed_count[ins.itype[i], ins.zone[i]] += 1
+            self.n_noticed += 1
             self._agg_version += 1
         self.drain(i, t, t + float(self.t_notice[ins.itype[i]]), 2)
 
@@ -641,7 +644,7 @@ class Engine:
         seen = {types[k]: self._slots_list[k] for k, v in enumerate(self.alive_count.tolist()) if v}
         nz = len(zones)
         noticed = frozenset((types[k // nz], zones[k % nz]) for k in np.flatnonzero(self.noticed_count).tolist()) \
-            if self.noticed_count.any() else frozenset()
+            if self.n_noticed else frozenset()
         keys = self._place_keys  # (type, zone, market) in serv_place's flat order
         places = {keys[k]: v for k, v in enumerate(self.serv_place.ravel().tolist()) if v}
         parts = (count, int(self.serv_slots), int(self.serv_spot_slots), seen, noticed, places)

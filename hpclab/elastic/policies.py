@@ -51,6 +51,7 @@ the pool from reaching the places further down the list or the on-demand fallbac
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
@@ -372,6 +373,9 @@ class _Base:
             self.candidates(state)
 
 
+_PPW: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 class _Plan:
     """Book-keeping while a decision is built: serving counts, limits, planned launches."""
 
@@ -432,7 +436,10 @@ class _Plan:
 
     def retire_idle(self, excess_cores: int) -> list[str]:
         """Idle running instances whose slots fit in ``excess_cores``, costliest per work first."""
-        ppw: dict[tuple[str, str], float] = {}
+        try:  # price per work by (itype, market), kept per catalog (its records are immutable)
+            ppw = _PPW.setdefault(self.cat, {})
+        except TypeError:  # a catalog that takes no weak references: per decision
+            ppw = {}
         now = self.state.time
 
         def key(row):
