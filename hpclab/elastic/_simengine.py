@@ -195,7 +195,7 @@ class Engine:
         self.arrival = np.asarray(workload.arrival, dtype=float)
         self._last_arrival = float(self.arrival[-1]) if self.arrival.size else -math.inf
         self.ntasks = self.work.size
-        self._mean_work = float(self.work.mean()) if self.ntasks else 1.0
+        self._mean_work = float(self.work.sum()) / self.ntasks if self.ntasks else 1.0
         self.t_start = np.full(self.ntasks, np.nan)
         self.t_end = np.full(self.ntasks, np.nan)
         self.t_slot = np.full(self.ntasks, -1, dtype=np.int64)
@@ -236,7 +236,8 @@ class Engine:
         trig = getattr(policy, "triggers", None)
         self._triggers = frozenset(trig) if trig and set(trig) <= SIM_TRIGGERS else None
         self._idle_after = float(getattr(policy, "idle_timeout", 0.0) or 0.0)
-        self._t_max = np.array([limits.max_per_type.get(t, np.iinfo(np.int64).max) for t in self.types],
+        big = np.iinfo(np.int64).max
+        self._t_max = np.array([limits.max_per_type.get(t, big) for t in self.types],
                                dtype=np.int64)
         self._t_min = np.array([limits.min_per_type.get(t, 0) for t in self.types], dtype=np.int64)
         self._t_max_list, self._t_min_list = self._t_max.tolist(), self._t_min.tolist()

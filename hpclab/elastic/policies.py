@@ -50,6 +50,7 @@ the pool from reaching the places further down the list or the on-demand fallbac
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -1064,6 +1065,15 @@ def make_policy(name, *, hysteresis: bool = False, wait: float = 60.0, cooldown:
 
 
 def _accepts(factory, param: str) -> bool:
+    """Whether ``factory`` takes the keyword ``param`` (its signature read once per factory)."""
+    try:
+        return _accepts_cached(factory, param)
+    except TypeError:  # an unhashable factory
+        return _accepts_cached.__wrapped__(factory, param)
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts_cached(factory, param: str) -> bool:
     import inspect
 
     try:
