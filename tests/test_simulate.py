@@ -738,3 +738,47 @@ def test_a_subclass_that_decides_otherwise_is_asked_every_tick(cat):
     assert r._eng.asks == r.summary["ticks"]
     ends = r.instances["end"].dropna()
     assert len(ends) == len(r.instances) and ends.max() < 5000 + 3 * 3600  # stopped: drained, then gone
+
+
+@pytest.mark.parametrize("policy, kw", [
+    ("global-spot", dict(reclaim_rate=0.5, capacity_noise=0.4)),  # notices, kills, refusals
+    ("target-duration", dict(record_every=3)),
+    ("spot-first", dict(reclaim_rate=2.0, capacity=0.05)),
+])
+def test_record_counts_equal_the_alive_instances_counted_directly(monkeypatch, policy, kw):
+    """The record's instance counts are kept as counters (grants, drains, ends, ready times
+    passed); every record must equal a count made directly from the instance arrays: the
+    instances alive at the tick's start (its snapshot), in their state at the record's time
+    (draining, booting before their ready time, else running), and the running cores by market."""
+    from hpclab.elastic import _simengine as E
+
+    cat = catalog.default()
+    lim = campaign_limits(2000, catalog=cat)
+    rng = np.random.default_rng(11)
+    wl = Workload(work=rng.lognormal(np.log(900), 0.6, 2000), arrival=np.sort(rng.uniform(0, 7200, 2000)))
+    checked = [0]
+    on_tick, counts = E.Engine._on_tick, E.Engine._state_counts
+
+    def tick(self, t, arg):
+        self._ref_alive = self._alive()
+        return on_tick(self, t, arg)
+
+    def direct(self, T):
+        got = counts(self, T)
+        ins, alive = self.inst, self._ref_alive
+        nt, nz = len(self.types), len(self.zones)
+        code = np.where(ins.draining[alive], 2, np.where(ins.ready[alive] > T, 0, 1)).astype(np.int64)
+        it = ins.itype[alive].astype(np.int64)
+        want = np.bincount(code * nt * nz + it * nz + ins.zone[alive], minlength=3 * nt * nz).reshape(3, nt, nz)
+        cores = np.bincount(ins.market[alive], weights=self.t_cores[it] * (code == 1), minlength=2)
+        np.testing.assert_array_equal(got[0], want, err_msg=f"instance counts at t = {T}")
+        np.testing.assert_array_equal(got[1], cores, err_msg=f"running cores at t = {T}")
+        checked[0] += 1
+        return got
+
+    monkeypatch.setattr(E.Engine, "_on_tick", tick)
+    monkeypatch.setattr(E.Engine, "_state_counts", direct)
+    r = simulate(P.make_policy(policy, catalog=cat), wl, lim, catalog=cat, seed=3, progress=False, **kw)
+    assert r.summary["completed"] > 0 and checked[0] > 20
+    if policy != "target-duration":
+        assert r.summary["reclaims"] > 0 and r.summary["hard_kills"] > 0  # the counters met both
