@@ -515,12 +515,11 @@ class Engine:
         ins.reason[i] = reason
         it, iz, mk, ns = int(ins.itype[i]), int(ins.zone[i]), int(ins.market[i]), int(ins.nslots[i])
         cores = self._cores_list[it]
+        self._live_at(t)  # its counted code is then its state at t
         c = self._code_of[i]
-        self._live[c * self._live_stride + self._place_of[i]] -= 1
-        if c == 1:
-            self._live_cores[mk] -= cores
+        self._count(i, c, -1, self._live, self._live_cores)
         self._code_of[i] = -1
-        self._tick_gone.append((i, 2 if draining else 0 if ins.ready[i] > t else 1))
+        self._tick_gone.append((i, c))
         self._live_version += 1
         self.alive_slots -= ns
         self.alive_count[it] -= 1
@@ -552,12 +551,8 @@ class Engine:
             ins.draining[i] = True
             self.n_draining += 1
             ins.drain[i] = t
-            c, place = self._code_of[i], self._place_of[i]
-            live = self._live
-            live[c * self._live_stride + place] -= 1
-            live[2 * self._live_stride + place] += 1
-            if c == 1:
-                self._live_cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+            self._count(i, self._code_of[i], -1, self._live, self._live_cores)
+            self._count(i, 2, 1, self._live, self._live_cores)
             self._code_of[i] = 2
             self._live_version += 1
         if ins.free_max[i] <= t:  # every slot free (free_max bounds their free times)
@@ -902,21 +897,26 @@ class Engine:
         """Count the booting instances whose ready time ``T`` has reached as running."""
         boots, k = self._boots, self._boot_pos
         if k < len(boots) and boots[k][0] <= T:
-            code, live, stride = self._code_of, self._live, self._live_stride
-            ins = self.inst
+            code, live, cores = self._code_of, self._live, self._live_cores
             while k < len(boots) and boots[k][0] <= T:
                 i = boots[k][1]
                 k += 1
                 if code[i] == 0:
                     code[i] = 1
-                    live[self._place_of[i]] -= 1
-                    live[stride + self._place_of[i]] += 1
-                    self._live_cores[ins.market[i]] += self._cores_list[ins.itype[i]]
+                    self._count(i, 0, -1, live, cores)
+                    self._count(i, 1, 1, live, cores)
             self._live_version += 1
             if k > 4096 and 2 * k > len(boots):
                 del boots[:k]
                 k = 0
             self._boot_pos = k
+
+    def _count(self, i: int, code: int, by: int, live: list, cores: list) -> None:
+        """Add ``by`` (1 or -1) times instance ``i`` in state ``code`` to the counts ``live`` (by
+        code, type and zone) and, if running, its cores to the running cores ``cores`` (by market)."""
+        live[code * self._live_stride + self._place_of[i]] += by
+        if code == 1:
+            cores[self.inst.market[i]] += by * self._cores_list[self.inst.itype[i]]
 
     def _next_ready(self) -> float:
         """The earliest ready time not yet passed (the record's counts hold until then)."""
@@ -937,17 +937,11 @@ class Engine:
             return c[1], c[2]
         live, cores = self._live, self._live_cores
         if new or gone:
-            live, cores, ins, stride = list(live), list(cores), self.inst, self._live_stride
-            code, place = self._code_of, self._place_of
+            live, cores = list(live), list(cores)
             for i, k in gone:
-                live[k * stride + place[i]] += 1
-                if k == 1:
-                    cores[ins.market[i]] += self._cores_list[ins.itype[i]]
+                self._count(i, k, 1, live, cores)
             for i in new:
-                k = code[i]
-                live[k * stride + place[i]] -= 1
-                if k == 1:
-                    cores[ins.market[i]] -= self._cores_list[ins.itype[i]]
+                self._count(i, self._code_of[i], -1, live, cores)
         nt, nz = len(self.types), len(self.zones)
         out = np.array(live, dtype=np.int64).reshape(3, nt, nz), np.array(cores, dtype=float)
         self.peak_cores = max(self.peak_cores, sum(cores))
