@@ -528,8 +528,7 @@ class Engine:
             self.n_noticed -= 1
         self._agg_version += 1
         if not draining:  # (a draining instance's slots closed when it began to drain)
-            s0 = int(ins.slot0[i])
-            self.slot.open[s0:s0 + ns] = False
+            self.slot.open[self._slots_of(i)] = False
         self.closed_cost += charge(t - float(ins.grant[i]), float(ins.price[i]), float(ins.minc[i]))
         self.in_use[iz, it] -= cores
         if mk == 1:
