@@ -250,7 +250,8 @@ def compare(results, labels=None, *, dim: str = "run") -> xr.Dataset:
 POOL_UNITS = {"tasks": "tasks", "tasks_done": "tasks", "makespan_s": "s", "cost_usd": "USD",
               "instance_seconds": "s", "billed_seconds": "s", "instances": "count",
               "peak_cores": "cores", "utilisation": "1", "reclaims": "count", "refusals": "count",
-              "tasks_redone": "count", "end_time_s": "s", "wall_s": "s", "finished": "1"}
+              "tasks_redone": "count", "end_time_s": "s", "wall_s": "s", "finished": "1",
+              "policy_lag_s": "s"}
 
 
 def pool_sections(per: pd.DataFrame, the_bill: xr.Dataset | None = None):
@@ -310,6 +311,10 @@ def from_pool(scenario, pool, *, until: float, tasks: int, tasks_done: int, make
     values = {"tasks": tasks, "tasks_done": tasks_done, "makespan_s": makespan_s, **totals,
               "peak_cores": peak, "reclaims": reclaims, "refusals": refused, "end_time_s": until,
               "wall_s": wall_s,
+              # how late the policy loop ran at worst (pool seconds): a pause of this process
+              # that the emulated times (wall times) absorb
+              "policy_lag_s": max(0.0, float(getattr(getattr(pool, "_adaptive", None), "max_lag", 0.0)))
+              / float(pool.time_scale),
               "finished": tasks_done == tasks,
               "policy": getattr(getattr(pool, "policy", None), "name", "")}
     values.update(extra or {})

@@ -89,6 +89,34 @@ def test_scale_0_to_2_to_0_with_a_policy_and_full_lifecycle():
         assert len(client.scheduler_info()["workers"]) == 0
 
 
+class Stall(Burst):
+    """Burst, but its third decision blocks the pool's event loop for ``pause`` wall seconds."""
+
+    def __init__(self, pause):
+        super().__init__(1)
+        self.pause, self.calls = pause, 0
+
+    def decide(self, state):
+        self.calls += 1
+        if self.calls == 3:
+            time.sleep(self.pause)  # the stall under test (blocks the event loop)
+        return super().decide(state)
+
+
+def test_the_policy_loop_measures_how_late_it_runs():
+    """A pause of the process delays the next policy call: the adaptive keeps the largest delay
+    beyond its interval (wall seconds), and a steady loop keeps it small."""
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, policy=Stall(0.6),
+                     interval=0.05) as pool:
+        pool.wait_for(lambda p: p.policy.calls >= 6, 30)
+        lag = pool._adaptive.max_lag
+    assert 0.45 <= lag < 5.0
+    with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, policy=Stall(0.0),
+                     interval=0.05) as pool:
+        pool.wait_for(lambda p: p.policy.calls >= 6, 30)
+        assert pool._adaptive.max_lag < 0.45
+
+
 def test_boot_delay_is_sampled_from_the_catalog_and_scaled_to_wall_time():
     inst = catalog.default().instance(C8I)
     with ElasticPool(C8I, ZONE, time_scale=0.01, processes=False, seed=3) as pool:

@@ -57,11 +57,33 @@ def _agree(a, b, keys, tol=0.15):
     assert_summary_close(a, b, keys, rtol=tol)
 
 
+def _real_and_virtual(run_real, run_virtual, keys, tol=0.15):
+    """(real, virtual) Results of the same scenario on the two clocks.
+
+    The real clock's times are wall times: a pause of this process (a long garbage collection in
+    a full test run, another job on the cores) delays the pool's policy, and with it the end of
+    the run and of every live instance. The real run reports how late its policy loop ran at
+    worst (``policy_lag_s``). A first run that disagrees on ``keys`` by more than ``tol``, but by
+    no more than that lag explains (the lag on the makespan, the lag times the instances on
+    instance-seconds and their cost), is measured once more, and the second must agree. A
+    disagreement the lag does not explain fails at once."""
+    for attempt in range(2):
+        real = run_real(attempt)
+        virtual = run_virtual(attempt)
+        lag, n = real["policy_lag_s"], real["instances"]
+        rate = virtual["cost_usd"] / virtual["instance_seconds"] if virtual["instance_seconds"] else 0.0
+        room = {"makespan_s": lag, "instance_seconds": lag * n, "cost_usd": lag * n * rate}
+        over = {k: abs(real[k] - virtual[k]) - tol * abs(virtual[k]) for k in keys}
+        if attempt or max(over.values()) <= 0 or any(x > room[k] for k, x in over.items() if x > 0):
+            return real, virtual
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def test_burst_agrees_on_both_clocks():
     """The same file on the two clocks: tasks, instance-seconds and cost within 15%."""
     s = Scenario.example("burst")
-    real = s.run("real")
-    virtual = s.run("virtual")
+    real, virtual = _real_and_virtual(lambda _: s.run("real"), lambda _: s.run("virtual"),
+                                      ("instance_seconds", "cost_usd", "makespan_s"))
     assert real["tasks_done"] == virtual["tasks_done"] == s.workload["tasks"]
     _agree(real, virtual, ("instance_seconds", "cost_usd", "makespan_s"))
     assert real["instances"] == virtual["instances"]
@@ -69,9 +91,12 @@ def test_burst_agrees_on_both_clocks():
 
 def test_small_screening_campaign_agrees_on_both_clocks(tmp_path):
     s = Scenario.example("screening_small")
-    real = s.run("real", out=tmp_path / "screen")
+    real, virtual = _real_and_virtual(
+        lambda k: s.run("real", out=tmp_path / f"screen{k}"),
+        lambda k: s.replace(workload={"costs_from": str(tmp_path / f"screen{k}")}).run("virtual"),
+        ("instance_seconds", "cost_usd"))
     assert real["roc_auc_2d"] > 0.5
-    virtual = s.replace(workload={"costs_from": str(tmp_path / "screen")}).run("virtual")
+    assert real["policy_lag_s"] >= 0
     assert real["tasks_done"] == virtual["tasks_done"] == real["tasks"]
     assert real["molecules"] == virtual["molecules"]
     _agree(real, virtual, ("instance_seconds", "cost_usd"))

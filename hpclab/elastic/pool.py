@@ -37,6 +37,7 @@ import contextlib
 import importlib.util
 import logging
 import math
+import time
 
 import dask
 
@@ -68,12 +69,18 @@ class PolicyAdaptive(Adaptive):
     needs "which type, where, which market, and which instances to retire", so this class
     overrides ``adapt`` (the method ``Adaptive``'s periodic callback calls) and keeps the rest:
     the periodic callback, ``stop`` and the cluster's ``adapt`` hook.
+
+    It also measures how late its own calls come (:attr:`max_lag`, wall seconds beyond
+    ``interval``): the pool's emulated times are wall times, so a pause of this process (a long
+    garbage collection, a starved CPU) delays decisions and stretches instance-seconds by as much.
     """
 
     def __init__(self, cluster, policy, interval: float = 0.2, **kwargs):
         if not callable(getattr(policy, "decide", None)):
             raise HpclabError(f"policy must have a decide(state) method, got {type(policy).__name__}")
         self.policy = policy
+        self.max_lag = 0.0  # the largest delay of a call beyond the interval, wall seconds
+        self._last_call = None
         super().__init__(cluster, interval=interval, minimum=0, maximum=math.inf, wait_count=1,
                          **kwargs)
 
@@ -84,6 +91,10 @@ class PolicyAdaptive(Adaptive):
         return len(self.cluster.plan) + sum(x.count for x in d.launch) - len(d.retire)
 
     async def adapt(self) -> None:
+        now = time.monotonic()
+        if self._last_call is not None:
+            self.max_lag = max(self.max_lag, now - self._last_call - self.interval)
+        self._last_call = now
         if self._adapting:
             return
         self._adapting = True
