@@ -98,6 +98,24 @@ def test_standardisation_keeps_the_parent_neutral():
     assert changed and Chem.MolToSmiles(mol) == "CC(=O)O"
 
 
+def test_standardisation_stays_quiet_when_rdkit_logs_are_switched_back_on(capfd):
+    """RDKit's log switches are one state per process, and its conformer embedder, running in
+    another pool instance's thread, can turn them back on. The standardiser's INFO lines
+    ("Running Uncharger", ...) must still not reach the terminal."""
+    from rdkit import RDLogger
+
+    from hpclab.workloads.screening.pipeline import _tools
+
+    _tools()
+    RDLogger.EnableLog("rdApp.info")  # what an embedder's restore in another thread does
+    try:
+        scr.prepare("CC(=O)[O-].[Na+]")
+    finally:
+        RDLogger.DisableLog("rdApp.*")
+    out, err = capfd.readouterr()
+    assert "Uncharger" not in out + err and "Normalizer" not in out + err
+
+
 # ------------------------------------------------------------------ shipped reference data
 
 def test_tpsa_matches_daylight_values_shipped_with_rdkit():

@@ -22,6 +22,7 @@ Stages, in order (as a real ligand-based screen runs):
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -108,11 +109,17 @@ class ScreenParams:
 
 @lru_cache(maxsize=1)
 def _tools():
-    from rdkit import RDLogger
+    from rdkit import RDLogger, rdBase
     from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
     from rdkit.Chem.MolStandardize import rdMolStandardize
 
     RDLogger.DisableLog("rdApp.*")
+    # those switches are one state for the whole process, and RDKit's conformer embedder saves
+    # and restores it around its work: with pool instances as threads in one process, a restore
+    # can turn them back on, and the standardiser then prints its INFO lines. So RDKit's messages
+    # also go through the "rdkit" Python logger, which passes errors only.
+    rdBase.LogToPythonLogger()
+    logging.getLogger("rdkit").setLevel(logging.ERROR)
     fparams = FilterCatalogParams()
     fparams.AddCatalog(FilterCatalogParams.FilterCatalogs.PAINS)
     return {"pains": FilterCatalog(fparams),
