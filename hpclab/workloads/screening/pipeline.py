@@ -114,10 +114,10 @@ def _tools():
     from rdkit.Chem.MolStandardize import rdMolStandardize
 
     RDLogger.DisableLog("rdApp.*")
-    # those switches are one state for the whole process, and RDKit's conformer embedder saves
-    # and restores it around its work: with pool instances as threads in one process, a restore
-    # can turn them back on, and the standardiser then prints its INFO lines. So RDKit's messages
-    # also go through the "rdkit" Python logger, which passes errors only.
+    # those switches are one state for the whole process, and RDKit's 3D code (the conformer
+    # embedder) turns them back on now and then when it runs in another thread (pool instances
+    # as threads in one process); the standardiser then prints its INFO lines. So RDKit's
+    # messages also go through the "rdkit" Python logger, which passes errors only.
     rdBase.LogToPythonLogger()
     logging.getLogger("rdkit").setLevel(logging.ERROR)
     fparams = FilterCatalogParams()
